@@ -1,0 +1,1 @@
+"""Data: procedural phantoms, thick-slice simulation, phantom sets and NIfTI io."""
