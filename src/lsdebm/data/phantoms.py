@@ -17,8 +17,8 @@ Endplate width grows from ~40 mm (L1) to ~50 mm (L5), depth ~33-37 mm, body heig
 
 Coordinates: array axes are (Z, Y, X) = (cranio-caudal, antero-posterior, left-right).
 Physical ``z`` grows superiorly, ``y`` grows posteriorly (the body is at negative ``y``),
-``x`` is left-right. The affine maps array indices to these millimetre coordinates with
-the volume centred at the origin.
+``x`` is left-right. The affine (see :func:`grid_affine`) maps array indices to RAS+ world
+millimetres with the volume centred at the origin.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class Phantom:
     Attributes:
         mask: Binary mask, uint8 {0, 1}, shape (Z, Y, X).
         parts: Part labels (see ``PART_LABELS``), uint8, 0 = background.
-        affine: 4x4 float64 voxel-to-millimetre map, volume centred at the origin.
+        affine: 4x4 float64 voxel-to-RAS-millimetre map (:func:`grid_affine`), centred at the origin.
         level: "L1" .. "L5".
         params: Subject parameters (dimensions in mm, pose in degrees/mm, seed).
     """
@@ -73,10 +73,19 @@ class Phantom:
     params: dict = field(default_factory=dict)
 
 
-def grid_affine(size: int, spacing: float) -> np.ndarray:
-    """Return the affine of a ``size``³ grid with isotropic ``spacing`` centred at the origin."""
-    affine = np.diag([spacing, spacing, spacing, 1.0])
-    affine[:3, 3] = -(size - 1) / 2.0 * spacing
+def grid_affine(size: int, spacing: float, center=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """Affine of the model frame: a ``size``³ grid at ``spacing`` mm centred at ``center``.
+
+    The model frame's array axes (Z, Y, X) point superior, posterior and right in RAS+
+    world coordinates, so axis 0 maps to world +z, axis 1 to world -y, axis 2 to world +x.
+    Phantoms use it, and :func:`lsdebm.data.nifti.crop_label` resamples real files into it,
+    so both reach the model in the same orientation.
+    """
+    affine = np.zeros((4, 4))
+    affine[:3, :3] = np.array([[0.0, 0.0, 1.0], [0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]) * spacing
+    affine[3, 3] = 1.0
+    middle = np.full(3, (size - 1) / 2.0)
+    affine[:3, 3] = np.asarray(center, float) - affine[:3, :3] @ middle
     return affine
 
 
