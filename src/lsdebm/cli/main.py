@@ -1,0 +1,57 @@
+"""Entry point of the ``lsdebm`` command.
+
+Each subcommand is a module in this package exposing ``add_parser(subparsers)`` (which
+registers its parser) and ``run(args) -> int``. To add one, write the module and add its
+name to ``SUBCOMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from lsdebm import __version__
+from lsdebm.errors import LsdebmError
+
+SUBCOMMANDS = [
+    "phantoms",
+    "metrics",
+    "demo",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="lsdebm",
+        description="LSD-EBM: latent-space diffusion with an energy-based prior for 3D vertebra masks.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f"lsdebm.cli.{name}")
+        sub = module.add_parser(subparsers)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; user errors print one line and return exit code 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "run", None) is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.run(args) or 0)
+    except LsdebmError as exc:
+        print(f"lsdebm: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lsdebm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
