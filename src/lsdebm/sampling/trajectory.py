@@ -1,0 +1,209 @@
+"""Trajectories: a recorder that consumes sampler events and a CPU-side, file-backed record.
+
+Named axes (``Trajectory.AXES``):
+  forward   (repeat, t, dim)        z_0 ... z_{t*} of the forward chain (t = 0 is the encoding)
+  reverse   (repeat, t, k, dim)     z_t-space latent (y / a_{t+1}) at recorded Langevin iterations
+  energy    (repeat, t, k)          conditional energy U at those iterations
+  grad_norm (repeat, t, k)          |grad U|
+  k_values  (k,)                    which 1-based Langevin iterations were recorded (last = K)
+Reverse arrays are indexed by t = 0 .. t*-1 (the step producing z_t). For LEBM the posterior
+iterations are stored as a single reverse step t = 0.
+
+A *frame* index s runs over the whole process for scrubbing: s = 0..t* is forward z_s,
+s = t*+1 .. 2t* is the reverse step t = 2t* - s.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsdebm.errors import InputError
+from lsdebm.fileio import atomic_write
+from lsdebm.sampling.events import Event, LangevinEvent, ResultEvent, StepEvent
+
+FORMAT = "lsdebm-trajectory"
+FORMAT_VERSION = 1
+
+
+def latent_variance(z: np.ndarray) -> np.ndarray:
+    """Variance across latent coordinates (ddof 0), the y-axis of the paper's Fig. 5."""
+    return np.var(z, axis=-1)
+
+
+@dataclass
+class Trajectory:
+    forward: np.ndarray
+    reverse: np.ndarray
+    energy: np.ndarray
+    grad_norm: np.ndarray
+    k_values: np.ndarray
+    a_cum: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    AXES = {"forward": ("repeat", "t", "dim"), "reverse": ("repeat", "t", "k", "dim"),
+            "energy": ("repeat", "t", "k"), "grad_norm": ("repeat", "t", "k"), "k_values": ("k",)}
+
+    @property
+    def depth(self) -> int:
+        return self.reverse.shape[1]
+
+    @property
+    def repeats(self) -> int:
+        return self.forward.shape[0]
+
+    @property
+    def n_frames(self) -> int:
+        return self.forward.shape[1] + self.reverse.shape[1]
+
+    @property
+    def n_k(self) -> int:
+        return len(self.k_values)
+
+    def frame_info(self, s: int) -> tuple[str, int]:
+        """(phase, t) of frame ``s``."""
+        if not 0 <= s < self.n_frames:
+            raise IndexError(f"frame {s} outside 0..{self.n_frames - 1}")
+        nf = self.forward.shape[1]
+        return ("forward", s) if s < nf else ("reverse", self.depth - 1 - (s - nf))
+
+    def latent(self, s: int, k_index: int = -1, repeat: int = 0, clean: bool = False) -> np.ndarray:
+        """Latent at frame ``s`` and recorded iteration ``k_index`` (forward frames ignore k).
+
+        With ``clean`` the predicted clean latent z_t / a_cum[t] is returned instead.
+        """
+        phase, t = self.frame_info(s)
+        z = self.forward[repeat, t] if phase == "forward" else self.reverse[repeat, t, k_index]
+        return z / self.a_cum[t] if clean else z
+
+    def forward_variance(self) -> np.ndarray:
+        return latent_variance(self.forward)
+
+    def reverse_variance(self) -> np.ndarray:
+        """Variance of the final latent of each reverse step, (repeat, t)."""
+        return latent_variance(self.reverse[:, :, -1])
+
+    def process_variance(self) -> np.ndarray:
+        """Variance per frame s over the whole forward+reverse process, (repeat, n_frames)."""
+        rev = self.reverse_variance()[:, ::-1]
+        return np.concatenate([self.forward_variance(), rev], axis=1)
+
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write an ``.npz`` (no pickles) atomically."""
+        path = Path(path)
+        meta = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **self.metadata})
+        arrays = {name: getattr(self, name) for name in ("forward", "reverse", "energy", "grad_norm",
+                                                          "k_values", "a_cum")}
+
+        def write(f):
+            np.savez_compressed(f, metadata=np.array(meta), **arrays)
+
+        atomic_write(path, write, overwrite=overwrite)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, expect_checkpoint: str | None = None) -> "Trajectory":
+        """Read a trajectory file; errors name the file and the problem."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: trajectory file not found")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except Exception as exc:  # zip/npz corruption of any kind
+            raise InputError(f"{path}: not a readable trajectory .npz ({type(exc).__name__}: {exc})") from None
+        try:
+            meta = json.loads(str(arrays.pop("metadata")))
+        except (KeyError, ValueError):
+            raise InputError(f"{path}: trajectory metadata missing or corrupt") from None
+        if meta.get("format") != FORMAT:
+            raise InputError(f"{path}: not an lsdebm trajectory (format={meta.get('format')!r})")
+        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise InputError(f"{path}: trajectory format version {meta['format_version']} is newer than this "
+                             f"library supports ({FORMAT_VERSION}); upgrade napari-lsdebm")
+        missing = {"forward", "reverse", "energy", "grad_norm", "k_values", "a_cum"} - set(arrays)
+        if missing:
+            raise InputError(f"{path}: trajectory is missing arrays {sorted(missing)}")
+        meta.pop("format"), meta.pop("format_version")
+        traj = cls(metadata=meta, **arrays)
+        traj.validate(str(path))
+        if expect_checkpoint and meta.get("checkpoint_sha256") not in (None, expect_checkpoint):
+            raise InputError(f"{path}: trajectory was recorded with checkpoint {meta['checkpoint_sha256'][:12]}…, "
+                             f"not the loaded one ({expect_checkpoint[:12]}…)")
+        return traj
+
+    def validate(self, name: str = "trajectory") -> None:
+        r, t, k, d = self.reverse.shape
+        ok = (self.forward.ndim == 3 and self.forward.shape[0] == r and self.forward.shape[2] == d
+              and self.energy.shape == (r, t, k) and self.grad_norm.shape == (r, t, k)
+              and self.k_values.shape == (k,) and len(self.a_cum) >= self.forward.shape[1])
+        if not ok:
+            raise InputError(f"{name}: inconsistent trajectory array shapes")
+
+
+class TrajectoryRecorder:
+    """Consumes events; keeps latents on the CPU, every ``every``-th Langevin iteration (and the last).
+
+    Use as ``for ev in run_events(...): recorder(ev)`` or ``recorder.consume(events)``.
+    """
+
+    def __init__(self, K: int, a: np.ndarray, a_cum: np.ndarray, every: int = 1,
+                 metadata: dict[str, Any] | None = None) -> None:
+        if every < 1:
+            raise InputError(f"record every={every} must be >= 1")
+        self.K, self.every = K, every
+        self.a, self.a_cum = np.asarray(a), np.asarray(a_cum)
+        self.k_values = np.unique(np.r_[np.arange(every, K + 1, every), K]).astype(np.int64)
+        self._kpos = {int(k): i for i, k in enumerate(self.k_values)}
+        self.forward: dict[int, np.ndarray] = {}
+        self.reverse: dict[int, np.ndarray] = {}
+        self.energy: dict[int, np.ndarray] = {}
+        self.grad: dict[int, np.ndarray] = {}
+        self.result: ResultEvent | None = None
+        self.metadata = dict(metadata or {})
+
+    def __call__(self, ev: Event) -> None:
+        if isinstance(ev, StepEvent) and ev.phase in ("encode", "forward"):
+            self.forward[ev.t] = ev.z.detach().cpu().float().numpy()
+        elif isinstance(ev, LangevinEvent):
+            pos = self._kpos.get(ev.k)
+            if pos is None:
+                return
+            scale = self.a[ev.t + 1] if ev.phase == "reverse" else 1.0
+            z = ev.z.detach().cpu().float().numpy() / scale
+            if ev.t not in self.reverse:
+                n, d = z.shape
+                nk = len(self.k_values)
+                self.reverse[ev.t] = np.zeros((n, nk, d), np.float32)
+                self.energy[ev.t] = np.zeros((n, nk), np.float32)
+                self.grad[ev.t] = np.zeros((n, nk), np.float32)
+            self.reverse[ev.t][:, pos] = z
+            self.energy[ev.t][:, pos] = ev.energy.detach().cpu().float().numpy()
+            self.grad[ev.t][:, pos] = ev.grad_norm.detach().cpu().float().numpy()
+        elif isinstance(ev, ResultEvent):
+            self.result = ev
+
+    def consume(self, events) -> ResultEvent | None:
+        for ev in events:
+            self(ev)
+        return self.result
+
+    def trajectory(self) -> Trajectory:
+        if not self.forward:
+            raise InputError("no events were recorded")
+        fwd = np.stack([self.forward[t] for t in sorted(self.forward)], axis=1)
+        ts = sorted(self.reverse)
+        n, d = fwd.shape[0], fwd.shape[2]
+        nk = len(self.k_values)
+        if ts:
+            rev = np.stack([self.reverse[t] for t in ts], axis=1)
+            en = np.stack([self.energy[t] for t in ts], axis=1)
+            gn = np.stack([self.grad[t] for t in ts], axis=1)
+        else:
+            rev, en, gn = (np.zeros((n, 0, nk, d), np.float32), np.zeros((n, 0, nk), np.float32),
+                           np.zeros((n, 0, nk), np.float32))
+        return Trajectory(fwd.astype(np.float32), rev, en, gn, self.k_values.copy(),
+                          self.a_cum.astype(np.float64), dict(self.metadata))

@@ -1,0 +1,1 @@
+"""Training: losses per model (Algorithm 1 for LSD-EBM) and the training loop."""
