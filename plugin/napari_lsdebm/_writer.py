@@ -1,0 +1,34 @@
+"""NIfTI writer contribution for Labels layers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lsdebm.data.nifti import write_volume
+
+
+def layer_affine(meta: dict) -> np.ndarray:
+    """The source affine from layer metadata, else a diagonal affine from ``scale``."""
+    affine = meta.get("metadata", {}).get("affine")
+    if affine is not None:
+        return np.asarray(affine, dtype=float)
+    scale = meta.get("scale")
+    ndim = 3
+    scale = np.ones(ndim) if scale is None else np.asarray(scale, float)[-ndim:]
+    affine = np.eye(4)
+    affine[:3, :3] = np.diag(scale)
+    translate = meta.get("translate")
+    if translate is not None:
+        affine[:3, 3] = np.asarray(translate, float)[-ndim:]
+    return affine
+
+
+def write_labels(path: str, data, meta: dict) -> list[str]:
+    """Write a Labels layer as NIfTI with its source affine (or one built from scale)."""
+    if not str(path).endswith((".nii", ".nii.gz")):
+        path = f"{path}.nii.gz"
+    array = np.asarray(data)
+    if array.max(initial=0) < 256 and array.min(initial=0) >= 0:
+        array = array.astype(np.uint8)
+    write_volume(path, array, layer_affine(meta), overwrite=True)
+    return [str(path)]
