@@ -31,9 +31,9 @@ PY=.venv/bin/python
 "$PY" -m pip --version >/dev/null 2>&1 || "$PY" -m ensurepip --upgrade
 
 if ! "$PY" -c "import torch" >/dev/null 2>&1; then
-  echo "setup: installing torch==2.13.0 (CPU)"
-  "$PY" -m pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
-    || "$PY" -m pip install "torch==2.13.0"
+  echo "setup: installing torch==2.13.0"
+  # The CPU index gives the small CPU build on Linux (2.13.0+cpu satisfies the pin).
+  "$PY" -m pip install "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
 fi
 
 "$PY" -m pip install -e ".[viewer,test]"
