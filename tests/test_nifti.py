@@ -1,0 +1,107 @@
+import gzip
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from lsdebm.data.nifti import crop_label, paste_back, read_volume, write_volume
+from lsdebm.data.phantom_set import generate_pairs, read_set, write_set
+from lsdebm.data.phantoms import make_vertebra
+from lsdebm.errors import InputError, LsdebmError
+from lsdebm.metrics import dice
+
+
+def _oblique_affine(shape):
+    theta = np.deg2rad(20)
+    rotation = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([0.9, -1.1, 1.6])
+    affine[:3, 3] = -(affine[:3, :3] @ ((np.array(shape) - 1) / 2)) + [5, -3, 2]
+    return affine
+
+
+@pytest.fixture(scope="module")
+def oblique_labels():
+    phantom = make_vertebra("L2", 5, 128, 1.0)
+    shape = (150, 130, 90)
+    affine = _oblique_affine(shape)
+    moved = ndimage.affine_transform(phantom.mask.astype(np.float32), np.linalg.inv(phantom.affine) @ affine,
+                                     output_shape=shape, order=1) >= 0.5
+    labels = moved.astype(np.uint8) * 7
+    labels[:5, :5, :5] = 3  # another structure that must survive paste-back
+    return labels, affine
+
+
+def test_write_read_keeps_affine(tmp_path, oblique_labels):
+    labels, affine = oblique_labels
+    path = write_volume(tmp_path / "labels.nii.gz", labels, affine)
+    volume = read_volume(path)
+    np.testing.assert_allclose(volume.affine, affine, atol=1e-5)
+    np.testing.assert_allclose(volume.spacing, (0.9, 1.1, 1.6), atol=1e-5)
+    assert np.array_equal(volume.data, labels)
+    with pytest.raises(LsdebmError, match="--overwrite"):
+        write_volume(path, labels, affine)
+    write_volume(path, labels, affine, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["labels.nii.gz"]  # no temp files left
+
+
+def test_crop_and_paste_back_round_trip(oblique_labels):
+    labels, affine = oblique_labels
+    crop, info = crop_label(labels, affine, label=7, grid=128, spacing=1.0)
+    assert crop.shape == (128,) * 3 and crop.dtype == np.uint8
+    back = paste_back(crop, info)
+    assert back.shape == labels.shape
+    assert dice(back, labels == 7) > 0.95
+    merged = paste_back(crop, info, base=labels)
+    assert (merged == 3).sum() == (labels == 3).sum()
+    with pytest.raises(InputError, match="labels present"):
+        crop_label(labels, affine, label=9)
+
+
+def test_crop_of_phantom_keeps_model_orientation():
+    phantom = make_vertebra("L3", 0)
+    crop, info = crop_label(phantom.mask, phantom.affine, grid=64, spacing=2.0)
+    shift = (np.linalg.inv(phantom.affine) @ np.r_[info.centroid_mm, 1])[:3] - 31.5
+    expected = ndimage.shift(phantom.mask.astype(float), -shift, order=1) >= 0.5
+    assert dice(crop, expected) > 0.97
+
+
+@pytest.mark.parametrize("problem,content,match", [
+    ("missing", None, "not found"),
+    ("empty", b"", "empty"),
+    ("corrupt", gzip.compress(b"not a nifti at all" * 10), "cannot read"),
+])
+def test_read_errors_name_the_file(tmp_path, problem, content, match):
+    path = tmp_path / f"{problem}.nii.gz"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=match) as info:
+        read_volume(path)
+    assert str(path) in str(info.value)
+
+
+def test_read_rejects_non_nifti_4d_and_nan(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"x")
+    with pytest.raises(InputError, match="not a NIfTI"):
+        read_volume(tmp_path / "a.png")
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(np.zeros((3, 3, 3, 2), np.float32), np.eye(4)), tmp_path / "four.nii")
+    with pytest.raises(InputError, match="3D"):
+        read_volume(tmp_path / "four.nii")
+    data = np.zeros((3, 3, 3), np.float32)
+    data[1, 1, 1] = np.nan
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "nan.nii")
+    with pytest.raises(InputError, match="NaN"):
+        read_volume(tmp_path / "nan.nii")
+
+
+def test_phantom_set_round_trip(tmp_path):
+    write_set(tmp_path / "set", n=3, seed=1, size=32, spacing=4.0)
+    pairs = read_set(tmp_path / "set")
+    fresh = generate_pairs(3, seed=1, size=32, spacing=4.0)
+    assert [p.level for p in pairs] == ["L1", "L2", "L3"]
+    for loaded, made in zip(pairs, fresh):
+        assert loaded.name == made.name and loaded.sim_params == made.sim_params
+        assert np.array_equal(loaded.hq, made.hq) and np.array_equal(loaded.lq, made.lq)
+        np.testing.assert_allclose(np.linalg.norm(loaded.affine[:3, :3], axis=0), 4.0)
