@@ -1,0 +1,53 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lsdebm import __version__
+from lsdebm.cli.main import main
+
+
+def test_version_subprocess():
+    out = subprocess.run([sys.executable, "-m", "lsdebm.cli.main", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and __version__ in out.stdout
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    help_text = capsys.readouterr().out
+    for name in ("phantoms", "metrics", "demo"):
+        assert name in help_text
+
+
+def test_phantoms_then_metrics(tmp_path, capsys):
+    out = tmp_path / "set"
+    assert main(["phantoms", "--out", str(out), "--n", "3", "--size", "32", "--spacing", "4"]) == 0
+    assert sorted(p.name for p in (out / "hq").iterdir()) == ["case0000_L1.nii.gz", "case0001_L2.nii.gz",
+                                                              "case0002_L3.nii.gz"]
+    assert (out / "manifest.csv").read_text().startswith("name,level,seed")
+    capsys.readouterr()
+    lq, hq = out / "lq" / "case0000_L1.nii.gz", out / "hq" / "case0000_L1.nii.gz"
+    assert main(["metrics", str(lq), str(hq), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0.3 < result["dsc"] < 1.0 and result["hd95"] >= 0
+    assert main(["metrics", str(hq), str(hq), "--reference-compat"]) == 0
+    assert "DSC  1.0000" in capsys.readouterr().out
+    # Existing output is refused with a one-line user error, exit code 2.
+    assert main(["phantoms", "--out", str(out), "--n", "3", "--size", "32", "--spacing", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lsdebm: error:") and "--overwrite" in err and "Traceback" not in err
+
+
+def test_user_error_is_one_line(tmp_path, capsys):
+    assert main(["metrics", str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "a.nii.gz" in err
+
+
+def test_demo_prints_metrics(capsys):
+    assert main(["demo", "--size", "32", "--spacing", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "DSC" in out and "spinous" in out
