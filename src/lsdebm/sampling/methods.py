@@ -58,6 +58,15 @@ def sampling_schedule(model: torch.nn.Module) -> Schedule:
     return make_schedule(model.cfg.schedule, for_sampling=True)
 
 
+def iterations(model: torch.nn.Module, s: RunSettings = RunSettings()) -> int:
+    """Langevin iterations per step that ``run_events`` will emit (what a recorder must expect)."""
+    if model.kind == "lsdebm":
+        return langevin_config(model, s).K
+    if model.kind == "lebm":
+        return model.cfg.lebm.posterior_steps if s.steps is None else s.steps
+    return 0
+
+
 def make_generator(seed: int, device: torch.device | str) -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))

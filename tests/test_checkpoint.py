@@ -1,0 +1,67 @@
+"""Safetensors checkpoints: round trip, identical samples, refusal of pickles and bad files."""
+import pickle
+
+import pytest
+import torch
+
+from lsdebm.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from lsdebm.config import get_preset
+from lsdebm.errors import CheckpointError, LsdebmError
+from lsdebm.models import build_model
+from lsdebm.sampling import RunSettings, run
+
+
+class _Evil:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_save_load_identical_samples(tmp_path, tiny_pair):
+    torch.manual_seed(0)
+    model = build_model("lsdebm", get_preset("tiny")).eval()
+    path = save_checkpoint(model, tmp_path / "m.safetensors", info={"training_data": "none"})
+    loaded = load_checkpoint(path)
+    assert loaded.kind == "lsdebm" and loaded.info["training_data"] == "none" and len(loaded.sha256) == 64
+    x = torch.as_tensor(tiny_pair[1]).float()
+    a = run(model, x, RunSettings(seed=3, use_mean=False)).probs
+    b = run(loaded.model, x, RunSettings(seed=3, use_mean=False)).probs
+    assert torch.equal(a, b)
+    assert read_metadata(path)["config"] == model.cfg
+
+
+def test_half_storage_loads_as_float32(tmp_path):
+    model = build_model("vae", get_preset("tiny"))
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "h.safetensors", half=True))
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".pkl"])
+def test_pickles_are_refused_and_never_unpickled(tmp_path, suffix):
+    marker = tmp_path / "pwned"
+    bad = tmp_path / f"model{suffix}"
+    bad.write_bytes(pickle.dumps(_Evil(str(marker))))
+    with pytest.raises(CheckpointError, match="never loaded"):
+        load_checkpoint(bad)
+    disguised = tmp_path / "model.safetensors"
+    disguised.write_bytes(pickle.dumps(_Evil(str(marker))))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(disguised)
+    assert not marker.exists()
+
+
+def test_bad_checkpoints(tmp_path):
+    model = build_model("vae", get_preset("tiny"))
+    good = save_checkpoint(model, tmp_path / "g.safetensors")
+    trunc = tmp_path / "t.safetensors"
+    trunc.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="t.safetensors"):
+        load_checkpoint(trunc)
+    with pytest.raises(CheckpointError, match="holds a vae model, expected lsdebm"):
+        load_checkpoint(good, expect_kind="lsdebm")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+    with pytest.raises(LsdebmError, match="already exists"):
+        save_checkpoint(model, good)
