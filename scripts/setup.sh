@@ -2,7 +2,7 @@
 # Set up everything needed to run and test napari-lsdebm (idempotent).
 #   - as root with apt-get: installs the Xvfb / Mesa / Qt system libraries if missing
 #   - creates .venv with python3 if missing
-#   - installs torch==2.13.0 (CPU wheel index) only if torch is not importable in .venv
+#   - installs torch==2.13.0 only if torch is not importable in .venv
 #   - installs this project editable with its viewer and test extras
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,8 +32,9 @@ PY=.venv/bin/python
 
 if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   echo "setup: installing torch==2.13.0"
-  # The CPU index gives the small CPU build on Linux (2.13.0+cpu satisfies the pin).
-  "$PY" -m pip install "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
+  # Pinned, and installed before the project so that its `torch>=2.1` requirement is already
+  # satisfied (a bare requirement with no torch present would pull the CUDA build).
+  "$PY" -m pip install "torch==2.13.0"
 fi
 
 "$PY" -m pip install -e ".[viewer,test]"
