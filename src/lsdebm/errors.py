@@ -15,3 +15,11 @@ class InputError(LsdebmError):
 
 class CheckpointError(LsdebmError):
     """A checkpoint is missing, incomplete or incompatible with the requested model."""
+
+
+class InputWarning(UserWarning):
+    """An input is usable but was changed or looks suspicious (squeezed axes, border contact, ...).
+
+    The command line prints these as one ``lsdebm: warning: ...`` line; napari shows them as
+    notifications.
+    """

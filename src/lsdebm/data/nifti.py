@@ -10,6 +10,7 @@ into the original grid and written with the original affine and header.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +19,14 @@ import numpy as np
 from scipy import ndimage
 
 from lsdebm.data.phantoms import grid_affine
-from lsdebm.errors import InputError
+from lsdebm.data.validate import (check_affine, check_compression, foreground, one_line, squeeze_shape,
+                                  voxel_itemsize)
+from lsdebm.errors import InputError, InputWarning
 from lsdebm.fileio import atomic_write
+from lsdebm.limits import array_bytes, check_memory
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+SPACING_RANGE_MM = (0.05, 20.0)
 
 
 @dataclass(frozen=True)
@@ -49,38 +54,91 @@ def affine_spacing(affine: np.ndarray) -> tuple:
 def read_volume(path: str | os.PathLike) -> Volume:
     """Read a 3D NIfTI file, keeping its affine and header.
 
+    Checks, in order, before any voxel is read: the file exists and is a file, has a NIfTI
+    name, is not empty, its gzip-ness matches its name, nibabel can parse the header, the
+    voxel type is integer/boolean/real, the volume is 3D (trailing singleton 4th/5th axes are
+    dropped with an :class:`InputWarning`), the array fits the memory limit
+    (:func:`lsdebm.limits.check_memory`) and the affine is finite and invertible. Then the
+    voxels are read and must be finite. A spacing outside 0.05-20 mm (usually a units error in
+    the header) and a non-orthogonal (sheared) affine are accepted with an :class:`InputWarning`.
+
     Raises:
-        InputError: If the file is missing, empty, not NIfTI, corrupt, not 3D (a trailing
-            singleton 4th axis is dropped) or contains NaN; the message names the file.
+        InputError: For every problem above; the message names the file, the problem and
+            what is expected, on one line.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; expected a NIfTI .nii or .nii.gz file")
     if not path.is_file():
         raise InputError(f"{path}: file not found (expected a NIfTI .nii or .nii.gz file)")
     if not path.name.endswith(NIFTI_SUFFIXES):
         raise InputError(f"{path}: not a NIfTI file name (expected .nii or .nii.gz)")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: file is empty (expected a NIfTI volume)")
+    check_compression(path)
     try:
-        image = nib.load(str(path))
-        data = np.asanyarray(image.dataobj)
-    except Exception as exc:  # nibabel raises many types for broken files
-        raise InputError(f"{path}: cannot read as NIfTI ({exc})") from exc
-    while data.ndim > 3 and data.shape[-1] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise InputError(f"{path}: expected a 3D volume, got shape {data.shape}")
-    if data.dtype.kind == "f" and np.isnan(data).any():
-        raise InputError(f"{path}: volume contains NaN values (expected a finite mask or label map)")
-    affine = np.asarray(image.affine, dtype=np.float64)
-    return Volume(data=data, affine=affine, header=image.header, spacing=affine_spacing(affine))
+        image = nib.load(str(path), mmap=False)
+        if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+            raise TypeError(f"a {type(image).__name__} file, not NIfTI")
+        shape = tuple(int(v) for v in image.header.get_data_shape())
+        affine = np.asarray(image.affine, dtype=np.float64)
+    except Exception as exc:  # nibabel raises many types for broken headers
+        raise InputError(f"{path}: cannot read as NIfTI ({one_line(exc)}); expected an intact NIfTI-1 or NIfTI-2 "
+                         "file") from None
+    itemsize = voxel_itemsize(path, image.header)
+    shape3 = squeeze_shape(path, shape)
+    check_memory(array_bytes(shape, itemsize), f"{path}: a {'x'.join(map(str, shape3))} volume")
+    affine = check_affine(affine, str(path))
+    if not path.name.endswith(".gz"):  # an uncompressed file's size is known: report truncation exactly
+        need = int(getattr(image.dataobj, "offset", 0)) + array_bytes(shape, image.header.get_data_dtype().itemsize)
+        if path.stat().st_size < need:
+            raise InputError(f"{path}: file is truncated ({path.stat().st_size} bytes; the header needs {need}); "
+                             "expected the complete volume")
+    try:
+        data = np.asarray(image.dataobj).reshape(shape3)
+    except Exception as exc:  # truncated data, bad gzip stream, short reads
+        raise InputError(f"{path}: voxel data cannot be read ({one_line(exc)}); the file is truncated or "
+                         "corrupt, expected the complete volume") from None
+    if data.dtype.kind == "f":
+        finite = np.isfinite(data)
+        if not finite.all():
+            n_nan = int(np.isnan(data).sum())
+            n_inf = int(data.size - finite.sum()) - n_nan
+            raise InputError(f"{path}: volume contains {n_nan} NaN and {n_inf} infinite values; expected finite "
+                             "values (a binary mask, label map or probability map)")
+    spacing = affine_spacing(affine)
+    lo, hi = SPACING_RANGE_MM
+    if not all(lo <= s <= hi for s in spacing):
+        warnings.warn(f"{path}: voxel spacing {tuple(round(s, 6) for s in spacing)} mm is outside {lo}-{hi} mm; "
+                      "check the header's units (results are resampled with this spacing)", InputWarning,
+                      stacklevel=2)
+    columns = affine[:3, :3] / np.asarray(spacing)
+    if not np.allclose(columns.T @ columns, np.eye(3), atol=1e-4):
+        warnings.warn(f"{path}: the affine is not orthogonal (sheared); resampling uses the full affine, "
+                      "outputs keep it in the sform (the qform can only approximate it)", InputWarning,
+                      stacklevel=2)
+    return Volume(data=data, affine=affine, header=image.header, spacing=spacing)
+
+
+def compact_int_dtype(data: np.ndarray) -> np.dtype:
+    """The smallest of uint8/int16/int32/int64 holding every value of an integer array."""
+    lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
+    for dtype in (np.uint8, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
 
 
 def write_volume(path, data, affine, header=None, overwrite: bool = False):
     """Write ``data`` as NIfTI with ``affine`` (and ``header`` if given), atomically.
 
+    Nothing is written on an error; an existing file is kept unless ``overwrite``.
+
     Raises:
-        LsdebmError: If the file exists and ``overwrite`` is False.
-        InputError: If the name is not .nii/.nii.gz or the data is not 3D.
+        LsdebmError: If the file exists and ``overwrite`` is False, or cannot be written.
+        InputError: If the name is not .nii/.nii.gz, the data is not 3D or of a type NIfTI
+            cannot store, or the affine is not finite and invertible.
     """
     path = Path(path)
     if not path.name.endswith(NIFTI_SUFFIXES):
@@ -90,8 +148,15 @@ def write_volume(path, data, affine, header=None, overwrite: bool = False):
         raise InputError(f"{path}: can only write 3D volumes, got shape {data.shape}")
     if data.dtype == bool:
         data = data.astype(np.uint8)
+    elif data.dtype == np.float16:
+        data = data.astype(np.float32)
+    if data.dtype.kind not in "iuf":
+        raise InputError(f"{path}: cannot store {data.dtype} voxels; expected integer or real values")
+    if data.dtype.kind in "iu" and data.dtype.itemsize == 8:  # nibabel refuses implicit 64-bit ints
+        data = data.astype(compact_int_dtype(data))
+    affine = check_affine(affine, str(path))
     header = header.copy() if header is not None else None
-    image = nib.Nifti1Image(data, np.asarray(affine, dtype=np.float64), header)
+    image = nib.Nifti1Image(data, affine, header, dtype=data.dtype)
     image.set_data_dtype(data.dtype)
     image.set_qform(image.affine, code=1)
     image.set_sform(image.affine, code=1)
@@ -128,9 +193,13 @@ def _resample(data: np.ndarray, out_shape, out_affine, in_affine, order: int) ->
 def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: float = 2.0):
     """Crop one structure around its centroid and resample it to the model grid.
 
+    A structure touching the volume border, or extending past the model's field of view
+    (``grid * spacing`` mm), is cropped with background padding and reported with an
+    :class:`InputWarning` (it may be cut off).
+
     Args:
-        data: 3D mask or label map.
-        affine: Its voxel-to-world affine (any orientation, anisotropic allowed).
+        data: 3D mask or label map (see :func:`lsdebm.data.validate.foreground` for values other than {0, 1}).
+        affine: Its voxel-to-world affine (any orientation, anisotropic or sheared allowed).
         label: Label id to crop; None takes every nonzero voxel.
         grid: Model grid size per axis.
         spacing: Model spacing in mm.
@@ -140,22 +209,41 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
         the :class:`CropInfo` needed to paste a result back.
 
     Raises:
-        InputError: If the data is not 3D or the label is absent.
+        InputError: If the data is not 3D, the affine is unusable, the volume is empty, the
+            label is absent (the present ones are listed), the grid would not fit in memory,
+            or the structure is smaller than one model voxel (a spacing/units error).
     """
     data = np.asarray(data)
     if data.ndim != 3:
         raise InputError(f"expected a 3D volume, got shape {data.shape}")
-    binary = data == label if label is not None else data != 0
-    if not binary.any():
-        present = [int(v) for v in np.unique(data) if v != 0][:20]
-        raise InputError(f"label {label} not found in the volume; labels present: {present or 'none'}")
-    affine = np.asarray(affine, dtype=np.float64)
-    centroid_vox = np.argwhere(binary).mean(0)
+    if int(grid) < 1 or not spacing > 0:
+        raise InputError(f"model grid {grid} / spacing {spacing} mm must be positive")
+    check_memory(3 * array_bytes((grid,) * 3, 4), f"a crop on the {grid}^3 model grid")
+    affine = check_affine(affine, "crop_label")
+    binary = foreground(data, label)
+    where = f"label {label}" if label is not None else "the structure"
+    voxels = np.argwhere(binary)
+    centroid_vox = voxels.mean(0)
     centroid_mm = affine[:3, :3] @ centroid_vox + affine[:3, 3]
     crop_affine = grid_affine(grid, spacing, centroid_mm)
+    touching = [axis for axis in range(3) if voxels[:, axis].min() == 0
+                or voxels[:, axis].max() == data.shape[axis] - 1]
+    if touching:
+        warnings.warn(f"{where} touches the volume border along axis {touching}; it may be cut off "
+                      "(the crop is padded with background)", InputWarning, stacklevel=2)
+    in_crop = (np.linalg.inv(crop_affine) @ affine)[:3]
+    coords = voxels @ in_crop[:, :3].T + in_crop[:, 3]
+    if coords.min() < -0.5 or coords.max() > grid - 0.5:
+        extent = float((coords.max(0) - coords.min(0)).max() * spacing)
+        warnings.warn(f"{where} extends {extent:.0f} mm, beyond the model's {grid * spacing:g} mm field of "
+                      "view; the parts outside are cut off", InputWarning, stacklevel=2)
     crop = _resample(binary.astype(np.float32), (grid,) * 3, crop_affine, affine, order=1)
+    crop = (crop >= 0.5).astype(np.uint8)
+    if not crop.any():
+        raise InputError(f"{where} ({len(voxels)} voxels of {tuple(round(v, 4) for v in affine_spacing(affine))}"
+                         f" mm) is smaller than one {spacing:g} mm model voxel; check the file's spacing (units?)")
     info = CropInfo(tuple(data.shape), affine, crop_affine, label, tuple(float(v) for v in centroid_mm))
-    return (crop >= 0.5).astype(np.uint8), info
+    return crop, info
 
 
 def paste_back(crop_result, info: CropInfo, base=None) -> np.ndarray:
@@ -171,6 +259,12 @@ def paste_back(crop_result, info: CropInfo, base=None) -> np.ndarray:
         An array with the original shape: the pasted mask, or the updated label map.
     """
     crop_result = np.asarray(crop_result, dtype=np.float32)
+    if crop_result.ndim != 3:
+        raise InputError(f"can only paste back a 3D result, got shape {crop_result.shape}")
+    if not np.all(np.isfinite(crop_result)):
+        raise InputError("the result to paste back contains NaN or infinite values; expected probabilities in [0, 1]")
+    if base is not None and np.shape(base) != tuple(info.source_shape):
+        raise InputError(f"base volume has shape {np.shape(base)}; expected the cropped volume's {info.source_shape}")
     corners = np.array(np.meshgrid(*[[0, n - 1] for n in crop_result.shape], indexing="ij")).reshape(3, -1)
     world = info.crop_affine[:3, :3] @ corners + info.crop_affine[:3, 3:4]
     inv = np.linalg.inv(info.source_affine)

@@ -1,0 +1,112 @@
+"""Validation of user volumes: affines, NIfTI headers, foreground selection.
+
+Every check raises :class:`lsdebm.errors.InputError` with a one-line message naming the file
+(or value), the problem and what is expected, or warns with :class:`InputWarning` when the
+input is usable after a stated change (squeezed axes, thresholded probabilities, ...).
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from lsdebm.errors import InputError, InputWarning
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (nibabel's messages span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def check_affine(affine, name: str = "affine") -> np.ndarray:
+    """Return ``affine`` as a float64 4x4 array; refuse non-finite or singular ones.
+
+    A non-orthogonal (sheared) affine is accepted: resampling uses the full matrix.
+
+    Raises:
+        InputError: If it is not 4x4, has NaN/inf, or a zero-volume (singular) 3x3 part.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4):
+        raise InputError(f"{name}: affine has shape {affine.shape}; expected 4x4")
+    if not np.all(np.isfinite(affine)):
+        raise InputError(f"{name}: affine contains NaN or infinite values; expected a finite voxel-to-world matrix")
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    if np.any(spacing <= 0) or abs(np.linalg.det(affine[:3, :3])) <= 1e-12 * np.prod(spacing):
+        raise InputError(f"{name}: affine is singular (voxel spacing {tuple(round(float(v), 6) for v in spacing)} mm "
+                         "or collapsed axes); expected an invertible voxel-to-world matrix")
+    return affine
+
+
+def check_compression(path: Path) -> None:
+    """Refuse a name whose .gz suffix disagrees with the gzip magic bytes (a common mix-up)."""
+    with open(path, "rb") as handle:
+        gzipped = handle.read(2) == GZIP_MAGIC
+    if path.name.endswith(".gz") and not gzipped:
+        raise InputError(f"{path}: named .nii.gz but not gzip-compressed; expected a gzip file (rename it to .nii?)")
+    if not path.name.endswith(".gz") and gzipped:
+        raise InputError(f"{path}: gzip-compressed but named .nii; expected an uncompressed file "
+                         "(rename it to .nii.gz)")
+
+
+def squeeze_shape(path: Path, shape: tuple) -> tuple:
+    """Drop trailing singleton axes beyond the third (with a warning); refuse anything else not 3D."""
+    squeezed = tuple(shape)
+    while len(squeezed) > 3 and squeezed[-1] == 1:
+        squeezed = squeezed[:-1]
+    if len(squeezed) != 3:
+        what = {1: "1D", 2: "2D image"}.get(len(squeezed), f"{len(squeezed)}D volume")
+        raise InputError(f"{path}: {what} of shape {tuple(shape)}; expected a single 3D volume "
+                         "(4D/5D files are accepted only when their extra axes have length 1)")
+    if squeezed != tuple(shape):
+        warnings.warn(f"{path}: {len(shape)}D shape {tuple(shape)} squeezed to 3D {squeezed} "
+                      "(trailing axes of length 1 dropped)", InputWarning, stacklevel=3)
+    if 0 in squeezed:
+        raise InputError(f"{path}: shape {squeezed} has an axis of length 0; expected a non-empty 3D volume")
+    return squeezed
+
+
+def voxel_itemsize(path: Path, header) -> int:
+    """Bytes per voxel once read (scaled data comes back as float64); refuse unsupported types."""
+    dtype = np.dtype(header.get_data_dtype())
+    if dtype.kind not in "biuf" or dtype.fields is not None:
+        raise InputError(f"{path}: voxel type {dtype} is not supported; expected integer, boolean or real values "
+                         "(a mask, label map or probability map)")
+    slope, inter = header.get_slope_inter()
+    scaled = (slope is not None and slope != 1) or (inter is not None and inter != 0)
+    return 8 if scaled else dtype.itemsize
+
+
+def foreground(data: np.ndarray, label: int | None) -> np.ndarray:
+    """The voxels to crop: ``label``, or all nonzero voxels (with a warning for label maps).
+
+    Without a label, a real-valued map with values other than 0 and 1 (a probability map) is
+    thresholded at 0.5, and a map holding several labels is taken as one structure; both are
+    reported with an :class:`InputWarning` that says how to choose one label instead.
+    """
+    if label is not None:
+        binary = data == label
+        if not binary.any():
+            present = [int(v) for v in np.unique(data) if v != 0][:20]
+            raise InputError(f"label {label} not found in the volume; labels present: {present or 'none'}")
+        return binary
+    binary = data != 0
+    if not binary.any():
+        raise InputError("the volume has no foreground voxels (all zero); expected a non-empty mask or label map")
+    if data.dtype.kind == "b":
+        return binary
+    values = np.unique(data[binary])
+    if data.dtype.kind == "f" and not np.all(values == np.round(values)):
+        binary = data >= 0.5
+        warnings.warn(f"values between 0 and 1 (a probability map?) were thresholded at 0.5 "
+                      f"({int(binary.sum())} voxels kept)", InputWarning, stacklevel=3)
+        if not binary.any():
+            raise InputError("no voxel is >= 0.5; expected a mask, label map or probability map with foreground")
+    elif values.size > 1:
+        shown = ", ".join(f"{v:g}" for v in values[:10]) + (", ..." if values.size > 10 else "")
+        warnings.warn(f"the volume holds {values.size} labels ({shown}); all nonzero voxels are cropped as one "
+                      "structure (pass a label, e.g. --label, to crop one)", InputWarning, stacklevel=3)
+    return binary
