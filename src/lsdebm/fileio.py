@@ -3,17 +3,61 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable
 
 from lsdebm.errors import LsdebmError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable (best effort: not every platform can open a directory)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move the finished temporary file to ``path``; without ``overwrite`` never replace a file.
+
+    Without ``overwrite`` a hard link is used, which fails if ``path`` appeared meanwhile (no
+    check-then-rename race); filesystems without hard links fall back to a checked rename.
+    """
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise LsdebmError(f"{path} already exists; pass --overwrite to replace it") from None
+    except OSError:
+        if path.exists():
+            raise LsdebmError(f"{path} already exists; pass --overwrite to replace it") from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
 
 def atomic_write(
     path: str | os.PathLike, write_fn: Callable[[Path], None], overwrite: bool = False
 ) -> Path:
     """Write a file atomically: to a temporary file in the same directory, then rename.
+
+    Readers see either the old file or the complete new one, never a partial file; if
+    ``write_fn`` raises (including ``KeyboardInterrupt``), neither the destination nor the
+    temporary file is left behind. The new file gets the usual permissions (``0o666`` minus
+    the umask) or, when replacing, those of the file it replaces.
 
     Args:
         path: Destination file. Its parent directory is created if missing.
@@ -27,22 +71,37 @@ def atomic_write(
         The destination path.
 
     Raises:
-        LsdebmError: If the destination exists and ``overwrite`` is False.
+        LsdebmError: If the destination exists and ``overwrite`` is False, is a directory,
+            or cannot be written (permissions, disk full, ...; the message names the path).
     """
     path = Path(path)
+    if path.is_dir():
+        raise LsdebmError(f"{path} is a directory; expected a file name to write")
     if path.exists() and not overwrite:
         raise LsdebmError(f"{path} already exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise LsdebmError(f"cannot write {path}: {blocking} is a file, not a directory")
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~_UMASK
+        path.parent.mkdir(parents=True, exist_ok=True)
+        suffix = "".join(path.suffixes)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise LsdebmError(f"cannot write {path}: {exc.strerror or exc}") from exc
     tmp = Path(tmp_name)
     try:
         write_fn(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        os.chmod(tmp, mode)
+        _publish(tmp, path, overwrite)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise LsdebmError(f"cannot write {path}: {exc.strerror or exc}") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
     return path
