@@ -18,6 +18,10 @@ SUBCOMMANDS = [
     "phantoms",
     "metrics",
     "demo",
+    "reconstruct",
+    "evaluate",
+    "checkpoints",
+    "convert",
 ]
 
 

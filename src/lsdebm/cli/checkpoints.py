@@ -1,0 +1,79 @@
+"""``lsdebm checkpoints``: list the bundled checkpoints (or given files) with their metadata."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``checkpoints`` subcommand."""
+    p = subparsers.add_parser("checkpoints", help="list bundled checkpoints with their metadata",
+                              description="Kind, preset, grid/spacing, T, K, training data, test metrics "
+                                          "(from test_metrics.json when recorded for this exact file), size, sha256.")
+    p.add_argument("files", nargs="*", metavar="FILE", help="describe these .safetensors files instead")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    return p
+
+
+def describe(path: Path, name: str | None = None) -> dict[str, Any]:
+    """Metadata summary of one checkpoint file (header read only, plus a sha256 of the file)."""
+    from lsdebm.checkpoint import read_metadata, sha256_of
+    from lsdebm.report import recorded_metrics
+
+    meta = read_metadata(path)
+    cfg, info = meta["config"], meta["info"]
+    sha = sha256_of(path)
+    name = name or path.stem
+    entry = {"name": name, "path": str(path), "kind": meta["kind"], "preset": cfg.preset,
+             "grid": cfg.model.grid, "spacing_mm": cfg.model.spacing, "latent_dim": cfg.model.latent_dim,
+             "T": cfg.schedule.T, "K": cfg.langevin.K, "recon_steps": cfg.langevin.recon_steps,
+             "size_mb": round(path.stat().st_size / 2**20, 2), "sha256": sha,
+             "description": info.get("description"), "training_data": info.get("data", info.get("training_data")),
+             "command": info.get("command"), "test_metrics": None}
+    recorded = recorded_metrics(name, sha)
+    if recorded is not None:
+        entry["test_metrics"] = recorded
+    elif isinstance(info.get("test_metrics"), dict):
+        entry["test_metrics"] = info["test_metrics"]
+    return entry
+
+
+def _headline(metrics: dict[str, Any] | None) -> str:
+    if not metrics:
+        return "not evaluated"
+    rows = metrics.get("rows", {})
+    parts = []
+    for row, cols in rows.items():
+        dsc = cols.get("dsc", {})
+        if dsc.get("mean") is not None:
+            parts.append(f"{row} DSC {dsc['mean']:.3f}" + (f"±{dsc['std']:.3f}" if dsc.get("std") is not None else ""))
+    return "; ".join(parts) or "recorded"
+
+
+def run(args) -> int:
+    """Print the table (or JSON)."""
+    from lsdebm.checkpoint import bundled_checkpoints
+
+    if args.files:
+        items = [(Path(f), None) for f in args.files]
+    else:
+        items = [(p, name) for name, p in bundled_checkpoints().items()]
+    entries = [describe(p, n) for p, n in items]
+    if args.json:
+        print(json.dumps(entries, indent=2, default=str))
+        return 0
+    if not entries:
+        print("no bundled checkpoints installed")
+        return 0
+    for e in entries:
+        data = e["training_data"]
+        data = data if isinstance(data, str) or data is None else json.dumps(data, default=str)
+        print(f"{e['name']}  [{e['kind']}, preset {e['preset']}]  {e['grid']}^3 @ {e['spacing_mm']:g} mm, "
+              f"T={e['T']} K={e['K']}  {e['size_mb']:.1f} MB  sha256 {e['sha256'][:12]}")
+        if e["description"]:
+            print(f"    {e['description']}")
+        print(f"    training data: {data or 'n/a'}")
+        print(f"    test metrics: {_headline(e['test_metrics'])}")
+    return 0

@@ -1,0 +1,142 @@
+"""``lsdebm reconstruct INPUT... -o OUT``: refine vertebra masks with a trained model.
+
+Each input (a binary mask or a label map) is refined label by label and written in its own
+grid and affine, with a ``.provenance.json`` sidecar. Under ``torchrun`` the inputs are
+split across ranks (``RANK``/``WORLD_SIZE``); each rank writes its own share.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lsdebm.errors import InputError
+
+NIFTI = (".nii.gz", ".nii")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``reconstruct`` subcommand."""
+    p = subparsers.add_parser(
+        "reconstruct", help="refine low-quality vertebra masks (NIfTI) with LSD-EBM, VAE or LEBM",
+        description="Crop each label around its centroid, resample to the model grid, refine (optionally after "
+                    "the ReconNet stage), paste back into the input grid. OUT is a file for one input and a "
+                    "directory for several.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="binary mask or label map (.nii/.nii.gz)")
+    p.add_argument("-o", "--out", required=True, help="output file (one input) or directory")
+    p.add_argument("--method", choices=["lsdebm", "vae", "lebm"],
+                   help="refinement method (default: the checkpoint's kind, else lsdebm)")
+    p.add_argument("--checkpoint", help="bundled name or .safetensors path (default: <method>-default)")
+    p.add_argument("--reconnet", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the ReconNet stage first (default: on when a matching ReconNet checkpoint exists)")
+    p.add_argument("--reconnet-checkpoint", help="ReconNet bundled name or path (default: reconnet-default)")
+    p.add_argument("--steps", type=int, help="diffusion depth t* (LSD-EBM) or posterior steps (LEBM)")
+    p.add_argument("--langevin-steps", type=int, help="Langevin iterations K per reverse step")
+    p.add_argument("--step-size", type=float, help="Langevin step size")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="independent chains per structure; the mean probability is thresholded at 0.5")
+    p.add_argument("--save-probs", action="store_true", help="also write <out>_probs.nii.gz (mean probability)")
+    p.add_argument("--trajectory", help="save the latent trajectory (.npz; a directory for several inputs)")
+    p.add_argument("--record-every", type=int, default=1, help="keep every N-th Langevin iteration (default 1)")
+    p.add_argument("--label", type=int, action="append", help="refine only this label id (repeatable)")
+    p.add_argument("--batch-size", type=int, default=8, help="structures per batch (default 8)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
+    return p
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in NIFTI:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def plan_outputs(inputs: list[Path], out: Path) -> list[Path]:
+    """Output file per input: OUT itself for one input (unless OUT is a directory), else OUT/<name>."""
+    for path in inputs:
+        if not path.name.endswith(NIFTI):
+            raise InputError(f"{path}: not a NIfTI file name (expected .nii or .nii.gz)")
+    if len(inputs) == 1 and not out.is_dir():
+        if not out.name.endswith(NIFTI):
+            raise InputError(f"{out}: output name must end with .nii or .nii.gz (or be an existing directory)")
+        return [out]
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: several inputs need an output directory, but this is a file")
+    names = [p.name for p in inputs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(f"several inputs are named {dupes[0]}; their outputs would collide in {out}")
+    return [out / n for n in names]
+
+
+def _trajectory_path(arg: str | None, n_inputs: int, input_path: Path) -> Path | None:
+    if arg is None:
+        return None
+    path = Path(arg)
+    if n_inputs == 1 and not path.is_dir():
+        return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+    return path / f"{_stem(input_path)}.trajectory.npz"
+
+
+def _check_targets(targets: list[Path], overwrite: bool) -> None:
+    if overwrite:
+        return
+    for target in targets:
+        if target.exists():
+            raise InputError(f"{target} already exists; pass --overwrite to replace it")
+
+
+def run(args) -> int:
+    """Validate everything first (no output on a user error), then refine and write each input."""
+    from lsdebm.data.nifti import read_volume, write_volume
+    from lsdebm.pipeline import dist_rank, load_models, reconstruct_volume, resolve_device, shard, structure_labels
+    from lsdebm.provenance import sidecar_path, write_provenance
+    from lsdebm.sampling import RunSettings
+
+    if args.repeats < 1:
+        raise InputError(f"--repeats {args.repeats} must be >= 1")
+    for name in ("steps", "langevin_steps", "step_size"):
+        value = getattr(args, name)
+        if value is not None and (value < 0 if name == "steps" else value <= 0):
+            raise InputError(f"--{name.replace('_', '-')} {value} must be {'>= 0' if name == 'steps' else '> 0'}")
+    rank, world = dist_rank()
+    inputs = [Path(p) for p in args.inputs]
+    outputs = plan_outputs(inputs, Path(args.out))
+    mine = shard(list(zip(inputs, outputs)), rank, world)
+    targets = []
+    for path, out in mine:
+        targets += [out, sidecar_path(out)]
+        if args.save_probs:
+            targets.append(out.with_name(_stem(out) + "_probs.nii.gz"))
+        traj = _trajectory_path(args.trajectory, len(inputs), path)
+        if traj is not None:
+            targets.append(traj)
+    _check_targets(targets, args.overwrite)
+    for path, _ in mine:  # read every input once up front so a bad one fails before any output
+        structure_labels(read_volume(path).data, args.label)
+
+    device = resolve_device(args.device, local_rank=rank if world > 1 else None)
+    models = load_models(args.method, args.checkpoint, args.reconnet, args.reconnet_checkpoint, device)
+    settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size,
+                           repeats=args.repeats, seed=args.seed)
+    for index, (path, out) in enumerate(mine, start=1):
+        volume = read_volume(path)
+        traj_path = _trajectory_path(args.trajectory, len(inputs), path)
+        result = reconstruct_volume(models, volume.data, volume.affine, args.label, settings,
+                                    with_probabilities=args.save_probs, batch_size=args.batch_size,
+                                    record_every=args.record_every if traj_path else None, input_name=str(path))
+        written = [write_volume(out, result.mask, volume.affine, volume.header, overwrite=args.overwrite)]
+        if args.save_probs:
+            written.append(write_volume(out.with_name(_stem(out) + "_probs.nii.gz"), result.probabilities,
+                                        volume.affine, overwrite=args.overwrite))
+        if traj_path is not None:
+            written.append(result.trajectory.save(traj_path, overwrite=args.overwrite))
+        prov = {**result.provenance, "outputs": [str(w) for w in written], "rank": rank, "world_size": world}
+        write_provenance(out, prov, overwrite=args.overwrite)
+        print(f"[{index}/{len(mine)}] {path} -> {out} ({len(result.labels)} label(s), "
+              f"{result.refinement.seconds:.1f} s)", file=sys.stderr)
+        print(out)
+    return 0

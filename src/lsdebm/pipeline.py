@@ -1,0 +1,306 @@
+"""High-level reconstruction of real volumes, Qt-free; used by ``lsdebm reconstruct`` and the plugin.
+
+The two-stage pipeline of the paper (Sec. 4): an optional ReconNet stage turns the
+low-quality mask into a first reconstruction, then a post-processing model (LSD-EBM by
+Algorithm 2, or the VAE / LEBM baselines) refines it. For a file in any grid:
+
+1. every chosen label is cropped around its centroid and resampled to the model frame
+   (:func:`lsdebm.data.nifti.crop_label`);
+2. the crops are refined in batches through :func:`lsdebm.sampling.run_events`, with
+   ``repeats`` independent chains per crop whose probabilities are averaged;
+3. the mean probability thresholded at 0.5 is pasted back into the original grid
+   (:func:`lsdebm.data.nifti.paste_back`), replacing each label in a copy of the input.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from lsdebm.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint
+from lsdebm.data.nifti import CropInfo, _resample, crop_label, paste_back
+from lsdebm.errors import CheckpointError, InputError
+from lsdebm.provenance import checkpoint_record, make_provenance
+from lsdebm.sampling import RunSettings, Trajectory, TrajectoryRecorder, make_generator, run, run_events
+from lsdebm.sampling.methods import langevin_config, sampling_schedule
+
+METHODS = ("lsdebm", "vae", "lebm")
+
+
+def default_checkpoint(kind: str) -> str:
+    """Name of the bundled checkpoint of ``kind`` (``lsdebm-default``, ...)."""
+    return f"{kind}-default"
+
+
+def resolve_device(device: str | None, local_rank: int | None = None) -> torch.device:
+    """``auto``/None -> CUDA when available, else CPU; an unavailable CUDA is a user error.
+
+    Under torchrun pass ``local_rank``: a bare ``cuda`` then becomes ``cuda:<local_rank mod #GPUs>``.
+    """
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: CUDA is not available on this machine; use cpu or auto")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"--device {device!r} is not a torch device; expected auto, cpu or cuda[:N]") from None
+    if dev.type == "cuda" and dev.index is None and local_rank is not None:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", local_rank)) % torch.cuda.device_count())
+    return dev
+
+
+@dataclass
+class Models:
+    """The loaded post-processing model (``method``) and optional ReconNet stage."""
+
+    method: LoadedCheckpoint | None
+    reconnet: LoadedCheckpoint | None = None
+
+    def _any(self) -> LoadedCheckpoint:
+        return self.method if self.method is not None else self.reconnet
+
+    @property
+    def grid(self) -> int:
+        return self._any().config.model.grid
+
+    @property
+    def spacing(self) -> float:
+        return self._any().config.model.spacing
+
+    @property
+    def device(self) -> torch.device:
+        return next(self._any().model.parameters()).device
+
+    def records(self) -> list[dict[str, Any]]:
+        pairs = (("reconnet", self.reconnet), ("method", self.method))
+        return [checkpoint_record(c, role) for role, c in pairs if c is not None]
+
+
+def same_frame(a: LoadedCheckpoint, b: LoadedCheckpoint) -> bool:
+    """True when two checkpoints work on the same model grid and spacing."""
+    ma, mb = a.config.model, b.config.model
+    return ma.grid == mb.grid and abs(ma.spacing - mb.spacing) < 1e-9 and ma.spatial_dims == mb.spatial_dims
+
+
+def load_models(method: str | None = None, checkpoint: str | None = None, reconnet: bool | None = None,
+                reconnet_checkpoint: str | None = None, device: str | torch.device = "cpu") -> Models:
+    """Load the method checkpoint and, unless disabled, a ReconNet in the same model frame.
+
+    Args:
+        method: ``lsdebm``, ``vae`` or ``lebm``; None takes the kind stored in ``checkpoint``.
+        checkpoint: Bundled name or ``.safetensors`` path; default ``<method>-default``.
+        reconnet: True requires the ReconNet stage, False disables it, None uses it when a
+            ReconNet checkpoint is available and matches the method's grid and spacing.
+        reconnet_checkpoint: Bundled name or path; default ``reconnet-default``.
+        device: Torch device for both models.
+    """
+    if method is not None and method not in METHODS:
+        raise InputError(f"method {method!r} is not one of {', '.join(METHODS)}")
+    if checkpoint is None:
+        checkpoint = default_checkpoint(method or "lsdebm")
+        if checkpoint not in bundled_checkpoints():
+            raise CheckpointError(f"bundled checkpoint {checkpoint} is not installed; pass --checkpoint FILE")
+    loaded = load_checkpoint(checkpoint, device, expect_kind=method)
+    if loaded.kind not in METHODS:
+        raise CheckpointError(f"{loaded.path}: holds a {loaded.kind} model; the refinement method must be one "
+                              f"of {', '.join(METHODS)} (pass a ReconNet with --reconnet-checkpoint)")
+    if reconnet is False:
+        return Models(loaded)
+    name = reconnet_checkpoint or default_checkpoint("reconnet")
+    if reconnet_checkpoint is None and name not in bundled_checkpoints():
+        if reconnet:
+            raise CheckpointError(f"--reconnet: bundled checkpoint {name} is not installed; "
+                                  "pass --reconnet-checkpoint FILE or --no-reconnet")
+        return Models(loaded)
+    stage1 = load_checkpoint(name, device, expect_kind="reconnet")
+    if not same_frame(stage1, loaded):
+        if reconnet or reconnet_checkpoint:
+            raise CheckpointError(f"{stage1.path}: ReconNet grid {stage1.config.model.grid} at "
+                                  f"{stage1.config.model.spacing} mm does not match {loaded.path} "
+                                  f"({loaded.config.model.grid} at {loaded.config.model.spacing} mm)")
+        return Models(loaded)
+    return Models(loaded, stage1)
+
+
+def effective_settings(model: torch.nn.Module, s: RunSettings) -> dict[str, Any]:
+    """The sampling settings a run really uses once checkpoint defaults are filled in."""
+    out: dict[str, Any] = {"repeats": s.repeats, "seed": s.seed, "use_mean": s.use_mean}
+    if model.kind == "lsdebm":
+        lcfg = langevin_config(model, s)
+        out.update(steps=lcfg.recon_steps if s.steps is None else s.steps, K=lcfg.K, step_size=lcfg.step_size,
+                   noise_scale=lcfg.noise_scale, init=lcfg.init, T=sampling_schedule(model).T)
+    elif model.kind == "lebm":
+        c = model.cfg.lebm
+        out.update(steps=c.posterior_steps if s.steps is None else s.steps,
+                   step_size=c.posterior_step_size if s.step_size is None else s.step_size,
+                   noise_scale=1.0 if s.noise_scale is None else s.noise_scale)
+    return out
+
+
+def make_recorder(model: torch.nn.Module, s: RunSettings, every: int = 1,
+                  metadata: dict[str, Any] | None = None) -> TrajectoryRecorder:
+    """A :class:`TrajectoryRecorder` sized for ``model``'s Langevin chains under settings ``s``."""
+    eff = effective_settings(model, s)
+    K = eff.get("K", eff.get("steps", 1)) or 1
+    schedule = sampling_schedule(model)
+    return TrajectoryRecorder(int(K), schedule.a, schedule.a_cum, every, metadata)
+
+
+@dataclass
+class Refinement:
+    """Model-grid results for N crops: ReconNet masks (if any), mean probabilities, timing."""
+
+    stage1: np.ndarray | None
+    probs: np.ndarray
+    seconds: float
+    trajectory: Trajectory | None = None
+
+    @property
+    def masks(self) -> np.ndarray:
+        return (self.probs >= 0.5).astype(np.uint8)
+
+
+def refine(models: Models, crops: np.ndarray, settings: RunSettings = RunSettings(), batch_size: int = 8,
+           record_every: int | None = None, metadata: dict[str, Any] | None = None,
+           on_event: Callable[[Any], None] | None = None) -> Refinement:
+    """Run the (ReconNet +) method pipeline on crops of shape (N, *grid).
+
+    ``repeats`` chains per crop are batched and their probabilities averaged. One generator
+    seeded with ``settings.seed`` serves all batches, so results depend on (seed, batch_size).
+    With ``record_every`` all crops run as one batch and the trajectory of every chain is kept
+    (the ``repeat`` axis is crop-major). ``on_event`` sees every sampler event (raise to cancel).
+    """
+    crops = np.asarray(crops)
+    n, grid = crops.shape[0], crops.shape[1:]
+    if batch_size < 1:
+        raise InputError(f"batch size {batch_size} must be >= 1")
+    step = n if record_every else batch_size
+    probs = np.empty(crops.shape, np.float32)
+    stage1 = np.empty(crops.shape, np.uint8) if models.reconnet is not None else None
+    g = make_generator(settings.seed, models.device)
+    recorder = None
+    start = time.perf_counter()
+    for lo in range(0, n, step):
+        x = torch.as_tensor(crops[lo:lo + step], dtype=torch.float32, device=models.device)[:, None]
+        if models.reconnet is not None:
+            first = run(models.reconnet.model, x)
+            stage1[lo:lo + step] = (first.probs[:, 0] >= 0.5).cpu().numpy()
+            x = (first.probs >= 0.5).float()
+        if models.method is None:
+            probs[lo:lo + step] = first.probs[:, 0].cpu().numpy()
+            continue
+        if record_every:
+            recorder = make_recorder(models.method.model, settings, record_every, {
+                **(metadata or {}), "checkpoint_sha256": models.method.sha256, "method": models.method.kind,
+                "crops": n, "repeats": settings.repeats, "settings": effective_settings(models.method.model, settings)})
+        result = None
+        for result in run_events(models.method.model, x, settings, g):
+            if recorder is not None:
+                recorder(result)
+            if on_event is not None:
+                on_event(result)
+        p = result.probs.reshape(x.shape[0], settings.repeats, *grid).mean(1)
+        probs[lo:lo + step] = p.cpu().numpy()
+    seconds = time.perf_counter() - start
+    return Refinement(stage1, probs, seconds, recorder.trajectory() if recorder is not None else None)
+
+
+def structure_labels(data: np.ndarray, labels: Sequence[int] | None = None) -> list[int]:
+    """Labels to refine: the chosen ones (each must be present) or every nonzero value.
+
+    Raises:
+        InputError: If the volume is empty, holds non-integer values, or a label is absent.
+    """
+    values = np.unique(data[data != 0])
+    if values.size == 0:
+        raise InputError("the volume has no foreground voxels (expected a binary mask or a label map)")
+    if data.dtype.kind == "f" and not np.all(values == np.round(values)):
+        raise InputError(f"the volume holds non-integer values such as {values[values != np.round(values)][0]:g}; "
+                         "expected a binary mask or an integer label map")
+    present = [int(v) for v in values]
+    if not labels:
+        return present
+    missing = [int(v) for v in labels if int(v) not in present]
+    if missing:
+        raise InputError(f"label {missing[0]} not found in the volume; labels present: {present[:20]}")
+    return [int(v) for v in labels]
+
+
+@dataclass
+class ReconstructionResult:
+    """A refined volume in the input grid, plus everything needed to inspect or reproduce it.
+
+    Attributes:
+        mask: The input with every refined label replaced by its reconstruction.
+        probabilities: Mean probability pasted back (max over labels), or None.
+        labels: The refined label ids.
+        crops: Model-grid inputs (N, *grid) and their :class:`CropInfo` in ``crop_infos``.
+        refinement: Model-grid outputs (ReconNet masks, probabilities, trajectory, timing).
+        provenance: The provenance record (see :mod:`lsdebm.provenance`).
+    """
+
+    mask: np.ndarray
+    probabilities: np.ndarray | None
+    labels: list[int]
+    crops: np.ndarray
+    crop_infos: list[CropInfo]
+    refinement: Refinement
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def trajectory(self) -> Trajectory | None:
+        return self.refinement.trajectory
+
+
+def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, labels: Sequence[int] | None = None,
+                       settings: RunSettings = RunSettings(), with_probabilities: bool = False, batch_size: int = 8,
+                       record_every: int | None = None, on_event: Callable[[Any], None] | None = None,
+                       input_name: str | None = None) -> ReconstructionResult:
+    """Crop, refine and paste back every chosen label of a mask or label map (see module doc)."""
+    data = np.asarray(data)
+    chosen = structure_labels(data, labels)
+    pairs = [crop_label(data, affine, label, models.grid, models.spacing) for label in chosen]
+    crops = np.stack([c for c, _ in pairs])
+    infos = [info for _, info in pairs]
+    meta = {"input": input_name, "labels": chosen}
+    ref = refine(models, crops, settings, batch_size, record_every, meta, on_event)
+    out = data
+    for crop_mask, info in zip(ref.masks, infos):
+        out = paste_back(crop_mask, info, base=out)
+    probs = None
+    if with_probabilities:
+        probs = np.zeros(data.shape, np.float32)
+        for p, info in zip(ref.probs, infos):
+            np.maximum(probs, _resample(p, info.source_shape, info.source_affine, info.crop_affine, 1), out=probs)
+    method = models.method.model if models.method is not None else None
+    settings_used = effective_settings(method, settings) if method is not None else asdict(settings)
+    prov = make_provenance(models.records(), settings.seed, settings_used, inputs=[input_name] if input_name else [],
+                           extra={"method": models.method.kind if models.method else "reconnet",
+                                  "reconnet": models.reconnet is not None, "labels": chosen,
+                                  "device": str(models.device), "seconds": round(ref.seconds, 3)})
+    return ReconstructionResult(out, probs, chosen, crops, infos, ref, prov)
+
+
+def dist_rank(env: dict | None = None) -> tuple[int, int]:
+    """(rank, world_size) from torchrun's ``RANK``/``WORLD_SIZE`` (``(0, 1)`` when unset)."""
+    env = os.environ if env is None else env
+    try:
+        rank, world = int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
+    except ValueError:
+        raise InputError(f"RANK={env.get('RANK')!r} / WORLD_SIZE={env.get('WORLD_SIZE')!r} are not integers") from None
+    if world < 1 or not 0 <= rank < world:
+        raise InputError(f"RANK={rank} must be in 0..WORLD_SIZE-1 with WORLD_SIZE={world} >= 1")
+    return rank, world
+
+
+def shard(items: Sequence, rank: int, world_size: int) -> list:
+    """Round-robin share of ``items`` for ``rank``: every item goes to exactly one rank."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise InputError(f"rank {rank} must be in 0..{world_size - 1}")
+    return list(items[rank::world_size])
