@@ -5,28 +5,42 @@ metadata ``{"format", "format_version", "kind", "config", "info"}`` where ``conf
 JSON of :class:`lsdebm.config.Config` (the schedule included) and ``info`` free JSON (training
 data, command, test metrics, library version, ...). Loading rebuilds the model from the file
 alone. ``.pt``/``.pth``/``.pkl`` files are refused without being opened.
+
+Loading is defensive, in this order: the header is parsed without reading tensors; the
+model is built from the config on PyTorch's ``meta`` device (no memory) and its tensor names
+and shapes must equal the header's (so a small file cannot make the loader allocate a huge
+model); the tensors are read; ``content_sha256`` (written since this check exists: a SHA-256
+over the metadata and every tensor) must match, so a bit flip or an edit anywhere is refused
+rather than loaded silently; every weight must be finite. Each failure is a one-line
+:class:`~lsdebm.errors.CheckpointError` naming the file.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from lsdebm import __version__
 from lsdebm.config import MODEL_KINDS, Config
 from lsdebm.errors import CheckpointError, LsdebmError
 from lsdebm.fileio import atomic_write
+from lsdebm.limits import check_memory
 
 FORMAT = "lsdebm-checkpoint"
 FORMAT_VERSION = 1
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 BUNDLED_DIR = Path(__file__).parent / "checkpoints"
+DIGEST_KEY = "content_sha256"
+_DIGESTED = ("format", "format_version", "kind", "config", "info")
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
 @dataclass
@@ -56,7 +70,34 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, info: dict[str, An
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "kind": model.kind,
             "config": model.cfg.to_json(),
             "info": json.dumps({"library_version": __version__, **(info or {})}, default=str)}
+    meta[DIGEST_KEY] = content_digest(state, meta)
     return atomic_write(Path(path), lambda tmp: save_file(state, str(tmp), metadata=meta), overwrite=overwrite)
+
+
+def content_digest(state: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
+    """SHA-256 over the metadata fields ``_DIGESTED`` and every tensor's name, dtype, shape and bytes."""
+    h = hashlib.sha256(json.dumps([meta.get(k) for k in _DIGESTED]).encode())
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _unreadable(path: Path, what: str, exc: BaseException) -> CheckpointError:
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    return CheckpointError(f"{path}: {what} ({message}); expected a complete safetensors checkpoint written by "
+                           "napari-lsdebm")
+
+
+def _finite(t: torch.Tensor) -> bool:
+    """All values finite (numpy: far faster than torch's threaded kernels on a busy CPU)."""
+    return bool(np.isfinite((t.float() if t.dtype == torch.bfloat16 else t).numpy()).all())
+
+
+def _is_panic(exc: BaseException) -> bool:
+    """safetensors' Rust code reports some malformed files as a pyo3 ``PanicException`` (a BaseException)."""
+    return type(exc).__name__ == "PanicException"
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -66,8 +107,13 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             keys = list(f.keys())
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
+            shapes = {k: (f.get_slice(k).get_dtype(), tuple(f.get_slice(k).get_shape())) for k in keys}
+    except Exception as exc:  # SafetensorError, OSError, ValueError, ... for any malformed header
+        raise _unreadable(path, "not a readable safetensors checkpoint", exc) from None
+    except BaseException as exc:
+        if _is_panic(exc):
+            raise _unreadable(path, "not a readable safetensors checkpoint", exc) from None
+        raise
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: safetensors file without lsdebm metadata (format={meta.get('format')!r}); "
                               "expected a checkpoint written by napari-lsdebm")
@@ -84,9 +130,13 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     try:
         config = Config.from_json(meta["config"])
         info = json.loads(meta.get("info", "{}"))
-    except (KeyError, ValueError, TypeError, LsdebmError) as exc:
+    except (KeyError, ValueError, TypeError, AttributeError, RecursionError, LsdebmError) as exc:
         raise CheckpointError(f"{path}: checkpoint config is missing or invalid ({exc})") from None
-    return {"kind": kind, "config": config, "info": info, "keys": keys}
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path}: checkpoint info is not a JSON object; expected a checkpoint written by "
+                              "napari-lsdebm")
+    return {"kind": kind, "config": config, "info": info, "keys": keys, "shapes": shapes,
+            "digest": meta.get(DIGEST_KEY), "meta": meta}
 
 
 def _check_path(path: Path) -> Path:
@@ -94,6 +144,8 @@ def _check_path(path: Path) -> Path:
         raise CheckpointError(
             f"{path}: pickle checkpoints ({path.suffix}) are never loaded because unpickling can run code; "
             f"convert authors' state dicts with `lsdebm convert` or save with lsdebm.checkpoint.save_checkpoint")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory; expected a .safetensors checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     if path.stat().st_size < 16:
@@ -101,28 +153,62 @@ def _check_path(path: Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
-                    expect_kind: str | None = None) -> LoadedCheckpoint:
-    """Rebuild a model from a checkpoint file alone (eval mode, float32, on ``device``)."""
+def _build_checked(path: Path, meta: dict[str, Any]) -> torch.nn.Module:
+    """Build the model on the ``meta`` device, check names/shapes against the header, then build it for real."""
     from lsdebm.models import build_model
 
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(meta["kind"], meta["config"])
+    except Exception as exc:  # a config that passes validation but cannot build a network
+        raise CheckpointError(f"{path}: its config cannot build a {meta['kind']} model ({exc})") from None
+    expected = skeleton.state_dict()
+    stored = meta["shapes"]
+    missing, unexpected = set(expected) - set(stored), set(stored) - set(expected)
+    bad = [k for k in set(expected) & set(stored) if tuple(expected[k].shape) != stored[k][1]
+           or (expected[k].is_floating_point() and stored[k][0] not in ("F16", "BF16", "F32", "F64"))]
+    if missing or unexpected or bad:
+        parts = [f"missing {sorted(missing)[:3]}" if missing else "", f"unexpected {sorted(unexpected)[:3]}"
+                 if unexpected else "", f"shape/dtype mismatch {sorted(bad)[:3]}" if bad else ""]
+        raise CheckpointError(f"{path}: tensors do not match its config ({'; '.join(p for p in parts if p)}); "
+                              "expected the tensors of the model its config describes")
+    need = sum(t.numel() * t.element_size() for t in expected.values())
+    need += sum(math.prod(shape) * _DTYPE_BYTES.get(dtype, 8) for dtype, shape in stored.values())
+    check_memory(need, f"{path}: the {meta['kind']} model")
+    return build_model(meta["kind"], meta["config"])
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
+                    expect_kind: str | None = None) -> LoadedCheckpoint:
+    """Rebuild a model from a checkpoint file alone (eval mode, float32, on ``device``).
+
+    Raises:
+        CheckpointError: If the file is a pickle, missing, truncated, corrupt, edited, from a
+            newer format version, of another kind than ``expect_kind``, has tensors that do not
+            match its config, or non-finite weights (see the module docstring).
+    """
     path = Path(resolve_checkpoint(path))
     meta = read_metadata(path)
     if expect_kind and meta["kind"] != expect_kind:
         raise CheckpointError(f"{path}: checkpoint holds a {meta['kind']} model, expected {expect_kind}")
-    model = build_model(meta["kind"], meta["config"])
+    model = _build_checked(path, meta)
     try:
         with safe_open(str(path), framework="pt") as f:
             state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: checkpoint tensors unreadable or truncated ({exc})") from None
+    except Exception as exc:
+        raise _unreadable(path, "checkpoint tensors unreadable or truncated", exc) from None
+    except BaseException as exc:
+        if _is_panic(exc):
+            raise _unreadable(path, "checkpoint tensors unreadable or truncated", exc) from None
+        raise
+    if meta["digest"] is not None and content_digest(state, meta["meta"]) != meta["digest"]:
+        raise CheckpointError(f"{path}: contents do not match the checksum stored when it was saved (the file is "
+                              "corrupted or was edited); expected an intact checkpoint")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not _finite(v)]
+    if bad:
+        raise CheckpointError(f"{path}: weights contain NaN or infinite values (e.g. {sorted(bad)[0]}); the training "
+                              "run probably diverged, expected finite weights")
     expected = model.state_dict()
-    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
-    bad = [k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape)]
-    if missing or unexpected or bad:
-        parts = [f"missing {sorted(missing)[:3]}" if missing else "", f"unexpected {sorted(unexpected)[:3]}"
-                 if unexpected else "", f"shape mismatch {sorted(bad)[:3]}" if bad else ""]
-        raise CheckpointError(f"{path}: tensors do not match its config ({'; '.join(p for p in parts if p)})")
     state = {k: v.to(expected[k].dtype) for k, v in state.items()}
     model.load_state_dict(state)
     model.to(device).eval()
@@ -131,7 +217,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
 
 def bundled_checkpoints() -> dict[str, Path]:
     """Bundled checkpoints by name (file stem), e.g. ``lsdebm-default``."""
-    return {p.stem: p for p in sorted(BUNDLED_DIR.glob("*.safetensors"))}
+    return {p.stem: p for p in sorted(BUNDLED_DIR.glob("*.safetensors")) if not p.stem.endswith(".optim")}
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
