@@ -43,3 +43,12 @@ def tiny_pair():
 
 def binary(shape, seed=0, p=0.5) -> np.ndarray:
     return (np.random.default_rng(seed).random(shape) < p).astype(np.uint8)
+
+
+@pytest.fixture()
+def single_thread():
+    """One torch thread for the test: on the shared 2-core machine two threads spin against other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,6 +1,7 @@
 """`lsdebm convert`: the authors' state-dict layout round-trips into our models (outputs equal)."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -8,6 +9,8 @@ from torch.nn import functional as F
 from lsdebm.checkpoint import load_checkpoint
 from lsdebm.cli.main import main
 from lsdebm.convert import MAPPING, map_keys
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 C, LATENT, HIDDEN, SIDE = 2, 6, 12, 2  # 3 poolings -> 16^3 grid
 

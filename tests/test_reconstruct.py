@@ -13,6 +13,8 @@ from lsdebm.errors import InputError
 from lsdebm.pipeline import Models, dist_rank, load_models, reconstruct_volume, shard, structure_labels
 from lsdebm.sampling import RunSettings, Trajectory
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 # Oblique, anisotropic, off-centre: voxel axes permuted and flipped, 5/6/4 mm spacing.
 AFFINE = np.array([[0.0, 0.0, -5.0, 30.0], [6.0, 0.0, 0.0, -12.0], [0.0, 4.0, 0.0, 7.0], [0.0, 0.0, 0.0, 1.0]])
 

@@ -286,8 +286,7 @@ def quality_bars(summary: dict) -> list[dict[str, Any]]:
 
 def training_seconds(info: dict[str, Any]) -> float | None:
     """Training wall time recorded by ``lsdebm train`` in a checkpoint's info, if any."""
-    for key in ("train_seconds", "training_seconds", "train_time_s", "training_time_s", "wall_seconds",
-                "elapsed_seconds"):
+    for key in ("wall_time_s", "train_seconds", "training_seconds", "train_time_s", "training_time_s"):
         for src in (info, info.get("train", {}) if isinstance(info.get("train"), dict) else {}):
             if isinstance(src.get(key), (int, float)):
                 return float(src[key])

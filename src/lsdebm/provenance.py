@@ -38,7 +38,7 @@ def command_line(argv: list[str] | None = None) -> str:
     """The command as a shell-quoted string (``sys.argv`` by default)."""
     argv = sys.argv if argv is None else argv
     if argv and Path(argv[0]).name in ("lsdebm", "main.py", "__main__.py"):
-        argv = ["lsdebm", *argv[1:]]
+        argv = ["lsdebm", *argv[1:]]  # the console script or ``python -m lsdebm.cli.main``
     return " ".join(shlex.quote(str(a)) for a in argv)
 
 

@@ -20,6 +20,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def describe(path: Path, name: str | None = None) -> dict[str, Any]:
     """Metadata summary of one checkpoint file (header read only, plus a sha256 of the file)."""
     from lsdebm.checkpoint import read_metadata, sha256_of
+    from lsdebm.evaluation import training_seconds
     from lsdebm.report import recorded_metrics
 
     meta = read_metadata(path)
@@ -30,7 +31,8 @@ def describe(path: Path, name: str | None = None) -> dict[str, Any]:
              "grid": cfg.model.grid, "spacing_mm": cfg.model.spacing, "latent_dim": cfg.model.latent_dim,
              "T": cfg.schedule.T, "K": cfg.langevin.K, "recon_steps": cfg.langevin.recon_steps,
              "size_mb": round(path.stat().st_size / 2**20, 2), "sha256": sha,
-             "description": info.get("description"), "training_data": info.get("data", info.get("training_data")),
+             "description": info.get("description"), "training_data": info.get("train_data", info.get("training_data")),
+             "training_seconds": training_seconds(info),
              "command": info.get("command"), "test_metrics": None}
     recorded = recorded_metrics(name, sha)
     if recorded is not None:
@@ -70,8 +72,10 @@ def run(args) -> int:
     for e in entries:
         data = e["training_data"]
         data = data if isinstance(data, str) or data is None else json.dumps(data, default=str)
-        print(f"{e['name']}  [{e['kind']}, preset {e['preset']}]  {e['grid']}^3 @ {e['spacing_mm']:g} mm, "
-              f"T={e['T']} K={e['K']}  {e['size_mb']:.1f} MB  sha256 {e['sha256'][:12]}")
+        sampler = {"lsdebm": f", T={e['T']} K={e['K']} t*={e['recon_steps']}"}.get(e["kind"], "")
+        trained = f", trained {e['training_seconds'] / 60:.0f} min" if e["training_seconds"] else ""
+        print(f"{e['name']}  [{e['kind']}, preset {e['preset']}]  {e['grid']}^3 @ {e['spacing_mm']:g} mm{sampler}"
+              f"{trained}  {e['size_mb']:.1f} MB  sha256 {e['sha256'][:12]}")
         if e["description"]:
             print(f"    {e['description']}")
         print(f"    training data: {data or 'n/a'}")

@@ -31,6 +31,6 @@ def run(args) -> int:
 
     files = {role: getattr(args, role) for role in ("encoder", "decoder", "energy", "model") if getattr(args, role)}
     out = convert_to_file(args.kind, files, args.out, overwrite=args.overwrite, spacing=args.spacing, T=args.T,
-                          info={"command": command_line()})
+                          info={"command": command_line(getattr(args, "argv", None))})
     print(out)
     return 0

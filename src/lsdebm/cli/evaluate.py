@@ -116,7 +116,7 @@ def run(args) -> int:
     print(file=sys.stderr)
     summary = summarize(result)
     bars = quality_bars(summary)
-    meta = {"command": command_line(), "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
+    meta = {"command": command_line(getattr(args, "argv", None)), "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"), "device": device_name(device), "test_set": test_set,
             "seconds_total": round(time.perf_counter() - start, 1), "batch_size": args.batch_size,
             "checkpoints": [checkpoint_record(c, k) for k, c in models.items()],

@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; user errors print one line and return exit code 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = ["lsdebm", *(sys.argv[1:] if argv is None else argv)]  # for provenance records
     if getattr(args, "run", None) is None:
         parser.print_help()
         return 0

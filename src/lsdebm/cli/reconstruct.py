@@ -93,7 +93,7 @@ def run(args) -> int:
     """Validate everything first (no output on a user error), then refine and write each input."""
     from lsdebm.data.nifti import read_volume, write_volume
     from lsdebm.pipeline import dist_rank, load_models, reconstruct_volume, resolve_device, shard, structure_labels
-    from lsdebm.provenance import sidecar_path, write_provenance
+    from lsdebm.provenance import command_line, sidecar_path, write_provenance
     from lsdebm.sampling import RunSettings
 
     if args.repeats < 1:
@@ -134,7 +134,8 @@ def run(args) -> int:
                                         volume.affine, overwrite=args.overwrite))
         if traj_path is not None:
             written.append(result.trajectory.save(traj_path, overwrite=args.overwrite))
-        prov = {**result.provenance, "outputs": [str(w) for w in written], "rank": rank, "world_size": world}
+        prov = {**result.provenance, "command": command_line(getattr(args, "argv", None)),
+                "outputs": [str(w) for w in written], "rank": rank, "world_size": world}
         write_provenance(out, prov, overwrite=args.overwrite)
         print(f"[{index}/{len(mine)}] {path} -> {out} ({len(result.labels)} label(s), "
               f"{result.refinement.seconds:.1f} s)", file=sys.stderr)
