@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     "evaluate",
     "checkpoints",
     "convert",
+    "train",
 ]
 
 

@@ -113,5 +113,7 @@ def lebm_loss(model, x: torch.Tensor, z_init: torch.Tensor, generator: torch.Gen
     z_prior0 = torch.randn(z_init.shape, generator=generator, device=x.device, dtype=x.dtype)
     z_prior = langevin(prior_energy(model), z_prior0, c.prior_steps, c.prior_step_size, 1.0, generator)
     recon = bce_sum(model.decoder(z_post), x)
-    loss_e = model.energy(z_post).mean() - model.energy(z_prior).mean()
+    e_post, e_prior = model.energy(z_post), model.energy(z_prior)
+    reg = model.cfg.loss.energy_reg * (e_post.pow(2) + e_prior.pow(2)).mean()  # keeps E bounded (0 = off)
+    loss_e = e_post.mean() - e_prior.mean() + reg
     return {"loss_g": recon, "loss_e": loss_e, "recon": recon.detach(), "z_post": z_post.detach()}

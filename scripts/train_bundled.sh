@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Train the bundled checkpoints (default preset: 64^3 @ 2 mm) into src/lsdebm/checkpoints/.
+#
+# Usage: scripts/train_bundled.sh [STEP...]   (STEP in reconnet vae lsdebm lebm reconnet-more;
+#                                               default: all, in that order)
+#
+# Data: 200 training phantoms from seed 1000 (TRAIN_RANGES); validation: 20 phantoms from seed
+# 2000 (TRAIN_RANGES). The held-out test set (seed 90000+, TEST_RANGES) is never used here.
+# On the 2-core machine the models were trained as two lanes side by side with one thread each
+# (measured faster than one process with two threads):
+#     scripts/train_bundled.sh reconnet lsdebm &
+#     scripts/train_bundled.sh vae lebm reconnet-more &
+# --max-minutes caps each run's wall time (training stops and saves; the checkpoint info says so).
+# reconnet-more continues the ReconNet run with --resume (optimiser state from the
+# .optim.safetensors sidecar) at a lower learning rate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LSDEBM=${LSDEBM:-.venv/bin/lsdebm}
+OUT=${OUT:-src/lsdebm/checkpoints}
+COMMON=(--preset default --phantoms 200 --data-seed 1000 --val-phantoms 20 --val-seed 2000
+        --device cpu --threads 1 --seed 0 --batch-size 4)
+
+train_model() {
+  case "$1" in
+    reconnet) "$LSDEBM" train --model reconnet "${COMMON[@]}" --lr 1e-3 --epochs 6 --max-minutes 13 \
+                --out "$OUT/reconnet-default.safetensors" ;;
+    reconnet-more) "$LSDEBM" train --model reconnet "${COMMON[@]}" --lr 3e-4 --epochs 18 --max-minutes 11 \
+                --resume "$OUT/reconnet-default.safetensors" --out "$OUT/reconnet-default.safetensors" ;;
+    lsdebm)   "$LSDEBM" train --model lsdebm "${COMMON[@]}" --lr 1e-3 --kl-weight 0.01 --epochs 45 \
+                --max-minutes 46 --out "$OUT/lsdebm-default.safetensors" ;;
+    vae)      "$LSDEBM" train --model vae "${COMMON[@]}" --lr 1e-3 --kl-weight 1.0 --epochs 12 --max-minutes 25 \
+                --out "$OUT/vae-default.safetensors" ;;
+    lebm)     "$LSDEBM" train --model lebm "${COMMON[@]}" --lr 1e-3 --energy-lr 1e-4 --set loss.energy_reg=0.01 \
+                --lebm-steps 2 --epochs 40 --max-minutes 25 \
+                --val-every 5 --val-phantoms 10 --out "$OUT/lebm-default.safetensors" ;;
+    *) echo "unknown step $1 (expected reconnet, vae, lsdebm, lebm, reconnet-more)" >&2; exit 2 ;;
+  esac
+}
+
+for step in "${@:-reconnet vae lsdebm lebm reconnet-more}"; do
+  for s in $step; do train_model "$s"; done
+done

@@ -1,0 +1,106 @@
+"""``lsdebm train``: train a VAE, LEBM, LSD-EBM or ReconNet (also under ``torchrun``)."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from lsdebm.config import MODEL_KINDS
+from lsdebm.errors import InputError
+
+
+def _parse_value(text: str):
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_sets(items: list[str]) -> dict:
+    """``["langevin.K=50", "model.channels=[4,8]"]`` -> {"langevin.K": 50, "model.channels": (4, 8)}."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise InputError(f"--set {item!r}: expected SECTION.FIELD=VALUE, e.g. --set langevin.K=50")
+        v = _parse_value(value)
+        out[key.strip()] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train", help="train a model and write a .safetensors checkpoint",
+        description="Train VAE/LEBM/LSD-EBM on high-quality masks (input = target) or ReconNet on (lq, hq) "
+                    "pairs. Runs unchanged under `torchrun --nproc_per_node N` (DDP). Writes OUT, OUT's "
+                    "per-epoch CSV (OUT.csv with .safetensors replaced) and the resumable optimiser sidecar "
+                    "(.optim.safetensors).")
+    p.add_argument("--model", required=True, choices=MODEL_KINDS)
+    p.add_argument("--preset", default="default", help="config preset (default, paper, reference, tiny)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=Path, help="phantom-set directory (or any dir with hq/ and lq/ NIfTI masks)")
+    src.add_argument("--phantoms", type=int, help="generate N training phantoms in memory (TRAIN_RANGES)")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint to write (.safetensors)")
+    p.add_argument("--data-seed", type=int, default=1000, help="seed of generated training phantoms (default 1000)")
+    p.add_argument("--val-phantoms", type=int, default=20, help="validation phantoms (default 20; 0 = none)")
+    p.add_argument("--val-seed", type=int, default=2000, help="seed of the validation phantoms (default 2000)")
+    p.add_argument("--val-every", type=int, default=1, help="validate every N epochs (and at the end)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="encoder/decoder (or ReconNet) learning rate")
+    p.add_argument("--energy-lr", type=float, help="energy network learning rate (LSD-EBM, LEBM)")
+    p.add_argument("--kl-weight", type=float, help="weight of the encoder KL term (cfg.loss.kl_weight)")
+    p.add_argument("--lebm-steps", type=int, help="LEBM posterior Langevin steps per iteration on the persistent "
+                                                   "per-case latents (default cfg.lebm.posterior_steps)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override any config field, e.g. --set train.train_K=20 (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and noise")
+    p.add_argument("--resume", type=Path, help="continue from this checkpoint and its .optim.safetensors sidecar")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, help="torch CPU threads per process")
+    p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
+                   help="mixed precision on CUDA (auto = bf16 if supported, else fp16 + GradScaler); CPU: off")
+    p.add_argument("--max-minutes", type=float, help="stop (and save) once training has run this long")
+    p.add_argument("--max-shift", type=int, default=2, help="augmentation: max integer shift in voxels")
+    p.add_argument("--half", action="store_true", help="store the checkpoint weights as float16")
+    return p
+
+
+def command_line(args) -> str:
+    """The equivalent ``lsdebm train ...`` command of the parsed options (stored in the checkpoint)."""
+    if sys.argv[1:2] == ["train"]:
+        return shlex.join(["lsdebm", *sys.argv[1:]])
+    parts = ["lsdebm", "train"]
+    for key, value in vars(args).items():
+        if key in ("run", "command") or value is None or value is False or value == []:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if key == "sets":
+            for item in value:
+                parts += ["--set", item]
+        else:
+            parts += [flag] if value is True else [flag, str(value)]
+    return shlex.join(parts)
+
+
+def run(args) -> int:
+    from lsdebm.train.loop import TrainOptions, train
+
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads {args.threads} must be >= 1")
+    opts = TrainOptions(
+        model=args.model, out=args.out, preset=args.preset, data=args.data, phantoms=args.phantoms,
+        data_seed=args.data_seed, val_phantoms=args.val_phantoms, val_seed=args.val_seed, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, energy_lr=args.energy_lr, kl_weight=args.kl_weight,
+        overrides=parse_sets(args.sets), seed=args.seed, resume=args.resume, overwrite=args.overwrite,
+        device=args.device, threads=args.threads, amp=args.amp, max_minutes=args.max_minutes,
+        lebm_steps=args.lebm_steps, val_every=args.val_every, max_shift=args.max_shift, half=args.half,
+        command=command_line(args))
+    summary = train(opts)
+    if summary:
+        print(f"wrote {args.out} (epoch {summary.get('epoch')}, val_dsc {summary.get('val_dsc', 'n/a')})")
+    return 0

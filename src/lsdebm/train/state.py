@@ -1,0 +1,75 @@
+"""Resumable training state in a safetensors sidecar ``FILE.optim.safetensors`` (no pickle).
+
+Holds the float32 model weights (the checkpoint itself may be float16), every optimiser's
+per-parameter tensors, LEBM's persistent posterior latents, and JSON metadata (epoch, step,
+optimiser hyper-parameters, elapsed time, CSV rows so far).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from lsdebm.errors import CheckpointError
+from lsdebm.fileio import atomic_write
+
+SIDECAR_FORMAT = "lsdebm-train-state"
+
+
+def sidecar_path(checkpoint: str | Path) -> Path:
+    """``run.safetensors`` -> ``run.optim.safetensors`` (any other name gets the suffix appended)."""
+    p = Path(checkpoint)
+    stem = p.name[: -len(".safetensors")] if p.name.endswith(".safetensors") else p.name
+    return p.with_name(stem + ".optim.safetensors")
+
+
+def save_state(path: Path, model: torch.nn.Module, optimizers: list[torch.optim.Optimizer],
+               latents: torch.Tensor | None, meta: dict[str, Any]) -> Path:
+    tensors = {f"model.{k}": v.detach().float().cpu().contiguous() if v.is_floating_point()
+               else v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    groups = []
+    for i, opt in enumerate(optimizers):
+        sd = opt.state_dict()
+        for idx, st in sd["state"].items():
+            for name, value in st.items():
+                tensors[f"opt{i}.{idx}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        groups.append(sd["param_groups"])
+    if latents is not None:
+        tensors["lebm.latents"] = latents.detach().cpu().contiguous()
+    header = {"format": SIDECAR_FORMAT, "meta": json.dumps({**meta, "param_groups": groups}, default=list)}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header), overwrite=True)
+
+
+def load_state(path: Path, model: torch.nn.Module, optimizers: list[torch.optim.Optimizer]) -> tuple[
+        dict[str, Any], torch.Tensor | None]:
+    """Restore weights and optimiser states in place; returns (meta, latents or None)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: training-state sidecar unreadable ({exc})") from None
+    if header.get("format") != SIDECAR_FORMAT:
+        raise CheckpointError(f"{path}: not an lsdebm training-state sidecar")
+    meta = json.loads(header["meta"])
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match the model ({str(exc).splitlines()[0]})") from None
+    groups = meta.get("param_groups", [])
+    if len(groups) != len(optimizers):
+        raise CheckpointError(f"{path}: holds {len(groups)} optimiser states, the model needs {len(optimizers)}")
+    for i, (opt, pg) in enumerate(zip(optimizers, groups)):
+        st: dict[int, dict[str, torch.Tensor]] = {}
+        prefix = f"opt{i}."
+        for key, value in tensors.items():
+            if key.startswith(prefix):
+                idx, name = key[len(prefix):].split(".", 1)
+                st.setdefault(int(idx), {})[name] = value
+        opt.load_state_dict({"state": st, "param_groups": pg})
+    return meta, tensors.get("lebm.latents")

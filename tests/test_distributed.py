@@ -1,0 +1,36 @@
+"""``lsdebm train`` under torchrun: 2 CPU processes (gloo) with DistributedDataParallel."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from lsdebm.checkpoint import load_checkpoint
+from lsdebm.train.state import sidecar_path
+
+
+@pytest.mark.parametrize("kind", ["lsdebm", "lebm"])
+def test_torchrun_two_cpu_processes(tmp_path, kind):
+    out = tmp_path / f"{kind}.safetensors"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "lsdebm.cli.main", "train", "--model", kind, "--preset", "tiny", "--phantoms", "8",
+           "--val-phantoms", "2", "--epochs", "2", "--batch-size", "2", "--device", "cpu", "--threads", "1",
+           "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**_env(), "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = load_checkpoint(out, expect_kind=kind)
+    info = ckpt.info
+    assert info["world_size"] == 2
+    # both ranks trained: 8 cases split over 2 ranks, 2 epochs -> 8 samples each
+    assert info["samples_per_rank_this_run"] == [8, 8]
+    assert info["samples_seen"] == 16
+    assert sidecar_path(out).is_file()
+    assert (tmp_path / f"{kind}.csv").read_text().count("\n") == 3  # header + 2 epochs, written once (rank 0)
+    assert proc.stdout.count("wrote ") == 1 or proc.stdout.count("wrote ") == 2
+
+
+def _env():
+    import os
+
+    return dict(os.environ)
