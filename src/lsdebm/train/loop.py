@@ -275,10 +275,15 @@ def _merge_latents(latents: torch.Tensor, order: list[int], ctx: D.DistContext) 
     return torch.where(mask[:, None] > 0, buf / mask.clamp(min=1)[:, None], latents)
 
 
+_NAMES = {"lsdebm": "LSD-EBM", "vae": "VAE", "lebm": "LEBM", "reconnet": "ReconNet"}
+
+
 def _info(o, cfg, train_set, val_set, ctx, rows, train_seconds, samples, lebm_steps, epochs_done, stopped_early):
     last = rows[-1]
     val_rows = [r for r in rows if "val_dsc" in r]
     info = {
+        "description": f"{_NAMES[o.model]} trained with `lsdebm train` at the {cfg.preset} preset "
+                       f"({cfg.model.grid}^{cfg.model.spatial_dims} @ {cfg.model.spacing:g} mm)",
         "command": o.command, "model": o.model, "preset": cfg.preset,
         "train_data": train_set.description,
         "val_data": val_set.description if val_set is not None else None,
