@@ -15,14 +15,17 @@ s = t*+1 .. 2t* is the reverse step t = 2t* - s.
 from __future__ import annotations
 
 import json
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lsdebm.errors import InputError
+from lsdebm.errors import InputError, InputWarning
 from lsdebm.fileio import atomic_write
+from lsdebm.limits import check_memory
 from lsdebm.sampling.events import Event, LangevinEvent, ResultEvent, StepEvent
 
 FORMAT = "lsdebm-trajectory"
@@ -111,37 +114,63 @@ class Trajectory:
         if not path.is_file():
             raise InputError(f"{path}: trajectory file not found")
         try:
+            with zipfile.ZipFile(path) as archive:  # sizes from the zip directory, before decompressing
+                unpacked = sum(info.file_size for info in archive.infolist())
+        except Exception as exc:  # not a zip, truncated (no central directory), ...
+            raise InputError(f"{path}: not a readable trajectory .npz ({type(exc).__name__}: {exc}); expected a "
+                             "complete file saved by napari-lsdebm") from None
+        check_memory(unpacked, f"{path}: the trajectory")
+        try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
         except Exception as exc:  # zip/npz corruption of any kind
-            raise InputError(f"{path}: not a readable trajectory .npz ({type(exc).__name__}: {exc})") from None
+            raise InputError(f"{path}: not a readable trajectory .npz ({type(exc).__name__}: {exc}); expected a "
+                             "complete file saved by napari-lsdebm") from None
         try:
             meta = json.loads(str(arrays.pop("metadata")))
-        except (KeyError, ValueError):
-            raise InputError(f"{path}: trajectory metadata missing or corrupt") from None
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+            version = int(meta.get("format_version", 0))
+        except (KeyError, ValueError, TypeError, RecursionError):
+            raise InputError(f"{path}: trajectory metadata missing or corrupt; expected a file saved by "
+                             "napari-lsdebm") from None
         if meta.get("format") != FORMAT:
             raise InputError(f"{path}: not an lsdebm trajectory (format={meta.get('format')!r})")
-        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        if version > FORMAT_VERSION:
             raise InputError(f"{path}: trajectory format version {meta['format_version']} is newer than this "
                              f"library supports ({FORMAT_VERSION}); upgrade napari-lsdebm")
         missing = {"forward", "reverse", "energy", "grad_norm", "k_values", "a_cum"} - set(arrays)
         if missing:
             raise InputError(f"{path}: trajectory is missing arrays {sorted(missing)}")
-        meta.pop("format"), meta.pop("format_version")
-        traj = cls(metadata=meta, **arrays)
+        meta.pop("format"), meta.pop("format_version", None)
+        traj = cls(metadata=meta, **{k: arrays[k] for k in cls.AXES.keys() | {"a_cum"}})
         traj.validate(str(path))
-        if expect_checkpoint and meta.get("checkpoint_sha256") not in (None, expect_checkpoint):
-            raise InputError(f"{path}: trajectory was recorded with checkpoint {meta['checkpoint_sha256'][:12]}…, "
-                             f"not the loaded one ({expect_checkpoint[:12]}…)")
+        recorded = meta.get("checkpoint_sha256")
+        if expect_checkpoint and recorded is None:
+            warnings.warn(f"{path}: the trajectory does not record which checkpoint made it, so it cannot be "
+                          "checked against the loaded one", InputWarning, stacklevel=2)
+        elif expect_checkpoint and recorded != expect_checkpoint:
+            raise InputError(f"{path}: trajectory was recorded with checkpoint {str(recorded)[:12]}…, "
+                             f"not the loaded one ({expect_checkpoint[:12]}…); load the checkpoint that made it")
         return traj
 
     def validate(self, name: str = "trajectory") -> None:
+        """Check array ranks, numeric types and that the named axes agree; raise InputError if not."""
+        arrays = {n: getattr(self, n) for n in ("forward", "reverse", "energy", "grad_norm", "k_values", "a_cum")}
+        odd = [n for n, a in arrays.items() if not isinstance(a, np.ndarray) or a.dtype.kind not in "iuf"]
+        if odd or self.reverse.ndim != 4 or self.a_cum.ndim != 1:
+            raise InputError(f"{name}: trajectory arrays have the wrong type or rank ({', '.join(odd) or 'reverse'}"
+                             "); expected numeric arrays with the axes of Trajectory.AXES")
         r, t, k, d = self.reverse.shape
         ok = (self.forward.ndim == 3 and self.forward.shape[0] == r and self.forward.shape[2] == d
+              and self.forward.shape[1] >= 1 and r >= 1
               and self.energy.shape == (r, t, k) and self.grad_norm.shape == (r, t, k)
-              and self.k_values.shape == (k,) and len(self.a_cum) >= self.forward.shape[1])
+              and self.k_values.shape == (k,) and len(self.a_cum) >= max(self.forward.shape[1], t + 1)
+              and bool(np.all(self.a_cum[: max(self.forward.shape[1], t + 1)] != 0)))
         if not ok:
-            raise InputError(f"{name}: inconsistent trajectory array shapes")
+            raise InputError(f"{name}: inconsistent trajectory array shapes (reverse {self.reverse.shape}, forward "
+                             f"{self.forward.shape}, energy {self.energy.shape}, k_values {self.k_values.shape}, "
+                             f"a_cum {self.a_cum.shape}); expected the axes of Trajectory.AXES")
 
 
 class TrajectoryRecorder:
