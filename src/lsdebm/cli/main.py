@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import warnings
 
 from lsdebm import __version__
 from lsdebm.errors import LsdebmError
@@ -42,21 +44,48 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; user errors print one line and return exit code 2."""
+    """Run the command line; user errors print one line and return exit code 2.
+
+    Warnings (e.g. :class:`lsdebm.errors.InputWarning`) print as one ``lsdebm: warning:`` line,
+    running out of memory is exit code 1 and Ctrl-C 130, all without a traceback;
+    ``LSDEBM_DEBUG=1`` shows tracebacks instead.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = ["lsdebm", *(sys.argv[1:] if argv is None else argv)]  # for provenance records
     if getattr(args, "run", None) is None:
         parser.print_help()
         return 0
-    try:
-        return int(args.run(args) or 0)
-    except LsdebmError as exc:
-        print(f"lsdebm: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("lsdebm: interrupted", file=sys.stderr)
-        return 130
+    debug = _debug()
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.run(args) or 0)
+        except LsdebmError as exc:
+            if debug:
+                raise
+            print(f"lsdebm: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2
+        except MemoryError:
+            if debug:
+                raise
+            print("lsdebm: error: out of memory; use a smaller input, grid or --batch-size "
+                  "(LSDEBM_DEBUG=1 shows where)", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("lsdebm: interrupted", file=sys.stderr)
+            return 130
+
+
+def _debug() -> bool:
+    return os.environ.get("LSDEBM_DEBUG", "") not in ("", "0")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning as one line (``lsdebm: warning: ...``); LSDEBM_DEBUG=1 adds its origin."""
+    where = f" [{category.__name__} at {filename}:{lineno}]" if _debug() else ""
+    text = " ".join(str(message).split())
+    print(f"lsdebm: warning: {text}{where}", file=sys.stderr if file is None else file)
 
 
 if __name__ == "__main__":
