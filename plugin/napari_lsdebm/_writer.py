@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lsdebm.data.nifti import write_volume
+from lsdebm.errors import InputError
 
 
 def layer_affine(meta: dict) -> np.ndarray:
@@ -24,10 +25,18 @@ def layer_affine(meta: dict) -> np.ndarray:
 
 
 def write_labels(path: str, data, meta: dict) -> list[str]:
-    """Write a Labels layer as NIfTI with its source affine (or one built from scale)."""
+    """Write a Labels layer as NIfTI with its source affine (or one built from scale).
+
+    Replaces an existing file (napari's save dialog has already asked). Writing is atomic, so a
+    failure leaves neither a partial file nor a temporary one; non-3D layers and unusable
+    affines are refused with a one-line :class:`InputError`.
+    """
     if not str(path).endswith((".nii", ".nii.gz")):
         path = f"{path}.nii.gz"
     array = np.asarray(data)
+    if array.ndim != 3:
+        raise InputError(f"{path}: layer {meta.get('name')!r} has {array.ndim} dimensions {array.shape}; "
+                         "only 3D label layers can be saved as NIfTI")
     if array.max(initial=0) < 256 and array.min(initial=0) >= 0:
         array = array.astype(np.uint8)
     write_volume(path, array, layer_affine(meta), overwrite=True)
