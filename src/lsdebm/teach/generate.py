@@ -1,0 +1,141 @@
+"""Generate digits from noise with EBM / LEBM / LSD-EBM and keep every (t, k) frame for scrubbing.
+
+LSD-EBM runs Algorithm 3 through :func:`lsdebm.sampling.generate_events` (z_T ~ N(0, I), then for
+t = T-1 .. 0 a conditional Langevin chain of eqs. 2-4); LEBM runs its prior Langevin chain; the
+pixel EBM runs Langevin on the pixels themselves. One :class:`TrajectoryRecorder` consumes each
+event stream; the recorded latents are decoded into images afterwards, so every method gives
+the same :class:`GenerationFrames` with axes (t, k, sample, y, x).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lsdebm.errors import InputError
+from lsdebm.sampling.events import Event, ResultEvent, StepEvent
+from lsdebm.sampling.methods import RunSettings, decode, generate_events, langevin_config, sampling_schedule
+from lsdebm.sampling.trajectory import TrajectoryRecorder
+from lsdebm.teach.pixel_ebm import pixel_generate_events
+
+METHOD_LABELS = {"ebm": "EBM (pixel space)", "lebm": "LEBM (latent prior)", "lsdebm": "LSD-EBM (latent diffusion)"}
+
+
+@dataclass
+class GenerationFrames:
+    """Images of every recorded frame of a generation run.
+
+    Attributes:
+        images: (n_t, n_k, n, H, W) in [0, 1]; index i of the t axis is diffusion step ``t_values[i]``.
+        t_values: the diffusion step t of each t index (LSD-EBM: 0..T-1; others: [0]).
+        k_values: the 1-based Langevin iteration of each k index.
+        energy: (n_t, n_k, n) energy the sampler saw at that iteration (conditional energy for LSD-EBM).
+        kind: model kind (``lsdebm``, ``lebm``, ``pixel_ebm``).
+    """
+
+    images: np.ndarray
+    t_values: np.ndarray
+    k_values: np.ndarray
+    energy: np.ndarray
+    kind: str
+
+    @property
+    def samples(self) -> np.ndarray:
+        """Final images (n, H, W): t = 0, last k."""
+        return self.images[0, -1]
+
+
+def method_kind(model: torch.nn.Module) -> str:
+    kind = getattr(model, "kind", None)
+    if kind not in ("lsdebm", "lebm", "pixel_ebm"):
+        raise InputError(f"a {kind} model cannot generate teaching digits; expected lsdebm, lebm or pixel_ebm")
+    return kind
+
+
+def generation_events(model: torch.nn.Module, n: int, settings: RunSettings = RunSettings(),
+                      generator: torch.Generator | None = None) -> Iterator[Event]:
+    """The event stream of generating ``n`` samples from noise with any teaching model."""
+    if n < 1:
+        raise InputError(f"number of samples n={n} must be >= 1")
+    if method_kind(model) == "pixel_ebm":
+        return pixel_generate_events(model, n, settings, generator)
+    return generate_events(model, n, settings, generator)
+
+
+def _chain_length(model: torch.nn.Module, settings: RunSettings) -> int:
+    kind = method_kind(model)
+    if kind == "lsdebm":
+        return langevin_config(model, settings).K
+    if kind == "lebm":
+        return model.cfg.lebm.prior_steps if settings.steps is None else settings.steps
+    return model.cfg.langevin.K if settings.K is None else settings.K
+
+
+def _images(model: torch.nn.Module, z: np.ndarray) -> np.ndarray:
+    """Decode latents (..., d) to images (..., H, W); pixel-EBM 'latents' are the pixels."""
+    m = model.cfg.model
+    lead, d = z.shape[:-1], z.shape[-1]
+    if model.kind == "pixel_ebm":
+        return np.clip(z, 0.0, 1.0).reshape(lead + (m.grid, m.grid))
+    device = next(model.parameters()).device
+    flat = torch.as_tensor(z.reshape(-1, d), device=device)
+    probs = torch.cat([decode(model, chunk) for chunk in flat.split(1024)]) if len(flat) else flat
+    return probs.cpu().numpy().reshape(lead + (m.grid, m.grid))
+
+
+def record_generation(model: torch.nn.Module, n: int, settings: RunSettings = RunSettings(), every: int = 1,
+                      progress: Callable[[Event], None] | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> GenerationFrames:
+    """Generate ``n`` samples, recording every ``every``-th Langevin iteration (and the last).
+
+    ``progress`` sees every event; ``should_stop`` is polled after each event and, when it
+    returns True, generation stops early (the frames recorded so far are returned; a caller
+    that cancels should discard them).
+    """
+    kind = method_kind(model)
+    K = _chain_length(model, settings)
+    if kind == "lsdebm":
+        sched = sampling_schedule(model)
+        a, a_cum = sched.a, sched.a_cum
+    else:
+        a = a_cum = np.ones(2)
+    rec = TrajectoryRecorder(K, a, a_cum, every=every, metadata={"kind": kind})
+    first = True
+    for ev in generation_events(model, n, settings):
+        if first and not isinstance(ev, StepEvent):  # LEBM starts with Langevin events: record z_init
+            rec(StepEvent("encode", 0, ev.z))
+        first = False
+        rec(ev)
+        if progress is not None:
+            progress(ev)
+        if should_stop is not None and should_stop():
+            break
+    traj = rec.trajectory()
+    # reverse: (n, t, k, d) -> (t, k, n, d)
+    z = np.transpose(traj.reverse, (1, 2, 0, 3))
+    images = _images(model, z)
+    if rec.result is not None and len(z):
+        final = rec.result.probs.detach().cpu().numpy()[:, 0]
+        images[0, -1] = final  # the decoded result (clipped for the pixel EBM) is the last frame
+    energy = np.transpose(traj.energy, (1, 2, 0))
+    return GenerationFrames(images.astype(np.float32), np.arange(z.shape[0]), traj.k_values.copy(), energy, kind)
+
+
+def sample_images(model: torch.nn.Module, n: int, settings: RunSettings = RunSettings(),
+                  batch: int = 250) -> np.ndarray:
+    """Just the final images (n, H, W) in [0, 1], generated in batches (seeded by ``settings.seed``)."""
+    out = []
+    for i, start in enumerate(range(0, n, batch)):
+        s = RunSettings(**{**settings.__dict__, "seed": settings.seed + i})
+        result = None
+        for result in generation_events(model, min(batch, n - start), s):
+            pass
+        if not isinstance(result, ResultEvent):
+            raise InputError("generation produced no result")
+        out.append(result.probs.detach().cpu().numpy()[:, 0])
+    return np.concatenate(out).astype(np.float32)
+
+
+__all__ = ["GenerationFrames", "METHOD_LABELS", "generation_events", "record_generation", "sample_images"]
