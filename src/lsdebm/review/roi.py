@@ -1,0 +1,161 @@
+"""Metrics of a prediction against a reference inside regions: whole volume, parts, a user ROI.
+
+A *region* is either a box (a tuple of slices, one per axis) or a boolean mask of the volume's
+shape. Inside a box the metrics are exactly those of the cropped volumes. Inside a mask the
+overlap metrics (DSC, VS, SEN, SPEC, NMI, CK; the paper's eqs. 18-23) count only the voxels of
+the mask, and the surface distances (HD95, ASSD in mm) are those of the prediction and reference
+restricted to the mask; a box given as a mask therefore gives the same numbers as the box.
+
+Anatomical parts: a part label map of the reference (phantoms carry one, see
+:data:`lsdebm.data.phantoms.PART_LABELS`) is extended to the whole grid by nearest labelled
+voxel (a Voronoi partition in mm), so every prediction voxel -- false positives included --
+belongs to the part it is closest to, and the per-part confusion counts add up to the whole.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from lsdebm.errors import InputError
+from lsdebm.metrics import METRIC_NAMES, compute_metrics
+
+OVERLAP_KEYS = ("dsc", "vs", "sen", "spec", "nmi", "ck")
+DISTANCE_KEYS = ("hd95", "assd")
+
+
+@dataclass(frozen=True)
+class MetricsRow:
+    """One row of the review table: a region name, its size in voxels and the metrics dict."""
+
+    region: str
+    voxels: int
+    metrics: dict
+
+
+def box_from_points(points, shape) -> tuple[slice, ...]:
+    """The voxel box spanned by ROI corner points given in voxel (array index) coordinates.
+
+    Voxels whose centres lie inside the points' bounding box are included. An axis along which
+    all points share one coordinate (a rectangle drawn on one slice of a 3D volume) spans the
+    whole axis, so a rectangle selects a prism through the volume; draw rectangles on two
+    different slices to limit the depth.
+
+    Raises:
+        InputError: If the points are not (N, ndim) or the box misses the volume.
+    """
+    points = np.asarray(points, dtype=float)
+    shape = tuple(int(n) for n in shape)
+    if points.ndim != 2 or points.shape[1] != len(shape) or len(points) == 0:
+        raise InputError(f"ROI points must be an (N, {len(shape)}) array; got shape {points.shape}")
+    lo, hi = points.min(0), points.max(0)
+    box = []
+    for axis, (a, b, n) in enumerate(zip(lo, hi, shape)):
+        if b - a < 1e-6:
+            start, stop = 0, n
+        else:
+            start, stop = int(np.ceil(a - 1e-6)), int(np.floor(b + 1e-6)) + 1
+        start, stop = max(start, 0), min(stop, n)
+        if stop <= start:
+            raise InputError(f"the ROI box lies outside the volume along axis {axis} "
+                             f"({a:.1f}..{b:.1f}, volume 0..{n - 1})")
+        box.append(slice(start, stop))
+    return tuple(box)
+
+
+def box_mask(box: tuple[slice, ...], shape) -> np.ndarray:
+    """Boolean mask of ``shape`` that is True inside ``box``."""
+    mask = np.zeros(tuple(shape), bool)
+    mask[box] = True
+    return mask
+
+
+def _bbox(mask: np.ndarray) -> tuple[slice, ...]:
+    idx = np.argwhere(mask)
+    return tuple(slice(int(a), int(b) + 1) for a, b in zip(idx.min(0), idx.max(0)))
+
+
+def region_metrics(pred, ref, spacing, region, reference_compat: bool = False) -> dict:
+    """Metrics of ``pred`` against ``ref`` inside ``region`` (a box of slices or a boolean mask).
+
+    Args:
+        pred: Predicted mask (nonzero = foreground).
+        ref: Reference mask of the same shape.
+        spacing: Voxel spacing in mm per axis (or one number).
+        region: ``None`` (whole volume), a tuple of slices, or a boolean mask of the same shape.
+        reference_compat: Passed to :func:`lsdebm.metrics.compute_metrics`.
+
+    Returns:
+        Dict keyed by :data:`lsdebm.metrics.METRIC_NAMES`.
+
+    Raises:
+        InputError: If shapes differ or the region is empty.
+    """
+    pred, ref = np.asarray(pred) != 0, np.asarray(ref) != 0
+    if pred.shape != ref.shape:
+        raise InputError(f"prediction and reference shapes differ: {pred.shape} vs {ref.shape}")
+    if region is None:
+        return compute_metrics(pred, ref, spacing, reference_compat)
+    if isinstance(region, tuple) and all(isinstance(s, slice) for s in region):
+        if pred[region].size == 0:
+            raise InputError("the ROI box is empty")
+        return compute_metrics(pred[region], ref[region], spacing, reference_compat)
+    region = np.asarray(region) != 0
+    if region.shape != pred.shape:
+        raise InputError(f"ROI mask shape {region.shape} differs from the volume shape {pred.shape}")
+    if not region.any():
+        raise InputError("the ROI mask is empty; paint at least one voxel")
+    overlap = compute_metrics(pred[region], ref[region], 1.0, reference_compat)
+    box = _bbox(region)
+    inside = region[box]
+    distance = compute_metrics(pred[box] & inside, ref[box] & inside, spacing, reference_compat)
+    return {k: (overlap[k] if k in OVERLAP_KEYS else distance[k]) for k in METRIC_NAMES}
+
+
+def part_regions(parts, spacing=1.0) -> np.ndarray:
+    """Extend a part label map to every voxel by its nearest labelled voxel (Voronoi in mm).
+
+    Raises:
+        InputError: If the map has no labelled voxel.
+    """
+    parts = np.asarray(parts)
+    if not (parts != 0).any():
+        raise InputError("the part label map has no labelled voxel")
+    sampling = np.broadcast_to(np.asarray(spacing, float), (parts.ndim,))
+    idx = ndimage.distance_transform_edt(parts == 0, sampling=sampling, return_distances=False,
+                                         return_indices=True)
+    return parts[tuple(idx)]
+
+
+def review_metrics(pred, ref, spacing, parts=None, part_names: dict | None = None, roi=None,
+                   roi_name: str = "ROI", reference_compat: bool = False) -> list[MetricsRow]:
+    """The review table: whole volume, one row per anatomical part (if ``parts``), the ROI (if ``roi``).
+
+    Args:
+        pred, ref: Prediction and reference masks.
+        spacing: Voxel spacing in mm.
+        parts: Optional part label map of the reference (0 = background).
+        part_names: Label -> name (default :data:`lsdebm.data.phantoms.PART_LABELS`; unknown
+            labels are called ``part N``).
+        roi: Optional region (box of slices or boolean mask).
+        roi_name: Name of the ROI row.
+        reference_compat: Passed to :func:`lsdebm.metrics.compute_metrics`.
+    """
+    pred, ref = np.asarray(pred) != 0, np.asarray(ref) != 0
+    rows = [MetricsRow("whole volume", int(pred.size), region_metrics(pred, ref, spacing, None, reference_compat))]
+    if parts is not None:
+        if part_names is None:
+            from lsdebm.data.phantoms import PART_LABELS as part_names
+        parts = np.asarray(parts)
+        if parts.shape != pred.shape:
+            raise InputError(f"part label map shape {parts.shape} differs from the volume shape {pred.shape}")
+        regions = part_regions(parts, spacing)
+        for label in (int(v) for v in np.unique(parts) if v != 0):
+            region = regions == label
+            rows.append(MetricsRow(part_names.get(label, f"part {label}"), int(region.sum()),
+                                   region_metrics(pred, ref, spacing, region, reference_compat)))
+    if roi is not None:
+        size = int(pred[roi].size) if isinstance(roi, tuple) else int(np.count_nonzero(roi))
+        rows.append(MetricsRow(roi_name, size, region_metrics(pred, ref, spacing, roi, reference_compat)))
+    return rows

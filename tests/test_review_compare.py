@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+import torch
+
+from lsdebm.checkpoint import load_checkpoint
+from lsdebm.errors import CheckpointError, InputError, LsdebmError
+from lsdebm.metrics import compute_metrics
+from lsdebm.review.compare import (LABELS, CompareProgress, compare_events, compare_methods,
+                                   load_compare_checkpoints, summary)
+from lsdebm.review.uncertainty import input_grid_uncertainty, repeated_runs
+from lsdebm.sampling import RunSettings, make_generator, run
+
+
+@pytest.fixture(scope="module")
+def models(tiny_ckpts):
+    return load_compare_checkpoints({k: str(p) for k, p in tiny_ckpts.items()})
+
+
+@pytest.fixture(scope="module")
+def case(tiny_pair):
+    hq, _, parts = tiny_pair
+    lq = hq.copy()
+    lq[:, :, ::3] = 0  # thick-slice-like gaps
+    from lsdebm.data.phantoms import grid_affine
+
+    return lq, hq, grid_affine(16, 8.0)
+
+
+def test_compare_runs_every_method_in_display_order(models, case):
+    lq, hq, affine = case
+    events = list(compare_events(lq, affine, models, RunSettings(seed=3), reference=hq))
+    progress, comparison = events[:-1], events[-1]
+    assert all(isinstance(e, CompareProgress) for e in progress)
+    fractions = [e.fraction for e in progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    keys = [r.key for r in comparison.results]
+    assert keys == ["input", "reconnet", "vae", "lebm", "lsdebm"]
+    assert [r.label for r in comparison.results] == [LABELS[k] for k in keys]
+    for r in comparison.results:
+        assert r.mask.shape == lq.shape and r.mask.dtype == np.uint8
+        assert r.metrics == pytest.approx(compute_metrics(r.mask, hq, 8.0))
+    assert np.array_equal(comparison.results[0].mask, lq != 0)
+    lsd = comparison.by_key()["lsdebm"]
+    shas = [c["sha256"] for c in lsd.provenance["checkpoints"]]
+    assert shas == [models["reconnet"].sha256, models["lsdebm"].sha256]
+    assert lsd.provenance["seed"] == 3 and lsd.provenance["settings"]["K"] == models["lsdebm"].config.langevin.K
+    # ReconNet output is what the methods refine
+    stage1 = (run(models["reconnet"].model, torch.as_tensor(lq, dtype=torch.float32)).probs[0, 0] >= 0.5).numpy()
+    assert np.array_equal(comparison.by_key()["reconnet"].mask, stage1)
+    assert [row["method"] for row in summary(comparison)] == [LABELS[k] for k in keys]
+
+
+def test_compare_is_reproducible_and_seed_dependent(models, case):
+    lq, _, affine = case
+    a = compare_methods(lq, affine, models, RunSettings(seed=5))
+    b = compare_methods(lq, affine, models, RunSettings(seed=5))
+    for ra, rb in zip(a.results, b.results):
+        assert np.array_equal(ra.probs, rb.probs) if ra.probs is not None else True
+        assert ra.metrics is None
+    c = compare_methods(lq, affine, models, RunSettings(seed=6))
+    assert not np.array_equal(a.by_key()["lebm"].probs, c.by_key()["lebm"].probs)
+
+
+def test_compare_off_grid_input_is_cropped_and_pasted_back(models):
+    from lsdebm.data.phantoms import make_vertebra
+
+    p = make_vertebra("L4", 2, 20, 12.0)
+    comparison = compare_methods(p.mask, p.affine, models, reference=p.mask)
+    assert all(r.mask.shape == p.mask.shape for r in comparison.results)
+    assert comparison.by_key()["lsdebm"].provenance["cropped_to_model_grid"] is True
+    assert comparison.spacing == (12.0, 12.0, 12.0)
+
+
+def test_compare_errors(models, case, tiny_ckpts):
+    lq, hq, affine = case
+    with pytest.raises(InputError, match="non-empty"):
+        compare_methods(np.zeros_like(lq), affine, models)
+    with pytest.raises(InputError, match="missing checkpoints for LEBM"):
+        compare_methods(lq, affine, {k: v for k, v in models.items() if k != "lebm"})
+    with pytest.raises(InputError, match="reference shape"):
+        compare_methods(lq, affine, models, reference=hq[:8])
+    with pytest.raises(CheckpointError, match="holds a vae"):
+        load_compare_checkpoints({**{k: str(p) for k, p in tiny_ckpts.items()}, "lebm": str(tiny_ckpts["vae"])})
+
+
+def test_load_refuses_models_on_different_grids(tmp_path, tiny_ckpts, tiny_cfg):
+    from lsdebm.checkpoint import save_checkpoint
+    from lsdebm.models import build_model
+
+    other = save_checkpoint(build_model("vae", tiny_cfg.replace(**{"model.spacing": 4.0})), tmp_path / "vae.safetensors")
+    with pytest.raises(CheckpointError, match="do not share one model grid"):
+        load_compare_checkpoints({**{k: str(p) for k, p in tiny_ckpts.items()}, "vae": str(other)})
+
+
+def test_uncertainty_mean_and_variance_match_the_runs(tiny_ckpts, case):
+    lq, _, _ = case
+    model = load_checkpoint(tiny_ckpts["lsdebm"]).model
+    s = RunSettings(seed=11)
+    u = repeated_runs(model, lq, 4, s, chunk=4)
+    probs = run(model, lq, RunSettings(seed=11, repeats=4), make_generator(11, "cpu")).probs[:, 0].double().numpy()
+    np.testing.assert_allclose(u.mean, probs.mean(0), atol=1e-6)
+    np.testing.assert_allclose(u.variance, probs.var(0), atol=1e-6)
+    assert u.n == 4 and u.variance.max() > 0  # Langevin noise makes chains differ
+    frac = (probs >= 0.5).mean(0)
+    np.testing.assert_allclose(u.mask_variance, frac * (1 - frac), atol=1e-6)
+    small = repeated_runs(model, lq, 5, s, chunk=2)  # chunking changes nothing but the batch
+    assert small.n == 5 and small.mean.shape == lq.shape
+
+
+def test_uncertainty_progress_cancel_and_errors(tiny_ckpts, case):
+    lq, _, affine = case
+    vae = load_checkpoint(tiny_ckpts["vae"]).model
+    seen = []
+    u = input_grid_uncertainty(vae, lq, affine, 3, RunSettings(use_mean=False), chunk=2,
+                               progress=lambda i, n: seen.append((i, n)))
+    assert seen == [(2, 3), (3, 3)] and u.variance.max() > 0
+    deterministic = repeated_runs(vae, lq, 2, RunSettings(use_mean=True))
+    assert deterministic.variance.max() == 0.0
+    calls = []
+    stopped = repeated_runs(vae, lq, 6, RunSettings(use_mean=False), chunk=2,
+                            should_stop=lambda: calls.append(1) or len(calls) > 1)
+    assert stopped.n == 2
+    with pytest.raises(LsdebmError, match="cancelled"):
+        repeated_runs(vae, lq, 4, should_stop=lambda: True)
+    with pytest.raises(InputError, match="at least 2"):
+        repeated_runs(vae, lq, 1)
