@@ -1,0 +1,445 @@
+"""Bad input at every entry point: one-line errors naming the file, exit code 2, nothing written.
+
+Each bad NIfTI is fed to the Python API (``read_volume``), the plugin reader, ``lsdebm metrics``
+and ``lsdebm reconstruct``; each hostile checkpoint to ``load_checkpoint`` and to every command
+that takes one. The table in docs/reliability.md points at these tests.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from reliability_helpers import (edit_config, edit_metadata, huge_header_nifti, listing, nifti_with_header_affine,
+                                 plant_pickle, read_header, save_nifti, write_header)
+
+from lsdebm.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from lsdebm.cli.main import main
+from lsdebm.data.nifti import crop_label, paste_back, read_volume, write_volume
+from lsdebm.errors import CheckpointError, InputError, InputWarning, LsdebmError
+from lsdebm.models import build_model
+from lsdebm.sampling import Trajectory
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+BLOB = np.zeros((8, 8, 8), np.uint8)
+BLOB[2:6, 2:6, 2:6] = 1
+
+
+def _put(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+def _good_bytes(tmp_path, name="good.nii"):
+    return save_nifti(tmp_path / name, BLOB).read_bytes()
+
+
+# name -> (factory(tmp_path) -> path, expected fragment of the message)
+BAD_NIFTI = {
+    "missing": (lambda d: d / "missing.nii.gz", "not found"),
+    "empty": (lambda d: _put(d / "empty.nii", b""), "empty"),
+    "directory": (lambda d: (d / "folder.nii").mkdir() or d / "folder.nii", "directory"),  # mkdir returns None
+    "truncated_nii": (lambda d: _put(d / "trunc.nii", _good_bytes(d)[:-100]),
+                      "truncated"),
+    "truncated_header": (lambda d: _put(d / "head.nii", _good_bytes(d)[:200]),
+                         "cannot read as NIfTI"),
+    "truncated_gz": (lambda d: _put(d / "trunc.nii.gz", gzip.compress(_good_bytes(d))[:-30]), "cannot"),
+    "corrupt_gz": (lambda d: _put(d / "corrupt.nii.gz", gzip.compress(b"not a nifti at all" * 40)), "cannot read as NIfTI"),
+    "png_named_nii": (lambda d: _put(d / "photo.nii", b"\x89PNG\r\n\x1a\n" + bytes(600)),
+                      "cannot read as NIfTI"),
+    "plain_named_gz": (lambda d: _put(d / "plain.nii.gz", _good_bytes(d)),
+                       "not gzip-compressed"),
+    "gz_named_plain": (lambda d: _put(d / "packed.nii", gzip.compress(_good_bytes(d, "x.nii"))), "gzip-compressed but named .nii"),
+    "2d": (lambda d: save_nifti(d / "slice.nii", BLOB[0]), "2D image"),
+    "4d": (lambda d: save_nifti(d / "series.nii", np.stack([BLOB] * 3, -1)), "4D volume"),
+    "5d": (lambda d: save_nifti(d / "vector.nii", BLOB[..., None, None].repeat(2, -1)), "5D volume"),
+    "complex": (lambda d: save_nifti(d / "complex.nii", BLOB.astype(np.complex64)), "not supported"),
+    "nan": (lambda d: save_nifti(d / "nan.nii", np.where(BLOB, np.nan, 0).astype(np.float32)), "NaN"),
+    "inf": (lambda d: save_nifti(d / "inf.nii", np.where(BLOB, np.inf, 0).astype(np.float32)), "infinite"),
+    "singular_affine": (lambda d: nifti_with_header_affine(d / "flat.nii", BLOB, ([0, 0, 0, 0], [0, 1, 0, 0],
+                                                                                  [0, 0, 1, 0])), "singular"),
+    "nan_affine": (lambda d: nifti_with_header_affine(d / "nanaff.nii", BLOB, ([np.nan, 0, 0, 0], [0, 1, 0, 0],
+                                                                              [0, 0, 1, 0])), "NaN or infinite"),
+    "huge_grid": (lambda d: huge_header_nifti(d / "huge.nii"), "GiB of memory"),
+}
+
+
+@pytest.fixture(params=sorted(BAD_NIFTI))
+def bad_nifti(request, tmp_path):
+    factory, fragment = BAD_NIFTI[request.param]
+    return factory(tmp_path), fragment
+
+
+def _one_line_error(capsys, *names) -> str:
+    """The error line of a failed command; anything else on stderr must be one-line warnings."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines and "Traceback" not in "\n".join(lines), lines
+    *others, err = lines
+    assert err.startswith("lsdebm: error:") and all(x.startswith("lsdebm: warning:") for x in others), lines
+    for name in names:
+        assert str(name) in err, err
+    return err
+
+
+def test_bad_nifti_python_api(bad_nifti):
+    path, fragment = bad_nifti
+    with pytest.raises(InputError, match=fragment) as info:
+        read_volume(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+
+
+def test_bad_nifti_plugin_reader(bad_nifti):
+    from napari_lsdebm._reader import get_reader
+
+    path, fragment = bad_nifti
+    reader = get_reader(str(path))
+    assert reader is not None  # a NIfTI name is claimed; the reader then explains the problem
+    with pytest.raises(LsdebmError, match=fragment):
+        reader(str(path))
+
+
+def test_bad_nifti_cli_metrics_and_reconstruct(bad_nifti, tmp_path, capsys, tiny_ckpts):
+    path, fragment = bad_nifti
+    good = save_nifti(tmp_path / "reference.nii", BLOB)
+    assert main(["metrics", str(path), str(good)]) == 2
+    assert fragment in _one_line_error(capsys, path)
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(path), "-o", str(out / "r.nii.gz"), "--checkpoint", str(tiny_ckpts["vae"]),
+                 "--no-reconnet"]) == 2
+    assert fragment in _one_line_error(capsys, path)
+    assert not out.exists()
+
+
+def test_huge_grid_refused_before_allocating(tmp_path, monkeypatch):
+    import resource
+
+    path = huge_header_nifti(tmp_path / "huge.nii", shape=(2000, 2000, 2000), dtype=np.float32)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(InputError, match=r"2000x2000x2000 volume needs 29\.8 GiB of memory"):
+        read_volume(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: nothing was allocated
+    small = save_nifti(tmp_path / "small.nii", np.zeros((64, 64, 64), np.float32))
+    monkeypatch.setenv("LSDEBM_MAX_MEMORY_GB", "0.0001")
+    with pytest.raises(InputError, match="needs 1.0 MiB of memory, more than the 104.9 KiB limit"):
+        read_volume(small)
+    monkeypatch.setenv("LSDEBM_MAX_MEMORY_GB", "lots")
+    with pytest.raises(InputError, match="LSDEBM_MAX_MEMORY_GB"):
+        read_volume(small)
+
+
+def test_cli_user_error_in_a_real_process(tmp_path):
+    bad = tmp_path / "photo.nii"
+    bad.write_bytes(b"\x89PNG" + bytes(500))
+    proc = subprocess.run([sys.executable, "-m", "lsdebm.cli.main", "metrics", str(bad), str(bad)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr and str(bad) in proc.stderr
+
+
+# --- accepted with a stated change --------------------------------------------------------------------
+
+
+def test_singleton_4d_5d_are_squeezed_with_a_warning(tmp_path, capsys):
+    for name, data in (("t1.nii", BLOB[..., None]), ("t11.nii.gz", BLOB[..., None, None])):
+        path = save_nifti(tmp_path / name, data)
+        with pytest.warns(InputWarning, match="squeezed to 3D"):
+            assert read_volume(path).data.shape == BLOB.shape
+    assert main(["metrics", str(path), str(path), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["dsc"] == 1.0
+    lines = [line for line in captured.err.splitlines() if line]
+    assert lines and all(line.startswith("lsdebm: warning:") for line in lines) and "squeezed" in lines[0]
+
+
+def test_sheared_affine_is_handled_and_kept(tmp_path):
+    affine = np.array([[2.0, 0.6, 0, -10], [0, 2.0, 0.3, 5], [0, 0, 2.5, 1], [0, 0, 0, 1]])
+    data = np.zeros((40, 40, 32), np.uint8)
+    data[12:28, 10:30, 8:24] = 1
+    path = write_volume(tmp_path / "sheared.nii.gz", data, affine)
+    with pytest.warns(InputWarning, match="not orthogonal"):
+        volume = read_volume(path)
+    np.testing.assert_allclose(volume.affine, affine, atol=1e-5)
+    crop, info = crop_label(volume.data, volume.affine, None, grid=32, spacing=2.0)
+    back = paste_back(crop, info)
+    overlap = 2 * (back & data).sum() / (back.sum() + data.sum())
+    assert overlap > 0.9
+
+
+@pytest.mark.parametrize("spacing", [0.001, 50.0])
+def test_extreme_spacing_warns(tmp_path, spacing):
+    path = save_nifti(tmp_path / "odd.nii", BLOB, np.diag([spacing, spacing, spacing, 1.0]))
+    with pytest.warns(InputWarning, match="outside 0.05-20.0 mm"):
+        volume = read_volume(path)
+    if spacing < 1:  # a 4 um structure cannot be seen on a 2 mm model grid: refused, not silently empty
+        with pytest.raises(InputError, match="smaller than one 2 mm model voxel"):
+            crop_label(volume.data, volume.affine, None, grid=16, spacing=2.0)
+
+
+def test_anisotropic_spacing_is_resampled(tmp_path):
+    data = np.zeros((64, 64, 8), np.uint8)
+    data[16:48, 16:48, 2:6] = 1  # 32 x 32 x 4 voxels at 0.5 x 0.5 x 4 mm = 16 x 16 x 16 mm
+    crop, _ = crop_label(data, np.diag([0.5, 0.5, 4.0, 1.0]), None, grid=16, spacing=2.0)
+    extent = [np.ptp(np.nonzero(crop)[i]) + 1 for i in range(3)]
+    assert all(7 <= e <= 9 for e in extent), extent  # 16 mm / 2 mm = 8 model voxels along every axis
+
+
+# --- masks: labels, probabilities, empty, border ------------------------------------------------------
+
+
+def test_mask_values_other_than_0_1():
+    labels = np.zeros((16, 16, 16), np.int16)
+    labels[2:7, 3:9, 3:9], labels[9:14, 3:9, 3:9] = 20, 21
+    with pytest.warns(InputWarning, match=r"holds 2 labels \(20, 21\).*--label"):
+        crop_label(labels, np.diag([4.0, 4, 4, 1]), None, grid=16, spacing=4.0)
+    with pytest.raises(InputError, match=r"label 5 not found in the volume; labels present: \[20, 21\]"):
+        crop_label(labels, np.diag([4.0, 4, 4, 1]), 5, grid=16, spacing=4.0)
+    probs = np.zeros((16, 16, 16), np.float32)
+    probs[4:12, 4:12, 4:12] = 0.8
+    probs[1, 1, 1] = 0.2
+    with pytest.warns(InputWarning, match="thresholded at 0.5 .512 voxels kept"):
+        crop, _ = crop_label(probs, np.diag([4.0, 4, 4, 1]), None, grid=16, spacing=4.0)
+    assert crop.sum() == 512
+
+
+def test_empty_mask_and_border_contact():
+    with pytest.raises(InputError, match="no foreground voxels"):
+        crop_label(np.zeros((8, 8, 8), np.uint8), np.eye(4), None, grid=8, spacing=1.0)
+    touching = np.zeros((12, 12, 12), np.uint8)
+    touching[0:5, 3:8, 3:8] = 1
+    with pytest.warns(InputWarning, match=r"touches the volume border along axis \[0\]"):
+        crop, _ = crop_label(touching, np.eye(4), None, grid=16, spacing=1.0)
+    assert crop.sum() >= touching.sum()  # padded with background, nothing lost
+    big = np.ones((40, 10, 10), np.uint8)
+    with pytest.warns(InputWarning, match="beyond the model's 16 mm field of view"):
+        crop_label(big, np.eye(4), None, grid=16, spacing=1.0)
+
+
+def test_paste_back_refuses_nan_and_wrong_base():
+    crop, info = crop_label(BLOB, np.eye(4), None, grid=8, spacing=1.0)
+    with pytest.raises(InputError, match="NaN"):
+        paste_back(np.full(crop.shape, np.nan), info)
+    with pytest.raises(InputError, match="base volume has shape"):
+        paste_back(crop, info, base=np.zeros((3, 3, 3)))
+
+
+def test_reconstruct_mask_problems_write_nothing(tmp_path, tiny_ckpts, capsys):
+    ck = ["--checkpoint", str(tiny_ckpts["vae"]), "--no-reconnet"]
+    affine = np.diag([8.0, 8.0, 8.0, 1.0])
+    empty = save_nifti(tmp_path / "empty_mask.nii", np.zeros((16, 16, 16), np.uint8), affine)
+    labels = np.zeros((16, 16, 16), np.uint8)
+    labels[3:7, 4:10, 4:10], labels[9:13, 4:10, 4:10] = 1, 2
+    label_map = save_nifti(tmp_path / "labels.nii", labels, affine)
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(empty), "-o", str(out / "a.nii"), *ck]) == 2
+    assert "no foreground" in _one_line_error(capsys)
+    assert main(["reconstruct", str(label_map), "-o", str(out / "b.nii"), "--label", "7", *ck]) == 2
+    assert "label 7 not found in the volume; labels present: [1, 2]" in _one_line_error(capsys)
+    assert not out.exists()
+    # An existing output is never replaced without --overwrite.
+    out.mkdir()
+    (out / "c.nii").write_bytes(b"precious")
+    assert main(["reconstruct", str(label_map), "-o", str(out / "c.nii"), *ck]) == 2
+    assert "--overwrite" in _one_line_error(capsys) and (out / "c.nii").read_bytes() == b"precious"
+
+
+def test_reconstruct_border_mask_warns_and_succeeds(tmp_path, tiny_ckpts, capsys):
+    mask = np.zeros((16, 16, 16), np.uint8)
+    mask[0:6, 4:10, 4:10] = 1
+    path = save_nifti(tmp_path / "edge.nii", mask, np.diag([8.0, 8.0, 8.0, 1.0]))
+    out = tmp_path / "edge_out.nii"
+    assert main(["reconstruct", str(path), "-o", str(out), "--checkpoint", str(tiny_ckpts["vae"]),
+                 "--no-reconnet"]) == 0
+    err = capsys.readouterr().err
+    assert "lsdebm: warning:" in err and "touches the volume border" in err and "Traceback" not in err
+    assert read_volume(out).data.shape == mask.shape
+
+
+# --- writers -----------------------------------------------------------------------------------------
+
+
+def test_writers_refuse_and_leave_nothing(tmp_path):
+    target = tmp_path / "out.nii.gz"
+    with pytest.raises(InputError, match="3D"):
+        write_volume(target, np.zeros((4, 4)), np.eye(4))
+    with pytest.raises(InputError, match="singular"):
+        write_volume(target, BLOB, np.zeros((4, 4)))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(LsdebmError, match="is a file, not a directory"):
+        write_volume(tmp_path / "file" / "out.nii", BLOB, np.eye(4))
+    assert listing(tmp_path) == ["file"]
+    labels = (np.arange(512).reshape(8, 8, 8) * 7).astype(np.int64)  # napari Labels are int64
+    assert np.array_equal(read_volume(write_volume(target, labels, np.eye(4))).data, labels)
+
+
+def test_plugin_writer_refuses_non_3d_layer(tmp_path):
+    from napari_lsdebm._writer import write_labels
+
+    with pytest.raises(InputError, match="only 3D label layers"):
+        write_labels(str(tmp_path / "x.nii.gz"), np.zeros((4, 4), np.int32), {"name": "slice", "scale": (1, 1)})
+    assert listing(tmp_path) == []
+
+
+# --- checkpoints -------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def marker(tmp_path):
+    path = tmp_path / "PWNED"
+    yield path
+    assert not path.exists(), "a planted pickle was unpickled"
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".pkl", ".safetensors"])
+def test_pickles_never_unpickled_python_api(tmp_path, marker, suffix):
+    evil = plant_pickle(tmp_path / f"model{suffix}", marker)
+    with pytest.raises(CheckpointError, match="never loaded" if suffix != ".safetensors" else "not a readable"):
+        load_checkpoint(evil)
+    with pytest.raises(CheckpointError):
+        read_metadata(evil)
+
+
+def test_pickles_never_unpickled_by_any_command(tmp_path, marker, tiny_ckpts, tiny_pair, capsys):
+    lq = write_volume(tmp_path / "lq.nii.gz", tiny_pair[1], np.diag([8.0, 8.0, 8.0, 1.0]))
+    evil = {s: plant_pickle(tmp_path / f"evil{s}", marker) for s in (".pt", ".pth", ".pkl")}
+    out = tmp_path / "out"
+    commands = [
+        ["reconstruct", str(lq), "-o", str(out / "r.nii.gz"), "--checkpoint", str(evil[".pt"]), "--no-reconnet"],
+        ["reconstruct", str(lq), "-o", str(out / "r.nii.gz"), "--checkpoint", str(tiny_ckpts["lsdebm"]),
+         "--reconnet-checkpoint", str(evil[".pth"])],
+        ["checkpoints", str(evil[".pkl"])],
+        ["convert", "--kind", "vae", "--model", str(evil[".pt"]), "--out", str(out / "c.safetensors")],
+        ["convert", "--kind", "lsdebm", "--encoder", str(evil[".pth"]), "--decoder", str(evil[".pth"]),
+         "--energy", str(evil[".pth"]), "--out", str(out / "c.safetensors")],
+    ]
+    for argv in commands:
+        assert main(argv) == 2, argv
+        _one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_checkpoint_problems(tmp_path, tiny_ckpts):
+    good = tiny_ckpts["vae"]
+    raw = good.read_bytes()
+    (tmp_path / "truncated.safetensors").write_bytes(raw[: len(raw) // 2])
+    (tmp_path / "stub.safetensors").write_bytes(raw[:10])
+    (tmp_path / "folder.safetensors").mkdir()
+    cases = [
+        (tmp_path / "truncated.safetensors", "truncated|not a readable"),
+        (tmp_path / "stub.safetensors", "empty or truncated"),
+        (tmp_path / "folder.safetensors", "is a directory"),
+        (edit_metadata(good, tmp_path / "newer.safetensors", format_version="2"),
+         "format version 2 is newer than supported"),
+        (edit_metadata(good, tmp_path / "foreign.safetensors", format="something-else"), "without lsdebm metadata"),
+        (edit_config(good, tmp_path / "mismatch.safetensors", "model", "latent_dim", 9),
+         "tensors do not match its config"),
+        # A 4096^3 grid in a small file: refused from the header, the model is never allocated.
+        (edit_config(good, tmp_path / "huge.safetensors", "model", "grid", 4096), "tensors do not match its config"),
+        (edit_config(good, tmp_path / "badcfg.safetensors", "model", "channels", [4]), "config is missing or invalid"),
+    ]
+    for path, fragment in cases:
+        with pytest.raises(CheckpointError, match=fragment) as info:
+            load_checkpoint(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value), path.name
+    with pytest.raises(CheckpointError, match="holds a vae model, expected lsdebm"):
+        load_checkpoint(good, expect_kind="lsdebm")
+
+
+def test_checkpoint_bit_flip_and_nan_weights_are_refused(tmp_path, tiny_cfg):
+    torch.manual_seed(0)
+    model = build_model("vae", tiny_cfg)
+    good = save_checkpoint(model, tmp_path / "good.safetensors")
+    header, data = read_header(good)
+    flipped = bytearray(data)
+    flipped[len(flipped) // 3] ^= 0x04  # a silent change of one weight
+    write_header(tmp_path / "flip.safetensors", header, bytes(flipped))
+    with pytest.raises(CheckpointError, match="do not match the checksum"):
+        load_checkpoint(tmp_path / "flip.safetensors")
+    edited = edit_metadata(good, tmp_path / "edited.safetensors",
+                           info=json.dumps({"description": "edited after saving"}))
+    with pytest.raises(CheckpointError, match="do not match the checksum"):
+        load_checkpoint(edited)
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    nan = save_checkpoint(model, tmp_path / "nan.safetensors")
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        load_checkpoint(nan)
+
+
+def test_checkpoint_from_another_kind_or_grid_via_cli(tmp_path, tiny_ckpts, tiny_cfg, tiny_pair, capsys):
+    lq = write_volume(tmp_path / "lq.nii.gz", tiny_pair[1], np.diag([8.0, 8.0, 8.0, 1.0]))
+    other = save_checkpoint(build_model("reconnet", tiny_cfg.replace(**{"model.grid": 32, "model.spacing": 4.0})),
+                            tmp_path / "reconnet32.safetensors")
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(lq), "-o", str(out / "a.nii"), "--method", "vae",
+                 "--checkpoint", str(tiny_ckpts["lsdebm"]), "--no-reconnet"]) == 2
+    assert "holds a lsdebm model, expected vae" in _one_line_error(capsys)
+    assert main(["reconstruct", str(lq), "-o", str(out / "a.nii"), "--checkpoint", str(tiny_ckpts["reconnet"])]) == 2
+    _one_line_error(capsys, tiny_ckpts["reconnet"])
+    assert main(["reconstruct", str(lq), "-o", str(out / "a.nii"), "--checkpoint", str(tiny_ckpts["vae"]),
+                 "--reconnet-checkpoint", str(other)]) == 2
+    assert "does not match" in _one_line_error(capsys, other)
+    assert not out.exists()
+
+
+# --- trajectories ------------------------------------------------------------------------------------
+
+
+def _trajectory(tmp_path, sha="a" * 64):
+    rng = np.random.default_rng(0)
+    traj = Trajectory(rng.normal(size=(1, 3, 4)).astype(np.float32), rng.normal(size=(1, 2, 5, 4)).astype(np.float32),
+                      rng.normal(size=(1, 2, 5)).astype(np.float32), rng.random((1, 2, 5)).astype(np.float32),
+                      np.arange(1, 6), np.linspace(1, 0.5, 5), {"checkpoint_sha256": sha})
+    return traj.save(tmp_path / "traj.npz")
+
+
+def test_trajectory_problems(tmp_path):
+    good = _trajectory(tmp_path)
+    raw = good.read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(raw[: len(raw) * 2 // 3])
+    with pytest.raises(InputError, match="trunc.npz: not a readable trajectory"):
+        Trajectory.load(tmp_path / "trunc.npz")
+    with pytest.raises(InputError, match="recorded with checkpoint aaaaaaaaaaaa…, not the loaded one"):
+        Trajectory.load(good, expect_checkpoint="b" * 64)
+    assert Trajectory.load(good, expect_checkpoint="a" * 64).depth == 2
+    np.savez(tmp_path / "foreign.npz", metadata=np.array(json.dumps({"format": "x"})))
+    with pytest.raises(InputError, match="not an lsdebm trajectory"):
+        Trajectory.load(tmp_path / "foreign.npz")
+    with np.load(good) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays["metadata"]))
+    for name, change, fragment in (
+            ("newer", {"metadata": np.array(json.dumps({**meta, "format_version": 9}))}, "newer"),
+            ("listmeta", {"metadata": np.array("[1, 2]")}, "metadata missing or corrupt"),
+            ("shapes", {"energy": np.zeros((1, 2, 4), np.float32)}, "inconsistent trajectory array shapes"),
+            ("strings", {"k_values": np.array(["a", "b", "c", "d", "e"])}, "wrong type or rank"),
+            ("extra", {"unrelated": np.zeros(3)}, None)):
+        np.savez(tmp_path / f"{name}.npz", **{**arrays, **change})
+        if fragment is None:
+            assert Trajectory.load(tmp_path / f"{name}.npz").n_k == 5
+        else:
+            with pytest.raises(InputError, match=fragment):
+                Trajectory.load(tmp_path / f"{name}.npz")
+    anonymous = Trajectory.load(good)
+    anonymous.metadata.pop("checkpoint_sha256")
+    anonymous.save(tmp_path / "anon.npz")
+    with pytest.warns(InputWarning, match="does not record which checkpoint"):
+        Trajectory.load(tmp_path / "anon.npz", expect_checkpoint="b" * 64)
+
+
+def test_existing_outputs_are_never_replaced_without_overwrite(tmp_path, tiny_cfg):
+    traj = _trajectory(tmp_path)
+    before = traj.read_bytes()
+    with pytest.raises(LsdebmError, match="--overwrite"):
+        Trajectory.load(traj).save(traj)
+    ckpt = tmp_path / "m.safetensors"
+    ckpt.write_bytes(b"precious")
+    with pytest.raises(LsdebmError, match="--overwrite"):
+        save_checkpoint(build_model("vae", tiny_cfg), ckpt)
+    assert traj.read_bytes() == before and ckpt.read_bytes() == b"precious"
+    assert listing(tmp_path) == ["m.safetensors", "traj.npz"]  # no temporary files left
