@@ -55,6 +55,15 @@ def resolve_device(device: str | None, local_rank: int | None = None) -> torch.d
     return dev
 
 
+def set_threads(threads: int | None) -> None:
+    """Set torch's CPU thread count (None keeps torch's default)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise InputError(f"--threads {threads} must be >= 1")
+    torch.set_num_threads(threads)
+
+
 @dataclass
 class Models:
     """The loaded post-processing model (``method``) and optional ReconNet stage."""

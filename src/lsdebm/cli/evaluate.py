@@ -37,6 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--record-test-metrics", action="store_true",
                    help="store the results per checkpoint (name + sha256) in the bundled test_metrics.json")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--overwrite", action="store_true", help="replace existing report files / data set")
     return p
 
@@ -85,7 +86,7 @@ def run(args) -> int:
     import datetime
 
     from lsdebm.evaluation import evaluate, load_models, quality_bars, select_rows, summarize
-    from lsdebm.pipeline import effective_settings, resolve_device
+    from lsdebm.pipeline import effective_settings, resolve_device, set_threads
     from lsdebm.provenance import checkpoint_record, command_line, versions
     from lsdebm.report import REPORT_FILES, record_metrics, render_markdown, timing_rows, write_reports
     from lsdebm.sampling import RunSettings
@@ -99,6 +100,7 @@ def run(args) -> int:
     for name in REPORT_FILES:
         if (out / name).exists() and not args.overwrite:
             raise InputError(f"{out / name} already exists; pass --overwrite to replace it")
+    set_threads(args.threads)
     device = resolve_device(args.device)
     models = load_models(rows, args.checkpoint_dir, device)
     first = next(iter(models.values()), None)

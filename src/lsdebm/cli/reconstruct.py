@@ -43,6 +43,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="structures per batch (default 8)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     return p
 
 
@@ -92,7 +93,8 @@ def _check_targets(targets: list[Path], overwrite: bool) -> None:
 def run(args) -> int:
     """Validate everything first (no output on a user error), then refine and write each input."""
     from lsdebm.data.nifti import read_volume, write_volume
-    from lsdebm.pipeline import dist_rank, load_models, reconstruct_volume, resolve_device, shard, structure_labels
+    from lsdebm.pipeline import (dist_rank, load_models, reconstruct_volume, resolve_device, set_threads, shard,
+                                 structure_labels)
     from lsdebm.provenance import command_line, sidecar_path, write_provenance
     from lsdebm.sampling import RunSettings
 
@@ -118,6 +120,7 @@ def run(args) -> int:
     for path, _ in mine:  # read every input once up front so a bad one fails before any output
         structure_labels(read_volume(path).data, args.label)
 
+    set_threads(args.threads)
     device = resolve_device(args.device, local_rank=rank if world > 1 else None)
     models = load_models(args.method, args.checkpoint, args.reconnet, args.reconnet_checkpoint, device)
     settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size,
