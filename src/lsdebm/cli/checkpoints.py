@@ -42,6 +42,15 @@ def describe(path: Path, name: str | None = None) -> dict[str, Any]:
     return entry
 
 
+def _data_summary(data: Any) -> str | None:
+    """One line for the training-data record written by ``lsdebm train``."""
+    if isinstance(data, dict) and data.get("source") == "generated":
+        thick = (data.get("ranges") or {}).get("thickness")
+        return (f"{data.get('n')} generated phantoms, seed {data.get('seed')}, {data.get('grid')}^3 @ "
+                f"{data.get('spacing_mm')} mm" + (f", slices {thick[0]:g}-{thick[1]:g} mm" if thick else ""))
+    return data if isinstance(data, str) or data is None else json.dumps(data, default=str)
+
+
 def _headline(metrics: dict[str, Any] | None) -> str:
     if not metrics:
         return "not evaluated"
@@ -57,12 +66,20 @@ def _headline(metrics: dict[str, Any] | None) -> str:
 def run(args) -> int:
     """Print the table (or JSON)."""
     from lsdebm.checkpoint import bundled_checkpoints
+    from lsdebm.errors import LsdebmError
 
     if args.files:
         items = [(Path(f), None) for f in args.files]
     else:
         items = [(p, name) for name, p in bundled_checkpoints().items()]
-    entries = [describe(p, n) for p, n in items]
+    entries = []
+    for path, name in items:
+        try:
+            entries.append(describe(path, name))
+        except LsdebmError as exc:  # list the others; a single bad file must not hide them
+            if args.files:
+                raise
+            entries.append({"name": name or path.stem, "path": str(path), "error": str(exc)})
     if args.json:
         print(json.dumps(entries, indent=2, default=str))
         return 0
@@ -70,8 +87,10 @@ def run(args) -> int:
         print("no bundled checkpoints installed")
         return 0
     for e in entries:
-        data = e["training_data"]
-        data = data if isinstance(data, str) or data is None else json.dumps(data, default=str)
+        if "error" in e:
+            print(f"{e['name']}  unreadable: {e['error']}")
+            continue
+        data = _data_summary(e["training_data"])
         sampler = {"lsdebm": f", T={e['T']} K={e['K']} t*={e['recon_steps']}"}.get(e["kind"], "")
         trained = f", trained {e['training_seconds'] / 60:.0f} min" if e["training_seconds"] else ""
         print(f"{e['name']}  [{e['kind']}, preset {e['preset']}]  {e['grid']}^3 @ {e['spacing_mm']:g} mm{sampler}"
