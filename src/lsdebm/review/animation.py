@@ -84,12 +84,19 @@ def trajectory_frames(trajectory, decode: Callable[[np.ndarray], np.ndarray], al
         yield with_progress(render_volume(volume, zoom), (i + 1) / len(order))
 
 
+def _rgb(frame) -> np.ndarray:
+    """An RGB uint8 frame (alpha dropped: screenshots are opaque, and GIF frames must share one mode)."""
+    frame = np.asarray(frame, np.uint8)
+    if frame.ndim == 2:
+        return np.repeat(frame[..., None], 3, axis=2)
+    return frame[..., :3]
+
+
 def _even_frames(frames: list[np.ndarray]) -> list[np.ndarray]:
     """Pad RGB frames to multiples of 16 px (what H.264 encoders need)."""
     h, w = frames[0].shape[:2]
     ph, pw = -h % 16, -w % 16
-    return [np.pad(f[..., :3], ((0, ph), (0, pw), (0, 0))) for f in frames] if ph or pw else \
-        [f[..., :3] for f in frames]
+    return [np.pad(f, ((0, ph), (0, pw), (0, 0))) for f in frames] if ph or pw else frames
 
 
 def _writer(path: Path, frames: list[np.ndarray], fps: float):
@@ -115,7 +122,7 @@ def _writer(path: Path, frames: list[np.ndarray], fps: float):
 
 def export_animation(path, frames: Iterable[np.ndarray], fps: float = 8.0, provenance: dict | None = None,
                      overwrite: bool = False, **details) -> tuple[Path, Path]:
-    """Write frames (RGB/RGBA uint8, same size) as a GIF or MP4 with a provenance sidecar.
+    """Write frames (gray, RGB or RGBA uint8, same size) as an RGB GIF or MP4 with a provenance sidecar.
 
     ``details`` (e.g. ``along="tk"``) are recorded in the sidecar's ``export`` entry.
     """
@@ -124,7 +131,7 @@ def export_animation(path, frames: Iterable[np.ndarray], fps: float = 8.0, prove
         raise InputError(f"{path}: animations must end with {' or '.join(ANIMATION_SUFFIXES)}")
     if fps <= 0:
         raise InputError(f"fps={fps} must be > 0")
-    frames = [np.asarray(f, np.uint8) for f in frames]
+    frames = [_rgb(f) for f in frames]
     if not frames:
         raise InputError(f"{path}: no frames to write")
     if len({f.shape for f in frames}) != 1:

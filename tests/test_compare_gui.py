@@ -1,0 +1,182 @@
+"""GUI tests of the compare / review / surface / uncertainty / export widgets (run under xvfb-run -a)."""
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytestmark = pytest.mark.gui
+
+from lsdebm.data.phantoms import grid_affine  # noqa: E402
+from lsdebm.metrics import compute_metrics  # noqa: E402
+from lsdebm.review.overlap import OVERLAP_COLORS, TP  # noqa: E402
+from lsdebm.review.roi import region_metrics  # noqa: E402
+
+TIMEOUT = 240_000  # ms; the 2-core CI machine may be busy
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, tiny_pair):
+    """A viewer with the tiny phantom as napari-lsdebm layers: HQ, LQ (with slice gaps), parts."""
+    from napari_lsdebm._layers import volume_layer
+
+    hq, _, parts = tiny_pair
+    lq = hq.copy()
+    lq[:, :, ::3] = 0
+    viewer = make_napari_viewer()
+    affine = grid_affine(16, 8.0)
+    for data, name in ((hq, "HQ"), (lq, "LQ"), (parts, "parts")):
+        d, kwargs, kind = volume_layer(data, affine, name)
+        getattr(viewer, f"add_{kind}")(d, **kwargs)
+    return viewer
+
+
+def wait_worker(qtbot, widget):
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT)
+
+
+def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
+    from napari_lsdebm._compare import COMPARE_KEY, SHOW_MODES, CompareWidget
+
+    widget = CompareWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    for kind, row in widget.paths.items():
+        row.edit.setText(str(tiny_ckpts[kind]))
+    widget.input_combo.set_layer(viewer.layers["LQ"])
+    widget.reference_combo.set_layer(viewer.layers["HQ"])
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: widget.comparison is not None and widget.worker is None, timeout=TIMEOUT)
+    visible = [lay for lay in viewer.layers if lay.visible]
+    names = [lay.name.split(" · ")[0] for lay in visible]
+    assert names == ["raw input", "ReconNet", "VAE", "LEBM", "LSD-EBM", "ground truth"]
+    assert all(" · DSC " in lay.name for lay in visible[:5])
+    assert viewer.grid.enabled and viewer.grid.actual_shape(viewer.layers) == (2, 3)
+    positions = [viewer.grid.position(viewer.layers.index(lay), viewer.layers) for lay in visible]
+    assert len(set(positions)) == 6  # one cell each, one shared camera and dims
+    assert viewer.dims.ndisplay == 3
+    assert all(lay.name_overlay.visible for lay in visible)
+    np.testing.assert_allclose(visible[0].scale, (8.0, 8.0, 8.0))
+    assert np.array_equal(visible[0].data, viewer.layers["LQ"].data != 0)
+    vae = visible[2]
+    assert vae.metadata["provenance"]["checkpoints"][-1]["kind"] == "vae"
+    # overlap display mode: every method cell becomes a TP/FP/FN map against the ground truth
+    widget.mode.setCurrentText(SHOW_MODES[1])
+    cells = [lay for lay in viewer.layers if COMPARE_KEY in lay.metadata]
+    assert set(np.unique(cells[0].data)) <= {0, 1, 2, 3} and 3 in np.unique(cells[0].data)  # LQ misses voxels
+    np.testing.assert_allclose(cells[0].colormap.map(np.array([TP]))[0], OVERLAP_COLORS[TP], atol=1e-6)
+    widget.toggle_grid()
+    assert not viewer.grid.enabled
+
+
+def test_review_overlap_and_metrics_table(viewer, qtbot, tmp_path):
+    from qtpy.QtWidgets import QApplication
+
+    from napari_lsdebm._review import ReviewWidget
+
+    widget = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.ref_combo.layer() is viewer.layers["HQ"]  # guessed by name
+    assert widget.parts_combo.layer() is viewer.layers["parts"]
+    widget.pred_combo.set_layer(viewer.layers["LQ"])
+    overlap = widget.show_overlap()
+    hq, lq = viewer.layers["HQ"].data, viewer.layers["LQ"].data
+    assert overlap.name == "overlap: LQ vs HQ"
+    assert int((overlap.data == TP).sum()) == int(((lq > 0) & (hq > 0)).sum())
+    assert list(overlap.features["class"]) == ["TN", "TP", "FP", "FN"]
+    assert "TP" in widget.legend.text() and "FN" in widget.legend.text()
+    n_parts = len([v for v in np.unique(viewer.layers["parts"].data) if v])
+    qtbot.waitUntil(lambda: widget.table.rowCount() == 1 + n_parts and widget.worker is None, timeout=TIMEOUT)
+    assert widget.rows[0].metrics == pytest.approx(compute_metrics(lq, hq, (8.0, 8.0, 8.0)))
+    assert widget.table.item(0, 0).text() == "whole volume"
+    # a rectangle ROI drawn on one slice adds a row with the cropped metrics
+    widget.new_roi()
+    roi = viewer.layers["ROI"]
+    roi.add_rectangles(np.array([[[8, 2, 3], [8, 2, 12], [8, 11, 12], [8, 11, 3]]], float))
+    qtbot.waitUntil(lambda: widget.table.rowCount() == 2 + n_parts and widget.worker is None, timeout=TIMEOUT)
+    box = (slice(0, 16), slice(2, 12), slice(3, 13))
+    assert widget.rows[-1].metrics == pytest.approx(region_metrics(lq, hq, (8.0,) * 3, box))
+    # selecting another Labels layer in the layer list makes it the prediction
+    shifted = viewer.add_labels(np.roll(hq, 2, axis=1), name="shifted", scale=(8.0, 8.0, 8.0))
+    viewer.layers.selection.active = shifted
+    qtbot.waitUntil(lambda: widget.rows and widget.rows[0].metrics["dsc"] == pytest.approx(
+        compute_metrics(shifted.data, hq, 8.0)["dsc"]) and widget.worker is None, timeout=TIMEOUT)
+    widget.copy()
+    assert QApplication.clipboard().text().startswith("region\tvoxels\tDSC")
+    csv = widget.save_csv(tmp_path / "table.csv")
+    assert csv.read_text().count("\n") == len(widget.rows) + 1
+
+
+def test_surface_coloured_by_signed_distance(viewer, qtbot):
+    from napari_lsdebm._surface_widget import SurfaceWidget
+
+    widget = SurfaceWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.mask_combo.set_layer(viewer.layers["LQ"])
+    widget.ref_combo.set_layer(viewer.layers["HQ"])
+    widget.smooth.setValue(5)
+    widget.build()
+    qtbot.waitUntil(lambda: "surface: LQ" in viewer.layers and widget.button.isEnabled(), timeout=TIMEOUT)
+    surface = viewer.layers["surface: LQ"]
+    vertices, faces, values = surface.data
+    assert len(values) == len(vertices) and values.min() < 0  # LQ lies inside HQ: negative distances
+    lo, hi = surface.contrast_limits
+    assert lo == pytest.approx(-hi) and widget.colorbar.limit == pytest.approx(hi)
+    assert surface.metadata["frame"] == "grid-mm" and surface.colorbar.visible
+
+
+def test_uncertainty_layers(viewer, qtbot, tiny_ckpts):
+    from napari_lsdebm._uncertainty_widget import UncertaintyWidget
+
+    widget = UncertaintyWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.input_combo.set_layer(viewer.layers["LQ"])
+    widget.path.edit.setText(str(tiny_ckpts["lsdebm"]))
+    widget.reconnet_path.edit.setText(str(tiny_ckpts["reconnet"]))
+    widget.n.setValue(3)
+    widget.run()
+    wait_worker(qtbot, widget)
+    mean, var = viewer.layers["mean probability (LSD-EBM, N=3)"], viewer.layers["variance (LSD-EBM, N=3)"]
+    assert mean.data.shape == var.data.shape == (16, 16, 16)
+    assert 0.0 <= mean.data.min() and mean.data.max() <= 1.0 and var.data.min() >= 0.0
+    assert widget.progress.value() == 3
+    assert mean.metadata["provenance"]["settings"]["runs"] == 3
+
+
+def test_export_widget_files_and_sidecars(viewer, qtbot, tmp_path):
+    import imageio.v3 as iio
+    import pyvista as pv
+
+    from lsdebm.data.nifti import read_volume
+    from lsdebm.review.surface import mask_mesh
+    from napari_lsdebm._export_widget import ExportWidget
+
+    hq = viewer.layers["HQ"]
+    mesh = mask_mesh(hq.data, 8.0, smooth_iterations=0)
+    viewer.add_surface(mesh.layer_data(), name="mesh", metadata={"affine": hq.metadata["affine"], "frame": "grid-mm"})
+    t, k = 3, 2
+    frames = np.zeros((t, k, 8, 8, 8), np.float32)
+    for i in range(t):
+        for j in range(k):
+            frames[i, j, 2:6, 2:6, 2 + i: 4 + i + j] = 1
+    traj = viewer.add_image(frames, name="trajectory", axis_labels=("t", "k", "z", "y", "x"))
+    widget = ExportWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.mask_combo.set_layer(hq)
+    path, side = widget.save_mask(tmp_path / "hq.nii.gz")
+    np.testing.assert_allclose(read_volume(path).affine, hq.metadata["affine"])
+    widget.mesh_combo.set_layer(viewer.layers["mesh"])
+    files, side = widget.save_mesh(tmp_path / "mesh.stl")
+    assert [f.suffix for f in files] == [".stl", ".vtp"]
+    assert pv.read(files[1]).n_cells == len(mesh.faces)
+    assert json.loads(side.read_text())["export"]["frame"].startswith("world")
+    path, side = widget.save_screenshot(tmp_path / "shot.png")
+    assert iio.imread(path).ndim == 3 and "layers" in json.loads(side.read_text())
+    widget.anim_combo.set_layer(traj)
+    step = viewer.dims.current_step
+    widget.order.setCurrentText("t and k")
+    path, side = widget.save_animation(tmp_path / "traj.gif")
+    assert len(iio.imread(path, index=None)) == t * k
+    assert viewer.dims.current_step == step  # sliders restored
+    widget.order.setCurrentText("t (diffusion step)")
+    path, _ = widget.save_animation(tmp_path / "traj_t.gif")
+    assert len(iio.imread(path, index=None)) == t
