@@ -58,7 +58,8 @@ def device_name(device) -> str:
                 break
     except OSError:
         pass
-    return f"CPU {name}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"CPU {name}, {threads} thread{'s' if threads != 1 else ''}"
 
 
 def load_pairs(args, grid: int, spacing: float):
