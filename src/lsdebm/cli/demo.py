@@ -1,39 +1,88 @@
-"""``lsdebm demo``: generate one phantom pair and print its metrics (a first look)."""
+"""``lsdebm demo``: reconstruct a phantom with the bundled LSD-EBM and show the recorded run.
 
+With a display it opens napari with the explorer docked, the phantom pair, the checkpoint
+loaded and the run already recorded (scrub it with the t and k sliders). Without one (no
+$DISPLAY, or ``--headless``) it runs the same pipeline and writes NIfTI volumes, the
+trajectory, PNGs of the 3D view at a few steps, the latent-variance plot and metrics to
+``--out`` (:mod:`lsdebm.explore.demo`).
+"""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``demo`` subcommand."""
-    parser = subparsers.add_parser("demo", help="generate one HQ/LQ phantom pair and print its metrics")
+    parser = subparsers.add_parser(
+        "demo", help="reconstruct a phantom with the bundled LSD-EBM (viewer, or files when headless)",
+        description="Run LSD-EBM on a simulated thick-slice phantom and explore the recorded run in napari; "
+                    "without a display, write the outputs to --out instead.")
+    parser.add_argument("--checkpoint", help="checkpoint name or .safetensors file (default: bundled lsdebm-default)")
+    parser.add_argument("--headless", action="store_true", help="write files instead of opening the viewer")
+    parser.add_argument("--out", default="lsdebm-demo", help="output folder when headless (default ./lsdebm-demo)")
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs already in --out")
     parser.add_argument("--level", default="L3", help="vertebra level L1..L5 (default L3)")
-    parser.add_argument("--seed", type=int, default=0, help="subject seed (default 0)")
-    parser.add_argument("--size", type=int, default=64, help="grid size (default 64)")
-    parser.add_argument("--spacing", type=float, default=2.0, help="spacing in mm (default 2.0)")
+    parser.add_argument("--seed", type=int, default=0, help="phantom and sampling seed (default 0)")
+    parser.add_argument("--steps", type=int, help="diffusion depth t* (default: the checkpoint's)")
+    parser.add_argument("--K", type=int, help="Langevin iterations per reverse step (default: the checkpoint's)")
+    parser.add_argument("--step-size", type=float, help="Langevin step size (default: the checkpoint's)")
+    parser.add_argument("--repeats", type=int, default=1, help="independent chains (default 1)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--render", default="auto", choices=("auto", "pyvista", "matplotlib"),
+                        help="PNG renderer when headless (default auto: pyvista off-screen, else matplotlib)")
     return parser
 
 
 def run(args) -> int:
-    """Generate the pair, simulate the thick-slice input, print its metrics against HQ."""
-    import numpy as np
+    """Record the run, then show it (display) or write it (headless)."""
+    from tqdm import tqdm
 
-    from lsdebm.data.phantoms import PART_LABELS, make_vertebra
-    from lsdebm.data.thickslice import ThickSliceParams, simulate_thick_slice
-    from lsdebm.metrics import compute_metrics
+    from lsdebm.checkpoint import load_checkpoint
+    from lsdebm.cli.view import has_display
+    from lsdebm.errors import CheckpointError
+    from lsdebm.explore import make_settings
+    from lsdebm.explore.demo import check_out, demo_case, demo_checkpoint, record_demo, write_demo
+    from lsdebm.explore.record import METHODS
+    from lsdebm.pipeline import resolve_device
 
-    phantom = make_vertebra(args.level, args.seed, args.size, args.spacing)
-    params = ThickSliceParams()
-    lq = simulate_thick_slice(phantom.mask, args.spacing, params, np.random.default_rng(args.seed))
-    print(f"Phantom {phantom.level} seed {args.seed}: {args.size}^3 at {args.spacing} mm, "
-          f"{int(phantom.mask.sum())} HQ voxels, {int(lq.sum())} LQ voxels "
-          f"({params.plane} {params.thickness} mm slices)")
-    for label, name in PART_LABELS.items():
-        part = phantom.parts == label
-        kept = (lq[part] > 0).mean() if part.any() else float("nan")
-        print(f"  {name:<11} {int(part.sum()):>7} voxels, {kept:6.1%} kept in LQ")
-    print("LQ input vs HQ reference:")
-    for name, value in compute_metrics(lq, phantom.mask, (args.spacing,) * 3).items():
-        print(f"  {name.upper():>5}  {value:.4f}{' mm' if name in ('hd95', 'assd') else ''}")
+    headless = args.headless or not has_display()
+    ckpt = load_checkpoint(demo_checkpoint(args.checkpoint), resolve_device(args.device))
+    if ckpt.kind not in METHODS:
+        raise CheckpointError(f"{ckpt.path}: holds a {ckpt.kind} model; the demo needs an LSD-EBM, VAE or LEBM")
+    out = Path(args.out)
+    if headless:
+        check_out(out, args.overwrite)
+    m = ckpt.config.model
+    case = demo_case(m.grid, m.spacing, args.level, args.seed)
+    settings = make_settings(ckpt.kind, args.steps, args.K, args.step_size, args.seed, args.repeats)
+    print(f"{METHODS[ckpt.kind]} {ckpt.path.name} on phantom {case.name} ({m.grid}^3 at {m.spacing:g} mm)")
+    with tqdm(unit="event", desc="sampling") as bar:
+        def progress(p):
+            bar.total = p.total
+            bar.update(p.done - bar.n)
+        output = record_demo(ckpt, case, settings, progress)
+    if not headless:
+        return _show(ckpt, case, output)
+    res = write_demo(out, ckpt, case, output, overwrite=args.overwrite, backend=args.render)
+    rec, lq = res.metrics["reconstruction_vs_hq"], res.metrics["input_lq_vs_hq"]
+    print(f"DSC {rec['dsc']:.4f} (thick-slice input: {lq['dsc']:.4f}); {output.seconds:.1f} s sampling")
+    print(f"wrote {len(res.files)} files to {out.resolve()}/ (3D views rendered with {res.render_backend})")
+    for name, path in res.files.items():
+        print(f"  {path.name}")
+    return 0
+
+
+def _show(ckpt, case, output) -> int:
+    """Open napari with the explorer on the recorded run."""
+    import napari
+
+    from lsdebm.cli.view import open_viewer
+
+    viewer, explorer = open_viewer(checkpoint=str(ckpt.path))
+    scale = (case.spacing,) * 3
+    viewer.add_labels(case.hq, name=f"HQ ({case.name})", scale=scale, metadata={"affine": case.affine}, visible=False)
+    lq = viewer.add_labels(case.lq, name=f"LQ thick-slice ({case.name})", scale=scale, metadata={"affine": case.affine})
+    explorer.show_result(output, {"ckpt": ckpt, "source": lq, "crop": None, "affine": case.affine})
+    napari.run()
     return 0

@@ -20,6 +20,7 @@ SUBCOMMANDS = [
     "phantoms",
     "metrics",
     "demo",
+    "view",
     "reconstruct",
     "evaluate",
     "checkpoints",

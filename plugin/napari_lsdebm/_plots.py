@@ -1,0 +1,91 @@
+"""Plots beside the sliders: latent variance per frame (Fig. 5), energy and |grad U| over k.
+
+A matplotlib FigureCanvasQTAgg docked under the canvas. ``set_position(s, k)`` moves the red
+cursors (and redraws the Langevin curves when the reverse step changes); clicking the variance
+plot asks for frame s, clicking an energy/gradient plot for iteration k (``on_pick``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from lsdebm.explore.plots import draw_langevin, draw_variance
+from lsdebm.sampling import Trajectory
+
+
+class TrajectoryPlots(QWidget):
+    """Variance / energy / gradient-norm plots of one trajectory, with cursors."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.figure = Figure(figsize=(9, 2.4), layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(170)
+        self.message = QLabel("Run the explorer or open a trajectory to see its plots.")
+        self.message.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.message)
+        layout.addWidget(self.canvas, 1)
+        self.traj: Trajectory | None = None
+        self.position = (0, 0)
+        self.on_pick: Callable[[str, int], None] | None = None  # ("t", frame) or ("k", k index)
+        self.ax_var = self.ax_energy = self.ax_grad = None
+        self._t_cursor = self._k_cursors = None
+        self._langevin_frame: int | None = None
+        self.canvas.mpl_connect("button_press_event", self._clicked)
+
+    def set_trajectory(self, traj: Trajectory | None, message: str = "") -> None:
+        """Draw the plots of ``traj`` (None clears them); ``message`` is shown above."""
+        self.traj = traj
+        self.message.setText(message)
+        self.message.setVisible(bool(message))
+        self.figure.clear()
+        self._langevin_frame = None
+        if traj is None:
+            self.canvas.draw_idle()
+            return
+        self.ax_var, self.ax_energy, self.ax_grad = self.figure.subplots(1, 3, width_ratios=(2, 1, 1))
+        self._t_cursor = draw_variance(self.ax_var, traj)
+        self.set_position(*self.position, force=True)
+
+    def set_position(self, s: int, k: int, force: bool = False) -> None:
+        """Move the cursors to frame ``s`` and recorded iteration index ``k``."""
+        self.position = (int(s), int(k))
+        traj = self.traj
+        if traj is None:
+            return
+        s = int(np.clip(s, 0, traj.n_frames - 1))
+        k = int(np.clip(k, 0, max(traj.n_k - 1, 0)))
+        self._t_cursor.set_xdata([s, s])
+        if force or self._langevin_reframe(s):
+            for ax in (self.ax_energy, self.ax_grad):
+                ax.clear()
+            self._k_cursors = draw_langevin(self.ax_energy, self.ax_grad, traj, s)
+            self._langevin_frame = s
+        kv = traj.k_values[k] if traj.n_k else 0
+        for cursor in self._k_cursors:
+            cursor.set_xdata([kv, kv])
+        self.canvas.draw_idle()
+
+    def cursor_positions(self) -> tuple[float, float]:
+        """(frame, k value) under the cursors (tests read it)."""
+        return float(self._t_cursor.get_xdata()[0]), float(self._k_cursors[0].get_xdata()[0])
+
+    def _langevin_reframe(self, s: int) -> bool:
+        """True when the Langevin curves shown are not those of frame ``s``."""
+        if self._langevin_frame is None:
+            return True
+        return self.traj.frame_info(s) != self.traj.frame_info(self._langevin_frame)
+
+    def _clicked(self, event) -> None:
+        if self.traj is None or event.xdata is None or self.on_pick is None:
+            return
+        if event.inaxes is self.ax_var:
+            self.on_pick("t", int(np.clip(round(event.xdata), 0, self.traj.n_frames - 1)))
+        elif event.inaxes in (self.ax_energy, self.ax_grad) and self.traj.n_k:
+            self.on_pick("k", int(np.argmin(np.abs(self.traj.k_values - event.xdata))))

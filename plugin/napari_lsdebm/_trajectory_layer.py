@@ -1,0 +1,79 @@
+"""The trajectory as a napari layer whose extra dims are labelled ``t`` and ``k``.
+
+The layer's data is a :class:`lsdebm.explore.TrajectoryVolumes` (lazy, decoded on demand), so
+napari's own sliders scrub frames (forward diffusion, then every reverse step) and recorded
+Langevin iterations. It renders as an iso-surface at p = 0.5 with physical scale. Without a
+checkpoint to decode, a trajectory is shown as its latents (a (t, k, latent) image) instead.
+"""
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtCore import QObject, Signal
+
+from lsdebm.explore import TrajectoryVolumes
+from lsdebm.sampling import Trajectory
+
+AXIS_LABELS = ("t", "k", "z", "y", "x")
+META_KEY = "lsdebm_trajectory"
+MESSAGE_KEY = "lsdebm_message"
+
+
+def trajectory_layer_data(volumes: TrajectoryVolumes, spacing: float, name: str) -> tuple:
+    """LayerDataTuple of a decoded-trajectory Image layer (iso-surface, t/k dims, mm scale)."""
+    kwargs = {"name": name, "scale": (1.0, 1.0, *(float(spacing),) * 3), "axis_labels": AXIS_LABELS,
+              "rendering": "iso", "iso_threshold": 0.5, "contrast_limits": (0.0, 1.0), "colormap": "bone",
+              "metadata": {META_KEY: volumes.traj}}
+    return (volumes, kwargs, "image")
+
+
+def latents_layer_data(traj: Trajectory, name: str, message: str) -> tuple:
+    """LayerDataTuple showing the latents themselves, (t, k, latent), when nothing can decode them."""
+    data = np.stack([np.stack([traj.latent(s, k) for k in range(max(traj.n_k, 1))])
+                     for s in range(traj.n_frames)]).astype(np.float32)
+    lim = float(np.abs(data).max()) or 1.0
+    kwargs = {"name": name, "axis_labels": ("t", "k", "latent"), "colormap": "PiYG",
+              "contrast_limits": (-lim, lim), "metadata": {META_KEY: traj, MESSAGE_KEY: message}}
+    return (data, kwargs, "image")
+
+
+def trajectory_of(layer) -> Trajectory | None:
+    """The trajectory a layer shows (decoded or latents-only), else None."""
+    traj = layer.metadata.get(META_KEY) if hasattr(layer, "metadata") else None
+    return traj if isinstance(traj, Trajectory) else None
+
+
+def slider_axes(viewer, layer) -> tuple[int, int] | None:
+    """World axes of the layer's ``t`` and ``k`` dims in ``viewer.dims``, or None."""
+    labels = list(layer.axis_labels)
+    if "t" not in labels or "k" not in labels:
+        return None
+    offset = viewer.dims.ndim - layer.ndim
+    return offset + labels.index("t"), offset + labels.index("k")
+
+
+class FrameRefresher(QObject):
+    """Makes a layer's TrajectoryVolumes non-blocking and refreshes the layer when a frame is ready.
+
+    ``TrajectoryVolumes.on_ready`` fires on the decode thread; the signal queues it onto the
+    GUI thread, where the layer re-slices and now finds the frame in the cache.
+    """
+
+    ready = Signal(object)
+
+    def __init__(self, layer) -> None:
+        super().__init__()
+        self.layer, self.volumes = layer, layer.data
+        self.frames_shown = 0
+        self.ready.connect(self._on_ready)
+        self.volumes.on_ready = self.ready.emit
+        self.volumes.nonblocking = True
+
+    def _on_ready(self, key) -> None:
+        if key == self.volumes.wanted:
+            self.frames_shown += 1
+            self.layer.refresh()
+
+    def detach(self) -> None:
+        self.volumes.on_ready = None
+        self.volumes.nonblocking = False
+        self.volumes.close()

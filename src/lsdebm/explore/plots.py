@@ -1,0 +1,71 @@
+"""Trajectory plots drawn on matplotlib Axes handed in by the caller (no backend chosen here).
+
+* :func:`draw_variance`: variance across latent coordinates per frame over the forward and
+  reverse process, one trace per repeat (the paper's Fig. 5).
+* :func:`draw_langevin`: energy U of eq. (2) and |grad U| over the Langevin iterations
+  (eqs. 3-4) of one reverse step t.
+
+The explorer dock (Qt canvas) and ``lsdebm demo`` (PNG) share these functions.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from lsdebm.sampling import Trajectory
+
+
+def frame_labels(traj: Trajectory) -> list[str]:
+    """Tick label per frame s: ``f0..f{t*}`` forward, then ``r{t}`` for each reverse step."""
+    return [f"{'f' if phase == 'forward' else 'r'}{t}"
+            for phase, t in (traj.frame_info(s) for s in range(traj.n_frames))]
+
+
+def draw_variance(ax, traj: Trajectory):
+    """Latent variance per frame (x: frame s), repeats as separate traces; returns the cursor line."""
+    var = traj.process_variance()
+    frames = np.arange(traj.n_frames)
+    for r in range(var.shape[0]):
+        ax.plot(frames, var[r], marker=".", lw=1.2, label=f"repeat {r}" if var.shape[0] > 1 else None)
+    n_fwd = traj.forward.shape[1]
+    if traj.depth:
+        ax.axvspan(n_fwd - 0.5, traj.n_frames - 0.5, color="tab:orange", alpha=0.08, lw=0)
+        ax.text(0.99, 0.03, "reverse", transform=ax.transAxes, ha="right", va="bottom", fontsize=8)
+    ax.text(0.01, 0.03, "forward", transform=ax.transAxes, ha="left", va="bottom", fontsize=8)
+    step = max(1, traj.n_frames // 12)
+    ax.set_xticks(frames[::step], frame_labels(traj)[::step], fontsize=7)
+    ax.set_xlim(-0.5, traj.n_frames - 0.5)
+    ax.set_xlabel("frame t (forward f, then reverse r)")
+    ax.set_ylabel("latent variance")
+    if var.shape[0] > 1:
+        ax.legend(fontsize=7, loc="best")
+    return ax.axvline(0, color="tab:red", lw=1.2)
+
+
+def langevin_series(traj: Trajectory, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(k values, energy (R, k), grad norm (R, k)) of the reverse step at frame ``s``; None if forward."""
+    phase, t = traj.frame_info(s)
+    if phase == "forward" or traj.n_k == 0:
+        return None
+    return traj.k_values, traj.energy[:, t], traj.grad_norm[:, t]
+
+
+def draw_langevin(ax_energy, ax_grad, traj: Trajectory, s: int):
+    """Energy and gradient norm over the Langevin iterations at frame ``s``; returns the two cursors."""
+    series = langevin_series(traj, s)
+    phase, t = traj.frame_info(s)
+    for ax, ylabel in ((ax_energy, "energy U"), (ax_grad, "|grad U|")):
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("Langevin iteration k")
+        if series is None:
+            ax.text(0.5, 0.5, f"forward step t={t}: no Langevin iterations", transform=ax.transAxes,
+                    ha="center", va="center", fontsize=8)
+    if series is not None:
+        k, energy, grad = series
+        for r in range(energy.shape[0]):
+            ax_energy.plot(k, energy[r], lw=1)
+            ax_grad.plot(k, grad[r], lw=1)
+        ax_energy.set_title(f"reverse step t={t}", fontsize=8)
+        for ax in (ax_energy, ax_grad):
+            ax.set_xlim(k[0] - 0.5, k[-1] + 0.5)
+    x0 = traj.k_values[0] if traj.n_k else 0
+    return ax_energy.axvline(x0, color="tab:red", lw=1.2), ax_grad.axvline(x0, color="tab:red", lw=1.2)

@@ -1,0 +1,198 @@
+"""Record one explorer run (Qt-free): model-grid input, the event stream, progress and cancel.
+
+The explorer widget and ``lsdebm demo`` both call :func:`record_run`, a generator over
+:func:`lsdebm.sampling.run_events` (Algorithm 2 for LSD-EBM: encode, forward diffusion of
+eq. 1, reverse Langevin chain of eqs. 2-4) that feeds a :class:`TrajectoryRecorder`, yields a
+:class:`Progress` per event and returns a :class:`RunOutput`. Cancellation is checked between
+events, so it takes effect within one Langevin iteration.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsdebm import __version__
+from lsdebm.checkpoint import LoadedCheckpoint, bundled_checkpoints, sha256_of
+from lsdebm.data.nifti import CropInfo, affine_spacing, crop_label
+from lsdebm.errors import CheckpointError, InputError, LsdebmError
+from lsdebm.pipeline import effective_settings, make_recorder
+from lsdebm.sampling import LangevinEvent, RunSettings, Trajectory, run, run_events
+
+METHODS = {"lsdebm": "LSD-EBM", "vae": "VAE", "lebm": "LEBM"}
+
+
+class RunCancelled(LsdebmError):
+    """The user cancelled a run."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One event of a run: ``done`` of ``total`` events, where it is, and the newest latent."""
+
+    done: int
+    total: int
+    phase: str
+    t: int = 0
+    k: int = 0
+    energy: float | None = None
+    z: np.ndarray | None = None  # newest latent (batch, latent) in z_t space, on the CPU
+
+
+@dataclass
+class RunOutput:
+    """A finished run: trajectory, per-repeat probabilities (R, *grid), the input used, seconds."""
+
+    trajectory: Trajectory
+    probs: np.ndarray
+    input: np.ndarray
+    seconds: float
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Final reconstruction: mean probability over repeats thresholded at 0.5 (uint8)."""
+        return (self.probs.mean(0) >= 0.5).astype(np.uint8)
+
+
+def make_settings(kind: str, depth: int | None = None, K: int | None = None, step_size: float | None = None,
+                  seed: int = 0, repeats: int = 1) -> RunSettings:
+    """Explorer settings -> RunSettings. For LEBM ``K`` is the number of posterior Langevin steps."""
+    if kind == "lebm":
+        return RunSettings(steps=K, step_size=step_size, seed=seed, repeats=repeats)
+    return RunSettings(steps=depth, K=K, step_size=step_size, seed=seed, repeats=repeats)
+
+
+def count_events(model, settings: RunSettings) -> int:
+    """Number of events ``run_events`` yields (for the progress bar)."""
+    r = effective_settings(model, settings)
+    if model.kind == "lsdebm":
+        return 1 + r["steps"] + r["steps"] * (r["K"] + 1) + 1
+    if model.kind == "lebm":
+        return 1 + r["steps"] + 1
+    return 2 if model.kind == "vae" else 1
+
+
+def prepare_input(data, affine, grid: int, spacing: float, label: int | None = None) -> tuple[np.ndarray, CropInfo | None]:
+    """A {0, 1} uint8 volume on the model grid, and how it was cropped (None: used as is).
+
+    A volume already at the model grid and spacing is only binarised (``label`` or nonzero;
+    float images at 0.5); anything else is cropped around the centroid and resampled
+    (:func:`lsdebm.data.nifti.crop_label`).
+    """
+    data = np.asarray(data)
+    if data.ndim != 3:
+        raise InputError(f"input has shape {data.shape}; the explorer needs a 3D mask or label map")
+    if data.dtype.kind == "f":
+        data = (data >= 0.5).astype(np.uint8)
+    at_grid = data.shape == (grid,) * 3 and np.allclose(affine_spacing(affine), spacing, rtol=1e-3)
+    if not at_grid:
+        return crop_label(data, affine, label, grid, spacing)
+    binary = data != 0 if label is None else data == label
+    if not binary.any():
+        raise InputError(f"the input has no voxels {'!= 0' if label is None else f'with label {label}'}")
+    return binary.astype(np.uint8), None
+
+
+def checkpoint_name(ckpt: LoadedCheckpoint) -> str | None:
+    """Bundled name of a loaded checkpoint, or None if it was loaded from elsewhere."""
+    for name, path in bundled_checkpoints().items():
+        if ckpt.path is not None and Path(path).resolve() == Path(ckpt.path).resolve():
+            return name
+    return None
+
+
+def run_metadata(ckpt: LoadedCheckpoint, settings: RunSettings, stage1: LoadedCheckpoint | None = None,
+                 every: int = 1, **extra: Any) -> dict[str, Any]:
+    """What a trajectory file records about its run (enough to find the checkpoint again)."""
+    m = ckpt.config.model
+    return {"method": ckpt.kind, "preset": ckpt.config.preset, "checkpoint_name": checkpoint_name(ckpt),
+            "checkpoint_path": str(ckpt.path) if ckpt.path else None, "checkpoint_sha256": ckpt.sha256,
+            "stage1_sha256": stage1.sha256 if stage1 else None, "settings": effective_settings(ckpt.model, settings),
+            "grid": m.grid, "spacing": m.spacing, "record_every": every, "library_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
+
+
+def find_checkpoint(meta: dict[str, Any], near: str | Path | None = None) -> Path | None:
+    """The checkpoint a trajectory was recorded with: its path, bundled name, a file next to it,
+    or any bundled checkpoint with the same sha256; None if none is found."""
+    sha = meta.get("checkpoint_sha256")
+    bundled = bundled_checkpoints()
+    candidates = [meta.get("checkpoint_path"), bundled.get(meta.get("checkpoint_name") or "")]
+    if near is not None and meta.get("checkpoint_path"):
+        candidates.append(Path(near).parent / Path(meta["checkpoint_path"]).name)
+    candidates += list(bundled.values())
+    seen = set()
+    for cand in candidates:
+        if not cand or not Path(cand).is_file() or Path(cand).resolve() in seen:
+            continue
+        seen.add(Path(cand).resolve())
+        if sha is None or sha256_of(Path(cand)) == sha:
+            return Path(cand)
+    return None
+
+
+def record_run(ckpt: LoadedCheckpoint, x: np.ndarray, settings: RunSettings = RunSettings(),
+               stage1: LoadedCheckpoint | None = None, every: int = 1, metadata: dict | None = None,
+               cancel: threading.Event | None = None) -> Generator[Progress, None, RunOutput]:
+    """Run ``ckpt``'s method on the model-grid volume ``x``, yielding progress, returning the output.
+
+    Raises:
+        RunCancelled: when ``cancel`` is set (checked before every event).
+        CheckpointError: for a 2D, ReconNet-only or wrong stage-1 checkpoint.
+    """
+    import torch
+
+    model = ckpt.model
+    if model.kind not in METHODS:
+        raise CheckpointError(f"{ckpt.path}: a {model.kind} checkpoint cannot be explored; load an LSD-EBM, "
+                              "VAE or LEBM checkpoint (ReconNet is the optional first stage)")
+    if ckpt.config.model.spatial_dims != 3:
+        raise CheckpointError(f"{ckpt.path}: 2D checkpoints are for the teaching view; the explorer needs 3D")
+    if stage1 is not None and stage1.kind != "reconnet":
+        raise CheckpointError(f"{stage1.path}: the first stage must be a ReconNet checkpoint, not {stage1.kind}")
+    start = time.perf_counter()
+    total = count_events(model, settings) + (stage1 is not None)
+    done = 0
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    if stage1 is not None:
+        device = next(stage1.model.parameters()).device
+        x = (run(stage1.model, x.to(device)).probs >= 0.5).float()[0, 0].cpu()
+        done += 1
+        yield Progress(done, total, "reconnet")
+    recorder = make_recorder(model, settings, every, metadata)
+    for ev in run_events(model, x, settings):
+        if cancel is not None and cancel.is_set():
+            raise RunCancelled("run cancelled")
+        recorder(ev)
+        done += 1
+        yield _progress(ev, done, total, recorder.a)
+    probs = recorder.result.probs[:, 0].float().cpu().numpy()
+    return RunOutput(recorder.trajectory(), probs, x.numpy().astype(np.uint8), time.perf_counter() - start)
+
+
+def _progress(ev, done: int, total: int, a: np.ndarray) -> Progress:
+    """Progress for one event; its latent on the CPU in z_t space (reverse y divided by a_{t+1})."""
+    phase, t, k = getattr(ev, "phase", "result"), getattr(ev, "t", 0), getattr(ev, "k", 0)
+    energy = getattr(ev, "energy", None)
+    z = getattr(ev, "z", None)
+    if z is not None:
+        z = z.detach().float().cpu().numpy()
+        if phase == "reverse" and isinstance(ev, LangevinEvent):
+            z = z / float(a[t + 1])
+    return Progress(done, total, phase, t, k, None if energy is None else float(energy.float().mean()), z)
+
+
+def drain(gen: Generator[Progress, None, RunOutput], on_progress=None) -> RunOutput:
+    """Run a :func:`record_run` generator to the end (headless), calling ``on_progress(p)``."""
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if on_progress is not None:
+            on_progress(p)
