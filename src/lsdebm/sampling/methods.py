@@ -18,6 +18,7 @@ from lsdebm.errors import InputError
 from lsdebm.models.autoencoder import reparameterize
 from lsdebm.sampling.events import Event, LangevinEvent, ResultEvent, StepEvent
 from lsdebm.sampling.langevin import langevin_iter
+from lsdebm.sampling.fast_convnet import inference as _net  # same function, faster (eval mode)
 from lsdebm.sampling.reverse import forward_events, reverse_events
 from lsdebm.sampling.schedule import Schedule, make_schedule
 
@@ -95,7 +96,7 @@ def _result(model, z: torch.Tensor | None, logits: torch.Tensor) -> ResultEvent:
 def decode(model: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
     """Per-voxel probabilities p(x|z) for a batch of latents."""
     with torch.no_grad():
-        return torch.sigmoid(model.decoder(z))
+        return torch.sigmoid(_net(model.decoder)(z))
 
 
 def _lsdebm_events(model, x, s: RunSettings, g) -> Iterator[Event]:
@@ -105,7 +106,7 @@ def _lsdebm_events(model, x, s: RunSettings, g) -> Iterator[Event]:
     if not 0 <= depth <= schedule.T:
         raise InputError(f"steps={depth} is outside 0..{schedule.T} (the checkpoint's T)")
     with torch.no_grad():
-        mu, logvar = model.encoder(x)
+        mu, logvar = _net(model.encoder)(x)
     z0 = mu if s.use_mean else reparameterize(mu, logvar, g)
     yield StepEvent("encode", 0, z0)
     z = z0
@@ -116,7 +117,7 @@ def _lsdebm_events(model, x, s: RunSettings, g) -> Iterator[Event]:
         z = ev.z if isinstance(ev, StepEvent) else z
         yield ev
     with torch.no_grad():
-        yield _result(model, z, model.decoder(z))
+        yield _result(model, z, _net(model.decoder)(z))
 
 
 def posterior_energy(model, x: torch.Tensor):
@@ -124,7 +125,7 @@ def posterior_energy(model, x: torch.Tensor):
     c = model.cfg.lebm
 
     def U(z: torch.Tensor) -> torch.Tensor:
-        logits = model.decoder(z)
+        logits = _net(model.decoder)(z)
         if c.likelihood == "bernoulli":
             nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
         else:  # authors: Gaussian likelihood with sigma 0.3 on the sigmoid output
@@ -151,20 +152,20 @@ def _lebm_events(model, x, s: RunSettings, g) -> Iterator[Event]:
         z = st.z
         yield LangevinEvent("posterior", 0, st.k, z, st.energy, st.grad_norm, step_size)
     with torch.no_grad():
-        yield _result(model, z, model.decoder(z))
+        yield _result(model, z, _net(model.decoder)(z))
 
 
 def _vae_events(model, x, s: RunSettings, g) -> Iterator[Event]:
     with torch.no_grad():
-        mu, logvar = model.encoder(x)
+        mu, logvar = _net(model.encoder)(x)
         z = mu if s.use_mean else reparameterize(mu, logvar, g)
         yield StepEvent("encode", 0, z)
-        yield _result(model, z, model.decoder(z))
+        yield _result(model, z, _net(model.decoder)(z))
 
 
 def _reconnet_events(model, x, s: RunSettings, g) -> Iterator[Event]:
     with torch.no_grad():
-        yield _result(model, None, model(x))
+        yield _result(model, None, _net(model)(x))
 
 
 _RUNNERS = {"lsdebm": _lsdebm_events, "lebm": _lebm_events, "vae": _vae_events, "reconnet": _reconnet_events}
@@ -220,4 +221,4 @@ def generate_events(model: torch.nn.Module, n: int, settings: RunSettings = RunS
     elif model.kind != "vae":
         raise InputError(f"a {model.kind} model cannot generate from noise; use lsdebm, lebm or vae")
     with torch.no_grad():
-        yield _result(model, z, model.decoder(z))
+        yield _result(model, z, _net(model.decoder)(z))

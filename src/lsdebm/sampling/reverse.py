@@ -18,8 +18,25 @@ from lsdebm.sampling.schedule import Schedule
 TimeEnergyFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+class ConditionalEnergy:
+    """U(y) = E(y, t) + inv * ||y - z_next||^2 per sample (eq. 2), ``inv = 1 / (2 sigma^2)``.
+
+    A callable like any energy; its parts are kept so :mod:`lsdebm.sampling.fast` can write the
+    gradient analytically.
+    """
+
+    __slots__ = ("energy", "z_next", "t_vec", "inv")
+
+    def __init__(self, energy: TimeEnergyFn, z_next: torch.Tensor, t_vec: torch.Tensor,
+                 inv: float | torch.Tensor) -> None:
+        self.energy, self.z_next, self.t_vec, self.inv = energy, z_next, t_vec, inv
+
+    def __call__(self, y: torch.Tensor) -> torch.Tensor:
+        return self.energy(y, self.t_vec) + self.inv * (y - self.z_next).pow(2).sum(dim=1)
+
+
 def conditional_energy(energy: TimeEnergyFn, z_next: torch.Tensor, t: int | torch.Tensor,
-                       sigma: float | torch.Tensor) -> Callable:
+                       sigma: float | torch.Tensor) -> ConditionalEnergy:
     """U(y) of eq. (2) for the step z_{t+1} -> tilde z_t, per sample.
 
     ``t`` and ``sigma`` are scalars or per-sample tensors of shape (B,) (training draws t per sample).
@@ -30,11 +47,7 @@ def conditional_energy(energy: TimeEnergyFn, z_next: torch.Tensor, t: int | torc
     else:
         t_vec = torch.full((z_next.shape[0],), t, device=z_next.device, dtype=torch.long)
         inv = 1.0 / (2.0 * float(sigma) ** 2)
-
-    def U(y: torch.Tensor) -> torch.Tensor:
-        return energy(y, t_vec) + inv * (y - z_next).pow(2).sum(dim=1)
-
-    return U
+    return ConditionalEnergy(energy, z_next, t_vec, inv)
 
 
 def reverse_events(energy: TimeEnergyFn, schedule: Schedule, z_start: torch.Tensor, t_start: int,
