@@ -141,6 +141,10 @@ def _train(o: TrainOptions, ctx: D.DistContext) -> dict[str, Any]:
         cfg = cfg.replace(**{k: v for k, v in upd.items() if v is not None})
     if resume_meta and resume_meta["kind"] != o.model:
         raise InputError(f"--resume {o.resume} holds a {resume_meta['kind']} model, not {o.model}")
+    previous_commands = []
+    if resume_meta:
+        old_info = resume_meta["info"]
+        previous_commands = old_info.get("commands") or ([old_info["command"]] if old_info.get("command") else [])
     device = ctx.device
     torch.manual_seed(o.seed)
     model = build_model(o.model, cfg)
@@ -248,6 +252,7 @@ def _train(o: TrainOptions, ctx: D.DistContext) -> dict[str, Any]:
             info = _info(o, cfg, train_set, val_set, ctx, rows, train_seconds, samples, lebm_steps, epoch + 1,
                          stopped_early)
             info["samples_per_rank_this_run"] = per_rank
+            info["commands"] = previous_commands + [o.command]  # every run that produced these weights
             write_csv(csv_path(o.out), rows)
             save_checkpoint(model, o.out, info=info, half=o.half, overwrite=True)
             save_state(sidecar_path(o.out), model, optimizers, latents,
