@@ -1,0 +1,11 @@
+"""Benchmark: peak RSS holding a full T x K trajectory while decoding through a bounded cache.
+
+Usage: python benchmarks/bench_memory.py [--preset default] [--device cpu] [--repeats 5] [--threads N] [--quick]
+Prints machine-readable JSON (environment, results, targets) on stdout; progress on stderr.
+"""
+import sys
+
+from lsdebm.bench import script_main
+
+if __name__ == "__main__":
+    sys.exit(script_main(('memory',)))

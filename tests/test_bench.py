@@ -1,0 +1,89 @@
+"""Benchmarks run end to end in smoke mode (tiny preset); timings are reported, never asserted."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lsdebm.bench import SECTIONS, measure, run_benchmarks
+from lsdebm.cli.main import main
+from lsdebm.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def report():
+    return run_benchmarks("tiny", "cpu", repeats=1, quick=True)
+
+
+def test_every_section_reports(report):
+    assert set(report["results"]) == set(SECTIONS)
+    env = report["environment"]
+    assert env["device"] == "cpu" and env["torch_threads"] >= 1 and env["cpu"]
+    r = report["results"]
+    for key in ("bare_fwd_bwd", "blas_only", "fast_iteration", "plain_iteration"):
+        assert r["energy"][key]["median_s"] > 0
+    assert r["chain"]["iterations"] == r["chain"]["T"] * r["chain"]["K"]
+    assert r["decode"]["conv_gflop"] > 0 and all(r["decode"]["implementations"])
+    assert set(r["end_to_end"]) >= {"vae", "lebm", "lsdebm", "reconnet", "reconnet+lsdebm", "lsdebm_plain"}
+    assert all(r["training"][k]["samples_per_s"] > 0 for k in ("lsdebm", "vae", "lebm", "reconnet"))
+    assert r["scrub"]["cache_hits"] >= 1 and r["scrub"]["cache_misses"] >= 2
+
+
+def test_memory_stays_within_the_cache_bound(report):
+    m = report["results"]["memory"]
+    assert "error" not in m, m
+    assert m["frames_decoded"] > m["frames_cached"] >= 1  # the cache had to evict
+    assert m["cache_bytes"] <= m["cache_bound_bytes"]
+    assert m["trajectory_frames"] == (m["T"] + 1) * m["K"]  # every iteration of every step kept
+
+
+def test_targets_are_judged(report):
+    names = [t["target"] for t in report["targets"]]
+    assert any("Langevin iteration" in n for n in names) and any("uncached scrub" in n for n in names)
+    assert all(t["met"] in (True, False) for t in report["targets"])
+    json.dumps(report)  # machine-readable
+
+
+def test_cli_writes_json_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--preset", "tiny", "--quick", "--repeats", "1", "--only", "energy,scrub", "--json", str(out)]
+    assert main(argv) == 0
+    data = json.loads(out.read_text())
+    assert set(data["results"]) == {"energy", "scrub"}
+    assert "Langevin iteration" in capsys.readouterr().out
+    assert main(argv) == 2  # exists, no --overwrite
+    assert str(out) in capsys.readouterr().err
+    assert main(argv + ["--overwrite"]) == 0
+
+
+def test_bad_arguments_are_one_line_errors(capsys):
+    assert main(["bench", "--preset", "tiny", "--only", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["bench", "--preset", "tiny", "--repeats", "0"]) == 2
+    assert "--repeats" in capsys.readouterr().err
+
+
+def test_cuda_request_without_cuda_is_an_input_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the request is valid")
+    with pytest.raises(InputError, match="CUDA is not available"):
+        run_benchmarks("tiny", "cuda", 1, True, ("energy",))
+
+
+def test_measure_takes_medians():
+    calls = []
+    t = measure(lambda: calls.append(1), repeats=3, warmup=2)
+    assert len(calls) == 5 and t["repeats"] == 3 and t["min_s"] <= t["median_s"] <= t["max_s"]
+
+
+def test_benchmark_script_prints_json():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_sampler.py"), "--preset", "tiny",
+                           "--repeats", "1", "--quick"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert set(data["results"]) == {"energy", "chain"}
