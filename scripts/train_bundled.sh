@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Train the bundled checkpoints (default preset: 64^3 @ 2 mm) into src/lsdebm/checkpoints/.
+# Train the bundled checkpoints (default preset: 64^3 @ 2 mm) and install them into
+# src/lsdebm/checkpoints/ (only the .safetensors; the per-epoch CSV and the optimiser sidecar
+# stay in $RUNS, default outputs/bundled/).
 #
 # Usage: scripts/train_bundled.sh [STEP...]   (STEP in reconnet vae lsdebm lebm reconnet-more;
 #                                               default: all, in that order)
@@ -16,25 +18,29 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LSDEBM=${LSDEBM:-.venv/bin/lsdebm}
-OUT=${OUT:-src/lsdebm/checkpoints}
+RUNS=${RUNS:-outputs/bundled}
+DEST=${DEST:-src/lsdebm/checkpoints}
 COMMON=(--preset default --phantoms 200 --data-seed 1000 --val-phantoms 20 --val-seed 2000
         --device cpu --threads 1 --seed 0 --batch-size 4)
 
 train_model() {
   case "$1" in
     reconnet) "$LSDEBM" train --model reconnet "${COMMON[@]}" --lr 1e-3 --epochs 6 --max-minutes 13 \
-                --out "$OUT/reconnet-default.safetensors" ;;
+                --out "$RUNS/reconnet-default.safetensors" ;;
     reconnet-more) "$LSDEBM" train --model reconnet "${COMMON[@]}" --lr 3e-4 --epochs 18 --max-minutes 11 \
-                --resume "$OUT/reconnet-default.safetensors" --out "$OUT/reconnet-default.safetensors" ;;
+                --resume "$RUNS/reconnet-default.safetensors" --out "$RUNS/reconnet-default.safetensors" ;;
     lsdebm)   "$LSDEBM" train --model lsdebm "${COMMON[@]}" --lr 1e-3 --kl-weight 0.01 --epochs 45 \
-                --max-minutes 46 --out "$OUT/lsdebm-default.safetensors" ;;
+                --max-minutes 46 --out "$RUNS/lsdebm-default.safetensors" ;;
     vae)      "$LSDEBM" train --model vae "${COMMON[@]}" --lr 1e-3 --kl-weight 1.0 --epochs 12 --max-minutes 25 \
-                --out "$OUT/vae-default.safetensors" ;;
+                --out "$RUNS/vae-default.safetensors" ;;
     lebm)     "$LSDEBM" train --model lebm "${COMMON[@]}" --lr 1e-3 --energy-lr 1e-4 --set loss.energy_reg=0.01 \
                 --lebm-steps 2 --epochs 40 --max-minutes 25 \
-                --val-every 5 --val-phantoms 10 --out "$OUT/lebm-default.safetensors" ;;
+                --val-every 5 --val-phantoms 10 --out "$RUNS/lebm-default.safetensors" ;;
     *) echo "unknown step $1 (expected reconnet, vae, lsdebm, lebm, reconnet-more)" >&2; exit 2 ;;
   esac
+  local name=${1%-more}-default.safetensors
+  mkdir -p "$DEST"
+  cp "$RUNS/$name" "$DEST/.$name.tmp" && mv "$DEST/.$name.tmp" "$DEST/$name"
 }
 
 for step in "${@:-reconnet vae lsdebm lebm reconnet-more}"; do
