@@ -10,7 +10,7 @@ from lsdebm.checkpoint import load_checkpoint
 from lsdebm.train.state import sidecar_path
 
 
-@pytest.mark.parametrize("kind", ["lsdebm", "lebm"])
+@pytest.mark.parametrize("kind", ["lsdebm"])  # the hardest case: 3 sub-networks, Langevin in forward
 def test_torchrun_two_cpu_processes(tmp_path, kind):
     out = tmp_path / f"{kind}.safetensors"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
