@@ -26,6 +26,7 @@ SUBCOMMANDS = [
     "checkpoints",
     "convert",
     "train",
+    "teach",
     "bench",
 ]
 

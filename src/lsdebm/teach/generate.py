@@ -17,7 +17,7 @@ import torch
 from lsdebm.errors import InputError
 from lsdebm.sampling.events import Event, ResultEvent, StepEvent
 from lsdebm.sampling.methods import RunSettings, decode, generate_events, langevin_config, sampling_schedule
-from lsdebm.sampling.trajectory import TrajectoryRecorder
+from lsdebm.sampling.trajectory import Trajectory, TrajectoryRecorder
 from lsdebm.teach.pixel_ebm import pixel_generate_events
 
 METHOD_LABELS = {"ebm": "EBM (pixel space)", "lebm": "LEBM (latent prior)", "lsdebm": "LSD-EBM (latent diffusion)"}
@@ -33,6 +33,7 @@ class GenerationFrames:
         k_values: the 1-based Langevin iteration of each k index.
         energy: (n_t, n_k, n) energy the sampler saw at that iteration (conditional energy for LSD-EBM).
         kind: model kind (``lsdebm``, ``lebm``, ``pixel_ebm``).
+        trajectory: the recorded latents as a :class:`Trajectory` (what the explorer plots use).
     """
 
     images: np.ndarray
@@ -40,6 +41,13 @@ class GenerationFrames:
     k_values: np.ndarray
     energy: np.ndarray
     kind: str
+    trajectory: Trajectory
+
+    def plot_trajectory(self, repeats: int = 4) -> Trajectory:
+        """The trajectory of the first ``repeats`` samples only (a readable number of plot traces)."""
+        tr, r = self.trajectory, slice(0, repeats)
+        return Trajectory(tr.forward[r], tr.reverse[r], tr.energy[r], tr.grad_norm[r], tr.k_values,
+                          tr.a_cum, dict(tr.metadata))
 
     @property
     def samples(self) -> np.ndarray:
@@ -120,12 +128,15 @@ def record_generation(model: torch.nn.Module, n: int, settings: RunSettings = Ru
         final = rec.result.probs.detach().cpu().numpy()[:, 0]
         images[0, -1] = final  # the decoded result (clipped for the pixel EBM) is the last frame
     energy = np.transpose(traj.energy, (1, 2, 0))
-    return GenerationFrames(images.astype(np.float32), np.arange(z.shape[0]), traj.k_values.copy(), energy, kind)
+    return GenerationFrames(images.astype(np.float32), np.arange(z.shape[0]), traj.k_values.copy(), energy, kind,
+                            traj)
 
 
 def sample_images(model: torch.nn.Module, n: int, settings: RunSettings = RunSettings(),
                   batch: int = 250) -> np.ndarray:
     """Just the final images (n, H, W) in [0, 1], generated in batches (seeded by ``settings.seed``)."""
+    if n < 1:
+        raise InputError(f"number of samples n={n} must be >= 1")
     out = []
     for i, start in enumerate(range(0, n, batch)):
         s = RunSettings(**{**settings.__dict__, "seed": settings.seed + i})

@@ -1,0 +1,272 @@
+"""Teaching mode core: digits data, generation, the toy landscape, the DFD metric, CLI."""
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from lsdebm.cli.main import main
+from lsdebm.data.digits import digit_mosaic, load_digits, load_mnist, read_idx
+from lsdebm.errors import CheckpointError, InputError
+from lsdebm.sampling.methods import RunSettings
+from lsdebm.sampling.reverse import conditional_energy
+from lsdebm.teach.checkpoints import TEACH_DIR, load_teach
+from lsdebm.teach.explain import TEXTS, explain, landscape_text
+from lsdebm.teach.fid import DigitsClassifier, classifier_config, digits_frechet_distance, frechet_distance
+from lsdebm.teach.generate import record_generation, sample_images
+from lsdebm.teach.toy import ToyModel, energy_grid, mixture_of_gaussians, run_particles, toy_config, train_toy
+from lsdebm.teach.train2d import build_teach_model, digits_config, train_digits
+
+FAST = {"langevin.K": 3, "schedule.T": 3, "lebm.prior_steps": 3, "lebm.posterior_steps": 2,
+        "train.train_K": 2, "train.batch_size": 4}
+
+
+def tiny(kind: str):
+    torch.manual_seed(0)
+    return build_teach_model(kind, digits_config(kind).replace(**FAST)).eval()
+
+
+# ---------------------------------------------------------------- data
+@pytest.mark.parametrize("size", [16, 32])
+def test_digits_shapes_range_and_split(size):
+    train, test = load_digits(size, "train"), load_digits(size, "test")
+    assert train.images.shape[1:] == (size, size) and train.images.dtype == np.float32
+    assert len(train) + len(test) == 1797 and len(test) == 359
+    assert 0.0 <= train.images.min() and train.images.max() <= 1.0 and train.images.max() > 0.9
+    border = train.images[:, 0, :].max(), train.images[:, :, -1].max()
+    assert max(border) == 0.0  # the digit is centred with an empty frame, like MNIST
+    assert set(np.unique(train.labels)) == set(range(10))
+
+
+def test_digits_bad_size_and_split():
+    with pytest.raises(InputError, match="digit size 20"):
+        load_digits(20)
+    with pytest.raises(InputError, match="split 'val'"):
+        load_digits(16, "val")
+
+
+def _write_idx(path, array, gz=False):
+    code = {np.uint8: 0x08}[array.dtype.type]
+    raw = bytes([0, 0, code, array.ndim]) + b"".join(struct.pack(">I", s) for s in array.shape) + array.tobytes()
+    (gzip.open if gz else open)(path, "wb").write(raw)
+    return path
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_mnist_idx_roundtrip(tmp_path, gz):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    labels = np.array([7, 2, 1], np.uint8)
+    suffix = ".gz" if gz else ""
+    ip = _write_idx(tmp_path / f"imgs-idx3-ubyte{suffix}", images, gz)
+    lp = _write_idx(tmp_path / f"labels-idx1-ubyte{suffix}", labels, gz)
+    assert np.array_equal(read_idx(ip), images)
+    ds = load_mnist(ip, lp, size=16)
+    assert ds.images.shape == (3, 16, 16) and ds.labels.tolist() == [7, 2, 1]
+    assert 0.0 <= ds.images.min() and ds.images.max() <= 1.0
+
+
+def test_idx_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.idx"
+    bad.write_bytes(b"\x89PNG not idx at all")
+    with pytest.raises(InputError, match="bad.idx.*magic"):
+        read_idx(bad)
+    short = tmp_path / "short.idx"
+    short.write_bytes(bytes([0, 0, 8, 1]) + struct.pack(">I", 10) + b"\x00" * 3)
+    with pytest.raises(InputError, match="short.idx.*expected 10"):
+        read_idx(short)
+    with pytest.raises(InputError, match="not found"):
+        read_idx(tmp_path / "missing")
+
+
+def test_mosaic_layout():
+    imgs = np.arange(5 * 4, dtype=float).reshape(5, 2, 2)
+    m = digit_mosaic(imgs, cols=3, gap=1)
+    assert m.shape == (2 * 3 - 1, 3 * 3 - 1)
+    assert np.array_equal(m[3:5, 0:2], imgs[3])
+
+
+# ---------------------------------------------------------------- generation
+@pytest.mark.parametrize("kind,n_t", [("lsdebm", 3), ("lebm", 1), ("ebm", 1)])
+def test_generation_frames_shapes_and_ranges(kind, n_t):
+    model = tiny(kind)
+    frames = record_generation(model, 2, RunSettings(seed=1), every=2)
+    assert frames.images.shape == (n_t, 2, 2, 16, 16)  # k recorded at 2 and 3 (the last)
+    assert frames.k_values.tolist() == [2, 3] and frames.t_values.tolist() == list(range(n_t))
+    assert frames.energy.shape == (n_t, 2, 2) and np.isfinite(frames.energy).all()
+    assert frames.images.min() >= 0.0 and frames.images.max() <= 1.0
+    final = sample_images(model, 2, RunSettings(seed=1))
+    assert final.shape == (2, 16, 16) and final.dtype == np.float32
+    np.testing.assert_allclose(frames.samples, final, atol=1e-5)  # same seed, same chain
+
+
+def test_generation_rejects_bad_input():
+    with pytest.raises(InputError, match="n=0"):
+        sample_images(tiny("lebm"), 0)
+    with pytest.raises(InputError, match="cannot generate"):
+        record_generation(ToyModel(toy_config()), 2)
+
+
+@pytest.mark.parametrize("kind", ["lsdebm", "lebm", "ebm"])
+def test_training_steps_are_finite_and_change_weights(kind):
+    images = load_digits(16, "train").images[:8]
+    cfg = digits_config(kind).replace(**FAST)
+    torch.manual_seed(0)
+    before = {k: v.clone() for k, v in build_teach_model(kind, cfg).state_dict().items()}
+    result = train_digits(kind, images, iterations=2, seed=0, cfg=cfg)
+    assert all(np.isfinite(v) for v in result.last.values()) and result.iterations == 2
+    after = result.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+    with pytest.raises(InputError, match="do not match"):
+        train_digits(kind, np.zeros((4, 8, 8), np.float32), iterations=1, cfg=cfg)
+
+
+# ---------------------------------------------------------------- toy landscape
+@pytest.fixture(scope="module")
+def toy():
+    torch.manual_seed(0)
+    return ToyModel(toy_config().replace(**{"langevin.K": 4})).eval()
+
+
+def test_toy_contour_values_equal_direct_energy(toy):
+    z_next, t, sigma = np.array([0.3, -0.7]), 2, 0.25
+    grid = energy_grid(toy, z_next, t, sigma, "both", extent=(-1, 1, -2, 2), n=7)
+    gx, gy = np.meshgrid(grid.xs, grid.ys)
+    pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
+    U = conditional_energy(toy.energy, torch.tensor(z_next, dtype=torch.float32).repeat(len(pts), 1), t, sigma)
+    with torch.no_grad():
+        direct = U(pts).double().numpy().reshape(7, 7)
+    np.testing.assert_allclose(grid.values, direct, rtol=1e-6, atol=1e-6)
+    # one point by hand: E(y, t) + ||y - z||^2 / (2 sigma^2) at row 1 (y = ys[1]), column 4 (x = xs[4])
+    y = torch.tensor([[grid.xs[4], grid.ys[1]]], dtype=torch.float32)
+    with torch.no_grad():
+        e = toy.energy(y, torch.tensor([t])).item()
+    quad = ((grid.xs[4] - 0.3) ** 2 + (grid.ys[1] + 0.7) ** 2) / (2 * sigma ** 2)
+    assert grid.values[1, 4] == pytest.approx(e + quad, rel=1e-5)
+
+
+def test_toy_terms_toggle(toy):
+    args = (np.array([0.5, 0.5]), 1, 0.4)
+    both, learned, quad = (energy_grid(toy, *args, terms=k, n=9).values for k in ("both", "learned", "quadratic"))
+    np.testing.assert_allclose(learned + quad, both, rtol=1e-5, atol=1e-5)
+    g = energy_grid(toy, *args, terms="quadratic", n=9)
+    assert np.unravel_index(np.argmin(g.values), g.values.shape) == (6, 6)  # xs[6] = ys[6] = 0.5
+    with pytest.raises(InputError, match="terms='energy'"):
+        energy_grid(toy, *args, terms="energy")
+
+
+def test_toy_particles_follow_the_chain(toy):
+    run = run_particles(toy, n=5, settings=RunSettings(seed=3))
+    T, K = toy.cfg.schedule.T, toy.cfg.langevin.K
+    assert run.y.shape == (T, K + 1, 5, 2) and run.z_next.shape == (T, 5, 2) and run.energy.shape == (T, K + 1, 5)
+    np.testing.assert_array_equal(run.y[:, 0], run.z_next)  # each walk starts at z_{t+1}
+    # z_{t} handed to the next step is y / a_{t+1}
+    np.testing.assert_allclose(run.z_next[:-1], run.y[1:, -1] / run.a[1:, None, None], rtol=1e-5, atol=1e-6)
+    t, k = 4, 2
+    U = conditional_energy(toy.energy, torch.as_tensor(run.z_next[t]), t, float(run.sigma[t]))
+    with torch.no_grad():
+        np.testing.assert_allclose(run.energy[t, k], U(torch.as_tensor(run.y[t, k])).numpy(), rtol=1e-5)
+
+
+def test_toy_training_lowers_energy_of_data():
+    model, seconds = train_toy(iterations=60, seed=0)
+    data = torch.as_tensor(mixture_of_gaussians(200, seed=5))
+    far = torch.as_tensor(np.random.default_rng(0).uniform(-2.5, 2.5, (200, 2)), dtype=torch.float32)
+    t = torch.zeros(200, dtype=torch.long)
+    with torch.no_grad():
+        assert model.energy(data, t).mean() < model.energy(far, t).mean()
+    assert seconds > 0
+
+
+# ---------------------------------------------------------------- Fréchet distance
+def test_frechet_distance_closed_form():
+    # 1-D Gaussians: (m1 - m2)^2 + (s1 - s2)^2
+    assert frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([3.0]), np.array([[1.0]])) == \
+        pytest.approx(4.0 + 1.0)
+    a = np.diag([1.0, 4.0])
+    assert frechet_distance(np.zeros(2), a, np.zeros(2), a) == pytest.approx(0.0, abs=1e-12)
+    singular = np.diag([1.0, 0.0])  # dead feature: still exact
+    assert frechet_distance(np.zeros(2), singular, np.ones(2), np.diag([4.0, 0.0])) == pytest.approx(2.0 + 1.0)
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    torch.manual_seed(0)
+    return DigitsClassifier(classifier_config(16)).eval()
+
+
+def test_dfd_self_zero_and_grows_with_noise(classifier):
+    real = load_digits(16, "test").images
+    assert digits_frechet_distance(classifier, real, real) == pytest.approx(0.0, abs=1e-6)
+    rng = np.random.default_rng(0)
+    scores = [digits_frechet_distance(classifier, np.clip(real + s * rng.standard_normal(real.shape), 0, 1), real)
+              for s in (0.05, 0.2, 0.5)]
+    assert 0 < scores[0] < scores[1] < scores[2]
+    with pytest.raises(InputError, match="at least 2"):
+        digits_frechet_distance(classifier, real[:1], real)
+    with pytest.raises(InputError, match="16x16"):
+        digits_frechet_distance(classifier, np.zeros((3, 8, 8)), real)
+
+
+# ---------------------------------------------------------------- explanations
+def test_explanations_name_the_equations():
+    assert "eq. (2)" in explain("landscape") and "eq. (3)" in explain("landscape") and "eq. (4)" in explain("landscape")
+    assert "Algorithm 3" in explain("lsdebm") and "eq. (24)" in explain("dfd") and "NOT" in explain("dfd")
+    assert all(len(text.split()) < 120 for text in TEXTS.values())  # short
+    text = landscape_text(3, 10, 0.279, "quadratic", k=5, K=30)
+    assert "sigma_4 = 0.279" in text and "k = 5 of 30" in text and TEXTS["quadratic"] in text
+    with pytest.raises(KeyError, match="known views"):
+        explain("nope")
+
+
+# ---------------------------------------------------------------- bundled checkpoints and CLI
+BUNDLED = sorted(TEACH_DIR.glob("*.safetensors"))
+
+
+def test_bundled_teaching_checkpoints_are_small_and_load():
+    assert {p.stem for p in BUNDLED} >= {"lsdebm-digits16", "lebm-digits16", "ebm-digits16",
+                                         "digits-classifier16", "toy-mog"}
+    assert sum(p.stat().st_size for p in BUNDLED) <= 5 * 1024 * 1024
+    kinds = {role: load_teach(role).kind for role in ("lsdebm", "lebm", "ebm", "classifier", "toy")}
+    assert kinds == {"lsdebm": "lsdebm", "lebm": "lebm", "ebm": "pixel_ebm", "classifier": "digits_classifier",
+                     "toy": "toy"}
+    assert load_teach("lsdebm").config.model.spatial_dims == 2
+    assert load_teach("classifier").info["test_accuracy"] >= 0.9
+
+
+def test_load_teach_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_teach(tmp_path / "weights.pt")
+    with pytest.raises(CheckpointError, match="expected lebm"):
+        load_teach("toy", expect_kind="lebm")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_teach(tmp_path / "missing.safetensors")
+
+
+def test_cli_generate_png_and_refuse_overwrite(tmp_path, capsys):
+    out = tmp_path / "s.png"
+    assert main(["teach", "generate", "--model", "ebm", "--n", "4", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["teach", "generate", "--model", "ebm", "--n", "4", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["teach", "generate", "--model", "ebm", "--n", "4", "--out", str(tmp_path / "s.jpg")]) == 2
+
+
+def test_cli_train_toy_writes_loadable_checkpoint(tmp_path):
+    assert main(["teach", "train", "--model", "toy", "--iterations", "3", "--out", str(tmp_path)]) == 0
+    loaded = load_teach(tmp_path / "toy-mog.safetensors", expect_kind="toy")
+    assert loaded.info["iterations"] == 3 and loaded.info["cpu_seconds"] >= 0
+    assert main(["teach", "train", "--model", "toy", "--iterations", "3", "--out", str(tmp_path)]) == 2
+
+
+def test_cli_compare_prints_table(tmp_path, capsys):
+    js = tmp_path / "rows.json"
+    assert main(["teach", "compare", "--n", "12", "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "Digits Fréchet Distance (DFD)" in out
+    for row in ("EBM (pixel space)", "LEBM (latent prior)", "LSD-EBM (latent diffusion)", "floor"):
+        assert row in out
+    assert js.is_file()
