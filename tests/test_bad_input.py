@@ -216,8 +216,18 @@ def test_empty_mask_and_border_contact():
         crop, _ = crop_label(touching, np.eye(4), None, grid=16, spacing=1.0)
     assert crop.sum() >= touching.sum()  # padded with background, nothing lost
     big = np.ones((40, 10, 10), np.uint8)
-    with pytest.warns(InputWarning, match="beyond the model's 16 mm field of view"):
+    with pytest.warns(InputWarning, match=r"beyond the model's field of view \(\+-8 mm\)"):
         crop_label(big, np.eye(4), None, grid=16, spacing=1.0)
+
+
+def test_api_callers_get_the_same_checks():
+    """Arrays handed to crop_label directly (plugin layers, the explorer) are checked like files."""
+    with pytest.raises(InputError, match="NaN or infinite"):
+        crop_label(np.where(BLOB, np.nan, 0.0), np.eye(4), None, grid=8, spacing=1.0)
+    with pytest.raises(InputError, match=r"last row .* expected \[0, 0, 0, 1\]"):
+        crop_label(BLOB, np.eye(4) * 4, None, grid=8, spacing=1.0)
+    with pytest.raises(InputError, match="singular"):
+        crop_label(BLOB, np.diag([1.0, 0.0, 1.0, 1.0]), None, grid=8, spacing=1.0)
 
 
 def test_paste_back_refuses_nan_and_wrong_base():
@@ -268,7 +278,7 @@ def test_writers_refuse_and_leave_nothing(tmp_path):
     with pytest.raises(InputError, match="3D"):
         write_volume(target, np.zeros((4, 4)), np.eye(4))
     with pytest.raises(InputError, match="singular"):
-        write_volume(target, BLOB, np.zeros((4, 4)))
+        write_volume(target, BLOB, np.diag([1.0, 1.0, 0.0, 1.0]))
     (tmp_path / "file").write_text("x")
     with pytest.raises(LsdebmError, match="is a file, not a directory"):
         write_volume(tmp_path / "file" / "out.nii", BLOB, np.eye(4))

@@ -34,6 +34,8 @@ def check_affine(affine, name: str = "affine") -> np.ndarray:
         raise InputError(f"{name}: affine has shape {affine.shape}; expected 4x4")
     if not np.all(np.isfinite(affine)):
         raise InputError(f"{name}: affine contains NaN or infinite values; expected a finite voxel-to-world matrix")
+    if not np.array_equal(affine[3], [0.0, 0.0, 0.0, 1.0]):
+        raise InputError(f"{name}: affine's last row is {affine[3].tolist()}; expected [0, 0, 0, 1]")
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     if np.any(spacing <= 0) or abs(np.linalg.det(affine[:3, :3])) <= 1e-12 * np.prod(spacing):
         raise InputError(f"{name}: affine is singular (voxel spacing {tuple(round(float(v), 6) for v in spacing)} mm "
@@ -87,6 +89,9 @@ def foreground(data: np.ndarray, label: int | None) -> np.ndarray:
     thresholded at 0.5, and a map holding several labels is taken as one structure; both are
     reported with an :class:`InputWarning` that says how to choose one label instead.
     """
+    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+        raise InputError("the volume contains NaN or infinite values; expected a finite mask, label map or "
+                         "probability map")
     if label is not None:
         binary = data == label
         if not binary.any():
