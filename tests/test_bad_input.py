@@ -453,3 +453,29 @@ def test_existing_outputs_are_never_replaced_without_overwrite(tmp_path, tiny_cf
         save_checkpoint(build_model("vae", tiny_cfg), ckpt)
     assert traj.read_bytes() == before and ckpt.read_bytes() == b"precious"
     assert listing(tmp_path) == ["m.safetensors", "traj.npz"]  # no temporary files left
+
+
+# --- napari: the reader and the checkpoint panel ------------------------------------------------------
+
+
+@pytest.mark.gui
+def test_napari_reader_and_checkpoint_panel_refuse_bad_files(make_napari_viewer, tmp_path, marker, tiny_ckpts):
+    pytest.importorskip("napari")
+    from napari_lsdebm._checkpoint_panel import CheckpointPanel
+
+    viewer = make_napari_viewer()
+    corrupt = tmp_path / "corrupt.nii.gz"
+    corrupt.write_bytes(gzip.compress(b"not a nifti at all" * 40))
+    with pytest.raises(Exception, match="corrupt.nii.gz: cannot read as NIfTI") as info:
+        viewer.open(str(corrupt), plugin="napari-lsdebm")
+    assert "Traceback" not in str(info.value)
+    assert len(viewer.layers) == 0
+    panel = CheckpointPanel()
+    raw = tiny_ckpts["vae"].read_bytes()
+    (tmp_path / "half.safetensors").write_bytes(raw[: len(raw) // 2])
+    for bad, fragment in ((plant_pickle(tmp_path / "evil.pt", marker), "never loaded"),
+                          (tmp_path / "half.safetensors", "half.safetensors")):
+        assert panel.load(bad) is None
+        assert panel.error.text().startswith("Not loaded:") and fragment in panel.error.text()
+        assert "\n" not in panel.error.text()
+    assert panel.load(tiny_ckpts["vae"]) is not None and panel.error.text() == ""
