@@ -250,6 +250,9 @@ def test_reconstruct_mask_problems_write_nothing(tmp_path, tiny_ckpts, capsys):
     assert "no foreground" in _one_line_error(capsys)
     assert main(["reconstruct", str(label_map), "-o", str(out / "b.nii"), "--label", "7", *ck]) == 2
     assert "label 7 not found in the volume; labels present: [1, 2]" in _one_line_error(capsys)
+    probs = save_nifti(tmp_path / "probs.nii", (labels > 0) * np.float32(0.7), affine)
+    assert main(["reconstruct", str(probs), "-o", str(out / "p.nii"), *ck]) == 2
+    assert "non-integer values" in _one_line_error(capsys)
     assert not out.exists()
     # An existing output is never replaced without --overwrite.
     out.mkdir()
@@ -326,6 +329,9 @@ def test_pickles_never_unpickled_by_any_command(tmp_path, marker, tiny_ckpts, ti
         ["convert", "--kind", "vae", "--model", str(evil[".pt"]), "--out", str(out / "c.safetensors")],
         ["convert", "--kind", "lsdebm", "--encoder", str(evil[".pth"]), "--decoder", str(evil[".pth"]),
          "--energy", str(evil[".pth"]), "--out", str(out / "c.safetensors")],
+        ["train", "--model", "vae", "--preset", "tiny", "--phantoms", "2", "--val-phantoms", "0", "--epochs", "1",
+         "--out", str(out / "t.safetensors"), "--resume", str(evil[".pt"])],
+        ["teach", "generate", "--model", str(evil[".pkl"]), "--out", str(out / "g.png")],
     ]
     for argv in commands:
         assert main(argv) == 2, argv
@@ -440,6 +446,15 @@ def test_trajectory_problems(tmp_path):
     anonymous.save(tmp_path / "anon.npz")
     with pytest.warns(InputWarning, match="does not record which checkpoint"):
         Trajectory.load(tmp_path / "anon.npz", expect_checkpoint="b" * 64)
+
+
+def test_trajectory_that_would_decompress_past_the_memory_limit(tmp_path, monkeypatch):
+    bomb = tmp_path / "bomb.npz"
+    np.savez_compressed(bomb, forward=np.zeros((1, 2, 2_500_000), np.float32))  # 20 MB of zeros, ~20 kB on disk
+    assert bomb.stat().st_size < 200_000
+    monkeypatch.setenv("LSDEBM_MAX_MEMORY_GB", "0.01")
+    with pytest.raises(InputError, match="bomb.npz: the trajectory needs 19.1 MiB of memory"):
+        Trajectory.load(bomb)
 
 
 def test_existing_outputs_are_never_replaced_without_overwrite(tmp_path, tiny_cfg):
