@@ -153,6 +153,25 @@ def _check_path(path: Path) -> Path:
     return path
 
 
+def verify_state(path: str | Path, metadata: dict[str, str], state: dict[str, torch.Tensor]) -> None:
+    """Check tensors read from ``path`` against its raw safetensors ``metadata``.
+
+    The content SHA-256 (when the file has one) must match and every floating-point weight must
+    be finite. Loaders of other model kinds (e.g. the teaching models) call this too.
+
+    Raises:
+        CheckpointError: On a checksum mismatch (corrupted or edited file) or NaN/inf weights.
+    """
+    digest = metadata.get(DIGEST_KEY)
+    if digest is not None and content_digest(state, metadata) != digest:
+        raise CheckpointError(f"{path}: contents do not match the checksum stored when it was saved (the file is "
+                              "corrupted or was edited); expected an intact checkpoint")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not _finite(v)]
+    if bad:
+        raise CheckpointError(f"{path}: weights contain NaN or infinite values (e.g. {sorted(bad)[0]}); the training "
+                              "run probably diverged, expected finite weights")
+
+
 def _build_checked(path: Path, meta: dict[str, Any]) -> torch.nn.Module:
     """Build the model on the ``meta`` device, check names/shapes against the header, then build it for real."""
     from lsdebm.models import build_model
@@ -201,13 +220,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
         if _is_panic(exc):
             raise _unreadable(path, "checkpoint tensors unreadable or truncated", exc) from None
         raise
-    if meta["digest"] is not None and content_digest(state, meta["meta"]) != meta["digest"]:
-        raise CheckpointError(f"{path}: contents do not match the checksum stored when it was saved (the file is "
-                              "corrupted or was edited); expected an intact checkpoint")
-    bad = [k for k, v in state.items() if v.is_floating_point() and not _finite(v)]
-    if bad:
-        raise CheckpointError(f"{path}: weights contain NaN or infinite values (e.g. {sorted(bad)[0]}); the training "
-                              "run probably diverged, expected finite weights")
+    verify_state(path, meta["meta"], state)
     expected = model.state_dict()
     state = {k: v.to(expected[k].dtype) for k, v in state.items()}
     model.load_state_dict(state)
