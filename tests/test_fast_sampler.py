@@ -181,6 +181,7 @@ def test_fast_networks_compute_the_same_function(dims, monkeypatch):
                 assert not any(isinstance(c, torch.nn.BatchNorm3d) for c in conv.modules())
     decoder = fast_convnet.inference(vae.decoder)
     assert sum(m.upsample for m in decoder.modules() if isinstance(m, fast_convnet.FastConv)) == 2
+    assert not any(isinstance(m, (torch.nn.ReLU, torch.nn.Upsample)) for m in decoder.modules())  # fused
 
 
 def test_each_conv_implementation_is_exact():

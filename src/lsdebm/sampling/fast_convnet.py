@@ -89,12 +89,23 @@ def _slices(x: torch.Tensor, w2: torch.Tensor, b: torch.Tensor, channels_last: b
     return y.view(n, d, -1, h, wd).permute(0, 2, 1, 3, 4)
 
 
-class FastConv(nn.Module):
-    """A convolution (BN folded, optionally fused with a preceding nearest x2 upsampling)."""
+def _mkldnn_ops():
+    """oneDNN convolution ops with fused activation (what torch.compile's CPU backend calls), or None."""
+    try:
+        if torch.backends.mkldnn.is_available():
+            return torch.ops.mkldnn._convolution_pointwise, torch.ops.mkldnn._convolution_transpose_pointwise
+    except (AttributeError, RuntimeError):
+        pass
+    return None
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, padding: int, upsample: bool = False) -> None:
+
+class FastConv(nn.Module):
+    """A convolution (BN folded, optionally fused with a preceding nearest x2 upsampling and a following ReLU)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, padding: int, upsample: bool = False,
+                 relu: bool = False) -> None:
         super().__init__()
-        self.dims, self.padding, self.upsample = weight.dim() - 2, padding, upsample
+        self.dims, self.padding, self.upsample, self.relu = weight.dim() - 2, padding, upsample, relu
         self.last_impl = ""  # implementation used by the last call (benchmarks report it)
         self.weight = nn.Parameter(weight, requires_grad=False)
         self.bias = nn.Parameter(bias, requires_grad=False)
@@ -104,25 +115,32 @@ class FastConv(nn.Module):
                                        requires_grad=False) if k3 else None)
 
     def impls(self) -> dict:
-        """Equivalent implementations: name -> function of the input."""
+        """Equivalent implementations: name -> function of the input (ReLU included when fused)."""
         conv = F.conv3d if self.dims == 3 else F.conv2d
-        w, b, p = self.weight, self.bias, self.padding
-        cl = torch.channels_last_3d if self.dims == 3 else torch.channels_last
-        out: dict = {}
-        body = {"aten": lambda x: conv(x, w, b, padding=p),
-                "aten-cl": lambda x: conv(x.contiguous(memory_format=cl), w, b, padding=p)}
+        w, b, p, d = self.weight, self.bias, self.padding, self.dims
+        cl = torch.channels_last_3d if d == 3 else torch.channels_last
+        act = torch.relu_ if self.relu else (lambda y: y)
+        attr, ones = ("relu" if self.relu else "none"), [1] * d
+        body = {"aten": lambda x: act(conv(x, w, b, padding=p)),
+                "aten-cl": lambda x: act(conv(x.contiguous(memory_format=cl), w, b, padding=p))}
+        ops = _mkldnn_ops()
+        if ops is not None:
+            body["onednn"] = lambda x: ops[0](x.contiguous(), w, b, [p] * d, ones, ones, 1, attr, [], "")
+            body["onednn-cl"] = lambda x: ops[0](x.contiguous(memory_format=cl), w, b, [p] * d, ones, ones, 1,
+                                                 attr, [], "")
         if self.weight_2d is not None:
-            body["slices"] = lambda x: _slices(x, self.weight_2d, b, False)
-            body["slices-cl"] = lambda x: _slices(x, self.weight_2d, b, True)
-        if self.upsample:
-            convt = F.conv_transpose3d if self.dims == 3 else F.conv_transpose2d
-            wt = self.weight_t
-            out["transposed"] = lambda x: convt(x, wt, b, stride=2, padding=1)
-            out["transposed-cl"] = lambda x: convt(x.contiguous(memory_format=cl), wt, b, stride=2, padding=1)
-            for name, fn in body.items():
-                out[f"upsample+{name}"] = lambda x, fn=fn: fn(F.interpolate(x, scale_factor=2, mode="nearest"))
-        else:
-            out.update(body)
+            body["slices"] = lambda x: act(_slices(x, self.weight_2d, b, False))
+            body["slices-cl"] = lambda x: act(_slices(x, self.weight_2d, b, True))
+        if not self.upsample:
+            return body
+        convt, wt = (F.conv_transpose3d if d == 3 else F.conv_transpose2d), self.weight_t
+        out = {"transposed": lambda x: act(convt(x, wt, b, stride=2, padding=1)),
+               "transposed-cl": lambda x: act(convt(x.contiguous(memory_format=cl), wt, b, stride=2, padding=1))}
+        if ops is not None:
+            out["onednn-transposed-cl"] = lambda x: ops[1](x.contiguous(memory_format=cl), wt, b, ones, [0] * d,
+                                                           [2] * d, ones, 1, attr, [], "")
+        for name, fn in body.items():
+            out[f"upsample+{name}"] = lambda x, fn=fn: fn(F.interpolate(x, scale_factor=2, mode="nearest"))
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,7 +170,12 @@ class FastConv(nn.Module):
         with torch.no_grad():
             for name, fn in impls.items():
                 t0 = time.perf_counter()
-                y = fn(x)
+                try:
+                    y = fn(x)
+                except (RuntimeError, NotImplementedError):
+                    if ref is None:
+                        raise
+                    continue  # e.g. a oneDNN primitive this CPU/build does not offer
                 warm = time.perf_counter() - t0
                 if ref is None:
                     ref, tol = y, 1e-4 * (1 + y.abs().max().item())
@@ -198,8 +221,10 @@ def _rebuild_sequence(mods: list[nn.Module]) -> nn.Sequential:
             i, m = i + 1, mods[i + 1]
         if _plain_conv(m):
             bn = mods[i + 1] if i + 1 < len(mods) and _foldable(mods[i + 1]) else None
-            out.append(FastConv(*fold_batchnorm(m, bn), m.padding[0], upsample=up))
             i += 2 if bn is not None else 1
+            relu = i < len(mods) and type(mods[i]) is nn.ReLU
+            out.append(FastConv(*fold_batchnorm(m, bn), m.padding[0], upsample=up, relu=relu))
+            i += 1 if relu else 0
         else:
             out.append(_rebuild(m))
             i += 1
