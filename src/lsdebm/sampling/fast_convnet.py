@@ -144,9 +144,10 @@ class FastConv(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad and torch.is_grad_enabled():
+            return self._differentiable(x)
         impls = self.impls()
-        if (x.requires_grad or x.device.type != "cpu" or self.dims != 3
-                or x.numel() * self.weight.shape[0] < TUNE_MIN_WORK):
+        if x.device.type != "cpu" or self.dims != 3 or x.numel() * self.weight.shape[0] < TUNE_MIN_WORK:
             self.last_impl = "transposed" if self.upsample else "aten"
             return impls[self.last_impl](x)
         key = (tuple(self.weight.shape), self.upsample, tuple(x.shape), x.stride(), x.dtype,
@@ -158,6 +159,21 @@ class FastConv(nn.Module):
                 _choices[key] = name
         self.last_impl = name
         return impls[name](x)
+
+    def _differentiable(self, x: torch.Tensor) -> torch.Tensor:
+        """Autograd-safe path (LEBM posterior Langevin): oneDNN convolution, not ATen's batch-1 fallback."""
+        d, b = self.dims, self.bias
+        if self.upsample:
+            convt = F.conv_transpose3d if d == 3 else F.conv_transpose2d
+            y, self.last_impl = convt(x, self.weight_t, b, stride=2, padding=1), "transposed"
+        elif x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available():
+            ones = [1] * d
+            y = torch.mkldnn_convolution(x.contiguous(), self.weight, b, [self.padding] * d, ones, ones, 1)
+            self.last_impl = "onednn-autograd"
+        else:
+            conv = F.conv3d if d == 3 else F.conv2d
+            y, self.last_impl = conv(x, self.weight, b, padding=self.padding), "aten"
+        return torch.relu(y) if self.relu else y
 
     def _tune(self, impls: dict, x: torch.Tensor) -> str:
         """Time every implementation on ``x``; a warm-up run checks its result against the first.
