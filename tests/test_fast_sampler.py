@@ -220,3 +220,17 @@ def test_lebm_posterior_gradient_through_fast_decoder():
         zz = z.clone().requires_grad_(True)
         grads.append(torch.autograd.grad(net(zz).sum(), zz)[0])
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-5)
+
+
+def test_decode_batches_covers_every_frame_in_order():
+    model = build_model("lsdebm", get_preset("tiny")).eval()
+    z = torch.randn(7, model.cfg.model.latent_dim)
+    parts = list(fast_convnet.decode_batches(model, z, batch_size=3))
+    assert [start for start, _ in parts] == [0, 3, 6]
+    probs = torch.cat([p for _, p in parts])
+    assert probs.dtype == torch.float16 and probs.shape == (7, 16, 16, 16)
+    with torch.no_grad():
+        want = torch.sigmoid(model.decoder(z))[:, 0]  # the plain module
+    torch.testing.assert_close(probs.float(), want, rtol=0, atol=1e-3)  # float16 storage
+    with pytest.raises(ValueError):
+        next(fast_convnet.decode_batches(model, z, batch_size=0))

@@ -16,12 +16,13 @@ from torch.nn import functional as F
 
 from lsdebm.bench import measure
 from lsdebm.sampling import DecodeCache, RunSettings, decode, fast, reverse_events, run
-from lsdebm.sampling.fast_convnet import FastConv, inference
+from lsdebm.sampling.fast_convnet import FastConv, decode_batches, inference
 from lsdebm.sampling.langevin import langevin
 from lsdebm.sampling.methods import sampling_schedule
 from lsdebm.sampling.reverse import conditional_energy
 
-BATCH_REPEATS = 8  # chains run as one batch in the "repeats" measurement
+BATCH_REPEATS = 8  # chains run as one batch in the "repeats" measurement; frames per decode batch
+ALL_FRAMES = 20 * 300  # a T x K trajectory's frames, decoded in batches where that is affordable (CUDA)
 
 
 def _device(model) -> torch.device:
@@ -135,13 +136,13 @@ def bench_decode(model, repeats: int, quick: bool) -> dict:
             for m, x, _ in layers:
                 conv(x, m.weight, m.bias, padding=m.padding)
 
-    zb = z.repeat(BATCH_REPEATS, 1)
-    batched = measure(lambda: decode(model, zb), max(1, repeats // 2), 1, dev)
+    frames = torch.randn(ALL_FRAMES if dev.type == "cuda" else 4 * BATCH_REPEATS, D, device=dev)
+    batched = measure(lambda: _drain(decode_batches(model, frames, BATCH_REPEATS)), max(1, repeats // 2), 1, dev)
     impls = [m.last_impl for m in inference(model.decoder).modules() if isinstance(m, FastConv)]
     return {"grid": model.cfg.model.grid, "channels": list(model.cfg.model.channels), "first_call": first,
             "fast": fast_t, "plain": plain_t, "aten_convs_alone": measure(convs, max(1, repeats // 2), 1, dev),
-            "conv_gflop": flops / 1e9, "implementations": impls, "batch": BATCH_REPEATS, "batched": batched,
-            "batched_per_frame_s": batched["median_s"] / BATCH_REPEATS}
+            "conv_gflop": flops / 1e9, "implementations": impls, "batch": BATCH_REPEATS, "batched_frames": len(frames),
+            "batched": batched, "batched_frames_per_s": len(frames) / batched["median_s"]}
 
 
 def bench_scrub(model, repeats: int) -> dict:

@@ -260,3 +260,19 @@ def _rebuild(module: nn.Module) -> nn.Module:
     if type(module) is nn.ModuleList:
         new._modules = dict(new._modules)
     return new
+
+
+def decode_batches(model: nn.Module, latents: torch.Tensor, batch_size: int = 16):
+    """Decode many latents (e.g. all T x K frames of a trajectory) in batches on the model's device.
+
+    Yields ``(start, probs)`` with ``probs`` the float16 CPU probabilities p(x|z) of
+    ``latents[start:start + len(probs)]``, shape (n, *grid) -- ready for a :class:`DecodeCache`.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1")
+    device = next(model.parameters()).device
+    net = inference(model.decoder)
+    with torch.no_grad():
+        for start in range(0, latents.shape[0], batch_size):
+            z = latents[start:start + batch_size].to(device=device, dtype=torch.float32)
+            yield start, torch.sigmoid(net(z))[:, 0].half().cpu()
