@@ -234,3 +234,39 @@ def test_decode_batches_covers_every_frame_in_order():
     torch.testing.assert_close(probs.float(), want, rtol=0, atol=1e-3)  # float16 storage
     with pytest.raises(ValueError):
         next(fast_convnet.decode_batches(model, z, batch_size=0))
+
+
+def test_cuda_graphs_only_on_cuda(monkeypatch):
+    from lsdebm.sampling import fast_cuda
+
+    model = small_model()
+    z = torch.zeros(2, 12)
+    mlp = fast.mlp_for(conditional_energy(model.energy, z, 1, 0.3), z)
+    assert not fast_cuda.graphs_enabled(z.device)
+    assert fast_cuda.chain_runner(mlp, z, 5, -0.005) is None  # CPU: the eager loop runs
+    monkeypatch.setenv("LSDEBM_CUDA_GRAPHS", "0")
+    assert not fast_cuda.graphs_enabled(torch.device("cuda"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs wherever one exists)")
+def test_graphed_chain_matches_eager_and_plain_on_cuda():
+    from lsdebm.sampling import fast_cuda
+
+    model = small_model(K=30).cuda()
+    schedule = sampling_schedule(model)
+    z = torch.randn(3, 12, device="cuda")
+
+    def chain():
+        g = torch.Generator(device="cuda").manual_seed(7)
+        return list(reverse_events(model.energy, schedule, z, schedule.T, model.cfg.langevin, g))
+
+    graphed = chain()
+    assert fast_cuda._graphs and all(v is not None for v in fast_cuda._graphs.values())
+    eager_env = {"LSDEBM_CUDA_GRAPHS": "0"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in eager_env.items():
+            mp.setenv(k, v)
+        eager = chain()
+    assert_events_close(graphed, eager)
+    with fast.disabled():
+        assert_events_close(graphed, chain())

@@ -36,6 +36,7 @@ class GraphedChain:
     def __init__(self, mlp, y0: torch.Tensor, K: int, alpha: float) -> None:
         B, D = y0.shape
         self.mlp, self.K, self.alpha = mlp, K, alpha
+        self.lock = threading.Lock()
         new = lambda *shape: torch.zeros(shape, dtype=y0.dtype, device=y0.device)  # noqa: E731
         self.y0, self.c = new(B, D), new(B, mlp.widths[0])
         self.f, self.P = new(B, 1), new(K, B, D)
@@ -50,14 +51,14 @@ class GraphedChain:
 
     def __call__(self, y0, c, f, P, alpha):
         n = P.shape[0]
-        self.y0.copy_(y0)
-        self.c.copy_(c.expand_as(self.c))
-        self.f.copy_(f.expand_as(self.f))
-        self.P[:n].copy_(P)
-        self.graph.replay()
-        Y, A, G = self.out
-        # the static outputs are overwritten by the next replay: events get their own copy of Y
-        return Y[: n + 1].clone(), A[:n], G[:n]
+        with self.lock:  # static buffers: one replay at a time; callers get their own copies
+            self.y0.copy_(y0)
+            self.c.copy_(c.expand_as(self.c))
+            self.f.copy_(f.expand_as(self.f))
+            self.P[:n].copy_(P)
+            self.graph.replay()
+            Y, A, G = self.out
+            return Y[: n + 1].clone(), A[:n].clone(), G[:n].clone()
 
 
 def chain_runner(mlp, y0: torch.Tensor, K: int, alpha: float):
