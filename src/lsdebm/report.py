@@ -98,7 +98,8 @@ def render_markdown(result: EvalResult, summary: dict, bars: list[dict], timing:
                       _secs(t["pipeline_seconds_batched"]), _secs(t["model_seconds_single"]),
                       _secs(t["pipeline_seconds_single"])] for t in timing]),
              "\nTraining time is the row's own model (from its checkpoint); pipeline times add the ReconNet "
-             "stage. Times are medians over cases.\n",
+             f"stage. Times are medians over cases (wall clock; machine load average at start/end "
+             f"{meta.get('load_average_start')} / {meta.get('load_average_end')}).\n",
              "## Quality bars\n",
              "\n".join(f"- {'HOLDS' if b['holds'] else ('n/a' if b['holds'] is None else 'FAILS')}: {b['bar']} "
                        f"({', '.join('n/a' if v is None else f'{v:.4f}' for v in b['values'])})" for b in bars),

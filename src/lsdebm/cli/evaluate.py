@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -62,6 +63,14 @@ def device_name(device) -> str:
     return f"CPU {name}, {threads} thread{'s' if threads != 1 else ''}"
 
 
+def _load() -> list[float] | None:
+    """1/5/15-minute load averages (timings on a shared machine depend on them)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def load_pairs(args, grid: int, spacing: float):
     """(pairs, description) of the test set: read from --data, or generated with TEST_RANGES."""
     from lsdebm.data.phantom_set import MANIFEST, generate_pairs, read_set, write_set
@@ -109,7 +118,7 @@ def run(args) -> int:
     spacing = first.config.model.spacing if first else 2.0
     pairs, test_set = load_pairs(args, grid, spacing)
     settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size, seed=args.seed)
-    start = time.perf_counter()
+    start, load_start = time.perf_counter(), _load()
 
     def progress(done: int, total: int) -> None:
         print(f"\r{done}/{total} cases, {time.perf_counter() - start:.0f} s", end="", file=sys.stderr, flush=True)
@@ -122,6 +131,7 @@ def run(args) -> int:
     meta = {"command": command_line(getattr(args, "argv", None)), "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"), "device": device_name(device), "test_set": test_set,
             "seconds_total": round(time.perf_counter() - start, 1), "batch_size": args.batch_size,
+            "load_average_start": load_start, "load_average_end": _load(),
             "checkpoints": [checkpoint_record(c, k) for k, c in models.items()],
             "settings": {k: effective_settings(c.model, settings) for k, c in models.items() if k != "reconnet"},
             "versions": versions()}
