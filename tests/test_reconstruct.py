@@ -162,3 +162,24 @@ def test_bad_input_files(tmp_path, lq_file, tiny_ckpts, capsys):
         assert err.count("\n") == 0 and needle in err, err
         assert not out.exists()
     assert read_volume(lq_file).data.any()
+
+
+def test_crop_puts_the_centroid_where_training_phantoms_have_it():
+    from lsdebm.data.nifti import crop_label
+    from lsdebm.data.phantoms import make_vertebra
+    from lsdebm.metrics import dice
+    from lsdebm.pipeline import crop_to_model, model_offset_mm
+
+    phantom = make_vertebra("L2", 11, 32, 4.0)  # 128 mm field of view, like the default preset
+    offset = np.asarray(model_offset_mm(32, 4.0))
+    assert 8 < offset[1] < 18 and abs(offset[0]) < 3 and abs(offset[2]) < 3  # ~13 mm anterior
+    centred, _ = crop_label(phantom.mask, phantom.affine, None, 32, 4.0)
+    placed, info = crop_to_model(phantom.mask, phantom.affine, None, 32, 4.0)
+    # The residual shift (this subject's pose vs the mean) stays inside the training augmentation
+    # (+-2 voxels); centring the centroid instead moves the vertebra ~3 voxels (12 mm) posteriorly.
+    ref = np.argwhere(phantom.mask).mean(0)
+    assert np.abs(np.argwhere(placed).mean(0) - ref).max() < 2.0
+    assert np.argwhere(centred).mean(0)[1] - ref[1] > 2.5
+    assert dice(placed, phantom.mask) > dice(centred, phantom.mask) + 0.25
+    assert np.allclose(info.centroid_mm, phantom.affine[:3, :3] @ np.argwhere(phantom.mask).mean(0)
+                       + phantom.affine[:3, 3])

@@ -27,10 +27,11 @@ import torch
 from scipy import ndimage
 
 from lsdebm.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint, read_metadata
-from lsdebm.data.nifti import crop_label, paste_back
+from lsdebm.data.nifti import paste_back
 from lsdebm.data.phantoms import PART_LABELS, grid_affine
 from lsdebm.errors import CheckpointError, InputError
 from lsdebm.metrics import METRIC_NAMES, compute_metrics
+from lsdebm.pipeline import crop_to_model
 from lsdebm.sampling import RunSettings, make_generator, run_events
 
 POSTERIOR_PARTS = ("pedicles", "laminae", "spinous", "transverse", "articular")
@@ -189,7 +190,7 @@ def evaluate(pairs: Sequence, models: dict[str, LoadedCheckpoint], rows: Sequenc
              timing_cases: int = 3, progress: Callable[[int, int], None] | None = None) -> EvalResult:
     """Run every row on every case in batches and score it against the high-quality mask.
 
-    Cases not on the model grid are cropped around the LQ centroid with ``crop_label`` and the
+    Cases not on the model grid are cropped around the LQ centroid with ``crop_to_model`` and the
     prediction is pasted back into the case's grid before scoring. Seeds: one generator per
     row seeded with ``settings.seed``, consumed batch after batch.
     """
@@ -206,7 +207,7 @@ def evaluate(pairs: Sequence, models: dict[str, LoadedCheckpoint], rows: Sequenc
             if _in_model_frame(pair, grid, spacing):
                 inputs.append(pair.lq), infos.append(None)
             else:
-                crop, info = crop_label(pair.lq, pair.affine, None, grid, spacing)
+                crop, info = crop_to_model(pair.lq, pair.affine, None, grid, spacing)
                 inputs.append(crop), infos.append(info)
         preds, secs = predict_batch(models, rows, np.stack(inputs), settings, generators)
         for key, sec in secs.items():
@@ -232,7 +233,7 @@ def evaluate(pairs: Sequence, models: dict[str, LoadedCheckpoint], rows: Sequenc
 def measure_single(models, rows, pairs, settings: RunSettings, grid: int, spacing: float) -> dict[str, list[float]]:
     """Per-sample latency with batch size 1 (after one warm-up call), like the paper's Table 3."""
     out: dict[str, list[float]] = {}
-    inputs = [p.lq if _in_model_frame(p, grid, spacing) else crop_label(p.lq, p.affine, None, grid, spacing)[0]
+    inputs = [p.lq if _in_model_frame(p, grid, spacing) else crop_to_model(p.lq, p.affine, None, grid, spacing)[0]
               for p in pairs]
     if not inputs:
         return out

@@ -13,6 +13,7 @@ Algorithm 2, or the VAE / LEBM baselines) refines it. For a file in any grid:
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ import torch
 
 from lsdebm.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint
 from lsdebm.data.nifti import CropInfo, _resample, crop_label, paste_back
+from lsdebm.data.phantoms import LEVELS, make_vertebra
 from lsdebm.errors import CheckpointError, InputError
 from lsdebm.provenance import checkpoint_record, make_provenance
 from lsdebm.sampling import RunSettings, Trajectory, TrajectoryRecorder, make_generator, run, run_events
@@ -220,6 +222,27 @@ def refine(models: Models, crops: np.ndarray, settings: RunSettings = RunSetting
     return Refinement(stage1, probs, seconds, recorder.trajectory() if recorder is not None else None)
 
 
+@functools.lru_cache(maxsize=8)
+def model_offset_mm(grid: int, spacing: float) -> tuple[float, float, float]:
+    """Where the training phantoms put a vertebra's centroid, relative to the grid centre (RAS mm).
+
+    The models learned vertebrae in the phantom frame, whose centroid sits ~13 mm anterior of
+    the grid centre (the frame is centred near the canal). A real structure is cropped so that
+    its centroid lands at the same place: the mean centroid of L1-L5 phantoms, seeds 0-3.
+    """
+    centroids = []
+    for level in LEVELS:
+        for seed in range(4):
+            p = make_vertebra(level, seed, grid, spacing)
+            centroids.append(p.affine[:3, :3] @ np.argwhere(p.mask).mean(0) + p.affine[:3, 3])
+    return tuple(float(v) for v in np.mean(centroids, axis=0))
+
+
+def crop_to_model(data: np.ndarray, affine: np.ndarray, label: int | None, grid: int, spacing: float):
+    """:func:`crop_label` into the model frame with the centroid where training put it."""
+    return crop_label(data, affine, label, grid, spacing, offset_mm=model_offset_mm(grid, float(spacing)))
+
+
 def structure_labels(data: np.ndarray, labels: Sequence[int] | None = None) -> list[int]:
     """Labels to refine: the chosen ones (each must be present) or every nonzero value.
 
@@ -274,7 +297,7 @@ def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, lab
     """Crop, refine and paste back every chosen label of a mask or label map (see module doc)."""
     data = np.asarray(data)
     chosen = structure_labels(data, labels)
-    pairs = [crop_label(data, affine, label, models.grid, models.spacing) for label in chosen]
+    pairs = [crop_to_model(data, affine, label, models.grid, models.spacing) for label in chosen]
     crops = np.stack([c for c, _ in pairs])
     infos = [info for _, info in pairs]
     meta = {"input": input_name, "labels": chosen}

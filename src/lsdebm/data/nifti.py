@@ -190,7 +190,7 @@ def _resample(data: np.ndarray, out_shape, out_affine, in_affine, order: int) ->
     )
 
 
-def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: float = 2.0):
+def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: float = 2.0, offset_mm=None):
     """Crop one structure around its centroid and resample it to the model grid.
 
     A structure touching the volume border, or extending past the model's field of view
@@ -203,6 +203,9 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
         label: Label id to crop; None takes every nonzero voxel.
         grid: Model grid size per axis.
         spacing: Model spacing in mm.
+        offset_mm: World (RAS, mm) vector from the crop centre to where the centroid should land,
+            e.g. where the training phantoms have theirs (:func:`lsdebm.pipeline.model_offset_mm`);
+            None puts the centroid at the crop centre.
 
     Returns:
         ``(crop, info)``: a uint8 {0, 1} array of shape (grid,)*3 in the model frame and
@@ -225,7 +228,8 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
     voxels = np.argwhere(binary)
     centroid_vox = voxels.mean(0)
     centroid_mm = affine[:3, :3] @ centroid_vox + affine[:3, 3]
-    crop_affine = grid_affine(grid, spacing, centroid_mm)
+    center = centroid_mm if offset_mm is None else centroid_mm - np.asarray(offset_mm, dtype=np.float64)
+    crop_affine = grid_affine(grid, spacing, center)
     touching = [axis for axis in range(3) if voxels[:, axis].min() == 0
                 or voxels[:, axis].max() == data.shape[axis] - 1]
     if touching:
