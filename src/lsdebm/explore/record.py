@@ -19,9 +19,9 @@ import numpy as np
 
 from lsdebm import __version__
 from lsdebm.checkpoint import LoadedCheckpoint, bundled_checkpoints, sha256_of
-from lsdebm.data.nifti import CropInfo, affine_spacing, crop_label
+from lsdebm.data.nifti import CropInfo, affine_spacing
 from lsdebm.errors import CheckpointError, InputError, LsdebmError
-from lsdebm.pipeline import effective_settings, make_recorder
+from lsdebm.pipeline import crop_to_model, effective_settings, make_recorder
 from lsdebm.sampling import LangevinEvent, RunSettings, Trajectory, run, run_events
 
 METHODS = {"lsdebm": "LSD-EBM", "vae": "VAE", "lebm": "LEBM"}
@@ -91,7 +91,7 @@ def prepare_input(data, affine, grid: int, spacing: float, label: int | None = N
         data = (data >= 0.5).astype(np.uint8)
     at_grid = data.shape == (grid,) * 3 and np.allclose(affine_spacing(affine), spacing, rtol=1e-3)
     if not at_grid:
-        return crop_label(data, affine, label, grid, spacing)
+        return crop_to_model(data, affine, label, grid, spacing)  # centroid where training phantoms have it
     binary = data != 0 if label is None else data == label
     if not binary.any():
         raise InputError(f"the input has no voxels {'!= 0' if label is None else f'with label {label}'}")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lsdebm.data.nifti import CropInfo, _resample, crop_label, paste_back
+from lsdebm.data.nifti import CropInfo, _resample, paste_back
+from lsdebm.pipeline import crop_to_model
 
 
 def to_model_grid(x, affine, grid: int, spacing: float) -> tuple[np.ndarray, CropInfo | None]:
@@ -17,7 +18,7 @@ def to_model_grid(x, affine, grid: int, spacing: float) -> tuple[np.ndarray, Cro
     x = np.asarray(x)
     if x.shape == (grid,) * x.ndim:
         return (x != 0).astype(np.uint8), None
-    return crop_label(x, affine, None, grid, spacing)
+    return crop_to_model(x, affine, None, grid, spacing)  # centroid where training phantoms have it
 
 
 def mask_to_input(mask, info: CropInfo | None) -> np.ndarray:
