@@ -220,7 +220,7 @@ def test_empty_mask_and_border_contact():
         crop_label(big, np.eye(4), None, grid=16, spacing=1.0)
     messages = " | ".join(str(w.message) for w in record)
     assert "touches the volume border along axis [0, 1, 2]" in messages
-    assert "reaches 20 mm from its centroid, beyond the model's field of view (+-8 mm)" in messages
+    assert "reaches 20 mm from the crop centre, beyond the model's field of view (+-8 mm)" in messages
 
 
 def test_api_callers_get_the_same_checks():

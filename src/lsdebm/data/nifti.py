@@ -239,7 +239,7 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
     coords = voxels @ in_crop[:, :3].T + in_crop[:, 3]
     if coords.min() < -0.5 or coords.max() > grid - 0.5:
         reach = float(np.abs(coords - (grid - 1) / 2).max() * spacing)
-        warnings.warn(f"{where} reaches {reach:.0f} mm from its centroid, beyond the model's field of view "
+        warnings.warn(f"{where} reaches {reach:.0f} mm from the crop centre, beyond the model's field of view "
                       f"(+-{grid * spacing / 2:g} mm); the parts outside are cut off", InputWarning, stacklevel=2)
     crop = _resample(binary.astype(np.float32), (grid,) * 3, crop_affine, affine, order=1)
     crop = (crop >= 0.5).astype(np.uint8)
