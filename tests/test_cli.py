@@ -47,7 +47,9 @@ def test_user_error_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "a.nii.gz" in err
 
 
-def test_demo_prints_metrics(capsys):
-    assert main(["demo", "--size", "32", "--spacing", "4"]) == 0
+def test_demo_prints_metrics(tmp_path, tiny_ckpts, capsys):
+    # the full demo is covered by tests/test_demo.py; here: it runs headless and prints its metrics
+    assert main(["demo", "--headless", "--checkpoint", str(tiny_ckpts["lsdebm"]), "--out", str(tmp_path / "demo"),
+                 "--K", "1", "--steps", "1", "--render", "matplotlib"]) == 0
     out = capsys.readouterr().out
-    assert "DSC" in out and "spinous" in out
+    assert "DSC" in out and "metrics.json" in out

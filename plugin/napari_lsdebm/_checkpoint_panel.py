@@ -118,8 +118,11 @@ class CheckpointPanel(QWidget):
         if path:
             self.load(path)
 
-    def load(self, name_or_path: str | Path) -> LoadedCheckpoint | None:
-        """Load a checkpoint (bundled name or path); on a bad file show why and return None."""
+    def load(self, name_or_path: str | Path, announce: bool = True) -> LoadedCheckpoint | None:
+        """Load a checkpoint (bundled name or path); on a bad file show why and return None.
+
+        ``announce`` emits ``loaded`` (the run panel then takes the checkpoint's defaults).
+        """
         try:
             ckpt = load_checkpoint(name_or_path, "cpu")
         except LsdebmError as exc:
@@ -132,5 +135,6 @@ class CheckpointPanel(QWidget):
         loaded = ", ".join(KIND_NAMES[k] for k in self.checkpoints)
         self.info.setText("<br>".join(f"<b>{html.escape(k)}</b>: {_breakable(v)}" for k, v in rows)
                           + f"<br><i>loaded: {html.escape(loaded)}</i>")
-        self.loaded.emit(ckpt)
+        if announce:
+            self.loaded.emit(ckpt)
         return ckpt

@@ -7,37 +7,31 @@ scrub; :class:`TrajectoryPlots` beside the sliders follows them and moves them w
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from napari.layers import Image, Labels
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                             QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
 from lsdebm.checkpoint import bundled_checkpoints
-from lsdebm.data.nifti import paste_back
 from lsdebm.errors import LsdebmError
-from lsdebm.explore import TrajectoryVolumes, make_decoder, prepare_input, record_run, run_metadata
-from lsdebm.explore.background import JobQueue
+from lsdebm.explore import TrajectoryVolumes, prepare_input, record_run, run_metadata
 from lsdebm.pipeline import resolve_device, same_frame
 from lsdebm.sampling import DecodeCache
 from napari_lsdebm._checkpoint_panel import KIND_NAMES, CheckpointPanel
 from napari_lsdebm._plots import TrajectoryPlots
+from napari_lsdebm._preview import LivePreview
+from napari_lsdebm._results import add_result_layers
 from napari_lsdebm._run_panel import RunPanel
 from napari_lsdebm._threading import Outcome, start_run
 from napari_lsdebm._traj_io import write_trajectory
-from napari_lsdebm._trajectory_layer import (MESSAGE_KEY, FrameRefresher, slider_axes, trajectory_layer_data,
-                                             trajectory_of)
+from napari_lsdebm._trajectory_layer import MESSAGE_KEY, FrameRefresher, real_layer, slider_axes, trajectory_of
 from napari_lsdebm._writer import layer_affine
 
-CAMERA_ANGLES = (-15.0, 35.0, 60.0)  # napari Euler angles (degrees): oblique view from behind and above
 
 
 class ExplorerWidget(QWidget):
     """Dock widget of the explorer; ``napari_viewer`` is injected by napari."""
-
-    preview_ready = Signal(object)
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
@@ -46,8 +40,7 @@ class ExplorerWidget(QWidget):
         self.layer = None  # the trajectory layer the plots follow
         self.refreshers: dict[int, FrameRefresher] = {}
         self.worker = self.cancel_event = None
-        self.preview_layer = None
-        self._preview = {"jobs": JobQueue("lsdebm-preview"), "last": 0.0, "cost": 0.0}
+        self.preview = LivePreview(self.viewer)
         self.checkpoint_panel = CheckpointPanel()
         self.run_panel = RunPanel()
         self.plots = TrajectoryPlots()
@@ -56,7 +49,6 @@ class ExplorerWidget(QWidget):
         self.run_panel.run_button.clicked.connect(self.run)
         self.run_panel.cancel_button.clicked.connect(self.cancel)
         self.plots.on_pick = self._on_pick
-        self.preview_ready.connect(self._show_preview)
         self.viewer.layers.events.inserted.connect(self._on_inserted)
         self.viewer.layers.events.removed.connect(self._on_removed)
         self.viewer.layers.selection.events.active.connect(self._on_active)
@@ -132,7 +124,7 @@ class ExplorerWidget(QWidget):
 
     def _input_layers(self) -> list:
         return [layer for layer in self.viewer.layers if isinstance(layer, (Image, Labels))
-                and layer.ndim == 3 and trajectory_of(layer) is None and layer is not self.preview_layer]
+                and layer.ndim == 3 and trajectory_of(layer) is None and layer is not self.preview.layer]
 
     def _refresh_inputs(self) -> None:
         current = self.input_combo.currentText()
@@ -148,7 +140,7 @@ class ExplorerWidget(QWidget):
         kinds = [self.run_panel.kind()] + (["reconnet"] if self.run_panel.reconnet.isChecked() else [])
         for kind in kinds:
             if kind not in have and f"{kind}-default" in bundled_checkpoints():
-                self.checkpoint_panel.load(f"{kind}-default")
+                self.checkpoint_panel.load(f"{kind}-default", announce=False)  # keep the user's settings
             if kind not in have:
                 raise LsdebmError(f"load a {KIND_NAMES[kind]} checkpoint first (Checkpoint → Browse…)")
         main, stage1 = have[kinds[0]], have.get("reconnet") if len(kinds) > 1 else None
@@ -183,11 +175,7 @@ class ExplorerWidget(QWidget):
                             affine=(crop.crop_affine if crop else affine).tolist())
         self._run_context = {"ckpt": ckpt, "source": source, "crop": crop, "affine": crop.crop_affine if crop
                              else affine, "translate": (0, 0, 0) if crop else tuple(source.translate)[-3:]}
-        self._decode_preview = make_decoder(ckpt.model)
-        self.preview_layer = self.viewer.add_image(np.zeros((m.grid,) * 3, np.float32), name="live preview",
-                                                   scale=(m.spacing,) * 3, rendering="iso", iso_threshold=0.5,
-                                                   contrast_limits=(0, 1), colormap="bone",
-                                                   translate=self._run_context["translate"])
+        self.preview.start(ckpt.model, m.grid, m.spacing, self._run_context["translate"])
         source.visible = False
         self.run_panel.set_running(True)
         self._say(f"running {KIND_NAMES[ckpt.kind]} on {source.name} ({device})…")
@@ -202,68 +190,33 @@ class ExplorerWidget(QWidget):
 
     def _on_progress(self, p) -> None:
         self.run_panel.show_progress(p)
-        now = time.monotonic()
-        pv = self._preview
-        if p.z is not None and now - pv["last"] >= max(0.5, 3 * pv["cost"]) and pv["jobs"].idle():
-            pv["last"], z = now, p.z[:1]
-            pv["jobs"].submit(lambda: self._decode_for_preview(z), urgent=True)
-
-    def _decode_for_preview(self, z) -> None:
-        start = time.perf_counter()
-        vol = self._decode_preview(z)[0]
-        self._preview["cost"] = time.perf_counter() - start
-        self.preview_ready.emit(vol)
-
-    def _show_preview(self, vol) -> None:
-        if self.preview_layer is not None and self.preview_layer in self.viewer.layers:
-            self.preview_layer.data = vol
+        self.preview.update(p.z)
 
     def _on_outcome(self, outcome: Outcome) -> None:
         self.worker = self.cancel_event = None
         self.run_panel.set_running(False)
-        if self.preview_layer is not None and self.preview_layer in self.viewer.layers:
-            self.viewer.layers.remove(self.preview_layer)
-        self.preview_layer = None
         if outcome.status != "done":
             self._run_context["source"].visible = True
             self._say(outcome.message, error=outcome.status == "error")
+            # removing a layer costs napari a full gc.collect (~0.5 s here): do it after the
+            # controls and the status line have shown that the run has stopped
+            QTimer.singleShot(0, self.preview.stop)
             return
+        self.preview.stop()
         self.show_result(outcome.output)
 
     # results ---------------------------------------------------------------------------------
     def show_result(self, output, context: dict | None = None) -> None:
         """Add the reconstruction (Labels) and the (t, k) trajectory layer, switch to 3D."""
         ctx = context or self._run_context
-        ckpt, traj = ctx["ckpt"], output.trajectory
-        m = ckpt.config.model
-        common = {"scale": (m.spacing,) * 3, "translate": ctx.get("translate", (0, 0, 0))}
-        meta = {"affine": np.asarray(ctx.get("affine", np.diag([m.spacing] * 3 + [1.0])))}
-        method = KIND_NAMES[ckpt.kind]
-        self.viewer.add_labels(output.mask.astype(np.uint8), name=f"{method} reconstruction", visible=False,
-                               metadata=meta, **common)
-        if ctx.get("crop") is not None:
-            src = ctx["source"]
-            self.viewer.add_labels(paste_back(output.mask, ctx["crop"]), name=f"{method} reconstruction (input grid)",
-                                   scale=src.scale, translate=src.translate, metadata=dict(src.metadata),
-                                   visible=False)
-        volumes = TrajectoryVolumes(traj, make_decoder(ckpt.model), (m.grid,) * 3, cache=self.cache)
-        data, kwargs, _ = trajectory_layer_data(volumes, m.spacing, f"{method} trajectory")
-        kwargs["translate"] = (0, 0, *common["translate"])
-        for other in self.viewer.layers:
-            other.visible = False  # the decoded trajectory is what the canvas shows; toggle the rest back on
-        layer = self.viewer.add_image(data, **kwargs)
-        self.viewer.dims.ndisplay = 3 if self.view3d_box.isChecked() else 2
-        axes = slider_axes(self.viewer, layer)
-        self.viewer.dims.set_current_step(axes[0], traj.n_frames - 1)
-        self.viewer.dims.set_current_step(axes[1], max(traj.n_k - 1, 0))
-        self.viewer.reset_view()
-        self.viewer.camera.angles = CAMERA_ANGLES
-        self._say(f"{method}: {traj.n_frames} frames × {traj.n_k} recorded iterations in {output.seconds:.1f} s; "
-                  "scrub with the t and k sliders (other layers hidden)")
+        add_result_layers(self.viewer, output, ctx, self.cache, 3 if self.view3d_box.isChecked() else 2)
+        traj = output.trajectory
+        self._say(f"{KIND_NAMES[ctx['ckpt'].kind]}: {traj.n_frames} frames × {traj.n_k} recorded iterations in "
+                  f"{output.seconds:.1f} s; scrub with the t and k sliders (other layers hidden)")
 
     def adopt(self, layer) -> None:
         """Make ``layer`` (a trajectory) the one the plots and display controls act on."""
-        self.layer = layer
+        self.layer = layer = real_layer(layer)
         traj = trajectory_of(layer)
         if isinstance(layer.data, TrajectoryVolumes) and id(layer) not in self.refreshers:
             layer.data.cache = self.cache
@@ -319,16 +272,17 @@ class ExplorerWidget(QWidget):
 
     def _on_removed(self, event) -> None:
         self._refresh_inputs()
-        refresher = self.refreshers.pop(id(event.value), None)
+        refresher = self.refreshers.pop(id(real_layer(event.value)), None)
         if refresher is not None:
             refresher.detach()
-        if event.value is self.layer:
+        if real_layer(event.value) is self.layer:
             self.layer = None
             self.plots.set_trajectory(None)
 
     def _on_active(self, event=None) -> None:
-        active = self.viewer.layers.selection.active
-        if active is not None and active is not self.layer and trajectory_of(active) is not None:
+        active = real_layer(self.viewer.layers.selection.active)
+        if (active is not None and active is not self.layer and active in self.viewer.layers
+                and trajectory_of(active) is not None):
             self.adopt(active)
 
     def _say(self, text: str, error: bool = False) -> None:

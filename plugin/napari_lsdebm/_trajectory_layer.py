@@ -36,8 +36,17 @@ def latents_layer_data(traj: Trajectory, name: str, message: str) -> tuple:
     return (data, kwargs, "image")
 
 
+def real_layer(layer):
+    """The layer itself: napari hands plugin widgets read-guarded proxies (``PublicOnlyProxy``),
+    which break identity checks and slow down attribute access."""
+    return getattr(layer, "__wrapped__", layer)
+
+
 def trajectory_of(layer) -> Trajectory | None:
     """The trajectory a layer shows (decoded or latents-only), else None."""
+    layer = real_layer(layer)
+    if isinstance(getattr(layer, "data", None), TrajectoryVolumes):
+        return layer.data.traj
     traj = layer.metadata.get(META_KEY) if hasattr(layer, "metadata") else None
     return traj if isinstance(traj, Trajectory) else None
 
@@ -62,7 +71,8 @@ class FrameRefresher(QObject):
 
     def __init__(self, layer) -> None:
         super().__init__()
-        self.layer, self.volumes = layer, layer.data
+        self.layer = real_layer(layer)
+        self.volumes = self.layer.data
         self.frames_shown = 0
         self.ready.connect(self._on_ready)
         self.volumes.on_ready = self.ready.emit

@@ -1,0 +1,65 @@
+"""Live preview while a run samples: the newest latent decoded on a background thread, throttled.
+
+Decoding competes with the sampler for the CPU, so a new preview starts only when the previous
+one is done and at least ``max(0.5 s, 3 x the last decode time)`` has passed.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from qtpy.QtCore import QObject, Signal
+
+from lsdebm.explore import make_decoder
+from lsdebm.explore.background import JobQueue
+
+LAYER_NAME = "live preview"
+
+
+class LivePreview(QObject):
+    """Owns the ``live preview`` Image layer of one run."""
+
+    ready = Signal(object)
+
+    def __init__(self, viewer) -> None:
+        super().__init__()
+        self.viewer, self.layer = viewer, None
+        self.jobs = JobQueue("lsdebm-preview")
+        self._decode = None
+        self._last = self._cost = 0.0
+        self.ready.connect(self._show)
+
+    def start(self, model, grid: int, spacing: float, translate) -> None:
+        """Add an empty iso-surface layer on the model grid and decode with ``model`` from now on."""
+        self._decode, self._last, self._cost = make_decoder(model), 0.0, 0.0
+        self.layer = self.viewer.add_image(np.zeros((grid,) * 3, np.float32), name=LAYER_NAME,
+                                           scale=(spacing,) * 3, translate=translate, rendering="iso",
+                                           iso_threshold=0.5, contrast_limits=(0, 1), colormap="bone")
+
+    def update(self, z: np.ndarray | None) -> None:
+        """Queue a decode of the first chain's latent ``z`` (batch, latent) unless throttled."""
+        now = time.monotonic()
+        if z is None or self._decode is None or now - self._last < max(0.5, 3 * self._cost) or not self.jobs.idle():
+            return
+        self._last, z = now, z[:1]
+        self.jobs.submit(lambda: self._run(z), urgent=True)
+
+    def stop(self) -> None:
+        """Remove the layer; a decode still running is dropped when it finishes."""
+        self._decode = None
+        if self.layer is not None and self.layer in self.viewer.layers:
+            self.viewer.layers.remove(self.layer)
+        self.layer = None
+
+    def _run(self, z) -> None:
+        decode = self._decode
+        if decode is None:
+            return
+        start = time.perf_counter()
+        vol = decode(z)[0]
+        self._cost = time.perf_counter() - start
+        self.ready.emit(vol)
+
+    def _show(self, vol) -> None:
+        if self.layer is not None and self.layer in self.viewer.layers:
+            self.layer.data = vol

@@ -1,0 +1,278 @@
+"""The explorer dock in a real napari viewer (run under xvfb-run): checkpoints, runs, cancel, scrubbing,
+plots, trajectory reader/writer, 3D screenshots and ``lsdebm view``/``lsdebm demo`` with a display."""
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytestmark = pytest.mark.gui
+
+RUN_TIMEOUT_MS = 180_000  # the shared 2-core machine can be slow; a tiny run is ~1 s when idle
+
+
+def docked(viewer):
+    _, widget = viewer.window.add_plugin_dock_widget("napari-lsdebm", "LSD-EBM explorer")
+    return viewer, widget
+
+
+@pytest.fixture
+def explorer(make_napari_viewer):
+    return docked(make_napari_viewer())
+
+
+@pytest.fixture
+def shown_explorer(make_napari_viewer):
+    """A viewer on screen (Xvfb): a hidden one renders a blank 3D canvas."""
+    return docked(make_napari_viewer(show=True))
+
+
+def run_sample(qtbot, widget, ckpt_path, K=3, depth=2, repeats=1):
+    """Open the phantom sample, load ``ckpt_path`` and run to the end; returns the trajectory layer."""
+    widget.open_sample()
+    assert widget.checkpoint_panel.load(ckpt_path) is not None, widget.checkpoint_panel.error.text()
+    widget.run_panel.K.setValue(K)
+    widget.run_panel.depth.setValue(depth)
+    widget.run_panel.repeats.setValue(repeats)
+    widget.run()
+    assert widget.worker is not None, widget.status.text()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=RUN_TIMEOUT_MS)
+    assert widget.layer is not None, widget.status.text()
+    return widget.layer
+
+
+def starvation() -> float:
+    """Wall time / this thread's CPU time over a short busy loop (1 on an idle machine).
+
+    The test machine is shared with training jobs; a wall-clock bound is scaled by this factor
+    so that "within a second" means a second of CPU that this process actually gets.
+    """
+    wall, cpu = time.perf_counter(), time.thread_time()
+    while time.thread_time() - cpu < 0.05:
+        pass
+    return max(1.0, (time.perf_counter() - wall) / (time.thread_time() - cpu))
+
+
+def t_k_axes(viewer):
+    labels = list(viewer.dims.axis_labels)
+    return labels.index("t"), labels.index("k")
+
+
+def show_frame(qtbot, viewer, layer, s, k):
+    """Move the sliders to (s, k) and wait until the canvas data is the decoded frame (not a placeholder)."""
+    ta, ka = t_k_axes(viewer)
+    viewer.dims.set_current_step(ta, s)
+    viewer.dims.set_current_step(ka, k)
+    want = layer.data.frame(s, k)
+    qtbot.waitUntil(lambda: np.array_equal(np.asarray(layer._data_view), want), timeout=30_000)
+    return want
+
+
+def test_load_checkpoint_good_and_bad_files(explorer, tiny_ckpts, tmp_path):
+    _, w = explorer
+    panel = w.checkpoint_panel
+    pickle_file = tmp_path / "model.pt"
+    pickle_file.write_bytes(b"\x80\x04not really a pickle")
+    assert panel.load(pickle_file) is None
+    assert "pickle" in panel.error.text() and "model.pt" in panel.error.text()
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(os.urandom(256))
+    assert panel.load(garbage) is None and "garbage.safetensors" in panel.error.text()
+    assert panel.checkpoints == {}
+    ckpt = panel.load(tiny_ckpts["lsdebm"])
+    assert ckpt is not None and panel.error.text() == ""
+    info = panel.info.text()
+    for text in ("LSD-EBM", "tiny", "16^3 at 8 mm", "T (diffusion steps)</b>: 4", "K (Langevin)</b>: 5",
+                 "test metrics", ckpt.sha256[:12]):
+        assert text in info, text
+    assert (w.run_panel.K.value(), w.run_panel.depth.value(), w.run_panel.depth.maximum()) == (5, 2, 4)
+    panel.load(tiny_ckpts["lebm"])
+    assert set(panel.checkpoints) == {"lsdebm", "lebm"} and w.run_panel.kind() == "lebm"
+    assert not w.run_panel.depth.isEnabled()
+
+
+def test_run_needs_a_checkpoint_and_an_input(explorer, monkeypatch):
+    import napari_lsdebm._explorer as module
+
+    monkeypatch.setattr(module, "bundled_checkpoints", dict)  # as before the bundled ones are installed
+    _, w = explorer
+    w.run()
+    assert "input layer" in w.status.text() and w.worker is None
+    w.open_sample()
+    w.run()
+    assert "checkpoint first" in w.status.text() and w.worker is None
+
+
+def test_run_on_sample_gives_t_k_layer_labels_and_plots(explorer, qtbot, tiny_ckpts):
+    viewer, w = explorer
+    layer = run_sample(qtbot, w, tiny_ckpts["lsdebm"], K=4, depth=2, repeats=2)
+    assert layer.data.shape == (5, 4, 16, 16, 16)
+    assert viewer.dims.axis_labels == ("t", "k", "z", "y", "x")
+    ta, ka = t_k_axes(viewer)
+    assert viewer.dims.nsteps[ta] == 5 and viewer.dims.nsteps[ka] == 4
+    assert viewer.dims.current_step[ta] == 4 and viewer.dims.current_step[ka] == 3  # the result frame
+    assert viewer.dims.ndisplay == 3 and layer.rendering == "iso"
+    np.testing.assert_allclose(layer.scale, (1, 1, 8, 8, 8))
+    names = [lay.name for lay in viewer.layers]
+    assert "live preview" not in names
+    recon = viewer.layers["LSD-EBM reconstruction"]
+    assert recon.__class__.__name__ == "Labels" and recon.data.shape == (16, 16, 16)
+    np.testing.assert_allclose(recon.scale, (8, 8, 8))
+    pasted = viewer.layers["LSD-EBM reconstruction (input grid)"]  # the 64^3 sample was cropped to 16^3
+    assert pasted.data.shape == (64, 64, 64) and tuple(pasted.scale) == (2, 2, 2)
+    assert len(w.plots.ax_var.lines) == 2 + 1  # a variance trace per repeat, plus the cursor
+    assert w.repeat_spin.maximum() == 1
+
+
+def test_cancel_stops_within_a_second(explorer, qtbot, tiny_ckpts, monkeypatch):
+    from lsdebm.sampling import fast
+
+    # one event per Langevin iteration (the fast sampler computes iterations in blocks, whose length
+    # on this shared, overloaded test machine is not what this test is about)
+    monkeypatch.setitem(fast._state, "enabled", False)
+    viewer, w = explorer
+    w.open_sample()
+    w.checkpoint_panel.load(tiny_ckpts["lsdebm"])
+    w.run_panel.K.setValue(100_000)
+    w.run()
+    qtbot.waitUntil(lambda: w.run_panel.progress.value() > 20, timeout=RUN_TIMEOUT_MS)
+    bound = 1.0 * starvation()
+    start = time.perf_counter()
+    w.run_panel.cancel_button.click()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=int(2000 * bound))
+    assert time.perf_counter() - start < bound, f"starvation factor {bound:.1f}"
+    assert "cancelled" in w.status.text().lower()
+    qtbot.waitUntil(lambda: len(viewer.layers) == 3, timeout=30_000)  # the live preview goes too
+    assert [lay.name for lay in viewer.layers] == ["HQ (L3)", "LQ thick-slice (L3)", "parts (L3)"]
+    assert viewer.layers["LQ thick-slice (L3)"].visible and w.run_panel.run_button.isEnabled()
+
+
+def test_slider_changes_frame_and_plots_follow_and_drive_sliders(explorer, qtbot, tiny_ckpts):
+    from matplotlib.backend_bases import MouseEvent
+
+    viewer, w = explorer
+    layer = run_sample(qtbot, w, tiny_ckpts["lsdebm"], K=4, depth=2)
+    final = show_frame(qtbot, viewer, layer, 4, 3)
+    first = show_frame(qtbot, viewer, layer, 0, 3)
+    assert not np.array_equal(first, final)
+    inner = show_frame(qtbot, viewer, layer, 3, 1)  # reverse step t=1, Langevin iteration k=2
+    assert not np.array_equal(inner, layer.data.frame(3, 3))
+    assert w.plots.cursor_positions() == (3.0, 2.0)
+    np.testing.assert_allclose(w.plots.ax_energy.lines[0].get_ydata(), layer.data.traj.energy[0, 1])
+    w.clean_box.setChecked(True)  # predicted clean latent: another frame at the same position
+    clean = show_frame(qtbot, viewer, layer, 3, 1)
+    assert not np.array_equal(clean, inner)
+    canvas = w.plots.canvas
+    for ax, x, axis, want in ((w.plots.ax_grad, 4.1, 1, 3), (w.plots.ax_var, 1.2, 0, 1)):
+        px, py = ax.transData.transform((x, np.mean(ax.get_ylim())))
+        canvas.callbacks.process("button_press_event", MouseEvent("button_press_event", canvas, px, py, button=1))
+        assert viewer.dims.current_step[t_k_axes(viewer)[axis]] == want
+
+
+def test_trajectory_writer_and_reader_round_trip(explorer, qtbot, tiny_ckpts, tmp_path):
+    viewer, w = explorer
+    layer = run_sample(qtbot, w, tiny_ckpts["lsdebm"], K=3, depth=2, repeats=2)
+    path = tmp_path / "run.npz"
+    assert layer.save(str(path), plugin="napari-lsdebm") == [str(path)]
+    opened = viewer.open(str(path), plugin="napari-lsdebm")
+    assert [lay.__class__.__name__ for lay in opened] == ["Labels", "Image"]
+    again = opened[1]
+    for name in ("forward", "reverse", "energy", "grad_norm", "k_values"):
+        np.testing.assert_array_equal(getattr(again.data.traj, name), getattr(layer.data.traj, name))
+    assert again.data.shape == layer.data.shape and tuple(again.axis_labels) == ("t", "k", "z", "y", "x")
+    np.testing.assert_allclose(again.data.frame(3, 1), layer.data.frame(3, 1), atol=1e-3)
+    np.testing.assert_array_equal(opened[0].data, viewer.layers["LSD-EBM reconstruction"].data)
+    assert w.layer is again and w.plots.traj is again.data.traj
+    assert w.save_trajectory(str(tmp_path / "again.npz")).endswith("again.npz")
+
+
+def test_reader_without_checkpoint_shows_latents_and_plots(explorer, tiny_ckpts, tmp_path):
+    from lsdebm.checkpoint import load_checkpoint
+    from lsdebm.explore import drain, make_settings, record_run, run_metadata
+
+    viewer, w = explorer
+    ckpt = load_checkpoint(tiny_ckpts["lsdebm"])
+    x = np.zeros((16, 16, 16), np.uint8)
+    x[5:11, 5:11, 5:11] = 1
+    settings = make_settings("lsdebm", K=2)
+    meta = run_metadata(ckpt, settings)
+    meta["checkpoint_path"], meta["checkpoint_sha256"] = str(tmp_path / "gone.safetensors"), "0" * 64
+    drain(record_run(ckpt, x, settings, metadata=meta)).trajectory.save(tmp_path / "orphan.npz")
+    layers = viewer.open(str(tmp_path / "orphan.npz"), plugin="napari-lsdebm")
+    assert len(layers) == 1 and tuple(layers[0].axis_labels) == ("t", "k", "latent")
+    assert layers[0].data.shape == (5, 2, 8)
+    assert "not found" in w.status.text() and "gone.safetensors" in w.status.text()
+    assert w.plots.traj is not None and "latents and plots only" in w.plots.message.text()
+    from lsdebm.errors import InputError
+    from napari_lsdebm._traj_io import write_trajectory
+
+    plain = viewer.add_image(np.zeros((4, 4)), name="plain")
+    with pytest.raises(InputError, match="not an lsdebm trajectory"):
+        write_trajectory(str(tmp_path / "x.npz"), plain.data, {"name": "plain", "metadata": {}})
+
+
+def test_3d_screenshot_shows_vertebra_and_t_changes_it(shown_explorer, qtbot, fitted_tiny_lsdebm, tmp_path):
+    viewer, w = shown_explorer
+    layer = run_sample(qtbot, w, fitted_tiny_lsdebm, K=3, depth=2)
+    assert viewer.dims.ndisplay == 3
+    shots = {}
+    for s in (4, 2):  # the result, then the most diffused latent z_2
+        show_frame(qtbot, viewer, layer, s, 2)
+        qtbot.wait(200)
+        shots[s] = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    out = Path(os.environ.get("LSDEBM_SCREENSHOT_DIR", tmp_path))
+    out.mkdir(parents=True, exist_ok=True)
+    import imageio.v3 as iio
+
+    for s, img in shots.items():
+        iio.imwrite(out / f"explorer_t{s}.png", img.astype(np.uint8))
+    assert (layer.data.frame(4, 2) >= 0.5).sum() > 20  # the decoded result holds a vertebra-sized mask
+    background = shots[4][0, 0]
+    fg = np.abs(shots[4] - background).sum(-1) > 30
+    assert 0.002 < fg.mean() < 0.6, fg.mean()  # a surface is drawn and the canvas is not all surface
+    diff = np.abs(shots[4] - shots[2]).sum(-1) > 30
+    assert diff.mean() > 0.0005, diff.mean()
+
+
+def test_view_command_opens_files_with_explorer(qapp, tiny_ckpts, tmp_path):
+    from lsdebm.cli.view import open_viewer
+    from lsdebm.data.nifti import write_volume
+    from lsdebm.data.phantoms import make_vertebra
+    from lsdebm.errors import CheckpointError, InputError
+
+    phantom = make_vertebra("L1", 0, 32, 4.0)
+    nifti = write_volume(tmp_path / "l1.nii.gz", phantom.mask, phantom.affine)
+    with pytest.raises(InputError, match="missing.nii.gz"):
+        open_viewer([str(tmp_path / "missing.nii.gz")], show=False)
+    with pytest.raises(CheckpointError, match="nope.safetensors"):
+        open_viewer([], checkpoint=str(tmp_path / "nope.safetensors"), show=False)
+    viewer, explorer = open_viewer([str(nifti)], checkpoint=str(tiny_ckpts["vae"]), show=False)
+    try:
+        assert [lay.name for lay in viewer.layers] == ["l1"]
+        np.testing.assert_allclose(viewer.layers["l1"].scale, (4, 4, 4))
+        assert "vae" in explorer.checkpoint_panel.checkpoints and explorer.input_combo.currentText() == "l1"
+    finally:
+        viewer.close()
+
+
+def test_demo_with_display_opens_recorded_run(qapp, qtbot, fitted_tiny_lsdebm, monkeypatch):
+    import napari
+
+    from lsdebm.cli import view
+    from lsdebm.cli.main import main
+
+    monkeypatch.setattr(view, "has_display", lambda: True)
+    monkeypatch.setattr(napari, "run", lambda *a, **k: None)
+    monkeypatch.setattr(napari, "Viewer", lambda show=True, _cls=napari.Viewer: _cls(show=False))
+    assert main(["demo", "--checkpoint", str(fitted_tiny_lsdebm), "--K", "2"]) == 0
+    viewer = napari.current_viewer()
+    try:
+        names = [lay.name for lay in viewer.layers]
+        assert "LSD-EBM trajectory" in names and "LQ thick-slice (L3-seed0)" in names
+        assert viewer.dims.axis_labels[:2] == ("t", "k") and viewer.dims.ndisplay == 3
+    finally:
+        viewer.close()
+        shutil.rmtree("lsdebm-demo", ignore_errors=True)  # never written with a display; guard anyway
