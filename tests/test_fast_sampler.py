@@ -160,7 +160,8 @@ def _randomise_batchnorm(model):
 @pytest.mark.parametrize("dims", [2, 3])
 def test_fast_networks_compute_the_same_function(dims, monkeypatch):
     """BN folding, upsample+conv as transposed conv, and every timed implementation agree."""
-    monkeypatch.setattr(fast_convnet, "TUNE_MIN_WORK", 0)  # time implementations even at this size
+    monkeypatch.setattr(fast_convnet, "TUNE", True)  # time implementations, even at this size
+    monkeypatch.setattr(fast_convnet, "TUNE_MIN_WORK", 0)
     monkeypatch.setattr(fast_convnet, "_choices", {})
     cfg = get_preset("tiny").replace(**{"model.spatial_dims": dims, "model.grid": 16, "model.channels": (2, 4, 8)})
     torch.manual_seed(0)

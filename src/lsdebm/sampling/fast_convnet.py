@@ -7,18 +7,24 @@
 2. Nearest x2 upsampling followed by a 3^d convolution (padding 1) is replaced by the equivalent
    stride-2 transposed convolution with 4^d kernels: per axis an output voxel sees only two
    input voxels, k = [w_+1, w_0 + w_+1, w_-1 + w_0, w_-1], so 27 taps become 8 (3.4x fewer FLOPs).
-3. Every 3D convolution runs the fastest of equivalent implementations for its input shape,
-   timed once on first use (oneDNN picks slow algorithms for 1-8 channels): ATen ``conv3d`` in
-   NCDHW or channels-last layout, or 2D convolutions over depth slices with the three depth
-   taps stacked as input channels.
+3. Convolutions call oneDNN directly with the ReLU fused (``torch.ops.mkldnn`` -- what
+   ``torch.compile`` emits on CPU): for batch 1 and few channels ATen's ``conv3d`` falls back to
+   its slow im2col path (10x slower for 4-channel 64^3 layers); the fused upsampling runs as a
+   channels-last transposed convolution. This fixed rule is deterministic (bit-identical results
+   in every process and for any thread count). ``LSDEBM_TUNE_CONV=1`` instead times all
+   equivalent implementations per input shape on first use -- ATen, oneDNN, each in NCDHW or
+   channels-last layout, and 2D convolutions over depth slices -- and keeps the fastest; that
+   can be faster on other CPUs but the choice (hence the last bits) may differ between runs.
 
 The copy shares untouched modules (e.g. the decoder's Linear) with the original and is rebuilt
-when any parameter or buffer of the original changes (tensor ``_version``). Training mode, 2D
-models and autograd inputs skip the timing (ATen default implementation).
+when any parameter or buffer of the original changes (tensor ``_version``). A module in training
+mode is returned as is; inputs that need gradients (LEBM posterior Langevin) take a
+differentiable oneDNN path; on CUDA the convolutions are ATen's (cuDNN).
 """
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import time
 import weakref
@@ -32,7 +38,8 @@ _BN = (nn.BatchNorm2d, nn.BatchNorm3d)
 _copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _copies_lock = threading.Lock()
 SKIP_FACTOR = 3.0  # see FastConv._tune
-TUNE_MIN_WORK = 2 ** 18  # input elements x output channels below which ATen's default is used untimed
+TUNE = os.environ.get("LSDEBM_TUNE_CONV", "0") == "1"  # time implementations per shape (see module doc)
+TUNE_MIN_WORK = 2 ** 18  # input elements x output channels below which the fixed rule is used untimed
 _choices: dict[tuple, str] = {}  # (weight shape, upsample, input shape/strides, dtype, threads) -> impl
 _tune_lock = threading.Lock()
 
@@ -147,16 +154,19 @@ class FastConv(nn.Module):
         if x.requires_grad and torch.is_grad_enabled():
             return self._differentiable(x)
         impls = self.impls()
-        if x.device.type != "cpu" or self.dims != 3 or x.numel() * self.weight.shape[0] < TUNE_MIN_WORK:
-            self.last_impl = "transposed" if self.upsample else "aten"
-            return impls[self.last_impl](x)
-        key = (tuple(self.weight.shape), self.upsample, tuple(x.shape), x.stride(), x.dtype,
-               torch.get_num_threads())
-        name = _choices.get(key)
-        if name is None:
-            with _tune_lock:
-                name = _choices.get(key) or self._tune(impls, x)
-                _choices[key] = name
+        if x.device.type != "cpu":
+            name = "transposed" if self.upsample else "aten"
+        elif not TUNE or x.numel() * self.weight.shape[0] < TUNE_MIN_WORK:
+            onednn = "onednn" in impls and x.dtype == torch.float32
+            name = "transposed-cl" if self.upsample else ("onednn" if onednn else "aten")
+        else:
+            key = (tuple(self.weight.shape), self.upsample, tuple(x.shape), x.stride(), x.dtype,
+                   torch.get_num_threads())
+            name = _choices.get(key)
+            if name is None:
+                with _tune_lock:
+                    name = _choices.get(key) or self._tune(impls, x)
+                    _choices[key] = name
         self.last_impl = name
         return impls[name](x)
 
