@@ -89,8 +89,10 @@ def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _result(model, z: torch.Tensor | None, logits: torch.Tensor) -> ResultEvent:
-    return ResultEvent(z, torch.sigmoid(logits))
+def _result(net: torch.nn.Module, z: torch.Tensor | None, inputs: torch.Tensor) -> ResultEvent:
+    """Run ``net`` without gradients and wrap its probabilities; never yields under no_grad."""
+    with torch.no_grad():
+        return ResultEvent(z, torch.sigmoid(_net(net)(inputs)))
 
 
 def decode(model: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
@@ -116,8 +118,7 @@ def _lsdebm_events(model, x, s: RunSettings, g) -> Iterator[Event]:
     for ev in reverse_events(model.energy, schedule, z, depth, lcfg, g):
         z = ev.z if isinstance(ev, StepEvent) else z
         yield ev
-    with torch.no_grad():
-        yield _result(model, z, _net(model.decoder)(z))
+    yield _result(model.decoder, z, z)
 
 
 def posterior_energy(model, x: torch.Tensor):
@@ -151,21 +152,19 @@ def _lebm_events(model, x, s: RunSettings, g) -> Iterator[Event]:
     for st in langevin_iter(posterior_energy(model, x), z, steps, step_size, noise, g):
         z = st.z
         yield LangevinEvent("posterior", 0, st.k, z, st.energy, st.grad_norm, step_size)
-    with torch.no_grad():
-        yield _result(model, z, _net(model.decoder)(z))
+    yield _result(model.decoder, z, z)
 
 
 def _vae_events(model, x, s: RunSettings, g) -> Iterator[Event]:
     with torch.no_grad():
         mu, logvar = _net(model.encoder)(x)
         z = mu if s.use_mean else reparameterize(mu, logvar, g)
-        yield StepEvent("encode", 0, z)
-        yield _result(model, z, _net(model.decoder)(z))
+    yield StepEvent("encode", 0, z)
+    yield _result(model.decoder, z, z)
 
 
 def _reconnet_events(model, x, s: RunSettings, g) -> Iterator[Event]:
-    with torch.no_grad():
-        yield _result(model, None, _net(model)(x))
+    yield _result(model, None, x)
 
 
 _RUNNERS = {"lsdebm": _lsdebm_events, "lebm": _lebm_events, "vae": _vae_events, "reconnet": _reconnet_events}
@@ -220,5 +219,4 @@ def generate_events(model: torch.nn.Module, n: int, settings: RunSettings = RunS
             yield LangevinEvent("prior", 0, st.k, z, st.energy, st.grad_norm, step_size)
     elif model.kind != "vae":
         raise InputError(f"a {model.kind} model cannot generate from noise; use lsdebm, lebm or vae")
-    with torch.no_grad():
-        yield _result(model, z, _net(model.decoder)(z))
+    yield _result(model.decoder, z, z)
