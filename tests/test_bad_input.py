@@ -497,3 +497,16 @@ def test_napari_reader_and_checkpoint_panel_refuse_bad_files(make_napari_viewer,
         assert panel.error.text().startswith("Not loaded:") and fragment in panel.error.text()
         assert "\n" not in panel.error.text()
     assert panel.load(tiny_ckpts["vae"]) is not None and panel.error.text() == ""
+
+
+@pytest.mark.parametrize("argv, what", [
+    (["phantoms", "--out", "OUT", "--n", "1", "--size", "6000"], "6000^3 phantom needs"),
+    (["train", "--model", "vae", "--preset", "tiny", "--phantoms", "2", "--out", "OUT/m.safetensors",
+      "--set", "model.grid=100000"], "model grid 100000^3"),
+])
+def test_huge_phantom_and_model_grid_refused_with_memory_needed(argv, what, tmp_path, capsys):
+    argv = [a.replace("OUT", str(tmp_path / "out")) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert what in err and "limit" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.*"))

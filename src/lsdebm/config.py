@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lsdebm.errors import LsdebmError
+from lsdebm.limits import array_bytes, check_memory
 
 MODEL_KINDS = ("lsdebm", "vae", "lebm", "reconnet")
 TIME_EMBEDDINGS = ("sinusoidal", "raw", "none")
@@ -80,6 +81,9 @@ class ModelConfig:
         if len(self.channels) < 2 or any(int(c) <= 0 for c in self.channels):
             raise ConfigError(f"channels={self.channels!r} must list at least two positive channel counts")
         down = 2 ** (len(self.channels) - 1)
+        if self.grid > 0:  # the first feature map alone, refused before any network is built
+            check_memory(array_bytes((self.grid,) * self.spatial_dims, 4 * int(self.channels[0])),
+                         f"model grid {self.grid}^{self.spatial_dims} with {self.channels[0]} channels")
         if self.grid <= 0 or self.grid % down:
             raise ConfigError(
                 f"grid={self.grid} must be a positive multiple of {down} (2**(len(channels)-1)) "

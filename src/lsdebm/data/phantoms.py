@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lsdebm.errors import InputError
+from lsdebm.limits import array_bytes, check_memory
 
 PART_LABELS = {1: "body", 2: "pedicles", 3: "laminae", 4: "spinous", 5: "transverse", 6: "articular"}
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
@@ -279,6 +280,8 @@ def make_vertebra(level: str, seed: int, size: int = 64, spacing: float = 2.0) -
     """
     if int(size) < 8 or not spacing > 0:
         raise InputError(f"size must be >= 8 and spacing > 0 mm, got size={size}, spacing={spacing}")
+    # world coordinates (3 x float64) plus the label volume are alive at once
+    check_memory(array_bytes((int(size),) * 3, 3 * 8 + 1), f"a {size}^3 phantom")
     params = subject_params(level, seed)
     canvas = _Canvas(int(size), float(spacing), _rotation(params["rotation_deg"]), np.array(params["offset_mm"]))
     _paint_vertebra(canvas, params)
