@@ -37,6 +37,7 @@ def wait_worker(qtbot, widget):
 
 def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
     from napari_lsdebm._compare import COMPARE_KEY, SHOW_MODES, CompareWidget
+    from napari_lsdebm._review_common import grid_of
 
     widget = CompareWidget(viewer)
     viewer.window.add_dock_widget(widget)
@@ -50,8 +51,9 @@ def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
     names = [lay.name.split(" · ")[0] for lay in visible]
     assert names == ["raw input", "ReconNet", "VAE", "LEBM", "LSD-EBM", "ground truth"]
     assert all(" · DSC " in lay.name for lay in visible[:5])
-    assert viewer.grid.enabled and viewer.grid.actual_shape(viewer.layers) == (2, 3)
-    positions = [viewer.grid.position(viewer.layers.index(lay), viewer.layers) for lay in visible]
+    grid = grid_of(viewer)
+    assert grid.enabled and grid.actual_shape(viewer.layers) == (2, 3)
+    positions = [grid.position(viewer.layers.index(lay), viewer.layers) for lay in visible]
     assert len(set(positions)) == 6  # one cell each, one shared camera and dims
     assert viewer.dims.ndisplay == 3
     assert all(lay.name_overlay.visible for lay in visible)
@@ -65,7 +67,7 @@ def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
     assert set(np.unique(cells[0].data)) <= {0, 1, 2, 3} and 3 in np.unique(cells[0].data)  # LQ misses voxels
     np.testing.assert_allclose(cells[0].colormap.map(np.array([TP]))[0], OVERLAP_COLORS[TP], atol=1e-6)
     widget.toggle_grid()
-    assert not viewer.grid.enabled
+    assert not grid.enabled
 
 
 def test_review_overlap_and_metrics_table(viewer, qtbot, tmp_path):
@@ -180,3 +182,40 @@ def test_export_widget_files_and_sidecars(viewer, qtbot, tmp_path):
     widget.order.setCurrentText("t (diffusion step)")
     path, _ = widget.save_animation(tmp_path / "traj_t.gif")
     assert len(iio.imread(path, index=None)) == t
+
+
+def test_animation_of_the_explorer_trajectory_layer(make_napari_viewer, qtbot, tmp_path, tiny_ckpts):
+    """The export scrubs the explorer's lazy, non-blocking (t, k) layer: one decoded frame per step."""
+    import imageio.v2 as iio2
+
+    from lsdebm.checkpoint import load_checkpoint
+    from lsdebm.explore.record import run_metadata
+    from lsdebm.explore.volumes import TrajectoryVolumes, make_decoder
+    from lsdebm.pipeline import make_recorder
+    from lsdebm.sampling import RunSettings, run_events
+    from napari_lsdebm._export_widget import ExportWidget, capture_frames
+    from napari_lsdebm._trajectory_layer import FrameRefresher, trajectory_layer_data
+
+    ckpt = load_checkpoint(tiny_ckpts["lsdebm"])
+    recorder = make_recorder(ckpt.model, RunSettings(seed=2), every=2, metadata=run_metadata(ckpt, RunSettings(seed=2)))
+    x = np.zeros((16,) * 3, np.float32)
+    x[3:13, 4:12, 2:14] = 1
+    recorder.consume(run_events(ckpt.model, x, RunSettings(seed=2)))
+    traj = recorder.trajectory()
+    viewer = make_napari_viewer()
+    data, kwargs, _ = trajectory_layer_data(TrajectoryVolumes(traj, make_decoder(ckpt.model), (16,) * 3), 8.0, "traj")
+    layer = viewer.add_image(data, **kwargs)
+    refresher = FrameRefresher(layer)  # the explorer makes its layer non-blocking
+    widget = ExportWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.anim_combo.set_layer(layer)
+    widget.order.setCurrentText("t and k")
+    path, side = widget.save_animation(tmp_path / "traj.mp4")
+    with iio2.get_reader(path) as reader:
+        assert reader.count_frames() == traj.n_frames * traj.n_k
+    assert layer.data.nonblocking  # restored after the capture
+    record = json.loads(side.read_text())
+    assert record["checkpoints"][0]["sha256"] == ckpt.sha256 and record["seed"] == 2
+    frames = capture_frames(viewer, layer, "t")
+    assert len(frames) == traj.n_frames and len({f.tobytes() for f in frames}) == traj.n_frames
+    refresher.detach()

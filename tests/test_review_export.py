@@ -133,3 +133,16 @@ def test_animation_rejects_bad_input(tmp_path):
         export_animation(tmp_path / "a.gif", [])
     with pytest.raises(InputError, match="differ in size"):
         export_animation(tmp_path / "a.gif", [np.zeros((4, 4, 3), np.uint8), np.zeros((5, 4, 3), np.uint8)])
+
+
+def test_rgba_and_gray_frames_become_rgb_gif_frames(tmp_path):
+    import imageio.v3 as iio
+
+    from lsdebm.review.animation import render_volume, with_progress
+
+    rgb = [with_progress(render_volume(np.full((6, 6, 6), v)), v) for v in (0.2, 0.5, 0.9)]
+    h, w = rgb[0].shape[:2]
+    rgba = [np.dstack([f, np.full((h, w), 255, np.uint8)]) for f in rgb]
+    path, _ = export_animation(tmp_path / "rgba.gif", rgba + [rgb[0][..., 0]], fps=4)
+    frames = iio.imread(path, index=None)
+    assert frames.shape == (4, h, w, 3)

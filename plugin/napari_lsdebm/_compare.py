@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
-from napari.utils.colormaps import DirectLabelColormap
+from napari.utils.colormaps import Colormap, DirectLabelColormap
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
                             QSpinBox, QVBoxLayout, QWidget)
 
@@ -17,15 +17,18 @@ from lsdebm.review.compare import LABELS, METHODS, CompareProgress, Comparison, 
     load_compare_checkpoints
 from lsdebm.review.overlap import OVERLAP_COLORS, overlap_map
 from lsdebm.sampling.methods import RunSettings
-from napari_lsdebm._review_common import LayerCombo, PathRow, affine_of, error_text, geometry_kwargs, mask_of
+from napari_lsdebm._review_common import LayerCombo, PathRow, affine_of, camera_of, error_text, geometry_kwargs, \
+    grid_of, mask_of
 
 COMPARE_KEY = "lsdebm_compare"  # metadata: which comparison cell a layer is
 MASK_COLOR = (0.89, 0.85, 0.76, 1.0)  # bone
 SHOW_MODES = ("masks", "TP/FP/FN vs ground truth")
+VIEW_ANGLES = (-20.0, 30.0, 150.0)  # oblique, from above and behind: body and posterior elements visible
 
 
-def mask_colormap(color=MASK_COLOR) -> DirectLabelColormap:
-    return DirectLabelColormap(color_dict={0: (0, 0, 0, 0), 1: color, None: (0, 0, 0, 0)})
+def mask_colormap(color=MASK_COLOR) -> Colormap:
+    """Black to bone: a {0, 1} mask Image layer shows bone where it is 1 (iso-surface in 3D)."""
+    return Colormap([(0.0, 0.0, 0.0, 1.0), color], name="lsdebm bone")
 
 
 def overlap_colormap() -> DirectLabelColormap:
@@ -41,7 +44,10 @@ def cell_name(result) -> str:
 
 def show_comparison(viewer, comparison: Comparison, source, reference=None, mode: str = SHOW_MODES[0],
                     ndisplay: int = 3) -> list:
-    """Add (or update) one Labels layer per result, hide everything else, and switch grid mode on.
+    """Add one layer per result (replacing earlier ones), hide everything else, and switch grid mode on.
+
+    Masks are {0, 1} Image layers drawn as iso-surfaces (shaded in 3D); in overlap mode the
+    method cells are TP/FP/FN Labels layers.
 
     Args:
         viewer: The napari viewer.
@@ -64,24 +70,31 @@ def show_comparison(viewer, comparison: Comparison, source, reference=None, mode
     layers = []
     for key, name, mask, prov in cells:
         overlap = mode != SHOW_MODES[0] and ref_mask is not None and key != "reference"
-        data = overlap_map(mask, ref_mask).labels if overlap else mask
         kwargs = geometry_kwargs(source, prov, **{COMPARE_KEY: key, "mask_kind": "overlap" if overlap else "mask"})
-        layer = viewer.add_labels(data.astype(np.uint8), name=name, **kwargs)
-        layer.colormap = overlap_colormap() if overlap else mask_colormap()
+        if overlap:
+            layer = viewer.add_labels(overlap_map(mask, ref_mask).labels, name=name, **kwargs)
+            layer.colormap = overlap_colormap()
+        else:  # a {0, 1} mask drawn as a shaded iso-surface in 3D (Labels render flat, voxel by voxel);
+            # float16, because napari's iso rendering of uint8/bool {0, 1} images draws nothing
+            layer = viewer.add_image(mask.astype(np.float16), name=name, rendering="iso", iso_threshold=0.5,
+                                     contrast_limits=(0, 1), colormap=mask_colormap(), **kwargs)
         if hasattr(layer, "name_overlay"):
             layer.name_overlay.visible = True
         layers.append(layer)
     for lay in viewer.layers:
         if lay not in layers:
             lay.visible = False
-    viewer.grid.stride = 1
-    viewer.grid.shape = (2, (len(layers) + 1) // 2)
-    viewer.grid.spacing = 0.05
-    viewer.grid.enabled = True
+    grid = grid_of(viewer)
+    grid.stride = 1
+    grid.shape = (2, (len(layers) + 1) // 2)
+    grid.spacing = 0.05
+    grid.enabled = True
     viewer.dims.ndisplay = ndisplay
-    if ndisplay == 3:
-        viewer.camera.angles = (-150.0, 35.0, 60.0)
     viewer.reset_view()
+    if ndisplay == 3:
+        camera = camera_of(viewer)
+        camera.angles = VIEW_ANGLES
+        camera.zoom *= 1.1
     return layers
 
 
@@ -195,8 +208,9 @@ class CompareWidget(QWidget):
 
     def toggle_grid(self) -> None:
         """Grid off shows every layer overlaid again; grid on returns to the comparison cells."""
-        self.viewer.grid.enabled = not self.viewer.grid.enabled
-        if not self.viewer.grid.enabled:
+        grid = grid_of(self.viewer)
+        grid.enabled = not grid.enabled
+        if not grid.enabled:
             return
         for lay in self.viewer.layers:
             lay.visible = COMPARE_KEY in lay.metadata

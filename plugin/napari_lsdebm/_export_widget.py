@@ -13,7 +13,7 @@ from lsdebm.provenance import make_provenance
 from lsdebm.review.animation import export_animation, grid_order, with_progress
 from lsdebm.review.export import export_image, export_mask, export_mesh
 from lsdebm.review.surface import Mesh
-from napari_lsdebm._review_common import LayerCombo, affine_of, error_text
+from napari_lsdebm._review_common import LayerCombo, affine_of, error_text, grid_of, is_mask_layer, mask_of
 
 MESH_FORMATS = ("stl", "ply", "obj", "vtp")
 ORDERS = {"t (diffusion step)": "t", "k (Langevin iteration)": "k", "t and k": "tk"}
@@ -27,8 +27,10 @@ def layer_provenance(layer) -> dict:
     traj = layer.metadata.get("lsdebm_trajectory")
     meta = dict(getattr(traj, "metadata", {}) or {})
     settings = meta.get("settings", {}) if isinstance(meta.get("settings"), dict) else {}
-    checkpoints = [{"role": "method", "kind": meta.get("method"), "sha256": meta["checkpoint_sha256"]}] \
-        if meta.get("checkpoint_sha256") else []
+    checkpoints = [{"role": role, "kind": kind, "sha256": meta[key], "name": meta.get(name)}
+                   for role, kind, key, name in (("reconnet", "reconnet", "stage1_sha256", None),
+                                                 ("method", meta.get("method"), "checkpoint_sha256", "checkpoint_name"))
+                   if meta.get(key)]
     return make_provenance(checkpoints, settings.get("seed"), settings,
                            extra={"layer": layer.name, **({"trajectory": meta} if meta else {})})
 
@@ -39,7 +41,7 @@ def viewer_provenance(viewer) -> dict:
     checkpoints = {c.get("sha256"): c for rec in layers.values() for c in rec.get("checkpoints", []) if c.get("sha256")}
     seeds = {rec.get("seed") for rec in layers.values() if rec.get("seed") is not None}
     return make_provenance(list(checkpoints.values()), seeds.pop() if len(seeds) == 1 else None, {},
-                           extra={"layers": layers, "ndisplay": viewer.dims.ndisplay, "grid": viewer.grid.enabled})
+                           extra={"layers": layers, "ndisplay": viewer.dims.ndisplay, "grid": grid_of(viewer).enabled})
 
 
 def surface_mesh(layer) -> tuple[Mesh, np.ndarray | None]:
@@ -105,7 +107,7 @@ class ExportWidget(QWidget):
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.mask_combo = LayerCombo(napari_viewer, (Labels,))
+        self.mask_combo = LayerCombo(napari_viewer, (Labels, Image), accept=is_mask_layer)
         self.mesh_combo = LayerCombo(napari_viewer, (Surface,))
         self.formats = {f: QCheckBox(f.upper(), checked=f in ("stl", "vtp")) for f in MESH_FORMATS}
         self.anim_combo = LayerCombo(napari_viewer, (Image, Labels), accept=lambda lay: lay.ndim >= 4)
@@ -145,8 +147,8 @@ class ExportWidget(QWidget):
     # --- exports (paths given; used by the dialogs and by tests) ---
     def save_mask(self, path, overwrite: bool = False):
         layer = self.mask_combo.layer()
-        return export_mask(path, np.asarray(layer.data), affine_of(layer), layer_provenance(layer),
-                           overwrite=overwrite)
+        data = np.asarray(layer.data) if isinstance(layer, Labels) else mask_of(layer).astype(np.uint8)
+        return export_mask(path, data, affine_of(layer), layer_provenance(layer), overwrite=overwrite)
 
     def save_mesh(self, path, overwrite: bool = False):
         layer = self.mesh_combo.layer()

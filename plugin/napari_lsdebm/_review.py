@@ -20,7 +20,8 @@ from lsdebm.review.overlap import OVERLAP_CLASSES, hex_color, overlap_map
 from lsdebm.review.roi import box_from_points, review_metrics
 from lsdebm.review.table import table_rows, to_text, write_csv
 from napari_lsdebm._compare import overlap_colormap
-from napari_lsdebm._review_common import LayerCombo, error_text, geometry_kwargs, mask_of, put_layer, spacing_of
+from napari_lsdebm._review_common import LayerCombo, error_text, geometry_kwargs, is_mask_layer, mask_of, put_layer, \
+    spacing_of
 
 OVERLAP_KEY = "lsdebm_overlap"
 
@@ -126,7 +127,7 @@ class ReviewWidget(QWidget):
 
     def _on_active(self, event) -> None:
         layer = event.value
-        if (self.follow.isChecked() and isinstance(layer, Labels) and not is_part_map(layer)
+        if (self.follow.isChecked() and layer is not None and is_mask_layer(layer) and not is_part_map(layer)
                 and OVERLAP_KEY not in layer.metadata and layer is not self.ref_combo.layer()
                 and layer is not self.roi_combo.layer()):
             self.pred_combo.set_layer(layer)

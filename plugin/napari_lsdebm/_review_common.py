@@ -105,6 +105,13 @@ def mask_of(layer) -> np.ndarray:
     return data >= 0.5 if data.dtype.kind == "f" else data != 0
 
 
+def is_mask_layer(layer) -> bool:
+    """Labels layers, and the {0, 1} mask Image layers of the comparison view."""
+    from napari.layers import Labels
+
+    return isinstance(layer, Labels) or layer.metadata.get("mask_kind") == "mask"
+
+
 def spacing_of(layer) -> tuple:
     return tuple(float(s) for s in np.asarray(layer.scale)[-3:])
 
@@ -128,6 +135,18 @@ def put_layer(viewer, kind: str, data, name: str, **kwargs):
                 setattr(layer, key, kwargs[key])
         return layer
     return getattr(viewer, f"add_{kind}")(data, name=name, **kwargs)
+
+
+def camera_of(viewer):
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
+def grid_of(viewer):
+    """The viewer's grid settings (``viewer.canvas.grid`` from napari 0.9, ``viewer.grid`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
 
 
 def error_text(exc: BaseException) -> str:
