@@ -27,6 +27,15 @@ def rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
+    """Peak RSS of this process image (Linux VmHWM: getrusage's maxrss would include the parent's
+    peak from before ``exec``); elsewhere getrusage's ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
 
