@@ -10,7 +10,7 @@ import torch
 from lsdebm.config import get_preset
 from lsdebm.models import build_model
 from lsdebm.models.energy import TimeEnergy
-from lsdebm.sampling import LangevinEvent, RunSettings, fast, fast_convnet, reverse_events, run
+from lsdebm.sampling import LangevinEvent, RunSettings, fast, fast_conv, fast_convnet, reverse_events, run
 from lsdebm.sampling.langevin import langevin
 from lsdebm.sampling.methods import sampling_schedule
 from lsdebm.sampling.reverse import conditional_energy
@@ -160,9 +160,9 @@ def _randomise_batchnorm(model):
 @pytest.mark.parametrize("dims", [2, 3])
 def test_fast_networks_compute_the_same_function(dims, monkeypatch):
     """BN folding, upsample+conv as transposed conv, and every timed implementation agree."""
-    monkeypatch.setattr(fast_convnet, "TUNE", True)  # time implementations, even at this size
-    monkeypatch.setattr(fast_convnet, "TUNE_MIN_WORK", 0)
-    monkeypatch.setattr(fast_convnet, "_choices", {})
+    monkeypatch.setattr(fast_conv, "TUNE", True)  # time implementations, even at this size
+    monkeypatch.setattr(fast_conv, "TUNE_MIN_WORK", 0)
+    monkeypatch.setattr(fast_conv, "_choices", {})
     cfg = get_preset("tiny").replace(**{"model.spatial_dims": dims, "model.grid": 16, "model.channels": (2, 4, 8)})
     torch.manual_seed(0)
     vae = _randomise_batchnorm(build_model("vae", cfg).eval())
@@ -176,12 +176,12 @@ def test_fast_networks_compute_the_same_function(dims, monkeypatch):
             want, got = net(inp), quick(inp)
             want, got = (want[0], got[0]) if isinstance(want, tuple) else (want, got)
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-            impls = [m.last_impl for m in quick.modules() if isinstance(m, fast_convnet.FastConv)]
+            impls = [m.last_impl for m in quick.modules() if isinstance(m, fast_conv.FastConv)]
             assert impls and all(impls)
-            for conv in (m for m in quick.modules() if isinstance(m, fast_convnet.FastConv)):
+            for conv in (m for m in quick.modules() if isinstance(m, fast_conv.FastConv)):
                 assert not any(isinstance(c, torch.nn.BatchNorm3d) for c in conv.modules())
     decoder = fast_convnet.inference(vae.decoder)
-    assert sum(m.upsample for m in decoder.modules() if isinstance(m, fast_convnet.FastConv)) == 2
+    assert sum(m.upsample for m in decoder.modules() if isinstance(m, fast_conv.FastConv)) == 2
     assert not any(isinstance(m, (torch.nn.ReLU, torch.nn.Upsample)) for m in decoder.modules())  # fused
 
 
@@ -190,8 +190,8 @@ def test_each_conv_implementation_is_exact():
     conv = torch.nn.Conv3d(3, 5, 3, padding=1)
     x = torch.randn(2, 3, 6, 7, 8)
     up = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
-    plain = fast_convnet.FastConv(*fast_convnet.fold_batchnorm(conv, None), 1)
-    fused = fast_convnet.FastConv(*fast_convnet.fold_batchnorm(conv, None), 1, upsample=True)
+    plain = fast_conv.FastConv(*fast_convnet.fold_batchnorm(conv, None), 1)
+    fused = fast_conv.FastConv(*fast_convnet.fold_batchnorm(conv, None), 1, upsample=True)
     with torch.no_grad():
         for layer, inp, want in ((plain, x, conv(x)), (fused, x, conv(up))):
             impls = layer.impls()
@@ -221,6 +221,26 @@ def test_lebm_posterior_gradient_through_fast_decoder():
         zz = z.clone().requires_grad_(True)
         grads.append(torch.autograd.grad(net(zz).sum(), zz)[0])
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-5)
+    impls = {m.last_impl for m in fast_convnet.inference(model.decoder).modules() if isinstance(m, fast_conv.FastConv)}
+    assert impls == {"onednn-autograd"}
+
+
+@pytest.mark.parametrize("upsample,relu", [(False, True), (True, True), (False, False)])
+def test_onednn_input_gradient_equals_autograd(upsample, relu):
+    torch.manual_seed(3)
+    conv = torch.nn.Conv3d(3, 5, 3, padding=1)
+    layer = fast_conv.FastConv(*fast_convnet.fold_batchnorm(conv, None), 1, upsample=upsample, relu=relu)
+    x = torch.randn(2, 3, 5, 6, 7, requires_grad=True)
+    y = layer(x)
+    assert layer.last_impl == "onednn-autograd"
+    g = torch.randn_like(y)
+    (got,) = torch.autograd.grad(y, x, g)
+    xx = x.detach().requires_grad_(True)
+    ref = conv(torch.nn.functional.interpolate(xx, scale_factor=2) if upsample else xx)
+    ref = torch.relu(ref) if relu else ref
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    (want,) = torch.autograd.grad(ref, xx, g)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
 def test_decode_batches_covers_every_frame_in_order():

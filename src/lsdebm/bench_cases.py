@@ -16,7 +16,8 @@ from torch.nn import functional as F
 
 from lsdebm.bench import measure
 from lsdebm.sampling import DecodeCache, RunSettings, decode, fast, reverse_events, run
-from lsdebm.sampling.fast_convnet import FastConv, decode_batches, inference
+from lsdebm.sampling.fast_conv import FastConv
+from lsdebm.sampling.fast_convnet import decode_batches, inference
 from lsdebm.sampling.langevin import langevin
 from lsdebm.sampling.methods import sampling_schedule
 from lsdebm.sampling.reverse import conditional_energy
