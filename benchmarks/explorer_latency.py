@@ -9,8 +9,12 @@ model of ``--preset`` (decode cost does not depend on the weights). It records a
 (K=10), shows it with the explorer exactly as after a run, then for each trial moves the ``t``
 slider and waits until the layer holds the decoded frame *and* the canvas has drawn it:
 
-* uncached: a frame that is neither decoded nor prefetched (a far jump along t and k);
-* cached: a frame decoded before (jumping back).
+* uncached: a frame that is neither decoded nor prefetched (the cache is cleared first);
+* cached: a frame decoded before (after stepping away, back to it).
+
+Each move is one ``t`` slider step (k fixed at the last recorded iteration), reported as the
+time until the layer is handed the decoded frame and until the canvas has drawn it, in 3D
+(iso-surface) and 2D (slice).
 
 It also reports the bare decoder time for one latent. Results are printed as JSON.
 """
@@ -31,7 +35,6 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    import numpy as np
     import torch
     from qtpy.QtWidgets import QApplication
 
@@ -70,6 +73,14 @@ def main() -> None:
     vols = layer.data
     draws = []
     viewer.window._qt_viewer.canvas._scene_canvas.events.draw.connect(lambda e: draws.append(time.perf_counter()))
+    handed = {}  # key -> when the layer was last handed that decoded frame
+    after_access = vols._after_access
+
+    def spy(key, vol, s, k):
+        handed[key] = time.perf_counter()
+        after_access(key, vol, s, k)
+
+    vols._after_access = spy
     labels = list(viewer.dims.axis_labels)
     ta, ka = labels.index("t"), labels.index("k")
 
@@ -80,35 +91,43 @@ def main() -> None:
         vols.jobs.wait_idle(120)
         app.processEvents()
 
-    def move(s, k) -> float:
+    def move(s, k) -> tuple[float, float]:
+        """(seconds until the layer holds the decoded frame, seconds until the canvas has drawn it)."""
         settle()
         t0 = time.perf_counter()
-        viewer.dims.set_current_step(ta, s)
-        viewer.dims.set_current_step(ka, k)
+        viewer.dims.set_current_step(ta, s)  # one slider move (k stays where it is)
+        data_at = None
         while True:
             app.processEvents()
-            frame = vols.cached(s, k)
-            shown = frame is not None and np.array_equal(np.asarray(layer._data_view), frame)
-            if shown and draws and draws[-1] > t0:
-                return time.perf_counter() - t0
+            if data_at is None and handed.get(vols.key(s, k), 0) > t0:  # the layer was handed the frame
+                data_at = handed[vols.key(s, k)]
+            if data_at is not None and draws and draws[-1] > data_at:
+                return data_at - t0, time.perf_counter() - t0
             if time.perf_counter() - t0 > 120:
-                raise TimeoutError("frame never shown")
+                raise TimeoutError(f"frame never shown: ndisplay {viewer.dims.ndisplay} want {vols.key(s, k)} "
+                                   f"wanted {vols.wanted} last {vols.last_key} cached {vols.cached(s, k) is not None} "
+                                   f"data_at {data_at} draws {len(draws)}")
 
     n_s, n_k = vols.shape[:2]
     reverse = [s for s in range(n_s) if traj.frame_info(s)[0] == "reverse"]
-    uncached, cached = [], []
-    for i in range(args.trials):
-        s, k = reverse[i % len(reverse)], (3 * i + 1) % n_k
-        if vols.cached(s, k) is not None:
-            vols.cache.clear()
-        uncached.append(move(s, k))
-        move(reverse[(i + 1) % len(reverse)], 0)  # step away (not timed) ...
-        cached.append(move(s, k))  # ... and back: a cache hit
     result = {"preset": ckpt.config.preset, "grid": m.grid, "device": args.device, "threads": torch.get_num_threads(),
-              "load_average": os.getloadavg(), "checkpoint": str(path),
-              "bare_decode_s_median": statistics.median(bare),
-              "uncached_s_median": statistics.median(uncached), "uncached_s": [round(x, 3) for x in uncached],
-              "cached_s_median": statistics.median(cached), "cached_s": [round(x, 3) for x in cached]}
+              "load_average": os.getloadavg(), "checkpoint": str(path), "bare_decode_s_median": statistics.median(bare)}
+    for ndisplay in (3, 2):
+        viewer.dims.ndisplay = ndisplay
+        times = {"uncached": [], "cached": []}
+        k = n_k - 1
+        viewer.dims.set_current_step(ka, k)
+        for i in range(args.trials):
+            s = reverse[i % len(reverse)]
+            vols.cache.clear()
+            times["uncached"].append(move(s, k))
+            move(reverse[(i + 2) % len(reverse)], k)  # step away (not timed) ...
+            times["cached"].append(move(s, k))  # ... and back: a cache hit
+        for name, pairs in times.items():
+            data, screen = zip(*pairs)
+            result[f"{ndisplay}d_{name}_data_s_median"] = round(statistics.median(data), 4)
+            result[f"{ndisplay}d_{name}_on_screen_s_median"] = round(statistics.median(screen), 4)
+            result[f"{ndisplay}d_{name}_on_screen_s"] = [round(x, 3) for x in screen]
     print(json.dumps(result, indent=2))
     viewer.close()
 

@@ -107,6 +107,9 @@ def test_nonblocking_returns_placeholder_then_notifies():
     done.clear()
     assert np.array_equal(vol[4, 2], real)  # the last real frame stands in while the next decodes
     assert done.wait(10)
+    vol.wait_s = 10.0  # a decode that finishes within wait_s is handed over at once
+    assert vol[2, 0][0, 0, 0] == pytest.approx(traj.latent(2, 0)[0], rel=1e-3)
+    assert vol.last_key == vol.key(2, 0)
 
 
 def test_record_run_progress_result_and_metadata(tiny_ckpts, tiny_pair):

@@ -15,6 +15,7 @@ from lsdebm.sampling import Trajectory
 
 AXIS_LABELS = ("t", "k", "z", "y", "x")
 META_KEY = "lsdebm_trajectory"
+WAIT_S = 0.15  # a slider move waits this long for its frame before showing the previous one
 MESSAGE_KEY = "lsdebm_message"
 
 
@@ -76,10 +77,11 @@ class FrameRefresher(QObject):
         self.frames_shown = 0
         self.ready.connect(self._on_ready)
         self.volumes.on_ready = self.ready.emit
+        self.volumes.wait_s = WAIT_S
         self.volumes.nonblocking = True
 
     def _on_ready(self, key) -> None:
-        if key == self.volumes.wanted:
+        if key == self.volumes.wanted and key != self.volumes.last_key:  # not already handed over
             self.frames_shown += 1
             self.layer.refresh()
 

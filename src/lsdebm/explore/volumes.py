@@ -9,7 +9,9 @@ one batch on a background thread (:class:`JobQueue`), behind the frame under the
 
 Viewers index it like a numpy array (napari does). In ``nonblocking`` mode a frame that is not
 cached yet is decoded in the background, ``on_ready(key)`` is called from that thread when it
-is, and meanwhile the last decoded volume is returned so the screen never goes blank.
+is, and meanwhile the last decoded volume is returned so the screen never goes blank. With
+``wait_s`` > 0 a request first waits that long for its decode, so a fast decoder (GPU, small
+grid) puts the new frame on screen in one step, without a placeholder and a second redraw.
 """
 from __future__ import annotations
 
@@ -63,6 +65,7 @@ class TrajectoryVolumes:
         self.traj, self.decode = traj, decode
         self.cache = cache if cache is not None else DecodeCache(512 * 2 ** 20)
         self.prefetch, self.nonblocking = prefetch, nonblocking
+        self.wait_s = 0.0  # nonblocking: how long a request may wait for its decode before a placeholder
         self.repeat, self.clean = 0, False
         self.uid = next(_ids)  # keeps keys of trajectories sharing one cache apart
         self.on_ready: Callable[[Key], None] | None = None
@@ -142,17 +145,22 @@ class TrajectoryVolumes:
         return vol
 
     def request(self, s: int, k: int) -> np.ndarray | None:
-        """Cached volume now, or None after queueing an urgent background decode (then ``on_ready``)."""
+        """The volume if cached or decoded within ``wait_s``; else None, and ``on_ready(key)`` follows.
+
+        A missing frame is decoded first on the background thread (urgent), its neighbours after.
+        """
         s, k = self.position(s, k)
         key = self.wanted = self.key(s, k)
-        if key in self.cache:
-            vol = self._from_cache(key)
-            self._after_access(key, vol, s, k)
-            return vol
-        self.jobs.submit(lambda: self._job([key], notify=True), urgent=True)
-        if self.prefetch:
-            self.jobs.submit(lambda: self._job(self.neighbours(s, k)), replace="prefetch")
-        return None
+        if key not in self.cache:
+            done = threading.Event()
+            self.jobs.submit(lambda: self._job([key], notify=True, done=done), urgent=True)
+            if self.prefetch:
+                self.jobs.submit(lambda: self._job(self.neighbours(s, k)), replace="prefetch")
+            if not (self.wait_s > 0 and done.wait(self.wait_s) and key in self.cache):
+                return None
+        vol = self._from_cache(key)
+        self._after_access(key, vol, s, k)
+        return vol
 
     def volume(self, s: int, k: int) -> np.ndarray:
         """What a viewer shows at (s, k): ``frame`` or, when nonblocking, ``request`` or a placeholder."""
@@ -206,7 +214,7 @@ class TrajectoryVolumes:
                     self._inflight.pop(k, None)
                     ev.set()
 
-    def _job(self, keys: list[Key], notify: bool = False) -> None:
+    def _job(self, keys: list[Key], notify: bool = False, done: threading.Event | None = None) -> None:
         todo = []
         for k in keys:
             if k in self.cache:
@@ -219,6 +227,8 @@ class TrajectoryVolumes:
                 todo.append(k)
         if todo:
             self._decode(todo)
+        if done is not None:
+            done.set()
         if notify and self.on_ready is not None:
             for k in keys:
                 self.on_ready(k)
