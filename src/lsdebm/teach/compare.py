@@ -25,7 +25,7 @@ class Row:
     method: str
     dfd: float
     n: int
-    seconds: float
+    seconds: float | None
     note: str = ""
 
 
@@ -37,7 +37,7 @@ def compare_methods(models: dict[str, torch.nn.Module], classifier: DigitsClassi
     rng = np.random.default_rng(seed)
     floor = real_train[rng.choice(len(real_train), size=min(n, len(real_train)), replace=False)]
     rows.append(Row("Real training digits (floor)", digits_frechet_distance(classifier, floor, real_test),
-                    len(floor), 0.0, "held-out test digits vs training digits"))
+                    len(floor), None, "held-out test digits vs training digits"))
     for key in ("ebm", "lebm", "lsdebm"):
         if key not in models:
             continue
@@ -53,7 +53,7 @@ def compare_methods(models: dict[str, torch.nn.Module], classifier: DigitsClassi
         z = torch.randn((n, model.cfg.model.latent_dim), generator=g)
         images = decode(model, z)[:, 0].numpy()
         rows.append(Row("N(0, I) prior + LSD-EBM decoder (ablation)",
-                        digits_frechet_distance(classifier, images, real_test), n, 0.0, "no energy prior"))
+                        digits_frechet_distance(classifier, images, real_test), n, None, "no energy prior"))
     return rows
 
 
@@ -61,5 +61,6 @@ def format_table(rows: list[Row]) -> str:
     """A Markdown table of the rows (lower DFD is better)."""
     lines = [f"| Method | {METRIC_NAME} ↓ | samples | generation time (s) |", "|---|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r.method} | {r.dfd:.2f} | {r.n} | {r.seconds:.1f} |")
+        seconds = "–" if r.seconds is None else f"{r.seconds:.1f}"
+        lines.append(f"| {r.method} | {r.dfd:.2f} | {r.n} | {seconds} |")
     return "\n".join(lines)
