@@ -130,6 +130,9 @@ class CheckpointPanel(QWidget):
             return None
         self.error.setText("")
         self.checkpoints[ckpt.kind] = ckpt
+        index = self.combo.findData(str(ckpt.path))
+        if index >= 0:  # a bundled one: show it in the list
+            self.combo.setCurrentIndex(index)
         rows = describe(ckpt.kind, ckpt.config, ckpt.info, checkpoint_name(ckpt), ckpt.sha256)
         rows.append(("file", f"{ckpt.path} (sha256 {ckpt.sha256[:12]}…)"))
         loaded = ", ".join(KIND_NAMES[k] for k in self.checkpoints)
