@@ -510,3 +510,16 @@ def test_huge_phantom_and_model_grid_refused_with_memory_needed(argv, what, tmp_
     err = capsys.readouterr().err.strip()
     assert what in err and "limit" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.*"))
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04garbage", b"not a zip at all"])
+def test_view_refuses_bad_trajectory_in_one_line(content, tmp_path, capsys, monkeypatch):
+    import lsdebm.cli.view as view
+
+    monkeypatch.setattr(view, "has_display", lambda: True)
+    bad = tmp_path / "run.npz"
+    bad.write_bytes(content)
+    assert main(["view", str(bad)]) == 2
+    _one_line_error(capsys, "run.npz")
+    from napari_lsdebm._traj_io import get_trajectory_reader
+    assert get_trajectory_reader(str(bad)) is not None  # the plugin claims it and explains, too

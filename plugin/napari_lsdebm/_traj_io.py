@@ -22,15 +22,19 @@ CHECKPOINT_KEY = "lsdebm_checkpoint"
 
 
 def is_trajectory_file(path: str | Path) -> bool:
-    """True for an ``.npz`` whose metadata says it is an lsdebm trajectory (reads only that entry)."""
+    """True for an ``.npz`` that is an lsdebm trajectory or cannot be read at all.
+
+    A corrupt or truncated ``.npz`` is claimed too, so that ``Trajectory.load`` reports what is
+    wrong with it in one line instead of napari saying that no reader accepted the file.
+    """
     path = Path(path)
     if path.suffix.lower() != ".npz" or not path.is_file():
         return False
     try:
         with np.load(path, allow_pickle=False) as data:
             return "metadata" in data.files and json.loads(str(data["metadata"])).get("format") == FORMAT
-    except Exception:  # not a zip, corrupt entry, bad JSON: not ours
-        return False
+    except Exception:  # not a zip, truncated, bad JSON: ours to explain
+        return True
 
 
 def get_trajectory_reader(path):

@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from lsdebm.data.nifti import read_volume
+from lsdebm.sampling import Trajectory
 from lsdebm.errors import CheckpointError, InputError, LsdebmError
 
 PLUGIN = "napari-lsdebm"
@@ -44,6 +46,11 @@ def open_viewer(files=(), checkpoint: str | None = None, sample: bool = False, s
     missing = [f for f in files if not Path(f).exists()]
     if missing:
         raise InputError(f"{missing[0]}: file not found")
+    for f in files:  # validate before a window opens, so a bad file is one line, not a reader traceback
+        if str(f).lower().endswith(".npz"):
+            Trajectory.load(f)
+        elif str(f).lower().endswith((".nii", ".nii.gz")):
+            read_volume(f)
     import napari
 
     viewer = napari.Viewer(show=show)
