@@ -150,9 +150,11 @@ def test_toy_contour_values_equal_direct_energy(toy):
 
 def test_toy_terms_toggle(toy):
     args = (np.array([0.5, 0.5]), 1, 0.4)
-    both, learned, quad = (energy_grid(toy, *args, terms=k, n=9).values for k in ("both", "learned", "quadratic"))
+    box = (-1.0, 1.0, -1.0, 1.0)
+    both, learned, quad = (energy_grid(toy, *args, terms=k, extent=box, n=9).values
+                           for k in ("both", "learned", "quadratic"))
     np.testing.assert_allclose(learned + quad, both, rtol=1e-5, atol=1e-5)
-    g = energy_grid(toy, *args, terms="quadratic", n=9)
+    g = energy_grid(toy, *args, terms="quadratic", extent=box, n=9)
     assert np.unravel_index(np.argmin(g.values), g.values.shape) == (6, 6)  # xs[6] = ys[6] = 0.5
     with pytest.raises(InputError, match="terms='energy'"):
         energy_grid(toy, *args, terms="energy")
@@ -242,7 +244,7 @@ def test_load_teach_errors(tmp_path):
         load_teach(tmp_path / "weights.pt")
     with pytest.raises(CheckpointError, match="expected lebm"):
         load_teach("toy", expect_kind="lebm")
-    with pytest.raises(CheckpointError, match="not found"):
+    with pytest.raises(CheckpointError, match="missing.safetensors: no such checkpoint"):
         load_teach(tmp_path / "missing.safetensors")
 
 
@@ -270,3 +272,22 @@ def test_cli_compare_prints_table(tmp_path, capsys):
     for row in ("EBM (pixel space)", "LEBM (latent prior)", "LSD-EBM (latent diffusion)", "floor"):
         assert row in out
     assert js.is_file()
+
+
+def test_generation_stops_when_asked():
+    seen = []
+    frames = record_generation(tiny("lsdebm"), 2, RunSettings(seed=0), progress=seen.append,
+                               should_stop=lambda: len(seen) >= 4)
+    assert len(seen) == 4 and frames.images.shape[0] == 1  # stopped inside the first reverse step
+
+
+def test_teaching_core_imports_without_qt():
+    import subprocess
+    import sys
+
+    code = ("import sys, lsdebm.teach.generate, lsdebm.teach.toy, lsdebm.teach.compare, lsdebm.teach.explain, "
+            "lsdebm.cli.teach, lsdebm.data.digits\n"
+            "print(','.join(sorted(m for m in sys.modules if m.split('.')[0].startswith("
+            "('PyQt', 'PySide', 'qtpy', 'napari', 'magicgui', 'vispy')))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -15,8 +15,7 @@ import logging
 
 import numpy as np
 from napari.qt.threading import thread_worker
-from qtpy.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox, QTextBrowser,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import QCheckBox, QFormLayout, QLabel, QPushButton, QSpinBox, QTextBrowser, QVBoxLayout, QWidget
 from skimage.measure import find_contours
 
 from lsdebm.errors import LsdebmError
@@ -68,17 +67,12 @@ class LandscapeWidget(QWidget):
         form.addRow("focused particle", self.focus)
         form.addRow(self.learned)
         form.addRow(self.quadratic)
-        left = QVBoxLayout()
-        left.addLayout(form)
-        left.addWidget(self.run_button)
-        left.addWidget(self.status)
-        left.addStretch(1)
-        row = QHBoxLayout(self)
-        row.addLayout(left, 1)
-        right = QVBoxLayout()
-        right.addWidget(QLabel("Explain"))
-        right.addWidget(self.explain, 1)
-        row.addLayout(right, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.run_button)
+        layout.addWidget(self.status)
+        layout.addWidget(QLabel("Explain"))
+        layout.addWidget(self.explain, 1)
         self.run_button.clicked.connect(self.start)
         self.focus.valueChanged.connect(self.redraw)
         self.learned.toggled.connect(lambda on: self._toggled(self.learned, self.quadratic, on))
@@ -152,10 +146,13 @@ class LandscapeWidget(QWidget):
         k, t, i = np.meshgrid(np.arange(K1), np.arange(T), np.arange(n), indexing="ij")
         pts = np.concatenate([k.reshape(-1, 1), t.reshape(-1, 1), to_world(run.y.transpose(1, 0, 2, 3)).reshape(-1, 2)],
                              axis=1)
-        self._set_layer("toy data", "points", to_world(mixture_of_gaussians(300, seed=1)), size=0.04,
-                        face_color="white", opacity=0.4, visible=False)
         self.redraw()
+        self._set_layer("toy data", "points", to_world(mixture_of_gaussians(300, seed=1)), size=0.04,
+                        face_color="white", opacity=0.5, visible=False)
         self._set_layer("particles", "points", pts, size=0.07, face_color="orange", border_width=0)
+        layers = self.viewer.layers
+        for name in ("focused particle", "z_{t+1}"):  # drawn above the other particles
+            layers.move(layers.index(name), len(layers))
         self.viewer.dims.axis_labels = ("k", "t", "z2", "z1")
         self.viewer.dims.current_step = (0, T - 1) + tuple(self.viewer.dims.current_step[2:])
         self.viewer.reset_view()
@@ -182,7 +179,7 @@ class LandscapeWidget(QWidget):
                 for c in find_contours(shown[t], level):
                     rows, cols = -EXTENT[3] + c[:, 0] * step, EXTENT[0] + c[:, 1] * step
                     paths.append(np.column_stack([np.full(len(c), t), rows, cols]))
-        self._set_layer("contours", "shapes", paths, edge_color="white", edge_width=0.01, opacity=0.6)
+        self._set_layer("contours", "shapes", paths, edge_color="white", edge_width=0.02, opacity=0.6)
         centre = np.column_stack([np.arange(T), to_world(run.z_next[:, i])])
         self._set_layer("z_{t+1}", "points", centre, size=0.18, face_color="transparent", border_color="white",
                         border_width=0.2, symbol="ring")

@@ -4,7 +4,7 @@ Each method becomes one image layer of shape (t, k, rows*H, cols*W) -- a grid of
 (t, k) frame -- placed side by side, so napari's own sliders (labelled t and k) scrub every
 sampler at once. EBM and LEBM have no diffusion step; their frames repeat along t. The
 explorer's variance/energy plots follow the sliders for the method chosen under "Plots for",
-and an Explain panel says what is on screen. Generation runs in a ``thread_worker``.
+and an Explain panel says what is on screen. The plots dock under the canvas. Generation runs in a ``thread_worker``.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from napari_lsdebm._plots import TrajectoryPlots
 log = logging.getLogger(__name__)
 METHODS = ("ebm", "lebm", "lsdebm")
 GAP = 6  # pixels between the method grids
+CAPTIONS = "method names (teaching)"
 
 
 def method_layer_data(frames: GenerationFrames, n_t: int) -> np.ndarray:
@@ -74,19 +75,19 @@ class TeachingWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.generate_button)
         buttons.addWidget(self.cancel_button)
-        left = QVBoxLayout()
-        left.addLayout(form)
-        left.addLayout(buttons)
-        left.addWidget(self.status)
-        left.addWidget(QLabel("Plots for"))
-        left.addWidget(self.plot_method)
-        left.addWidget(self.plots, 1)
-        row = QHBoxLayout(self)
-        row.addLayout(left, 2)
-        right = QVBoxLayout()
-        right.addWidget(QLabel("Explain"))
-        right.addWidget(self.explain, 1)
-        row.addLayout(right, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        plots_row = QHBoxLayout()
+        plots_row.addWidget(QLabel("Plots for"))
+        plots_row.addWidget(self.plot_method, 1)
+        layout.addLayout(plots_row)
+        layout.addWidget(QLabel("Explain"))
+        layout.addWidget(self.explain, 1)
+        window = getattr(self.viewer, "window", None)
+        if window is not None and hasattr(window, "add_dock_widget"):  # plots under the canvas, as in the explorer
+            window.add_dock_widget(self.plots, area="bottom", name="Teaching plots")
 
         self.generate_button.clicked.connect(self.generate)
         self.cancel_button.clicked.connect(self.cancel)
@@ -157,6 +158,7 @@ class TeachingWidget(QWidget):
         self.frames = dict(results)
         n_t = max(f.images.shape[0] for f in results.values())
         x = 0.0
+        captions, anchors = [], []
         for m in METHODS:
             if m not in results:
                 continue
@@ -166,8 +168,17 @@ class TeachingWidget(QWidget):
                 self.viewer.layers.remove(name)
             self.viewer.add_image(data, name=name, colormap="gray", contrast_limits=(0.0, 1.0),
                                   translate=(0, 0, 0, x), metadata={"teach_method": m})
+            captions.append(METHOD_LABELS[m].split(" (")[0])
+            anchors.append((-4.0, x + data.shape[-1] / 2))
             x += data.shape[-1] + GAP
+        if CAPTIONS in self.viewer.layers:
+            self.viewer.layers.remove(CAPTIONS)
+        self.viewer.add_points(np.array(anchors), name=CAPTIONS, size=0.1, face_color="transparent",
+                               border_color="transparent",
+                               features={"method": captions},
+                               text={"string": "{method}", "color": "white", "size": 11, "anchor": "center"})
         self.viewer.dims.axis_labels = ("t", "k", "y", "x")
+        self.viewer.reset_view()
         n_k = max(len(f.k_values) for f in results.values())
         self.viewer.dims.current_step = (0, n_k - 1) + tuple(self.viewer.dims.current_step[2:])
         self._plot_method_changed()

@@ -11,12 +11,12 @@ from __future__ import annotations
 TEXTS: dict[str, str] = {
     "generate": (
         "Generating digits from noise. Each column is one method, each small square one sample. "
-        "The sliders scrub the sampler: k is the Langevin iteration (eq. 3: a small step downhill "
+        "The sliders scrub the sampler: k is the Langevin iteration (eq. (3): a small step downhill "
         "on the energy plus a little random noise), t is the diffusion step (only LSD-EBM has one). "
         "Pure noise goes in; digits should come out when t = 0 and k is at its last value."),
     "ebm": (
         "EBM (pixel space). One energy E(x) scores whole images: low energy = looks like a digit. "
-        "Sampling starts from random pixels and runs K Langevin steps (eq. 3 with the gradient of "
+        "Sampling starts from random pixels and runs K Langevin steps (eq. (3) with the gradient of "
         "-E(x)) directly on the 256 pixels. There is a single long walk and no diffusion, which is "
         "why it is the hardest to train and the slowest to mix (Table 2, column EBM)."),
     "lebm": (
@@ -32,9 +32,9 @@ TEXTS: dict[str, str] = {
         "landscape is smooth and easy to sample. The picture at step t decodes z_t as it is "
         "(still noisy at large t)."),
     "landscape": (
-        "Energy landscape of one reverse step (eq. 2) for a toy with a 2-number latent. Dark = low "
+        "Energy landscape of one reverse step of eq. (2) for a toy with a 2-number latent. Dark = low "
         "energy = likely. The white ring marks z_{t+1}, the point we denoise from; dots are "
-        "particles doing Langevin steps (eq. 3) as k grows. The landscape is the learned energy "
+        "particles doing Langevin steps (eq. (3)) as k grows. The landscape is the learned energy "
         "E(y, t) plus a bowl ||y - z_{t+1}||^2 / (2 sigma_{t+1}^2) centred on z_{t+1}; eq. (4) is "
         "the slope that pushes each particle. Change t to see the bowl tighten or widen."),
     "learned": (
