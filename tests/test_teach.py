@@ -291,3 +291,18 @@ def test_teaching_core_imports_without_qt():
             "('PyQt', 'PySide', 'qtpy', 'napari', 'magicgui', 'vispy')))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_edited_teaching_checkpoint_is_refused(tmp_path):
+    """A teaching-only kind (toy energy) gets the same checksum check as the 3D models."""
+    from lsdebm.errors import CheckpointError
+    from lsdebm.teach.checkpoints import bundled_teach_path, load_teach
+
+    src = bundled_teach_path("toy")
+    data = bytearray(src.read_bytes())
+    data[-3] ^= 0x40  # flip one bit inside the last tensor
+    bad = tmp_path / "toy-edited.safetensors"
+    bad.write_bytes(bytes(data))
+    load_teach(src)  # the intact file loads
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_teach(bad)

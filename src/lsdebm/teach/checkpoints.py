@@ -12,7 +12,7 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
-from lsdebm.checkpoint import BUNDLED_DIR, FORMAT, PICKLE_SUFFIXES, LoadedCheckpoint, load_checkpoint, sha256_of
+from lsdebm.checkpoint import BUNDLED_DIR, FORMAT, PICKLE_SUFFIXES, LoadedCheckpoint, load_checkpoint, sha256_of, verify_state
 from lsdebm.config import MODEL_KINDS, Config
 from lsdebm.errors import CheckpointError, LsdebmError
 
@@ -75,6 +75,7 @@ def load_teach(name_or_path: str | Path, expect_kind: str | None = None, device:
         raise CheckpointError(f"{path}: checkpoint holds a {kind} model, expected {expect_kind}")
     if kind in MODEL_KINDS:
         return load_checkpoint(path, device, expect_kind)
+    verify_state(path, meta, state)  # checksum and finite weights, as for the 3D models
     try:
         config = Config.from_json(meta["config"])
         model = _builder(kind)(config)
