@@ -137,13 +137,16 @@ def bench_decode(model, repeats: int, quick: bool) -> dict:
             for m, x, _ in layers:
                 conv(x, m.weight, m.bias, padding=m.padding)
 
-    frames = torch.randn(ALL_FRAMES if dev.type == "cuda" else 4 * BATCH_REPEATS, D, device=dev)
-    batched = measure(lambda: _drain(decode_batches(model, frames, BATCH_REPEATS)), max(1, repeats // 2), 1, dev)
+    # all T x K frames on a GPU; on a CPU a few batches, and none above 64^3 (batches only add memory traffic)
+    n_frames = ALL_FRAMES if dev.type == "cuda" else (4 * BATCH_REPEATS if model.cfg.model.grid <= 64 else 0)
+    frames = torch.randn(n_frames, D, device=dev)
+    batched = (measure(lambda: _drain(decode_batches(model, frames, BATCH_REPEATS)), max(1, repeats // 2), 1, dev)
+               if n_frames else None)
     impls = [m.last_impl for m in inference(model.decoder).modules() if isinstance(m, FastConv)]
     return {"grid": model.cfg.model.grid, "channels": list(model.cfg.model.channels), "first_call": first,
             "fast": fast_t, "plain": plain_t, "aten_convs_alone": measure(convs, max(1, repeats // 2), 1, dev),
             "conv_gflop": flops / 1e9, "implementations": impls, "batch": BATCH_REPEATS, "batched_frames": len(frames),
-            "batched": batched, "batched_frames_per_s": len(frames) / batched["median_s"]}
+            "batched": batched, "batched_frames_per_s": n_frames / batched["median_s"] if batched else None}
 
 
 def bench_scrub(model, repeats: int) -> dict:
@@ -249,6 +252,10 @@ def targets(r: dict) -> list[dict]:
         ideal = d["conv_gflop"] / peak
         r["decode"]["conv_flops_at_peak_s"] = ideal
         r["decode"]["fraction_of_peak"] = ideal / d["fast"]["median_s"]
-        out.append(_target(f"decode at {d['grid']}^3 / (conv FLOPs at measured peak)", d["fast"]["median_s"] / ideal,
-                           2.0))
+        name = f"decode at {d['grid']}^3 / (conv FLOPs at measured peak)"
+        if d["grid"] >= 128:  # the target is for the paper's 128^3 decoder
+            out.append(_target(name, d["fast"]["median_s"] / ideal, 2.0))
+        else:
+            out.append({**_target(name, d["fast"]["median_s"] / ideal, 2.0), "met": None,
+                        "note": "target applies at 128^3 (--preset paper)"})
     return out
