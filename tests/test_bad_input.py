@@ -358,7 +358,7 @@ def test_checkpoint_problems(tmp_path, tiny_ckpts):
         (edit_config(good, tmp_path / "mismatch.safetensors", "model", "latent_dim", 9),
          "tensors do not match its config"),
         # A 4096^3 grid in a small file: refused from the header, the model is never allocated.
-        (edit_config(good, tmp_path / "huge.safetensors", "model", "grid", 4096), "model grid 4096\^3 with 4 channels needs 1.0 TiB of memory"),
+        (edit_config(good, tmp_path / "huge.safetensors", "model", "grid", 4096), r"model grid 4096\^3 with 4 channels needs 1.0 TiB of memory"),
         (edit_config(good, tmp_path / "badcfg.safetensors", "model", "channels", [4]), "config is missing or invalid"),
     ]
     for path, fragment in cases:
