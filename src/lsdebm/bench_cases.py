@@ -172,16 +172,16 @@ def bench_scrub(model, repeats: int) -> dict:
 
 def bench_end_to_end(models: dict, x: torch.Tensor, repeats: int, quick: bool) -> dict:
     """``run`` of one volume per method, with and without the ReconNet first stage."""
-    out, settings = {}, RunSettings(seed=0)
+    out, settings, dev = {}, RunSettings(seed=0), x.device
     stage1 = models["reconnet"]
-    out["reconnet"] = measure(lambda: run(stage1, x, settings), repeats, 1)
+    out["reconnet"] = measure(lambda: run(stage1, x, settings), repeats, 1, dev)
     for kind in ("vae", "lebm", "lsdebm"):
         model = models[kind]
         n = max(1, min(repeats, 2)) if kind == "lebm" else repeats
-        out[kind] = measure(lambda: run(model, x, settings), n, 1)
-        out[f"reconnet+{kind}"] = measure(lambda: run(model, x, settings, stage1=stage1), n, 1)
+        out[kind] = measure(lambda: run(model, x, settings), n, 1, dev)
+        out[f"reconnet+{kind}"] = measure(lambda: run(model, x, settings, stage1=stage1), n, 1, dev)
     with fast.disabled():
-        out["lsdebm_plain"] = measure(lambda: run(models["lsdebm"], x, settings), 1, 0)
+        out["lsdebm_plain"] = measure(lambda: run(models["lsdebm"], x, settings), 1, 0, dev)
     return out
 
 
