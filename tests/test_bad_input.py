@@ -523,3 +523,18 @@ def test_view_refuses_bad_trajectory_in_one_line(content, tmp_path, capsys, monk
     _one_line_error(capsys, "run.npz")
     from napari_lsdebm._traj_io import get_trajectory_reader
     assert get_trajectory_reader(str(bad)) is not None  # the plugin claims it and explains, too
+
+
+def test_nan_volume_on_the_model_grid_is_refused_by_explorer_and_compare(tiny_cfg):
+    from lsdebm.explore.record import prepare_input
+    from lsdebm.review.compare import compare_events
+
+    g = tiny_cfg.model.grid
+    x = np.zeros((g,) * 3, np.float32)
+    x[4:10, 4:10, 4:10] = 1
+    x[0, 0, 0] = np.nan
+    affine = np.diag([tiny_cfg.model.spacing] * 3 + [1.0])
+    with pytest.raises(InputError, match="NaN or infinite"):
+        prepare_input(x, affine, g, tiny_cfg.model.spacing)
+    with pytest.raises(InputError, match="NaN or infinite"):
+        next(iter(compare_events(x, affine, {})))

@@ -20,6 +20,7 @@ import numpy as np
 from lsdebm import __version__
 from lsdebm.checkpoint import LoadedCheckpoint, bundled_checkpoints, sha256_of
 from lsdebm.data.nifti import CropInfo, affine_spacing
+from lsdebm.data.validate import foreground
 from lsdebm.errors import CheckpointError, InputError, LsdebmError
 from lsdebm.pipeline import crop_to_model, effective_settings, make_recorder
 from lsdebm.sampling import LangevinEvent, RunSettings, Trajectory, run, run_events
@@ -88,6 +89,8 @@ def prepare_input(data, affine, grid: int, spacing: float, label: int | None = N
     if data.ndim != 3:
         raise InputError(f"input has shape {data.shape}; the explorer needs a 3D mask or label map")
     if data.dtype.kind == "f":
+        if not np.all(np.isfinite(data)):  # before thresholding, which would hide NaN as background
+            foreground(data, label)  # raises the shared one-line NaN/inf error
         data = (data >= 0.5).astype(np.uint8)
     at_grid = data.shape == (grid,) * 3 and np.allclose(affine_spacing(affine), spacing, rtol=1e-3)
     if not at_grid:

@@ -23,6 +23,7 @@ import torch
 
 from lsdebm.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint
 from lsdebm.data.nifti import affine_spacing
+from lsdebm.data.validate import foreground
 from lsdebm.errors import CheckpointError, InputError
 from lsdebm.metrics import compute_metrics
 from lsdebm.pipeline import effective_settings
@@ -146,6 +147,8 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
     """
     x = np.asarray(x)
     affine = np.asarray(affine, dtype=np.float64)
+    if x.ndim == 3 and x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        foreground(x, None)  # raises the shared one-line NaN/inf error (NaN != 0 would count as foreground)
     if x.ndim != 3 or not (x != 0).any():
         raise InputError(f"the input must be a non-empty 3D mask; got shape {x.shape}"
                          f"{' with no foreground' if x.ndim == 3 else ''}")
