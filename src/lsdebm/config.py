@@ -3,7 +3,8 @@
 Everything a user may want to change (grid, spacing, channels, latent size, T, K, step size,
 noise scale, Langevin initialisation, schedule) is config, never code. Three presets exist:
 
-* ``default`` -- small CPU preset: 64^3 at 2 mm (the same 128 mm field of view as the paper).
+* ``default`` -- small CPU preset: 64^3 at 2 mm (the same 128 mm field of view as the paper),
+  trained with a soft-Dice term added to the decoder loss and a cosine learning-rate decay.
 * ``paper``   -- the authors' sizes: 128^3 at 1 mm, channels (16, 16, 32, 64), latent 100,
   energy MLP 1000 wide, T=20, K=300 (meant for a GPU).
 * ``reference`` -- the paper sizes with the authors' code departures reproduced (shared
@@ -27,6 +28,7 @@ LANGEVIN_INITS = ("z_tilde", "random")
 LOSS_WEIGHTINGS = ("per_sample", "reference_broadcast")
 ENCODER_LOSSES = ("kl", "reference_entropy")
 LIKELIHOODS = ("bernoulli", "gaussian")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class ConfigError(LsdebmError):
@@ -177,31 +179,52 @@ class LEBMConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Training objective knobs (eqs. 16-17, Algorithm 1)."""
+    """Training objective knobs (eqs. 16-17, Algorithm 1).
+
+    ``dice_weight`` (ours, 0 = the paper's pure Bernoulli NLL) adds ``dice_weight * (1 - soft
+    Dice) * |x|`` per sample to the decoder's reconstruction loss, where ``|x|`` is the number of
+    foreground voxels, so the term is on the scale of the summed BCE whatever the grid size. It
+    sharpens thin structures (laminae, transverse processes) that the summed BCE under-weights.
+    """
 
     encoder_loss: str = "kl"
     kl_weight: float = 1.0
     loss_weighting: str = "per_sample"
     energy_reg: float = 0.0
+    dice_weight: float = 0.0
 
     def __post_init__(self) -> None:
         _choice("encoder_loss", self.encoder_loss, ENCODER_LOSSES)
         _choice("loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
         _positive("kl_weight", self.kl_weight, allow_zero=True)
         _positive("energy_reg", self.energy_reg, allow_zero=True)
+        _positive("dice_weight", self.dice_weight, allow_zero=True)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Optimisation settings.
+
+    ``lr_schedule``: ``constant`` (the authors') or ``cosine`` (ours): both learning rates follow
+    ``0.5 * (1 + cos(pi * progress))`` down to ``lr_floor`` times their start value, where
+    progress is the larger of the epoch fraction and, when ``--max-minutes`` caps a run, the
+    fraction of that wall-time budget used -- so a time-capped run still ends its decay.
+    """
+
     lr: float = 2e-4
     energy_lr: float = 2e-4
     batch_size: int = 4
     epochs: int = 20
     train_K: int = 30
+    lr_schedule: str = "constant"
+    lr_floor: float = 0.02
 
     def __post_init__(self) -> None:
         for name in ("lr", "energy_lr", "batch_size", "epochs", "train_K"):
             _positive(name, getattr(self, name))
+        _choice("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if not 0 <= self.lr_floor <= 1:
+            raise ConfigError(f"train.lr_floor={self.lr_floor!r} must be between 0 and 1")
 
 
 @dataclass(frozen=True)
@@ -285,7 +308,8 @@ def _paper_model(**kw: Any) -> ModelConfig:
 
 
 PRESETS: dict[str, Config] = {
-    "default": Config(preset="default"),
+    "default": Config(preset="default", loss=LossConfig(dice_weight=1.0),
+                      train=TrainConfig(lr_schedule="cosine")),
     "paper": Config(
         preset="paper", model=_paper_model(),
         train=TrainConfig(lr=2e-5, energy_lr=2e-5, batch_size=4, epochs=201, train_K=300),

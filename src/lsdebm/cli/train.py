@@ -63,7 +63,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="torch CPU threads per process")
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
-                   help="mixed precision on CUDA (auto = bf16 if supported, else fp16 + GradScaler); CPU: off")
+                   help="mixed precision: on CUDA auto = bf16 if supported, else fp16 + GradScaler; "
+                        "on CPU off unless bf16 is given (faster on AVX512-BF16/AMX CPUs)")
     p.add_argument("--max-minutes", type=float, help="stop (and save) once training has run this long")
     p.add_argument("--max-shift", type=int, default=2, help="augmentation: max integer shift in voxels")
     p.add_argument("--half", action="store_true", help="store the checkpoint weights as float16")

@@ -19,7 +19,24 @@ from lsdebm.sampling.schedule import Schedule
 
 def bce_sum(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """-log p(x|z) of the per-voxel Bernoulli decoder, summed over voxels, mean over batch."""
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
+    return F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="sum") / x.shape[0]
+
+
+def recon_loss(cfg, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Decoder loss: summed BCE, plus ``loss.dice_weight * (1 - soft Dice) * |x|`` per sample.
+
+    The Dice term is scaled by each sample's foreground voxel count so it is on the scale of the
+    summed BCE; ``dice_weight=0`` (paper, reference) leaves the pure Bernoulli NLL.
+    """
+    loss = bce_sum(logits, x)
+    w = cfg.loss.dice_weight
+    if w > 0:
+        p = torch.sigmoid(logits.float()).flatten(1)
+        t = x.float().flatten(1)
+        fg = t.sum(1)
+        soft_dice = (2 * (p * t).sum(1) + 1) / (p.sum(1) + fg + 1)
+        loss = loss + w * ((1 - soft_dice) * fg).mean()
+    return loss
 
 
 def encoder_term(cfg, mu: torch.Tensor, logvar: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
@@ -35,7 +52,7 @@ def encoder_term(cfg, mu: torch.Tensor, logvar: torch.Tensor, z0: torch.Tensor) 
 def vae_loss(model, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     mu, logvar = model.encoder(x)
     z0 = reparameterize(mu, logvar, generator)
-    recon = bce_sum(model.decoder(z0), x)
+    recon = recon_loss(model.cfg, model.decoder(z0), x)
     enc = encoder_term(model.cfg, mu, logvar, z0)
     return {"loss_g": recon + enc, "recon": recon.detach(), "encoder": enc.detach()}
 
@@ -93,10 +110,11 @@ def lsdebm_loss(model, x: torch.Tensor, schedule: Schedule, K: int,
     """Both objectives of one LSD-EBM iteration: ``loss_g`` (enc+dec) and ``loss_e`` (energy)."""
     mu, logvar = model.encoder(x)
     z0 = reparameterize(mu, logvar, generator)
-    recon = bce_sum(model.decoder(z0), x)
+    recon = recon_loss(model.cfg, model.decoder(z0), x)
     enc = encoder_term(model.cfg, mu, logvar, z0)
     out = {"loss_g": recon + enc, "recon": recon.detach(), "encoder": enc.detach()}
-    out.update(energy_loss(model, z0, schedule, K, generator))
+    with torch.autocast(z0.device.type, enabled=False):  # Langevin gradients in float32 under --amp
+        out.update(energy_loss(model, z0.float(), schedule, K, generator))
     return out
 
 
@@ -112,7 +130,7 @@ def lebm_loss(model, x: torch.Tensor, z_init: torch.Tensor, generator: torch.Gen
     z_post = langevin(posterior_energy(model, x), z_init, steps, c.posterior_step_size, 1.0, generator)
     z_prior0 = torch.randn(z_init.shape, generator=generator, device=x.device, dtype=x.dtype)
     z_prior = langevin(prior_energy(model), z_prior0, c.prior_steps, c.prior_step_size, 1.0, generator)
-    recon = bce_sum(model.decoder(z_post), x)
+    recon = recon_loss(model.cfg, model.decoder(z_post), x)
     e_post, e_prior = model.energy(z_post), model.energy(z_prior)
     reg = model.cfg.loss.energy_reg * (e_post.pow(2) + e_prior.pow(2)).mean()  # keeps E bounded (0 = off)
     loss_e = e_post.mean() - e_prior.mean() + reg
