@@ -7,13 +7,14 @@
 #
 # Data: 200 training phantoms from seed 1000 (TRAIN_RANGES); validation: 20 phantoms from seed
 # 2000 (TRAIN_RANGES). The held-out test set (seed 90000+, TEST_RANGES) is never used here.
-# Each step is ONE `lsdebm train` command capped at 40 minutes of training (--max-minutes; the
+# Each step is ONE `lsdebm train` command capped at 40 minutes (LSD-EBM: 38) of training (--max-minutes; the
 # cosine learning-rate decay of the default preset follows that wall-time budget, so the run
 # ends its decay on time). CPU bf16 autocast (--amp bf16) gives ~1.7x the fp32 throughput here.
-# On the 2-core machine the models were trained as two lanes side by side, one thread each
-# (measured faster than one process with two threads):
-#     scripts/train_bundled.sh lsdebm lebm &
-#     scripts/train_bundled.sh vae reconnet &
+# On the 2-core machine VAE, LEBM and ReconNet were trained as two lanes side by side, one
+# thread each (measured faster than one process with two threads); LSD-EBM ran alone on both
+# cores as one torchrun command with 2 DDP processes (so it had twice the VAE's compute):
+#     scripts/train_bundled.sh vae reconnet & scripts/train_bundled.sh lebm & wait
+#     scripts/train_bundled.sh lsdebm
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LSDEBM=${LSDEBM:-.venv/bin/lsdebm}
@@ -26,8 +27,10 @@ train_model() {
   case "$1" in
     reconnet) "$LSDEBM" train --model reconnet "${COMMON[@]}" --lr 1e-3 --epochs 150 --max-minutes 40 \
                 --val-every 2 --out "$RUNS/reconnet-default.safetensors" ;;
-    lsdebm)   "$LSDEBM" train --model lsdebm "${COMMON[@]}" --lr 1e-3 --kl-weight 0.01 --epochs 150 \
-                --max-minutes 40 --val-every 5 --out "$RUNS/lsdebm-default.safetensors" ;;
+    lsdebm)   # both cores: DistributedDataParallel, 2 processes x 1 thread (gloo), batch 4 per rank
+              OMP_NUM_THREADS=1 "${TORCHRUN:-.venv/bin/torchrun}" --standalone --nproc_per_node 2 -m lsdebm.cli.main \
+                train --model lsdebm "${COMMON[@]}" --lr 1e-3 --kl-weight 1.0 --set langevin.recon_steps=2 \
+                --epochs 150 --max-minutes 38 --val-every 5 --out "$RUNS/lsdebm-default.safetensors" ;;
     vae)      "$LSDEBM" train --model vae "${COMMON[@]}" --lr 1e-3 --kl-weight 1.0 --epochs 150 --max-minutes 40 \
                 --val-every 2 --out "$RUNS/vae-default.safetensors" ;;
     lebm)     "$LSDEBM" train --model lebm "${COMMON[@]}" --lr 1e-3 --energy-lr 1e-4 --set loss.energy_reg=0.01 \
