@@ -7,8 +7,8 @@
 #
 # Data: 200 training phantoms from seed 1000 (TRAIN_RANGES); validation: 20 phantoms from seed
 # 2000 (TRAIN_RANGES). The held-out test set (seed 90000+, TEST_RANGES) is never used here.
-# Each step is ONE `lsdebm train` command capped at 40 minutes (LSD-EBM: 38) of training (--max-minutes; the
-# cosine learning-rate decay of the default preset follows that wall-time budget, so the run
+# Each step is ONE `lsdebm train` command capped at 40 minutes of training (LSD-EBM: 38;
+# --max-minutes; the cosine learning-rate decay of the default preset follows that wall-time budget, so the run
 # ends its decay on time). CPU bf16 autocast (--amp bf16) gives ~1.7x the fp32 throughput here.
 # On the 2-core machine VAE, LEBM and ReconNet were trained as two lanes side by side, one
 # thread each (measured faster than one process with two threads); LSD-EBM ran alone on both

@@ -88,6 +88,8 @@ def check_options(o: TrainOptions) -> None:
         raise InputError("--val-phantoms and --max-shift must be >= 0 and --val-every >= 1")
     if o.amp not in ("auto", "bf16", "fp16", "off"):
         raise InputError(f"--amp {o.amp!r} is not allowed; expected auto, bf16, fp16 or off")
+    if o.amp == "fp16" and (o.device == "cpu" or (o.device == "auto" and not torch.cuda.is_available())):
+        raise InputError("--amp fp16 needs CUDA; on CPU use --amp bf16 or off")
     if o.max_minutes is not None and o.max_minutes <= 0:
         raise InputError(f"--max-minutes {o.max_minutes} must be > 0")
     out = Path(o.out)
@@ -116,8 +118,6 @@ def _amp_context(o: TrainOptions, device: torch.device):
     """Autocast: on CUDA by default (bf16 where supported, else fp16 with a GradScaler); on CPU
     only when asked with ``--amp bf16`` (oneDNN bf16 kernels: ~1.7x faster 3D convs on CPUs with
     AVX512-BF16/AMX; losses and sums stay float32)."""
-    if device.type == "cpu" and o.amp == "fp16":
-        raise InputError("--amp fp16 needs CUDA; on CPU use --amp bf16 or off")
     if device.type == "cpu" and o.amp == "bf16":
         return (lambda: torch.autocast("cpu", dtype=torch.bfloat16)), torch.bfloat16
     if device.type != "cuda" or o.amp == "off":
@@ -249,7 +249,8 @@ def _train(o: TrainOptions, ctx: D.DistContext) -> dict[str, Any]:
         if latents is not None and ctx.distributed:
             latents = _merge_latents(latents, order, ctx)
         row = {"epoch": epoch + 1, "steps": n_steps, **dict(zip(sums, means)), "epoch_s": round(epoch_seconds, 2),
-               "train_s": round(train_seconds, 1), "lr": float(f"{optimizers[0].param_groups[0]['lr']:.4g}"), "samples_per_s": round(n_steps * bs * ctx.world_size / epoch_seconds, 3),
+               "train_s": round(train_seconds, 1), "lr": float(f"{optimizers[0].param_groups[0]['lr']:.4g}"),
+               "samples_per_s": round(n_steps * bs * ctx.world_size / epoch_seconds, 3),
                "skipped_nonfinite": skipped}
         last = stopped_early or epoch + 1 == epochs
         if ctx.is_main:

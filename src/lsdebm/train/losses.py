@@ -22,6 +22,12 @@ def bce_sum(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="sum") / x.shape[0]
 
 
+def dice_loss(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``1 - soft Dice`` (smoothed by 1) of probabilities against a binary mask."""
+    p, t = probs.flatten(1), target.float().flatten(1)
+    return 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
+
+
 def recon_loss(cfg, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Decoder loss: summed BCE, plus ``loss.dice_weight * (1 - soft Dice) * |x|`` per sample.
 
@@ -31,11 +37,8 @@ def recon_loss(cfg, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     loss = bce_sum(logits, x)
     w = cfg.loss.dice_weight
     if w > 0:
-        p = torch.sigmoid(logits.float()).flatten(1)
-        t = x.float().flatten(1)
-        fg = t.sum(1)
-        soft_dice = (2 * (p * t).sum(1) + 1) / (p.sum(1) + fg + 1)
-        loss = loss + w * ((1 - soft_dice) * fg).mean()
+        fg = x.float().flatten(1).sum(1)
+        loss = loss + w * (dice_loss(torch.sigmoid(logits.float()), x) * fg).mean()
     return loss
 
 
@@ -60,9 +63,7 @@ def vae_loss(model, x: torch.Tensor, generator: torch.Generator | None = None) -
 def reconnet_loss(model, lq: torch.Tensor, hq: torch.Tensor) -> dict[str, torch.Tensor]:
     """Mean BCE + soft Dice of the U-Net output against the high-quality mask."""
     logits = model(lq)
-    p = torch.sigmoid(logits)
-    inter = (p * hq).flatten(1).sum(1)
-    dice = 1 - (2 * inter + 1) / (p.flatten(1).sum(1) + hq.flatten(1).sum(1) + 1)
+    dice = dice_loss(torch.sigmoid(logits), hq)
     loss = F.binary_cross_entropy_with_logits(logits, hq) + dice.mean()
     return {"loss_g": loss, "dice_loss": dice.mean().detach()}
 
