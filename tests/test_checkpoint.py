@@ -65,3 +65,25 @@ def test_bad_checkpoints(tmp_path):
         load_checkpoint(tmp_path / "missing.safetensors")
     with pytest.raises(LsdebmError, match="already exists"):
         save_checkpoint(model, good)
+
+
+def test_new_sampling_defaults_keep_weights_and_record_why(tmp_path):
+    from lsdebm.checkpoint import with_sampling_settings
+
+    torch.manual_seed(0)
+    src = save_checkpoint(build_model("lebm", get_preset("tiny")), tmp_path / "l.safetensors", info={"command": "x"})
+    dst = with_sampling_settings(src, tmp_path / "l2.safetensors",
+                                 {"lebm.posterior_steps": 9, "lebm.inference_prior_sigma": 4.0}, "val run 7")
+    a, b = load_checkpoint(src), load_checkpoint(dst)
+    assert b.config.lebm.posterior_steps == 9 and b.config.lebm.inference_prior_sigma == 4.0
+    assert b.config.replace(**{"lebm.posterior_steps": 3, "lebm.inference_prior_sigma": None}) == a.config
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert b.info["command"] == "x" and b.info["sampling_changes"] == [
+        {"from": {"lebm.posterior_steps": 3, "lebm.inference_prior_sigma": None},
+         "to": {"lebm.posterior_steps": 9, "lebm.inference_prior_sigma": 4.0}, "reason": "val run 7"}]
+    with pytest.raises(CheckpointError, match=r"\['model.grid'\] are not sampling settings"):
+        with_sampling_settings(src, tmp_path / "bad.safetensors", {"model.grid": 32}, "no")
+    with pytest.raises(CheckpointError, match="say why"):
+        with_sampling_settings(src, tmp_path / "bad.safetensors", {"lebm.posterior_steps": 4}, " ")
+    assert not (tmp_path / "bad.safetensors").exists()

@@ -73,3 +73,40 @@ def test_short_training_lowers_loss(kind, tiny_pair):
         first = first if first is not None else float(out["loss_g"])
         last = float(out["loss_g"])
     assert last < 0.7 * first
+
+
+def test_lebm_chains_start_from_the_reference_distribution():
+    """prior_sigma widens N(0, s^2 I) for every LEBM chain start; s = 1 is plain N(0, I) bit for bit."""
+    from lsdebm.models.lebm import reference_latents
+    from lsdebm.sampling import run_events
+
+    cfg = get_preset("tiny").replace(**{"model.latent_dim": 64})
+    z1 = reference_latents(cfg, 200, torch.Generator().manual_seed(3))
+    assert torch.equal(z1, torch.randn((200, 64), generator=torch.Generator().manual_seed(3)))
+    wide = cfg.replace(**{"lebm.prior_sigma": 8.0})
+    z8 = reference_latents(wide, 200, torch.Generator().manual_seed(3))
+    assert torch.allclose(z8, 8.0 * z1) and 7.5 < float(z8.std()) < 8.5
+    model = build_model("lebm", wide).eval()
+    x = (torch.rand((4, 1, 16, 16, 16)) > 0.5).float()
+    start = next(iter(run_events(model, x, RunSettings(steps=1))))
+    assert start.phase == "encode" and 5.0 < float(start.z.std()) < 11.0  # posterior inference starts wide
+    gen = list(generate_events(model, 64, RunSettings(steps=1)))
+    assert float(gen[0].z.std()) > 5.0  # so does generation from the prior
+
+
+def test_inference_prior_sigma_tempers_test_time_inference_only():
+    from lsdebm.sampling import run_events
+    from lsdebm.sampling.methods import posterior_energy
+
+    cfg = get_preset("tiny").replace(**{"model.latent_dim": 64, "lebm.inference_prior_sigma": 8.0})
+    model = build_model("lebm", cfg).eval()
+    x = (torch.rand((4, 1, 16, 16, 16)) > 0.5).float()
+    start = next(iter(run_events(model, x, RunSettings(steps=1))))
+    assert 5.0 < float(start.z.std()) < 11.0  # test-time chains start from N(0, 8^2 I)
+    gen = next(iter(generate_events(model, 64, RunSettings(steps=1))))
+    assert float(gen.z.std()) < 2.0  # generation keeps the trained reference N(0, I)
+    z = torch.full((4, 64), 3.0)
+    gap = posterior_energy(model, x)(z) - posterior_energy(model, x, 8.0)(z)
+    assert torch.allclose(gap, torch.full((4,), 64 * 9.0 / 2 * (1 - 1 / 64)))  # ||z||^2/2 * (1 - 1/8^2)
+    with pytest.raises(ConfigError, match="inference_prior_sigma"):
+        get_preset("tiny").replace(**{"lebm.inference_prior_sigma": 0.0})

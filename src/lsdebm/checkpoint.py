@@ -243,3 +243,29 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
         return path
     names = ", ".join(bundled) or "none installed"
     raise CheckpointError(f"{name_or_path}: no such checkpoint file or bundled name (bundled: {names})")
+
+
+SAMPLING_FIELDS = ("lebm.posterior_steps", "lebm.posterior_step_size", "lebm.inference_prior_sigma",
+                   "langevin.recon_steps", "langevin.K", "langevin.step_size", "langevin.noise_scale",
+                   "langevin.init")
+
+
+def with_sampling_settings(src: str | Path, dst: str | Path, settings: dict[str, Any], reason: str,
+                           overwrite: bool = False) -> Path:
+    """Write a copy of checkpoint ``src`` to ``dst`` whose config has new sampling defaults.
+
+    Only the test-time sampling fields in ``SAMPLING_FIELDS`` may change (weights and training
+    settings never do); the old and new values and ``reason`` are appended to the copy's
+    ``info.sampling_changes`` so the provenance of every default stays in the file.
+    """
+    bad = sorted(set(settings) - set(SAMPLING_FIELDS))
+    if bad:
+        raise CheckpointError(f"{bad} are not sampling settings; expected some of {', '.join(SAMPLING_FIELDS)}")
+    if not reason.strip():
+        raise CheckpointError("say why the sampling defaults change (reason), e.g. which validation run chose them")
+    loaded = load_checkpoint(src)
+    old = {key: getattr(getattr(loaded.config, key.split(".")[0]), key.split(".")[1]) for key in settings}
+    loaded.model.cfg = loaded.config.replace(**settings)
+    changes = [*loaded.info.get("sampling_changes", []), {"from": old, "to": settings, "reason": reason}]
+    info = {k: v for k, v in loaded.info.items() if k != "library_version"}
+    return save_checkpoint(loaded.model, dst, {**info, "sampling_changes": changes}, overwrite=overwrite)

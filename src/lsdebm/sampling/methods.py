@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from lsdebm.config import LangevinConfig
 from lsdebm.errors import InputError
 from lsdebm.models.autoencoder import reparameterize
+from lsdebm.models.lebm import reference_latents
 from lsdebm.sampling.events import Event, LangevinEvent, ResultEvent, StepEvent
 from lsdebm.sampling.langevin import langevin_iter
 from lsdebm.sampling.fast_convnet import inference as _net  # same function, faster (eval mode)
@@ -121,9 +122,14 @@ def _lsdebm_events(model, x, s: RunSettings, g) -> Iterator[Event]:
     yield _result(model.decoder, z, z)
 
 
-def posterior_energy(model, x: torch.Tensor):
-    """U(z) = -log p(x|z) + E(z) + ||z||^2 / (2 prior_sigma^2) of the LEBM posterior, per sample."""
+def posterior_energy(model, x: torch.Tensor, prior_sigma: float | None = None):
+    """U(z) = -log p(x|z) + E(z) + ||z||^2 / (2 s^2) of the LEBM posterior, per sample.
+
+    ``s`` is ``prior_sigma`` if given (test-time inference passes ``inference_prior_sigma``),
+    else the checkpoint's ``lebm.prior_sigma``.
+    """
     c = model.cfg.lebm
+    sig = c.prior_sigma if prior_sigma is None else prior_sigma
 
     def U(z: torch.Tensor) -> torch.Tensor:
         logits = _net(model.decoder)(z)
@@ -131,7 +137,7 @@ def posterior_energy(model, x: torch.Tensor):
             nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
         else:  # authors: Gaussian likelihood with sigma 0.3 on the sigmoid output
             nll = (torch.sigmoid(logits) - x).pow(2).flatten(1).sum(1) / (2 * c.likelihood_sigma ** 2)
-        return nll + model.energy(z) + z.pow(2).sum(1) / (2 * c.prior_sigma ** 2)
+        return nll + model.energy(z) + z.pow(2).sum(1) / (2 * sig ** 2)
 
     return U
 
@@ -147,9 +153,10 @@ def _lebm_events(model, x, s: RunSettings, g) -> Iterator[Event]:
     steps = c.posterior_steps if s.steps is None else s.steps
     step_size = c.posterior_step_size if s.step_size is None else s.step_size
     noise = 1.0 if s.noise_scale is None else s.noise_scale
-    z = torch.randn((x.shape[0], model.cfg.model.latent_dim), generator=g, device=x.device)
+    sig = c.prior_sigma if c.inference_prior_sigma is None else c.inference_prior_sigma
+    z = reference_latents(model.cfg, x.shape[0], g, x.device) * (sig / c.prior_sigma)
     yield StepEvent("encode", 0, z)
-    for st in langevin_iter(posterior_energy(model, x), z, steps, step_size, noise, g):
+    for st in langevin_iter(posterior_energy(model, x, sig), z, steps, step_size, noise, g):
         z = st.z
         yield LangevinEvent("posterior", 0, st.k, z, st.energy, st.grad_norm, step_size)
     yield _result(model.decoder, z, z)
@@ -202,7 +209,10 @@ def generate_events(model: torch.nn.Module, n: int, settings: RunSettings = RunS
     """Generate ``n`` samples from noise (Algorithm 3 for LSD-EBM; prior Langevin for LEBM)."""
     device = _device(model)
     g = generator if generator is not None else make_generator(settings.seed, device)
-    z = torch.randn((n, model.cfg.model.latent_dim), generator=g, device=device)
+    if model.kind == "lebm":
+        z = reference_latents(model.cfg, n, g, device)
+    else:
+        z = torch.randn((n, model.cfg.model.latent_dim), generator=g, device=device)
     if model.kind == "lsdebm":
         schedule = sampling_schedule(model)
         start = schedule.T if settings.steps is None else settings.steps

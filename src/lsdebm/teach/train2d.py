@@ -18,6 +18,7 @@ import torch
 from lsdebm.config import Config, get_preset
 from lsdebm.errors import InputError
 from lsdebm.models import build_model
+from lsdebm.models.lebm import reference_latents
 from lsdebm.sampling.schedule import make_schedule
 from lsdebm.teach.pixel_ebm import PixelEBM, pixel_ebm_loss
 from lsdebm.train.losses import lebm_loss, lsdebm_loss
@@ -107,7 +108,7 @@ def train_digits(kind: str, images: np.ndarray, iterations: int | None = None, s
     # learning rates decay linearly to 5 % over the run, so the final weights are not a noisy snapshot
     decays = [torch.optim.lr_scheduler.LambdaLR(o, lambda i: max(0.05, 1.0 - i / iterations)) for o in opts]
     schedule = make_schedule(cfg.schedule)
-    z_store = torch.randn((len(data), cfg.model.latent_dim), generator=g) if kind == "lebm" else None
+    z_store = reference_latents(cfg, len(data), g) if kind == "lebm" else None
     last: dict = {}
     start = time.perf_counter()
     for it in range(1, iterations + 1):

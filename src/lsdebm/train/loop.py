@@ -27,6 +27,7 @@ from lsdebm.checkpoint import read_metadata, save_checkpoint
 from lsdebm.config import MODEL_KINDS, Config, get_preset
 from lsdebm.errors import InputError
 from lsdebm.models import build_model
+from lsdebm.models.lebm import reference_latents
 from lsdebm.train import distributed as D
 from lsdebm.train.data import MaskSet, augment, directory_set, generated_set
 from lsdebm.train.log import write_csv
@@ -160,8 +161,8 @@ def _train(o: TrainOptions, ctx: D.DistContext) -> dict[str, Any]:
     train_set, val_set = load_data(o, cfg)
     lebm_steps = o.lebm_steps or cfg.lebm.posterior_steps
     latents = None
-    if o.model == "lebm":  # persistent posterior chains start, like Pang et al.'s, from N(0, I)
-        latents = torch.randn(len(train_set), cfg.model.latent_dim, generator=torch.Generator().manual_seed(o.seed))
+    if o.model == "lebm":  # persistent posterior chains start, like Pang et al.'s, from the reference N(0, s^2 I)
+        latents = reference_latents(cfg, len(train_set), torch.Generator().manual_seed(o.seed))
     start_epoch, rows, elapsed0, samples0 = 0, [], 0.0, 0
     if o.resume:
         side = sidecar_path(o.resume)
@@ -218,7 +219,7 @@ def _train(o: TrainOptions, ctx: D.DistContext) -> dict[str, Any]:
             if bad:  # a diverged Langevin chain on some rank: no update anywhere; LEBM chains restart
                 skipped += 1
                 if latents is not None:
-                    latents[idx] = torch.randn(len(idx), latents.shape[1], generator=cpu_gen)
+                    latents[idx] = reference_latents(cfg, len(idx), cpu_gen)
             else:
                 scaler.scale(total).backward()
                 for opt in optimizers:

@@ -11,6 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from lsdebm.models.autoencoder import reparameterize
+from lsdebm.models.lebm import reference_latents
 from lsdebm.sampling.langevin import langevin
 from lsdebm.sampling.methods import posterior_energy, prior_energy
 from lsdebm.sampling.reverse import conditional_energy
@@ -129,7 +130,7 @@ def lebm_loss(model, x: torch.Tensor, z_init: torch.Tensor, generator: torch.Gen
     c = model.cfg.lebm
     steps = c.posterior_steps if posterior_steps is None else posterior_steps
     z_post = langevin(posterior_energy(model, x), z_init, steps, c.posterior_step_size, 1.0, generator)
-    z_prior0 = torch.randn(z_init.shape, generator=generator, device=x.device, dtype=x.dtype)
+    z_prior0 = reference_latents(model.cfg, z_init.shape[0], generator, x.device, x.dtype)
     z_prior = langevin(prior_energy(model), z_prior0, c.prior_steps, c.prior_step_size, 1.0, generator)
     recon = recon_loss(model.cfg, model.decoder(z_post), x)
     e_post, e_prior = model.energy(z_post), model.energy(z_prior)
