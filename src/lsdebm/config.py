@@ -41,6 +41,8 @@ def _choice(name: str, value: Any, allowed: tuple) -> None:
 
 
 def _positive(name: str, value: float, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}={value!r} must be a number")
     ok = value >= 0 if allow_zero else value > 0
     if not ok:
         raise ConfigError(f"{name}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
