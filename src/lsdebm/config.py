@@ -189,6 +189,11 @@ class LEBMConfig:
                      "posterior_steps", "posterior_step_size", "prior_sigma", "likelihood_sigma"):
             _positive(name, getattr(self, name))
 
+    @property
+    def inference_sigma(self) -> float:
+        """The reference scale test-time posterior inference uses."""
+        return self.prior_sigma if self.inference_prior_sigma is None else self.inference_prior_sigma
+
 
 @dataclass(frozen=True)
 class LossConfig:

@@ -151,7 +151,7 @@ def effective_settings(model: torch.nn.Module, s: RunSettings) -> dict[str, Any]
         out.update(steps=c.posterior_steps if s.steps is None else s.steps,
                    step_size=c.posterior_step_size if s.step_size is None else s.step_size,
                    noise_scale=1.0 if s.noise_scale is None else s.noise_scale,
-                   reference_sigma=c.prior_sigma if c.inference_prior_sigma is None else c.inference_prior_sigma)
+                   reference_sigma=c.inference_sigma)
     return out
 
 

@@ -23,12 +23,13 @@ class LEBM(nn.Module):
 
 
 def reference_latents(cfg: Config, n: int, generator: torch.Generator | None = None,
-                      device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """``n`` draws from the reference distribution N(0, prior_sigma^2 I) of the LEBM prior.
+                      device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                      sigma: float | None = None) -> torch.Tensor:
+    """``n`` draws from the reference distribution N(0, s^2 I), s = ``sigma`` or ``lebm.prior_sigma``.
 
     Every LEBM chain starts here: the persistent posterior latents of training, the prior chain
     of the energy's negative samples, test-time posterior inference and generation. With the
     default ``prior_sigma = 1`` this is Pang et al.'s N(0, I) start, bit for bit.
     """
     z = torch.randn((n, cfg.model.latent_dim), generator=generator, device=device, dtype=dtype)
-    return z * cfg.lebm.prior_sigma
+    return z * (cfg.lebm.prior_sigma if sigma is None else sigma)

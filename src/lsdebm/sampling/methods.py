@@ -125,7 +125,7 @@ def _lsdebm_events(model, x, s: RunSettings, g) -> Iterator[Event]:
 def posterior_energy(model, x: torch.Tensor, prior_sigma: float | None = None):
     """U(z) = -log p(x|z) + E(z) + ||z||^2 / (2 s^2) of the LEBM posterior, per sample.
 
-    ``s`` is ``prior_sigma`` if given (test-time inference passes ``inference_prior_sigma``),
+    ``s`` is ``prior_sigma`` if given (test-time inference passes ``lebm.inference_sigma``),
     else the checkpoint's ``lebm.prior_sigma``.
     """
     c = model.cfg.lebm
@@ -153,10 +153,9 @@ def _lebm_events(model, x, s: RunSettings, g) -> Iterator[Event]:
     steps = c.posterior_steps if s.steps is None else s.steps
     step_size = c.posterior_step_size if s.step_size is None else s.step_size
     noise = 1.0 if s.noise_scale is None else s.noise_scale
-    sig = c.prior_sigma if c.inference_prior_sigma is None else c.inference_prior_sigma
-    z = reference_latents(model.cfg, x.shape[0], g, x.device) * (sig / c.prior_sigma)
+    z = reference_latents(model.cfg, x.shape[0], g, x.device, sigma=c.inference_sigma)
     yield StepEvent("encode", 0, z)
-    for st in langevin_iter(posterior_energy(model, x, sig), z, steps, step_size, noise, g):
+    for st in langevin_iter(posterior_energy(model, x, c.inference_sigma), z, steps, step_size, noise, g):
         z = st.z
         yield LangevinEvent("posterior", 0, st.k, z, st.energy, st.grad_norm, step_size)
     yield _result(model.decoder, z, z)
