@@ -1,0 +1,184 @@
+"""Real vertebra masks: reading a folder or manifest, isotropic resampling, thick-slice degradation.
+
+A real mask comes in its own spacing, orientation and affine. Everything here keeps the affine:
+:func:`isotropic` resamples a mask onto an isotropic grid whose axes follow the file's own axes,
+:func:`degrade` runs the thick-slice simulator (:mod:`lsdebm.data.thickslice`) along the array
+axis nearest to the anatomical axis of the chosen plane (sagittal slabs stack left-right, axial
+ones inferior-superior, coronal ones anterior-posterior), whatever the file's orientation.
+
+The bundled set (``lsdebm.realdata``, 54 masks of 7 subjects with their licences) carries a
+``split`` column: ``train`` and ``val`` subjects never share a vertebra.
+"""
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from lsdebm.data.thickslice import PLANE_AXES, ThickSliceParams, simulate_thick_slice
+from lsdebm.errors import InputError
+
+LEVEL_PATTERN = re.compile(r"^(C[1-7]|T1[0-3]|T[1-9]|L[1-6]|S1)_", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class RealMask:
+    """One real vertebra mask with its affine and manifest fields."""
+
+    name: str
+    path: Path
+    subject: str
+    level: str
+    split: str
+    complete: bool
+    mask: np.ndarray
+    affine: np.ndarray
+
+    @property
+    def spacing(self) -> tuple:
+        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))
+
+
+def bundled_manifest() -> Path:
+    """The manifest of the real masks shipped in ``lsdebm.realdata``."""
+    from lsdebm.realdata import MANIFEST
+
+    return MANIFEST
+
+
+def _rows_from_folder(folder: Path) -> list[dict]:
+    rows = []
+    for p in sorted(folder.rglob("*.nii*")):
+        if not p.name.endswith((".nii", ".nii.gz")):
+            continue
+        stem = p.name[: -len(".nii.gz")] if p.name.endswith(".nii.gz") else p.name[: -len(".nii")]
+        match = LEVEL_PATTERN.match(stem + "_")
+        rows.append({"file": str(p.relative_to(folder)), "level": match.group(1).upper() if match else "",
+                     "subject": stem, "complete": "yes", "split": "train"})
+    return rows
+
+
+def read_manifest(source: str | Path | None = None) -> tuple[Path, list[dict]]:
+    """Rows of a real-mask manifest (``file, level, subject, complete, split``) and its root folder.
+
+    ``source`` is a ``manifest.csv``, a folder holding one, or a folder of NIfTI masks (then every
+    file is one training vertebra of its own subject, the level read from a ``L3_...`` prefix).
+    None is the bundled set.
+    """
+    path = bundled_manifest() if source is None else Path(source)
+    if path.is_dir() and (path / "manifest.csv").is_file():
+        path = path / "manifest.csv"
+    if path.is_dir():
+        rows = _rows_from_folder(path)
+        if not rows:
+            raise InputError(f"{path}: no .nii/.nii.gz masks found (expected real vertebra masks or a manifest.csv)")
+        return path, rows
+    if not path.is_file():
+        raise InputError(f"{path}: not found; expected a folder of real NIfTI masks or a manifest.csv")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "file" not in rows[0]:
+        raise InputError(f"{path}: expected a CSV manifest with at least a 'file' column")
+    for r in rows:
+        r.setdefault("split", "train")
+        r.setdefault("complete", "yes")
+        r.setdefault("subject", Path(r["file"]).name)
+        r.setdefault("level", "")
+    return path.parent, rows
+
+
+def load_real_masks(source: str | Path | None = None, split: str | None = None, levels: tuple | None = None,
+                    complete_only: bool = True) -> list[RealMask]:
+    """Read the real masks of a manifest/folder (see :func:`read_manifest`), filtered.
+
+    Args:
+        source: Manifest, folder, or None for the bundled set.
+        split: Keep only rows of this split (``train``/``val``); None keeps every row.
+        levels: Keep only these levels (e.g. ``("L1", ..., "L5")``); None keeps all.
+        complete_only: Drop vertebrae cut by the original field of view.
+    """
+    from lsdebm.data.nifti import read_volume
+
+    root, rows = read_manifest(source)
+    out = []
+    for r in rows:
+        if split is not None and r.get("split") != split:
+            continue
+        if levels is not None and r.get("level") not in levels:
+            continue
+        complete = str(r.get("complete", "yes")).lower() == "yes"
+        if complete_only and not complete:
+            continue
+        vol = read_volume(root / r["file"])
+        mask = (np.asarray(vol.data) > 0).astype(np.uint8)
+        if not mask.any():
+            raise InputError(f"{root / r['file']}: the mask is empty; expected one vertebra")
+        out.append(RealMask(Path(r["file"]).name.split(".")[0], root / r["file"], r.get("subject", ""),
+                            r.get("level", ""), r.get("split", ""), complete, mask, vol.affine))
+    if not out:
+        raise InputError(f"{root}: no real masks match split={split!r}, levels={levels!r}")
+    return out
+
+
+def isotropic(mask: np.ndarray, affine: np.ndarray, spacing: float = 1.0, pad_mm: float = 6.0):
+    """Resample a mask onto an isotropic grid along the file's own axes (linear, threshold 0.5).
+
+    The new grid covers the old one plus ``pad_mm`` on every side. Returns ``(mask, affine)``.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    old = np.linalg.norm(affine[:3, :3], axis=0)
+    dirs = affine[:3, :3] / old
+    pad = int(np.ceil(pad_mm / spacing))
+    shape = tuple(int(v) for v in np.ceil(np.array(mask.shape) * old / spacing) + 2 * pad)
+    new = np.eye(4)
+    new[:3, :3] = dirs * spacing
+    # voxel centres: the first new voxel sits pad voxels before the old grid's outer edge
+    new[:3, 3] = affine[:3, 3] + dirs @ (-0.5 * old + (0.5 - pad) * spacing)
+    matrix = np.linalg.inv(affine) @ new
+    out = ndimage.affine_transform(np.asarray(mask, np.float32), matrix, output_shape=shape, order=1)
+    return (out >= 0.5).astype(np.uint8), new
+
+
+def anatomical_axes(affine: np.ndarray) -> tuple[int, int, int]:
+    """Array axes nearest to world inferior-superior, anterior-posterior and left-right."""
+    cols = np.abs(np.asarray(affine)[:3, :3] / np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
+    si, ap, lr = int(np.argmax(cols[2])), int(np.argmax(cols[1])), int(np.argmax(cols[0]))
+    if len({si, ap, lr}) != 3:  # oblique grid: assign greedily by the largest cosine
+        order, used = [None] * 3, set()
+        for world in np.argsort(-cols.max(1)):
+            axis = int(max((a for a in range(3) if a not in used), key=lambda a: cols[world, a]))
+            order[world] = axis
+            used.add(axis)
+        lr, ap, si = order
+    return si, ap, lr
+
+
+def slab_axis(affine: np.ndarray, plane: str) -> int:
+    """The array axis along which slabs of ``plane`` stack (sagittal: left-right, ...)."""
+    if plane not in PLANE_AXES:
+        raise InputError(f"plane must be one of {', '.join(PLANE_AXES)}; got {plane!r}")
+    return anatomical_axes(affine)[PLANE_AXES[plane]]
+
+
+def degrade(mask: np.ndarray, affine: np.ndarray, params: ThickSliceParams, rng: np.random.Generator) -> np.ndarray:
+    """Thick-slice simulation of a real mask on an isotropic grid (any orientation).
+
+    The simulator's plane names model-frame axes; here they follow the anatomy through the
+    affine. Returns the low-quality mask (uint8) on the same grid.
+    """
+    spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+    if not np.allclose(spacing, spacing[0], rtol=1e-3):
+        raise InputError(f"degrade needs an isotropic grid (got spacing {tuple(np.round(spacing, 4))} mm); "
+                         "resample with lsdebm.data.real.isotropic first")
+    order = anatomical_axes(affine)  # (S-I, A-P, L-R) -> the simulator's (Z, Y, X)
+    volume = np.transpose(np.asarray(mask), order)
+    lq = simulate_thick_slice(volume, float(spacing[0]), params, rng)
+    return np.ascontiguousarray(np.transpose(lq, np.argsort(order)))
+
+
+def with_plane(params: ThickSliceParams, plane: str) -> ThickSliceParams:
+    return replace(params, plane=plane)
