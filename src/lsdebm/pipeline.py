@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from lsdebm.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint
-from lsdebm.data.nifti import CropInfo, _resample, crop_label, paste_back
+from lsdebm.data.nifti import CropInfo, _resample, crop_label, paste_probabilities, replace_label
 from lsdebm.data.phantoms import LEVELS, make_vertebra
 from lsdebm.errors import CheckpointError, InputError
 from lsdebm.provenance import checkpoint_record, make_provenance
@@ -270,12 +270,13 @@ class ReconstructionResult:
     """A refined volume in the input grid, plus everything needed to inspect or reproduce it.
 
     Attributes:
-        mask: The input with every refined label replaced by its reconstruction.
+        mask: The input with every refined label replaced by its reconstruction (on the output grid).
         probabilities: Mean probability pasted back (max over labels), or None.
         labels: The refined label ids.
         crops: Model-grid inputs (N, *grid) and their :class:`CropInfo` in ``crop_infos``.
         refinement: Model-grid outputs (ReconNet masks, probabilities, trajectory, timing).
         provenance: The provenance record (see :mod:`lsdebm.provenance`).
+        affine: The affine of the grid ``mask`` lives on (the input's unless ``out_grid`` was given).
     """
 
     mask: np.ndarray
@@ -285,39 +286,57 @@ class ReconstructionResult:
     crop_infos: list[CropInfo]
     refinement: Refinement
     provenance: dict[str, Any] = field(default_factory=dict)
+    affine: np.ndarray | None = None
 
     @property
     def trajectory(self) -> Trajectory | None:
         return self.refinement.trajectory
 
 
+def resample_labels(data: np.ndarray, affine: np.ndarray, out_shape, out_affine) -> np.ndarray:
+    """A label map resampled (nearest neighbour) onto another grid; background outside."""
+    if tuple(out_shape) == tuple(np.shape(data)) and np.allclose(out_affine, affine):
+        return np.asarray(data)
+    return _resample(np.asarray(data), tuple(out_shape), out_affine, affine, order=0)
+
+
 def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, labels: Sequence[int] | None = None,
                        settings: RunSettings = RunSettings(), with_probabilities: bool = False, batch_size: int = 8,
                        record_every: int | None = None, on_event: Callable[[Any], None] | None = None,
-                       input_name: str | None = None) -> ReconstructionResult:
-    """Crop, refine and paste back every chosen label of a mask or label map (see module doc)."""
+                       input_name: str | None = None, out_grid: tuple | None = None) -> ReconstructionResult:
+    """Crop, refine and paste back every chosen label of a mask or label map (see module doc).
+
+    ``out_grid`` = ``(shape, affine)`` writes the result on another grid (an isotropic grid over
+    the input's field of view, another image's grid); labels that are not refined are carried
+    over by nearest neighbour. The refined probabilities are pasted with linear interpolation and
+    thresholded on the output grid itself, never as a coarse model-grid mask.
+    """
     data = np.asarray(data)
     chosen = structure_labels(data, labels)
+    out_shape, out_affine = (tuple(data.shape), np.asarray(affine, float)) if out_grid is None else \
+        (tuple(int(v) for v in out_grid[0]), np.asarray(out_grid[1], float))
     pairs = [crop_to_model(data, affine, label, models.grid, models.spacing) for label in chosen]
     crops = np.stack([c for c, _ in pairs])
     infos = [info for _, info in pairs]
     meta = {"input": input_name, "labels": chosen}
     ref = refine(models, crops, settings, batch_size, record_every, meta, on_event)
-    out = data
-    for crop_mask, info in zip(ref.masks, infos):
-        out = paste_back(crop_mask, info, base=out)
-    probs = None
-    if with_probabilities:
-        probs = np.zeros(data.shape, np.float32)
-        for p, info in zip(ref.probs, infos):
-            np.maximum(probs, _resample(p, info.source_shape, info.source_affine, info.crop_affine, 1), out=probs)
+    out = resample_labels(data, affine, out_shape, out_affine)
+    probs = np.zeros(out_shape, np.float32) if with_probabilities else None
+    for p, info in zip(ref.probs, infos):
+        pasted = paste_probabilities(p, info, out_shape, out_affine)
+        out = replace_label(out, pasted >= 0.5, info.label)
+        if probs is not None:
+            np.maximum(probs, pasted, out=probs)
     method = models.method.model if models.method is not None else None
     settings_used = effective_settings(method, settings) if method is not None else asdict(settings)
     prov = make_provenance(models.records(), settings.seed, settings_used, inputs=[input_name] if input_name else [],
                            extra={"method": models.method.kind if models.method else "reconnet",
                                   "reconnet": models.reconnet is not None, "labels": chosen,
+                                  "output_grid": {"shape": list(out_shape),
+                                                  "spacing_mm": [round(float(v), 6) for v in
+                                                                 np.linalg.norm(out_affine[:3, :3], axis=0)]},
                                   "device": str(models.device), "seconds": round(ref.seconds, 3)})
-    return ReconstructionResult(out, probs, chosen, crops, infos, ref, prov)
+    return ReconstructionResult(out, probs, chosen, crops, infos, ref, prov, out_affine)
 
 
 def dist_rank(env: dict | None = None) -> tuple[int, int]:

@@ -250,6 +250,44 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
     return crop, info
 
 
+def paste_probabilities(crop_result, info: CropInfo, out_shape=None, out_affine=None) -> np.ndarray:
+    """Resample a model-grid probability map (linear) onto a target grid, zero outside the crop.
+
+    The target is the cropped volume's own grid unless ``out_shape``/``out_affine`` name another
+    (an isotropic output grid, or another image's grid). Only the box the crop covers is computed.
+    """
+    crop_result = np.asarray(crop_result, dtype=np.float32)
+    if crop_result.ndim != 3:
+        raise InputError(f"can only paste back a 3D result, got shape {crop_result.shape}")
+    if not np.all(np.isfinite(crop_result)):
+        raise InputError("the result to paste back contains NaN or infinite values; expected probabilities in [0, 1]")
+    shape = tuple(info.source_shape if out_shape is None else out_shape)
+    target = np.asarray(info.source_affine if out_affine is None else out_affine, dtype=np.float64)
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in crop_result.shape], indexing="ij")).reshape(3, -1)
+    world = info.crop_affine[:3, :3] @ corners + info.crop_affine[:3, 3:4]
+    inv = np.linalg.inv(target)
+    src = inv[:3, :3] @ world + inv[:3, 3:4]
+    lo = np.clip(np.floor(src.min(1)).astype(int) - 1, 0, shape)
+    hi = np.clip(np.ceil(src.max(1)).astype(int) + 2, 0, shape)
+    out = np.zeros(shape, dtype=np.float32)
+    if np.all(hi > lo):
+        box_affine = target.copy()
+        box_affine[:3, 3] = target[:3, :3] @ lo + target[:3, 3]
+        out[tuple(slice(a, b) for a, b in zip(lo, hi))] = _resample(crop_result, hi - lo, box_affine,
+                                                                     info.crop_affine, order=1)
+    return out
+
+
+def replace_label(base, pasted: np.ndarray, label: int | None) -> np.ndarray:
+    """A copy of ``base`` where ``label`` (1 for a binary mask) is replaced by the ``pasted`` mask."""
+    out = np.array(base, copy=True)
+    value = 1 if label is None else label
+    if label is not None:
+        out[out == label] = 0
+    out[pasted] = value
+    return out
+
+
 def paste_back(crop_result, info: CropInfo, base=None) -> np.ndarray:
     """Resample a model-grid result back into the original grid.
 
@@ -262,30 +300,9 @@ def paste_back(crop_result, info: CropInfo, base=None) -> np.ndarray:
     Returns:
         An array with the original shape: the pasted mask, or the updated label map.
     """
-    crop_result = np.asarray(crop_result, dtype=np.float32)
-    if crop_result.ndim != 3:
-        raise InputError(f"can only paste back a 3D result, got shape {crop_result.shape}")
-    if not np.all(np.isfinite(crop_result)):
-        raise InputError("the result to paste back contains NaN or infinite values; expected probabilities in [0, 1]")
     if base is not None and np.shape(base) != tuple(info.source_shape):
         raise InputError(f"base volume has shape {np.shape(base)}; expected the cropped volume's {info.source_shape}")
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in crop_result.shape], indexing="ij")).reshape(3, -1)
-    world = info.crop_affine[:3, :3] @ corners + info.crop_affine[:3, 3:4]
-    inv = np.linalg.inv(info.source_affine)
-    src = inv[:3, :3] @ world + inv[:3, 3:4]
-    lo = np.clip(np.floor(src.min(1)).astype(int) - 1, 0, info.source_shape)
-    hi = np.clip(np.ceil(src.max(1)).astype(int) + 2, 0, info.source_shape)
-    pasted = np.zeros(info.source_shape, dtype=bool)
-    if np.all(hi > lo):
-        box_affine = info.source_affine.copy()
-        box_affine[:3, 3] = info.source_affine[:3, :3] @ lo + info.source_affine[:3, 3]
-        values = _resample(crop_result, hi - lo, box_affine, info.crop_affine, order=1)
-        pasted[tuple(slice(a, b) for a, b in zip(lo, hi))] = values >= 0.5
+    pasted = paste_probabilities(crop_result, info) >= 0.5
     if base is None:
         return pasted.astype(np.uint8)
-    out = np.array(base, copy=True)
-    value = 1 if info.label is None else info.label
-    if info.label is not None:
-        out[out == info.label] = 0
-    out[pasted] = value
-    return out
+    return replace_label(base, pasted, info.label)
