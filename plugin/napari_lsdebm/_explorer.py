@@ -169,7 +169,8 @@ class ExplorerWidget(QWidget):
                 c.model.to(device)
         m = ckpt.config.model
         affine = layer_affine({"metadata": dict(source.metadata), "scale": source.scale, "translate": source.translate})
-        x, crop = prepare_input(np.asarray(source.data), affine, m.grid, m.spacing, self.label_spin.value() or None)
+        x, crop = prepare_input(np.asarray(source.data), affine, m.grid, m.spacing, self.label_spin.value() or None,
+                                 model_cfg=m)
         settings, every = self.run_panel.settings(), self.run_panel.every.value()
         meta = run_metadata(ckpt, settings, stage1, every, input_name=source.name,
                             affine=(crop.crop_affine if crop else affine).tolist())

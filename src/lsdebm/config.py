@@ -63,6 +63,12 @@ class ModelConfig:
         time_embedding: ``sinusoidal`` (ours), ``raw`` (authors: integer t appended) or ``none``.
         time_embed_dim: size of the sinusoidal embedding.
         shared_head: reproduce the authors' shared mean/log-variance Linear (reference only).
+        frame: how a structure is put into the model grid: ``world`` (scanner axes, the
+            structure's centroid placed like the training phantoms') or ``pose`` (its own
+            anatomical frame, :mod:`lsdebm.data.pose`). Training and inference must agree, so
+            it is stored with the weights.
+        centroid_offset_mm: where the centroid sits relative to the grid centre (superior,
+            posterior, right mm); empty = the mean of the phantoms (older checkpoints).
     """
 
     spatial_dims: int = 3
@@ -75,9 +81,14 @@ class ModelConfig:
     time_embedding: str = "sinusoidal"
     time_embed_dim: int = 32
     shared_head: bool = False
+    frame: str = "world"
+    centroid_offset_mm: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         _choice("spatial_dims", self.spatial_dims, (2, 3))
+        _choice("frame", self.frame, ("world", "pose"))
+        if len(self.centroid_offset_mm) not in (0, 3):
+            raise ConfigError(f"centroid_offset_mm={self.centroid_offset_mm!r} must be empty or 3 numbers (mm)")
         _choice("time_embedding", self.time_embedding, TIME_EMBEDDINGS)
         _positive("spacing", self.spacing)
         for name in ("latent_dim", "energy_hidden", "energy_layers", "time_embed_dim"):
@@ -301,8 +312,8 @@ class Config:
                 unknown = set(value) - known
                 if unknown:
                     raise ConfigError(f"unknown {key} option(s) {sorted(unknown)}")
-                if key == "model" and "channels" in value:
-                    value = {**value, "channels": tuple(value["channels"])}
+                if key == "model":
+                    value = {**value, **{k: tuple(value[k]) for k in ("channels", "centroid_offset_mm") if k in value}}
                 kwargs[key] = section_cls(**value)
             elif key in ("preset", "reference_compat"):
                 kwargs[key] = value
@@ -326,7 +337,7 @@ def _paper_model(**kw: Any) -> ModelConfig:
 
 
 PRESETS: dict[str, Config] = {
-    "default": Config(preset="default", loss=LossConfig(dice_weight=1.0),
+    "default": Config(preset="default", model=ModelConfig(frame="pose"), loss=LossConfig(dice_weight=1.0),
                       train=TrainConfig(lr_schedule="cosine")),
     "paper": Config(
         preset="paper", model=_paper_model(),

@@ -197,6 +197,7 @@ def evaluate(pairs: Sequence, models: dict[str, LoadedCheckpoint], rows: Sequenc
     first = next(iter(models.values())) if models else None
     grid = first.config.model.grid if first else pairs[0].hq.shape[0]
     spacing = first.config.model.spacing if first else 1.0
+    model_cfg = first.config.model if first else None
     generators = {r.key: make_generator(settings.seed, _device(models)) for r in rows if r.method}
     cases: list[dict[str, Any]] = []
     seconds: dict[str, list[float]] = {}
@@ -207,7 +208,7 @@ def evaluate(pairs: Sequence, models: dict[str, LoadedCheckpoint], rows: Sequenc
             if _in_model_frame(pair, grid, spacing):
                 inputs.append(pair.lq), infos.append(None)
             else:
-                crop, info = crop_to_model(pair.lq, pair.affine, None, grid, spacing)
+                crop, info = crop_to_model(pair.lq, pair.affine, None, grid, spacing, model_cfg)
                 inputs.append(crop), infos.append(info)
         preds, secs = predict_batch(models, rows, np.stack(inputs), settings, generators)
         for key, sec in secs.items():
@@ -233,8 +234,9 @@ def evaluate(pairs: Sequence, models: dict[str, LoadedCheckpoint], rows: Sequenc
 def measure_single(models, rows, pairs, settings: RunSettings, grid: int, spacing: float) -> dict[str, list[float]]:
     """Per-sample latency with batch size 1 (after one warm-up call), like the paper's Table 3."""
     out: dict[str, list[float]] = {}
-    inputs = [p.lq if _in_model_frame(p, grid, spacing) else crop_to_model(p.lq, p.affine, None, grid, spacing)[0]
-              for p in pairs]
+    model_cfg = next(iter(models.values())).config.model if models else None
+    inputs = [p.lq if _in_model_frame(p, grid, spacing) else
+              crop_to_model(p.lq, p.affine, None, grid, spacing, model_cfg)[0] for p in pairs]
     if not inputs:
         return out
     gens = {r.key: make_generator(settings.seed, _device(models)) for r in rows if r.method}

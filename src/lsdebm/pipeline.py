@@ -26,6 +26,7 @@ import torch
 from lsdebm.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint
 from lsdebm.data.nifti import CropInfo, _resample, crop_label, paste_probabilities, replace_label
 from lsdebm.data.phantoms import LEVELS, make_vertebra
+from lsdebm.data.pose import WORLD_AXES
 from lsdebm.errors import CheckpointError, InputError
 from lsdebm.provenance import checkpoint_record, make_provenance
 from lsdebm.sampling import RunSettings, Trajectory, TrajectoryRecorder, make_generator, run, run_events
@@ -239,9 +240,28 @@ def model_offset_mm(grid: int, spacing: float) -> tuple[float, float, float]:
     return tuple(float(v) for v in np.mean(centroids, axis=0))
 
 
-def crop_to_model(data: np.ndarray, affine: np.ndarray, label: int | None, grid: int, spacing: float):
-    """:func:`crop_label` into the model frame with the centroid where training put it."""
-    return crop_label(data, affine, label, grid, spacing, offset_mm=model_offset_mm(grid, float(spacing)))
+def centroid_offset_world(model_cfg=None, grid: int = 64, spacing: float = 2.0) -> tuple[float, float, float]:
+    """Where a structure's centroid goes relative to the grid centre, as a world (RAS) vector in mm.
+
+    A checkpoint that stores ``model.centroid_offset_mm`` (superior, posterior, right) uses it;
+    older ones use the phantoms' mean (:func:`model_offset_mm`).
+    """
+    stored = tuple(getattr(model_cfg, "centroid_offset_mm", ()) or ())
+    if stored:
+        return tuple(float(v) for v in WORLD_AXES @ np.asarray(stored, dtype=np.float64))
+    return model_offset_mm(grid, float(spacing))
+
+
+def crop_to_model(data: np.ndarray, affine: np.ndarray, label: int | None, grid: int, spacing: float,
+                  model_cfg=None):
+    """:func:`crop_label` into the model frame the way the checkpoint was trained.
+
+    ``model_cfg`` (a :class:`lsdebm.config.ModelConfig`) gives the frame (``world`` or ``pose``)
+    and the centroid offset; without it: scanner axes and the phantoms' centroid offset.
+    """
+    frame = getattr(model_cfg, "frame", "world") if model_cfg is not None else "world"
+    return crop_label(data, affine, label, grid, spacing, offset_mm=centroid_offset_world(model_cfg, grid, spacing),
+                      frame=frame)
 
 
 def structure_labels(data: np.ndarray, labels: Sequence[int] | None = None) -> list[int]:
@@ -315,7 +335,8 @@ def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, lab
     chosen = structure_labels(data, labels)
     out_shape, out_affine = (tuple(data.shape), np.asarray(affine, float)) if out_grid is None else \
         (tuple(int(v) for v in out_grid[0]), np.asarray(out_grid[1], float))
-    pairs = [crop_to_model(data, affine, label, models.grid, models.spacing) for label in chosen]
+    cfg = models._any().config.model
+    pairs = [crop_to_model(data, affine, label, models.grid, models.spacing, cfg) for label in chosen]
     crops = np.stack([c for c, _ in pairs])
     infos = [info for _, info in pairs]
     meta = {"input": input_name, "labels": chosen}

@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from lsdebm.data.phantoms import grid_affine
+from lsdebm.data.pose import WORLD_AXES, frame_affine, pose_for
 from lsdebm.data.validate import (check_affine, check_compression, foreground, one_line, squeeze_shape,
                                   voxel_itemsize)
 from lsdebm.errors import InputError, InputWarning
@@ -173,6 +173,9 @@ class CropInfo:
         crop_affine: Affine of the crop (model frame, centred on the centroid).
         label: Label id that was cropped (None: any nonzero voxel).
         centroid_mm: Centroid of the cropped component in world mm.
+        frame: ``world`` (scanner axes) or ``pose`` (the structure's own frame, see
+            :mod:`lsdebm.data.pose`).
+        tilt_deg: Rotation of the crop frame away from the scanner axes.
     """
 
     source_shape: tuple
@@ -180,6 +183,8 @@ class CropInfo:
     crop_affine: np.ndarray
     label: int | None
     centroid_mm: tuple
+    frame: str = "world"
+    tilt_deg: float = 0.0
 
 
 def _resample(data: np.ndarray, out_shape, out_affine, in_affine, order: int) -> np.ndarray:
@@ -190,7 +195,8 @@ def _resample(data: np.ndarray, out_shape, out_affine, in_affine, order: int) ->
     )
 
 
-def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: float = 2.0, offset_mm=None):
+def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: float = 2.0, offset_mm=None,
+               frame: str = "world"):
     """Crop one structure around its centroid and resample it to the model grid.
 
     A structure touching the volume border, or extending past the model's field of view
@@ -205,7 +211,11 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
         spacing: Model spacing in mm.
         offset_mm: World (RAS, mm) vector from the crop centre to where the centroid should land,
             e.g. where the training phantoms have theirs (:func:`lsdebm.pipeline.model_offset_mm`);
-            None puts the centroid at the crop centre.
+            None puts the centroid at the crop centre. With ``frame='pose'`` the same vector is
+            taken along the structure's own axes.
+        frame: ``world`` crops along the scanner axes; ``pose`` along the structure's anatomical
+            frame (:func:`lsdebm.data.pose.estimate_pose`), so a tilted vertebra reaches the model
+            upright; :func:`paste_back` undoes either through the crop affine.
 
     Returns:
         ``(crop, info)``: a uint8 {0, 1} array of shape (grid,)*3 in the model frame and
@@ -226,10 +236,10 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
     binary = foreground(data, label)
     where = f"label {label}" if label is not None else "the structure"
     voxels = np.argwhere(binary)
-    centroid_vox = voxels.mean(0)
-    centroid_mm = affine[:3, :3] @ centroid_vox + affine[:3, 3]
-    center = centroid_mm if offset_mm is None else centroid_mm - np.asarray(offset_mm, dtype=np.float64)
-    crop_affine = grid_affine(grid, spacing, center)
+    pose = pose_for(frame, binary, affine)
+    centroid_mm = pose.centroid_mm
+    offset = np.zeros(3) if offset_mm is None else WORLD_AXES.T @ np.asarray(offset_mm, dtype=np.float64)
+    crop_affine = frame_affine(pose, grid, spacing, offset)
     touching = [axis for axis in range(3) if voxels[:, axis].min() == 0
                 or voxels[:, axis].max() == data.shape[axis] - 1]
     if touching:
@@ -246,7 +256,8 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
     if not crop.any():
         raise InputError(f"{where} ({len(voxels)} voxels of {tuple(round(v, 4) for v in affine_spacing(affine))}"
                          f" mm) is smaller than one {spacing:g} mm model voxel; check the file's spacing (units?)")
-    info = CropInfo(tuple(data.shape), affine, crop_affine, label, tuple(float(v) for v in centroid_mm))
+    info = CropInfo(tuple(data.shape), affine, crop_affine, label, tuple(float(v) for v in centroid_mm), pose.method,
+                    round(pose.tilt_deg(), 2))
     return crop, info
 
 

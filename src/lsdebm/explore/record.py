@@ -78,7 +78,8 @@ def count_events(model, settings: RunSettings) -> int:
     return 2 if model.kind == "vae" else 1
 
 
-def prepare_input(data, affine, grid: int, spacing: float, label: int | None = None) -> tuple[np.ndarray, CropInfo | None]:
+def prepare_input(data, affine, grid: int, spacing: float, label: int | None = None,
+                  model_cfg=None) -> tuple[np.ndarray, CropInfo | None]:
     """A {0, 1} uint8 volume on the model grid, and how it was cropped (None: used as is).
 
     A volume already at the model grid and spacing is only binarised (``label`` or nonzero;
@@ -94,7 +95,7 @@ def prepare_input(data, affine, grid: int, spacing: float, label: int | None = N
         data = (data >= 0.5).astype(np.uint8)
     at_grid = data.shape == (grid,) * 3 and np.allclose(affine_spacing(affine), spacing, rtol=1e-3)
     if not at_grid:
-        return crop_to_model(data, affine, label, grid, spacing)  # centroid where training phantoms have it
+        return crop_to_model(data, affine, label, grid, spacing, model_cfg)  # the checkpoint's frame
     binary = data != 0 if label is None else data == label
     if not binary.any():
         raise InputError(f"the input has no voxels {'!= 0' if label is None else f'with label {label}'}")

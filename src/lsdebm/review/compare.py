@@ -160,7 +160,7 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
     spacing = affine_spacing(affine)
     grid, model_spacing = _model_frame(models)
     settings = replace(settings, repeats=1)
-    crop, info = to_model_grid(x, affine, grid, model_spacing)
+    crop, info = to_model_grid(x, affine, grid, model_spacing, next(iter(models.values())).config.model)
 
     def finish(key: str, mask: np.ndarray, probs, seconds: float, records: list, s: RunSettings | None):
         metrics = compute_metrics(mask, reference, spacing, reference_compat) if reference is not None else None

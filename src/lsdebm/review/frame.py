@@ -13,12 +13,12 @@ from lsdebm.data.nifti import CropInfo, _resample, paste_back
 from lsdebm.pipeline import crop_to_model
 
 
-def to_model_grid(x, affine, grid: int, spacing: float) -> tuple[np.ndarray, CropInfo | None]:
+def to_model_grid(x, affine, grid: int, spacing: float, model_cfg=None) -> tuple[np.ndarray, CropInfo | None]:
     """``(crop, info)``: the uint8 mask on the model grid and how to go back (None: already on it)."""
     x = np.asarray(x)
     if x.shape == (grid,) * x.ndim:
         return (x != 0).astype(np.uint8), None
-    return crop_to_model(x, affine, None, grid, spacing)  # centroid where training phantoms have it
+    return crop_to_model(x, affine, None, grid, spacing, model_cfg)  # the checkpoint's frame
 
 
 def mask_to_input(mask, info: CropInfo | None) -> np.ndarray:

@@ -97,7 +97,7 @@ def input_grid_uncertainty(model: torch.nn.Module, x, affine, n: int, settings: 
     ``kwargs`` (chunk, progress, should_stop) go to :func:`repeated_runs`.
     """
     m = model.cfg.model
-    crop, info = to_model_grid(x, affine, m.grid, m.spacing)
+    crop, info = to_model_grid(x, affine, m.grid, m.spacing, m)
     u = repeated_runs(model, torch.as_tensor(crop, dtype=torch.float32), n, settings, stage1, **kwargs)
     return Uncertainty(volume_to_input(u.mean, info), volume_to_input(u.variance, info),
                        volume_to_input(u.mask_variance, info), u.n)
