@@ -11,9 +11,17 @@ processes. Nominal sizes per level follow published lumbar morphometry (rounded)
 * Zhou S. H. et al. (2000). Geometrical dimensions of the lumbar vertebrae - analysis of
   data from digitised CT images. European Spine Journal 9(3):242-248.
 
-Endplate width grows from ~40 mm (L1) to ~50 mm (L5), depth ~33-37 mm, body height
-~25-27 mm, pedicle width ~8 -> ~16 mm, pedicle height ~15 mm, canal ~22-27 mm wide and
-~17 mm deep, transverse span ~70-90 mm, spinous process ~30 mm long and 7-9 mm thick.
+The proportions start from these papers; the sizes are calibrated against the shipped real
+masks (:mod:`lsdebm.realdata`, train split, 3 CT vertebrae per level; see
+:mod:`lsdebm.data.anatomy` and ``docs/anatomy.md``): per level, the mean phantom volume
+(seeds 0..9, 128³ at 1 mm) is within 10 % of the real mean and the mean world extents
+(left-right, antero-posterior, supero-inferior) within 5 mm. Segmentation masks include the
+cortical shell and the full articular processes, so they are fuller than the dry-bone
+averages of the papers: body width ~44 mm (L1) -> ~54 mm (L5), depth ~35-39 mm, height
+~27-29.5 mm, pedicle width ~10 -> ~19 mm, pedicle height ~15-16.5 mm, canal ~22-27 mm wide
+and ~17 mm deep, transverse span ~77-94 mm (longest at L3), laminae 7.5-9 mm thick,
+spinous process ~22-31 mm long and 8.5-10.5 mm thick, articular processes ~11-12.5 mm thick
+reaching ~14-16.5 mm beyond the endplates.
 
 Coordinates: array axes are (Z, Y, X) = (cranio-caudal, antero-posterior, left-right).
 Physical ``z`` grows superiorly, ``y`` grows posteriorly (the body is at negative ``y``),
@@ -33,25 +41,26 @@ from lsdebm.limits import array_bytes, check_memory
 PART_LABELS = {1: "body", 2: "pedicles", 3: "laminae", 4: "spinous", 5: "transverse", 6: "articular"}
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
 
-# Nominal dimensions in mm per level (L1..L5), rounded from Panjabi 1992 / Zhou 2000.
+# Nominal dimensions in mm per level (L1..L5): proportions from Panjabi 1992 / Zhou 2000, sizes
+# calibrated against the shipped real masks, train split (tests/test_phantom_calibration.py).
 MORPHOMETRY = {
-    "body_width": (40.0, 42.0, 45.0, 48.0, 50.0),
-    "body_depth": (33.0, 34.0, 35.0, 36.0, 37.0),
-    "body_height": (25.0, 26.0, 27.0, 27.0, 26.0),
-    "pedicle_width": (8.0, 9.0, 10.5, 12.5, 16.0),
-    "pedicle_height": (15.5, 15.0, 15.0, 14.5, 14.0),
+    "body_width": (44.0, 46.0, 50.5, 53.0, 54.0),
+    "body_depth": (35.0, 36.5, 38.0, 39.0, 38.5),
+    "body_height": (28.5, 29.5, 29.0, 27.0, 28.5),
+    "pedicle_width": (10.0, 11.0, 14.0, 16.0, 19.0),
+    "pedicle_height": (16.5, 16.0, 16.0, 15.5, 15.0),
     "canal_width": (22.0, 23.0, 24.0, 25.0, 27.0),
     "canal_depth": (17.0, 17.0, 17.0, 17.0, 18.0),
-    "transverse_span": (70.0, 76.0, 84.0, 86.0, 90.0),
-    "transverse_thickness": (6.0, 6.5, 7.0, 7.5, 8.0),
-    "transverse_height": (10.0, 11.0, 12.0, 12.0, 13.0),
-    "lamina_thickness": (5.5, 6.0, 6.0, 6.5, 7.0),
-    "lamina_height": (20.0, 21.0, 21.0, 20.0, 19.0),
-    "spinous_length": (30.0, 31.0, 31.0, 30.0, 27.0),
-    "spinous_thickness": (7.0, 7.5, 8.0, 8.5, 9.0),
-    "spinous_height": (22.0, 24.0, 25.0, 24.0, 21.0),
-    "articular_length": (11.0, 11.0, 11.0, 11.0, 11.0),
-    "articular_thickness": (8.0, 8.0, 8.5, 9.0, 9.5),
+    "transverse_span": (77.0, 84.0, 93.0, 84.0, 94.0),
+    "transverse_thickness": (7.0, 7.5, 8.0, 8.5, 9.0),
+    "transverse_height": (12.0, 13.0, 14.0, 14.0, 15.0),
+    "lamina_thickness": (7.5, 8.0, 8.0, 8.5, 9.0),
+    "lamina_height": (25.0, 26.0, 26.0, 25.0, 24.0),
+    "spinous_length": (25.0, 28.0, 31.0, 31.0, 22.0),
+    "spinous_thickness": (8.5, 9.0, 9.5, 10.0, 10.5),
+    "spinous_height": (24.0, 26.0, 27.0, 26.0, 23.0),
+    "articular_length": (16.0, 16.0, 14.0, 13.5, 16.5),
+    "articular_thickness": (11.0, 11.0, 11.5, 12.0, 12.5),
 }
 
 
