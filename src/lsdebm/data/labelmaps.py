@@ -1,0 +1,340 @@
+"""Which structures of a label map to refine: label conventions, vertebra tables and size checks.
+
+A user's file is often a whole-spine or whole-body label map rather than one vertebra. This
+module decides which labels are vertebrae worth refining and says why the others are skipped:
+
+* :func:`recognise_table` guesses the labelling convention (VerSe, TotalSegmentator, a binary
+  mask or unknown) from the label ids alone;
+* :func:`select_structures` keeps the vertebrae of a recognised table (or the labels named by
+  the user) and skips, with a reason, every structure whose physical size is far from a
+  vertebra's (measured through the affine, so the voxel size never fools it);
+* :func:`describe` turns a :class:`Selection` into one-line log messages.
+
+Label tables (plain dicts id -> level or class name):
+
+* VerSe (Sekuboyina et al. 2021, Löffler et al. 2020; https://github.com/anjany/verse README):
+  1-7 C1-C7, 8-19 T1-T12, 20-25 L1-L6, 26 sacrum, 27 coccyx ("cocygis"; both not labelled in
+  the released data), 28 T13.
+* TotalSegmentator v2 task ``total`` (Wasserthal et al. 2023;
+  https://github.com/wasserth/TotalSegmentator, ``totalsegmentator/map_to_binary.py``,
+  ``class_map["total"]``): 117 classes, 25 sacrum, 26 vertebrae_S1, 27-31 L5-L1, 32-43 T12-T1,
+  44-50 C7-C1.
+* TotalSegmentator v1 (same file, ``class_map["total_v1"]``): 104 classes, 18-22 L5-L1,
+  23-34 T12-T1, 35-41 C7-C1, 92 sacrum. Its ids overlap v2's, so it is never guessed; pass
+  ``table="totalsegmentator_v1"``.
+
+Only free vertebrae (C1-C7, T1-T13, L1-L6) count as vertebrae; the sacrum, TotalSegmentator's
+``vertebrae_S1`` (a sacral segment), the coccyx, ribs and organs do not.
+
+The module is Qt-free and torch-free.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from lsdebm.errors import InputError
+
+VERSE: dict[int, str] = {
+    **{i: f"C{i}" for i in range(1, 8)},
+    **{i: f"T{i - 7}" for i in range(8, 20)},
+    **{i: f"L{i - 19}" for i in range(20, 26)},
+    26: "sacrum",
+    27: "coccyx",
+    28: "T13",
+}
+
+_TS_V2_OTHERS = (
+    "spleen kidney_right kidney_left gallbladder liver stomach pancreas adrenal_gland_right "
+    "adrenal_gland_left lung_upper_lobe_left lung_lower_lobe_left lung_upper_lobe_right "
+    "lung_middle_lobe_right lung_lower_lobe_right esophagus trachea thyroid_gland small_bowel "
+    "duodenum colon urinary_bladder prostate kidney_cyst_left kidney_cyst_right sacrum"
+).split()
+_TS_V2_TAIL = (
+    "heart aorta pulmonary_vein brachiocephalic_trunk subclavian_artery_right subclavian_artery_left "
+    "common_carotid_artery_right common_carotid_artery_left brachiocephalic_vein_left "
+    "brachiocephalic_vein_right atrial_appendage_left superior_vena_cava inferior_vena_cava "
+    "portal_vein_and_splenic_vein iliac_artery_left iliac_artery_right iliac_vena_left iliac_vena_right "
+    "humerus_left humerus_right scapula_left scapula_right clavicula_left clavicula_right femur_left "
+    "femur_right hip_left hip_right spinal_cord gluteus_maximus_left gluteus_maximus_right "
+    "gluteus_medius_left gluteus_medius_right gluteus_minimus_left gluteus_minimus_right "
+    "autochthon_left autochthon_right iliopsoas_left iliopsoas_right brain skull"
+).split()
+_SPINE_UP = ["S1", *(f"L{i}" for i in range(5, 0, -1)), *(f"T{i}" for i in range(12, 0, -1)),
+             *(f"C{i}" for i in range(7, 0, -1))]  # caudal to cranial, as TotalSegmentator numbers them
+
+TOTALSEGMENTATOR: dict[int, str] = {
+    **{i + 1: name for i, name in enumerate(_TS_V2_OTHERS)},  # 1-25
+    **{26 + i: level for i, level in enumerate(_SPINE_UP)},  # 26 S1, 27 L5 ... 50 C1
+    **{51 + i: name for i, name in enumerate(_TS_V2_TAIL)},  # 51-91
+    **{92 + i: f"rib_left_{i + 1}" for i in range(12)},
+    **{104 + i: f"rib_right_{i + 1}" for i in range(12)},
+    116: "sternum",
+    117: "costal_cartilages",
+}
+
+_TS_V1_HEAD = (
+    "spleen kidney_right kidney_left gallbladder liver stomach aorta inferior_vena_cava "
+    "portal_vein_and_splenic_vein pancreas adrenal_gland_right adrenal_gland_left lung_upper_lobe_left "
+    "lung_lower_lobe_left lung_upper_lobe_right lung_middle_lobe_right lung_lower_lobe_right"
+).split()
+_TS_V1_TAIL = (
+    "esophagus trachea heart_myocardium heart_atrium_left heart_ventricle_left heart_atrium_right "
+    "heart_ventricle_right pulmonary_artery brain iliac_artery_left iliac_artery_right iliac_vena_left "
+    "iliac_vena_right small_bowel duodenum colon"
+).split()
+_TS_V1_BONES = (
+    "humerus_left humerus_right scapula_left scapula_right clavicula_left clavicula_right femur_left "
+    "femur_right hip_left hip_right sacrum face gluteus_maximus_left gluteus_maximus_right "
+    "gluteus_medius_left gluteus_medius_right gluteus_minimus_left gluteus_minimus_right "
+    "autochthon_left autochthon_right iliopsoas_left iliopsoas_right urinary_bladder"
+).split()
+
+TOTALSEGMENTATOR_V1: dict[int, str] = {
+    **{i + 1: name for i, name in enumerate(_TS_V1_HEAD)},  # 1-17
+    **{18 + i: level for i, level in enumerate(_SPINE_UP[1:])},  # 18 L5 ... 41 C1
+    **{42 + i: name for i, name in enumerate(_TS_V1_TAIL)},  # 42-57
+    **{58 + i: f"rib_left_{i + 1}" for i in range(12)},
+    **{70 + i: f"rib_right_{i + 1}" for i in range(12)},
+    **{82 + i: name for i, name in enumerate(_TS_V1_BONES)},  # 82-104
+}
+
+TABLES: dict[str, dict[int, str]] = {
+    "verse": VERSE,
+    "totalsegmentator": TOTALSEGMENTATOR,
+    "totalsegmentator_v1": TOTALSEGMENTATOR_V1,
+}
+TABLE_NAMES = {"verse": "VerSe", "totalsegmentator": "TotalSegmentator",
+               "totalsegmentator_v1": "TotalSegmentator v1", "binary": "binary mask"}
+
+VERTEBRA_LEVEL = re.compile(r"^(C[1-7]|T1[0-3]|T[1-9]|L[1-6])$")
+VOLUME_CM3 = (3.0, 200.0)
+EXTENT_MM = (15.0, 150.0)
+# VerSe vertebrae from cranial to caudal; T13 (28) and L6 (25) are optional in a contiguous run
+_VERSE_ORDER = [*range(1, 20), 28, *range(20, 26)]
+_VERSE_OPTIONAL = {25, 28}
+NOT_NAMED = "not named with --label"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The structures of a label map to refine, and why the others are left alone.
+
+    Attributes:
+        labels: Label ids to refine, ascending (or in the order the user named them).
+        levels: Level or class name of every present id in the recognised table (None if unknown).
+        skipped: ``(id, reason)`` for every present label that is not refined.
+        table: The recognised convention (``verse``, ``totalsegmentator``, ``totalsegmentator_v1``,
+            ``binary``) or None.
+    """
+
+    labels: list[int]
+    levels: dict[int, str | None]
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    table: str | None = None
+
+
+def is_vertebra(name: str | None) -> bool:
+    """Whether a table entry names a free vertebra (C1-C7, T1-T13, L1-L6)."""
+    return bool(name) and VERTEBRA_LEVEL.match(name) is not None
+
+
+def _verse_contiguous(ids: set[int]) -> bool:
+    positions = [_VERSE_ORDER.index(i) for i in ids if i in _VERSE_ORDER]
+    if not positions:
+        return False
+    span = _VERSE_ORDER[min(positions): max(positions) + 1]
+    return all(i in ids or i in _VERSE_OPTIONAL for i in span)
+
+
+def recognise_table(label_ids) -> str | None:
+    """Guess the labelling convention of a map from its nonzero label ids.
+
+    Rule (first match wins):
+
+    1. ``{1}`` alone is ``'binary'`` (a plain mask, never VerSe's C1).
+    2. ``'totalsegmentator'`` (v2) when every id is a v2 class (1-117) and one of them cannot be
+       VerSe: an id above 28, or 27 (TotalSegmentator's L5; VerSe's coccyx is never labelled).
+    3. ``'verse'`` when every id is a VerSe label (1-28) and the vertebrae among them form one
+       contiguous run of the spine (C1 ... T12, [T13], L1 ... L5, [L6]), as a scan's field of
+       view does; the sacrum (26) may accompany them.
+    4. Otherwise None (unknown; no names are guessed). TotalSegmentator v1 is never guessed.
+
+    Args:
+        label_ids: The nonzero label ids present in the map.
+    """
+    ids = {int(v) for v in label_ids if int(v) != 0}
+    if not ids:
+        return None
+    if ids == {1}:
+        return "binary"
+    if ids <= set(TOTALSEGMENTATOR) and (max(ids) > 28 or 27 in ids):
+        return "totalsegmentator"
+    if ids <= set(VERSE) and 27 not in ids and _verse_contiguous(ids):
+        return "verse"
+    return None
+
+
+def present_labels(data: np.ndarray) -> list[int]:
+    """The nonzero label ids of a volume, with the pipeline's one-line errors.
+
+    Raises:
+        InputError: If the volume is empty or holds non-integer values (same wording as
+            :func:`lsdebm.pipeline.structure_labels`).
+    """
+    data = np.asarray(data)
+    if data.dtype.kind in "biu" and data.size and data.min() >= 0 and data.max() < 2**24:
+        values = np.flatnonzero(np.bincount(data.ravel().astype(np.intp, copy=False))[1:]) + 1
+    else:
+        values = np.unique(data[data != 0])
+    if values.size == 0:
+        raise InputError("the volume has no foreground voxels (expected a binary mask or a label map)")
+    if data.dtype.kind == "f" and not np.all(values == np.round(values)):
+        raise InputError(f"the volume holds non-integer values such as {values[values != np.round(values)][0]:g}; "
+                         "expected a binary mask or an integer label map")
+    return [int(v) for v in values]
+
+
+def _compact(data: np.ndarray, ids: list[int]) -> np.ndarray:
+    """An int32 image where label ``ids[k]`` reads ``k + 1`` (for bincount/find_objects)."""
+    data = np.asarray(data)
+    if data.dtype.kind in "iu" and ids[0] > 0 and ids[-1] == len(ids):
+        return data  # already 1..n
+    out = np.zeros(data.shape, np.int32)
+    fg = data != 0
+    out[fg] = np.searchsorted(np.asarray(ids, dtype=np.float64), data[fg].astype(np.float64)) + 1
+    return out
+
+
+def measure(data: np.ndarray, affine: np.ndarray, ids: list[int]) -> dict[int, tuple[float, float]]:
+    """Physical size of each label: ``{id: (volume in cm3, largest bounding-box extent in mm)}``.
+
+    The voxel volume is ``|det(affine[:3, :3])|`` and each array axis spans its column norm, so
+    the measure holds for any spacing or orientation (extents of oblique grids are along the
+    array axes).
+    """
+    ids = sorted(ids)
+    affine = np.asarray(affine, dtype=np.float64)
+    voxel_cm3 = abs(np.linalg.det(affine[:3, :3])) / 1000.0
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    compact = _compact(data, ids)
+    if compact.dtype.kind == "u" and compact.dtype.itemsize >= 8:
+        compact = compact.astype(np.int64)
+    counts = np.bincount(np.asarray(compact).ravel(), minlength=len(ids) + 1)
+    boxes = ndimage.find_objects(compact, max_label=len(ids))
+    sizes = {}
+    for k, label in enumerate(ids):
+        box = boxes[k]
+        extent = max((s.stop - s.start) * d for s, d in zip(box, spacing)) if box else 0.0
+        sizes[label] = (float(counts[k + 1] * voxel_cm3), float(extent))
+    return sizes
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.2f}" if value < 10 else f"{value:.0f}"
+
+
+def size_reason(volume_cm3: float, extent_mm: float) -> str | None:
+    """Why a structure of this size is not a vertebra, or None when it could be one."""
+    lo, hi = VOLUME_CM3
+    if not lo <= volume_cm3 <= hi:
+        return f"{_fmt(volume_cm3)} cm3, far from a vertebra ({lo:g}-{hi:g} cm3)"
+    lo, hi = EXTENT_MM
+    if not lo <= extent_mm <= hi:
+        return f"largest extent {_fmt(extent_mm)} mm, far from a vertebra ({lo:g}-{hi:g} mm)"
+    return None
+
+
+def _resolve_table(ids: list[int], table: str | None) -> str | None:
+    if table is None:
+        return recognise_table(ids)
+    if table == "none":
+        return None
+    if table not in TABLES and table != "binary":
+        raise InputError(f"unknown label table {table!r}; choose one of {', '.join([*TABLES, 'binary', 'none'])}")
+    return table
+
+
+def _explicit(present: list[int], labels, levels: dict, table: str | None) -> Selection:
+    missing = [int(v) for v in labels if int(v) not in present]
+    if missing:
+        raise InputError(f"label {missing[0]} not found in the volume; labels present: {present[:20]}")
+    chosen = list(dict.fromkeys(int(v) for v in labels))
+    skipped = [(i, NOT_NAMED) for i in present if i not in chosen]
+    return Selection(chosen, levels, skipped, table)
+
+
+def _nothing_left(skipped: list[tuple[int, str]], table: str | None) -> InputError:
+    by_size = sum("far from a vertebra" in r for _, r in skipped)
+    parts = [f"{by_size} far from a vertebra's size ({VOLUME_CM3[0]:g}-{VOLUME_CM3[1]:g} cm3, "
+             f"{EXTENT_MM[0]:g}-{EXTENT_MM[1]:g} mm)"] if by_size else []
+    if len(skipped) - by_size:
+        parts.append(f"{len(skipped) - by_size} not vertebrae in the {TABLE_NAMES.get(table, table)} table")
+    return InputError(f"no vertebra to refine among {len(skipped)} labels ({'; '.join(parts)}); "
+                      f"name the labels to refine with --label, e.g. --label {skipped[0][0]}")
+
+
+def select_structures(data: np.ndarray, affine: np.ndarray, labels=None, table: str | None = None) -> Selection:
+    """Choose the labels of a map to refine and give a reason for every other one.
+
+    With explicit ``labels`` exactly those are refined, whatever their size. Without, only
+    vertebrae are: in a recognised table only its vertebra ids (sacrum, ribs, organs are skipped),
+    and in every case any structure whose volume (via the affine's voxel volume) lies outside
+    3-200 cm3 or whose largest extent lies outside 15-150 mm is skipped.
+
+    Args:
+        data: Binary mask or integer label map.
+        affine: Voxel-to-world affine (mm) of ``data``.
+        labels: Label ids named by the user (``--label``), or None to choose automatically.
+        table: Force a convention (``verse``, ``totalsegmentator``, ``totalsegmentator_v1``,
+            ``binary`` or ``none``); None recognises it with :func:`recognise_table`.
+
+    Raises:
+        InputError: If the volume is empty or non-integer, a named label is absent, the table is
+            unknown, or nothing vertebra-like is left to refine.
+    """
+    present = present_labels(data)
+    table = _resolve_table(present, table)
+    names = TABLES.get(table, {})
+    levels = {i: names.get(i) for i in present}
+    if labels:
+        return _explicit(present, labels, levels, table)
+    sizes = measure(data, affine, present)
+    chosen, skipped = [], []
+    for i in present:
+        if table in TABLES and not is_vertebra(levels[i]):
+            what = {None: "unknown label", "S1": "S1 (a sacral segment)"}.get(levels[i], levels[i])
+            skipped.append((i, f"{what} is not a vertebra in the {TABLE_NAMES[table]} table"))
+        elif (reason := size_reason(*sizes[i])) is not None:
+            skipped.append((i, reason))
+        else:
+            chosen.append(i)
+    if not chosen:
+        raise _nothing_left(skipped, table)
+    return Selection(chosen, levels, skipped, table)
+
+
+def _label_text(selection: Selection, label: int) -> str:
+    level = selection.levels.get(label)
+    if level is None:
+        return f"label {label}"
+    return f"label {label} ({level}, {TABLE_NAMES.get(selection.table, selection.table)})"
+
+
+def describe(selection: Selection, max_skipped: int = 10) -> list[str]:
+    """One-line log messages: each refined label, then each skipped one with its reason.
+
+    Automatic skips end with how to refine the label anyway. Past ``max_skipped`` skipped labels
+    one summary line stands for the rest.
+    """
+    lines = [f"refining {_label_text(selection, i)}" for i in selection.labels]
+    for i, reason in selection.skipped[:max_skipped]:
+        hint = "" if reason == NOT_NAMED else f"; name it with --label {i} to refine it anyway"
+        lines.append(f"skipping {_label_text(selection, i)}: {reason}{hint}")
+    rest = selection.skipped[max_skipped:]
+    if rest:
+        lines.append(f"skipping {len(rest)} more labels ({rest[0][0]} ... {rest[-1][0]}) for the same kinds of reasons")
+    return lines

@@ -1,0 +1,138 @@
+"""Choosing the structures of a label map to refine (VerSe, TotalSegmentator, blobs, sizes)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from lsdebm.data.labelmaps import (TOTALSEGMENTATOR, VERSE, describe, recognise_table, select_structures)
+from lsdebm.errors import InputError
+
+
+def grid(spacing: float) -> np.ndarray:
+    return np.diag([spacing, spacing, spacing, 1.0])
+
+
+def spine_map(ids, box=(15, 20, 20), spacing=2.0, extra=None) -> np.ndarray:
+    """Boxes of ``box`` voxels (30x40x40 mm at 2 mm, 48 cm3) stacked along axis 0, one per id."""
+    data = np.zeros((len(ids) * (box[0] + 2) + 2, box[1] + 4, box[2] + 4), np.uint8)
+    for k, label in enumerate(ids):
+        z = 1 + k * (box[0] + 2)
+        data[z:z + box[0], 2:2 + box[1], 2:2 + box[2]] = label
+    for label, index in (extra or {}).items():
+        data[index] = label
+    return data
+
+
+def test_tables_follow_the_published_numbering():
+    assert (VERSE[1], VERSE[7], VERSE[8], VERSE[19], VERSE[20], VERSE[24], VERSE[26], VERSE[28]) == (
+        "C1", "C7", "T1", "T12", "L1", "L5", "sacrum", "T13")
+    assert (TOTALSEGMENTATOR[5], TOTALSEGMENTATOR[25], TOTALSEGMENTATOR[26], TOTALSEGMENTATOR[27]) == (
+        "liver", "sacrum", "S1", "L5")
+    assert (TOTALSEGMENTATOR[31], TOTALSEGMENTATOR[32], TOTALSEGMENTATOR[43], TOTALSEGMENTATOR[44],
+            TOTALSEGMENTATOR[50], TOTALSEGMENTATOR[117]) == ("L1", "T12", "T1", "C7", "C1", "costal_cartilages")
+    assert len(TOTALSEGMENTATOR) == 117
+
+
+@pytest.mark.parametrize("ids, expected", [
+    ({1}, "binary"), ({20, 21, 22, 23, 24, 26}, "verse"), ({18, 19, 28, 20}, "verse"),
+    ({5, 27, 28, 29, 30, 31}, "totalsegmentator"), ({3, 17}, None), (set(range(1, 301)), None), (set(), None),
+])
+def test_recognise_table(ids, expected):
+    assert recognise_table(ids) == expected
+
+
+def test_verse_lumbar_spine_with_sacrum_picks_l1_to_l5():
+    data = spine_map([20, 21, 22, 23, 24, 26])
+    sel = select_structures(data, grid(2.0))
+    assert sel.table == "verse" and sel.labels == [20, 21, 22, 23, 24]
+    assert [sel.levels[i] for i in sel.labels] == ["L1", "L2", "L3", "L4", "L5"]
+    assert sel.skipped == [(26, "sacrum is not a vertebra in the VerSe table")]
+    lines = describe(sel)
+    assert "refining label 22 (L3, VerSe)" in lines
+    assert lines[-1] == ("skipping label 26 (sacrum, VerSe): sacrum is not a vertebra in the VerSe table; "
+                         "name it with --label 26 to refine it anyway")
+
+
+def test_totalsegmentator_map_refines_only_vertebrae():
+    data = spine_map([27, 28, 29, 5, 44])  # L5, L4, L3, liver (vertebra-sized on purpose), C7
+    sel = select_structures(data, grid(2.0))
+    assert sel.table == "totalsegmentator" and sel.labels == [27, 28, 29, 44]
+    assert [sel.levels[i] for i in sel.labels] == ["L5", "L4", "L3", "C7"]
+    assert sel.skipped == [(5, "liver is not a vertebra in the TotalSegmentator table")]
+
+
+def test_300_tiny_blobs_are_all_skipped_quickly():
+    data = np.zeros((60, 60, 60), np.uint16)
+    rng = np.random.default_rng(0)
+    corners = rng.choice(29 ** 3, 300, replace=False)
+    for label, c in enumerate(corners, start=1):
+        z, y, x = np.unravel_index(c, (29, 29, 29))
+        data[2 * z:2 * z + 2, 2 * y:2 * y + 2, 2 * x:2 * x + 2] = label  # 8 voxels
+    start = time.perf_counter()
+    with pytest.raises(InputError) as err:
+        select_structures(data, grid(1.0))
+    assert time.perf_counter() - start < 1.0
+    message = str(err.value)
+    assert "\n" not in message and "300 labels" in message and "300 far from a vertebra" in message
+    assert "--label 1" in message
+
+
+def test_tiny_blob_is_described_with_its_volume():
+    data = spine_map([1, 2], extra={5: (0, 0, slice(0, 2))})  # 2-voxel blob: 0.016 cm3 at 2 mm
+    sel = select_structures(data, grid(2.0), table="none")
+    assert sel.labels == [1, 2] and sel.skipped[0][0] == 5
+    assert describe(sel)[-1] == ("skipping label 5: 0.02 cm3, far from a vertebra (3-200 cm3); "
+                                 "name it with --label 5 to refine it anyway")
+
+
+def test_explicit_label_keeps_a_tiny_blob():
+    data = np.zeros((20, 20, 20), np.uint8)
+    data[2:4, 2:4, 2:4] = 7
+    data[10:12, 10:12, 10:12] = 9
+    sel = select_structures(data, grid(1.0), labels=[7])
+    assert sel.labels == [7] and sel.skipped == [(9, "not named with --label")]
+    assert describe(sel) == ["refining label 7", "skipping label 9: not named with --label"]
+    with pytest.raises(InputError, match=r"^label 3 not found in the volume; labels present: \[7, 9\]$"):
+        select_structures(data, grid(1.0), labels=[3])
+
+
+def test_size_check_uses_the_affine():
+    data = np.zeros((70, 50, 40), np.uint8)
+    data[5:65, 5:45, 5:35] = 1  # 60x40x30 voxels
+    assert select_structures(data, grid(0.5)).labels == [1]  # 30x20x15 mm, 9 cm3: a vertebra
+    with pytest.raises(InputError, match="1 far from a vertebra"):
+        select_structures(data, grid(0.25))  # 1.1 cm3
+    with pytest.raises(InputError, match="1 far from a vertebra"):
+        select_structures(data, grid(2.0))  # 576 cm3
+    anisotropic = np.diag([0.5, 0.5, 4.0, 1.0])  # 30x20x120 mm: 36 cm3, extent within limits
+    assert select_structures(data, anisotropic).labels == [1]
+    long_thin = np.zeros((200, 6, 6), np.uint8)
+    long_thin[:, 1:5, 1:5] = 1
+    with pytest.raises(InputError, match="1 far from a vertebra"):
+        select_structures(long_thin, np.diag([1.0, 3.0, 3.0, 1.0]))  # 28.8 cm3 but 200 mm long
+
+
+def test_real_vertebra_is_kept_in_its_own_geometry():
+    from lsdebm.data.real import load_real_masks
+
+    real = load_real_masks(split="val", levels=("L3",))[0]
+    sel = select_structures(real.mask, real.affine)
+    assert sel.table == "binary" and sel.labels == [1] and sel.skipped == []
+
+
+def test_errors_match_the_pipeline_wording():
+    from lsdebm.pipeline import structure_labels
+
+    for bad in (np.zeros((4, 4, 4), np.uint8), np.full((4, 4, 4), 0.5, np.float32)):
+        with pytest.raises(InputError) as ours:
+            select_structures(bad, grid(1.0))
+        with pytest.raises(InputError) as theirs:
+            structure_labels(bad)
+        assert str(ours.value) == str(theirs.value)
+
+
+def test_unknown_table_is_refused():
+    with pytest.raises(InputError, match="unknown label table 'spine'"):
+        select_structures(spine_map([1, 2]), grid(2.0), table="spine")
