@@ -31,3 +31,23 @@ def test_reader_and_writer_keep_affine(make_napari_viewer, tmp_path):
     volume = read_volume(saved)
     np.testing.assert_allclose(volume.affine, phantom.affine)
     assert np.array_equal(volume.data, phantom.mask)
+
+
+def test_real_sample_opens_with_attribution(make_napari_viewer):
+    from napari_lsdebm._sample_data import REAL_ATTRIBUTION
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-lsdebm", "real_pair")
+    layers = {layer.metadata["role"]: layer for layer in viewer.layers}
+    assert set(layers) == {"input", "truth"} and len(viewer.layers) == 2
+    lq, gt = layers["input"], layers["truth"]
+    assert lq.__class__.__name__ == gt.__class__.__name__ == "Labels"
+    assert lq.visible and not gt.visible
+    for layer in (lq, gt):
+        np.testing.assert_allclose(layer.scale, (1.0, 1.0, 1.0))
+        assert layer.metadata["attribution"] == REAL_ATTRIBUTION
+        assert "VerSe 2019" in layer.name and "CC BY-SA 4.0" in layer.name
+        np.testing.assert_allclose(np.linalg.norm(layer.metadata["affine"][:3, :3], axis=0), 1.0)
+    assert lq.data.shape == gt.data.shape and gt.data.max() == 1 == lq.data.max()
+    differ = np.count_nonzero(np.asarray(lq.data) != np.asarray(gt.data))
+    assert 0.02 * gt.data.sum() < differ < 0.5 * gt.data.sum()
