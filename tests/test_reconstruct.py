@@ -32,7 +32,7 @@ def _ckpt_args(tiny_ckpts, kind="lsdebm"):
 
 def test_reconstruct_keeps_grid_affine_and_writes_provenance(tmp_path, lq_file, tiny_ckpts, capsys):
     out, traj = tmp_path / "out" / "refined.nii.gz", tmp_path / "traj.npz"
-    argv = ["reconstruct", str(lq_file), "-o", str(out), *_ckpt_args(tiny_ckpts), "--repeats", "2",
+    argv = ["reconstruct", str(lq_file), "-o", str(out), *_ckpt_args(tiny_ckpts), "--native-grid", "--repeats", "2",
             "--seed", "5", "--save-probs", "--trajectory", str(traj), "--langevin-steps", "3"]
     assert main(argv) == 0
     src, res = nib.load(lq_file), nib.load(out)
@@ -52,7 +52,8 @@ def test_reconstruct_keeps_grid_affine_and_writes_provenance(tmp_path, lq_file, 
     # Same seed -> same result; the existing output is refused without --overwrite.
     assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
     again = tmp_path / "again.nii.gz"
-    assert main(["reconstruct", str(lq_file), "-o", str(again), *_ckpt_args(tiny_ckpts), "--repeats", "2",
+    assert main(["reconstruct", str(lq_file), "-o", str(again), *_ckpt_args(tiny_ckpts), "--native-grid",
+                 "--repeats", "2",
                  "--seed", "5", "--langevin-steps", "3"]) == 0
     assert np.array_equal(np.asarray(nib.load(again).dataobj), np.asarray(res.dataobj))
 
@@ -65,7 +66,7 @@ def test_label_map_with_label_choice(tmp_path, tiny_ckpts):
     write_volume(src, data, AFFINE)
     out = tmp_path / "one.nii.gz"
     assert main(["reconstruct", str(src), "-o", str(out), "--checkpoint", str(tiny_ckpts["vae"]),
-                 "--no-reconnet", "--label", "7"]) == 0
+                 "--no-reconnet", "--label", "7", "--native-grid"]) == 0
     result = np.asarray(nib.load(out).dataobj)
     assert result.dtype == np.int16 and np.allclose(nib.load(out).affine, AFFINE)
     assert set(np.unique(result)) <= {0, 5, 7}

@@ -1,7 +1,10 @@
 """``lsdebm reconstruct INPUT... -o OUT``: refine vertebra masks with a trained model.
 
-Each input (a binary mask or a label map) is refined label by label and written in its own
-grid and affine, with a ``.provenance.json`` sidecar. Under ``torchrun`` the inputs are
+Each input (a binary mask or a label map) is refined label by label and written with a
+``.provenance.json`` sidecar on its output grid (:mod:`lsdebm.data.grids`): an anisotropic
+(thick-slice) input is written on an isotropic grid at its finest spacing over the same field of
+view, unless ``--native-grid``, ``--out-spacing`` or ``--like`` says otherwise. ``--mesh`` also
+writes the result's surface as binary STL in world mm. Under ``torchrun`` the inputs are
 split across ranks (``RANK``/``WORLD_SIZE``); each rank writes its own share.
 """
 from __future__ import annotations
@@ -10,7 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from lsdebm.data.grids import check_out_spacing, describe_grid, like_grid, output_grid
 from lsdebm.errors import InputError
+from lsdebm.review.meshfile import check_mesh_path, require_marching_cubes, world_surface, write_stl
 
 NIFTI = (".nii.gz", ".nii")
 
@@ -20,8 +27,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "reconstruct", help="refine low-quality vertebra masks (NIfTI) with LSD-EBM, VAE or LEBM",
         description="Crop each label around its centroid, resample to the model grid, refine (optionally after "
-                    "the ReconNet stage), paste back into the input grid. OUT is a file for one input and a "
-                    "directory for several.")
+                    "the ReconNet stage), paste back onto the output grid (isotropic for thick-slice inputs). "
+                    "OUT is a file for one input and a directory for several.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="binary mask or label map (.nii/.nii.gz)")
     p.add_argument("-o", "--out", required=True, help="output file (one input) or directory")
     p.add_argument("--method", choices=["lsdebm", "vae", "lebm"],
@@ -38,6 +45,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="independent chains per structure; the mean probability is thresholded at 0.5")
     p.add_argument("--save-probs", action="store_true", help="also write <out>_probs.nii.gz (mean probability)")
     p.add_argument("--trajectory", help="save the latent trajectory (.npz; a directory for several inputs)")
+    p.add_argument("--mesh", help="also write the result's surface as binary STL in world mm "
+                                   "(a directory for several inputs)")
+    p.add_argument("--out-spacing", type=float, metavar="MM",
+                   help="write on an isotropic grid of MM mm over the input's field of view (default: the "
+                        "finest input spacing when the input is anisotropic, else the input grid)")
+    p.add_argument("--like", metavar="FILE", help="write on this NIfTI image's grid (not with --out-spacing)")
+    p.add_argument("--native-grid", action="store_true",
+                   help="keep the input's grid even when it is anisotropic (thick slices)")
     p.add_argument("--record-every", type=int, default=1, help="keep every N-th Langevin iteration (default 1)")
     p.add_argument("--label", type=int, action="append", help="refine only this label id (repeatable)")
     p.add_argument("--batch-size", type=int, default=8, help="structures per batch (default 8)")
@@ -82,6 +97,55 @@ def _trajectory_path(arg: str | None, n_inputs: int, input_path: Path) -> Path |
     return path / f"{_stem(input_path)}.trajectory.npz"
 
 
+def _mesh_path(arg: str | None, n_inputs: int, input_path: Path) -> Path | None:
+    if arg is None:
+        return None
+    path = Path(arg)
+    if n_inputs == 1 and not path.is_dir():
+        return check_mesh_path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: several inputs need a --mesh directory, but this is a file")
+    return path / f"{_stem(input_path)}.stl"
+
+
+def _check_grid_options(args) -> None:
+    """One-line errors for conflicting or bad output-grid and mesh options (before any output)."""
+    chosen = [name for name, on in (("--out-spacing", args.out_spacing is not None), ("--like", args.like),
+                                    ("--native-grid", args.native_grid)) if on]
+    if len(chosen) > 1:
+        raise InputError(f"{' and '.join(chosen)} are mutually exclusive; choose one output grid")
+    if args.out_spacing is not None:
+        check_out_spacing(args.out_spacing)
+    if args.mesh is not None:
+        require_marching_cubes()
+
+
+def _output_grid(args, volume, like):
+    """``(shape, affine)`` the result is written on, or None for the input grid."""
+    if args.native_grid:
+        return None
+    return output_grid(volume.data.shape, volume.affine, args.out_spacing, like)
+
+
+def _result_mesh(result, path: Path):
+    """World-mm surface of all refined labels of ``result``; a one-line error if it is empty."""
+    refined = np.isin(result.mask, result.labels)
+    if not refined.any():
+        raise InputError(f"{path}: the reconstruction is empty, so --mesh has no surface to write")
+    return world_surface(refined, result.affine)
+
+
+def _grid_rule(args, grid) -> str:
+    """How the output grid was chosen, for the provenance record."""
+    if grid is None:
+        return "native (--native-grid)" if args.native_grid else "native (input is isotropic)"
+    if args.like:
+        return f"like {args.like}"
+    if args.out_spacing is not None:
+        return f"isotropic {args.out_spacing:g} mm (--out-spacing)"
+    return "isotropic at the finest input spacing (anisotropic input)"
+
+
 def _check_targets(targets: list[Path], overwrite: bool) -> None:
     if overwrite:
         return
@@ -104,6 +168,7 @@ def run(args) -> int:
         value = getattr(args, name)
         if value is not None and (value < 0 if name == "steps" else value <= 0):
             raise InputError(f"--{name.replace('_', '-')} {value} must be {'>= 0' if name == 'steps' else '> 0'}")
+    _check_grid_options(args)
     rank, world = dist_rank()
     inputs = [Path(p) for p in args.inputs]
     outputs = plan_outputs(inputs, Path(args.out))
@@ -116,9 +181,16 @@ def run(args) -> int:
         traj = _trajectory_path(args.trajectory, len(inputs), path)
         if traj is not None:
             targets.append(traj)
+        mesh = _mesh_path(args.mesh, len(inputs), path)
+        if mesh is not None:
+            targets.append(mesh)
     _check_targets(targets, args.overwrite)
+    like = like_grid(args.like) if args.like else None
+    grids = {}
     for path, _ in mine:  # read every input once up front so a bad one fails before any output
-        structure_labels(read_volume(path).data, args.label)
+        volume = read_volume(path)
+        structure_labels(volume.data, args.label)
+        grids[path] = _output_grid(args, volume, like)
 
     set_threads(args.threads)
     device = resolve_device(args.device, local_rank=rank if world > 1 else None)
@@ -130,17 +202,27 @@ def run(args) -> int:
         traj_path = _trajectory_path(args.trajectory, len(inputs), path)
         result = reconstruct_volume(models, volume.data, volume.affine, args.label, settings,
                                     with_probabilities=args.save_probs, batch_size=args.batch_size,
-                                    record_every=args.record_every if traj_path else None, input_name=str(path))
-        written = [write_volume(out, result.mask, volume.affine, volume.header, overwrite=args.overwrite)]
+                                    record_every=args.record_every if traj_path else None, input_name=str(path),
+                                    out_grid=grids[path])
+        mesh_path = _mesh_path(args.mesh, len(inputs), path)
+        mesh = _result_mesh(result, path) if mesh_path else None  # built (and may fail) before any output
+        header = volume.header if grids[path] is None else None  # the input header describes the input grid
+        written = [write_volume(out, result.mask, result.affine, header, overwrite=args.overwrite)]
         if args.save_probs:
             written.append(write_volume(out.with_name(_stem(out) + "_probs.nii.gz"), result.probabilities,
-                                        volume.affine, overwrite=args.overwrite))
+                                        result.affine, overwrite=args.overwrite))
+        if mesh is not None:
+            written.append(write_stl(mesh_path, mesh, overwrite=args.overwrite))
         if traj_path is not None:
             written.append(result.trajectory.save(traj_path, overwrite=args.overwrite))
         prov = {**result.provenance, "command": command_line(getattr(args, "argv", None)),
-                "outputs": [str(w) for w in written], "rank": rank, "world_size": world}
+                "outputs": [str(w) for w in written], "rank": rank, "world_size": world,
+                "output_grid": {**result.provenance.get("output_grid", {}), "rule": _grid_rule(args, grids[path]),
+                                "affine": np.round(result.affine, 6).tolist()}}
         write_provenance(out, prov, overwrite=args.overwrite)
-        print(f"[{index}/{len(mine)}] {path} -> {out} ({len(result.labels)} label(s), "
+        grid = describe_grid(result.mask.shape, result.affine)
+        kind = "input grid" if grids[path] is None else "output grid"
+        print(f"[{index}/{len(mine)}] {path} -> {out} ({len(result.labels)} label(s), {kind} {grid}, "
               f"{result.refinement.seconds:.1f} s)", file=sys.stderr)
         print(out)
     return 0

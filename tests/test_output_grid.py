@@ -1,0 +1,162 @@
+"""Output grids (isotropic over a thick-slice input, --like, --native-grid) and --mesh STL files."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lsdebm.cli.main import main
+from lsdebm.data.grids import is_anisotropic, isotropic_grid, output_grid
+from lsdebm.data.nifti import read_volume, write_volume
+from lsdebm.errors import InputError
+from lsdebm.review.meshfile import read_stl, write_mesh
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+# PIR-like: array axes point posterior, inferior, right; the third (through-plane) axis is 4 mm.
+PIR = np.array([[0.0, 0.0, 4.0, -40.0], [-1.0, 0.0, 0.0, 25.0], [0.0, -1.0, 0.0, 30.0], [0.0, 0.0, 0.0, 1.0]])
+SHAPE = (48, 40, 12)  # 48 x 40 x 48 mm
+
+
+def _edges(shape, affine):
+    """World positions of the two outer voxel-edge corners (index -0.5 and n - 0.5)."""
+    affine = np.asarray(affine, float)
+    lo, hi = np.full(3, -0.5), np.asarray(shape, float) - 0.5
+    return [affine[:3, :3] @ v + affine[:3, 3] for v in (lo, hi)]
+
+
+@pytest.mark.parametrize("affine", [PIR, PIR @ np.diag([-1.0, 1.0, -1.0, 1.0])], ids=["pir", "flipped"])
+def test_isotropic_grid_keeps_field_of_view_and_orientation(affine):
+    shape, out = isotropic_grid(SHAPE, affine)
+    assert shape == (48, 40, 48)
+    np.testing.assert_allclose(np.linalg.norm(out[:3, :3], axis=0), 1.0)
+    directions = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    np.testing.assert_allclose(out[:3, :3], directions)  # same axis directions, 1 mm
+    for a, b in zip(_edges(SHAPE, affine), _edges(shape, out)):
+        np.testing.assert_allclose(a, b, atol=1e-9)
+    # first new centre 1.5 mm before the old first centre along the 4 mm axis
+    np.testing.assert_allclose(out[:3, 3], affine[:3, 3] - 1.5 * directions[:, 2])
+
+
+def test_grid_rule_and_limits(tmp_path):
+    assert is_anisotropic(PIR) and not is_anisotropic(np.diag([1.0, 1.1, 1.0, 1.0]))
+    assert output_grid((10, 10, 10), np.eye(4)) is None
+    assert output_grid(SHAPE, PIR)[0] == (48, 40, 48)
+    assert output_grid(SHAPE, PIR, out_spacing=2.0)[0] == (24, 20, 24)
+    for bad in (0, -1, 25, float("nan")):
+        with pytest.raises(InputError, match="--out-spacing"):
+            output_grid(SHAPE, PIR, out_spacing=bad)
+    with pytest.raises(InputError, match="voxels; pass a larger --out-spacing"):
+        output_grid((2000, 2000, 200), np.diag([1.0, 1.0, 4.0, 1.0]), out_spacing=0.5)
+    like = write_volume(tmp_path / "like.nii.gz", np.zeros((5, 6, 7), np.uint8), np.diag([2.0, 2.0, 2.0, 1.0]))
+    shape, affine = output_grid(SHAPE, PIR, out_spacing=1.0, like=like)  # like wins
+    assert shape == (5, 6, 7) and np.allclose(affine, np.diag([2.0, 2.0, 2.0, 1.0]))
+    with pytest.raises(InputError, match="missing.nii"):
+        output_grid(SHAPE, PIR, like=tmp_path / "missing.nii")
+
+
+@pytest.fixture()
+def thick(tmp_path):
+    """A vertebra-sized blob on a 1 x 1 x 4 mm PIR grid."""
+    index = np.indices(SHAPE).astype(float)
+    world = np.tensordot(PIR[:3, :3], index, 1) + PIR[:3, 3, None, None, None]
+    centre = _edges(SHAPE, PIR)[0] / 2 + _edges(SHAPE, PIR)[1] / 2
+    radii = np.array([18.0, 14.0, 12.0])
+    mask = (((world - centre[:, None, None, None]) / radii[:, None, None, None]) ** 2).sum(0) <= 1
+    return write_volume(tmp_path / "thick.nii.gz", mask.astype(np.uint8), PIR)
+
+
+def _run(thick, out, tiny_ckpts, *extra, trained=False):
+    checkpoint = "vae-default" if trained else str(tiny_ckpts["vae"])  # the untrained tiny VAE gives empty masks
+    return main(["reconstruct", str(thick), "-o", str(out), "--checkpoint", checkpoint, "--no-reconnet", *extra])
+
+
+def _world_bounds(volume):
+    index = np.argwhere(volume.data != 0).T.astype(float)
+    world = volume.affine[:3, :3] @ index + volume.affine[:3, 3:4]
+    return world.min(1), world.max(1)
+
+
+def test_thick_slices_give_1mm_output_and_mesh(tmp_path, thick, tiny_ckpts, capsys):
+    out, mesh = tmp_path / "r.nii.gz", tmp_path / "r.stl"
+    assert _run(thick, out, tiny_ckpts, "--mesh", str(mesh), trained=True) == 0
+    assert "output grid 48x40x48 at 1x1x1 mm" in capsys.readouterr().err
+    result = read_volume(out)
+    expected = isotropic_grid(SHAPE, PIR)
+    assert result.data.shape == expected[0] and np.allclose(result.affine, expected[1])
+    assert np.allclose(result.header.get_zooms(), 1.0)
+    prov = json.loads((tmp_path / "r.provenance.json").read_text())
+    assert prov["output_grid"]["shape"] == [48, 40, 48] and "anisotropic" in prov["output_grid"]["rule"]
+    assert str(mesh) in prov["outputs"]
+    triangles = read_stl(mesh)
+    assert len(triangles)
+    lo, hi = _world_bounds(result)
+    np.testing.assert_allclose(triangles.reshape(-1, 3).min(0), lo, atol=2.0)
+    np.testing.assert_allclose(triangles.reshape(-1, 3).max(0), hi, atol=2.0)
+
+
+def test_like_and_native_grid(tmp_path, thick, tiny_ckpts):
+    like_affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    like_affine[:3, 3] = [-60.0, -40.0, -10.0]
+    like = write_volume(tmp_path / "image.nii.gz", np.zeros((40, 40, 30), np.int16), like_affine)
+    assert _run(thick, tmp_path / "like.nii.gz", tiny_ckpts, "--like", str(like)) == 0
+    result = read_volume(tmp_path / "like.nii.gz")
+    assert result.data.shape == (40, 40, 30) and np.allclose(result.affine, like_affine)
+    assert _run(thick, tmp_path / "native.nii.gz", tiny_ckpts, "--native-grid") == 0
+    native = read_volume(tmp_path / "native.nii.gz")
+    assert native.data.shape == SHAPE and np.allclose(native.affine, PIR)
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--out-spacing", "0"], "--out-spacing 0 must be > 0"),
+    (["--like", "missing.nii.gz"], "missing.nii.gz"),
+    (["--mesh", "surface.txt"], "mesh files must end with .stl"),
+    (["--mesh", "surface.stl"], "the reconstruction is empty"),  # the untrained tiny VAE
+    (["--out-spacing", "1", "--native-grid"], "mutually exclusive"),
+])
+def test_bad_grid_and_mesh_options_write_nothing(tmp_path, thick, tiny_ckpts, capsys, extra, fragment):
+    out = tmp_path / "out"
+    extra = [str(tmp_path / e) if e.endswith((".gz", ".txt", ".stl")) else e for e in extra]
+    assert _run(thick, out / "r.nii.gz", tiny_ckpts, *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("lsdebm: error:") and fragment in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["thick.nii.gz"]
+
+
+def test_write_mesh_multilabel_and_flipped_affine(tmp_path):
+    labels = np.zeros((12, 12, 12), np.int16)
+    labels[2:5, 2:5, 2:5], labels[7:10, 7:10, 7:10] = 3, 5
+    affine = np.diag([-2.0, 2.0, 2.0, 1.0])
+    path = write_mesh(tmp_path / "m.stl", labels, affine)
+    tri = read_stl(path).reshape(-1, 3)
+    np.testing.assert_allclose(tri.min(0), [-19.0, 3.0, 3.0], atol=1.0)  # both labels in one mesh
+    np.testing.assert_allclose(tri.max(0), [-3.0, 19.0, 19.0], atol=1.0)
+    with pytest.raises(InputError, match="must end with .stl"):
+        write_mesh(tmp_path / "m.ply", labels, affine)
+    with pytest.raises(InputError, match="empty"):
+        write_mesh(tmp_path / "e.stl", np.zeros((4, 4, 4), np.uint8), affine)
+
+
+def test_plugin_pastes_anisotropic_input_onto_the_isotropic_grid():
+    from types import SimpleNamespace
+
+    pytest.importorskip("qtpy")
+    from lsdebm.data.nifti import crop_label
+    from lsdebm.explore import RunOutput
+    from napari_lsdebm._results import pasted_layer
+
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[14:34, 10:30, 3:9] = 1
+    crop, info = crop_label(mask, PIR, None, grid=16, spacing=4.0)
+    output = RunOutput(trajectory=None, probs=crop[None].astype(np.float32), input=crop, seconds=0.0)
+    src = SimpleNamespace(scale=(1.0, 1.0, 4.0), translate=(0.0, 0.0, 0.0), metadata={"affine": PIR})
+    data, kwargs = pasted_layer(output, info, src)
+    shape, affine = isotropic_grid(SHAPE, PIR)
+    assert data.shape == shape and kwargs["grid"] == "output grid" and np.allclose(kwargs["metadata"]["affine"], affine)
+    np.testing.assert_allclose(kwargs["scale"], (1.0, 1.0, 1.0))
+    np.testing.assert_allclose(kwargs["translate"], (0.0, 0.0, -1.5))  # 1.5 mm before the first 4 mm centre
+    iso = SimpleNamespace(scale=(4.0,) * 3, translate=(0.0,) * 3, metadata={})
+    crop, info = crop_label(mask, np.diag([4.0, 4.0, 4.0, 1.0]), None, grid=16, spacing=4.0)
+    data, kwargs = pasted_layer(RunOutput(None, crop[None].astype(np.float32), crop, 0.0), info, iso)
+    assert data.shape == SHAPE and kwargs["grid"] == "input grid"
