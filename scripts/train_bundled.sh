@@ -5,23 +5,26 @@
 #
 # Usage: scripts/train_bundled.sh [STEP...]   (STEP in lsdebm vae lebm reconnet; default: all)
 #
-# Data: 200 training phantoms from seed 1000 (TRAIN_RANGES); validation: 20 phantoms from seed
-# 2000 (TRAIN_RANGES). The held-out test set (seed 90000+, TEST_RANGES) is never used here.
+# Data: the shipped real vertebra masks (src/lsdebm/realdata, `split=train`: 4 VerSe subjects,
+# T10-L5) mixed with phantoms, 60 % real, in a bank of 400 pairs made on the fly (rotation
+# +-15 deg, scale +-10 %, elastic warp, left-right flip, then the thick-slice simulator over
+# every plane, 2.5-7.5 mm slabs; 5 % of the bank re-drawn every epoch), cropped in each
+# vertebra's own pose frame. Validation during training: 20 pairs of the real `val` subjects
+# (never trained on). The phantom test set (seed 90000+) is never used here.
 # Each step is ONE `lsdebm train` command capped at 40 minutes of training (LSD-EBM: 38;
 # --max-minutes; the cosine learning-rate decay of the default preset follows that wall-time budget, so the run
 # ends its decay on time). CPU bf16 autocast (--amp bf16) gives ~1.7x the fp32 throughput here.
-# On the 2-core machine VAE, LEBM and ReconNet were trained as two lanes side by side, one
-# thread each (measured faster than one process with two threads); LSD-EBM ran alone on both
-# cores as one torchrun command with 2 DDP processes (so it had twice the VAE's compute):
-#     scripts/train_bundled.sh vae reconnet & scripts/train_bundled.sh lebm & wait
-#     scripts/train_bundled.sh lsdebm
+# On the 2-core machine the four were trained as two lanes side by side, one thread each:
+#     scripts/train_bundled.sh reconnet & scripts/train_bundled.sh lsdebm & wait
+#     scripts/train_bundled.sh vae & scripts/train_bundled.sh lebm & wait
+# On a GPU drop --device cpu --threads 1 --amp bf16 (COMMON) and run them one after another.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LSDEBM=${LSDEBM:-.venv/bin/lsdebm}
 RUNS=${RUNS:-outputs/bundled}
 DEST=${DEST:-src/lsdebm/checkpoints}
-COMMON=(--preset default --phantoms 200 --data-seed 1000 --val-phantoms 20 --val-seed 2000
-        --device cpu --threads 1 --seed 0 --batch-size 4 --amp bf16 --overwrite)
+COMMON=(--preset default --data bundled --real-fraction 0.6 --pairs 400 --redraw 0.05 --data-seed 1000
+        --val-phantoms 20 --val-seed 2000 --device cpu --threads 1 --seed 0 --batch-size 4 --amp bf16 --overwrite)
 
 LEBM_REASON="validation pipeline (outputs/valset, seed 2000): ReconNet+LEBM 0.853 at reference sigma 8 and 80 steps vs 0.811 at sigma 1 and 150 steps; raw input 0.822"
 
@@ -29,10 +32,8 @@ train_model() {
   case "$1" in
     reconnet) "$LSDEBM" train --model reconnet "${COMMON[@]}" --lr 1e-3 --epochs 150 --max-minutes 40 \
                 --val-every 2 --out "$RUNS/reconnet-default.safetensors" ;;
-    lsdebm)   # both cores: DistributedDataParallel, 2 processes x 1 thread (gloo), batch 4 per rank
-              OMP_NUM_THREADS=1 "${TORCHRUN:-.venv/bin/torchrun}" --standalone --nproc_per_node 2 -m lsdebm.cli.main \
-                train --model lsdebm "${COMMON[@]}" --lr 1e-3 --kl-weight 1.0 --set langevin.recon_steps=2 \
-                --epochs 150 --max-minutes 38 --val-every 5 --out "$RUNS/lsdebm-default.safetensors" ;;
+    lsdebm)   "$LSDEBM" train --model lsdebm "${COMMON[@]}" --lr 1e-3 --kl-weight 1.0 --set langevin.recon_steps=2 \
+                --epochs 150 --max-minutes 40 --val-every 5 --out "$RUNS/lsdebm-default.safetensors" ;;
     vae)      "$LSDEBM" train --model vae "${COMMON[@]}" --lr 1e-3 --kl-weight 1.0 --epochs 150 --max-minutes 40 \
                 --val-every 2 --out "$RUNS/vae-default.safetensors" ;;
     lebm)     "$LSDEBM" train --model lebm "${COMMON[@]}" --lr 1e-3 --energy-lr 1e-4 --set loss.energy_reg=0.01 \

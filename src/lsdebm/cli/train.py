@@ -41,7 +41,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, choices=MODEL_KINDS)
     p.add_argument("--preset", default="default", help="config preset (default, paper, reference, tiny)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", type=Path, help="phantom-set directory (or any dir with hq/ and lq/ NIfTI masks)")
+    src.add_argument("--data", type=Path,
+                     help="a phantom-set directory (hq/ and lq/ on the model grid), or real high-quality masks: a "
+                          "folder of NIfTI files of any spacing and orientation, a manifest.csv, or 'bundled' "
+                          "(the shipped set); real masks are mixed with phantoms (--real-fraction) and augmented "
+                          "and degraded on the fly")
     src.add_argument("--phantoms", type=int, help="generate N training phantoms in memory (TRAIN_RANGES)")
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write (.safetensors)")
     p.add_argument("--data-seed", type=int, default=1000, help="seed of generated training phantoms (default 1000)")
@@ -68,6 +72,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, help="stop (and save) once training has run this long")
     p.add_argument("--max-shift", type=int, default=2, help="augmentation: max integer shift in voxels")
     p.add_argument("--half", action="store_true", help="store the checkpoint weights as float16")
+    p.add_argument("--real-fraction", type=float, default=0.6,
+                   help="real data: share of pairs made from real masks, the rest phantoms (default 0.6)")
+    p.add_argument("--pairs", type=int, default=400, help="real data: pairs in the training bank (default 400)")
+    p.add_argument("--redraw", type=float, default=0.05,
+                   help="real data: share of the bank re-drawn (new augmentation) every epoch (default 0.05)")
+    p.add_argument("--split", default="train",
+                   help="real data: manifest split to train on (default train; 'all' for every row)")
+    p.add_argument("--val-split", default="val",
+                   help="real data: manifest split validated on (default val; --val-phantoms cases); 'none' "
+                        "validates on phantoms")
     return p
 
 
@@ -100,7 +114,9 @@ def run(args) -> int:
         overrides=parse_sets(args.sets), seed=args.seed, resume=args.resume, overwrite=args.overwrite,
         device=args.device, threads=args.threads, amp=args.amp, max_minutes=args.max_minutes,
         lebm_steps=args.lebm_steps, val_every=args.val_every, max_shift=args.max_shift, half=args.half,
-        command=command_line(args))
+        command=command_line(args), real_fraction=args.real_fraction, pairs=args.pairs, redraw=args.redraw,
+        split=None if args.split == "all" else args.split,
+        val_split=None if args.val_split == "none" else args.val_split)
     summary = train(opts)
     if summary:
         print(f"wrote {args.out} (epoch {summary.get('epoch')}, val_dsc {summary.get('val_dsc', 'n/a')})")

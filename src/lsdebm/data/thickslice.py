@@ -96,7 +96,8 @@ class ParamRanges:
             (low, high) in the
             units of :class:`ThickSliceParams`.
         offset_fraction: (low, high) of the offset as a fraction of thickness + gap.
-        interpolation: Interpolation used for every case.
+        interpolation: Interpolation used for every case, or a tuple to draw it from
+            (uniformly, one more draw per case).
     """
 
     planes: tuple = ("sagittal",)
@@ -131,8 +132,15 @@ def sample_params(rng: np.random.Generator, ranges: ParamRanges = TRAIN_RANGES) 
         noise_amplitude=uniform(ranges.noise_amplitude),
         noise_smoothness=uniform(ranges.noise_smoothness),
         threshold=uniform(ranges.threshold),
-        interpolation=ranges.interpolation,
+        interpolation=_interpolation(rng, ranges.interpolation),
     )
+
+
+def _interpolation(rng: np.random.Generator, choice) -> str:
+    """A fixed interpolation, or one drawn from a tuple (the draw happens only for a tuple)."""
+    if isinstance(choice, str):
+        return choice
+    return str(choice[int(rng.integers(len(choice)))])
 
 
 def slab_weights(n: int, spacing: float, params: ThickSliceParams):

@@ -7,6 +7,7 @@ is either a phantom-set directory (``lsdebm phantoms``) / any directory with ``h
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,11 +21,16 @@ MASK_SUFFIXES = (".nii.gz", ".nii")
 
 @dataclass
 class MaskSet:
-    """Stacked masks (uint8, (N, 1, *grid)) plus a JSON-able description of where they came from."""
+    """Stacked masks (uint8, (N, 1, *grid)) plus a JSON-able description of where they came from.
+
+    ``refresh(epoch)``, when set, re-draws part of ``hq``/``lq`` in place before an epoch
+    (augmentation on the fly, see :class:`lsdebm.data.mixed_set.MixedPairs`).
+    """
 
     hq: torch.Tensor
     lq: torch.Tensor | None
     description: dict = field(default_factory=dict)
+    refresh: Callable[[int], int] | None = None
 
     def __len__(self) -> int:
         return int(self.hq.shape[0])
@@ -54,6 +60,35 @@ def generated_set(n: int, seed: int, grid: int, spacing: float, ranges=None, dim
             "ranges": _ranges_dict(ranges)}
     return MaskSet(_stack(hq, grid, dims, f"phantoms seed {seed}"),
                    _stack(lq, grid, dims, f"phantoms seed {seed}"), desc)
+
+
+def is_phantom_set(directory: str | Path) -> bool:
+    """True for a phantom-set directory (``hq/`` on the model grid); else real masks are meant."""
+    return Path(directory).is_dir() and (Path(directory) / "hq").is_dir()
+
+
+def mixed_set(source, split: str | None, n: int, real_fraction: float, cfg, seed: int, redraw: float) -> MaskSet:
+    """A :class:`MixedPairs` bank of real masks (``source``: folder, manifest or None = bundled) and phantoms.
+
+    Every lumbar and lower thoracic vertebra of ``split`` (T10-L5, complete ones) is used.
+    """
+    from lsdebm.data.mixed_set import MixedPairs, real_sources
+    from lsdebm.data.real import load_real_masks
+    from lsdebm.pipeline import centroid_offset_world
+
+    m = cfg.model
+    if m.spatial_dims != 3:
+        raise InputError("real masks train 3D models only; use --phantoms for a 2D preset")
+    real = real_sources(load_real_masks(source, split=split, levels=REAL_LEVELS)) if real_fraction > 0 else []
+    bank = MixedPairs(real, n, real_fraction, m.grid, m.spacing, m.frame, centroid_offset_world(m, m.grid, m.spacing),
+                      seed=seed, redraw=redraw)
+    desc = {**bank.description(), "real_source": str(source) if source is not None else "bundled (lsdebm.realdata)",
+            "split": split}
+    return MaskSet(bank.hq, bank.lq, desc, bank.refresh)
+
+
+#: Levels taken from real data sets for training and validation.
+REAL_LEVELS = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
 
 
 def _ranges_dict(ranges) -> dict:

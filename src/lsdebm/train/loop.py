@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
@@ -29,7 +30,7 @@ from lsdebm.errors import InputError
 from lsdebm.models import build_model
 from lsdebm.models.lebm import reference_latents
 from lsdebm.train import distributed as D
-from lsdebm.train.data import MaskSet, augment, directory_set, generated_set
+from lsdebm.train.data import MaskSet, augment, directory_set, generated_set, is_phantom_set, mixed_set
 from lsdebm.train.log import write_csv
 from lsdebm.train.state import load_state, save_state, sidecar_path
 from lsdebm.train.steps import TrainStep, make_optimizers
@@ -66,6 +67,11 @@ class TrainOptions:
     max_shift: int = 2
     half: bool = False
     command: str = ""
+    real_fraction: float = 0.6
+    pairs: int = 400
+    redraw: float = 0.05
+    split: str | None = "train"
+    val_split: str | None = "val"
 
 
 def build_config(o: TrainOptions) -> Config:
@@ -73,7 +79,14 @@ def build_config(o: TrainOptions) -> Config:
     upd = {"train.epochs": o.epochs, "train.batch_size": o.batch_size, "train.lr": o.lr,
            "train.energy_lr": o.energy_lr, "loss.kl_weight": o.kl_weight}
     upd = {k: v for k, v in upd.items() if v is not None}
-    return cfg.replace(**upd, **o.overrides)
+    cfg = cfg.replace(**upd, **o.overrides)
+    if cfg.model.spatial_dims == 3 and not cfg.model.centroid_offset_mm:  # stored, so inference crops alike
+        from lsdebm.data.pose import WORLD_AXES
+        from lsdebm.pipeline import model_offset_mm
+
+        offset = WORLD_AXES.T @ np.asarray(model_offset_mm(cfg.model.grid, cfg.model.spacing))
+        cfg = cfg.replace(**{"model.centroid_offset_mm": tuple(round(float(v), 3) for v in offset)})
+    return cfg
 
 
 def check_options(o: TrainOptions) -> None:
@@ -83,8 +96,12 @@ def check_options(o: TrainOptions) -> None:
         raise InputError("give exactly one of --data DIR or --phantoms N")
     if o.phantoms is not None and o.phantoms < 1:
         raise InputError(f"--phantoms {o.phantoms} must be >= 1")
-    if o.data is not None and not Path(o.data).is_dir():
-        raise InputError(f"--data {o.data}: not a directory")
+    if o.data is not None and str(o.data) != "bundled" and not Path(o.data).exists():
+        raise InputError(f"--data {o.data}: not found; expected a phantom set, a folder of real masks, a "
+                         "manifest.csv or 'bundled'")
+    if not 0.0 <= o.real_fraction <= 1.0 or not 0.0 <= o.redraw <= 1.0 or o.pairs < 1:
+        raise InputError(f"--real-fraction {o.real_fraction} and --redraw {o.redraw} must be in [0, 1], "
+                         f"--pairs {o.pairs} >= 1")
     if o.val_phantoms < 0 or o.val_every < 1 or o.max_shift < 0:
         raise InputError("--val-phantoms and --max-shift must be >= 0 and --val-every >= 1")
     if o.amp not in ("auto", "bf16", "fp16", "off"):
@@ -104,15 +121,21 @@ def check_options(o: TrainOptions) -> None:
 
 def load_data(o: TrainOptions, cfg: Config) -> tuple[MaskSet, MaskSet | None]:
     m = cfg.model
-    if o.data is not None:
+    real = o.data is not None and not is_phantom_set(o.data)
+    source = None if str(o.data) == "bundled" else o.data
+    if real:
+        train = mixed_set(source, o.split, o.pairs, o.real_fraction, cfg, o.data_seed, o.redraw)
+    elif o.data is not None:
         train = directory_set(o.data, m.grid, m.spatial_dims, need_lq=o.model == "reconnet")
     else:
         train = generated_set(o.phantoms, o.data_seed, m.grid, m.spacing, dims=m.spatial_dims)
     if o.model == "reconnet" and train.lq is None:
         raise InputError(f"{o.data}: reconnet needs low-quality masks in lq/")
-    val = generated_set(o.val_phantoms, o.val_seed, m.grid, m.spacing, dims=m.spatial_dims) \
-        if o.val_phantoms > 0 else None
-    return train, val
+    if o.val_phantoms <= 0:
+        return train, None
+    if real and o.val_split:  # real subjects never trained on (split by subject in the manifest)
+        return train, mixed_set(source, o.val_split, o.val_phantoms, 1.0, cfg, o.val_seed, 0.0)
+    return train, generated_set(o.val_phantoms, o.val_seed, m.grid, m.spacing, dims=m.spatial_dims)
 
 
 def _amp_context(o: TrainOptions, device: torch.device):
@@ -195,6 +218,8 @@ def _train(o: TrainOptions, ctx: D.DistContext) -> dict[str, Any]:
     epoch = start_epoch
     for epoch in range(start_epoch, epochs):
         sampler.set_epoch(epoch)
+        if train_set.refresh is not None and epoch > 0:
+            train_set.refresh(epoch)
         cpu_gen = torch.Generator().manual_seed(o.seed * 100003 + epoch * 1009 + ctx.rank)
         dev_gen = torch.Generator(device=device).manual_seed(o.seed * 100019 + epoch * 2003 + ctx.rank)
         order = list(sampler)
