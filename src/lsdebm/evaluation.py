@@ -255,14 +255,16 @@ def summarize(result: EvalResult) -> dict[str, dict[str, dict[str, float]]]:
     summary = {}
     for row in result.rows:
         sel = [c for c in result.cases if c["method"] == row.key]
-        summary[row.key] = {}
-        for col in columns:
-            vals = np.array([c[col] for c in sel], float)
-            vals = vals[np.isfinite(vals)]
-            summary[row.key][col] = {"mean": float(vals.mean()) if vals.size else float("nan"),
-                                     "std": float(vals.std(ddof=1)) if vals.size > 1 else float("nan"),
-                                     "n": int(vals.size)}
+        summary[row.key] = {col: column_stats([c[col] for c in sel]) for col in columns}
     return summary
+
+
+def column_stats(values) -> dict[str, float]:
+    """``{"mean", "std" (ddof=1), "n"}`` of the finite values (NaN where undefined)."""
+    vals = np.asarray(list(values), float)
+    vals = vals[np.isfinite(vals)]
+    return {"mean": float(vals.mean()) if vals.size else float("nan"),
+            "std": float(vals.std(ddof=1)) if vals.size > 1 else float("nan"), "n": int(vals.size)}
 
 
 def quality_bars(summary: dict) -> list[dict[str, Any]]:

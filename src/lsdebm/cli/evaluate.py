@@ -20,12 +20,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "evaluate", help="score raw LQ, ReconNet, ReconNet+VAE/LEBM/LSD-EBM and LSD-EBM on a test set",
         description="Writes OUT/report.md, OUT/report.json and OUT/cases.csv. Without --data (or when DIR does "
                     "not exist) a test set is generated with the test simulator ranges (5-6 mm slices included, "
-                    "which training never sees) from --seed (default 90000; training uses other seeds).")
+                    "which training never sees) from --seed (default 90000; training uses other seeds). "
+                    "With --real [PATH]: real vertebra masks degraded by the thick-slice simulator instead, "
+                    "written to OUT/real_report.md, OUT/real_summary.json and OUT/real_cases.csv.")
     p.add_argument("--data", help="phantom set directory (lsdebm phantoms layout); generated there if missing")
     p.add_argument("--out", required=True, help="report directory")
     p.add_argument("--n", type=int, default=100, help="cases to generate (default 100 = 20 per level)")
     p.add_argument("--phantoms", type=int, metavar="N", help="generate N cases even if --data is given")
-    p.add_argument("--seed", type=int, default=TEST_SEED, help=f"test-set seed and sampling seed (default {TEST_SEED})")
+    p.add_argument("--seed", type=int, help=f"test-set seed and sampling seed (default {TEST_SEED}; --real: 0)")
     p.add_argument("--checkpoint-dir", help="directory with <kind>-default.safetensors (default: bundled)")
     p.add_argument("--methods", help=f"comma-separated rows (default all): {','.join(ROW_KEYS)}")
     p.add_argument("--steps", type=int, help="LSD-EBM diffusion depth / LEBM posterior steps (default: checkpoint)")
@@ -40,7 +42,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--overwrite", action="store_true", help="replace existing report files / data set")
+    from lsdebm.cli.evaluate_real import add_real_arguments
+
+    add_real_arguments(p)
     return p
+
+
+def parse_methods(text: str | None):
+    """The rows named by ``--methods`` (comma-separated; None or empty: all rows)."""
+    from lsdebm.evaluation import select_rows
+
+    return select_rows([m.strip() for m in text.split(",") if m.strip()] if text else None)
 
 
 def device_name(device) -> str:
@@ -95,13 +107,19 @@ def run(args) -> int:
     """Evaluate, write the three report files, optionally record the test metrics."""
     import datetime
 
-    from lsdebm.evaluation import evaluate, load_models, quality_bars, select_rows, summarize
+    from lsdebm.evaluation import evaluate, load_models, quality_bars, summarize
     from lsdebm.pipeline import effective_settings, resolve_device, set_threads
     from lsdebm.provenance import checkpoint_record, command_line, versions
     from lsdebm.report import REPORT_FILES, record_metrics, render_markdown, timing_rows, write_reports
     from lsdebm.sampling import RunSettings
 
-    rows = select_rows([m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None)
+    from lsdebm.cli.evaluate_real import check_real_options, run_real
+
+    check_real_options(args)
+    if args.real is not None:
+        return run_real(args)
+    args.seed = TEST_SEED if args.seed is None else args.seed
+    rows = parse_methods(args.methods)
     if args.batch_size < 1 or args.timing_cases < 0:
         raise InputError("--batch-size must be >= 1 and --timing-cases >= 0")
     out = Path(args.out)

@@ -1,0 +1,132 @@
+"""``lsdebm evaluate --real [PATH]``: Table 1 on real vertebra masks degraded by the thick-slice simulator.
+
+Not a subcommand of its own: :mod:`lsdebm.cli.evaluate` registers these options and hands
+over to :func:`run_real` when ``--real`` is given.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from lsdebm.errors import InputError
+
+REAL_ONLY = ("split", "planes", "thicknesses", "forms")
+PHANTOM_ONLY = {"data": "--data", "phantoms": "--phantoms", "record_test_metrics": "--record-test-metrics"}
+REAL_SEED = 0
+
+
+def add_real_arguments(p: argparse.ArgumentParser) -> None:
+    """Register ``--real`` and the options that only apply to it."""
+    g = p.add_argument_group("real anatomy (--real)")
+    g.add_argument("--real", nargs="?", const="", metavar="PATH",
+                   help="evaluate on real HQ masks degraded by the thick-slice simulator: PATH is a folder or "
+                        "manifest.csv of real masks (default: the bundled set)")
+    g.add_argument("--split", help="manifest split (default val)")
+    g.add_argument("--planes", help="comma-separated acquisition planes (default sagittal,axial)")
+    g.add_argument("--thicknesses", help="comma-separated slice thicknesses in mm, 1-10 (default 3,5,7)")
+    g.add_argument("--forms", help="truth (LQ on the 1 mm truth grid) and/or native (LQ on its thick-slice grid); "
+                                   "default truth,native")
+
+
+def _split_list(text: str | None, default: tuple) -> tuple:
+    return default if text is None else tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _thicknesses(text: str | None) -> tuple[float, ...]:
+    values = _split_list(text, ("3", "5", "7"))
+    try:
+        return tuple(float(v) for v in values)
+    except ValueError:
+        raise InputError(f"--thicknesses {text!r}: expected comma-separated numbers in mm such as 3,5,7") from None
+
+
+def check_real_options(args) -> None:
+    """Refuse real-only options without ``--real`` and phantom-only ones with it (one line each)."""
+    if args.real is None:
+        given = [f"--{name}" for name in REAL_ONLY if getattr(args, name, None) is not None]
+        if given:
+            raise InputError(f"{given[0]} applies to real anatomy only; add --real [PATH]")
+        return
+    given = [flag for name, flag in PHANTOM_ONLY.items() if getattr(args, name, None) not in (None, False)]
+    if given:
+        raise InputError(f"{given[0]} applies to the phantom test set only; drop it or --real")
+
+
+def real_protocol(args) -> dict:
+    """The validated protocol options: split, planes, thicknesses, forms, seed, source."""
+    from lsdebm.evaluation_real import check_protocol
+
+    split = "val" if args.split is None else args.split
+    planes = _split_list(args.planes, ("sagittal", "axial"))
+    thicknesses = _thicknesses(args.thicknesses)
+    forms = _split_list(args.forms, ("truth", "native"))
+    check_protocol(planes, thicknesses, forms, split)
+    return {"source": args.real or None, "split": split, "planes": planes, "thicknesses": thicknesses,
+            "forms": forms, "seed": REAL_SEED if args.seed is None else args.seed}
+
+
+def _check_out(args) -> Path:
+    from lsdebm.report_real import REAL_REPORT_FILES
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: --out must be a directory")
+    for name in REAL_REPORT_FILES:
+        if (out / name).exists() and not args.overwrite:
+            raise InputError(f"{out / name} already exists; pass --overwrite to replace it")
+    return out
+
+
+def _describe(protocol: dict, cases) -> str:
+    masks = sorted({c.mask for c in cases})
+    subjects = sorted({c.subject for c in cases})
+    return (f"{len(masks)} real masks of {len(subjects)} subjects ({', '.join(subjects)}) from "
+            f"{protocol['source'] or 'the bundled set'}, split {protocol['split']}, planes "
+            f"{','.join(protocol['planes'])}, thicknesses {','.join(f'{t:g}' for t in protocol['thicknesses'])} mm, "
+            f"forms {','.join(protocol['forms'])}, seed {protocol['seed']}")
+
+
+def run_real(args) -> int:
+    """Validate everything, build the cases, evaluate every row, write the three real report files."""
+    import datetime
+
+    from lsdebm.cli.evaluate import _load, device_name, parse_methods
+    from lsdebm.evaluation import load_models
+    from lsdebm.evaluation_real import REAL_SIMULATOR, evaluate_real, real_cases, row_models, summarize_real
+    from lsdebm.pipeline import effective_settings, resolve_device, set_threads
+    from lsdebm.provenance import checkpoint_record, command_line, versions
+    from lsdebm.report_real import render_real_markdown, write_real_reports
+    from lsdebm.sampling import RunSettings
+
+    rows = parse_methods(args.methods)
+    protocol = real_protocol(args)
+    out = _check_out(args)
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    loaded = load_models(rows, args.checkpoint_dir, device)
+    cases = real_cases(protocol["source"], protocol["split"], protocol["planes"], protocol["thicknesses"],
+                       protocol["seed"], protocol["forms"])
+    settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size, seed=protocol["seed"])
+    start, load_start = time.perf_counter(), _load()
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r{done}/{total} cases, {time.perf_counter() - start:.0f} s", end="", file=sys.stderr, flush=True)
+
+    result = evaluate_real(cases, row_models(rows, loaded), rows, settings, progress)
+    print(file=sys.stderr)
+    summary = summarize_real(result)
+    meta = {"command": command_line(getattr(args, "argv", None)),
+            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "device": device_name(device), "test_set": _describe(protocol, cases),
+            "protocol": {**{k: list(v) if isinstance(v, tuple) else v for k, v in protocol.items()},
+                         "simulator": REAL_SIMULATOR, "offset": "uniform in [0, thickness) per case"},
+            "seconds_total": round(time.perf_counter() - start, 1), "load_average_start": load_start,
+            "load_average_end": _load(), "checkpoints": [checkpoint_record(c, k) for k, c in loaded.items()],
+            "settings": {k: effective_settings(c.model, settings) for k, c in loaded.items() if k != "reconnet"},
+            "versions": versions()}
+    for path in write_real_reports(out, result, summary, meta, overwrite=args.overwrite):
+        print(path)
+    print(render_real_markdown(result, summary, meta).split("## Reproduce")[0], file=sys.stderr)
+    return 0

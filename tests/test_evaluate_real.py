@@ -1,0 +1,127 @@
+"""`lsdebm evaluate --real`: real masks degraded by the thick-slice simulator, on one tiny val mask."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from lsdebm.checkpoint import load_checkpoint
+from lsdebm.cli.main import main
+from lsdebm.data.real import bundled_manifest, slab_axis
+from lsdebm.errors import InputError
+from lsdebm.evaluation import select_rows
+from lsdebm.evaluation_real import (REAL_SIMULATOR, evaluate_real, predict, real_bars, real_cases, row_models,
+                                    summarize_real)
+from lsdebm.metrics import dice
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+MASK = "verse/L3_verse009.nii.gz"
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    """A manifest of one bundled val mask (L3 of verse009)."""
+    root = tmp_path_factory.mktemp("real")
+    shutil.copy(bundled_manifest().parent / MASK, root / "L3_verse009.nii.gz")
+    (root / "manifest.csv").write_text("file,level,subject,complete,split\n"
+                                       "L3_verse009.nii.gz,L3,verse009,yes,val\n")
+    return root / "manifest.csv"
+
+
+@pytest.fixture(scope="module")
+def cases(manifest):
+    return real_cases(manifest, split="val", planes=("sagittal",), thicknesses=(5.0,), forms=("truth", "native"),
+                      levels=("L3",))
+
+
+def test_one_case_per_mask_plane_thickness_form(cases):
+    assert [(c.mask, c.plane, c.thickness, c.form) for c in cases] == \
+        [("L3_verse009", "sagittal", 5.0, "truth"), ("L3_verse009", "sagittal", 5.0, "native")]
+    truth, native = cases
+    assert truth.params.gap == REAL_SIMULATOR["gap"] and 0.0 <= truth.params.offset < 5.0
+    assert truth.lq.shape == truth.truth.shape and np.allclose(truth.affine, truth.truth_affine)
+    assert np.allclose(np.linalg.norm(truth.truth_affine[:3, :3], axis=0), 1.0)
+
+
+def test_native_form_is_coarse_along_the_slab_axis_and_scored_on_truth_grid(cases):
+    truth, native = cases
+    axis = slab_axis(native.truth_affine, "sagittal")
+    spacing = np.linalg.norm(native.affine[:3, :3], axis=0)
+    assert spacing[axis] == pytest.approx(5.0)
+    assert np.allclose(np.delete(spacing, axis), 1.0)
+    assert abs(native.lq.shape[axis] - native.truth.shape[axis] / 5.0) <= 1
+    raw = predict(native, None)
+    assert raw.shape == native.truth.shape
+    assert dice(raw, truth.lq) == pytest.approx(1.0)  # the native slabs are the staircase's samples
+
+
+def test_evaluate_real_raw_and_reconnet(cases):
+    rows = select_rows(["raw", "reconnet"])
+    result = evaluate_real(cases, row_models(rows, {"reconnet": load_checkpoint("reconnet-default")}), rows)
+    assert [(r["form"], r["method"]) for r in result.cases] == \
+        [("truth", "raw"), ("truth", "reconnet"), ("native", "raw"), ("native", "reconnet")]
+    for record in result.cases:
+        if record["method"] == "raw":
+            assert 0.7 < record["dsc"] < 1.0
+        assert 0.0 < record["dsc"] <= 1.0 and record["seconds"] >= 0.0
+    summary = summarize_real(result)
+    assert summary["overall"]["raw"]["dsc"]["n"] == 2
+    assert set(summary["by_subject"]) == {"verse009"} and "reconnet" in summary["by_subject"]["verse009"]
+    assert set(summary["by_thickness"]) == {"5"} and set(summary["by_form"]) == {"truth", "native"}
+    paired = summary["paired_vs_raw"]["reconnet"]
+    assert paired["n"] == 2 and paired["better"] + paired["worse"] <= 2
+    assert all(b["holds"] is None for b in summary["bars"])  # no ReconNet+LSD-EBM row
+
+
+def test_real_bars():
+    overall = {"raw": {"dsc": {"mean": 0.85}, "hd95": {"mean": 3.0}},
+               "reconnet": {"dsc": {"mean": 0.88}, "hd95": {"mean": 2.5}},
+               "reconnet+lsdebm": {"dsc": {"mean": 0.89}, "hd95": {"mean": 2.5}}}
+    paired = {"reconnet+lsdebm": {"n": 20, "worse": 3}}
+    assert [b["holds"] for b in real_bars(overall, paired)] == [True, True, False, True]
+
+
+@pytest.mark.parametrize("option, value", [("--planes", "sagital"), ("--thicknesses", "12"), ("--split", ""),
+                                           ("--forms", "coarse"), ("--split", "nosuchsplit")])
+def test_bad_options_refused_before_any_work(tmp_path, manifest, capsys, option, value):
+    out = tmp_path / "out"
+    assert main(["evaluate", "--real", str(manifest), "--out", str(out), option, value, "--methods", "raw"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lsdebm: error:")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kwargs", [{"planes": ("sagital",)}, {"thicknesses": (0.5,)}, {"forms": ("coarse",)},
+                                    {"split": ""}, {"split": "train"}])
+def test_real_cases_refuses_bad_protocol(manifest, kwargs):
+    with pytest.raises(InputError):
+        real_cases(manifest, **kwargs)
+
+
+def test_real_only_options_need_real(tmp_path, capsys):
+    assert main(["evaluate", "--out", str(tmp_path / "o"), "--planes", "axial"]) == 2
+    assert "--real" in capsys.readouterr().err
+
+
+def test_cli_writes_the_three_files(tmp_path, manifest, capsys):
+    out = tmp_path / "real"
+    argv = ["evaluate", "--real", str(manifest), "--out", str(out), "--planes", "sagittal", "--thicknesses", "5",
+            "--forms", "truth,native", "--methods", "raw,reconnet", "--device", "cpu", "--threads", "1"]
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["real_cases.csv", "real_report.md", "real_summary.json"]
+    with open(out / "real_cases.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4 and {"case", "subject", "level", "plane", "thickness", "form", "method", "seconds",
+                               "dsc", "hd95"} <= set(rows[0])
+    report = json.loads((out / "real_summary.json").read_text())
+    assert report["meta"]["protocol"]["simulator"] == REAL_SIMULATOR and "verse009" in report["summary"]["by_subject"]
+    md = (out / "real_report.md").read_text()
+    for title in ("Raw LQ input", "ReconNet", "DSC per subject", "Paired against the raw input",
+                  " ± ", "lsdebm evaluate --real"):
+        assert title in md
+    capsys.readouterr()
+    assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
