@@ -13,18 +13,19 @@
 # (never trained on). The phantom test set (seed 90000+) is never used here.
 # Each step is ONE `lsdebm train` command capped at 40 minutes of training (LSD-EBM: 38;
 # --max-minutes; the cosine learning-rate decay of the default preset follows that wall-time budget, so the run
-# ends its decay on time). CPU bf16 autocast (--amp bf16) gives ~1.7x the fp32 throughput here.
+# ends its decay on time). Precision: AMP=off (default, fp32). AMP=bf16 helps only on CPUs with
+# AVX512-BF16/AMX (~1.7x there); on a CPU without them (AVX2 only) it is emulated and ~50x slower.
 # On the 2-core machine the four were trained as two lanes side by side, one thread each:
 #     scripts/train_bundled.sh reconnet & scripts/train_bundled.sh lsdebm & wait
 #     scripts/train_bundled.sh vae & scripts/train_bundled.sh lebm & wait
-# On a GPU drop --device cpu --threads 1 --amp bf16 (COMMON) and run them one after another.
+# On a GPU drop --device cpu --threads 1 (COMMON), set AMP=auto, and run them one after another.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LSDEBM=${LSDEBM:-.venv/bin/lsdebm}
 RUNS=${RUNS:-outputs/bundled}
 DEST=${DEST:-src/lsdebm/checkpoints}
 COMMON=(--preset default --data bundled --real-fraction 0.6 --pairs 400 --redraw 0.05 --data-seed 1000
-        --val-phantoms 20 --val-seed 2000 --device cpu --threads 1 --seed 0 --batch-size 4 --amp bf16 --overwrite)
+        --val-phantoms 20 --val-seed 2000 --device cpu --threads 1 --seed 0 --batch-size 4 --amp "${AMP:-off}" --overwrite)
 
 LEBM_REASON="validation pipeline (outputs/valset, seed 2000): ReconNet+LEBM 0.853 at reference sigma 8 and 80 steps vs 0.811 at sigma 1 and 150 steps; raw input 0.822"
 
