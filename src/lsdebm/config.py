@@ -207,6 +207,38 @@ class LEBMConfig:
 
 
 @dataclass(frozen=True)
+class ConsistencyConfig:
+    """Measurement-aware refinement when the input's thick-slice acquisition is known.
+
+    Attributes:
+        weight: lambda of the data-consistency term added to the LSD-EBM Langevin energy after
+            the reverse chain (:mod:`lsdebm.sampling.guidance`); 0 = the paper's unguided sampler.
+        steps: guided Langevin iterations (each one decoder forward + backward).
+        step_size: their step size.
+        noise_scale: their noise multiplier (1 = Langevin, 0 = gradient descent).
+        projection: weight of the projection of the output probabilities onto the observed slabs
+            on the output grid (:mod:`lsdebm.data.slab_projection`); 0 = off, 1 = every column
+            consistent. Applies to every method, ReconNet alone included.
+        margin: how far past one half a projected column's mean is moved (and the data term's margin).
+    """
+
+    weight: float = 0.0
+    steps: int = 0
+    step_size: float = 0.01
+    noise_scale: float = 1.0
+    projection: float = 0.0
+    margin: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in ("weight", "step_size", "noise_scale", "projection", "margin"):
+            _positive(name, getattr(self, name), allow_zero=True)
+        if not isinstance(self.steps, int) or self.steps < 0:
+            raise ConfigError(f"consistency.steps={self.steps!r} must be an integer >= 0")
+        if self.projection > 1 or self.margin >= 0.5:
+            raise ConfigError(f"consistency.projection={self.projection} must be <= 1 and margin={self.margin} < 0.5")
+
+
+@dataclass(frozen=True)
 class LossConfig:
     """Training objective knobs (eqs. 16-17, Algorithm 1).
 
@@ -268,6 +300,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     reference_compat: bool = False
+    consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
 
     def replace(self, **sections: Any) -> "Config":
         """Return a copy with whole sections or dotted fields replaced.
@@ -328,7 +361,7 @@ class Config:
 
 _SECTIONS = {
     "model": ModelConfig, "schedule": ScheduleConfig, "langevin": LangevinConfig,
-    "lebm": LEBMConfig, "loss": LossConfig, "train": TrainConfig,
+    "lebm": LEBMConfig, "loss": LossConfig, "train": TrainConfig, "consistency": ConsistencyConfig,
 }
 
 

@@ -24,13 +24,17 @@ import numpy as np
 import torch
 
 from lsdebm.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint
+from lsdebm.data.acquisition import Acquisition, find_acquisition
 from lsdebm.data.nifti import CropInfo, _resample, crop_label, paste_probabilities, replace_label
+from lsdebm.data.slab_projection import consistent_probabilities
+from lsdebm.data.validate import foreground
 from lsdebm.data.phantoms import LEVELS, make_vertebra
 from lsdebm.data.pose import WORLD_AXES
 from lsdebm.errors import CheckpointError, InputError
 from lsdebm.provenance import checkpoint_record, make_provenance
 from lsdebm.sampling import RunSettings, Trajectory, TrajectoryRecorder, make_generator, run, run_events
-from lsdebm.sampling.methods import langevin_config, sampling_schedule
+from lsdebm.sampling.guidance import build_observation
+from lsdebm.sampling.methods import consistency_config, langevin_config, sampling_schedule
 
 METHODS = ("lsdebm", "vae", "lebm")
 
@@ -181,13 +185,15 @@ class Refinement:
 
 def refine(models: Models, crops: np.ndarray, settings: RunSettings = RunSettings(), batch_size: int = 8,
            record_every: int | None = None, metadata: dict[str, Any] | None = None,
-           on_event: Callable[[Any], None] | None = None) -> Refinement:
+           on_event: Callable[[Any], None] | None = None, observations: list | None = None) -> Refinement:
     """Run the (ReconNet +) method pipeline on crops of shape (N, *grid).
 
     ``repeats`` chains per crop are batched and their probabilities averaged. One generator
     seeded with ``settings.seed`` serves all batches, so results depend on (seed, batch_size).
     With ``record_every`` all crops run as one batch and the trajectory of every chain is kept
     (the ``repeat`` axis is crop-major). ``on_event`` sees every sampler event (raise to cancel).
+    ``observations`` (one :class:`lsdebm.sampling.guidance.SlabObservation` or None per crop)
+    guide LSD-EBM.
     """
     crops = np.asarray(crops)
     n, grid = crops.shape[0], crops.shape[1:]
@@ -213,7 +219,8 @@ def refine(models: Models, crops: np.ndarray, settings: RunSettings = RunSetting
                 **(metadata or {}), "checkpoint_sha256": models.method.sha256, "method": models.method.kind,
                 "crops": n, "repeats": settings.repeats, "settings": effective_settings(models.method.model, settings)})
         result = None
-        for result in run_events(models.method.model, x, settings, g):
+        obs = observations[lo:lo + step] if observations is not None else None
+        for result in run_events(models.method.model, x, settings, g, obs):
             if recorder is not None:
                 recorder(result)
             if on_event is not None:
@@ -320,43 +327,78 @@ def resample_labels(data: np.ndarray, affine: np.ndarray, out_shape, out_affine)
     return _resample(np.asarray(data), tuple(out_shape), out_affine, affine, order=0)
 
 
+def consistency_settings(models: Models, settings: RunSettings):
+    """The :class:`lsdebm.config.ConsistencyConfig` a run uses (the method's, else ReconNet's, + overrides)."""
+    return consistency_config(models._any().model, settings)
+
+
+def structure_observations(models: Models, data, affine, infos: list[CropInfo], acq, margin: float) -> list | None:
+    """One slab observation per cropped structure (None where there is nothing to observe)."""
+    if acq is None:
+        return None
+    return [build_observation(foreground(data, info.label), affine, acq, info.crop_affine, models.grid,
+                              models.spacing, margin) for info in infos]
+
+
 def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, labels: Sequence[int] | None = None,
                        settings: RunSettings = RunSettings(), with_probabilities: bool = False, batch_size: int = 8,
                        record_every: int | None = None, on_event: Callable[[Any], None] | None = None,
-                       input_name: str | None = None, out_grid: tuple | None = None) -> ReconstructionResult:
+                       input_name: str | None = None, out_grid: tuple | None = None,
+                       acquisition: Acquisition | str | None = "auto") -> ReconstructionResult:
     """Crop, refine and paste back every chosen label of a mask or label map (see module doc).
 
     ``out_grid`` = ``(shape, affine)`` writes the result on another grid (an isotropic grid over
     the input's field of view, another image's grid); labels that are not refined are carried
     over by nearest neighbour. The refined probabilities are pasted with linear interpolation and
     thresholded on the output grid itself, never as a coarse model-grid mask.
+
+    ``acquisition``: the input's thick-slice geometry (:class:`lsdebm.data.acquisition.Acquisition`),
+    ``"auto"`` to find it from the spacing or the staircase, or None for none. When known, the
+    checkpoint's ``consistency`` settings (with ``settings``' overrides) guide LSD-EBM with the
+    data term and project the output probabilities onto the observed slabs.
     """
     data = np.asarray(data)
     chosen = structure_labels(data, labels)
     out_shape, out_affine = (tuple(data.shape), np.asarray(affine, float)) if out_grid is None else \
         (tuple(int(v) for v in out_grid[0]), np.asarray(out_grid[1], float))
+    start = time.perf_counter()
+    acq = find_acquisition(data, affine) if isinstance(acquisition, str) else acquisition
+    ccfg = consistency_settings(models, settings)
     cfg = models._any().config.model
     pairs = [crop_to_model(data, affine, label, models.grid, models.spacing, cfg) for label in chosen]
     crops = np.stack([c for c, _ in pairs])
     infos = [info for _, info in pairs]
     meta = {"input": input_name, "labels": chosen}
-    ref = refine(models, crops, settings, batch_size, record_every, meta, on_event)
+    guided = models.method is not None and ccfg.weight > 0 and ccfg.steps > 0
+    obs = structure_observations(models, data, affine, infos, acq, ccfg.margin) if guided else None
+    ref = refine(models, crops, settings, batch_size, record_every, meta, on_event, obs)
     out = resample_labels(data, affine, out_shape, out_affine)
     probs = np.zeros(out_shape, np.float32) if with_probabilities else None
+    notes = []
     for p, info in zip(ref.probs, infos):
         pasted = paste_probabilities(p, info, out_shape, out_affine)
+        pasted, note = consistent_probabilities(pasted, foreground(data, info.label), affine, acq, out_shape,
+                                                out_affine, ccfg.projection, ccfg.margin)
+        notes.append(note)
         out = replace_label(out, pasted >= 0.5, info.label)
         if probs is not None:
             np.maximum(probs, pasted, out=probs)
+    seconds = time.perf_counter() - start
     method = models.method.model if models.method is not None else None
     settings_used = effective_settings(method, settings) if method is not None else asdict(settings)
+    settings_used["consistency"] = asdict(ccfg)
     prov = make_provenance(models.records(), settings.seed, settings_used, inputs=[input_name] if input_name else [],
                            extra={"method": models.method.kind if models.method else "reconnet",
                                   "reconnet": models.reconnet is not None, "labels": chosen,
                                   "output_grid": {"shape": list(out_shape),
                                                   "spacing_mm": [round(float(v), 6) for v in
                                                                  np.linalg.norm(out_affine[:3, :3], axis=0)]},
-                                  "device": str(models.device), "seconds": round(ref.seconds, 3)})
+                                  "acquisition": asdict(acq) if acq is not None else None,
+                                  "guided": bool(guided and obs is not None), "projection": sorted(set(notes)),
+                                  "pose": [{"label": i.label, "frame": i.frame, "tilt_deg": i.tilt_deg}
+                                           for i in infos],
+                                  "device": str(models.device), "seconds": round(seconds, 3)})
+    ref.seconds = seconds
     return ReconstructionResult(out, probs, chosen, crops, infos, ref, prov, out_affine)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-PHASES = ("encode", "forward", "reverse", "posterior", "prior")
+PHASES = ("encode", "forward", "reverse", "posterior", "prior", "consistency")
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,12 @@ class StepEvent:
 
 @dataclass(frozen=True)
 class LangevinEvent:
-    """One Langevin iteration ``k`` (1-based) while sampling z_t (reverse) or z (posterior)."""
+    """One Langevin iteration ``k`` (1-based) while sampling z_t (reverse) or z (posterior).
+
+    ``data_energy``: for the measurement-guided phase (``consistency``), the part of ``energy``
+    that is the weighted data-consistency term (:mod:`lsdebm.sampling.guidance`); the prior part
+    is ``energy - data_energy``. None for unguided phases.
+    """
 
     phase: str
     t: int
@@ -32,6 +37,7 @@ class LangevinEvent:
     energy: torch.Tensor
     grad_norm: torch.Tensor
     step_size: float
+    data_energy: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,15 @@ from dataclasses import dataclass, replace
 import torch
 from torch.nn import functional as F
 
-from lsdebm.config import LangevinConfig
+from lsdebm.config import ConsistencyConfig, LangevinConfig
 from lsdebm.errors import InputError
 from lsdebm.models.autoencoder import reparameterize
 from lsdebm.models.lebm import reference_latents
 from lsdebm.sampling.events import Event, LangevinEvent, ResultEvent, StepEvent
 from lsdebm.sampling.langevin import langevin_iter
 from lsdebm.sampling.fast_convnet import inference as _net  # same function, faster (eval mode)
-from lsdebm.sampling.reverse import forward_events, reverse_events
+from lsdebm.sampling.guidance import guided_events
+from lsdebm.sampling.reverse import conditional_energy, forward_events, reverse_events
 from lsdebm.sampling.schedule import Schedule, make_schedule
 
 
@@ -37,6 +38,9 @@ class RunSettings:
         repeats: independent chains, batched along the batch axis.
         seed: seed of the explicit ``torch.Generator``.
         use_mean: encode with the posterior mean instead of a sample of q(z0|x).
+        consistency_weight: lambda of the data-consistency term (None: checkpoint; 0: unguided).
+        consistency_steps: guided Langevin iterations after the reverse chain (None: checkpoint).
+        projection: weight of the output-grid slab projection (None: checkpoint; 0: off).
     """
 
     steps: int | None = None
@@ -47,12 +51,23 @@ class RunSettings:
     repeats: int = 1
     seed: int = 0
     use_mean: bool = True
+    consistency_weight: float | None = None
+    consistency_steps: int | None = None
+    projection: float | None = None
 
 
 def langevin_config(model: torch.nn.Module, s: RunSettings) -> LangevinConfig:
     base = model.cfg.langevin
     over = {k: v for k, v in (("K", s.K), ("step_size", s.step_size), ("noise_scale", s.noise_scale),
                               ("init", s.init)) if v is not None}
+    return replace(base, **over)
+
+
+def consistency_config(model: torch.nn.Module, s: RunSettings) -> ConsistencyConfig:
+    """The checkpoint's :class:`ConsistencyConfig` with the run's overrides."""
+    base = getattr(model.cfg, "consistency", ConsistencyConfig())
+    over = {k: v for k, v in (("weight", s.consistency_weight), ("steps", s.consistency_steps),
+                              ("projection", s.projection)) if v is not None}
     return replace(base, **over)
 
 
@@ -102,7 +117,7 @@ def decode(model: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(_net(model.decoder)(z))
 
 
-def _lsdebm_events(model, x, s: RunSettings, g) -> Iterator[Event]:
+def _lsdebm_events(model, x, s: RunSettings, g, observations=None) -> Iterator[Event]:
     lcfg = langevin_config(model, s)
     schedule = sampling_schedule(model)
     depth = lcfg.recon_steps if s.steps is None else s.steps
@@ -116,10 +131,32 @@ def _lsdebm_events(model, x, s: RunSettings, g) -> Iterator[Event]:
     for ev in forward_events(schedule, z0, depth, g):
         z = ev.z
         yield ev
+    z_one, y = z, z
     for ev in reverse_events(model.energy, schedule, z, depth, lcfg, g):
-        z = ev.z if isinstance(ev, StepEvent) else z
+        if isinstance(ev, StepEvent):
+            z = ev.z
+            z_one = z if ev.t == 1 else z_one
+        elif ev.t == 0:
+            y = ev.z
         yield ev
+    ccfg = consistency_config(model, s)
+    if observations is not None and ccfg.weight > 0 and ccfg.steps > 0 and any(o is not None for o in observations):
+        prior, scale = _guided_prior(model, schedule, depth, z_one, y)
+        y = y if depth else z
+        for ev in guided_events(prior, _net(model.decoder), y, observations, ccfg.weight, ccfg.steps,
+                                ccfg.step_size, ccfg.noise_scale, scale, g):
+            y = ev.z
+            yield ev
+        z = y / scale
     yield _result(model.decoder, z, z)
+
+
+def _guided_prior(model, schedule: Schedule, depth: int, z_one: torch.Tensor, y: torch.Tensor):
+    """(prior energy, scale) of the chain variable at t = 0: eq. (2) for z_1 -> tilde z_0, or E(z, 0)."""
+    if depth:
+        return conditional_energy(model.energy, z_one, 0, float(schedule.sigma[1])), float(schedule.a[1])
+    t0 = torch.zeros(y.shape[0], dtype=torch.long, device=y.device)
+    return (lambda v: model.energy(v, t0)), 1.0
 
 
 def posterior_energy(model, x: torch.Tensor, prior_sigma: float | None = None):
@@ -177,10 +214,12 @@ _RUNNERS = {"lsdebm": _lsdebm_events, "lebm": _lebm_events, "vae": _vae_events, 
 
 
 def run_events(model: torch.nn.Module, x: torch.Tensor, settings: RunSettings = RunSettings(),
-               generator: torch.Generator | None = None) -> Iterator[Event]:
+               generator: torch.Generator | None = None, observations=None) -> Iterator[Event]:
     """Reconstruct ``x`` (B,1,*grid or a bare grid-shaped volume) with ``model``, yielding events.
 
     ``settings.repeats`` copies of each input are run as one batch (independent chains).
+    ``observations`` (one :class:`lsdebm.sampling.guidance.SlabObservation` or None per input)
+    make LSD-EBM measurement-aware when the checkpoint's ``consistency`` settings enable it.
     The last event is a :class:`ResultEvent` with probabilities of shape (B*repeats, 1, *grid).
     """
     if settings.repeats < 1:
@@ -189,6 +228,11 @@ def run_events(model: torch.nn.Module, x: torch.Tensor, settings: RunSettings = 
     x = _check_input(model, torch.as_tensor(x)).to(device)
     x = x.repeat_interleave(settings.repeats, dim=0)
     g = generator if generator is not None else make_generator(settings.seed, device)
+    if model.kind == "lsdebm" and observations is not None:
+        if len(observations) * settings.repeats != x.shape[0]:
+            raise InputError(f"{len(observations)} observations for {x.shape[0] // settings.repeats} inputs")
+        observations = [o.to(device) if o is not None else None for o in observations for _ in range(settings.repeats)]
+        return _lsdebm_events(model, x, settings, g, observations)
     return _RUNNERS[model.kind](model, x, settings, g)
 
 

@@ -6,6 +6,8 @@ Named axes (``Trajectory.AXES``):
   energy    (repeat, t, k)          conditional energy U at those iterations
   grad_norm (repeat, t, k)          |grad U|
   k_values  (k,)                    which 1-based Langevin iterations were recorded (last = K)
+  guided    (repeat, j, dim)        measurement-guided iterations after the chain (y / a_1; may be empty)
+  guided_energy (repeat, j, 2)      their prior and (weighted) data energy
 Reverse arrays are indexed by t = 0 .. t*-1 (the step producing z_t). For LEBM the posterior
 iterations are stored as a single reverse step t = 0.
 
@@ -46,9 +48,12 @@ class Trajectory:
     k_values: np.ndarray
     a_cum: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
+    guided: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.float32))
+    guided_energy: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 2), np.float32))
 
     AXES = {"forward": ("repeat", "t", "dim"), "reverse": ("repeat", "t", "k", "dim"),
             "energy": ("repeat", "t", "k"), "grad_norm": ("repeat", "t", "k"), "k_values": ("k",)}
+    OPTIONAL = ("guided", "guided_energy")
 
     @property
     def depth(self) -> int:
@@ -100,6 +105,7 @@ class Trajectory:
         meta = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **self.metadata})
         arrays = {name: getattr(self, name) for name in ("forward", "reverse", "energy", "grad_norm",
                                                           "k_values", "a_cum")}
+        arrays.update({name: getattr(self, name) for name in self.OPTIONAL if getattr(self, name).size})
 
         def write(f):
             np.savez_compressed(f, metadata=np.array(meta), **arrays)
@@ -143,7 +149,8 @@ class Trajectory:
         if missing:
             raise InputError(f"{path}: trajectory is missing arrays {sorted(missing)}")
         meta.pop("format"), meta.pop("format_version", None)
-        traj = cls(metadata=meta, **{k: arrays[k] for k in cls.AXES.keys() | {"a_cum"}})
+        traj = cls(metadata=meta, **{k: arrays[k] for k in cls.AXES.keys() | {"a_cum"}},
+                   **{k: arrays[k] for k in cls.OPTIONAL if k in arrays})
         traj.validate(str(path))
         recorded = meta.get("checkpoint_sha256")
         if expect_checkpoint and recorded is None:
@@ -193,10 +200,15 @@ class TrajectoryRecorder:
         self.grad: dict[int, np.ndarray] = {}
         self.result: ResultEvent | None = None
         self.metadata = dict(metadata or {})
+        self.guided: list[tuple[np.ndarray, np.ndarray]] = []
 
     def __call__(self, ev: Event) -> None:
         if isinstance(ev, StepEvent) and ev.phase in ("encode", "forward"):
             self.forward[ev.t] = ev.z.detach().cpu().float().numpy()
+        elif isinstance(ev, LangevinEvent) and ev.phase == "consistency":
+            total = ev.energy.detach().cpu().float().numpy()
+            data = ev.data_energy.detach().cpu().float().numpy() if ev.data_energy is not None else 0 * total
+            self.guided.append((ev.z.detach().cpu().float().numpy() / self.a[1], np.stack([total - data, data], -1)))
         elif isinstance(ev, LangevinEvent):
             pos = self._kpos.get(ev.k)
             if pos is None:
@@ -234,5 +246,9 @@ class TrajectoryRecorder:
         else:
             rev, en, gn = (np.zeros((n, 0, nk, d), np.float32), np.zeros((n, 0, nk), np.float32),
                            np.zeros((n, 0, nk), np.float32))
-        return Trajectory(fwd.astype(np.float32), rev, en, gn, self.k_values.copy(),
+        traj = Trajectory(fwd.astype(np.float32), rev, en, gn, self.k_values.copy(),
                           self.a_cum.astype(np.float64), dict(self.metadata))
+        if self.guided:
+            traj.guided = np.stack([z for z, _ in self.guided], axis=1).astype(np.float32)
+            traj.guided_energy = np.stack([e for _, e in self.guided], axis=1).astype(np.float32)
+        return traj

@@ -1,0 +1,154 @@
+"""The thick-slice acquisition behind a low-quality mask: which axis was sliced, how thick, where.
+
+A mask reconstructed from thick-slice MRI carries its acquisition in one of three ways, tried
+in this order by :func:`find_acquisition`:
+
+1. **options** (``--slice-axis``, ``--slice-thickness``): the user says so;
+2. **spacing**: a native thick-slice grid (e.g. 1 x 1 x 5 mm): the coarsest axis, every voxel
+   one slab;
+3. **staircase**: a thick-slice mask resampled onto a finer grid by nearest neighbour repeats
+   each slab over several slices. Slab boundaries are the positions where consecutive slices
+   differ; they fall on a lattice ``offset + k * period`` (period = thickness in voxels). The
+   axis whose boundaries fit one lattice (>= 90 % of them) with the longest period >= 2 voxels
+   is the slab axis.
+
+None is returned when no acquisition can be told (an isotropic mask without staircase): the
+refinement then runs unguided.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lsdebm.errors import InputError
+
+ANISOTROPY = 1.5
+MIN_PERIOD, MAX_PERIOD = 2.0, 15.0
+FIT = 0.9
+MIN_BOUNDARIES = 3
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """Slab geometry along one array axis of the input grid.
+
+    Attributes:
+        axis: Array axis of the input along which slabs stack.
+        thickness_mm: Slab thickness (= slab period; gaps are not modelled).
+        offset_mm: Start of slab 0 from the outer edge of voxel 0 along ``axis``.
+        source: ``options``, ``spacing`` or ``staircase``.
+    """
+
+    axis: int
+    thickness_mm: float
+    offset_mm: float
+    source: str
+
+    def slab_of(self, position_mm: np.ndarray) -> np.ndarray:
+        """Slab index of positions along the axis (mm from voxel 0's outer edge)."""
+        return np.floor((np.asarray(position_mm) - self.offset_mm) / self.thickness_mm).astype(int)
+
+    def describe(self) -> str:
+        return (f"slabs along array axis {self.axis}, {self.thickness_mm:.2f} mm thick, offset "
+                f"{self.offset_mm:.2f} mm ({self.source})")
+
+
+def _spacing(affine) -> np.ndarray:
+    return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+
+
+def _boundaries(mask: np.ndarray, axis: int) -> tuple[np.ndarray, int]:
+    """Edge positions (in voxels from voxel 0's outer edge) where consecutive slices differ, and #slices."""
+    m = np.moveaxis(np.asarray(mask) != 0, axis, 0)
+    occupied = np.flatnonzero(m.reshape(m.shape[0], -1).any(1))
+    if occupied.size == 0:
+        return np.zeros(0), 0
+    lo, hi = occupied[0], occupied[-1]
+    m = m[lo:hi + 1]
+    changed = np.flatnonzero((m[1:] != m[:-1]).reshape(m.shape[0] - 1, -1).any(1))
+    return changed + lo + 1.0, int(hi - lo + 1)
+
+
+def _lattice(boundaries: np.ndarray) -> tuple[float, float, float]:
+    """(period, offset, fit) of the lattice that best explains the boundaries (voxel units).
+
+    Candidates hold >= FIT of the boundaries; each is scored by that fit times its coverage (the
+    share of its lattice points that are boundaries), so a short period that fits every
+    boundary but has many empty points loses; ties go to the longer period. Among offsets of a
+    period that fit as well, the one closest to the boundaries on average wins.
+    """
+    periods = np.arange(MIN_PERIOD, MAX_PERIOD + 1e-9, 0.05)
+    fractions = np.arange(0.0, 1.0, 0.02)
+    offsets = periods[:, None] * fractions[None, :]  # (P, O)
+    p = periods[:, None, None]
+    d = np.abs(np.mod(boundaries[None, None, :] - offsets[:, :, None] + p / 2, p) - p / 2)  # (P, O, B)
+    fit = (d <= 0.51).mean(-1)
+    spread = np.where(d <= 0.51, d, 0.0).sum(-1) / np.maximum((d <= 0.51).sum(-1), 1)
+    best = (0.0, 0.0, 0.0, 0.0)
+    for i in np.flatnonzero(fit.max(1) >= FIT):
+        j = int(np.lexsort((spread[i], -fit[i]))[0])
+        period, offset = float(periods[i]), float(offsets[i, j])
+        first = offset + period * np.ceil((boundaries.min() - 0.51 - offset) / period)
+        lattice = np.arange(first, boundaries.max() + 0.51, period)
+        covered = float(np.mean(np.abs(lattice[:, None] - boundaries[None, :]).min(1) <= 0.51))
+        score = fit[i, j] * covered  # short false periods fit the boundaries but leave lattice points empty
+        if score >= best[3] - 1e-9:
+            best = (period, offset, float(fit[i, j]), score)
+    return best[:3]
+
+
+def detect_staircase(mask: np.ndarray, affine) -> Acquisition | None:
+    """The slab axis, thickness and offset of a nearest-neighbour resampled thick-slice mask, or None."""
+    spacing = _spacing(affine)
+    found = []
+    for axis in range(3):
+        edges, n = _boundaries(mask, axis)
+        if len(edges) < MIN_BOUNDARIES or n < 2 * MIN_PERIOD:
+            continue
+        period, offset, fit = _lattice(edges)
+        if period >= MIN_PERIOD and len(edges) <= n / MIN_PERIOD + 1:
+            found.append((period * spacing[axis], axis, offset * spacing[axis], fit))
+    if not found:
+        return None
+    thickness, axis, offset, _ = max(found)
+    return Acquisition(axis, float(thickness), float(offset), "staircase")
+
+
+def find_acquisition(mask: np.ndarray, affine, slice_axis: int | None = None,
+                     slice_thickness: float | None = None) -> Acquisition | None:
+    """The acquisition of a low-quality mask (see the module doc for the order of the rules).
+
+    Args:
+        mask: The input mask or label map (nonzero = observed foreground).
+        affine: Its voxel-to-world affine.
+        slice_axis: Array axis of the slabs (0, 1, 2) if known.
+        slice_thickness: Slab thickness in mm if known (with no axis: the coarsest axis, or the
+            staircase's).
+
+    Raises:
+        InputError: For an axis outside 0-2 or a thickness that is not positive or thinner
+            than the voxels along that axis.
+    """
+    spacing = _spacing(affine)
+    if slice_axis is not None and slice_axis not in (0, 1, 2):
+        raise InputError(f"--slice-axis {slice_axis} must be 0, 1 or 2 (an array axis of the input)")
+    if slice_thickness is not None and not slice_thickness > 0:
+        raise InputError(f"--slice-thickness {slice_thickness} must be > 0 mm")
+    found = detect_staircase(mask, affine)
+    native = int(np.argmax(spacing)) if spacing.max() > ANISOTROPY * spacing.min() else None
+    if slice_axis is None and slice_thickness is None:
+        if native is not None:
+            return Acquisition(native, float(spacing[native]), 0.0, "spacing")
+        return found
+    axis = slice_axis if slice_axis is not None else (native if native is not None else
+                                                     (found.axis if found is not None else None))
+    if axis is None:
+        raise InputError("--slice-thickness needs --slice-axis: the input is isotropic and shows no staircase")
+    thickness = slice_thickness if slice_thickness is not None else (
+        found.thickness_mm if found is not None and found.axis == axis else float(spacing[axis]))
+    if thickness < spacing[axis] - 1e-6:
+        raise InputError(f"--slice-thickness {thickness:g} mm is thinner than the input's {spacing[axis]:g} mm "
+                         f"voxels along axis {axis}")
+    offset = found.offset_mm if found is not None and found.axis == axis else 0.0
+    return Acquisition(int(axis), float(thickness), float(offset), "options")

@@ -1,0 +1,123 @@
+"""Data consistency on the output grid: the refined probabilities must agree with the observed slabs.
+
+The refinement works on a coarse model grid (2 mm) and knows anatomy; the input knows, at its
+own in-plane resolution, which slab columns were foreground. Under the thick-slice model a slab
+column (one in-plane pixel, one slab) was observed as foreground when the mean occupancy of the
+column was at least one half. :func:`project_to_slabs` makes the refined probabilities satisfy
+that, column by column, with the smallest change in logit space: a column observed as
+foreground whose mean probability is below ``0.5 + margin`` gets one common logit shift that
+lifts its mean to ``0.5 + margin`` (and the reverse for background). The shape *within* a slab
+(where in the slab the boundary lies, the through-plane detail) stays the model's; *which*
+columns are bone follows the observation. ``weight`` scales the shift (0 = off, 1 = full
+projection).
+
+It needs the output grid's axes parallel to the input's (true for the input grid and for the
+isotropic grid of :func:`lsdebm.data.grids.isotropic_grid`); on another orientation it is
+skipped and says so.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from lsdebm.data.acquisition import Acquisition
+from lsdebm.data.nifti import _resample
+
+LOGIT_CLIP = 12.0
+BISECTION_STEPS = 24
+
+
+def aligned_axis(in_affine, out_affine, axis: int) -> int | None:
+    """The output array axis parallel to input ``axis`` (None if the grids are not axis-aligned)."""
+    a = np.asarray(in_affine, float)[:3, :3]
+    b = np.asarray(out_affine, float)[:3, :3]
+    a = a / np.linalg.norm(a, axis=0)
+    b = b / np.linalg.norm(b, axis=0)
+    cos = np.abs(a.T @ b)
+    if not np.allclose(np.sort(cos, axis=1)[:, -1], 1.0, atol=1e-3):
+        return None
+    return int(np.argmax(cos[axis]))
+
+
+def slab_ids(acq: Acquisition, in_affine, out_shape, out_affine, out_axis: int) -> np.ndarray:
+    """Slab index of every output slice along ``out_axis`` (from the slice centre's input position)."""
+    n = out_shape[out_axis]
+    index = np.zeros((4, n))
+    index[out_axis] = np.arange(n)
+    index[3] = 1.0
+    world = np.asarray(out_affine, float) @ index
+    src = np.linalg.inv(np.asarray(in_affine, float)) @ world
+    spacing = float(np.linalg.norm(np.asarray(in_affine, float)[:3, acq.axis]))
+    return acq.slab_of((src[acq.axis] + 0.5) * spacing)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _column_shift(logits: np.ndarray, target: np.ndarray, raise_: np.ndarray) -> np.ndarray:
+    """Per column (axis 0 = the slab's slices), the logit shift that brings the mean to ``target``."""
+    lo = np.where(raise_, 0.0, -2 * LOGIT_CLIP)
+    hi = np.where(raise_, 2 * LOGIT_CLIP, 0.0)
+    for _ in range(BISECTION_STEPS):
+        mid = (lo + hi) / 2
+        above = _sigmoid(logits + mid).mean(0) > target
+        hi, lo = np.where(above, mid, hi), np.where(above, lo, mid)
+    return (lo + hi) / 2
+
+
+def project_to_slabs(probs: np.ndarray, observed: np.ndarray, ids: np.ndarray, axis: int,
+                     weight: float = 1.0, margin: float = 0.02) -> np.ndarray:
+    """Project ``probs`` onto the slab observations (see the module doc). Arrays share one grid.
+
+    Args:
+        probs: Refined probabilities on the output grid.
+        observed: The input's foreground resampled (nearest) onto the same grid.
+        ids: Slab index of each slice along ``axis`` (:func:`slab_ids`).
+        axis: The output axis the slabs stack along.
+        weight: Fraction of the shift applied (0 = unchanged, 1 = every column consistent).
+        margin: How far past one half the column mean is moved.
+    """
+    if weight <= 0:
+        return probs
+    p = np.moveaxis(np.asarray(probs, np.float32), axis, 0)
+    y = np.moveaxis(np.asarray(observed) != 0, axis, 0)
+    out = p.copy()
+    logits = np.log(np.clip(p, 1e-6, 1 - 1e-6)) - np.log1p(-np.clip(p, 1e-6, 1 - 1e-6))
+    for s in np.unique(ids):
+        rows = ids == s
+        seen = y[rows].mean(0) >= 0.5
+        mean = p[rows].mean(0)
+        need = np.where(seen, mean < 0.5 + margin, mean > 0.5 - margin)
+        if not need.any():
+            continue
+        l_cols = logits[rows][:, need]
+        shift = _column_shift(l_cols, np.where(seen[need], 0.5 + margin, 0.5 - margin), seen[need])
+        block = out[rows]
+        block[:, need] = _sigmoid(l_cols + weight * shift)
+        out[rows] = block
+    return np.moveaxis(out, 0, axis)
+
+
+def consistent_probabilities(probs: np.ndarray, source_mask: np.ndarray, in_affine, acq: Acquisition | None,
+                             out_shape, out_affine, weight: float = 1.0, margin: float = 0.02):
+    """:func:`project_to_slabs` for one structure, on the box it occupies; returns (probs, note).
+
+    ``source_mask`` is the structure's observed foreground on the input grid. The note says
+    what was done (or why nothing was).
+    """
+    if acq is None or weight <= 0:
+        return probs, "off" if acq is not None else "no acquisition known"
+    axis = aligned_axis(in_affine, out_affine, acq.axis)
+    if axis is None:
+        return probs, "skipped: the output grid is not parallel to the slabs"
+    observed = _resample(np.asarray(source_mask, np.uint8), tuple(out_shape), out_affine, in_affine, order=0)
+    active = (probs > 0.01) | (observed > 0)
+    if not active.any():
+        return probs, "nothing to project"
+    box = [np.flatnonzero(active.any(axis=tuple(a for a in range(3) if a != d))) for d in range(3)]
+    pad = [int(np.ceil(acq.thickness_mm / float(np.linalg.norm(np.asarray(out_affine)[:3, d])))) + 1 for d in range(3)]
+    sl = tuple(slice(max(b[0] - q, 0), min(b[-1] + q + 1, n)) for b, q, n in zip(box, pad, out_shape))
+    ids = slab_ids(acq, in_affine, out_shape, out_affine, axis)[sl[axis]]
+    out = np.array(probs, np.float32, copy=True)
+    out[sl] = project_to_slabs(probs[sl], observed[sl], ids, axis, weight, margin)
+    return out, f"projected onto {acq.describe()}"
