@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -30,7 +31,8 @@ from lsdebm.data.slab_projection import consistent_probabilities
 from lsdebm.data.validate import foreground
 from lsdebm.data.phantoms import LEVELS, make_vertebra
 from lsdebm.data.pose import WORLD_AXES
-from lsdebm.errors import CheckpointError, InputError
+from lsdebm.data.labelmaps import describe, select_structures
+from lsdebm.errors import CheckpointError, InputError, InputWarning
 from lsdebm.provenance import checkpoint_record, make_provenance
 from lsdebm.sampling import RunSettings, Trajectory, TrajectoryRecorder, make_generator, run, run_events
 from lsdebm.sampling.guidance import build_observation
@@ -358,7 +360,11 @@ def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, lab
     data term and project the output probabilities onto the observed slabs.
     """
     data = np.asarray(data)
-    chosen = structure_labels(data, labels)
+    selection = select_structures(data, affine, labels)
+    for line in describe(selection) if selection.skipped else ():
+        if line.startswith("skipping"):
+            warnings.warn(line, InputWarning, stacklevel=2)
+    chosen = selection.labels
     out_shape, out_affine = (tuple(data.shape), np.asarray(affine, float)) if out_grid is None else \
         (tuple(int(v) for v in out_grid[0]), np.asarray(out_grid[1], float))
     start = time.perf_counter()
@@ -390,6 +396,9 @@ def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, lab
     prov = make_provenance(models.records(), settings.seed, settings_used, inputs=[input_name] if input_name else [],
                            extra={"method": models.method.kind if models.method else "reconnet",
                                   "reconnet": models.reconnet is not None, "labels": chosen,
+                                  "levels": {str(k): v for k, v in selection.levels.items() if k in chosen},
+                                  "label_table": selection.table,
+                                  "skipped": [{"label": k, "reason": r} for k, r in selection.skipped],
                                   "output_grid": {"shape": list(out_shape),
                                                   "spacing_mm": [round(float(v), 6) for v in
                                                                  np.linalg.norm(out_affine[:3, :3], axis=0)]},

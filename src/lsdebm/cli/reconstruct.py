@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--like", metavar="FILE", help="write on this NIfTI image's grid (not with --out-spacing)")
     p.add_argument("--native-grid", action="store_true",
                    help="keep the input's grid even when it is anisotropic (thick slices)")
+    p.add_argument("--slice-axis", metavar="AXIS",
+                   help="the thick-slice acquisition's slab axis: an array axis 0/1/2 or sagittal/coronal/axial "
+                        "(default: found from the input's anisotropic spacing or its staircase)")
+    p.add_argument("--slice-thickness", type=float, metavar="MM", help="slab thickness in mm (default: found)")
+    p.add_argument("--unguided", action="store_true",
+                   help="the paper's sampler: no data-consistency term and no projection onto the observed slabs")
+    p.add_argument("--consistency-weight", type=float, metavar="LAMBDA",
+                   help="weight of the data-consistency term in the LSD-EBM Langevin energy (default: checkpoint)")
+    p.add_argument("--projection", type=float, metavar="W",
+                   help="weight 0-1 of the projection of the output onto the observed slabs (default: checkpoint)")
     p.add_argument("--record-every", type=int, default=1, help="keep every N-th Langevin iteration (default 1)")
     p.add_argument("--label", type=int, action="append", help="refine only this label id (repeatable)")
     p.add_argument("--batch-size", type=int, default=8, help="structures per batch (default 8)")
@@ -154,11 +165,37 @@ def _check_targets(targets: list[Path], overwrite: bool) -> None:
             raise InputError(f"{target} already exists; pass --overwrite to replace it")
 
 
+def _check_consistency_options(args) -> None:
+    if args.unguided and (args.consistency_weight is not None or args.projection is not None):
+        raise InputError("--unguided turns data consistency off; do not combine it with --consistency-weight or "
+                         "--projection")
+    if args.consistency_weight is not None and args.consistency_weight < 0:
+        raise InputError(f"--consistency-weight {args.consistency_weight} must be >= 0")
+    if args.projection is not None and not 0 <= args.projection <= 1:
+        raise InputError(f"--projection {args.projection} must be between 0 and 1")
+
+
+def _acquisition(args, volume):
+    """The input's acquisition from --slice-axis/--slice-thickness or found (None: unknown)."""
+    from lsdebm.data.acquisition import find_acquisition
+    from lsdebm.data.real import slab_axis
+
+    axis = args.slice_axis
+    if axis is not None:
+        if str(axis) in ("0", "1", "2"):
+            axis = int(axis)
+        elif str(axis) in ("sagittal", "coronal", "axial"):
+            axis = slab_axis(volume.affine, str(axis))
+        else:
+            raise InputError(f"--slice-axis {axis!r}: expected 0, 1, 2, sagittal, coronal or axial")
+    return find_acquisition(volume.data, volume.affine, axis, args.slice_thickness)
+
+
 def run(args) -> int:
     """Validate everything first (no output on a user error), then refine and write each input."""
     from lsdebm.data.nifti import read_volume, write_volume
-    from lsdebm.pipeline import (dist_rank, load_models, reconstruct_volume, resolve_device, set_threads, shard,
-                                 structure_labels)
+    from lsdebm.data.labelmaps import describe, select_structures
+    from lsdebm.pipeline import dist_rank, load_models, reconstruct_volume, resolve_device, set_threads, shard
     from lsdebm.provenance import command_line, sidecar_path, write_provenance
     from lsdebm.sampling import RunSettings
 
@@ -169,6 +206,7 @@ def run(args) -> int:
         if value is not None and (value < 0 if name == "steps" else value <= 0):
             raise InputError(f"--{name.replace('_', '-')} {value} must be {'>= 0' if name == 'steps' else '> 0'}")
     _check_grid_options(args)
+    _check_consistency_options(args)
     rank, world = dist_rank()
     inputs = [Path(p) for p in args.inputs]
     outputs = plan_outputs(inputs, Path(args.out))
@@ -186,24 +224,34 @@ def run(args) -> int:
             targets.append(mesh)
     _check_targets(targets, args.overwrite)
     like = like_grid(args.like) if args.like else None
-    grids = {}
+    grids, selections, acquisitions = {}, {}, {}
     for path, _ in mine:  # read every input once up front so a bad one fails before any output
         volume = read_volume(path)
-        structure_labels(volume.data, args.label)
+        selections[path] = select_structures(volume.data, volume.affine, args.label)
+        acquisitions[path] = _acquisition(args, volume)
         grids[path] = _output_grid(args, volume, like)
 
     set_threads(args.threads)
     device = resolve_device(args.device, local_rank=rank if world > 1 else None)
     models = load_models(args.method, args.checkpoint, args.reconnet, args.reconnet_checkpoint, device)
     settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size,
-                           repeats=args.repeats, seed=args.seed)
+                           repeats=args.repeats, seed=args.seed,
+                           consistency_weight=0.0 if args.unguided else args.consistency_weight,
+                           projection=0.0 if args.unguided else args.projection)
     for index, (path, out) in enumerate(mine, start=1):
         volume = read_volume(path)
+        for line in describe(selections[path]):
+            print(f"{path}: {line}", file=sys.stderr)
+        acq = acquisitions[path]
+        print(f"{path}: acquisition: {acq.describe() if acq else 'unknown (unguided refinement)'}", file=sys.stderr)
         traj_path = _trajectory_path(args.trajectory, len(inputs), path)
-        result = reconstruct_volume(models, volume.data, volume.affine, args.label, settings,
-                                    with_probabilities=args.save_probs, batch_size=args.batch_size,
-                                    record_every=args.record_every if traj_path else None, input_name=str(path),
-                                    out_grid=grids[path])
+        with warnings.catch_warnings():  # the skipped structures were just listed
+            warnings.filterwarnings("ignore", message="skipping label")
+            result = reconstruct_volume(models, volume.data, volume.affine, selections[path].labels, settings,
+                                        with_probabilities=args.save_probs, batch_size=args.batch_size,
+                                        record_every=args.record_every if traj_path else None,
+                                        input_name=str(path), out_grid=grids[path],
+                                        acquisition=acquisitions[path])
         mesh_path = _mesh_path(args.mesh, len(inputs), path)
         mesh = _result_mesh(result, path) if mesh_path else None  # built (and may fail) before any output
         header = volume.header if grids[path] is None else None  # the input header describes the input grid
