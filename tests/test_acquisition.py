@@ -1,0 +1,166 @@
+"""Acquisition finding (lsdebm.data.acquisition) on real vertebra masks degraded by the simulator."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lsdebm.data.acquisition import Acquisition, find_acquisition
+from lsdebm.data.real import degrade, isotropic, load_real_masks, slab_axis
+from lsdebm.data.thickslice import ThickSliceParams
+from lsdebm.errors import InputError
+
+# (thickness, offset): offsets chosen so that no slab edge falls exactly on a voxel centre
+# (there the simulator's nearest-slab resampling breaks the tie arbitrarily).
+CASES = [(3.5, 0.7), (5.0, 2.3), (6.5, 4.1)]
+PLANES = ("sagittal", "axial", "coronal")
+
+
+@pytest.fixture(scope="module")
+def real_l3():
+    return {m.name: m for m in load_real_masks(split="val", levels=("L3",))}
+
+
+@pytest.fixture(scope="module")
+def clean(real_l3):
+    """A natively isotropic (1 mm) real L3 on a 1 mm grid: the clean truth, no staircase."""
+    m = real_l3["L3_vhmale"]
+    assert np.allclose(m.spacing, 1.0)
+    return isotropic(m.mask, m.affine, 1.0, 6.0)
+
+
+def _lq(clean, plane, thickness, offset, seed=0):
+    mask, affine = clean
+    params = ThickSliceParams(plane=plane, thickness=thickness, gap=0.0, offset=offset, inplane_blur=0.7,
+                              noise_amplitude=0.2, noise_smoothness=3.0)
+    return degrade(mask, affine, params, np.random.default_rng(seed))
+
+
+def _changed_edges(mask, axis):
+    """Voxel edges i (between slices i-1 and i) where consecutive slices differ, and the occupied range."""
+    m = np.moveaxis(mask != 0, axis, 0)
+    n = m.shape[0]
+    occ = np.flatnonzero(m.reshape(n, -1).any(1))
+    edges = np.flatnonzero((m[1:] != m[:-1]).reshape(n - 1, -1).any(1)) + 1
+    return edges, occ[0], occ[-1]
+
+
+@pytest.mark.parametrize("plane", PLANES)
+@pytest.mark.parametrize("thickness,offset", CASES)
+def test_staircase_axis_and_thickness_on_degraded_real_mask(clean, plane, thickness, offset):
+    _, affine = clean
+    lq = _lq(clean, plane, thickness, offset)
+    acq = find_acquisition(lq, affine)
+    assert acq is not None
+    assert acq.source == "staircase"
+    assert acq.axis == slab_axis(affine, plane)
+    assert abs(acq.thickness_mm - thickness) <= 0.3
+    assert 0.0 <= acq.offset_mm < acq.thickness_mm + 1e-9
+
+
+@pytest.mark.parametrize("plane", PLANES)
+@pytest.mark.parametrize("thickness,offset", CASES)
+def test_predicted_slab_boundaries_match_the_observed_staircase(clean, plane, thickness, offset):
+    _, affine = clean
+    lq = _lq(clean, plane, thickness, offset, seed=1)
+    acq = find_acquisition(lq, affine)
+    edges, lo, hi = _changed_edges(lq, acq.axis)
+    n = lq.shape[acq.axis]
+    spacing = float(np.linalg.norm(affine[:3, acq.axis]))
+    slabs = acq.slab_of((np.arange(n) + 0.5) * spacing)  # slab of each slice centre
+    assert np.all(np.diff(slabs) >= 0) and np.all(np.diff(slabs) <= 1)
+    predicted = np.flatnonzero(np.diff(slabs)) + 1
+    interior = predicted[(predicted > lo) & (predicted <= hi)]  # boundaries inside the occupied span
+    assert len(edges) >= 5
+    # where consecutive slices differ, the prediction puts a slab boundary ...
+    assert np.isin(edges, predicted).mean() >= 0.7  # exact; a 0.05-0.1 mm period error drifts
+    assert np.abs(edges[:, None] - predicted[None, :]).min(1).max() <= 1
+    # ... and every predicted boundary inside the structure is seen in the mask (at most one voxel off)
+    assert np.isin(interior, edges).mean() >= 0.7
+    assert np.abs(interior[:, None] - edges[None, :]).min(1).max() <= 1
+    # no slab boundary inside a slab: slices within one predicted slab are all identical
+    m = np.moveaxis(lq != 0, acq.axis, 0)
+    inside = np.array([slabs[i] == slabs[i - 1] for i in range(lo + 1, hi + 1)])
+    same = np.array([np.array_equal(m[i], m[i - 1]) for i in range(lo + 1, hi + 1)])
+    assert same[inside].mean() >= 0.9
+
+
+def test_isotropic_clean_truth_has_no_acquisition(clean):
+    mask, affine = clean
+    assert find_acquisition(mask, affine) is None
+
+
+def test_native_thick_slice_grid_is_found_by_spacing():
+    mask = np.zeros((20, 24, 8), np.uint8)
+    mask[4:16, 5:19, 2:6] = 1
+    affine = np.diag([1.0, 1.0, 5.0, 1.0])
+    affine[:3, 3] = [10.0, -3.0, 7.0]
+    acq = find_acquisition(mask, affine)
+    assert acq == Acquisition(2, 5.0, 0.0, "spacing")
+    # the 5 mm axis may be any axis, in any orientation
+    perm = np.zeros((4, 4))
+    perm[:3, :3] = np.array([[0, 0, 1], [0, -5.0, 0], [1, 0, 0]])  # array axis 1 is the 5 mm one
+    perm[3, 3] = 1
+    acq = find_acquisition(np.transpose(mask, (2, 0, 1)), perm)
+    assert acq.source == "spacing" and acq.axis == 1 and acq.thickness_mm == pytest.approx(5.0)
+
+
+def test_real_native_anisotropic_mask_found_by_spacing(real_l3):
+    m = real_l3["L3_verse009"]  # a real 1 x 1 x 2 mm mask
+    acq = find_acquisition(m.mask, m.affine)
+    assert acq is not None and acq.source == "spacing"
+    assert acq.axis == int(np.argmax(m.spacing))
+    assert acq.thickness_mm == pytest.approx(max(m.spacing))
+
+
+def test_options_override_and_fill_in_from_the_staircase(clean):
+    _, affine = clean
+    lq = _lq(clean, "sagittal", 5.0, 2.3)
+    auto = find_acquisition(lq, affine)
+    acq = find_acquisition(lq, affine, slice_axis=0, slice_thickness=4.0)
+    assert (acq.axis, acq.thickness_mm, acq.source) == (0, 4.0, "options")
+    # thickness only: the staircase gives the axis and offset
+    acq = find_acquisition(lq, affine, slice_thickness=6.0)
+    assert (acq.axis, acq.thickness_mm, acq.source) == (auto.axis, 6.0, "options")
+    assert acq.offset_mm == pytest.approx(auto.offset_mm)
+    # axis only, the staircase's axis: its thickness
+    acq = find_acquisition(lq, affine, slice_axis=auto.axis)
+    assert acq.thickness_mm == pytest.approx(auto.thickness_mm) and acq.source == "options"
+    # axis only, another axis: the voxel spacing, offset 0
+    other = (auto.axis + 1) % 3
+    acq = find_acquisition(lq, affine, slice_axis=other)
+    assert (acq.axis, acq.thickness_mm, acq.offset_mm, acq.source) == (other, 1.0, 0.0, "options")
+
+
+def test_options_on_isotropic_mask_without_staircase(clean):
+    mask, affine = clean
+    acq = find_acquisition(mask, affine, slice_axis=1, slice_thickness=3.0)
+    assert acq == Acquisition(1, 3.0, 0.0, "options")
+
+
+def test_option_errors_name_the_option(clean):
+    mask, affine = clean
+    with pytest.raises(InputError, match="--slice-axis"):
+        find_acquisition(mask, affine, slice_axis=3)
+    with pytest.raises(InputError, match="--slice-axis"):
+        find_acquisition(mask, affine, slice_axis=-1)
+    with pytest.raises(InputError, match="--slice-thickness"):
+        find_acquisition(mask, affine, slice_axis=0, slice_thickness=0.0)
+    with pytest.raises(InputError, match="--slice-thickness"):
+        find_acquisition(mask, affine, slice_axis=0, slice_thickness=-2.0)
+    with pytest.raises(InputError, match="--slice-axis"):
+        find_acquisition(mask, affine, slice_thickness=4.0)  # isotropic, no staircase: which axis?
+    native = np.diag([1.0, 1.0, 5.0, 1.0])
+    small = np.zeros((10, 10, 6), np.uint8)
+    small[2:8, 2:8, 1:5] = 1
+    with pytest.raises(InputError, match="--slice-thickness.*thinner"):
+        find_acquisition(small, native, slice_axis=2, slice_thickness=3.0)
+    with pytest.raises(InputError, match="--slice-thickness.*thinner"):
+        find_acquisition(small, native, slice_thickness=3.0)  # axis from the spacing
+    # as thick as the voxels is fine
+    assert find_acquisition(small, native, slice_axis=2, slice_thickness=5.0).thickness_mm == 5.0
+
+
+def test_slab_of_is_floor_of_position_over_thickness():
+    acq = Acquisition(0, 4.0, 1.0, "options")
+    np.testing.assert_array_equal(acq.slab_of(np.array([0.5, 1.0, 4.9, 5.0, 9.0, 12.99])), [-1, 0, 0, 1, 2, 2])
+    assert "4.00 mm" in acq.describe() and "options" in acq.describe()

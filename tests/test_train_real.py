@@ -1,0 +1,41 @@
+"""`lsdebm train --data bundled`: ReconNet on real masks mixed with phantoms, real val subjects."""
+from __future__ import annotations
+
+import torch
+
+from lsdebm.checkpoint import read_metadata
+from lsdebm.cli.main import main
+from lsdebm.data.real import load_real_masks
+
+torch.set_num_threads(1)
+
+
+def test_train_cli_on_bundled_real_data(tmp_path, capsys):
+    out = tmp_path / "r.safetensors"
+    args = ["train", "--model", "reconnet", "--preset", "tiny", "--data", "bundled", "--pairs", "4", "--epochs", "2",
+            "--val-phantoms", "2", "--batch-size", "2", "--redraw", "0.5", "--threads", "1", "--device", "cpu",
+            "--out", str(out)]
+    assert main(args) == 0
+    meta = read_metadata(out)
+    info = meta["info"]
+    train = info["train_data"]
+    assert train["source"] == "mixed" and train["n"] == 4
+    assert train["real_pairs"] == round(4 * 0.6) == 2 and train["phantom_pairs"] == 2
+    assert train["split"] == "train" and train["redraw_per_epoch"] == 0.5
+    assert train["real_masks"]
+    val = info["val_data"]
+    assert val["source"] == "mixed" and val["split"] == "val" and val["real_pairs"] == val["n"] == 2
+    assert not set(train["real_masks"]) & set(val["real_masks"])
+    # the train and val masks come from different subjects
+    rows = {m.name: m.subject for m in load_real_masks()}
+    assert not {rows[n] for n in train["real_masks"]} & {rows[n] for n in val["real_masks"]}
+    offset = meta["config"].model.centroid_offset_mm
+    assert len(offset) == 3 and all(isinstance(v, float) for v in offset)
+    assert info["epochs"] == 2
+
+    bad = tmp_path / "bad.safetensors"
+    capsys.readouterr()
+    assert main([*args[:-1], str(bad), "--real-fraction", "1.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lsdebm: error:") and "--real-fraction" in err[0]
+    assert not any(p.name.startswith("bad") for p in tmp_path.iterdir())  # nothing written
