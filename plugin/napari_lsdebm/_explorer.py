@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGro
 from lsdebm.checkpoint import bundled_checkpoints
 from lsdebm.errors import LsdebmError
 from lsdebm.explore import TrajectoryVolumes, prepare_input, record_run, run_metadata
+from lsdebm.explore.record import observe
 from lsdebm.pipeline import resolve_device, same_frame
 from lsdebm.sampling import DecodeCache
 from napari_lsdebm._checkpoint_panel import KIND_NAMES, CheckpointPanel
@@ -172,6 +173,7 @@ class ExplorerWidget(QWidget):
         x, crop = prepare_input(np.asarray(source.data), affine, m.grid, m.spacing, self.label_spin.value() or None,
                                  model_cfg=m)
         settings, every = self.run_panel.settings(), self.run_panel.every.value()
+        observations = observe(ckpt, np.asarray(source.data), affine, crop, self.label_spin.value() or None, settings)
         meta = run_metadata(ckpt, settings, stage1, every, input_name=source.name,
                             affine=(crop.crop_affine if crop else affine).tolist())
         self._run_context = {"ckpt": ckpt, "source": source, "crop": crop, "affine": crop.crop_affine if crop
@@ -181,7 +183,7 @@ class ExplorerWidget(QWidget):
         self.run_panel.set_running(True)
         self._say(f"running {KIND_NAMES[ckpt.kind]} on {source.name} ({device})…")
         self.worker, self.cancel_event = start_run(
-            lambda cancel: record_run(ckpt, x, settings, stage1, every, meta, cancel), self._on_progress,
+            lambda cancel: record_run(ckpt, x, settings, stage1, every, meta, cancel, observations), self._on_progress,
             self._on_outcome)
 
     def cancel(self) -> None:

@@ -49,6 +49,21 @@ def langevin_series(traj: Trajectory, s: int) -> tuple[np.ndarray, np.ndarray, n
     return traj.k_values, traj.energy[:, t], traj.grad_norm[:, t]
 
 
+def draw_guided(ax, traj: Trajectory, k_last: int) -> int:
+    """The measurement-guided iterations after the chain: prior part, data part and their sum.
+
+    Returns the last iteration number drawn (``k_last`` + number of guided iterations).
+    """
+    split = traj.guided_energy  # (repeat, j, 2): prior, weighted data term
+    k = k_last + np.arange(1, split.shape[1] + 1)
+    ax.axvspan(k_last + 0.5, k[-1] + 0.5, color="tab:green", alpha=0.08, lw=0)
+    ax.plot(k, split[0, :, 0] + split[0, :, 1], color="black", lw=1.2, label="total (guided)")
+    ax.plot(k, split[0, :, 0], color="tab:blue", lw=1, ls="--", label="prior E")
+    ax.plot(k, split[0, :, 1], color="tab:green", lw=1, ls=":", label="data λ·D")
+    ax.legend(fontsize=6, loc="best")
+    return int(k[-1])
+
+
 def draw_langevin(ax_energy, ax_grad, traj: Trajectory, s: int):
     """Energy and gradient norm over the Langevin iterations at frame ``s``; returns the two cursors."""
     series = langevin_series(traj, s)
@@ -65,7 +80,10 @@ def draw_langevin(ax_energy, ax_grad, traj: Trajectory, s: int):
             ax_energy.plot(k, energy[r], lw=1)
             ax_grad.plot(k, grad[r], lw=1)
         ax_energy.set_title(f"reverse step t={t}", fontsize=8)
+        last = k[-1]
+        if t == 0 and traj.guided_energy.size:
+            last = draw_guided(ax_energy, traj, k[-1])
         for ax in (ax_energy, ax_grad):
-            ax.set_xlim(k[0] - 0.5, k[-1] + 0.5)
+            ax.set_xlim(k[0] - 0.5, last + 0.5)
     x0 = traj.k_values[0] if traj.n_k else 0
     return ax_energy.axvline(x0, color="tab:red", lw=1.2), ax_grad.axvline(x0, color="tab:red", lw=1.2)

@@ -23,7 +23,10 @@ from lsdebm.data.nifti import CropInfo, affine_spacing
 from lsdebm.data.validate import foreground
 from lsdebm.errors import CheckpointError, InputError, LsdebmError
 from lsdebm.pipeline import crop_to_model, effective_settings, make_recorder
+from lsdebm.data.acquisition import find_acquisition
 from lsdebm.sampling import LangevinEvent, RunSettings, Trajectory, run, run_events
+from lsdebm.sampling.guidance import build_observation
+from lsdebm.sampling.methods import consistency_config
 
 METHODS = {"lsdebm": "LSD-EBM", "vae": "VAE", "lebm": "LEBM"}
 
@@ -68,11 +71,13 @@ def make_settings(kind: str, depth: int | None = None, K: int | None = None, ste
     return RunSettings(steps=depth, K=K, step_size=step_size, seed=seed, repeats=repeats)
 
 
-def count_events(model, settings: RunSettings) -> int:
-    """Number of events ``run_events`` yields (for the progress bar)."""
+def count_events(model, settings: RunSettings, guided: bool = False) -> int:
+    """Number of events ``run_events`` yields (for the progress bar); ``guided``: with observations."""
     r = effective_settings(model, settings)
     if model.kind == "lsdebm":
-        return 1 + r["steps"] + r["steps"] * (r["K"] + 1) + 1
+        c = consistency_config(model, settings)
+        extra = c.steps if guided and c.weight > 0 else 0
+        return 1 + r["steps"] + r["steps"] * (r["K"] + 1) + extra + 1
     if model.kind == "lebm":
         return 1 + r["steps"] + 1
     return 2 if model.kind == "vae" else 1
@@ -140,10 +145,29 @@ def find_checkpoint(meta: dict[str, Any], near: str | Path | None = None) -> Pat
     return None
 
 
+def observe(ckpt: LoadedCheckpoint, data, affine, crop: CropInfo | None, label: int | None = None,
+            settings: RunSettings = RunSettings()) -> list | None:
+    """The slab observation that guides a run on ``data`` (None: acquisition unknown or guidance off)."""
+    c = consistency_config(ckpt.model, settings)
+    if ckpt.kind != "lsdebm" or c.weight <= 0 or c.steps <= 0:
+        return None
+    acq = find_acquisition(np.asarray(data), affine)
+    if acq is None:
+        return None
+    m = ckpt.config.model
+    crop_affine = crop.crop_affine if crop is not None else affine
+    return [build_observation(foreground(np.asarray(data), label), affine, acq, crop_affine, m.grid, m.spacing,
+                              c.margin)]
+
+
 def record_run(ckpt: LoadedCheckpoint, x: np.ndarray, settings: RunSettings = RunSettings(),
                stage1: LoadedCheckpoint | None = None, every: int = 1, metadata: dict | None = None,
-               cancel: threading.Event | None = None) -> Generator[Progress, None, RunOutput]:
+               cancel: threading.Event | None = None,
+               observations: list | None = None) -> Generator[Progress, None, RunOutput]:
     """Run ``ckpt``'s method on the model-grid volume ``x``, yielding progress, returning the output.
+
+    ``observations`` (see :func:`observe`) make LSD-EBM measurement-aware; the guided iterations
+    are recorded in the trajectory (``guided``, ``guided_energy``) and plotted after the chain.
 
     Raises:
         RunCancelled: when ``cancel`` is set (checked before every event).
@@ -160,7 +184,7 @@ def record_run(ckpt: LoadedCheckpoint, x: np.ndarray, settings: RunSettings = Ru
     if stage1 is not None and stage1.kind != "reconnet":
         raise CheckpointError(f"{stage1.path}: the first stage must be a ReconNet checkpoint, not {stage1.kind}")
     start = time.perf_counter()
-    total = count_events(model, settings) + (stage1 is not None)
+    total = count_events(model, settings, observations is not None) + (stage1 is not None)
     done = 0
     x = torch.as_tensor(np.asarray(x, dtype=np.float32))
     if stage1 is not None:
@@ -169,7 +193,7 @@ def record_run(ckpt: LoadedCheckpoint, x: np.ndarray, settings: RunSettings = Ru
         done += 1
         yield Progress(done, total, "reconnet")
     recorder = make_recorder(model, settings, every, metadata)
-    for ev in run_events(model, x, settings):
+    for ev in run_events(model, x, settings, observations=observations):
         if cancel is not None and cancel.is_set():
             raise RunCancelled("run cancelled")
         recorder(ev)
