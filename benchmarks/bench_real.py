@@ -1,0 +1,23 @@
+"""Benchmark: the default reconstruction of real thick-slice vertebrae, one vertebra and a lumbar spine.
+
+Usage: python benchmarks/bench_real.py [--device cpu] [--threads N] [--vertebrae 5]
+Prints machine-readable JSON (environment, per-vertebra seconds and Dice, the spine, targets).
+"""
+import argparse
+import json
+import sys
+
+import torch
+
+from lsdebm.bench_real import run
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--vertebrae", type=int, default=5)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    json.dump(run(args.device, args.vertebrae), sys.stdout, indent=2, default=float)
+    print()
