@@ -102,3 +102,27 @@ def test_reconstruct_records_acquisition_and_guidance(case):
     assert prov["guided"] is True and prov["projection"][0].startswith("projected")
     unguided = reconstruct_volume(models, case["lq"], case["affine"], acquisition=None)
     assert unguided.provenance["acquisition"] is None and unguided.provenance["guided"] is False
+
+
+def test_energy_plot_splits_prior_and_data(case):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from lsdebm.explore.plots import draw_langevin
+
+    ck = case["ck"]
+    settings = RunSettings(seed=0, consistency_weight=2.0, consistency_steps=3)
+    rec = make_recorder(ck.model, settings, every=50)
+    x = torch.as_tensor(case["crop"], dtype=torch.float32)[None, None]
+    for ev in run_events(ck.model, x, settings, observations=[case["obs"]]):
+        rec(ev)
+    traj = rec.trajectory()
+    ax_e, ax_g = Figure().subplots(1, 2)
+    draw_langevin(ax_e, ax_g, traj, traj.n_frames - 1)  # the last reverse step, t = 0
+    labels = [line.get_label() for line in ax_e.get_lines()]
+    assert {"total (guided)", "prior E", "data λ·D"} <= set(labels)
+    data_line = next(line for line in ax_e.get_lines() if line.get_label() == "data λ·D")
+    assert np.allclose(data_line.get_ydata(), traj.guided_energy[0, :, 1])
+    assert ax_e.get_xlim()[1] > traj.k_values[-1] + 2  # the guided iterations follow the chain
