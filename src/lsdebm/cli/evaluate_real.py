@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lsdebm.errors import InputError
 
-REAL_ONLY = ("split", "planes", "thicknesses", "forms")
+REAL_ONLY = ("split", "planes", "thicknesses", "forms", "consistency_weight", "consistency_steps", "projection")
 PHANTOM_ONLY = {"data": "--data", "phantoms": "--phantoms", "record_test_metrics": "--record-test-metrics"}
 REAL_SEED = 0
 
@@ -24,6 +24,13 @@ def add_real_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluate on real HQ masks degraded by the thick-slice simulator: PATH is a folder or "
                         "manifest.csv of real masks (default: the bundled set)")
     g.add_argument("--split", help="manifest split (default val)")
+    g.add_argument("--unguided", action="store_true",
+                   help="the paper's sampler: no data-consistency term, no projection onto the observed slabs")
+    g.add_argument("--consistency-weight", type=float, metavar="LAMBDA",
+                   help="data-consistency weight of the LSD-EBM Langevin energy (default: checkpoint)")
+    g.add_argument("--consistency-steps", type=int, metavar="N", help="guided iterations (default: checkpoint)")
+    g.add_argument("--projection", type=float, metavar="W",
+                   help="weight 0-1 of the projection onto the observed slabs (default: checkpoint)")
     g.add_argument("--planes", help="comma-separated acquisition planes (default sagittal,axial)")
     g.add_argument("--thicknesses", help="comma-separated slice thicknesses in mm, 1-10 (default 3,5,7)")
     g.add_argument("--forms", help="truth (LQ on the 1 mm truth grid) and/or native (LQ on its thick-slice grid); "
@@ -44,8 +51,12 @@ def _thicknesses(text: str | None) -> tuple[float, ...]:
 
 def check_real_options(args) -> None:
     """Refuse real-only options without ``--real`` and phantom-only ones with it (one line each)."""
+    if getattr(args, "unguided", False) and (args.consistency_weight is not None or args.projection is not None):
+        raise InputError("--unguided turns data consistency off; do not combine it with --consistency-weight or "
+                         "--projection")
     if args.real is None:
-        given = [f"--{name}" for name in REAL_ONLY if getattr(args, name, None) is not None]
+        given = [f"--{name.replace('_', '-')}" for name in REAL_ONLY if getattr(args, name, None) is not None]
+        given += ["--unguided"] if getattr(args, "unguided", False) else []
         if given:
             raise InputError(f"{given[0]} applies to real anatomy only; add --real [PATH]")
         return
@@ -108,7 +119,10 @@ def run_real(args) -> int:
     loaded = load_models(rows, args.checkpoint_dir, device)
     cases = real_cases(protocol["source"], protocol["split"], protocol["planes"], protocol["thicknesses"],
                        protocol["seed"], protocol["forms"])
-    settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size, seed=protocol["seed"])
+    settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size, seed=protocol["seed"],
+                           consistency_weight=0.0 if args.unguided else args.consistency_weight,
+                           consistency_steps=args.consistency_steps,
+                           projection=0.0 if args.unguided else args.projection)
     start, load_start = time.perf_counter(), _load()
 
     def progress(done: int, total: int) -> None:
