@@ -276,3 +276,18 @@ def test_demo_with_display_opens_recorded_run(qapp, qtbot, fitted_tiny_lsdebm, m
     finally:
         viewer.close()
         shutil.rmtree("lsdebm-demo", ignore_errors=True)  # never written with a display; guard anyway
+
+
+def test_run_on_a_verse_label_names_the_level(explorer, qtbot, tiny_ckpts):
+    viewer, w = explorer
+    w.open_sample()
+    source = viewer.layers[w.input_combo.currentText()]
+    source.data = (np.asarray(source.data) > 0).astype(np.uint8) * 22  # VerSe: 22 is L3
+    assert w.checkpoint_panel.load(tiny_ckpts["lsdebm"]) is not None, w.checkpoint_panel.error.text()
+    w.run_panel.K.setValue(2)
+    w.run_panel.depth.setValue(1)
+    w.label_spin.setValue(22)
+    w.run()
+    assert "label 22 (L3, VerSe)" in w.status.text()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=RUN_TIMEOUT_MS)
+    assert w.layer is not None, w.status.text()

@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGro
 from lsdebm.checkpoint import bundled_checkpoints
 from lsdebm.errors import LsdebmError
 from lsdebm.explore import TrajectoryVolumes, prepare_input, record_run, run_metadata
+from lsdebm.data.labelmaps import describe, select_structures
 from lsdebm.explore.record import observe
 from lsdebm.pipeline import resolve_device, same_frame
 from lsdebm.sampling import DecodeCache
@@ -181,7 +182,11 @@ class ExplorerWidget(QWidget):
         self.preview.start(ckpt.model, m.grid, m.spacing, self._run_context["translate"])
         source.visible = False
         self.run_panel.set_running(True)
-        self._say(f"running {KIND_NAMES[ckpt.kind]} on {source.name} ({device})…")
+        what = source.name
+        if self.label_spin.value():  # name the vertebra: "label 22 (L3, VerSe)"
+            chosen = select_structures(np.asarray(source.data), affine, [self.label_spin.value()])
+            what += ", " + describe(chosen)[0].removeprefix("refining ")
+        self._say(f"running {KIND_NAMES[ckpt.kind]} on {what} ({device})…")
         self.worker, self.cancel_event = start_run(
             lambda cancel: record_run(ckpt, x, settings, stage1, every, meta, cancel, observations), self._on_progress,
             self._on_outcome)
