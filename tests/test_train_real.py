@@ -39,3 +39,22 @@ def test_train_cli_on_bundled_real_data(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lsdebm: error:") and "--real-fraction" in err[0]
     assert not any(p.name.startswith("bad") for p in tmp_path.iterdir())  # nothing written
+
+
+def test_train_on_a_plain_folder_of_masks_validates_on_phantoms(tmp_path):
+    import shutil
+
+    from lsdebm.data.real import bundled_manifest
+
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    for name in ("L3_verse004.nii.gz", "L4_verse004.nii.gz"):
+        shutil.copy(bundled_manifest().parent / "verse" / name, folder / name)
+    out = tmp_path / "f.safetensors"
+    assert main(["train", "--model", "vae", "--preset", "tiny", "--data", str(folder), "--pairs", "3", "--epochs", "1",
+                 "--val-phantoms", "2", "--batch-size", "2", "--threads", "1", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    info = read_metadata(out)["info"]
+    assert info["train_data"]["real_source"] == str(folder)
+    assert sorted(info["train_data"]["real_masks"]) == ["L3_verse004", "L4_verse004"]
+    assert info["val_data"]["source"] == "generated"  # no 'val' subjects in a plain folder

@@ -80,8 +80,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--split", default="train",
                    help="real data: manifest split to train on (default train; 'all' for every row)")
     p.add_argument("--val-split", default="val",
-                   help="real data: manifest split validated on (default val; --val-phantoms cases); 'none' "
-                        "validates on phantoms")
+                   help="real data: manifest split validated on (default val; --val-phantoms cases); 'none', "
+                        "or a folder/manifest without that split, validates on phantoms")
     return p
 
 

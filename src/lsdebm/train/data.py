@@ -87,6 +87,16 @@ def mixed_set(source, split: str | None, n: int, real_fraction: float, cfg, seed
     return MaskSet(bank.hq, bank.lq, desc, bank.refresh)
 
 
+def has_split(source, split: str) -> bool:
+    """True when the real masks of ``source`` (None = bundled) include rows of ``split``.
+
+    A plain folder of masks has no validation rows; training then validates on phantoms.
+    """
+    from lsdebm.data.real import read_manifest
+
+    return any(r.get("split") == split for r in read_manifest(source)[1])
+
+
 #: Levels taken from real data sets for training and validation.
 REAL_LEVELS = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
 

@@ -30,7 +30,7 @@ from lsdebm.errors import InputError
 from lsdebm.models import build_model
 from lsdebm.models.lebm import reference_latents
 from lsdebm.train import distributed as D
-from lsdebm.train.data import MaskSet, augment, directory_set, generated_set, is_phantom_set, mixed_set
+from lsdebm.train.data import MaskSet, augment, directory_set, generated_set, has_split, is_phantom_set, mixed_set
 from lsdebm.train.log import write_csv
 from lsdebm.train.state import load_state, save_state, sidecar_path
 from lsdebm.train.steps import TrainStep, make_optimizers
@@ -133,7 +133,7 @@ def load_data(o: TrainOptions, cfg: Config) -> tuple[MaskSet, MaskSet | None]:
         raise InputError(f"{o.data}: reconnet needs low-quality masks in lq/")
     if o.val_phantoms <= 0:
         return train, None
-    if real and o.val_split:  # real subjects never trained on (split by subject in the manifest)
+    if real and o.val_split and has_split(source, o.val_split):  # real subjects never trained on
         return train, mixed_set(source, o.val_split, o.val_phantoms, 1.0, cfg, o.val_seed, 0.0)
     return train, generated_set(o.val_phantoms, o.val_seed, m.grid, m.spacing, dims=m.spatial_dims)
 
