@@ -31,7 +31,7 @@ from lsdebm.data.slab_projection import consistent_probabilities
 from lsdebm.data.validate import foreground
 from lsdebm.data.phantoms import LEVELS, make_vertebra
 from lsdebm.data.pose import WORLD_AXES
-from lsdebm.data.labelmaps import describe, select_structures
+from lsdebm.data.labelmaps import describe, present_labels, select_structures
 from lsdebm.errors import CheckpointError, InputError, InputWarning
 from lsdebm.provenance import checkpoint_record, make_provenance
 from lsdebm.sampling import RunSettings, Trajectory, TrajectoryRecorder, make_generator, run, run_events
@@ -279,13 +279,7 @@ def structure_labels(data: np.ndarray, labels: Sequence[int] | None = None) -> l
     Raises:
         InputError: If the volume is empty, holds non-integer values, or a label is absent.
     """
-    values = np.unique(data[data != 0])
-    if values.size == 0:
-        raise InputError("the volume has no foreground voxels (expected a binary mask or a label map)")
-    if data.dtype.kind == "f" and not np.all(values == np.round(values)):
-        raise InputError(f"the volume holds non-integer values such as {values[values != np.round(values)][0]:g}; "
-                         "expected a binary mask or an integer label map")
-    present = [int(v) for v in values]
+    present = present_labels(data)
     if not labels:
         return present
     missing = [int(v) for v in labels if int(v) not in present]

@@ -122,18 +122,23 @@ def write_reports(out_dir: str | Path, result: EvalResult, summary: dict, bars: 
     """Write report.md, report.json and cases.csv atomically into ``out_dir``."""
     out_dir = Path(out_dir)
     data = _clean({"meta": meta, "summary": summary, "quality_bars": bars, "timing": timing})
-    columns = list(result.cases[0]) if result.cases else []
+    md = render_markdown(result, summary, bars, timing, meta)
+    return [atomic_write(out_dir / "report.md", lambda t: t.write_text(md), overwrite),
+            atomic_write(out_dir / "report.json", lambda t: t.write_text(json.dumps(data, indent=2) + "\n"), overwrite),
+            write_cases_csv(out_dir / "cases.csv", result.cases, overwrite)]
+
+
+def write_cases_csv(path: Path, cases: list[dict], overwrite: bool = False) -> Path:
+    """One row per (case, method) with every metric, written atomically."""
+    columns = list(cases[0]) if cases else []
 
     def write_csv(tmp: Path) -> None:
         with open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
-            writer.writerows(result.cases)
+            writer.writerows(cases)
 
-    md = render_markdown(result, summary, bars, timing, meta)
-    return [atomic_write(out_dir / "report.md", lambda t: t.write_text(md), overwrite),
-            atomic_write(out_dir / "report.json", lambda t: t.write_text(json.dumps(data, indent=2) + "\n"), overwrite),
-            atomic_write(out_dir / "cases.csv", write_csv, overwrite)]
+    return atomic_write(path, write_csv, overwrite)
 
 
 def load_recorded_metrics(path: str | Path | None = None) -> dict[str, Any]:

@@ -5,7 +5,6 @@ file is written atomically (:func:`lsdebm.fileio.atomic_write`) after the evalua
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 
 from lsdebm.evaluation import EvalResult
 from lsdebm.fileio import atomic_write
-from lsdebm.report import TITLES, _clean, fmt
+from lsdebm.report import TITLES, _clean, fmt, write_cases_csv
 from lsdebm.report import _table as markdown_table
 
 REAL_REPORT_FILES = ("real_report.md", "real_summary.json", "real_cases.csv")
@@ -82,16 +81,8 @@ def write_real_reports(out_dir: str | Path, result: EvalResult, summary: dict, m
     """Write real_report.md, real_summary.json and real_cases.csv atomically into ``out_dir``."""
     out_dir = Path(out_dir)
     data = _clean({"meta": meta, "summary": summary})
-    columns = list(result.cases[0]) if result.cases else []
-
-    def write_csv(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(result.cases)
-
     md = render_real_markdown(result, summary, meta)
     text = json.dumps(data, indent=2) + "\n"
     return [atomic_write(out_dir / "real_report.md", lambda t: t.write_text(md), overwrite),
             atomic_write(out_dir / "real_summary.json", lambda t: t.write_text(text), overwrite),
-            atomic_write(out_dir / "real_cases.csv", write_csv, overwrite)]
+            write_cases_csv(out_dir / "real_cases.csv", result.cases, overwrite)]
