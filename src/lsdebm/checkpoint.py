@@ -248,7 +248,8 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
 SAMPLING_FIELDS = ("lebm.posterior_steps", "lebm.posterior_step_size", "lebm.inference_prior_sigma",
                    "langevin.recon_steps", "langevin.K", "langevin.step_size", "langevin.noise_scale",
                    "langevin.init", "consistency.weight", "consistency.steps", "consistency.step_size",
-                   "consistency.noise_scale", "consistency.projection", "consistency.margin")
+                   "consistency.noise_scale", "consistency.projection", "consistency.margin",
+                   "consistency.interpolation")
 
 
 def with_sampling_settings(src: str | Path, dst: str | Path, settings: dict[str, Any], reason: str,

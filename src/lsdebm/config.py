@@ -220,6 +220,8 @@ class ConsistencyConfig:
             on the output grid (:mod:`lsdebm.data.slab_projection`); 0 = off, 1 = every column
             consistent. Applies to every method, ReconNet alone included.
         margin: how far past one half a projected column's mean is moved (and the data term's margin).
+        interpolation: weight of the shape-based interpolation of the observed slabs, summed in
+            logit space with the model's output before the projection (0 = the model alone).
     """
 
     weight: float = 0.0
@@ -228,9 +230,10 @@ class ConsistencyConfig:
     noise_scale: float = 1.0
     projection: float = 0.0
     margin: float = 0.02
+    interpolation: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("weight", "step_size", "noise_scale", "projection", "margin"):
+        for name in ("weight", "step_size", "noise_scale", "projection", "margin", "interpolation"):
             _positive(name, getattr(self, name), allow_zero=True)
         if not isinstance(self.steps, int) or self.steps < 0:
             raise ConfigError(f"consistency.steps={self.steps!r} must be an integer >= 0")

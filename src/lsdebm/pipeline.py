@@ -378,7 +378,7 @@ def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, lab
     for p, info in zip(ref.probs, infos):
         pasted = paste_probabilities(p, info, out_shape, out_affine)
         pasted, note = consistent_probabilities(pasted, foreground(data, info.label), affine, acq, out_shape,
-                                                out_affine, ccfg.projection, ccfg.margin)
+                                                out_affine, ccfg.projection, ccfg.margin, ccfg.interpolation)
         notes.append(note)
         out = replace_label(out, pasted >= 0.5, info.label)
         if probs is not None:

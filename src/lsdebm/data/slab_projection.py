@@ -11,6 +11,12 @@ lifts its mean to ``0.5 + margin`` (and the reverse for background). The shape *
 columns are bone follows the observation. ``weight`` scales the shift (0 = off, 1 = full
 projection).
 
+Before the projection the model's logits can be combined (a product of experts, weight
+``interpolation``) with the classical shape-based interpolation of the observation
+(:func:`interpolate_slabs`: signed distances of each slab's in-plane mask, interpolated linearly
+between slab centres), which knows nothing of anatomy but places through-plane boundaries
+smoothly between observed slabs.
+
 It needs the output grid's axes parallel to the input's (true for the input grid and for the
 isotropic grid of :func:`lsdebm.data.grids.isotropic_grid`); on another orientation it is
 skipped and says so.
@@ -18,6 +24,8 @@ skipped and says so.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
+from scipy.special import expit
 
 from lsdebm.data.acquisition import Acquisition
 from lsdebm.data.nifti import _resample
@@ -50,8 +58,42 @@ def slab_ids(acq: Acquisition, in_affine, out_shape, out_affine, out_axis: int) 
     return acq.slab_of((src[acq.axis] + 0.5) * spacing)
 
 
+def interpolate_slabs(observed: np.ndarray, ids: np.ndarray, axis: int, spacing_mm, tau_mm: float = 1.0):
+    """Shape-based interpolation of a slab observation: a probability map on the same grid.
+
+    Each slab's in-plane mask (its central slice) becomes a signed distance map in mm
+    (negative inside); the maps are interpolated linearly between slab centres along ``axis``
+    (held constant beyond the first and last) and mapped to probabilities with a logistic of
+    width ``tau_mm``.
+    """
+    y = np.moveaxis(np.asarray(observed) != 0, axis, 0)
+    inplane = [float(s) for i, s in enumerate(spacing_mm) if i != axis]
+    slabs = np.unique(ids)
+    centres, sdf = [], []
+    for s in slabs:
+        rows = np.flatnonzero(ids == s)
+        mask = y[rows[len(rows) // 2]]
+        inside = ndimage.distance_transform_edt(mask, sampling=inplane) if mask.any() else np.zeros(mask.shape)
+        outside = ndimage.distance_transform_edt(~mask, sampling=inplane) if mask.any() else np.full(mask.shape, 1e3)
+        sdf.append((outside - inside).astype(np.float32))
+        centres.append(rows.mean())
+    sdf, centres = np.stack(sdf), np.asarray(centres)
+    pos = np.arange(y.shape[0], dtype=np.float64)
+    upper = np.clip(np.searchsorted(centres, pos), 1, max(len(centres) - 1, 1))
+    lower = upper - 1 if len(centres) > 1 else upper * 0
+    span = np.where(centres[upper] > centres[lower], centres[upper] - centres[lower], 1.0)
+    frac = np.clip((pos - centres[lower]) / span, 0.0, 1.0)[:, None, None].astype(np.float32)
+    dist = sdf[lower] * (1 - frac) + sdf[upper] * frac
+    return np.moveaxis(_sigmoid(-dist / tau_mm), 0, axis)
+
+
+def _logit(p):
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p) - np.log1p(-p)
+
+
 def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
+    return expit(x)
 
 
 def _column_shift(logits: np.ndarray, target: np.ndarray, raise_: np.ndarray) -> np.ndarray:
@@ -99,13 +141,17 @@ def project_to_slabs(probs: np.ndarray, observed: np.ndarray, ids: np.ndarray, a
 
 
 def consistent_probabilities(probs: np.ndarray, source_mask: np.ndarray, in_affine, acq: Acquisition | None,
-                             out_shape, out_affine, weight: float = 1.0, margin: float = 0.02):
+                             out_shape, out_affine, weight: float = 1.0, margin: float = 0.02,
+                             interpolation: float = 0.0):
     """:func:`project_to_slabs` for one structure, on the box it occupies; returns (probs, note).
+
+    With ``interpolation`` > 0 the logits are first summed with ``interpolation`` times those of
+    :func:`interpolate_slabs` (a product of experts with the shape-based interpolation).
 
     ``source_mask`` is the structure's observed foreground on the input grid. The note says
     what was done (or why nothing was).
     """
-    if acq is None or weight <= 0:
+    if acq is None or (weight <= 0 and interpolation <= 0):
         return probs, "off" if acq is not None else "no acquisition known"
     axis = aligned_axis(in_affine, out_affine, acq.axis)
     if axis is None:
@@ -119,5 +165,11 @@ def consistent_probabilities(probs: np.ndarray, source_mask: np.ndarray, in_affi
     sl = tuple(slice(max(b[0] - q, 0), min(b[-1] + q + 1, n)) for b, q, n in zip(box, pad, out_shape))
     ids = slab_ids(acq, in_affine, out_shape, out_affine, axis)[sl[axis]]
     out = np.array(probs, np.float32, copy=True)
-    out[sl] = project_to_slabs(probs[sl], observed[sl], ids, axis, weight, margin)
-    return out, f"projected onto {acq.describe()}"
+    box = out[sl]
+    if interpolation > 0:
+        spacing = np.linalg.norm(np.asarray(out_affine, float)[:3, :3], axis=0)
+        shape = interpolate_slabs(observed[sl], ids, axis, spacing)
+        box = _sigmoid(_logit(box) + interpolation * _logit(shape)).astype(np.float32)
+    out[sl] = project_to_slabs(box, observed[sl], ids, axis, weight, margin)
+    done = "projected onto" if weight > 0 else "interpolated along"
+    return out, f"{done} {acq.describe()}" + (f" (shape interpolation x{interpolation:g})" if interpolation else "")

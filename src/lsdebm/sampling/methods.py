@@ -41,6 +41,7 @@ class RunSettings:
         consistency_weight: lambda of the data-consistency term (None: checkpoint; 0: unguided).
         consistency_steps: guided Langevin iterations after the reverse chain (None: checkpoint).
         projection: weight of the output-grid slab projection (None: checkpoint; 0: off).
+        interpolation: weight of the shape-based interpolation fused before it (None: checkpoint).
     """
 
     steps: int | None = None
@@ -54,6 +55,7 @@ class RunSettings:
     consistency_weight: float | None = None
     consistency_steps: int | None = None
     projection: float | None = None
+    interpolation: float | None = None
 
 
 def langevin_config(model: torch.nn.Module, s: RunSettings) -> LangevinConfig:
@@ -67,7 +69,7 @@ def consistency_config(model: torch.nn.Module, s: RunSettings) -> ConsistencyCon
     """The checkpoint's :class:`ConsistencyConfig` with the run's overrides."""
     base = getattr(model.cfg, "consistency", ConsistencyConfig())
     over = {k: v for k, v in (("weight", s.consistency_weight), ("steps", s.consistency_steps),
-                              ("projection", s.projection)) if v is not None}
+                              ("projection", s.projection), ("interpolation", s.interpolation)) if v is not None}
     return replace(base, **over)
 
 
