@@ -184,3 +184,33 @@ def test_crop_puts_the_centroid_where_training_phantoms_have_it():
     assert dice(placed, phantom.mask) > dice(centred, phantom.mask) + 0.25
     assert np.allclose(info.centroid_mm, phantom.affine[:3, :3] @ np.argwhere(phantom.mask).mean(0)
                        + phantom.affine[:3, 3])
+
+
+def test_default_method_is_the_reconnet_stage(tmp_path, lq_file, tiny_ckpts, capsys, monkeypatch):
+    """Without --method the ReconNet stage runs alone (best on the real validation subjects)."""
+    import shutil
+
+    from lsdebm import checkpoint as checkpoint_module
+    from lsdebm.pipeline import DEFAULT_METHOD
+
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    for kind in ("reconnet", "lsdebm"):
+        shutil.copy(tiny_ckpts[kind], bundled / f"{kind}-default.safetensors")
+    monkeypatch.setattr(checkpoint_module, "BUNDLED_DIR", bundled)
+    assert DEFAULT_METHOD == "reconnet"
+    models = load_models()
+    assert models.method is None and models.reconnet.kind == "reconnet"
+    assert load_models("lsdebm").method.kind == "lsdebm"
+    alone = load_models(checkpoint=str(tiny_ckpts["reconnet"]))  # a ReconNet file given alone
+    assert alone.method is None and alone.reconnet.kind == "reconnet"
+    out = tmp_path / "r.nii.gz"
+    assert main(["reconstruct", str(lq_file), "-o", str(out), "--native-grid"]) == 0
+    prov = json.loads((tmp_path / "r.provenance.json").read_text())
+    assert prov["method"] == "reconnet" and [c["role"] for c in prov["checkpoints"]] == ["reconnet"]
+    capsys.readouterr()
+    bad = tmp_path / "t.nii.gz"
+    assert main(["reconstruct", str(lq_file), "-o", str(bad), "--trajectory", str(tmp_path / "t.npz")]) == 2
+    assert "--method lsdebm" in capsys.readouterr().err and not bad.exists()
+    with pytest.raises(InputError, match="--no-reconnet"):
+        load_models("reconnet", reconnet=False)

@@ -48,6 +48,12 @@ def _data_summary(data: Any) -> str | None:
         thick = (data.get("ranges") or {}).get("thickness")
         return (f"{data.get('n')} generated phantoms, seed {data.get('seed')}, {data.get('grid')}^3 @ "
                 f"{data.get('spacing_mm')} mm" + (f", slices {thick[0]:g}-{thick[1]:g} mm" if thick else ""))
+    if isinstance(data, dict) and data.get("source") == "mixed":
+        thick = (data.get("simulator_ranges") or {}).get("thickness")
+        return (f"{data.get('real_pairs')} pairs from {len(data.get('real_masks') or [])} real masks "
+                f"(split {data.get('split')}) + {data.get('phantom_pairs')} phantom pairs, "
+                f"{100 * float(data.get('redraw_per_epoch') or 0):g} % re-drawn per epoch, {data.get('frame')} frame"
+                + (f", slices {thick[0]:g}-{thick[1]:g} mm" if thick else ""))
     return data if isinstance(data, str) or data is None else json.dumps(data, default=str)
 
 

@@ -32,8 +32,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "OUT is a file for one input and a directory for several.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="binary mask or label map (.nii/.nii.gz)")
     p.add_argument("-o", "--out", required=True, help="output file (one input) or directory")
-    p.add_argument("--method", choices=["lsdebm", "vae", "lebm"],
-                   help="refinement method (default: the checkpoint's kind, else lsdebm)")
+    p.add_argument("--method", choices=["reconnet", "lsdebm", "vae", "lebm"],
+                   help="reconnet (the ReconNet stage with the measurement-aware output; the default, best on "
+                        "real validation subjects) or a refinement after it: lsdebm, vae, lebm (default: the "
+                        "checkpoint's kind, else reconnet)")
     p.add_argument("--checkpoint", help="bundled name or .safetensors path (default: <method>-default)")
     p.add_argument("--reconnet", action=argparse.BooleanOptionalAction, default=None,
                    help="run the ReconNet stage first (default: on when a matching ReconNet checkpoint exists)")
@@ -234,6 +236,9 @@ def run(args) -> int:
     set_threads(args.threads)
     device = resolve_device(args.device, local_rank=rank if world > 1 else None)
     models = load_models(args.method, args.checkpoint, args.reconnet, args.reconnet_checkpoint, device)
+    if args.trajectory and models.method is None:
+        raise InputError("--trajectory records latents, which the ReconNet stage alone has none of; choose "
+                         "--method lsdebm (or vae, lebm)")
     settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size,
                            repeats=args.repeats, seed=args.seed,
                            consistency_weight=0.0 if args.unguided else args.consistency_weight,
