@@ -398,12 +398,14 @@ def test_checkpoint_from_another_kind_or_grid_via_cli(tmp_path, tiny_ckpts, tiny
     assert main(["reconstruct", str(lq), "-o", str(out / "a.nii"), "--method", "vae",
                  "--checkpoint", str(tiny_ckpts["lsdebm"]), "--no-reconnet"]) == 2
     assert "holds a lsdebm model, expected vae" in _one_line_error(capsys)
-    assert main(["reconstruct", str(lq), "-o", str(out / "a.nii"), "--checkpoint", str(tiny_ckpts["reconnet"])]) == 2
-    _one_line_error(capsys, tiny_ckpts["reconnet"])
     assert main(["reconstruct", str(lq), "-o", str(out / "a.nii"), "--checkpoint", str(tiny_ckpts["vae"]),
                  "--reconnet-checkpoint", str(other)]) == 2
     assert "does not match" in _one_line_error(capsys, other)
     assert not out.exists()
+    # a ReconNet file given alone is the ReconNet stage (no longer refused as "not a refinement method")
+    assert main(["reconstruct", str(lq), "-o", str(tmp_path / "r.nii"), "--checkpoint", str(tiny_ckpts["reconnet"]),
+                 "--native-grid"]) == 0
+    assert json.loads((tmp_path / "r.provenance.json").read_text())["method"] == "reconnet"
 
 
 # --- trajectories ------------------------------------------------------------------------------------
