@@ -31,6 +31,11 @@ CONSISTENCY_REASON="real val split (11 vertebrae of 3 subjects, sagittal+axial 3
 GUIDED_REASON="real val split (22 cases, 5 mm): ReconNet+LSD-EBM 0.7616 unguided without projection, 0.9240 projection + interpolation, 0.9243 guided lambda 1, 0.9251 guided lambda 10 (4 steps); raw 0.9144"
 LEBM_REASON="validation pipeline (outputs/valset, seed 2000): ReconNet+LEBM 0.853 at reference sigma 8 and 80 steps vs 0.811 at sigma 1 and 150 steps; raw input 0.822"
 
+same_output() {  # the ReconNet default's measurement-aware output, so every row ends the same way
+  "${PYTHON:-.venv/bin/python}" scripts/set_sampling.py "$1" "$1" --overwrite --set consistency.projection=1.0 \
+    --set consistency.interpolation=2.0 --reason "the same output consistency as the ReconNet default: $CONSISTENCY_REASON"
+}
+
 train_model() {
   case "$1" in
     reconnet) "$LSDEBM" train --model reconnet "${COMMON[@]}" --lr 1e-3 --epochs 150 --max-minutes 40 \
@@ -46,7 +51,8 @@ train_model() {
                 --set consistency.steps=4 --set consistency.projection=1.0 --set consistency.interpolation=2.0 \
                 --reason "$GUIDED_REASON" ;;
     vae)      "$LSDEBM" train --model vae "${COMMON[@]}" --lr 1e-3 --kl-weight 1.0 --epochs 150 --max-minutes 35 \
-                --val-every 2 --out "$RUNS/vae-default.safetensors" ;;
+                --val-every 2 --out "$RUNS/vae-default.safetensors"
+              same_output "$RUNS/vae-default.safetensors" ;;
     lebm)     "$LSDEBM" train --model lebm "${COMMON[@]}" --lr 1e-3 --energy-lr 1e-4 --set loss.energy_reg=0.01 \
                 --lebm-steps 2 --epochs 150 --max-minutes 35 --val-every 5 --val-phantoms 10 \
                 --out "$RUNS/lebm-default.safetensors"
@@ -54,7 +60,8 @@ train_model() {
               # pipeline (docs/training.md, LEBM), kept for this one (not re-tuned on the real val split)
               "${PYTHON:-.venv/bin/python}" scripts/set_sampling.py "$RUNS/lebm-default.safetensors" \
                 "$RUNS/lebm-default.safetensors" --overwrite --set lebm.inference_prior_sigma=8.0 \
-                --set lebm.posterior_steps=80 --reason "$LEBM_REASON" ;;
+                --set lebm.posterior_steps=80 --reason "$LEBM_REASON"
+              same_output "$RUNS/lebm-default.safetensors" ;;
     *) echo "unknown step $1 (expected lsdebm, vae, lebm, reconnet)" >&2; exit 2 ;;
   esac
   local name=$1-default.safetensors
