@@ -74,15 +74,18 @@ def test_evaluate_real_raw_and_reconnet(cases):
     assert set(summary["by_thickness"]) == {"5"} and set(summary["by_form"]) == {"truth", "native"}
     paired = summary["paired_vs_raw"]["reconnet"]
     assert paired["n"] == 2 and paired["better"] + paired["worse"] <= 2
-    assert all(b["holds"] is None for b in summary["bars"])  # no ReconNet+LSD-EBM row
+    bars = {b["bar"]: b["holds"] for b in summary["bars"]}
+    assert all(v is None for k, v in bars.items() if "lsdebm" in k)  # no ReconNet+LSD-EBM row
+    assert bars["reconnet mean DSC >= raw mean DSC + 0.03"] is not None  # the default (ReconNet) is judged
 
 
 def test_real_bars():
     overall = {"raw": {"dsc": {"mean": 0.85}, "hd95": {"mean": 3.0}},
                "reconnet": {"dsc": {"mean": 0.88}, "hd95": {"mean": 2.5}},
                "reconnet+lsdebm": {"dsc": {"mean": 0.89}, "hd95": {"mean": 2.5}}}
-    paired = {"reconnet+lsdebm": {"n": 20, "worse": 3}}
-    assert [b["holds"] for b in real_bars(overall, paired)] == [True, True, False, True]
+    paired = {"reconnet+lsdebm": {"n": 20, "worse": 3}, "reconnet": {"n": 20, "worse": 1}}
+    # the default (ReconNet): +0.03 yes, HD95 yes, worse on 5 %; then ReconNet+LSD-EBM; then "earns its place"
+    assert [b["holds"] for b in real_bars(overall, paired)] == [True, True, True, True, True, False, True]
 
 
 @pytest.mark.parametrize("option, value", [("--planes", "sagital"), ("--thicknesses", "12"), ("--split", ""),
