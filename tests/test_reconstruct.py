@@ -214,3 +214,13 @@ def test_default_method_is_the_reconnet_stage(tmp_path, lq_file, tiny_ckpts, cap
     assert "--method lsdebm" in capsys.readouterr().err and not bad.exists()
     with pytest.raises(InputError, match="--no-reconnet"):
         load_models("reconnet", reconnet=False)
+
+
+def test_unguided_turns_every_consistency_step_off(tmp_path, lq_file, tiny_ckpts):
+    out = tmp_path / "u.nii.gz"
+    assert main(["reconstruct", str(lq_file), "-o", str(out), *_ckpt_args(tiny_ckpts), "--native-grid",
+                 "--unguided"]) == 0
+    used = json.loads((tmp_path / "u.provenance.json").read_text())["settings"]["consistency"]
+    assert used["weight"] == 0 and used["projection"] == 0 and used["interpolation"] == 0
+    assert main(["reconstruct", str(lq_file), "-o", str(tmp_path / "x.nii.gz"), *_ckpt_args(tiny_ckpts),
+                 "--unguided", "--projection", "1"]) == 2

@@ -122,7 +122,8 @@ def run_real(args) -> int:
     settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size, seed=protocol["seed"],
                            consistency_weight=0.0 if args.unguided else args.consistency_weight,
                            consistency_steps=args.consistency_steps,
-                           projection=0.0 if args.unguided else args.projection)
+                           projection=0.0 if args.unguided else args.projection,
+                           interpolation=0.0 if args.unguided else None)
     start, load_start = time.perf_counter(), _load()
 
     def progress(done: int, total: int) -> None:

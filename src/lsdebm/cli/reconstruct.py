@@ -61,7 +61,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(default: found from the input's anisotropic spacing or its staircase)")
     p.add_argument("--slice-thickness", type=float, metavar="MM", help="slab thickness in mm (default: found)")
     p.add_argument("--unguided", action="store_true",
-                   help="the paper's sampler: no data-consistency term and no projection onto the observed slabs")
+                   help="the paper's sampler: no data-consistency term, no shape interpolation, no projection onto the observed slabs")
     p.add_argument("--consistency-weight", type=float, metavar="LAMBDA",
                    help="weight of the data-consistency term in the LSD-EBM Langevin energy (default: checkpoint)")
     p.add_argument("--projection", type=float, metavar="W",
@@ -242,7 +242,8 @@ def run(args) -> int:
     settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size,
                            repeats=args.repeats, seed=args.seed,
                            consistency_weight=0.0 if args.unguided else args.consistency_weight,
-                           projection=0.0 if args.unguided else args.projection)
+                           projection=0.0 if args.unguided else args.projection,
+                           interpolation=0.0 if args.unguided else None)
     for index, (path, out) in enumerate(mine, start=1):
         volume = read_volume(path)
         for line in describe(selections[path]):
