@@ -109,6 +109,7 @@ def run_real(args) -> int:
     from lsdebm.pipeline import effective_settings, resolve_device, set_threads
     from lsdebm.provenance import checkpoint_record, command_line, versions
     from lsdebm.report_real import render_real_markdown, write_real_reports
+    from lsdebm.cli.reconstruct import consistency_overrides
     from lsdebm.sampling import RunSettings
 
     rows = parse_methods(args.methods)
@@ -120,10 +121,7 @@ def run_real(args) -> int:
     cases = real_cases(protocol["source"], protocol["split"], protocol["planes"], protocol["thicknesses"],
                        protocol["seed"], protocol["forms"])
     settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size, seed=protocol["seed"],
-                           consistency_weight=0.0 if args.unguided else args.consistency_weight,
-                           consistency_steps=args.consistency_steps,
-                           projection=0.0 if args.unguided else args.projection,
-                           interpolation=0.0 if args.unguided else None)
+                           **consistency_overrides(args))
     start, load_start = time.perf_counter(), _load()
 
     def progress(done: int, total: int) -> None:

@@ -167,6 +167,14 @@ def _check_targets(targets: list[Path], overwrite: bool) -> None:
             raise InputError(f"{target} already exists; pass --overwrite to replace it")
 
 
+def consistency_overrides(args) -> dict:
+    """RunSettings fields from --unguided / --consistency-weight / --consistency-steps / --projection."""
+    if args.unguided:  # the paper's sampler: nothing measurement-aware
+        return {"consistency_weight": 0.0, "projection": 0.0, "interpolation": 0.0}
+    return {"consistency_weight": args.consistency_weight, "projection": args.projection,
+            "consistency_steps": getattr(args, "consistency_steps", None)}
+
+
 def _check_consistency_options(args) -> None:
     if args.unguided and (args.consistency_weight is not None or args.projection is not None):
         raise InputError("--unguided turns data consistency off; do not combine it with --consistency-weight or "
@@ -240,10 +248,7 @@ def run(args) -> int:
         raise InputError("--trajectory records latents, which the ReconNet stage alone has none of; choose "
                          "--method lsdebm (or vae, lebm)")
     settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size,
-                           repeats=args.repeats, seed=args.seed,
-                           consistency_weight=0.0 if args.unguided else args.consistency_weight,
-                           projection=0.0 if args.unguided else args.projection,
-                           interpolation=0.0 if args.unguided else None)
+                           repeats=args.repeats, seed=args.seed, **consistency_overrides(args))
     for index, (path, out) in enumerate(mine, start=1):
         volume = read_volume(path)
         for line in describe(selections[path]):
