@@ -174,7 +174,7 @@ class ExplorerWidget(QWidget):
         x, crop = prepare_input(np.asarray(source.data), affine, m.grid, m.spacing, self.label_spin.value() or None,
                                  model_cfg=m)
         settings, every = self.run_panel.settings(), self.run_panel.every.value()
-        observations = observe(ckpt, np.asarray(source.data), affine, crop, self.label_spin.value() or None, settings)
+        data, label = np.asarray(source.data), self.label_spin.value() or None
         meta = run_metadata(ckpt, settings, stage1, every, input_name=source.name,
                             affine=(crop.crop_affine if crop else affine).tolist())
         self._run_context = {"ckpt": ckpt, "source": source, "crop": crop, "affine": crop.crop_affine if crop
@@ -188,7 +188,8 @@ class ExplorerWidget(QWidget):
             what += ", " + describe(chosen)[0].removeprefix("refining ")
         self._say(f"running {KIND_NAMES[ckpt.kind]} on {what} ({device})…")
         self.worker, self.cancel_event = start_run(
-            lambda cancel: record_run(ckpt, x, settings, stage1, every, meta, cancel, observations), self._on_progress,
+            lambda cancel: record_run(ckpt, x, settings, stage1, every, meta, cancel,  # in the worker thread
+                                      observe(ckpt, data, affine, crop, label, settings)), self._on_progress,
             self._on_outcome)
 
     def cancel(self) -> None:

@@ -345,12 +345,13 @@ def consistency_settings(models: Models, settings: RunSettings):
     return consistency_config(models._any().model, settings)
 
 
-def structure_observations(models: Models, data, affine, infos: list[CropInfo], acq, margin: float) -> list | None:
-    """One slab observation per cropped structure (None where there is nothing to observe)."""
+def structure_observations(models: Models, observed: list, affine, infos: list[CropInfo], acq,
+                           margin: float) -> list | None:
+    """One slab observation per cropped structure from its observed mask (None: nothing to observe)."""
     if acq is None:
         return None
-    return [build_observation(foreground(data, info.label), affine, acq, info.crop_affine, models.grid,
-                              models.spacing, margin) for info in infos]
+    return [build_observation(seen, affine, acq, info.crop_affine, models.grid, models.spacing, margin)
+            for seen, info in zip(observed, infos)]
 
 
 def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, labels: Sequence[int] | None = None,
@@ -379,25 +380,27 @@ def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, lab
     out_shape, out_affine = (tuple(data.shape), np.asarray(affine, float)) if out_grid is None else \
         (tuple(int(v) for v in out_grid[0]), np.asarray(out_grid[1], float))
     start = time.perf_counter()
-    acq = find_acquisition(data, affine) if isinstance(acquisition, str) else acquisition
     ccfg = consistency_settings(models, settings)
+    guided = models.method is not None and ccfg.weight > 0 and ccfg.steps > 0
+    wanted = guided or ccfg.projection > 0 or ccfg.interpolation > 0  # else the slabs are not looked at
+    acq = (find_acquisition(data, affine) if wanted else None) if isinstance(acquisition, str) else acquisition
     cfg = models._any().config.model
     pairs = [crop_to_model(data, affine, label, models.grid, models.spacing, cfg) for label in chosen]
     crops = np.stack([c for c, _ in pairs])
     infos = [info for _, info in pairs]
     meta = {"input": input_name, "labels": chosen}
-    guided = models.method is not None and ccfg.weight > 0 and ccfg.steps > 0
-    obs = structure_observations(models, data, affine, infos, acq, ccfg.margin) if guided else None
+    observed = [foreground(data, info.label) for info in infos] if acq is not None else [None] * len(infos)
+    obs = structure_observations(models, observed, affine, infos, acq, ccfg.margin) if guided else None
     ref = refine(models, crops, settings, batch_size, record_every, meta, on_event, obs)
-    out = resample_labels(data, affine, out_shape, out_affine)
+    out = np.array(resample_labels(data, affine, out_shape, out_affine), copy=True)  # one copy, filled in place
     probs = np.zeros(out_shape, np.float32) if with_probabilities else None
     notes = []
-    for p, info in zip(ref.probs, infos):
+    for p, info, seen in zip(ref.probs, infos, observed):
         pasted = paste_probabilities(p, info, out_shape, out_affine)
-        pasted, note = consistent_probabilities(pasted, foreground(data, info.label), affine, acq, out_shape,
-                                                out_affine, ccfg.projection, ccfg.margin, ccfg.interpolation)
+        pasted, note = consistent_probabilities(pasted, seen, affine, acq, out_shape, out_affine, ccfg.projection,
+                                                ccfg.margin, ccfg.interpolation)
         notes.append(note)
-        out = replace_label(out, pasted >= 0.5, info.label)
+        replace_label(out, pasted >= 0.5, info.label, in_place=True)
         if probs is not None:
             np.maximum(probs, pasted, out=probs)
     seconds = time.perf_counter() - start

@@ -289,9 +289,9 @@ def paste_probabilities(crop_result, info: CropInfo, out_shape=None, out_affine=
     return out
 
 
-def replace_label(base, pasted: np.ndarray, label: int | None) -> np.ndarray:
-    """A copy of ``base`` where ``label`` (1 for a binary mask) is replaced by the ``pasted`` mask."""
-    out = np.array(base, copy=True)
+def replace_label(base, pasted: np.ndarray, label: int | None, in_place: bool = False) -> np.ndarray:
+    """``base`` (a copy unless ``in_place``) with ``label`` (1 for a binary mask) replaced by ``pasted``."""
+    out = base if in_place else np.array(base, copy=True)
     value = 1 if label is None else label
     if label is not None:
         out[out == label] = 0

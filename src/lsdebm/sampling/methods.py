@@ -144,7 +144,6 @@ def _lsdebm_events(model, x, s: RunSettings, g, observations=None) -> Iterator[E
     ccfg = consistency_config(model, s)
     if observations is not None and ccfg.weight > 0 and ccfg.steps > 0 and any(o is not None for o in observations):
         prior, scale = _guided_prior(model, schedule, depth, z_one, y)
-        y = y if depth else z
         for ev in guided_events(prior, _net(model.decoder), y, observations, ccfg.weight, ccfg.steps,
                                 ccfg.step_size, ccfg.noise_scale, scale, g):
             y = ev.z
