@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from lsdebm.data.acquisition import Acquisition
 from lsdebm.sampling.events import LangevinEvent
-from lsdebm.sampling.langevin import energy_and_grad
+from lsdebm.sampling.langevin import langevin_iter
 
 BOX_MARGIN_MM = 6.0
 
@@ -154,11 +154,6 @@ def guided_events(prior_fn, decode_logits, y: torch.Tensor, observations: list[S
         last_data[:] = [data.detach()]
         return energy
 
-    noise_std = float(np.sqrt(step_size)) * noise_scale
-    for k in range(1, steps + 1):
-        energy, grad = energy_and_grad(total, y)
-        y = y - 0.5 * step_size * grad
-        if noise_std > 0:
-            y = y + noise_std * torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
-        yield LangevinEvent("consistency", 0, k, y, energy, grad.flatten(1).norm(dim=1), step_size,
+    for state in langevin_iter(total, y, steps, step_size, noise_scale, generator):  # the paper's update
+        yield LangevinEvent("consistency", 0, state.k, state.z, state.energy, state.grad_norm, step_size,
                             data_energy=weight * last_data[0])
