@@ -48,6 +48,10 @@ def _positive(name: str, value: float, allow_zero: bool = False) -> None:
         raise ConfigError(f"{name}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
 
 
+#: How a mask reaches the model grid (:attr:`ModelConfig.input_values`).
+INPUT_VALUES = ("binary", "fraction")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Network sizes shared by encoder, decoder, energy and ReconNet.
@@ -69,6 +73,10 @@ class ModelConfig:
             it is stored with the weights.
         centroid_offset_mm: where the centroid sits relative to the grid centre (superior,
             posterior, right mm); empty = the mean of the phantoms (older checkpoints).
+        input_values: what the first stage sees of its input mask: ``binary`` (the mask
+            resampled to the model grid and thresholded, older checkpoints) or ``fraction``
+            (the share of each model voxel the input covers, 2x2x2 sub-samples: the input's
+            sub-voxel boundary survives the coarser model grid). Stored with the weights.
     """
 
     spatial_dims: int = 3
@@ -83,10 +91,12 @@ class ModelConfig:
     shared_head: bool = False
     frame: str = "world"
     centroid_offset_mm: tuple[float, ...] = ()
+    input_values: str = "binary"
 
     def __post_init__(self) -> None:
         _choice("spatial_dims", self.spatial_dims, (2, 3))
         _choice("frame", self.frame, ("world", "pose"))
+        _choice("input_values", self.input_values, INPUT_VALUES)
         if len(self.centroid_offset_mm) not in (0, 3):
             raise ConfigError(f"centroid_offset_mm={self.centroid_offset_mm!r} must be empty or 3 numbers (mm)")
         _choice("time_embedding", self.time_embedding, TIME_EMBEDDINGS)

@@ -97,6 +97,12 @@ class Models:
         return self._any().config.model.spacing
 
     @property
+    def input_values(self) -> str:
+        """How the first stage (ReconNet if loaded) wants its input crop: ``binary`` or ``fraction``."""
+        first = self.reconnet if self.reconnet is not None else self.method
+        return getattr(first.config.model, "input_values", "binary")
+
+    @property
     def device(self) -> torch.device:
         return next(self._any().model.parameters()).device
 
@@ -279,15 +285,18 @@ def centroid_offset_world(model_cfg=None, grid: int = 64, spacing: float = 2.0) 
 
 
 def crop_to_model(data: np.ndarray, affine: np.ndarray, label: int | None, grid: int, spacing: float,
-                  model_cfg=None):
+                  model_cfg=None, values: str | None = None):
     """:func:`crop_label` into the model frame the way the checkpoint was trained.
 
-    ``model_cfg`` (a :class:`lsdebm.config.ModelConfig`) gives the frame (``world`` or ``pose``)
-    and the centroid offset; without it: scanner axes and the phantoms' centroid offset.
+    ``model_cfg`` (a :class:`lsdebm.config.ModelConfig`) gives the frame (``world`` or ``pose``),
+    the centroid offset and the input values (``binary`` or ``fraction``; ``values`` overrides
+    it: the first stage's, when ReconNet feeds another model); without it: scanner axes, the
+    phantoms' centroid offset and a binary crop.
     """
     frame = getattr(model_cfg, "frame", "world") if model_cfg is not None else "world"
+    values = values or getattr(model_cfg, "input_values", "binary")
     return crop_label(data, affine, label, grid, spacing, offset_mm=centroid_offset_world(model_cfg, grid, spacing),
-                      frame=frame)
+                      frame=frame, values=values)
 
 
 def structure_labels(data: np.ndarray, labels: Sequence[int] | None = None) -> list[int]:
@@ -385,7 +394,8 @@ def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, lab
     wanted = guided or ccfg.projection > 0 or ccfg.interpolation > 0  # else the slabs are not looked at
     acq = (find_acquisition(data, affine) if wanted else None) if isinstance(acquisition, str) else acquisition
     cfg = models._any().config.model
-    pairs = [crop_to_model(data, affine, label, models.grid, models.spacing, cfg) for label in chosen]
+    pairs = [crop_to_model(data, affine, label, models.grid, models.spacing, cfg, models.input_values)
+             for label in chosen]
     crops = np.stack([c for c, _ in pairs])
     infos = [info for _, info in pairs]
     meta = {"input": input_name, "labels": chosen}

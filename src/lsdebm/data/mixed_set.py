@@ -65,8 +65,12 @@ def phantom_source(level: str, seed: int) -> Source:
 
 
 def make_pair(src: Source, rng: np.random.Generator, grid: int, spacing: float, frame: str, offset_world,
-              ranges: ParamRanges = WIDE_RANGES, augment: AugmentRanges = AugmentRanges()):
-    """One (hq, lq) pair on the model grid from ``src`` (see the module doc)."""
+              ranges: ParamRanges = WIDE_RANGES, augment: AugmentRanges = AugmentRanges(), values: str = "binary"):
+    """One (hq, lq) pair on the model grid from ``src`` (see the module doc).
+
+    ``values``: the lq crop as a ``binary`` mask or as the ``fraction`` of each model voxel
+    covered (:func:`lsdebm.data.nifti.crop_label`); hq is always binary.
+    """
     for _ in range(5):
         hq = random_warp(src.mask, src.affine, rng, augment)
         lq = degrade(hq, src.affine, sample_params(rng, ranges), rng)
@@ -74,7 +78,8 @@ def make_pair(src: Source, rng: np.random.Generator, grid: int, spacing: float, 
             break
     else:
         raise InputError(f"{src.name}: the thick-slice simulation removed the whole structure five times")
-    lq_crop, info = crop_label(lq, src.affine, None, grid, spacing, offset_mm=offset_world, frame=frame)
+    lq_crop, info = crop_label(lq, src.affine, None, grid, spacing, offset_mm=offset_world, frame=frame,
+                               values=values)
     hq_crop = _resample(hq.astype(np.float32), (grid,) * 3, info.crop_affine, src.affine, order=1) >= 0.5
     return hq_crop.astype(np.uint8), lq_crop
 
@@ -89,11 +94,12 @@ class MixedPairs:
         grid, spacing, frame, offset_world: The model frame (see :func:`crop_label`).
         seed: Seed of everything drawn.
         redraw: Fraction of the bank re-drawn by each :meth:`refresh`.
+        values: ``binary`` lq crops (uint8) or ``fraction`` (float16, the share of each voxel covered).
     """
 
     def __init__(self, real: list[Source], n: int, real_fraction: float, grid: int, spacing: float, frame: str,
                  offset_world, seed: int = 0, redraw: float = 0.1, ranges: ParamRanges = WIDE_RANGES,
-                 augment: AugmentRanges = AugmentRanges()):
+                 augment: AugmentRanges = AugmentRanges(), values: str = "binary"):
         if n < 1:
             raise InputError(f"the training bank needs at least one pair; got {n}")
         if not 0.0 <= real_fraction <= 1.0 or not 0.0 <= redraw <= 1.0:
@@ -102,9 +108,9 @@ class MixedPairs:
             raise InputError("a real fraction above 0 needs real masks (--data FOLDER or manifest)")
         self.real, self.n, self.seed, self.redraw = real, int(n), int(seed), float(redraw)
         self.n_real = int(round(n * real_fraction))
-        self.frame_args = (grid, spacing, frame, offset_world, ranges, augment)
+        self.frame_args = (grid, spacing, frame, offset_world, ranges, augment, values)
         self.hq = torch.zeros((n, 1) + (grid,) * 3, dtype=torch.uint8)
-        self.lq = torch.zeros_like(self.hq)
+        self.lq = torch.zeros_like(self.hq, dtype=torch.float16 if values == "fraction" else torch.uint8)
         for i in range(n):
             self._draw(i, 0)
 

@@ -195,8 +195,16 @@ def _resample(data: np.ndarray, out_shape, out_affine, in_affine, order: int) ->
     )
 
 
+def _fraction(binary: np.ndarray, affine, crop_affine, grid: int) -> np.ndarray:
+    """Share of each model voxel covered by ``binary``: the mean of 2x2x2 linear sub-samples."""
+    sub = np.diag([0.5, 0.5, 0.5, 1.0])
+    sub[:3, 3] = -0.25  # sub-sample j sits at model index (j - 0.5) / 2
+    fine = _resample(binary.astype(np.float32), (2 * grid,) * 3, crop_affine @ sub, affine, order=1)
+    return np.clip(fine.reshape(grid, 2, grid, 2, grid, 2).mean(axis=(1, 3, 5)), 0.0, 1.0).astype(np.float32)
+
+
 def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: float = 2.0, offset_mm=None,
-               frame: str = "world"):
+               frame: str = "world", values: str = "binary"):
     """Crop one structure around its centroid and resample it to the model grid.
 
     A structure touching the volume border, or extending past the model's field of view
@@ -216,10 +224,12 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
         frame: ``world`` crops along the scanner axes; ``pose`` along the structure's anatomical
             frame (:func:`lsdebm.data.pose.estimate_pose`), so a tilted vertebra reaches the model
             upright; :func:`paste_back` undoes either through the crop affine.
+        values: ``binary`` (linear resampling thresholded at 0.5) or ``fraction`` (the share of
+            each model voxel inside the structure, from 2x2x2 linear sub-samples).
 
     Returns:
-        ``(crop, info)``: a uint8 {0, 1} array of shape (grid,)*3 in the model frame and
-        the :class:`CropInfo` needed to paste a result back.
+        ``(crop, info)``: an array of shape (grid,)*3 in the model frame (uint8 {0, 1}, or
+        float32 in [0, 1] for ``fraction``) and the :class:`CropInfo` needed to paste a result back.
 
     Raises:
         InputError: If the data is not 3D, the affine is unusable, the volume is empty, the
@@ -251,9 +261,11 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
         reach = float(np.abs(coords - (grid - 1) / 2).max() * spacing)
         warnings.warn(f"{where} reaches {reach:.0f} mm from the crop centre, beyond the model's field of view "
                       f"(+-{grid * spacing / 2:g} mm); the parts outside are cut off", InputWarning, stacklevel=2)
-    crop = _resample(binary.astype(np.float32), (grid,) * 3, crop_affine, affine, order=1)
-    crop = (crop >= 0.5).astype(np.uint8)
-    if not crop.any():
+    if values == "fraction":
+        crop = _fraction(binary, affine, crop_affine, grid)
+    else:
+        crop = (_resample(binary.astype(np.float32), (grid,) * 3, crop_affine, affine, order=1) >= 0.5).astype(np.uint8)
+    if not (crop >= 0.5).any():
         raise InputError(f"{where} ({len(voxels)} voxels of {tuple(round(v, 4) for v in affine_spacing(affine))}"
                          f" mm) is smaller than one {spacing:g} mm model voxel; check the file's spacing (units?)")
     info = CropInfo(tuple(data.shape), affine, crop_affine, label, tuple(float(v) for v in centroid_mm), pose.method,
