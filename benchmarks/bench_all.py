@@ -5,7 +5,7 @@ Prints machine-readable JSON (environment, results, targets) on stdout; progress
 """
 import sys
 
-from lsdebm.bench import script_main
+from lsdebm.bench.runner import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main(('peak', 'energy', 'chain', 'decode', 'scrub', 'end_to_end', 'training', 'memory')))

@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from lsdebm.bench_real import run
+from lsdebm.bench.real import run
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -39,11 +39,11 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication
 
     import napari
-    from lsdebm.checkpoint import bundled_checkpoints, load_checkpoint, save_checkpoint
+    from lsdebm.runtime.checkpoint import bundled_checkpoints, load_checkpoint, save_checkpoint
     from lsdebm.config import get_preset
     from lsdebm.explore import drain, make_decoder, make_settings, record_run
     from lsdebm.explore.demo import demo_case
-    from lsdebm.models import build_model
+    from lsdebm.nn import build_model
 
     path = args.checkpoint or bundled_checkpoints().get("lsdebm-default")
     if path is None:

@@ -2,12 +2,12 @@
 
     python scripts/set_sampling.py SRC DST --set lebm.posterior_steps=80 --reason "chosen on validation: ..."
 
-Allowed fields: lsdebm.checkpoint.SAMPLING_FIELDS. DST may equal SRC with --overwrite.
+Allowed fields: lsdebm.runtime.checkpoint.SAMPLING_FIELDS. DST may equal SRC with --overwrite.
 """
 import argparse
 import sys
 
-from lsdebm.checkpoint import with_sampling_settings
+from lsdebm.runtime.checkpoint import with_sampling_settings
 from lsdebm.cli.train import parse_sets
 from lsdebm.errors import LsdebmError
 

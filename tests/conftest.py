@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from lsdebm.checkpoint import save_checkpoint
+from lsdebm.runtime.checkpoint import save_checkpoint
 from lsdebm.config import get_preset
-from lsdebm.models import build_model
+from lsdebm.nn import build_model
 
 KINDS = ("lsdebm", "vae", "lebm", "reconnet")
 

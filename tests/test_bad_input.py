@@ -17,11 +17,11 @@ import torch
 from reliability_helpers import (edit_config, edit_metadata, huge_header_nifti, listing, nifti_with_header_affine,
                                  plant_pickle, read_header, save_nifti, write_header)
 
-from lsdebm.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from lsdebm.runtime.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from lsdebm.cli.main import main
 from lsdebm.data.nifti import crop_label, paste_back, read_volume, write_volume
 from lsdebm.errors import CheckpointError, InputError, InputWarning, LsdebmError
-from lsdebm.models import build_model
+from lsdebm.nn import build_model
 from lsdebm.sampling import Trajectory
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -95,7 +95,7 @@ def test_bad_nifti_python_api(bad_nifti):
 
 
 def test_bad_nifti_plugin_reader(bad_nifti):
-    from napari_lsdebm._reader import get_reader
+    from napari_lsdebm.io.nifti import get_reader
 
     path, fragment = bad_nifti
     reader = get_reader(str(path))
@@ -294,7 +294,7 @@ def test_writers_refuse_and_leave_nothing(tmp_path):
 
 
 def test_plugin_writer_refuses_non_3d_layer(tmp_path):
-    from napari_lsdebm._writer import write_labels
+    from napari_lsdebm.io.nifti import write_labels
 
     with pytest.raises(InputError, match="only 3D label layers"):
         write_labels(str(tmp_path / "x.nii.gz"), np.zeros((4, 4), np.int32), {"name": "slice", "scale": (1, 1)})
@@ -481,7 +481,7 @@ def test_existing_outputs_are_never_replaced_without_overwrite(tmp_path, tiny_cf
 @pytest.mark.gui
 def test_napari_reader_and_checkpoint_panel_refuse_bad_files(make_napari_viewer, tmp_path, marker, tiny_ckpts):
     pytest.importorskip("napari")
-    from napari_lsdebm._checkpoint_panel import CheckpointPanel
+    from napari_lsdebm._ui.checkpoint_panel import CheckpointPanel
 
     viewer = make_napari_viewer()
     corrupt = tmp_path / "corrupt.nii.gz"
@@ -523,7 +523,7 @@ def test_view_refuses_bad_trajectory_in_one_line(content, tmp_path, capsys, monk
     bad.write_bytes(content)
     assert main(["view", str(bad)]) == 2
     _one_line_error(capsys, "run.npz")
-    from napari_lsdebm._traj_io import get_trajectory_reader
+    from napari_lsdebm.io.trajectory import get_trajectory_reader
     assert get_trajectory_reader(str(bad)) is not None  # the plugin claims it and explains, too
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lsdebm.bench import SECTIONS, measure, run_benchmarks
+from lsdebm.bench.runner import SECTIONS, run_benchmarks
+from lsdebm.bench.timing import measure
 from lsdebm.cli.main import main
 from lsdebm.errors import InputError
 

@@ -22,13 +22,14 @@ import pytest
 import torch
 from reliability_helpers import listing
 
-from lsdebm.checkpoint import load_checkpoint, save_checkpoint
+from lsdebm.runtime.checkpoint import load_checkpoint, save_checkpoint
 from lsdebm.cli.main import main
 from lsdebm.data.nifti import read_volume, write_volume
 from lsdebm.errors import LsdebmError
 from lsdebm.fileio import atomic_write
-from lsdebm.models import build_model
-from lsdebm.sampling import ResultEvent, RunSettings, Trajectory, run, run_events
+from lsdebm.nn import build_model
+from lsdebm.sampling import ResultEvent, Trajectory
+from lsdebm.methods import RunSettings, run, run_events
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -125,12 +126,12 @@ def _interrupt_on_call(monkeypatch, module, name, call, after_events=0):
 
 def test_interrupted_reconstruct_leaves_only_complete_outputs(tmp_path, tiny_pair, tiny_ckpts, monkeypatch,
                                                               capsys):
-    import lsdebm.pipeline
+    import lsdebm.tasks.reconstruct
 
     affine = np.diag([8.0, 8.0, 8.0, 1.0])
     inputs = [write_volume(tmp_path / "in" / f"case{i}.nii.gz", tiny_pair[1], affine) for i in range(2)]
     out = tmp_path / "out"
-    _interrupt_on_call(monkeypatch, lsdebm.pipeline, "run_events", call=2, after_events=5)
+    _interrupt_on_call(monkeypatch, lsdebm.tasks.reconstruct, "run_events", call=2, after_events=5)
     argv = ["reconstruct", *map(str, inputs), "-o", str(out), "--checkpoint", str(tiny_ckpts["lsdebm"]),
             "--no-reconnet", "--langevin-steps", "4", "--trajectory", str(out / "traj")]
     assert main(argv) == 130
@@ -195,7 +196,7 @@ def _trajectory() -> Trajectory:
 WRITERS = {
     "nifti": ("nibabel.save", "out.nii.gz",
               lambda p, cfg: write_volume(p, np.ones((4, 4, 4), np.uint8), np.eye(4), overwrite=True)),
-    "checkpoint": ("lsdebm.checkpoint.save_file", "m.safetensors",
+    "checkpoint": ("lsdebm.runtime.checkpoint.save_file", "m.safetensors",
                    lambda p, cfg: save_checkpoint(build_model("vae", cfg), p, overwrite=True)),
     "trajectory": ("numpy.savez_compressed", "t.npz", lambda p, cfg: _trajectory().save(p, overwrite=True)),
 }
@@ -218,7 +219,7 @@ def test_exception_inside_a_writer_leaves_nothing(tmp_path, monkeypatch, tiny_cf
 
 
 def test_plugin_writer_failure_leaves_nothing(tmp_path, monkeypatch):
-    from napari_lsdebm._writer import write_labels
+    from napari_lsdebm.io.nifti import write_labels
 
     monkeypatch.setattr(nib, "save", _partial_then(OSError(28, "No space left on device")))
     with pytest.raises(LsdebmError, match="cannot write .*labels.nii.gz: No space left on device"):

@@ -4,11 +4,11 @@ import pickle
 import pytest
 import torch
 
-from lsdebm.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from lsdebm.runtime.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from lsdebm.config import get_preset
 from lsdebm.errors import CheckpointError, LsdebmError
-from lsdebm.models import build_model
-from lsdebm.sampling import RunSettings, run
+from lsdebm.nn import build_model
+from lsdebm.methods import RunSettings, run
 
 
 class _Evil:
@@ -68,7 +68,7 @@ def test_bad_checkpoints(tmp_path):
 
 
 def test_new_sampling_defaults_keep_weights_and_record_why(tmp_path):
-    from lsdebm.checkpoint import with_sampling_settings
+    from lsdebm.runtime.checkpoint import with_sampling_settings
 
     torch.manual_seed(0)
     src = save_checkpoint(build_model("lebm", get_preset("tiny")), tmp_path / "l.safetensors", info={"command": "x"})

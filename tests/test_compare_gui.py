@@ -8,7 +8,7 @@ pytest.importorskip("napari")
 pytestmark = pytest.mark.gui
 
 from lsdebm.data.phantoms import grid_affine  # noqa: E402
-from lsdebm.metrics import compute_metrics  # noqa: E402
+from lsdebm.evaluation.metrics import compute_metrics  # noqa: E402
 from lsdebm.review.overlap import OVERLAP_COLORS, TP  # noqa: E402
 from lsdebm.review.roi import region_metrics  # noqa: E402
 
@@ -18,7 +18,7 @@ TIMEOUT = 240_000  # ms; the 2-core CI machine may be busy
 @pytest.fixture
 def viewer(make_napari_viewer, tiny_pair):
     """A viewer with the tiny phantom as napari-lsdebm layers: HQ, LQ (with slice gaps), parts."""
-    from napari_lsdebm._layers import volume_layer
+    from napari_lsdebm._ui.layers import volume_layer
 
     hq, _, parts = tiny_pair
     lq = hq.copy()
@@ -36,8 +36,8 @@ def wait_worker(qtbot, widget):
 
 
 def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
-    from napari_lsdebm._compare import COMPARE_KEY, SHOW_MODES, CompareWidget
-    from napari_lsdebm._review_common import grid_of
+    from napari_lsdebm.widgets.compare import COMPARE_KEY, SHOW_MODES, CompareWidget
+    from napari_lsdebm._ui.pickers import grid_of
 
     widget = CompareWidget(viewer)
     viewer.window.add_dock_widget(widget)
@@ -73,7 +73,7 @@ def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
 def test_review_overlap_and_metrics_table(viewer, qtbot, tmp_path):
     from qtpy.QtWidgets import QApplication
 
-    from napari_lsdebm._review import ReviewWidget
+    from napari_lsdebm.widgets.review import ReviewWidget
 
     widget = ReviewWidget(viewer)
     viewer.window.add_dock_widget(widget)
@@ -109,7 +109,7 @@ def test_review_overlap_and_metrics_table(viewer, qtbot, tmp_path):
 
 
 def test_surface_coloured_by_signed_distance(viewer, qtbot):
-    from napari_lsdebm._surface_widget import SurfaceWidget
+    from napari_lsdebm.widgets.surface import SurfaceWidget
 
     widget = SurfaceWidget(viewer)
     viewer.window.add_dock_widget(widget)
@@ -127,7 +127,7 @@ def test_surface_coloured_by_signed_distance(viewer, qtbot):
 
 
 def test_uncertainty_layers(viewer, qtbot, tiny_ckpts):
-    from napari_lsdebm._uncertainty_widget import UncertaintyWidget
+    from napari_lsdebm.widgets.uncertainty import UncertaintyWidget
 
     widget = UncertaintyWidget(viewer)
     viewer.window.add_dock_widget(widget)
@@ -150,7 +150,7 @@ def test_export_widget_files_and_sidecars(viewer, qtbot, tmp_path):
 
     from lsdebm.data.nifti import read_volume
     from lsdebm.review.surface import mask_mesh
-    from napari_lsdebm._export_widget import ExportWidget
+    from napari_lsdebm.widgets.export import ExportWidget
 
     hq = viewer.layers["HQ"]
     mesh = mask_mesh(hq.data, 8.0, smooth_iterations=0)
@@ -188,13 +188,13 @@ def test_animation_of_the_explorer_trajectory_layer(make_napari_viewer, qtbot, t
     """The export scrubs the explorer's lazy, non-blocking (t, k) layer: one decoded frame per step."""
     import imageio.v2 as iio2
 
-    from lsdebm.checkpoint import load_checkpoint
+    from lsdebm.runtime.checkpoint import load_checkpoint
     from lsdebm.explore.record import run_metadata
     from lsdebm.explore.volumes import TrajectoryVolumes, make_decoder
-    from lsdebm.pipeline import make_recorder
-    from lsdebm.sampling import RunSettings, run_events
-    from napari_lsdebm._export_widget import ExportWidget, capture_frames
-    from napari_lsdebm._trajectory_layer import FrameRefresher, trajectory_layer_data
+    from lsdebm.tasks.reconstruct import make_recorder
+    from lsdebm.methods import RunSettings, run_events
+    from napari_lsdebm.widgets.export import ExportWidget, capture_frames
+    from napari_lsdebm._ui.trajectory_layer import FrameRefresher, trajectory_layer_data
 
     ckpt = load_checkpoint(tiny_ckpts["lsdebm"])
     recorder = make_recorder(ckpt.model, RunSettings(seed=2), every=2, metadata=run_metadata(ckpt, RunSettings(seed=2)))

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from lsdebm.checkpoint import load_checkpoint
+from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.cli.main import main
 from lsdebm.data.nifti import read_volume, write_volume
-from lsdebm.sampling import RunSettings, generate_events, run
+from lsdebm.methods import RunSettings, generate_events, run
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -69,8 +69,8 @@ def test_generation_is_reproducible(kind, tiny_ckpts):
 
 _SCRIPT = """
 import hashlib, json, sys, numpy as np, torch
-from lsdebm.checkpoint import load_checkpoint
-from lsdebm.sampling import RunSettings, run
+from lsdebm.runtime.checkpoint import load_checkpoint
+from lsdebm.methods import RunSettings, run
 torch.set_num_threads(1)
 paths, settings, x = json.loads(sys.argv[1]), json.loads(sys.argv[2]), np.load(sys.argv[3])
 out = {}

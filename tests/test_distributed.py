@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from lsdebm.checkpoint import load_checkpoint
+from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.train.state import sidecar_path
 
 

@@ -8,14 +8,14 @@ import shutil
 import numpy as np
 import pytest
 
-from lsdebm.checkpoint import load_checkpoint
+from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.cli.main import main
 from lsdebm.data.real import bundled_manifest, slab_axis
 from lsdebm.errors import InputError
-from lsdebm.evaluation import select_rows
-from lsdebm.evaluation_real import (REAL_SIMULATOR, evaluate_real, predict, real_bars, real_cases, row_models,
+from lsdebm.evaluation.phantoms import select_rows
+from lsdebm.evaluation.real import (REAL_SIMULATOR, evaluate_real, predict, real_bars, real_cases, row_models,
                                     summarize_real)
-from lsdebm.metrics import dice
+from lsdebm.evaluation.metrics import dice
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from lsdebm.checkpoint import load_checkpoint
+from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.errors import CheckpointError, InputError
 from lsdebm.explore import (RunCancelled, TrajectoryVolumes, count_events, drain, find_checkpoint, make_decoder,
                             make_settings, prepare_input, record_run, run_metadata)
@@ -60,7 +60,7 @@ def test_volumes_clean_and_repeat_are_separate_frames():
 
 
 def test_trajectories_sharing_a_cache_keep_their_own_frames():
-    from lsdebm.sampling import DecodeCache
+    from lsdebm.explore.decode_cache import DecodeCache
 
     cache, dec = DecodeCache(2 ** 20), CountingDecoder()
     a = TrajectoryVolumes(small_traj(), dec, dec.shape, cache=cache, prefetch=False)
@@ -191,7 +191,7 @@ def test_decoder_matches_model_and_plots_draw(tiny_ckpts):
     from matplotlib.figure import Figure
 
     from lsdebm.explore.plots import draw_langevin, draw_variance, frame_labels
-    from lsdebm.sampling import decode
+    from lsdebm.methods import decode
 
     ckpt = load_checkpoint(tiny_ckpts["lsdebm"])
     z = np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)

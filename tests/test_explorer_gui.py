@@ -95,7 +95,7 @@ def test_load_checkpoint_good_and_bad_files(explorer, tiny_ckpts, tmp_path):
 
 
 def test_run_needs_a_checkpoint_and_an_input(explorer, monkeypatch):
-    import napari_lsdebm._explorer as module
+    import napari_lsdebm.widgets.explorer as module
 
     monkeypatch.setattr(module, "bundled_checkpoints", dict)  # as before the bundled ones are installed
     _, w = explorer
@@ -128,7 +128,7 @@ def test_run_on_sample_gives_t_k_layer_labels_and_plots(explorer, qtbot, tiny_ck
 
 
 def test_cancel_stops_within_a_second(explorer, qtbot, tiny_ckpts, monkeypatch):
-    from lsdebm.sampling import fast
+    from lsdebm.sampling.kernels import mlp as fast
 
     # one event per Langevin iteration (the fast sampler computes iterations in blocks, whose length
     # on this shared, overloaded test machine is not what this test is about)
@@ -190,7 +190,7 @@ def test_trajectory_writer_and_reader_round_trip(explorer, qtbot, tiny_ckpts, tm
 
 
 def test_reader_without_checkpoint_shows_latents_and_plots(explorer, tiny_ckpts, tmp_path):
-    from lsdebm.checkpoint import load_checkpoint
+    from lsdebm.runtime.checkpoint import load_checkpoint
     from lsdebm.explore import drain, make_settings, record_run, run_metadata
 
     viewer, w = explorer
@@ -207,7 +207,7 @@ def test_reader_without_checkpoint_shows_latents_and_plots(explorer, tiny_ckpts,
     assert "not found" in w.status.text() and "gone.safetensors" in w.status.text()
     assert w.plots.traj is not None and "latents and plots only" in w.plots.message.text()
     from lsdebm.errors import InputError
-    from napari_lsdebm._traj_io import write_trajectory
+    from napari_lsdebm.io.trajectory import write_trajectory
 
     plain = viewer.add_image(np.zeros((4, 4)), name="plain")
     with pytest.raises(InputError, match="not an lsdebm trajectory"):

@@ -8,11 +8,14 @@ import pytest
 import torch
 
 from lsdebm.config import get_preset
-from lsdebm.models import build_model
-from lsdebm.models.energy import TimeEnergy
-from lsdebm.sampling import LangevinEvent, RunSettings, fast, fast_conv, fast_convnet, reverse_events, run
+from lsdebm.nn import build_model
+from lsdebm.nn.energy import TimeEnergy
+from lsdebm.accel import conv as fast_conv, convnet as fast_convnet
+from lsdebm.sampling import LangevinEvent, reverse_events
+from lsdebm.methods import RunSettings, run
+from lsdebm.sampling.kernels import mlp as fast
 from lsdebm.sampling.langevin import langevin
-from lsdebm.sampling.methods import sampling_schedule
+from lsdebm.methods import sampling_schedule
 from lsdebm.sampling.reverse import conditional_energy
 from lsdebm.sampling.schedule import make_schedule
 from lsdebm.train.losses import ebm_pairs
@@ -259,7 +262,7 @@ def test_decode_batches_covers_every_frame_in_order():
 
 
 def test_cuda_graphs_only_on_cuda(monkeypatch):
-    from lsdebm.sampling import fast_cuda
+    from lsdebm.sampling.kernels import cuda_graph as fast_cuda
 
     model = small_model()
     z = torch.zeros(2, 12)
@@ -272,7 +275,7 @@ def test_cuda_graphs_only_on_cuda(monkeypatch):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs wherever one exists)")
 def test_graphed_chain_matches_eager_and_plain_on_cuda():
-    from lsdebm.sampling import fast_cuda
+    from lsdebm.sampling.kernels import cuda_graph as fast_cuda
 
     model = small_model(K=30).cuda()
     schedule = sampling_schedule(model)

@@ -23,12 +23,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from reliability_helpers import read_header, write_header
 
-from lsdebm.checkpoint import load_checkpoint, save_checkpoint
+from lsdebm.runtime.checkpoint import load_checkpoint, save_checkpoint
 from lsdebm.config import get_preset
 from lsdebm.data.nifti import crop_label, paste_back, read_volume
 from lsdebm.errors import CheckpointError, InputError, LsdebmError
-from lsdebm.metrics import compute_metrics
-from lsdebm.models import build_model
+from lsdebm.evaluation.metrics import compute_metrics
+from lsdebm.nn import build_model
 
 FUZZ_COUNTS: Counter = Counter()
 FAST = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

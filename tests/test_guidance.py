@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from lsdebm.checkpoint import load_checkpoint
+from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.data.acquisition import find_acquisition
 from lsdebm.data.nifti import _resample
 from lsdebm.data.real import degrade, isotropic, load_real_masks
 from lsdebm.data.thickslice import ThickSliceParams
-from lsdebm.pipeline import Models, crop_to_model, make_recorder, reconstruct_volume
-from lsdebm.sampling import RunSettings, run_events
+from lsdebm.tasks.reconstruct import Models, crop_to_model, make_recorder, reconstruct_volume
+from lsdebm.methods import RunSettings, run_events
 from lsdebm.sampling.events import LangevinEvent, ResultEvent
 from lsdebm.sampling.guidance import build_observation
-from lsdebm.sampling.methods import sampling_schedule
+from lsdebm.methods import sampling_schedule
 
 
 @pytest.fixture(scope="module")

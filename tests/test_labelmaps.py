@@ -123,7 +123,7 @@ def test_real_vertebra_is_kept_in_its_own_geometry():
 
 
 def test_errors_match_the_pipeline_wording():
-    from lsdebm.pipeline import structure_labels
+    from lsdebm.tasks.reconstruct import structure_labels
 
     for bad in (np.zeros((4, 4, 4), np.uint8), np.full((4, 4, 4), 0.5, np.float32)):
         with pytest.raises(InputError) as ours:

@@ -18,7 +18,7 @@ import threading
 import numpy as np
 import pytest
 
-from lsdebm.sampling import DecodeCache
+from lsdebm.explore.decode_cache import DecodeCache
 
 
 def _volume(key, nbytes):
@@ -86,9 +86,10 @@ import numpy as np, torch
 torch.set_num_threads(1)
 from lsdebm.config import get_preset
 from lsdebm.explore import TrajectoryVolumes, make_decoder
-from lsdebm.models import build_model
-from lsdebm.pipeline import make_recorder
-from lsdebm.sampling import DecodeCache, RunSettings, run_events
+from lsdebm.nn import build_model
+from lsdebm.tasks.reconstruct import make_recorder
+from lsdebm.explore.decode_cache import DecodeCache
+from lsdebm.methods import RunSettings, run_events
 
 limit, grid = int(sys.argv[1]), int(sys.argv[2])
 cfg = get_preset("tiny").replace(**{"model.grid": grid, "model.spacing": 128 / grid, "schedule.T": 20,

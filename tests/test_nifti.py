@@ -8,7 +8,7 @@ from lsdebm.data.nifti import crop_label, paste_back, read_volume, write_volume
 from lsdebm.data.phantom_set import generate_pairs, read_set, write_set
 from lsdebm.data.phantoms import make_vertebra
 from lsdebm.errors import InputError, LsdebmError
-from lsdebm.metrics import dice
+from lsdebm.evaluation.metrics import dice
 
 
 def _oblique_affine(shape):

@@ -3,7 +3,7 @@ import sys
 
 CODE = """
 import sys
-import lsdebm, lsdebm.cli.main, lsdebm.metrics, lsdebm.data.phantom_set, lsdebm.data.nifti
+import lsdebm, lsdebm.cli.main, lsdebm.evaluation.metrics, lsdebm.data.phantom_set, lsdebm.data.nifti
 lsdebm.cli.main.build_parser()
 bad = sorted(m for m in sys.modules
              if m.split('.')[0].startswith(('PyQt', 'PySide', 'qtpy', 'napari', 'magicgui', 'vispy')))

@@ -145,7 +145,7 @@ def test_plugin_pastes_anisotropic_input_onto_the_isotropic_grid():
     pytest.importorskip("qtpy")
     from lsdebm.data.nifti import crop_label
     from lsdebm.explore import RunOutput
-    from napari_lsdebm._results import pasted_layer
+    from napari_lsdebm._ui.results import pasted_layer
 
     mask = np.zeros(SHAPE, np.uint8)
     mask[14:34, 10:30, 3:9] = 1

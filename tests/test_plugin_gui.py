@@ -34,7 +34,7 @@ def test_reader_and_writer_keep_affine(make_napari_viewer, tmp_path):
 
 
 def test_real_sample_opens_with_attribution(make_napari_viewer):
-    from napari_lsdebm._sample_data import REAL_ATTRIBUTION
+    from napari_lsdebm.sample_data import REAL_ATTRIBUTION
 
     viewer = make_napari_viewer()
     viewer.open_sample("napari-lsdebm", "real_pair")

@@ -8,13 +8,13 @@ import pytest
 import torch
 from scipy import ndimage
 
-from lsdebm.checkpoint import load_checkpoint
+from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.data.augment import rotation_matrix
 from lsdebm.data.pose import WORLD_AXES, estimate_pose, frame_affine, world_pose
 from lsdebm.data.real import degrade, isotropic, load_real_masks
 from lsdebm.data.thickslice import ThickSliceParams
-from lsdebm.metrics import dice
-from lsdebm.pipeline import Models, crop_to_model, reconstruct_volume
+from lsdebm.evaluation.metrics import dice
+from lsdebm.tasks.reconstruct import Models, crop_to_model, reconstruct_volume
 
 ROTATIONS = [(axis, deg) for axis in range(3) for deg in (-20.0, 20.0)]
 

@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from lsdebm.checkpoint import load_checkpoint
+from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.errors import CheckpointError, InputError, LsdebmError
-from lsdebm.metrics import compute_metrics
+from lsdebm.evaluation.metrics import compute_metrics
 from lsdebm.review.compare import (LABELS, CompareProgress, compare_events, compare_methods,
                                    load_compare_checkpoints, summary)
 from lsdebm.review.uncertainty import input_grid_uncertainty, repeated_runs
-from lsdebm.sampling import RunSettings, make_generator, run
+from lsdebm.methods import RunSettings, make_generator, run
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +84,8 @@ def test_compare_errors(models, case, tiny_ckpts):
 
 
 def test_load_refuses_models_on_different_grids(tmp_path, tiny_ckpts, tiny_cfg):
-    from lsdebm.checkpoint import save_checkpoint
-    from lsdebm.models import build_model
+    from lsdebm.runtime.checkpoint import save_checkpoint
+    from lsdebm.nn import build_model
 
     other = save_checkpoint(build_model("vae", tiny_cfg.replace(**{"model.spacing": 4.0})), tmp_path / "vae.safetensors")
     with pytest.raises(CheckpointError, match="do not share one model grid"):

@@ -83,9 +83,9 @@ def test_image_export(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_trajectory(tiny_ckpts):
-    from lsdebm.checkpoint import load_checkpoint
-    from lsdebm.pipeline import make_recorder
-    from lsdebm.sampling import RunSettings, run_events
+    from lsdebm.runtime.checkpoint import load_checkpoint
+    from lsdebm.tasks.reconstruct import make_recorder
+    from lsdebm.methods import RunSettings, run_events
 
     ckpt = load_checkpoint(tiny_ckpts["lsdebm"])
     settings = RunSettings(seed=1)
@@ -102,7 +102,7 @@ def test_animation_has_the_expected_frame_count(tmp_path, tiny_trajectory, suffi
     import imageio.v3 as iio
     import torch
 
-    from lsdebm.sampling import decode
+    from lsdebm.methods import decode
 
     ckpt, traj = tiny_trajectory
     n_forward = traj.forward.shape[1]

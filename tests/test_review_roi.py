@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from lsdebm.errors import InputError, LsdebmError
-from lsdebm.metrics import METRIC_NAMES, compute_metrics, confusion
+from lsdebm.evaluation.metrics import METRIC_NAMES, compute_metrics, confusion
 from lsdebm.review.roi import box_from_points, box_mask, part_regions, region_metrics, review_metrics
 from lsdebm.review.table import COLUMNS, to_text, write_csv
 

@@ -189,6 +189,6 @@ def test_shape_interpolation_fills_between_slab_centres():
     for s in range(10):  # each slab shows its central slice, as a nearest-neighbour resampling does
         stair[4 * s:4 * s + 4] = sphere[4 * s + 2]
     shape = interpolate_slabs(stair, ids, 0, (1.0, 1.0, 1.0))
-    from lsdebm.metrics import dice
+    from lsdebm.evaluation.metrics import dice
     assert dice(shape >= 0.5, sphere) > dice(stair, sphere) + 0.002
     assert np.array_equal(shape[2] >= 0.5, stair[2])  # at a slab centre it is the observation

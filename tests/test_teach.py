@@ -11,7 +11,7 @@ import torch
 from lsdebm.cli.main import main
 from lsdebm.data.digits import digit_mosaic, load_digits, load_mnist, read_idx
 from lsdebm.errors import CheckpointError, InputError
-from lsdebm.sampling.methods import RunSettings
+from lsdebm.methods import RunSettings
 from lsdebm.sampling.reverse import conditional_energy
 from lsdebm.teach.checkpoints import TEACH_DIR, load_teach
 from lsdebm.teach.explain import TEXTS, explain, landscape_text

@@ -18,7 +18,7 @@ def test_teaching_sample_data(make_napari_viewer):
 
 
 def test_generate_side_by_side_and_scrub(make_napari_viewer, qtbot):
-    from napari_lsdebm._teach import METHODS, TeachingWidget
+    from napari_lsdebm.widgets.teach import METHODS, TeachingWidget
 
     viewer = make_napari_viewer()
     widget = TeachingWidget(viewer)
@@ -51,7 +51,7 @@ def test_generate_side_by_side_and_scrub(make_napari_viewer, qtbot):
 
 
 def test_generate_needs_a_method(make_napari_viewer):
-    from napari_lsdebm._teach import TeachingWidget
+    from napari_lsdebm.widgets.teach import TeachingWidget
 
     widget = TeachingWidget(make_napari_viewer())
     for box in widget.use.values():
@@ -61,7 +61,7 @@ def test_generate_needs_a_method(make_napari_viewer):
 
 
 def test_landscape_contours_particles_and_toggles(make_napari_viewer, qtbot):
-    from napari_lsdebm._landscape import EXTENT, GRID, LandscapeWidget, display_energy
+    from napari_lsdebm.widgets.landscape import EXTENT, GRID, LandscapeWidget, display_energy
 
     viewer = make_napari_viewer()
     widget = LandscapeWidget(viewer)

@@ -6,7 +6,7 @@ from lsdebm.data.thickslice import (
     TEST_RANGES, TRAIN_RANGES, ThickSliceParams, sample_params, simulate_thick_slice, slab_weights,
 )
 from lsdebm.errors import InputError
-from lsdebm.metrics import dice
+from lsdebm.evaluation.metrics import dice
 
 
 def _edges_along(mask, axis):

@@ -6,7 +6,7 @@ import csv
 import pytest
 import torch
 
-from lsdebm.checkpoint import load_checkpoint
+from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.cli.main import main
 from lsdebm.train.data import augment
 from lsdebm.train.state import sidecar_path

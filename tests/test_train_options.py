@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lsdebm.checkpoint import load_checkpoint
+from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.cli.main import main
 from lsdebm.config import ConfigError, get_preset
 from lsdebm.train.losses import bce_sum, recon_loss

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from lsdebm.checkpoint import read_metadata
+from lsdebm.runtime.checkpoint import read_metadata
 from lsdebm.cli.main import main
 from lsdebm.data.real import load_real_masks
 

@@ -3,10 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from lsdebm.checkpoint import load_checkpoint
+from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.errors import InputError
-from lsdebm.sampling import DecodeCache, RunSettings, Trajectory, TrajectoryRecorder, decode, run_events
-from lsdebm.sampling.methods import iterations, sampling_schedule
+from lsdebm.sampling import Trajectory, TrajectoryRecorder
+from lsdebm.explore.decode_cache import DecodeCache
+from lsdebm.methods import RunSettings, decode, run_events
+from lsdebm.methods import iterations, sampling_schedule
 
 
 def record(ckpt, x, every=2, repeats=2):

@@ -32,10 +32,10 @@ from typing import Any
 
 import torch
 
-from lsdebm.checkpoint import save_checkpoint, sha256_of
+from lsdebm.runtime.checkpoint import save_checkpoint, sha256_of
 from lsdebm.config import Config, get_preset
 from lsdebm.errors import CheckpointError, InputError
-from lsdebm.models import build_model
+from lsdebm.nn import build_model
 
 MAPPING = (
     (r"conv_initial\.(.+)", "encoder", "encoder.features.0.{0}"),

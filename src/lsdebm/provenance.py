@@ -43,7 +43,7 @@ def command_line(argv: list[str] | None = None) -> str:
 
 
 def checkpoint_record(loaded, role: str) -> dict[str, Any]:
-    """Identify a :class:`lsdebm.checkpoint.LoadedCheckpoint` by name, path and sha256."""
+    """Identify a :class:`lsdebm.runtime.checkpoint.LoadedCheckpoint` by name, path and sha256."""
     path = Path(loaded.path) if loaded.path is not None else None
     return {"role": role, "kind": loaded.kind, "name": path.stem if path else None,
             "path": str(path) if path else None, "sha256": loaded.sha256, "preset": loaded.config.preset}

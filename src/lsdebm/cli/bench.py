@@ -11,7 +11,7 @@ from lsdebm.errors import InputError
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``bench`` subcommand."""
-    from lsdebm.bench import SECTIONS
+    from lsdebm.bench.runner import SECTIONS
 
     parser = subparsers.add_parser(
         "bench", help="benchmark the sampler, decoder, reconstruction, training and memory on this machine",
@@ -48,7 +48,7 @@ def run(args) -> int:
     """Run the benchmarks, print the summary (or JSON) and optionally write the JSON file."""
     import torch
 
-    from lsdebm.bench import run_benchmarks
+    from lsdebm.bench.runner import run_benchmarks
     from lsdebm.fileio import atomic_write
 
     if args.repeats < 1:

@@ -14,7 +14,7 @@ TEST_SEED = 90000
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``evaluate`` subcommand."""
-    from lsdebm.evaluation import ROW_KEYS
+    from lsdebm.evaluation.phantoms import ROW_KEYS
 
     p = subparsers.add_parser(
         "evaluate", help="score raw LQ, ReconNet, ReconNet+VAE/LEBM/LSD-EBM and LSD-EBM on a test set",
@@ -50,7 +50,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def parse_methods(text: str | None):
     """The rows named by ``--methods`` (comma-separated; None or empty: all rows)."""
-    from lsdebm.evaluation import select_rows
+    from lsdebm.evaluation.phantoms import select_rows
 
     return select_rows([m.strip() for m in text.split(",") if m.strip()] if text else None)
 
@@ -107,11 +107,11 @@ def run(args) -> int:
     """Evaluate, write the three report files, optionally record the test metrics."""
     import datetime
 
-    from lsdebm.evaluation import evaluate, load_models, quality_bars, summarize
-    from lsdebm.pipeline import effective_settings, resolve_device, set_threads
+    from lsdebm.evaluation.phantoms import evaluate, load_models, quality_bars, summarize
+    from lsdebm.tasks.reconstruct import effective_settings, resolve_device, set_threads
     from lsdebm.provenance import checkpoint_record, command_line, versions
-    from lsdebm.report import REPORT_FILES, record_metrics, render_markdown, timing_rows, write_reports
-    from lsdebm.sampling import RunSettings
+    from lsdebm.evaluation.report import REPORT_FILES, record_metrics, render_markdown, timing_rows, write_reports
+    from lsdebm.methods import RunSettings
 
     from lsdebm.cli.evaluate_real import check_real_options, run_real
 

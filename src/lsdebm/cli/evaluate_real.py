@@ -67,7 +67,7 @@ def check_real_options(args) -> None:
 
 def real_protocol(args) -> dict:
     """The validated protocol options: split, planes, thicknesses, forms, seed, source."""
-    from lsdebm.evaluation_real import check_protocol
+    from lsdebm.evaluation.real import check_protocol
 
     split = "val" if args.split is None else args.split
     planes = _split_list(args.planes, ("sagittal", "axial"))
@@ -79,7 +79,7 @@ def real_protocol(args) -> dict:
 
 
 def _check_out(args) -> Path:
-    from lsdebm.report_real import REAL_REPORT_FILES
+    from lsdebm.evaluation.report_real import REAL_REPORT_FILES
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -104,13 +104,13 @@ def run_real(args) -> int:
     import datetime
 
     from lsdebm.cli.evaluate import _load, device_name, parse_methods
-    from lsdebm.evaluation import load_models
-    from lsdebm.evaluation_real import REAL_SIMULATOR, evaluate_real, real_cases, row_models, summarize_real
-    from lsdebm.pipeline import effective_settings, resolve_device, set_threads
+    from lsdebm.evaluation.phantoms import load_models
+    from lsdebm.evaluation.real import REAL_SIMULATOR, evaluate_real, real_cases, row_models, summarize_real
+    from lsdebm.tasks.reconstruct import effective_settings, resolve_device, set_threads
     from lsdebm.provenance import checkpoint_record, command_line, versions
-    from lsdebm.report_real import render_real_markdown, write_real_reports
+    from lsdebm.evaluation.report_real import render_real_markdown, write_real_reports
     from lsdebm.cli.reconstruct import consistency_overrides
-    from lsdebm.sampling import RunSettings
+    from lsdebm.methods import RunSettings
 
     rows = parse_methods(args.methods)
     protocol = real_protocol(args)

@@ -30,7 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     """Print the metrics."""
     from lsdebm.data.nifti import read_volume
-    from lsdebm.metrics import compute_metrics
+    from lsdebm.evaluation.metrics import compute_metrics
 
     pred, gt = read_volume(args.pred), read_volume(args.gt)
     if pred.data.shape != gt.data.shape:

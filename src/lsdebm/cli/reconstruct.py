@@ -205,9 +205,9 @@ def run(args) -> int:
     """Validate everything first (no output on a user error), then refine and write each input."""
     from lsdebm.data.nifti import read_volume, write_volume
     from lsdebm.data.labelmaps import describe, select_structures
-    from lsdebm.pipeline import dist_rank, load_models, reconstruct_volume, resolve_device, set_threads, shard
+    from lsdebm.tasks.reconstruct import dist_rank, load_models, reconstruct_volume, resolve_device, set_threads, shard
     from lsdebm.provenance import command_line, sidecar_path, write_provenance
-    from lsdebm.sampling import RunSettings
+    from lsdebm.methods import RunSettings
 
     if args.repeats < 1:
         raise InputError(f"--repeats {args.repeats} must be >= 1")

@@ -79,7 +79,7 @@ def _train_one(role: str, args) -> tuple:
 def _train(args) -> int:
     import torch
 
-    from lsdebm.checkpoint import save_checkpoint
+    from lsdebm.runtime.checkpoint import save_checkpoint
     from lsdebm.errors import InputError
     from lsdebm.teach.checkpoints import TEACH_NAMES
 
@@ -124,7 +124,7 @@ def _generate(args) -> int:
     from lsdebm.data.digits import digit_mosaic
     from lsdebm.errors import InputError
     from lsdebm.fileio import atomic_write
-    from lsdebm.sampling.methods import RunSettings
+    from lsdebm.methods import RunSettings
     from lsdebm.teach.checkpoints import load_teach
     from lsdebm.teach.generate import sample_images
 

@@ -183,7 +183,7 @@ def present_labels(data: np.ndarray) -> list[int]:
 
     Raises:
         InputError: If the volume is empty or holds non-integer values (same wording as
-            :func:`lsdebm.pipeline.structure_labels`).
+            :func:`lsdebm.tasks.reconstruct.structure_labels`).
     """
     data = np.asarray(data)
     if data.dtype.kind in "biu" and data.size and data.min() >= 0 and data.max() < 2**24:

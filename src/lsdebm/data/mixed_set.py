@@ -8,7 +8,7 @@ Every pair is made the way a real input reaches the model at inference:
 2. the thick-slice simulator degrades it along the scanner's axes
    (:func:`lsdebm.data.real.degrade`, ranges :data:`WIDE_RANGES`);
 3. the low-quality mask is cropped into the model frame exactly as
-   :func:`lsdebm.pipeline.crop_to_model` does at inference (pose estimated on the LQ mask), and
+   :func:`lsdebm.tasks.reconstruct.crop_to_model` does at inference (pose estimated on the LQ mask), and
    the high-quality mask is resampled into the same crop.
 
 :class:`MixedPairs` holds a bank of such pairs; ``refresh(epoch)`` re-draws a fraction of it

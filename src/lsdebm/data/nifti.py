@@ -218,7 +218,7 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
         grid: Model grid size per axis.
         spacing: Model spacing in mm.
         offset_mm: World (RAS, mm) vector from the crop centre to where the centroid should land,
-            e.g. where the training phantoms have theirs (:func:`lsdebm.pipeline.model_offset_mm`);
+            e.g. where the training phantoms have theirs (:func:`lsdebm.tasks.reconstruct.model_offset_mm`);
             None puts the centroid at the crop centre. With ``frame='pose'`` the same vector is
             taken along the structure's own axes.
         frame: ``world`` crops along the scanner axes; ``pose`` along the structure's anatomical

@@ -20,13 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lsdebm.checkpoint import LoadedCheckpoint, bundled_checkpoints
+from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints
 from lsdebm.errors import CheckpointError, LsdebmError
 from lsdebm.explore.record import METHODS, RunOutput, drain, record_run, run_metadata
 from lsdebm.explore.render import render_iso_png
 from lsdebm.explore.volumes import make_decoder
 from lsdebm.fileio import atomic_write
-from lsdebm.sampling import RunSettings, Trajectory
+from lsdebm.sampling import Trajectory
+from lsdebm.methods import RunSettings
 
 FIXED_FILES = ("input_lq.nii.gz", "ground_truth_hq.nii.gz", "reconstruction.nii.gz", "probability.nii.gz",
                "trajectory.npz", "latent_variance.png", "metrics.json")
@@ -98,7 +99,7 @@ def write_demo(out: str | Path, ckpt: LoadedCheckpoint, case: DemoCase, output: 
                overwrite: bool = False, backend: str = "auto") -> DemoResult:
     """Write every demo file (see the module docstring) into ``out``."""
     from lsdebm.data.nifti import write_volume
-    from lsdebm.metrics import compute_metrics
+    from lsdebm.evaluation.metrics import compute_metrics
     from lsdebm.provenance import checkpoint_record, make_provenance
 
     out = Path(out)

@@ -18,15 +18,16 @@ from typing import Any
 import numpy as np
 
 from lsdebm import __version__
-from lsdebm.checkpoint import LoadedCheckpoint, bundled_checkpoints, sha256_of
+from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints, sha256_of
 from lsdebm.data.nifti import CropInfo, affine_spacing
 from lsdebm.data.validate import foreground
 from lsdebm.errors import CheckpointError, InputError, LsdebmError
-from lsdebm.pipeline import crop_to_model, effective_settings, make_recorder
+from lsdebm.tasks.reconstruct import crop_to_model, effective_settings, make_recorder
 from lsdebm.data.acquisition import find_acquisition
-from lsdebm.sampling import LangevinEvent, RunSettings, Trajectory, run, run_events
+from lsdebm.sampling import LangevinEvent, Trajectory
+from lsdebm.methods import RunSettings, run, run_events
 from lsdebm.sampling.guidance import build_observation
-from lsdebm.sampling.methods import consistency_config
+from lsdebm.methods import consistency_config
 
 METHODS = {"lsdebm": "LSD-EBM", "vae": "VAE", "lebm": "LEBM"}
 

@@ -23,7 +23,8 @@ import numpy as np
 
 from lsdebm.errors import InputError
 from lsdebm.explore.background import JobQueue
-from lsdebm.sampling import DecodeCache, Trajectory
+from lsdebm.sampling import Trajectory
+from lsdebm.explore.decode_cache import DecodeCache
 
 DecodeFn = Callable[[np.ndarray], np.ndarray]
 Key = tuple[int, int, int, int, bool]  # (volumes id, repeat, s, k index or -1 for forward frames, clean)
@@ -35,7 +36,7 @@ def make_decoder(model) -> DecodeFn:
     """A thread-safe ``(n, latent) -> (n, *grid)`` probability decoder on the model's device."""
     import torch
 
-    from lsdebm.sampling import decode
+    from lsdebm.methods import decode
 
     device = next(model.parameters()).device
     lock = threading.Lock()

@@ -21,15 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from lsdebm.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint
+from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint
 from lsdebm.data.nifti import affine_spacing
 from lsdebm.data.validate import foreground
 from lsdebm.errors import CheckpointError, InputError
-from lsdebm.metrics import compute_metrics
-from lsdebm.pipeline import effective_settings
+from lsdebm.evaluation.metrics import compute_metrics
+from lsdebm.tasks.reconstruct import effective_settings
 from lsdebm.provenance import checkpoint_record, make_provenance
 from lsdebm.review.frame import mask_to_input, to_model_grid
-from lsdebm.sampling.methods import RunSettings, make_generator, run, run_events
+from lsdebm.methods import RunSettings, make_generator, run, run_events
 
 METHODS = ("vae", "lebm", "lsdebm")
 LABELS = {"input": "raw input", "reconnet": "ReconNet", "vae": "VAE", "lebm": "LEBM", "lsdebm": "LSD-EBM",
@@ -140,7 +140,7 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
         settings: LSD-EBM sampling settings; its seed (and ``use_mean``) also drive LEBM and VAE.
             ``repeats`` is ignored (one chain per method).
         reference: Optional high-quality mask on the input grid; adds metrics per result.
-        reference_compat: Passed to :func:`lsdebm.metrics.compute_metrics`.
+        reference_compat: Passed to :func:`lsdebm.evaluation.metrics.compute_metrics`.
 
     Raises:
         InputError: If ``x`` is not a non-empty 3D mask or the reference shape differs.

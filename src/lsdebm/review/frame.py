@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from lsdebm.data.nifti import CropInfo, _resample, paste_back
-from lsdebm.pipeline import crop_to_model
+from lsdebm.tasks.reconstruct import crop_to_model
 
 
 def to_model_grid(x, affine, grid: int, spacing: float, model_cfg=None) -> tuple[np.ndarray, CropInfo | None]:

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from lsdebm.errors import InputError
-from lsdebm.metrics import METRIC_NAMES, compute_metrics
+from lsdebm.evaluation.metrics import METRIC_NAMES, compute_metrics
 
 OVERLAP_KEYS = ("dsc", "vs", "sen", "spec", "nmi", "ck")
 DISTANCE_KEYS = ("hd95", "assd")
@@ -84,10 +84,10 @@ def region_metrics(pred, ref, spacing, region, reference_compat: bool = False) -
         ref: Reference mask of the same shape.
         spacing: Voxel spacing in mm per axis (or one number).
         region: ``None`` (whole volume), a tuple of slices, or a boolean mask of the same shape.
-        reference_compat: Passed to :func:`lsdebm.metrics.compute_metrics`.
+        reference_compat: Passed to :func:`lsdebm.evaluation.metrics.compute_metrics`.
 
     Returns:
-        Dict keyed by :data:`lsdebm.metrics.METRIC_NAMES`.
+        Dict keyed by :data:`lsdebm.evaluation.metrics.METRIC_NAMES`.
 
     Raises:
         InputError: If shapes differ or the region is empty.
@@ -140,7 +140,7 @@ def review_metrics(pred, ref, spacing, parts=None, part_names: dict | None = Non
             labels are called ``part N``).
         roi: Optional region (box of slices or boolean mask).
         roi_name: Name of the ROI row.
-        reference_compat: Passed to :func:`lsdebm.metrics.compute_metrics`.
+        reference_compat: Passed to :func:`lsdebm.evaluation.metrics.compute_metrics`.
     """
     pred, ref = np.asarray(pred) != 0, np.asarray(ref) != 0
     rows = [MetricsRow("whole volume", int(pred.size), region_metrics(pred, ref, spacing, None, reference_compat))]

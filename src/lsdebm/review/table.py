@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 from lsdebm.fileio import atomic_write
-from lsdebm.metrics import METRIC_NAMES
+from lsdebm.evaluation.metrics import METRIC_NAMES
 from lsdebm.review.roi import MetricsRow
 
 HEADERS = {"dsc": "DSC", "vs": "VS", "sen": "SEN", "spec": "SPEC", "nmi": "NMI", "ck": "CK",

@@ -16,7 +16,7 @@ import torch
 
 from lsdebm.errors import InputError, LsdebmError
 from lsdebm.review.frame import to_model_grid, volume_to_input
-from lsdebm.sampling.methods import RunSettings, make_generator, run
+from lsdebm.methods import RunSettings, make_generator, run
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ def langevin_iter(energy_fn: EnergyFn, z: torch.Tensor, steps: int, step_size: f
 
     z <- z - step_size / 2 * grad U(z) + sqrt(step_size) * noise_scale * N(0, I).
     """
-    from lsdebm.sampling import fast  # analytic gradient for the MLP energy of eq. (2), same results
+    from lsdebm.sampling.kernels import mlp as fast  # analytic gradient for the MLP energy of eq. (2), same results
 
     mlp = fast.mlp_for(energy_fn, z)
     if mlp is not None:

@@ -21,7 +21,7 @@ TimeEnergyFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class ConditionalEnergy:
     """U(y) = E(y, t) + inv * ||y - z_next||^2 per sample (eq. 2), ``inv = 1 / (2 sigma^2)``.
 
-    A callable like any energy; its parts are kept so :mod:`lsdebm.sampling.fast` can write the
+    A callable like any energy; its parts are kept so :mod:`lsdebm.sampling.kernels.mlp` can write the
     gradient analytically.
     """
 

@@ -1,8 +1,8 @@
 """The bundled teaching checkpoints and a loader for the teaching-only model kinds.
 
 Files use the ordinary lsdebm checkpoint format (safetensors + config JSON, written by
-:func:`lsdebm.checkpoint.save_checkpoint`, never pickle). ``lsdebm``/``lebm`` files load through
-:func:`lsdebm.checkpoint.load_checkpoint`; the teaching-only kinds (``pixel_ebm``,
+:func:`lsdebm.runtime.checkpoint.save_checkpoint`, never pickle). ``lsdebm``/``lebm`` files load through
+:func:`lsdebm.runtime.checkpoint.load_checkpoint`; the teaching-only kinds (``pixel_ebm``,
 ``digits_classifier``, ``toy``) are rebuilt here from the same metadata.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
-from lsdebm.checkpoint import BUNDLED_DIR, FORMAT, PICKLE_SUFFIXES, LoadedCheckpoint, load_checkpoint, sha256_of, verify_state
+from lsdebm.runtime.checkpoint import BUNDLED_DIR, FORMAT, PICKLE_SUFFIXES, LoadedCheckpoint, load_checkpoint, sha256_of, verify_state
 from lsdebm.config import MODEL_KINDS, Config
 from lsdebm.errors import CheckpointError, LsdebmError
 

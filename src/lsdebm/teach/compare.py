@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lsdebm.sampling.methods import RunSettings, decode
+from lsdebm.methods import RunSettings, decode
 from lsdebm.teach.fid import METRIC_NAME, DigitsClassifier, digits_frechet_distance
 from lsdebm.teach.generate import METHOD_LABELS, sample_images
 

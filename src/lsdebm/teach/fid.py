@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from lsdebm.config import Config, get_preset
 from lsdebm.errors import InputError
-from lsdebm.models.blocks import conv, pool
+from lsdebm.nn.blocks import conv, pool
 
 METRIC_NAME = "Digits Fréchet Distance (DFD)"
 

@@ -16,7 +16,7 @@ import torch
 
 from lsdebm.errors import InputError
 from lsdebm.sampling.events import Event, ResultEvent, StepEvent
-from lsdebm.sampling.methods import RunSettings, decode, generate_events, langevin_config, sampling_schedule
+from lsdebm.methods import RunSettings, decode, generate_events, langevin_config, sampling_schedule
 from lsdebm.sampling.trajectory import Trajectory, TrajectoryRecorder
 from lsdebm.teach.pixel_ebm import pixel_generate_events
 

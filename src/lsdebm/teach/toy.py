@@ -1,7 +1,7 @@
 """A 2-D latent toy whose energy landscape can be drawn: where eqs. (2)-(4) become pictures.
 
 Data: a mixture of 8 Gaussians on a ring (stand-in for encoder latents z_0). A time-conditioned
-energy E(y, t) (the same :class:`lsdebm.models.energy.TimeEnergy` MLP as the digits model, with
+energy E(y, t) (the same :class:`lsdebm.nn.energy.TimeEnergy` MLP as the digits model, with
 a 2-d input) is trained by the same diffusion-recovery objective as LSD-EBM
 (:func:`lsdebm.train.losses.energy_loss`, Algorithm 1), in seconds.
 
@@ -23,9 +23,9 @@ from torch import nn
 
 from lsdebm.config import Config, get_preset
 from lsdebm.errors import InputError
-from lsdebm.models.energy import TimeEnergy
+from lsdebm.nn.energy import TimeEnergy
 from lsdebm.sampling.events import LangevinEvent, StepEvent
-from lsdebm.sampling.methods import RunSettings, langevin_config, make_generator
+from lsdebm.methods import RunSettings, langevin_config, make_generator
 from lsdebm.sampling.reverse import conditional_energy, reverse_events
 from lsdebm.sampling.schedule import Schedule, make_schedule
 from lsdebm.train.losses import energy_loss

@@ -1,7 +1,7 @@
 """Train the 2D teaching models (LSD-EBM, LEBM, pixel EBM) on the digits, on a CPU, in minutes.
 
 The 2D LSD-EBM and LEBM are the very models of the 3D pipeline built with
-``model.spatial_dims = 2`` (``lsdebm.models.build_model``) and trained with the existing losses
+``model.spatial_dims = 2`` (``lsdebm.nn.build_model``) and trained with the existing losses
 (``lsdebm.train.losses.lsdebm_loss`` = Algorithm 1, ``lebm_loss`` = Pang et al. 2020). The pixel
 EBM is :mod:`lsdebm.teach.pixel_ebm`. Budgets are fixed iteration counts (so a run is
 reproducible from its seed); wall-clock times are measured and stored in the checkpoint info.
@@ -17,8 +17,8 @@ import torch
 
 from lsdebm.config import Config, get_preset
 from lsdebm.errors import InputError
-from lsdebm.models import build_model
-from lsdebm.models.lebm import reference_latents
+from lsdebm.nn import build_model
+from lsdebm.nn.lebm import reference_latents
 from lsdebm.sampling.schedule import make_schedule
 from lsdebm.teach.pixel_ebm import PixelEBM, pixel_ebm_loss
 from lsdebm.train.losses import lebm_loss, lsdebm_loss
@@ -58,7 +58,7 @@ def digits_config(kind: str, size: int = 16) -> Config:
 
 
 def build_teach_model(kind: str, cfg: Config) -> torch.nn.Module:
-    """``lsdebm``/``lebm`` from ``lsdebm.models.build_model``; ``ebm`` is the pixel EBM."""
+    """``lsdebm``/``lebm`` from ``lsdebm.nn.build_model``; ``ebm`` is the pixel EBM."""
     return PixelEBM(cfg) if kind == "ebm" else build_model(kind, cfg)
 
 

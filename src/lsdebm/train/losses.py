@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from lsdebm.models.autoencoder import reparameterize
-from lsdebm.models.lebm import reference_latents
+from lsdebm.nn.autoencoder import reparameterize
+from lsdebm.nn.lebm import reference_latents
 from lsdebm.sampling.langevin import langevin
-from lsdebm.sampling.methods import posterior_energy, prior_energy
+from lsdebm.methods import posterior_energy, prior_energy
 from lsdebm.sampling.reverse import conditional_energy
 from lsdebm.sampling.schedule import Schedule
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lsdebm.metrics import dice
-from lsdebm.sampling import methods
+from lsdebm.evaluation.metrics import dice
+from lsdebm import methods
 from lsdebm.train.data import MaskSet
 
 

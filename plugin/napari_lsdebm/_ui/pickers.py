@@ -1,0 +1,157 @@
+"""Shared pieces of the review widgets: layer pickers, layer geometry, adding result layers, errors."""
+from __future__ import annotations
+
+import logging
+import traceback
+
+import numpy as np
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QWidget
+
+from lsdebm.errors import LsdebmError
+from napari_lsdebm.io.nifti import layer_affine
+
+log = logging.getLogger(__name__)
+NONE = "(none)"
+REVIEW_KEY = "lsdebm_review"  # metadata flag of layers made by the review widgets
+
+
+class LayerCombo(QComboBox):
+    """A combo box of the viewer's layers of the given types, kept in sync with the layer list.
+
+    Emits ``layer_changed(layer_or_None)`` when the chosen layer changes.
+    """
+
+    layer_changed = Signal(object)
+
+    def __init__(self, viewer, types: tuple, optional: bool = False, accept=None, parent=None) -> None:
+        super().__init__(parent)
+        self.viewer, self.types, self.optional = viewer, types, optional
+        self.accept = accept or (lambda layer: True)
+        self._last = None
+        events = viewer.layers.events
+        for ev in (events.inserted, events.removed, events.reordered):
+            ev.connect(self.refresh)
+        self.currentIndexChanged.connect(self._emit)
+        self.refresh()
+
+    def _candidates(self) -> list:
+        return [lay for lay in self.viewer.layers if isinstance(lay, self.types) and self.accept(lay)]
+
+    def refresh(self, event=None) -> None:
+        current = self.currentText()
+        self.blockSignals(True)
+        self.clear()
+        if self.optional:
+            self.addItem(NONE)
+        for lay in self._candidates():
+            self.addItem(lay.name)
+            lay.events.name.disconnect(self.refresh)
+            lay.events.name.connect(self.refresh)
+        idx = self.findText(current)
+        self.setCurrentIndex(idx if idx >= 0 else 0)
+        self.blockSignals(False)
+        self._emit()
+
+    def layer(self):
+        """The chosen layer, or None."""
+        name = self.currentText()
+        return self.viewer.layers[name] if name and name != NONE and name in self.viewer.layers else None
+
+    def set_layer(self, layer) -> None:
+        idx = self.findText(layer.name if layer is not None else NONE)
+        if idx >= 0:
+            self.setCurrentIndex(idx)
+
+    def _emit(self, *_) -> None:
+        lay = self.layer()
+        if lay is not self._last:
+            self._last = lay
+            self.layer_changed.emit(lay)
+
+
+class PathRow(QWidget):
+    """A line edit with a browse button for a ``.safetensors`` file; empty means the bundled default."""
+
+    def __init__(self, placeholder: str, parent=None) -> None:
+        super().__init__(parent)
+        self.edit = QLineEdit()
+        self.edit.setPlaceholderText(placeholder)
+        button = QPushButton("…")
+        button.setFixedWidth(28)
+        button.clicked.connect(self._browse)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.edit, 1)
+        row.addWidget(button)
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose checkpoint", "", "Checkpoints (*.safetensors)")
+        if path:
+            self.edit.setText(path)
+
+    def value(self) -> str | None:
+        return self.edit.text().strip() or None
+
+
+def affine_of(layer) -> np.ndarray:
+    """The source affine of a layer (metadata), else one built from its scale and translate."""
+    return layer_affine({"metadata": dict(layer.metadata), "scale": layer.scale, "translate": layer.translate})
+
+
+def mask_of(layer) -> np.ndarray:
+    """A layer as a boolean mask: Labels nonzero, Image >= 0.5."""
+    data = np.asarray(layer.data)
+    return data >= 0.5 if data.dtype.kind == "f" else data != 0
+
+
+def is_mask_layer(layer) -> bool:
+    """Labels layers, and the {0, 1} mask Image layers of the comparison view."""
+    from napari.layers import Labels
+
+    return isinstance(layer, Labels) or layer.metadata.get("mask_kind") == "mask"
+
+
+def spacing_of(layer) -> tuple:
+    return tuple(float(s) for s in np.asarray(layer.scale)[-3:])
+
+
+def geometry_kwargs(layer, provenance: dict | None = None, **metadata) -> dict:
+    """Layer kwargs that put a result where ``layer`` is: scale, translate, affine, provenance."""
+    meta = {"affine": affine_of(layer), "source": layer.metadata.get("source"), REVIEW_KEY: True, **metadata}
+    if provenance:
+        meta["provenance"] = provenance
+    return {"scale": tuple(layer.scale), "translate": tuple(layer.translate), "metadata": meta}
+
+
+def put_layer(viewer, kind: str, data, name: str, **kwargs):
+    """Add a layer, or update the review layer of the same name in place (keeps its position)."""
+    if name in viewer.layers and viewer.layers[name].metadata.get(REVIEW_KEY) \
+            and type(viewer.layers[name]).__name__.lower() == kind:
+        layer = viewer.layers[name]
+        layer.data = data
+        for key in ("scale", "translate", "metadata", "colormap", "contrast_limits", "features"):
+            if key in kwargs:
+                setattr(layer, key, kwargs[key])
+        return layer
+    return getattr(viewer, f"add_{kind}")(data, name=name, **kwargs)
+
+
+def camera_of(viewer):
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
+def grid_of(viewer):
+    """The viewer's grid settings (``viewer.canvas.grid`` from napari 0.9, ``viewer.grid`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+
+
+def error_text(exc: BaseException) -> str:
+    """One line for the user: the message of an LsdebmError, else the type and message (logged)."""
+    if isinstance(exc, LsdebmError):
+        return str(exc)
+    log.error("review widget error:\n%s", "".join(traceback.format_exception(exc)))
+    return f"{type(exc).__name__}: {exc}"

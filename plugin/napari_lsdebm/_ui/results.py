@@ -1,0 +1,77 @@
+"""Layers of a finished run: the reconstruction (Labels) and the (t, k) trajectory (Image).
+
+Model-frame layers carry the model spacing as scale and the crop's (or source's) affine in their
+metadata, which the NIfTI writer uses. When the input had to be cropped, the reconstruction is
+also pasted back: into the input layer's grid, or for an anisotropic (thick-slice) input onto an
+isotropic grid at its finest spacing over the same field of view (:mod:`lsdebm.data.grids`), so the
+refinement's through-plane detail is kept.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from lsdebm.data.grids import output_grid
+from lsdebm.data.nifti import paste_back, paste_probabilities
+from lsdebm.errors import InputError
+from lsdebm.explore import RunOutput, TrajectoryVolumes, make_decoder
+from lsdebm.explore.decode_cache import DecodeCache
+from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES
+from napari_lsdebm._ui.trajectory_layer import slider_axes, trajectory_layer_data
+
+CAMERA_ANGLES = (-15.0, 35.0, 60.0)  # napari Euler angles (degrees): oblique view from behind and above
+
+
+def pasted_layer(output: RunOutput, crop, src) -> tuple[np.ndarray, dict]:
+    """The reconstruction pasted out of the model grid, with its layer scale, translate and metadata.
+
+    An anisotropic input gets the isotropic output grid (probabilities pasted linearly, thresholded
+    there); otherwise, or when that grid would be too large, the input layer's grid. ``kwargs['grid']``
+    names the grid ("input grid" or "output grid").
+    """
+    try:
+        grid = output_grid(crop.source_shape, crop.source_affine)
+    except InputError:
+        grid = None
+    if grid is None:
+        return paste_back(output.mask, crop), {"scale": src.scale, "translate": src.translate,
+                                               "metadata": dict(src.metadata), "grid": "input grid"}
+    shape, affine = grid
+    mask = (paste_probabilities(output.probs.mean(0), crop, shape, affine) >= 0.5).astype(np.uint8)
+    # same orientation: old index = diag(ratio) @ new index + offset, so the layer is scaled and shifted
+    old_from_new = np.linalg.inv(crop.source_affine) @ affine
+    src_scale, src_translate = np.asarray(src.scale, float)[-3:], np.asarray(src.translate, float)[-3:]
+    return mask, {"scale": tuple(np.diag(old_from_new)[:3] * src_scale),
+                  "translate": tuple(old_from_new[:3, 3] * src_scale + src_translate),
+                  "metadata": {**dict(src.metadata), "affine": affine}, "grid": "output grid"}
+
+
+def add_result_layers(viewer, output: RunOutput, ctx: dict, cache: DecodeCache, ndisplay: int = 3):
+    """Add the result layers of ``output`` and show its final frame; returns the trajectory layer.
+
+    ``ctx`` holds ``ckpt`` (the LoadedCheckpoint that ran), ``source`` (input layer), ``crop``
+    (CropInfo or None), ``affine`` (model-frame affine) and ``translate`` (model-frame offset).
+    """
+    ckpt, traj = ctx["ckpt"], output.trajectory
+    m = ckpt.config.model
+    common = {"scale": (m.spacing,) * 3, "translate": tuple(ctx.get("translate", (0, 0, 0)))}
+    meta = {"affine": np.asarray(ctx.get("affine", np.diag([m.spacing] * 3 + [1.0])))}
+    method = KIND_NAMES[ckpt.kind]
+    for other in viewer.layers:
+        other.visible = False  # the decoded trajectory is what the canvas shows; toggle the rest back on
+    viewer.add_labels(output.mask.astype(np.uint8), name=f"{method} reconstruction", visible=False,
+                      metadata=meta, **common)
+    if ctx.get("crop") is not None:
+        data, kwargs = pasted_layer(output, ctx["crop"], ctx["source"])
+        viewer.add_labels(data, name=f"{method} reconstruction ({kwargs.pop('grid')})", visible=False, **kwargs)
+    volumes = TrajectoryVolumes(traj, make_decoder(ckpt.model), (m.grid,) * 3, cache=cache)
+    data, kwargs, _ = trajectory_layer_data(volumes, m.spacing, f"{method} trajectory")
+    kwargs["translate"] = (0, 0, *common["translate"])
+    layer = viewer.add_image(data, **kwargs)
+    viewer.dims.ndisplay = ndisplay
+    axes = slider_axes(viewer, layer)
+    viewer.dims.set_current_step(axes[0], traj.n_frames - 1)
+    viewer.dims.set_current_step(axes[1], max(traj.n_k - 1, 0))
+    viewer.reset_view()
+    if ndisplay == 3:
+        viewer.camera.angles = CAMERA_ANGLES
+    return layer

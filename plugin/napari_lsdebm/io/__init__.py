@@ -1,0 +1,1 @@
+"""File contributions: NIfTI volumes, surface meshes, recorded trajectories."""

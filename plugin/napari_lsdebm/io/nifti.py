@@ -1,0 +1,65 @@
+"""NIfTI reader and writer contributions (Labels and Image layers with their affine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lsdebm.data.nifti import NIFTI_SUFFIXES, read_volume, write_volume
+from lsdebm.errors import InputError
+from napari_lsdebm._ui.layers import volume_layer
+
+
+def get_reader(path):
+    """Return a reader for a single ``.nii``/``.nii.gz`` path, else None."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    if not str(path).endswith(NIFTI_SUFFIXES):
+        return None
+    return read_nifti
+
+
+def read_nifti(path):
+    """Read a NIfTI file into one Labels (integer data) or Image layer."""
+    path = path[0] if isinstance(path, list) else path
+    volume = read_volume(path)
+    name = Path(path).name.removesuffix(".gz").removesuffix(".nii")
+    return [volume_layer(volume.data, volume.affine, name, source=str(path))]
+
+
+def layer_affine(meta: dict) -> np.ndarray:
+    """The source affine from layer metadata, else a diagonal affine from ``scale``."""
+    affine = meta.get("metadata", {}).get("affine")
+    if affine is not None:
+        return np.asarray(affine, dtype=float)
+    scale = meta.get("scale")
+    ndim = 3
+    scale = np.ones(ndim) if scale is None else np.asarray(scale, float)[-ndim:]
+    affine = np.eye(4)
+    affine[:3, :3] = np.diag(scale)
+    translate = meta.get("translate")
+    if translate is not None:
+        affine[:3, 3] = np.asarray(translate, float)[-ndim:]
+    return affine
+
+
+def write_labels(path: str, data, meta: dict) -> list[str]:
+    """Write a Labels layer as NIfTI with its source affine (or one built from scale).
+
+    Replaces an existing file (napari's save dialog has already asked). Writing is atomic, so a
+    failure leaves neither a partial file nor a temporary one; non-3D layers and unusable
+    affines are refused with a one-line :class:`InputError`.
+    """
+    if not str(path).endswith((".nii", ".nii.gz")):
+        path = f"{path}.nii.gz"
+    array = np.asarray(data)
+    if array.ndim != 3:
+        raise InputError(f"{path}: layer {meta.get('name')!r} has {array.ndim} dimensions {array.shape}; "
+                         "only 3D label layers can be saved as NIfTI")
+    if array.max(initial=0) < 256 and array.min(initial=0) >= 0:
+        array = array.astype(np.uint8)
+    write_volume(path, array, layer_affine(meta), overwrite=True)
+    return [str(path)]

@@ -1,0 +1,216 @@
+"""Compare methods: VAE, LEBM and LSD-EBM (plus ReconNet alone and the raw input) side by side.
+
+One click runs :func:`lsdebm.review.compare.compare_events` in a worker thread (progress bar,
+cancel) and lays the results out in napari's grid mode -- one shared camera and dims, one cell
+per method, each cell titled with its layer name (method and DSC against the ground truth).
+"""
+from __future__ import annotations
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.qt.threading import create_worker
+from napari.utils.colormaps import Colormap, DirectLabelColormap
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
+                            QSpinBox, QVBoxLayout, QWidget)
+
+from lsdebm.review.compare import LABELS, METHODS, CompareProgress, Comparison, compare_events, \
+    load_compare_checkpoints
+from lsdebm.review.overlap import OVERLAP_COLORS, overlap_map
+from lsdebm.methods import RunSettings
+from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, camera_of, error_text, geometry_kwargs, \
+    grid_of, mask_of
+
+COMPARE_KEY = "lsdebm_compare"  # metadata: which comparison cell a layer is
+MASK_COLOR = (0.89, 0.85, 0.76, 1.0)  # bone
+SHOW_MODES = ("masks", "TP/FP/FN vs ground truth")
+VIEW_ANGLES = (-20.0, 30.0, 150.0)  # oblique, from above and behind: body and posterior elements visible
+
+
+def mask_colormap(color=MASK_COLOR) -> Colormap:
+    """Black to bone: a {0, 1} mask Image layer shows bone where it is 1 (iso-surface in 3D)."""
+    return Colormap([(0.0, 0.0, 0.0, 1.0), color], name="lsdebm bone")
+
+
+def overlap_colormap() -> DirectLabelColormap:
+    return DirectLabelColormap(color_dict={**OVERLAP_COLORS, None: (0, 0, 0, 0)})
+
+
+def cell_name(result) -> str:
+    """Layer name of a comparison cell: the method, and its DSC when a reference was given."""
+    if result.metrics is None or result.key == "reference":
+        return result.label
+    return f"{result.label} · DSC {result.metrics['dsc']:.3f}"
+
+
+def show_comparison(viewer, comparison: Comparison, source, reference=None, mode: str = SHOW_MODES[0],
+                    ndisplay: int = 3) -> list:
+    """Add one layer per result (replacing earlier ones), hide everything else, and switch grid mode on.
+
+    Masks are {0, 1} Image layers drawn as iso-surfaces (shaded in 3D); in overlap mode the
+    method cells are TP/FP/FN Labels layers.
+
+    Args:
+        viewer: The napari viewer.
+        comparison: Results on the grid of ``source``.
+        source: The input layer (its scale, translate and affine are reused).
+        reference: Optional ground-truth layer, shown as the last cell.
+        mode: ``masks`` or ``TP/FP/FN vs ground truth`` (needs ``reference``).
+        ndisplay: 2 or 3.
+
+    Returns:
+        The comparison layers in grid order.
+    """
+    old = [lay for lay in viewer.layers if COMPARE_KEY in lay.metadata]
+    for lay in old:
+        viewer.layers.remove(lay)
+    ref_mask = mask_of(reference) if reference is not None else None
+    cells = [(r.key, cell_name(r), r.mask, r.provenance) for r in comparison.results]
+    if reference is not None:
+        cells.append(("reference", LABELS["reference"], ref_mask.astype(np.uint8), None))
+    layers = []
+    for key, name, mask, prov in cells:
+        overlap = mode != SHOW_MODES[0] and ref_mask is not None and key != "reference"
+        kwargs = geometry_kwargs(source, prov, **{COMPARE_KEY: key, "mask_kind": "overlap" if overlap else "mask"})
+        if overlap:
+            layer = viewer.add_labels(overlap_map(mask, ref_mask).labels, name=name, **kwargs)
+            layer.colormap = overlap_colormap()
+        else:  # a {0, 1} mask drawn as a shaded iso-surface in 3D (Labels render flat, voxel by voxel);
+            # float16, because napari's iso rendering of uint8/bool {0, 1} images draws nothing
+            layer = viewer.add_image(mask.astype(np.float16), name=name, rendering="iso", iso_threshold=0.5,
+                                     contrast_limits=(0, 1), colormap=mask_colormap(), **kwargs)
+        if hasattr(layer, "name_overlay"):
+            layer.name_overlay.visible = True
+        layers.append(layer)
+    for lay in viewer.layers:
+        if lay not in layers:
+            lay.visible = False
+    grid = grid_of(viewer)
+    grid.stride = 1
+    grid.shape = (2, (len(layers) + 1) // 2)
+    grid.spacing = 0.05
+    grid.enabled = True
+    viewer.dims.ndisplay = ndisplay
+    viewer.reset_view()
+    if ndisplay == 3:
+        camera = camera_of(viewer)
+        camera.angles = VIEW_ANGLES
+        camera.zoom *= 1.1
+    return layers
+
+
+class CompareWidget(QWidget):
+    """Dock widget: run every method on one input and show them side by side."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker = None
+        self.comparison: Comparison | None = None
+        self.input_combo = LayerCombo(napari_viewer, (Labels, Image))
+        self.reference_combo = LayerCombo(napari_viewer, (Labels,), optional=True)
+        self.paths = {k: PathRow(f"bundled {k}-default") for k in ("reconnet",) + METHODS}
+        self.seed = QSpinBox(maximum=2 ** 31 - 1)
+        self.K = QSpinBox(minimum=0, maximum=100000, specialValueText="checkpoint default")
+        self.steps = QSpinBox(minimum=-1, maximum=1000, value=-1, specialValueText="checkpoint default")
+        self.mode = QComboBox()
+        self.mode.addItems(SHOW_MODES)
+        self.three_d = QCheckBox("3D view", checked=True)
+        self.run_button = QPushButton("Compare methods")
+        self.cancel_button = QPushButton("Cancel", enabled=False)
+        self.grid_button = QPushButton("Grid on/off")
+        self.progress = QProgressBar(maximum=1000)
+        self.status = QLabel("Choose the low-quality input (and the ground truth), then Compare.")
+        self.status.setWordWrap(True)
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("low-quality input", self.input_combo)
+        form.addRow("ground truth", self.reference_combo)
+        for kind, row in self.paths.items():
+            form.addRow(f"{LABELS[kind]} checkpoint", row)
+        form.addRow("seed", self.seed)
+        form.addRow("LSD-EBM K", self.K)
+        form.addRow("LSD-EBM depth t*", self.steps)
+        form.addRow("show as", self.mode)
+        form.addRow(self.three_d)
+        buttons = QHBoxLayout()
+        for b in (self.run_button, self.cancel_button, self.grid_button):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.summary)
+        layout.addStretch(1)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.grid_button.clicked.connect(self.toggle_grid)
+        self.mode.currentIndexChanged.connect(self._redisplay)
+
+    def settings(self) -> RunSettings:
+        return RunSettings(seed=self.seed.value(), K=self.K.value() or None,
+                           steps=None if self.steps.value() < 0 else self.steps.value())
+
+    def run(self) -> None:
+        """Start the comparison in a worker thread."""
+        source = self.input_combo.layer()
+        if source is None:
+            self.status.setText("Add or open a low-quality mask layer first.")
+            return
+        reference = self.reference_combo.layer()
+        sources = {k: row.value() for k, row in self.paths.items()}
+        x, affine = mask_of(source).astype(np.uint8), affine_of(source)
+        ref = mask_of(reference) if reference is not None else None
+
+        def job():
+            models = load_compare_checkpoints(sources)
+            yield CompareProgress("checkpoints loaded", 0.0)
+            yield from compare_events(x, affine, models, self.settings(), ref)
+
+        self.worker = create_worker(job, _start_thread=False)
+        self.worker.yielded.connect(lambda ev: self._on_event(ev, source, reference))
+        self.worker.errored.connect(lambda exc: self.status.setText(f"Comparison failed: {error_text(exc)}"))
+        self.worker.finished.connect(self._finished)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.status.setText("Loading checkpoints…")
+        self.worker.start()
+
+    def _on_event(self, ev, source, reference) -> None:
+        if isinstance(ev, CompareProgress):
+            self.progress.setValue(int(ev.fraction * 1000))
+            self.status.setText(f"Running {ev.method}…" if ev.method != "done" else "Laying out…")
+        elif isinstance(ev, Comparison):
+            self.comparison, self._source, self._reference = ev, source, reference
+            self._redisplay()
+            self.status.setText("Done: " + ", ".join(f"{r.label} {r.seconds:.1f} s" for r in ev.results[1:]))
+
+    def _redisplay(self, *_) -> None:
+        if self.comparison is None:
+            return
+        show_comparison(self.viewer, self.comparison, self._source, self._reference, self.mode.currentText(),
+                        3 if self.three_d.isChecked() else 2)
+        rows = [f"<b>{r.label}</b>: DSC {r.metrics['dsc']:.3f}, HD95 {r.metrics['hd95']:.1f} mm, "
+                f"ASSD {r.metrics['assd']:.2f} mm" for r in self.comparison.results if r.metrics]
+        self.summary.setText("<br>".join(rows))
+
+    def _finished(self) -> None:
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.worker = None
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.quit()
+            self.status.setText("Cancelled.")
+
+    def toggle_grid(self) -> None:
+        """Grid off shows every layer overlaid again; grid on returns to the comparison cells."""
+        grid = grid_of(self.viewer)
+        grid.enabled = not grid.enabled
+        if not grid.enabled:
+            return
+        for lay in self.viewer.layers:
+            lay.visible = COMPARE_KEY in lay.metadata

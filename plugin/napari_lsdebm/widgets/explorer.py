@@ -1,0 +1,299 @@
+"""The LSD-EBM explorer dock: load a checkpoint, run it on a layer, scrub the recorded trajectory.
+
+A run (:func:`lsdebm.explore.record_run`, Algorithm 2 for LSD-EBM) happens on a worker thread
+with a progress bar, Cancel and a throttled live preview. The result is a Labels layer (the
+final reconstruction) and a lazily decoded (t, k, Z, Y, X) Image layer that napari's sliders
+scrub; :class:`TrajectoryPlots` beside the sliders follows them and moves them when clicked.
+"""
+from __future__ import annotations
+
+import numpy as np
+from napari.layers import Image, Labels
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                            QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
+
+from lsdebm.runtime.checkpoint import bundled_checkpoints
+from lsdebm.errors import LsdebmError
+from lsdebm.explore import TrajectoryVolumes, prepare_input, record_run, run_metadata
+from lsdebm.data.labelmaps import describe, select_structures
+from lsdebm.explore.record import observe
+from lsdebm.tasks.reconstruct import resolve_device, same_frame
+from lsdebm.explore.decode_cache import DecodeCache
+from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES, CheckpointPanel
+from napari_lsdebm._ui.plots import TrajectoryPlots
+from napari_lsdebm._ui.preview import LivePreview
+from napari_lsdebm._ui.results import add_result_layers
+from napari_lsdebm._ui.run_panel import RunPanel
+from napari_lsdebm._ui.jobs import Outcome, start_run
+from napari_lsdebm.io.trajectory import write_trajectory
+from napari_lsdebm._ui.trajectory_layer import MESSAGE_KEY, FrameRefresher, real_layer, slider_axes, trajectory_of
+from napari_lsdebm.io.nifti import layer_affine
+
+
+
+class ExplorerWidget(QWidget):
+    """Dock widget of the explorer; ``napari_viewer`` is injected by napari."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.cache = DecodeCache(512 * 2 ** 20)
+        self.layer = None  # the trajectory layer the plots follow
+        self.refreshers: dict[int, FrameRefresher] = {}
+        self.worker = self.cancel_event = None
+        self.preview = LivePreview(self.viewer)
+        self.checkpoint_panel = CheckpointPanel()
+        self.run_panel = RunPanel()
+        self.plots = TrajectoryPlots()
+        self._build()
+        self.checkpoint_panel.loaded.connect(self.run_panel.use_defaults)
+        self.run_panel.run_button.clicked.connect(self.run)
+        self.run_panel.cancel_button.clicked.connect(self.cancel)
+        self.plots.on_pick = self._on_pick
+        self.viewer.layers.events.inserted.connect(self._on_inserted)
+        self.viewer.layers.events.removed.connect(self._on_removed)
+        self.viewer.layers.selection.events.active.connect(self._on_active)
+        self.viewer.dims.events.current_step.connect(self._on_dims)
+        self._refresh_inputs()
+        for layer in list(self.viewer.layers):
+            self._on_inserted(type("E", (), {"value": layer})())
+        window = getattr(self.viewer, "window", None)
+        if window is not None and hasattr(window, "add_dock_widget"):
+            window.add_dock_widget(self.plots, area="bottom", name="LSD-EBM plots")
+
+    def _build(self) -> None:
+        self.input_combo = QComboBox()
+        self.label_spin = QSpinBox()
+        self.label_spin.setRange(0, 100000)
+        self.label_spin.setToolTip("Label to reconstruct (0: every nonzero voxel)")
+        self.sample_button = QPushButton("Open phantom sample")
+        self.sample_button.clicked.connect(self.open_sample)
+        self.clean_box = QCheckBox("show predicted clean latent z_t / ā_t")
+        self.clean_box.toggled.connect(self._display_changed)
+        self.repeat_spin = QSpinBox()
+        self.repeat_spin.valueChanged.connect(self._display_changed)
+        self.cache_spin = QSpinBox()
+        self.cache_spin.setRange(16, 1024)
+        self.cache_spin.setValue(512)
+        self.cache_spin.setSuffix(" MB")
+        self.cache_spin.valueChanged.connect(lambda mb: setattr(self.cache, "max_bytes", mb * 2 ** 20))
+        self.view3d_box = QCheckBox("3D view (off: slices)")
+        self.view3d_box.setChecked(True)
+        self.view3d_box.toggled.connect(lambda on: setattr(self.viewer.dims, "ndisplay", 3 if on else 2))
+        self.save_button = QPushButton("Save trajectory…")
+        self.save_button.clicked.connect(lambda: self.save_trajectory())
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        inputs = QFormLayout()
+        inputs.addRow("layer", self.input_combo)
+        inputs.addRow("label", self.label_spin)
+        inputs.addRow("", self.sample_button)
+        display = QFormLayout()
+        display.addRow("", self.clean_box)
+        display.addRow("repeat", self.repeat_spin)
+        display.addRow("decode cache", self.cache_spin)
+        display.addRow("", self.view3d_box)
+        row = QHBoxLayout()
+        row.addWidget(self.save_button)
+        display.addRow(row)
+        inner_widget = QWidget()
+        layout = QVBoxLayout(inner_widget)
+        for title, content in (("Checkpoint", self.checkpoint_panel), ("Input", inputs), ("Run", self.run_panel),
+                               ("Display", display)):
+            box = QGroupBox(title)
+            inner = QVBoxLayout(box)
+            inner.addWidget(content) if isinstance(content, QWidget) else inner.addLayout(content)
+            layout.addWidget(box)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setWidget(inner_widget)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.setMinimumWidth(360)
+
+    # input -----------------------------------------------------------------------------------
+    def open_sample(self) -> None:
+        """Add the phantom pair sample and choose its thick-slice mask as input."""
+        layers = self.viewer.open_sample("napari-lsdebm", "phantom_pair")
+        lq = [layer for layer in layers if layer.name.startswith("LQ")]
+        if lq:
+            self.input_combo.setCurrentText(lq[0].name)
+
+    def _input_layers(self) -> list:
+        return [layer for layer in self.viewer.layers if isinstance(layer, (Image, Labels))
+                and layer.ndim == 3 and trajectory_of(layer) is None and layer is not self.preview.layer]
+
+    def _refresh_inputs(self) -> None:
+        current = self.input_combo.currentText()
+        self.input_combo.clear()
+        self.input_combo.addItems([layer.name for layer in self._input_layers()])
+        if current:
+            self.input_combo.setCurrentText(current)
+
+    # running ---------------------------------------------------------------------------------
+    def _checkpoints(self):
+        """(method checkpoint, ReconNet or None) for the chosen method; bundled defaults load on demand."""
+        have = self.checkpoint_panel.checkpoints
+        kinds = [self.run_panel.kind()] + (["reconnet"] if self.run_panel.reconnet.isChecked() else [])
+        for kind in kinds:
+            if kind not in have and f"{kind}-default" in bundled_checkpoints():
+                self.checkpoint_panel.load(f"{kind}-default", announce=False)  # keep the user's settings
+            if kind not in have:
+                raise LsdebmError(f"load a {KIND_NAMES[kind]} checkpoint first (Checkpoint → Browse…)")
+        main, stage1 = have[kinds[0]], have.get("reconnet") if len(kinds) > 1 else None
+        if stage1 is not None and not same_frame(main, stage1):
+            raise LsdebmError(f"ReconNet {stage1.path.name} and {main.path.name} use different model grids")
+        return main, stage1
+
+    def run(self) -> None:
+        """Start a run with the current settings (errors are shown in the status line)."""
+        try:
+            self._start()
+        except LsdebmError as exc:
+            self._say(str(exc), error=True)
+
+    def _start(self) -> None:
+        if self.worker is not None:
+            raise LsdebmError("a run is already in progress")
+        names = [layer.name for layer in self._input_layers()]
+        if self.input_combo.currentText() not in names:
+            raise LsdebmError("choose an input layer (a 3D Labels or Image layer), or open the phantom sample")
+        source = self.viewer.layers[self.input_combo.currentText()]
+        ckpt, stage1 = self._checkpoints()
+        device = resolve_device(self.run_panel.device.currentText())
+        for c in (ckpt, stage1):
+            if c is not None:
+                c.model.to(device)
+        m = ckpt.config.model
+        affine = layer_affine({"metadata": dict(source.metadata), "scale": source.scale, "translate": source.translate})
+        x, crop = prepare_input(np.asarray(source.data), affine, m.grid, m.spacing, self.label_spin.value() or None,
+                                 model_cfg=m)
+        settings, every = self.run_panel.settings(), self.run_panel.every.value()
+        data, label = np.asarray(source.data), self.label_spin.value() or None
+        meta = run_metadata(ckpt, settings, stage1, every, input_name=source.name,
+                            affine=(crop.crop_affine if crop else affine).tolist())
+        self._run_context = {"ckpt": ckpt, "source": source, "crop": crop, "affine": crop.crop_affine if crop
+                             else affine, "translate": (0, 0, 0) if crop else tuple(source.translate)[-3:]}
+        self.preview.start(ckpt.model, m.grid, m.spacing, self._run_context["translate"])
+        source.visible = False
+        self.run_panel.set_running(True)
+        what = source.name
+        if self.label_spin.value():  # name the vertebra: "label 22 (L3, VerSe)"
+            chosen = select_structures(np.asarray(source.data), affine, [self.label_spin.value()])
+            what += ", " + describe(chosen)[0].removeprefix("refining ")
+        self._say(f"running {KIND_NAMES[ckpt.kind]} on {what} ({device})…")
+        self.worker, self.cancel_event = start_run(
+            lambda cancel: record_run(ckpt, x, settings, stage1, every, meta, cancel,  # in the worker thread
+                                      observe(ckpt, data, affine, crop, label, settings)), self._on_progress,
+            self._on_outcome)
+
+    def cancel(self) -> None:
+        if self.cancel_event is not None:
+            self.cancel_event.set()
+            self._say("cancelling…")
+
+    def _on_progress(self, p) -> None:
+        self.run_panel.show_progress(p)
+        self.preview.update(p.z)
+
+    def _on_outcome(self, outcome: Outcome) -> None:
+        self.worker = self.cancel_event = None
+        self.run_panel.set_running(False)
+        if outcome.status != "done":
+            self._run_context["source"].visible = True
+            self._say(outcome.message, error=outcome.status == "error")
+            # removing a layer costs napari a full gc.collect (~0.5 s here): do it after the
+            # controls and the status line have shown that the run has stopped
+            QTimer.singleShot(0, self.preview.stop)
+            return
+        self.preview.stop()
+        self.show_result(outcome.output)
+
+    # results ---------------------------------------------------------------------------------
+    def show_result(self, output, context: dict | None = None) -> None:
+        """Add the reconstruction (Labels) and the (t, k) trajectory layer, switch to 3D."""
+        ctx = context or self._run_context
+        add_result_layers(self.viewer, output, ctx, self.cache, 3 if self.view3d_box.isChecked() else 2)
+        traj = output.trajectory
+        self._say(f"{KIND_NAMES[ctx['ckpt'].kind]}: {traj.n_frames} frames × {traj.n_k} recorded iterations in "
+                  f"{output.seconds:.1f} s; scrub with the t and k sliders (other layers hidden)")
+
+    def adopt(self, layer) -> None:
+        """Make ``layer`` (a trajectory) the one the plots and display controls act on."""
+        self.layer = layer = real_layer(layer)
+        traj = trajectory_of(layer)
+        if isinstance(layer.data, TrajectoryVolumes) and id(layer) not in self.refreshers:
+            layer.data.cache = self.cache
+            self.refreshers[id(layer)] = FrameRefresher(layer)
+        self.repeat_spin.setRange(0, traj.repeats - 1)
+        self.plots.set_trajectory(traj, layer.metadata.get(MESSAGE_KEY, ""))
+        if layer.metadata.get(MESSAGE_KEY):
+            self._say(layer.metadata[MESSAGE_KEY], error=True)
+        self._on_dims()
+
+    def position(self) -> tuple[int, int] | None:
+        """Current (frame s, k index) of the followed trajectory layer."""
+        if self.layer is None or self.layer not in self.viewer.layers:
+            return None
+        axes = slider_axes(self.viewer, self.layer)
+        step = self.viewer.dims.current_step
+        return (int(step[axes[0]]), int(step[axes[1]])) if axes else None
+
+    def _on_dims(self, event=None) -> None:
+        pos = self.position()
+        if pos is not None:
+            self.plots.set_position(*pos)
+
+    def _on_pick(self, axis: str, value: int) -> None:
+        if self.layer is not None:
+            axes = slider_axes(self.viewer, self.layer)
+            self.viewer.dims.set_current_step(axes[0 if axis == "t" else 1], value)
+
+    def _display_changed(self) -> None:
+        if self.layer is not None and isinstance(self.layer.data, TrajectoryVolumes):
+            self.layer.data.clean = self.clean_box.isChecked()
+            self.layer.data.repeat = self.repeat_spin.value()
+            self.layer.refresh()
+
+    def save_trajectory(self, path: str | None = None) -> str | None:
+        """Write the followed trajectory as .npz (asks for a file name when ``path`` is None)."""
+        if self.layer is None:
+            self._say("nothing to save: run the explorer first", error=True)
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save trajectory", "trajectory.npz", "Trajectory (*.npz)")
+            if not path:
+                return None
+        written = write_trajectory(path, None, {"name": self.layer.name, "metadata": self.layer.metadata})[0]
+        self._say(f"saved {written}")
+        return written
+
+    # layer list ------------------------------------------------------------------------------
+    def _on_inserted(self, event) -> None:
+        self._refresh_inputs()
+        if trajectory_of(event.value) is not None:
+            self.adopt(event.value)
+
+    def _on_removed(self, event) -> None:
+        self._refresh_inputs()
+        refresher = self.refreshers.pop(id(real_layer(event.value)), None)
+        if refresher is not None:
+            refresher.detach()
+        if real_layer(event.value) is self.layer:
+            self.layer = None
+            self.plots.set_trajectory(None)
+
+    def _on_active(self, event=None) -> None:
+        active = real_layer(self.viewer.layers.selection.active)
+        if (active is not None and active is not self.layer and active in self.viewer.layers
+                and trajectory_of(active) is not None):
+            self.adopt(active)
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.status.setStyleSheet("color: #ff6b6b" if error else "")
+        self.status.setText(text)

@@ -1,0 +1,199 @@
+"""Energy-landscape dock: the conditional energy of eq. (2) on the 2-D toy, with particles moving in k.
+
+Layers (world axes k, t, z2, z1; "up" is +z2):
+* ``landscape`` image (t, z2, z1): U(y) of the focused particle at each step t, rescaled per t to
+  [0, 1] between its minimum and its 95th percentile (dark = low energy);
+* ``contours`` paths (t, z2, z1): iso-lines of the same picture;
+* ``particles`` points (k, t, z2, z1): every particle at every Langevin iteration (eq. 3);
+* ``focused particle`` and ``z_{t+1}``: the particle whose landscape is drawn and its centre;
+* ``toy data``: samples of the mixture the energy was trained on (hidden at first).
+Toggles draw the learned E(y, t) alone or the quadratic term alone.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from napari.qt.threading import thread_worker
+from qtpy.QtWidgets import QCheckBox, QFormLayout, QLabel, QPushButton, QSpinBox, QTextBrowser, QVBoxLayout, QWidget
+from skimage.measure import find_contours
+
+from lsdebm.errors import LsdebmError
+from lsdebm.methods import RunSettings
+from lsdebm.teach.checkpoints import load_teach
+from lsdebm.teach.explain import explain, landscape_text
+from lsdebm.teach.toy import ParticleRun, energy_grid, mixture_of_gaussians, run_particles
+
+log = logging.getLogger(__name__)
+EXTENT = (-2.5, 2.5, -2.5, 2.5)
+GRID = 121
+LEVELS = np.linspace(0.05, 0.95, 10)
+
+
+def display_energy(values: np.ndarray) -> np.ndarray:
+    """U rescaled to [0, 1] between its minimum and 95th percentile (so a steep bowl does not hide detail)."""
+    lo, hi = float(values.min()), float(np.quantile(values, 0.95))
+    return np.clip((values - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+
+
+def to_world(points: np.ndarray) -> np.ndarray:
+    """Latent (z1, z2) -> napari (row, col) = (-z2, z1), so +z2 points up on screen."""
+    return np.stack([-points[..., 1], points[..., 0]], axis=-1)
+
+
+class LandscapeWidget(QWidget):
+    """Draw eq. (2) at the current t for one particle and let k move every particle (eqs. 3-4)."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.model = None
+        self.run: ParticleRun | None = None
+        self.worker = None
+        self.n = QSpinBox(minimum=1, maximum=512, value=64)
+        self.seed = QSpinBox(minimum=0, maximum=2 ** 31 - 1, value=0)
+        self.focus = QSpinBox(minimum=0, maximum=63, value=0)
+        self.focus.setToolTip("the particle whose z_{t+1} centres the quadratic bowl")
+        self.learned = QCheckBox("learned energy E(y, t)", checked=True)
+        self.quadratic = QCheckBox("quadratic ||y - z_{t+1}||² / (2σ²_{t+1})", checked=True)
+        self.run_button = QPushButton("Run particles (Algorithm 3 on the toy)")
+        self.status = QLabel("Loads the bundled toy energy, then runs the particles.")
+        self.status.setWordWrap(True)
+        self.explain = QTextBrowser()
+        self.explain.setMinimumWidth(220)
+        form = QFormLayout()
+        form.addRow("particles", self.n)
+        form.addRow("seed", self.seed)
+        form.addRow("focused particle", self.focus)
+        form.addRow(self.learned)
+        form.addRow(self.quadratic)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.run_button)
+        layout.addWidget(self.status)
+        layout.addWidget(QLabel("Explain"))
+        layout.addWidget(self.explain, 1)
+        self.run_button.clicked.connect(self.start)
+        self.focus.valueChanged.connect(self.redraw)
+        self.learned.toggled.connect(lambda on: self._toggled(self.learned, self.quadratic, on))
+        self.quadratic.toggled.connect(lambda on: self._toggled(self.quadratic, self.learned, on))
+        self.viewer.dims.events.current_step.connect(self._update_explain)
+        self._update_explain()
+
+    # ------------------------------------------------------------------ running
+    def terms(self) -> str:
+        if self.learned.isChecked() and self.quadratic.isChecked():
+            return "both"
+        return "learned" if self.learned.isChecked() else "quadratic"
+
+    def _toggled(self, box: QCheckBox, other: QCheckBox, on: bool) -> None:
+        if not on and not other.isChecked():  # at least one term is always drawn
+            other.setChecked(True)
+        self.redraw()
+
+    def start(self) -> None:
+        """Load the toy (once) and run the particles in a worker thread."""
+        n, seed = self.n.value(), self.seed.value()
+
+        @thread_worker(start_thread=False)
+        def work():
+            try:
+                model = self.model or load_teach("toy", expect_kind="toy").model
+                return "done", model, run_particles(model, n, RunSettings(seed=seed))
+            except LsdebmError as exc:
+                return f"error: {exc}", None, None
+            except Exception as exc:  # a bug: keep the traceback in the log
+                log.exception("toy particles failed")
+                return f"error: {type(exc).__name__}: {exc}", None, None
+
+        self.run_button.setEnabled(False)
+        self.status.setText("running the reverse chain ...")
+        self.worker = work()
+        self.worker.returned.connect(self._finished)
+        self.worker.start()
+
+    def _finished(self, outcome) -> None:
+        status, model, run = outcome
+        self.run_button.setEnabled(True)
+        if status != "done":
+            self.status.setText(status)
+            return
+        self.model, self.run = model, run
+        self.focus.setMaximum(run.y.shape[2] - 1)
+        self.show_run()
+        self.status.setText("Drag t (diffusion step) and k (Langevin iteration). t = 0, last k: generated points.")
+
+    # ------------------------------------------------------------------ layers
+    def _set_layer(self, name: str, kind: str, data, **kwargs):
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            if kind == "shapes":
+                layer.data = []
+                if len(data):
+                    layer.add_paths(data)
+            else:
+                layer.data = data
+            return layer
+        add = {"image": self.viewer.add_image, "points": self.viewer.add_points, "shapes": self.viewer.add_shapes}
+        if kind == "shapes":
+            return add[kind](data, shape_type="path", name=name, **kwargs) if len(data) else \
+                add[kind](ndim=3, name=name, **kwargs)
+        return add[kind](data, name=name, **kwargs)
+
+    def show_run(self) -> None:
+        run = self.run
+        T, K1, n, _ = run.y.shape
+        k, t, i = np.meshgrid(np.arange(K1), np.arange(T), np.arange(n), indexing="ij")
+        pts = np.concatenate([k.reshape(-1, 1), t.reshape(-1, 1), to_world(run.y.transpose(1, 0, 2, 3)).reshape(-1, 2)],
+                             axis=1)
+        self.redraw()
+        self._set_layer("toy data", "points", to_world(mixture_of_gaussians(300, seed=1)), size=0.04,
+                        face_color="white", opacity=0.5, visible=False)
+        self._set_layer("particles", "points", pts, size=0.07, face_color="orange", border_width=0)
+        layers = self.viewer.layers
+        for name in ("focused particle", "z_{t+1}"):  # drawn above the other particles
+            layers.move(layers.index(name), len(layers))
+        self.viewer.dims.axis_labels = ("k", "t", "z2", "z1")
+        self.viewer.dims.current_step = (0, T - 1) + tuple(self.viewer.dims.current_step[2:])
+        self.viewer.reset_view()
+
+    def landscape_values(self) -> np.ndarray:
+        """(T, GRID, GRID) energies of the focused particle, rows top-to-bottom = z2 high-to-low."""
+        run, i = self.run, self.focus.value()
+        return np.stack([energy_grid(self.model, run.z_next[t, i], t, float(run.sigma[t]), self.terms(),
+                                     EXTENT, GRID).values[::-1] for t in range(run.y.shape[0])])
+
+    def redraw(self, *_) -> None:
+        """Recompute the landscape, contours and focused-particle layers for the current toggles."""
+        if self.run is None:
+            return
+        run, i = self.run, min(self.focus.value(), self.run.y.shape[2] - 1)
+        T, K1 = run.y.shape[:2]
+        shown = np.stack([display_energy(v) for v in self.landscape_values()])
+        step = (EXTENT[1] - EXTENT[0]) / (GRID - 1)
+        self._set_layer("landscape", "image", shown, colormap="viridis", contrast_limits=(0.0, 1.0),
+                        scale=(1, step, step), translate=(0, -EXTENT[3], EXTENT[0]))
+        paths = []
+        for t in range(T):
+            for level in LEVELS:
+                for c in find_contours(shown[t], level):
+                    rows, cols = -EXTENT[3] + c[:, 0] * step, EXTENT[0] + c[:, 1] * step
+                    paths.append(np.column_stack([np.full(len(c), t), rows, cols]))
+        self._set_layer("contours", "shapes", paths, edge_color="white", edge_width=0.02, opacity=0.6)
+        centre = np.column_stack([np.arange(T), to_world(run.z_next[:, i])])
+        self._set_layer("z_{t+1}", "points", centre, size=0.18, face_color="transparent", border_color="white",
+                        border_width=0.2, symbol="ring")
+        k, t = np.meshgrid(np.arange(K1), np.arange(T), indexing="ij")
+        path = np.column_stack([k.ravel(), t.ravel(), to_world(run.y[:, :, i].transpose(1, 0, 2)).reshape(-1, 2)])
+        self._set_layer("focused particle", "points", path, size=0.14, face_color="red", border_width=0)
+        self._update_explain()
+
+    def _update_explain(self, *_) -> None:
+        if self.run is None:
+            self.explain.setPlainText(explain("landscape"))
+            return
+        step = self.viewer.dims.current_step
+        T, K1 = self.run.y.shape[:2]
+        k, t = (int(step[0]), int(step[1])) if len(step) >= 4 else (0, T - 1)
+        t = min(t, T - 1)
+        self.explain.setPlainText(landscape_text(t, T, float(self.run.sigma[t]), self.terms(), min(k, K1 - 1), K1 - 1))

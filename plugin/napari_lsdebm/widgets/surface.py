@@ -1,0 +1,132 @@
+"""Surface view: a smooth mesh of any mask, coloured by signed distance (mm) to a reference surface.
+
+The mesh is built in a worker thread (:func:`lsdebm.review.surface.distance_surface`) and shown
+as a Surface layer with a diverging colormap, symmetric limits and napari's colour-bar overlay;
+the widget shows the same colour bar (matplotlib) with the sign convention spelled out.
+"""
+from __future__ import annotations
+
+from napari.layers import Image, Labels
+from napari.qt.threading import create_worker
+from napari.utils.colormaps import Colormap
+from qtpy.QtWidgets import (QDoubleSpinBox, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from lsdebm.review.surface import distance_surface, mask_mesh, symmetric_limit
+from napari_lsdebm._ui.pickers import LayerCombo, error_text, geometry_kwargs, mask_of, put_layer, spacing_of
+
+SURFACE_KEY = "lsdebm_surface"
+# Blue (inside the reference, under-segmented) -> white (on it) -> red (outside, over-segmented).
+DISTANCE_COLORS = [(0.02, 0.19, 0.38, 1), (0.26, 0.58, 0.76, 1), (0.97, 0.97, 0.97, 1), (0.84, 0.38, 0.30, 1),
+                   (0.40, 0.0, 0.05, 1)]
+
+
+def distance_colormap() -> Colormap:
+    return Colormap(DISTANCE_COLORS, name="lsdebm signed distance")
+
+
+class ColorBar(QWidget):
+    """A horizontal matplotlib colour bar labelled in mm."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(3.2, 0.9), tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(70)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.canvas)
+        self.limit = None
+
+    def show_limits(self, limit: float, label: str) -> None:
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import LinearSegmentedColormap, Normalize
+
+        self.limit = limit
+        self.figure.clear()
+        ax = self.figure.add_subplot(111)
+        cmap = LinearSegmentedColormap.from_list("d", [c[:3] for c in DISTANCE_COLORS])
+        bar = self.figure.colorbar(ScalarMappable(Normalize(-limit, limit), cmap), cax=ax, orientation="horizontal")
+        bar.set_label(label, fontsize=8)
+        ax.tick_params(labelsize=7)
+        self.canvas.draw_idle()
+
+
+class SurfaceWidget(QWidget):
+    """Dock widget: mesh a mask and colour it by signed distance to a reference mask."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker = None
+        self.mask_combo = LayerCombo(napari_viewer, (Labels, Image))
+        self.ref_combo = LayerCombo(napari_viewer, (Labels, Image), optional=True)
+        self.smooth = QSpinBox(minimum=0, maximum=500, value=20)
+        self.pass_band = QDoubleSpinBox(minimum=0.001, maximum=1.99, value=0.1, singleStep=0.05, decimals=3)
+        self.decimate = QDoubleSpinBox(minimum=0.0, maximum=0.95, value=0.0, singleStep=0.1)
+        self.button = QPushButton("Build surface")
+        self.colorbar = ColorBar()
+        self.status = QLabel("Positive distance: outside the reference (over-segmented); "
+                             "negative: inside (missed).")
+        self.status.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("mask", self.mask_combo)
+        form.addRow("reference", self.ref_combo)
+        form.addRow("Taubin smoothing iterations", self.smooth)
+        form.addRow("smoothing pass band", self.pass_band)
+        form.addRow("decimation (fraction removed)", self.decimate)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.button)
+        layout.addWidget(self.colorbar)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        self.button.clicked.connect(self.build)
+
+    def build(self) -> None:
+        """Mesh the chosen mask in a worker and add/update its Surface layer."""
+        layer, ref = self.mask_combo.layer(), self.ref_combo.layer()
+        if layer is None:
+            self.status.setText("Choose a mask layer.")
+            return
+        mask, spacing = mask_of(layer), spacing_of(layer)
+        opts = dict(smooth_iterations=self.smooth.value(), pass_band=self.pass_band.value(),
+                    decimate=self.decimate.value())
+        if ref is not None:
+            reference = mask_of(ref)
+            job = lambda: distance_surface(mask, reference, spacing, **opts)  # noqa: E731
+        else:
+            job = lambda: mask_mesh(mask, spacing, **opts)  # noqa: E731
+        self.worker = create_worker(job, _start_thread=False)
+        self.worker.returned.connect(lambda mesh: self._show(mesh, layer, ref))
+        self.worker.errored.connect(lambda exc: self.status.setText(error_text(exc)))
+        self.worker.finished.connect(lambda: self.button.setEnabled(True))
+        self.button.setEnabled(False)
+        self.status.setText(f"Meshing {layer.name!r}…")
+        self.worker.start()
+
+    def _show(self, mesh, layer, ref):
+        geo = geometry_kwargs(layer, layer.metadata.get("provenance"), **{SURFACE_KEY: True, "frame": "grid-mm",
+                                                                          "mesh_options": {
+                                                                              "smooth": self.smooth.value(),
+                                                                              "pass_band": self.pass_band.value(),
+                                                                              "decimate": self.decimate.value()}})
+        geo["scale"] = (1.0,) * 3  # vertices are already in mm along the array axes
+        geo["translate"] = tuple(layer.translate)[-3:]
+        name = f"surface: {layer.name}"
+        if mesh.values is None:
+            surface = put_layer(self.viewer, "surface", mesh.layer_data(), name, **geo)
+            self.status.setText(f"{len(mesh.vertices):,} vertices, {len(mesh.faces):,} triangles.")
+            return surface
+        limit = symmetric_limit(mesh.values)
+        surface = put_layer(self.viewer, "surface", mesh.layer_data(), name, colormap=distance_colormap(),
+                            contrast_limits=(-limit, limit), **geo)
+        if hasattr(surface, "colorbar"):
+            surface.colorbar.visible = True
+        self.colorbar.show_limits(limit, f"signed distance to {ref.name} (mm)")
+        self.status.setText(f"{len(mesh.vertices):,} vertices; distance {mesh.values.min():+.2f} .. "
+                            f"{mesh.values.max():+.2f} mm (mean |d| {abs(mesh.values).mean():.2f} mm). "
+                            "Red: outside the reference (over-segmented); blue: inside (missed).")
+        return surface

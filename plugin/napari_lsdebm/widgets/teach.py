@@ -1,0 +1,219 @@
+"""Teaching dock: generate digits from noise with EBM, LEBM and LSD-EBM side by side.
+
+Each method becomes one image layer of shape (t, k, rows*H, cols*W) -- a grid of samples per
+(t, k) frame -- placed side by side, so napari's own sliders (labelled t and k) scrub every
+sampler at once. EBM and LEBM have no diffusion step; their frames repeat along t. The
+explorer's variance/energy plots follow the sliders for the method chosen under "Plots for",
+and an Explain panel says what is on screen. The plots dock under the canvas. Generation runs in a ``thread_worker``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+
+import numpy as np
+from napari.qt.threading import thread_worker
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox,
+                            QTextBrowser, QVBoxLayout, QWidget)
+
+from lsdebm.data.digits import digit_mosaic
+from lsdebm.errors import LsdebmError
+from lsdebm.methods import RunSettings
+from lsdebm.teach.checkpoints import load_teach
+from lsdebm.teach.explain import explain
+from lsdebm.teach.generate import METHOD_LABELS, GenerationFrames, record_generation
+from napari_lsdebm._ui.plots import TrajectoryPlots
+
+log = logging.getLogger(__name__)
+METHODS = ("ebm", "lebm", "lsdebm")
+GAP = 6  # pixels between the method grids
+CAPTIONS = "method names (teaching)"
+
+
+def method_layer_data(frames: GenerationFrames, n_t: int) -> np.ndarray:
+    """(n_t, n_k, rows*H, cols*W) mosaic frames; a method without diffusion steps repeats along t."""
+    n = frames.images.shape[2]
+    mosaic = digit_mosaic(frames.images, int(math.ceil(math.sqrt(n))), gap=1, fill=0.25)
+    if mosaic.shape[0] == n_t:
+        return mosaic
+    return np.broadcast_to(mosaic[:1], (n_t,) + mosaic.shape[1:])
+
+
+class TeachingWidget(QWidget):
+    """Generate from noise (Algorithm 3 and its baselines) and scrub t and k."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.frames: dict[str, GenerationFrames] = {}
+        self._models: dict = {}
+        self._cancel: threading.Event | None = None
+        self.worker = None
+        self.n = QSpinBox(minimum=1, maximum=64, value=16)
+        self.seed = QSpinBox(minimum=0, maximum=2 ** 31 - 1, value=0)
+        self.every = QSpinBox(minimum=1, maximum=30, value=1)
+        self.every.setToolTip("record every k-th Langevin iteration (and the last)")
+        self.use = {m: QCheckBox(METHOD_LABELS[m], checked=True) for m in METHODS}
+        self.generate_button = QPushButton("Generate from noise")
+        self.cancel_button = QPushButton("Cancel", enabled=False)
+        self.status = QLabel("Press Generate: each method turns noise into digits.")
+        self.status.setWordWrap(True)
+        self.plot_method = QComboBox()
+        self.plot_method.addItems([METHOD_LABELS[m] for m in METHODS])
+        self.plot_method.setCurrentIndex(2)
+        self.plots = TrajectoryPlots()
+        self.explain = QTextBrowser()
+        self.explain.setMinimumWidth(220)
+
+        form = QFormLayout()
+        form.addRow("samples per method", self.n)
+        form.addRow("seed", self.seed)
+        form.addRow("record every k", self.every)
+        for box in self.use.values():
+            form.addRow(box)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.generate_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        plots_row = QHBoxLayout()
+        plots_row.addWidget(QLabel("Plots for"))
+        plots_row.addWidget(self.plot_method, 1)
+        layout.addLayout(plots_row)
+        layout.addWidget(QLabel("Explain"))
+        layout.addWidget(self.explain, 1)
+        window = getattr(self.viewer, "window", None)
+        if window is not None and hasattr(window, "add_dock_widget"):  # plots under the canvas, as in the explorer
+            window.add_dock_widget(self.plots, area="bottom", name="Teaching plots")
+
+        self.generate_button.clicked.connect(self.generate)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.plot_method.currentIndexChanged.connect(self._plot_method_changed)
+        self.viewer.dims.events.current_step.connect(self._on_step)
+        self._update_explain()
+
+    # ------------------------------------------------------------------ generation
+    def selected_methods(self) -> list[str]:
+        return [m for m in METHODS if self.use[m].isChecked()]
+
+    def _model(self, method: str):
+        if method not in self._models:
+            self._models[method] = load_teach(method).model
+        return self._models[method]
+
+    def generate(self) -> None:
+        """Start generating with every checked method in a worker thread."""
+        methods = self.selected_methods()
+        if not methods:
+            self.status.setText("Tick at least one method.")
+            return
+        n, seed, every = self.n.value(), self.seed.value(), self.every.value()
+        cancel = threading.Event()
+        self._cancel = cancel
+
+        @thread_worker(start_thread=False)
+        def work():
+            results = {}
+            try:
+                for m in methods:
+                    yield f"generating with {METHOD_LABELS[m]} ..."
+                    frames = record_generation(self._model(m), n, RunSettings(seed=seed), every=every,
+                                               should_stop=cancel.is_set)
+                    if cancel.is_set():
+                        return "cancelled", {}
+                    results[m] = frames
+            except LsdebmError as exc:
+                return f"error: {exc}", {}
+            except Exception as exc:  # a bug: log the traceback, show one line
+                log.exception("teaching generation failed")
+                return f"error: {type(exc).__name__}: {exc}", {}
+            return "done", results
+
+        self.worker = work()
+        self.worker.yielded.connect(self.status.setText)
+        self.worker.returned.connect(self._finished)
+        self.generate_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.worker.start()
+
+    def cancel(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+
+    def _finished(self, outcome) -> None:
+        status, results = outcome
+        self.generate_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if status != "done":
+            self.status.setText("Generation cancelled." if status == "cancelled" else status)
+            return
+        self.show_frames(results)
+        self.status.setText("Done. Drag the t and k sliders (t = 0 and the last k are the final digits).")
+
+    def show_frames(self, results: dict[str, GenerationFrames]) -> None:
+        """Add or replace one layer per method, side by side, and label the sliders t and k."""
+        self.frames = dict(results)
+        n_t = max(f.images.shape[0] for f in results.values())
+        x = 0.0
+        captions, anchors = [], []
+        for m in METHODS:
+            if m not in results:
+                continue
+            data = method_layer_data(results[m], n_t)
+            name = f"teach: {METHOD_LABELS[m]}"
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+            self.viewer.add_image(data, name=name, colormap="gray", contrast_limits=(0.0, 1.0),
+                                  translate=(0, 0, 0, x), metadata={"teach_method": m})
+            captions.append(METHOD_LABELS[m].split(" (")[0])
+            anchors.append((-4.0, x + data.shape[-1] / 2))
+            x += data.shape[-1] + GAP
+        if CAPTIONS in self.viewer.layers:
+            self.viewer.layers.remove(CAPTIONS)
+        self.viewer.add_points(np.array(anchors), name=CAPTIONS, size=0.1, face_color="transparent",
+                               border_color="transparent",
+                               features={"method": captions},
+                               text={"string": "{method}", "color": "white", "size": 11, "anchor": "center"})
+        self.viewer.dims.axis_labels = ("t", "k", "y", "x")
+        self.viewer.reset_view()
+        n_k = max(len(f.k_values) for f in results.values())
+        self.viewer.dims.current_step = (0, n_k - 1) + tuple(self.viewer.dims.current_step[2:])
+        self._plot_method_changed()
+
+    # ------------------------------------------------------------------ sliders, plots, explain
+    def current_tk(self) -> tuple[int, int]:
+        step = self.viewer.dims.current_step
+        return (int(step[0]), int(step[1])) if len(step) >= 4 else (0, 0)
+
+    def _plot_frames(self) -> GenerationFrames | None:
+        return self.frames.get(METHODS[self.plot_method.currentIndex()])
+
+    def _plot_method_changed(self, *_) -> None:
+        frames = self._plot_frames()
+        traj = None if frames is None else frames.plot_trajectory(4)
+        self.plots.set_trajectory(traj, "" if frames else "Generate to see the sampler's plots.")
+        self._on_step()
+
+    def _on_step(self, *_) -> None:
+        frames = self._plot_frames()
+        if frames is not None:
+            t, k = self.current_tk()
+            t = min(t, len(frames.t_values) - 1)
+            k = min(k, len(frames.k_values) - 1)
+            traj = self.plots.traj
+            s = traj.n_frames - 1 - t if traj is not None else 0  # reverse step t is frame n_frames-1-t
+            self.plots.set_position(s, k)
+        self._update_explain()
+
+    def _update_explain(self) -> None:
+        t, k = self.current_tk()
+        parts = [explain("generate")]
+        if self.frames:
+            ks = next(iter(self.frames.values())).k_values
+            kv = int(ks[min(k, len(ks) - 1)])
+            parts.insert(0, f"Now showing: diffusion step t = {t}, Langevin iteration k = {kv}.")
+        parts += [explain(m) for m in METHODS if self.use[m].isChecked()]
+        self.explain.setPlainText("\n\n".join(parts))

@@ -1,0 +1,133 @@
+"""Uncertainty: N repeated stochastic runs give a mean-probability layer and a per-voxel variance layer."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from napari.layers import Image, Labels
+from napari.qt.threading import create_worker
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
+                            QSpinBox, QVBoxLayout, QWidget)
+
+from lsdebm.runtime.checkpoint import bundled_checkpoints, load_checkpoint
+from lsdebm.errors import CheckpointError
+from lsdebm.provenance import checkpoint_record, make_provenance
+from lsdebm.review.compare import LABELS, METHODS
+from lsdebm.review.uncertainty import input_grid_uncertainty
+from lsdebm.methods import RunSettings
+from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, error_text, geometry_kwargs, mask_of, \
+    put_layer
+
+
+def load_for_uncertainty(method: str, path: str | None, use_reconnet: bool, reconnet_path: str | None):
+    """(method checkpoint, ReconNet checkpoint or None); empty paths take the bundled defaults."""
+    ckpt = load_checkpoint(path or f"{method}-default", expect_kind=method)
+    if not use_reconnet:
+        return ckpt, None
+    name = reconnet_path or "reconnet-default"
+    if reconnet_path is None and name not in bundled_checkpoints():
+        raise CheckpointError("ReconNet stage: bundled reconnet-default is not installed; choose a file or untick it")
+    return ckpt, load_checkpoint(name, expect_kind="reconnet")
+
+
+class UncertaintyWidget(QWidget):
+    """Dock widget: repeated stochastic reconstructions -> mean probability and variance layers."""
+
+    run_progress = Signal(int, int)  # emitted from the worker thread, delivered on the GUI thread
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker = None
+        self._stop = False
+        self.input_combo = LayerCombo(napari_viewer, (Labels, Image))
+        self.method = QComboBox()
+        for kind in reversed(METHODS):
+            self.method.addItem(LABELS[kind], kind)
+        self.path = PathRow("bundled <method>-default")
+        self.use_reconnet = QCheckBox("ReconNet first stage", checked=True)
+        self.reconnet_path = PathRow("bundled reconnet-default")
+        self.n = QSpinBox(minimum=2, maximum=1000, value=8)
+        self.seed = QSpinBox(maximum=2 ** 31 - 1)
+        self.sample_encoder = QCheckBox("sample z0 ~ q(z0|x) (else the posterior mean)", checked=True)
+        self.run_button = QPushButton("Run")
+        self.cancel_button = QPushButton("Cancel", enabled=False)
+        self.progress = QProgressBar()
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("input", self.input_combo)
+        form.addRow("method", self.method)
+        form.addRow("checkpoint", self.path)
+        form.addRow(self.use_reconnet)
+        form.addRow("ReconNet checkpoint", self.reconnet_path)
+        form.addRow("runs N", self.n)
+        form.addRow("seed", self.seed)
+        form.addRow(self.sample_encoder)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.run_progress.connect(self._on_progress)
+
+    def run(self) -> None:
+        source = self.input_combo.layer()
+        if source is None:
+            self.status.setText("Choose an input layer.")
+            return
+        method, n = self.method.currentData(), self.n.value()
+        settings = RunSettings(seed=self.seed.value(), use_mean=not self.sample_encoder.isChecked())
+        x, affine = mask_of(source).astype("uint8"), affine_of(source)
+        paths = (self.path.value(), self.use_reconnet.isChecked(), self.reconnet_path.value())
+        self._stop = False
+
+        def job():
+            ckpt, stage1 = load_for_uncertainty(method, *paths)
+            u = input_grid_uncertainty(ckpt.model, x, affine, n, settings, stage1.model if stage1 else None,
+                                       progress=self.run_progress.emit, should_stop=lambda: self._stop)
+            records = ([checkpoint_record(stage1, "reconnet")] if stage1 else []) + [checkpoint_record(ckpt, "method")]
+            prov = make_provenance(records, settings.seed, {**asdict(settings), "runs": u.n},
+                                   extra={"method": method, "uncertainty": "mean and variance of p(x|z) over runs"})
+            return u, prov
+
+        self.worker = create_worker(job, _start_thread=False)
+        self.worker.returned.connect(lambda res: self._show(res, source, method))
+        self.worker.errored.connect(lambda exc: self.status.setText(f"Failed: {error_text(exc)}"))
+        self.worker.finished.connect(self._finished)
+        self.progress.setRange(0, n)
+        self.progress.setValue(0)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText(f"{n} runs of {LABELS[method]}…")
+        self.worker.start()
+
+    def _show(self, result, source, method) -> None:
+        u, prov = result
+        label = f"{LABELS[method]}, N={u.n}"
+        vmax = max(float(u.variance.max()), 1e-6)
+        put_layer(self.viewer, "image", u.mean, f"mean probability ({label})", colormap="gray",
+                  contrast_limits=(0.0, 1.0), **geometry_kwargs(source, prov))
+        put_layer(self.viewer, "image", u.variance, f"variance ({label})", colormap="magma",
+                  contrast_limits=(0.0, vmax), blending="additive", **geometry_kwargs(source, prov))
+        self.status.setText(f"{u.n} runs: max variance {vmax:.4f}, voxels with variance > 0.01: "
+                            f"{int((u.variance > 0.01).sum()):,}.")
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.setValue(done)
+        self.status.setText(f"{done} / {total} runs…")
+
+    def _finished(self) -> None:
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.worker = None
+
+    def cancel(self) -> None:
+        self._stop = True
+        self.status.setText("Cancelling after the current batch…")

@@ -1,0 +1,273 @@
+"""Checkpoints: safetensors weights with the full config and metadata inside. Never pickle.
+
+A checkpoint file holds the model's state dict (optionally stored as float16) and string
+metadata ``{"format", "format_version", "kind", "config", "info"}`` where ``config`` is the
+JSON of :class:`lsdebm.config.Config` (the schedule included) and ``info`` free JSON (training
+data, command, test metrics, library version, ...). Loading rebuilds the model from the file
+alone. ``.pt``/``.pth``/``.pkl`` files are refused without being opened.
+
+Loading is defensive, in this order: the header is parsed without reading tensors; the
+model is built from the config on PyTorch's ``meta`` device (no memory) and its tensor names
+and shapes must equal the header's (so a small file cannot make the loader allocate a huge
+model); the tensors are read; ``content_sha256`` (written since this check exists: a SHA-256
+over the metadata and every tensor) must match, so a bit flip or an edit anywhere is refused
+rather than loaded silently; every weight must be finite. Each failure is a one-line
+:class:`~lsdebm.errors.CheckpointError` naming the file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from lsdebm import __version__
+from lsdebm.config import MODEL_KINDS, Config
+from lsdebm.errors import CheckpointError, LsdebmError
+from lsdebm.fileio import atomic_write
+from lsdebm.limits import check_memory
+
+FORMAT = "lsdebm-checkpoint"
+FORMAT_VERSION = 1
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
+DIGEST_KEY = "content_sha256"
+_DIGESTED = ("format", "format_version", "kind", "config", "info")
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: torch.nn.Module
+    config: Config
+    kind: str
+    info: dict[str, Any] = field(default_factory=dict)
+    sha256: str = ""
+    path: Path | None = None
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | Path, info: dict[str, Any] | None = None,
+                    half: bool = False, overwrite: bool = False) -> Path:
+    """Write ``model`` (with ``model.cfg`` and ``model.kind``) atomically as safetensors."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "kind": model.kind,
+            "config": model.cfg.to_json(),
+            "info": json.dumps({"library_version": __version__, **(info or {})}, default=str)}
+    meta[DIGEST_KEY] = content_digest(state, meta)
+    return atomic_write(Path(path), lambda tmp: save_file(state, str(tmp), metadata=meta), overwrite=overwrite)
+
+
+def content_digest(state: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
+    """SHA-256 over the metadata fields ``_DIGESTED`` and every tensor's name, dtype, shape and bytes."""
+    h = hashlib.sha256(json.dumps([meta.get(k) for k in _DIGESTED]).encode())
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _unreadable(path: Path, what: str, exc: BaseException) -> CheckpointError:
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    return CheckpointError(f"{path}: {what} ({message}); expected a complete safetensors checkpoint written by "
+                           "napari-lsdebm")
+
+
+def _finite(t: torch.Tensor) -> bool:
+    """All values finite (numpy: far faster than torch's threaded kernels on a busy CPU)."""
+    return bool(np.isfinite((t.float() if t.dtype == torch.bfloat16 else t).numpy()).all())
+
+
+def _is_panic(exc: BaseException) -> bool:
+    """safetensors' Rust code reports some malformed files as a pyo3 ``PanicException`` (a BaseException)."""
+    return type(exc).__name__ == "PanicException"
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """Header-only read: kind, config and info of a checkpoint, without loading tensors."""
+    path = _check_path(Path(path))
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            keys = list(f.keys())
+            shapes = {k: (f.get_slice(k).get_dtype(), tuple(f.get_slice(k).get_shape())) for k in keys}
+    except Exception as exc:  # SafetensorError, OSError, ValueError, ... for any malformed header
+        raise _unreadable(path, "not a readable safetensors checkpoint", exc) from None
+    except BaseException as exc:
+        if _is_panic(exc):
+            raise _unreadable(path, "not a readable safetensors checkpoint", exc) from None
+        raise
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: safetensors file without lsdebm metadata (format={meta.get('format')!r}); "
+                              "expected a checkpoint written by napari-lsdebm")
+    try:
+        version = int(meta.get("format_version", "0"))
+    except ValueError:
+        raise CheckpointError(f"{path}: corrupt format_version {meta.get('format_version')!r}") from None
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {version} is newer than supported "
+                              f"({FORMAT_VERSION}); upgrade napari-lsdebm")
+    kind = meta.get("kind")
+    if kind not in MODEL_KINDS:
+        raise CheckpointError(f"{path}: unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
+    try:
+        config = Config.from_json(meta["config"])
+        info = json.loads(meta.get("info", "{}"))
+    except (KeyError, ValueError, TypeError, AttributeError, RecursionError, LsdebmError) as exc:
+        raise CheckpointError(f"{path}: checkpoint config is missing or invalid ({exc})") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path}: checkpoint info is not a JSON object; expected a checkpoint written by "
+                              "napari-lsdebm")
+    return {"kind": kind, "config": config, "info": info, "keys": keys, "shapes": shapes,
+            "digest": meta.get(DIGEST_KEY), "meta": meta}
+
+
+def _check_path(path: Path) -> Path:
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"{path}: pickle checkpoints ({path.suffix}) are never loaded because unpickling can run code; "
+            f"convert authors' state dicts with `lsdebm convert` or save with lsdebm.runtime.checkpoint.save_checkpoint")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory; expected a .safetensors checkpoint file")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    if path.stat().st_size < 16:
+        raise CheckpointError(f"{path}: checkpoint file is empty or truncated")
+    return path
+
+
+def verify_state(path: str | Path, metadata: dict[str, str], state: dict[str, torch.Tensor]) -> None:
+    """Check tensors read from ``path`` against its raw safetensors ``metadata``.
+
+    The content SHA-256 (when the file has one) must match and every floating-point weight must
+    be finite. Loaders of other model kinds (e.g. the teaching models) call this too.
+
+    Raises:
+        CheckpointError: On a checksum mismatch (corrupted or edited file) or NaN/inf weights.
+    """
+    digest = metadata.get(DIGEST_KEY)
+    if digest is not None and content_digest(state, metadata) != digest:
+        raise CheckpointError(f"{path}: contents do not match the checksum stored when it was saved (the file is "
+                              "corrupted or was edited); expected an intact checkpoint")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not _finite(v)]
+    if bad:
+        raise CheckpointError(f"{path}: weights contain NaN or infinite values (e.g. {sorted(bad)[0]}); the training "
+                              "run probably diverged, expected finite weights")
+
+
+def _build_checked(path: Path, meta: dict[str, Any]) -> torch.nn.Module:
+    """Build the model on the ``meta`` device, check names/shapes against the header, then build it for real."""
+    from lsdebm.nn import build_model
+
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(meta["kind"], meta["config"])
+    except Exception as exc:  # a config that passes validation but cannot build a network
+        raise CheckpointError(f"{path}: its config cannot build a {meta['kind']} model ({exc})") from None
+    expected = skeleton.state_dict()
+    stored = meta["shapes"]
+    missing, unexpected = set(expected) - set(stored), set(stored) - set(expected)
+    bad = [k for k in set(expected) & set(stored) if tuple(expected[k].shape) != stored[k][1]
+           or (expected[k].is_floating_point() and stored[k][0] not in ("F16", "BF16", "F32", "F64"))]
+    if missing or unexpected or bad:
+        parts = [f"missing {sorted(missing)[:3]}" if missing else "", f"unexpected {sorted(unexpected)[:3]}"
+                 if unexpected else "", f"shape/dtype mismatch {sorted(bad)[:3]}" if bad else ""]
+        raise CheckpointError(f"{path}: tensors do not match its config ({'; '.join(p for p in parts if p)}); "
+                              "expected the tensors of the model its config describes")
+    need = sum(t.numel() * t.element_size() for t in expected.values())
+    need += sum(math.prod(shape) * _DTYPE_BYTES.get(dtype, 8) for dtype, shape in stored.values())
+    check_memory(need, f"{path}: the {meta['kind']} model")
+    return build_model(meta["kind"], meta["config"])
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
+                    expect_kind: str | None = None) -> LoadedCheckpoint:
+    """Rebuild a model from a checkpoint file alone (eval mode, float32, on ``device``).
+
+    Raises:
+        CheckpointError: If the file is a pickle, missing, truncated, corrupt, edited, from a
+            newer format version, of another kind than ``expect_kind``, has tensors that do not
+            match its config, or non-finite weights (see the module docstring).
+    """
+    path = Path(resolve_checkpoint(path))
+    meta = read_metadata(path)
+    if expect_kind and meta["kind"] != expect_kind:
+        raise CheckpointError(f"{path}: checkpoint holds a {meta['kind']} model, expected {expect_kind}")
+    model = _build_checked(path, meta)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:
+        raise _unreadable(path, "checkpoint tensors unreadable or truncated", exc) from None
+    except BaseException as exc:
+        if _is_panic(exc):
+            raise _unreadable(path, "checkpoint tensors unreadable or truncated", exc) from None
+        raise
+    verify_state(path, meta["meta"], state)
+    expected = model.state_dict()
+    state = {k: v.to(expected[k].dtype) for k, v in state.items()}
+    model.load_state_dict(state)
+    model.to(device).eval()
+    return LoadedCheckpoint(model, meta["config"], meta["kind"], meta["info"], sha256_of(path), path)
+
+
+def bundled_checkpoints() -> dict[str, Path]:
+    """Bundled checkpoints by name (file stem), e.g. ``lsdebm-default``."""
+    return {p.stem: p for p in sorted(BUNDLED_DIR.glob("*.safetensors")) if not p.stem.endswith(".optim")}
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A bundled name (``lsdebm-default``) or a path to a ``.safetensors`` file."""
+    bundled = bundled_checkpoints()
+    if str(name_or_path) in bundled:
+        return bundled[str(name_or_path)]
+    path = Path(name_or_path)
+    if path.suffix.lower() in PICKLE_SUFFIXES or path.exists():
+        return path
+    names = ", ".join(bundled) or "none installed"
+    raise CheckpointError(f"{name_or_path}: no such checkpoint file or bundled name (bundled: {names})")
+
+
+SAMPLING_FIELDS = ("lebm.posterior_steps", "lebm.posterior_step_size", "lebm.inference_prior_sigma",
+                   "langevin.recon_steps", "langevin.K", "langevin.step_size", "langevin.noise_scale",
+                   "langevin.init", "consistency.weight", "consistency.steps", "consistency.step_size",
+                   "consistency.noise_scale", "consistency.projection", "consistency.margin",
+                   "consistency.interpolation")
+
+
+def with_sampling_settings(src: str | Path, dst: str | Path, settings: dict[str, Any], reason: str,
+                           overwrite: bool = False) -> Path:
+    """Write a copy of checkpoint ``src`` to ``dst`` whose config has new sampling defaults.
+
+    Only the test-time sampling fields in ``SAMPLING_FIELDS`` may change (weights and training
+    settings never do); the old and new values and ``reason`` are appended to the copy's
+    ``info.sampling_changes`` so the provenance of every default stays in the file.
+    """
+    bad = sorted(set(settings) - set(SAMPLING_FIELDS))
+    if bad:
+        raise CheckpointError(f"{bad} are not sampling settings; expected some of {', '.join(SAMPLING_FIELDS)}")
+    if not reason.strip():
+        raise CheckpointError("say why the sampling defaults change (reason), e.g. which validation run chose them")
+    loaded = load_checkpoint(src)
+    old = {key: getattr(getattr(loaded.config, key.split(".")[0]), key.split(".")[1]) for key in settings}
+    loaded.model.cfg = loaded.config.replace(**settings)
+    changes = [*loaded.info.get("sampling_changes", []), {"from": old, "to": settings, "reason": reason}]
+    info = {k: v for k, v in loaded.info.items() if k != "library_version"}
+    return save_checkpoint(loaded.model, dst, {**info, "sampling_changes": changes}, overwrite=overwrite)

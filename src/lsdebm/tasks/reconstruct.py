@@ -1,0 +1,455 @@
+"""High-level reconstruction of real volumes, Qt-free; used by ``lsdebm reconstruct`` and the plugin.
+
+The two-stage pipeline of the paper (Sec. 4): an optional ReconNet stage turns the
+low-quality mask into a first reconstruction, then a post-processing model (LSD-EBM by
+Algorithm 2, or the VAE / LEBM baselines) refines it. For a file in any grid:
+
+1. every chosen label is cropped around its centroid and resampled to the model frame
+   (:func:`lsdebm.data.nifti.crop_label`);
+2. the crops are refined in batches through :func:`lsdebm.sampling.run_events`, with
+   ``repeats`` independent chains per crop whose probabilities are averaged;
+3. the mean probability thresholded at 0.5 is pasted back into the original grid
+   (:func:`lsdebm.data.nifti.paste_back`), replacing each label in a copy of the input.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint
+from lsdebm.data.acquisition import Acquisition, find_acquisition
+from lsdebm.data.nifti import CropInfo, _resample, crop_label, paste_probabilities, replace_label
+from lsdebm.data.slab_projection import consistent_probabilities
+from lsdebm.data.validate import foreground
+from lsdebm.data.phantoms import LEVELS, make_vertebra
+from lsdebm.data.pose import WORLD_AXES
+from lsdebm.data.labelmaps import describe, present_labels, select_structures
+from lsdebm.errors import CheckpointError, InputError, InputWarning
+from lsdebm.provenance import checkpoint_record, make_provenance
+from lsdebm.sampling import Trajectory, TrajectoryRecorder
+from lsdebm.methods import RunSettings, make_generator, run, run_events
+from lsdebm.sampling.guidance import build_observation
+from lsdebm.methods import consistency_config, langevin_config, sampling_schedule
+
+METHODS = ("lsdebm", "vae", "lebm")
+#: What ``lsdebm reconstruct`` runs when no method is named: ReconNet with the measurement-aware
+#: output (shape interpolation + projection onto the observed slabs). Chosen on the real
+#: validation subjects, where every refinement model lowered ReconNet's Dice (docs/real-anatomy.md).
+DEFAULT_METHOD = "reconnet"
+PIPELINE_METHODS = ("reconnet", *METHODS)
+
+
+def default_checkpoint(kind: str) -> str:
+    """Name of the bundled checkpoint of ``kind`` (``lsdebm-default``, ...)."""
+    return f"{kind}-default"
+
+
+def resolve_device(device: str | None, local_rank: int | None = None) -> torch.device:
+    """``auto``/None -> CUDA when available, else CPU; an unavailable CUDA is a user error.
+
+    Under torchrun pass ``local_rank``: a bare ``cuda`` then becomes ``cuda:<local_rank mod #GPUs>``.
+    """
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: CUDA is not available on this machine; use cpu or auto")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"--device {device!r} is not a torch device; expected auto, cpu or cuda[:N]") from None
+    if dev.type == "cuda" and dev.index is None and local_rank is not None:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", local_rank)) % torch.cuda.device_count())
+    return dev
+
+
+def set_threads(threads: int | None) -> None:
+    """Set torch's CPU thread count (None keeps torch's default)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise InputError(f"--threads {threads} must be >= 1")
+    torch.set_num_threads(threads)
+
+
+@dataclass
+class Models:
+    """The loaded post-processing model (``method``) and optional ReconNet stage."""
+
+    method: LoadedCheckpoint | None
+    reconnet: LoadedCheckpoint | None = None
+
+    def _any(self) -> LoadedCheckpoint:
+        return self.method if self.method is not None else self.reconnet
+
+    @property
+    def grid(self) -> int:
+        return self._any().config.model.grid
+
+    @property
+    def spacing(self) -> float:
+        return self._any().config.model.spacing
+
+    @property
+    def input_values(self) -> str:
+        """How the first stage (ReconNet if loaded) wants its input crop: ``binary`` or ``fraction``."""
+        first = self.reconnet if self.reconnet is not None else self.method
+        return getattr(first.config.model, "input_values", "binary")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self._any().model.parameters()).device
+
+    def records(self) -> list[dict[str, Any]]:
+        pairs = (("reconnet", self.reconnet), ("method", self.method))
+        return [checkpoint_record(c, role) for role, c in pairs if c is not None]
+
+
+def same_frame(a: LoadedCheckpoint, b: LoadedCheckpoint) -> bool:
+    """True when two checkpoints work on the same model grid and spacing."""
+    ma, mb = a.config.model, b.config.model
+    return ma.grid == mb.grid and abs(ma.spacing - mb.spacing) < 1e-9 and ma.spatial_dims == mb.spatial_dims
+
+
+def load_models(method: str | None = None, checkpoint: str | None = None, reconnet: bool | None = None,
+                reconnet_checkpoint: str | None = None, device: str | torch.device = "cpu") -> Models:
+    """Load the method checkpoint and, unless disabled, a ReconNet in the same model frame.
+
+    Args:
+        method: ``reconnet`` (the ReconNet stage alone), ``lsdebm``, ``vae`` or ``lebm``; None takes
+            the kind stored in ``checkpoint``, or :data:`DEFAULT_METHOD` without one.
+        checkpoint: Bundled name or ``.safetensors`` path; default ``<method>-default``.
+        reconnet: True requires the ReconNet stage, False disables it, None uses it when a
+            ReconNet checkpoint is available and matches the method's grid and spacing.
+        reconnet_checkpoint: Bundled name or path; default ``reconnet-default``.
+        device: Torch device for both models.
+    """
+    if method is not None and method not in PIPELINE_METHODS:
+        raise InputError(f"method {method!r} is not one of {', '.join(PIPELINE_METHODS)}")
+    if method is None and checkpoint is None:
+        method = DEFAULT_METHOD
+    if method == "reconnet":
+        if reconnet is False:
+            raise InputError("--method reconnet is the ReconNet stage itself; it cannot run with --no-reconnet")
+        name = checkpoint or reconnet_checkpoint or default_checkpoint("reconnet")
+        if name == default_checkpoint("reconnet") and name not in bundled_checkpoints():
+            raise CheckpointError(f"bundled checkpoint {name} is not installed; pass --reconnet-checkpoint FILE")
+        return Models(None, load_checkpoint(name, device, expect_kind="reconnet"))
+    if checkpoint is None:
+        checkpoint = default_checkpoint(method)
+        if checkpoint not in bundled_checkpoints():
+            raise CheckpointError(f"bundled checkpoint {checkpoint} is not installed; pass --checkpoint FILE")
+    loaded = load_checkpoint(checkpoint, device, expect_kind=method)
+    if loaded.kind == "reconnet" and method is None and reconnet is not False:
+        return Models(None, loaded)  # a ReconNet checkpoint given alone: the ReconNet stage
+    if loaded.kind not in METHODS:
+        raise CheckpointError(f"{loaded.path}: holds a {loaded.kind} model; the refinement method must be one "
+                              f"of {', '.join(METHODS)} (pass a ReconNet with --reconnet-checkpoint)")
+    if reconnet is False:
+        return Models(loaded)
+    name = reconnet_checkpoint or default_checkpoint("reconnet")
+    if reconnet_checkpoint is None and name not in bundled_checkpoints():
+        if reconnet:
+            raise CheckpointError(f"--reconnet: bundled checkpoint {name} is not installed; "
+                                  "pass --reconnet-checkpoint FILE or --no-reconnet")
+        return Models(loaded)
+    stage1 = load_checkpoint(name, device, expect_kind="reconnet")
+    if not same_frame(stage1, loaded):
+        if reconnet or reconnet_checkpoint:
+            raise CheckpointError(f"{stage1.path}: ReconNet grid {stage1.config.model.grid} at "
+                                  f"{stage1.config.model.spacing} mm does not match {loaded.path} "
+                                  f"({loaded.config.model.grid} at {loaded.config.model.spacing} mm)")
+        return Models(loaded)
+    return Models(loaded, stage1)
+
+
+def effective_settings(model: torch.nn.Module, s: RunSettings) -> dict[str, Any]:
+    """The sampling settings a run really uses once checkpoint defaults are filled in."""
+    out: dict[str, Any] = {"repeats": s.repeats, "seed": s.seed, "use_mean": s.use_mean}
+    if model.kind == "lsdebm":
+        lcfg = langevin_config(model, s)
+        out.update(steps=lcfg.recon_steps if s.steps is None else s.steps, K=lcfg.K, step_size=lcfg.step_size,
+                   noise_scale=lcfg.noise_scale, init=lcfg.init, T=sampling_schedule(model).T)
+    elif model.kind == "lebm":
+        c = model.cfg.lebm
+        out.update(steps=c.posterior_steps if s.steps is None else s.steps,
+                   step_size=c.posterior_step_size if s.step_size is None else s.step_size,
+                   noise_scale=1.0 if s.noise_scale is None else s.noise_scale,
+                   reference_sigma=c.inference_sigma)
+    return out
+
+
+def make_recorder(model: torch.nn.Module, s: RunSettings, every: int = 1,
+                  metadata: dict[str, Any] | None = None) -> TrajectoryRecorder:
+    """A :class:`TrajectoryRecorder` sized for ``model``'s Langevin chains under settings ``s``."""
+    eff = effective_settings(model, s)
+    K = eff.get("K", eff.get("steps", 1)) or 1
+    schedule = sampling_schedule(model)
+    return TrajectoryRecorder(int(K), schedule.a, schedule.a_cum, every, metadata)
+
+
+@dataclass
+class Refinement:
+    """Model-grid results for N crops: ReconNet masks (if any), mean probabilities, timing."""
+
+    stage1: np.ndarray | None
+    probs: np.ndarray
+    seconds: float
+    trajectory: Trajectory | None = None
+
+    @property
+    def masks(self) -> np.ndarray:
+        return (self.probs >= 0.5).astype(np.uint8)
+
+
+def refine(models: Models, crops: np.ndarray, settings: RunSettings = RunSettings(), batch_size: int = 8,
+           record_every: int | None = None, metadata: dict[str, Any] | None = None,
+           on_event: Callable[[Any], None] | None = None, observations: list | None = None) -> Refinement:
+    """Run the (ReconNet +) method pipeline on crops of shape (N, *grid).
+
+    ``repeats`` chains per crop are batched and their probabilities averaged. One generator
+    seeded with ``settings.seed`` serves all batches, so results depend on (seed, batch_size).
+    With ``record_every`` all crops run as one batch and the trajectory of every chain is kept
+    (the ``repeat`` axis is crop-major). ``on_event`` sees every sampler event (raise to cancel).
+    ``observations`` (one :class:`lsdebm.sampling.guidance.SlabObservation` or None per crop)
+    guide LSD-EBM.
+    """
+    crops = np.asarray(crops)
+    n, grid = crops.shape[0], crops.shape[1:]
+    if batch_size < 1:
+        raise InputError(f"batch size {batch_size} must be >= 1")
+    step = n if record_every else batch_size
+    probs = np.empty(crops.shape, np.float32)
+    stage1 = np.empty(crops.shape, np.uint8) if models.reconnet is not None else None
+    g = make_generator(settings.seed, models.device)
+    recorder = None
+    start = time.perf_counter()
+    for lo in range(0, n, step):
+        x = torch.as_tensor(crops[lo:lo + step], dtype=torch.float32, device=models.device)[:, None]
+        if models.reconnet is not None:
+            first = run(models.reconnet.model, x)
+            stage1[lo:lo + step] = (first.probs[:, 0] >= 0.5).cpu().numpy()
+            x = (first.probs >= 0.5).float()
+        if models.method is None:
+            probs[lo:lo + step] = first.probs[:, 0].cpu().numpy()
+            continue
+        if record_every:
+            recorder = make_recorder(models.method.model, settings, record_every, {
+                **(metadata or {}), "checkpoint_sha256": models.method.sha256, "method": models.method.kind,
+                "crops": n, "repeats": settings.repeats, "settings": effective_settings(models.method.model, settings)})
+        result = None
+        obs = observations[lo:lo + step] if observations is not None else None
+        for result in run_events(models.method.model, x, settings, g, obs):
+            if recorder is not None:
+                recorder(result)
+            if on_event is not None:
+                on_event(result)
+        p = result.probs.reshape(x.shape[0], settings.repeats, *grid).mean(1)
+        probs[lo:lo + step] = p.cpu().numpy()
+    seconds = time.perf_counter() - start
+    return Refinement(stage1, probs, seconds, recorder.trajectory() if recorder is not None else None)
+
+
+@functools.lru_cache(maxsize=8)
+def model_offset_mm(grid: int, spacing: float) -> tuple[float, float, float]:
+    """Where the training phantoms put a vertebra's centroid, relative to the grid centre (RAS mm).
+
+    The models learned vertebrae in the phantom frame, whose centroid sits ~13 mm anterior of
+    the grid centre (the frame is centred near the canal). A real structure is cropped so that
+    its centroid lands at the same place: the mean centroid of L1-L5 phantoms, seeds 0-3.
+    """
+    centroids = []
+    for level in LEVELS:
+        for seed in range(4):
+            p = make_vertebra(level, seed, grid, spacing)
+            centroids.append(p.affine[:3, :3] @ np.argwhere(p.mask).mean(0) + p.affine[:3, 3])
+    return tuple(float(v) for v in np.mean(centroids, axis=0))
+
+
+def centroid_offset_world(model_cfg=None, grid: int = 64, spacing: float = 2.0) -> tuple[float, float, float]:
+    """Where a structure's centroid goes relative to the grid centre, as a world (RAS) vector in mm.
+
+    A checkpoint that stores ``model.centroid_offset_mm`` (superior, posterior, right) uses it;
+    older ones use the phantoms' mean (:func:`model_offset_mm`).
+    """
+    stored = tuple(getattr(model_cfg, "centroid_offset_mm", ()) or ())
+    if stored:
+        return tuple(float(v) for v in WORLD_AXES @ np.asarray(stored, dtype=np.float64))
+    return model_offset_mm(grid, float(spacing))
+
+
+def crop_to_model(data: np.ndarray, affine: np.ndarray, label: int | None, grid: int, spacing: float,
+                  model_cfg=None, values: str | None = None):
+    """:func:`crop_label` into the model frame the way the checkpoint was trained.
+
+    ``model_cfg`` (a :class:`lsdebm.config.ModelConfig`) gives the frame (``world`` or ``pose``),
+    the centroid offset and the input values (``binary`` or ``fraction``; ``values`` overrides
+    it: the first stage's, when ReconNet feeds another model); without it: scanner axes, the
+    phantoms' centroid offset and a binary crop.
+    """
+    frame = getattr(model_cfg, "frame", "world") if model_cfg is not None else "world"
+    values = values or getattr(model_cfg, "input_values", "binary")
+    return crop_label(data, affine, label, grid, spacing, offset_mm=centroid_offset_world(model_cfg, grid, spacing),
+                      frame=frame, values=values)
+
+
+def structure_labels(data: np.ndarray, labels: Sequence[int] | None = None) -> list[int]:
+    """Labels to refine: the chosen ones (each must be present) or every nonzero value.
+
+    Raises:
+        InputError: If the volume is empty, holds non-integer values, or a label is absent.
+    """
+    present = present_labels(data)
+    if not labels:
+        return present
+    missing = [int(v) for v in labels if int(v) not in present]
+    if missing:
+        raise InputError(f"label {missing[0]} not found in the volume; labels present: {present[:20]}")
+    return [int(v) for v in labels]
+
+
+@dataclass
+class ReconstructionResult:
+    """A refined volume in the input grid, plus everything needed to inspect or reproduce it.
+
+    Attributes:
+        mask: The input with every refined label replaced by its reconstruction (on the output grid).
+        probabilities: Mean probability pasted back (max over labels), or None.
+        labels: The refined label ids.
+        crops: Model-grid inputs (N, *grid) and their :class:`CropInfo` in ``crop_infos``.
+        refinement: Model-grid outputs (ReconNet masks, probabilities, trajectory, timing).
+        provenance: The provenance record (see :mod:`lsdebm.provenance`).
+        affine: The affine of the grid ``mask`` lives on (the input's unless ``out_grid`` was given).
+    """
+
+    mask: np.ndarray
+    probabilities: np.ndarray | None
+    labels: list[int]
+    crops: np.ndarray
+    crop_infos: list[CropInfo]
+    refinement: Refinement
+    provenance: dict[str, Any] = field(default_factory=dict)
+    affine: np.ndarray | None = None
+
+    @property
+    def trajectory(self) -> Trajectory | None:
+        return self.refinement.trajectory
+
+
+def resample_labels(data: np.ndarray, affine: np.ndarray, out_shape, out_affine) -> np.ndarray:
+    """A label map resampled (nearest neighbour) onto another grid; background outside."""
+    if tuple(out_shape) == tuple(np.shape(data)) and np.allclose(out_affine, affine):
+        return np.asarray(data)
+    return _resample(np.asarray(data), tuple(out_shape), out_affine, affine, order=0)
+
+
+def consistency_settings(models: Models, settings: RunSettings):
+    """The :class:`lsdebm.config.ConsistencyConfig` a run uses (the method's, else ReconNet's, + overrides)."""
+    return consistency_config(models._any().model, settings)
+
+
+def structure_observations(models: Models, observed: list, affine, infos: list[CropInfo], acq,
+                           margin: float) -> list | None:
+    """One slab observation per cropped structure from its observed mask (None: nothing to observe)."""
+    if acq is None:
+        return None
+    return [build_observation(seen, affine, acq, info.crop_affine, models.grid, models.spacing, margin)
+            for seen, info in zip(observed, infos)]
+
+
+def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, labels: Sequence[int] | None = None,
+                       settings: RunSettings = RunSettings(), with_probabilities: bool = False, batch_size: int = 8,
+                       record_every: int | None = None, on_event: Callable[[Any], None] | None = None,
+                       input_name: str | None = None, out_grid: tuple | None = None,
+                       acquisition: Acquisition | str | None = "auto") -> ReconstructionResult:
+    """Crop, refine and paste back every chosen label of a mask or label map (see module doc).
+
+    ``out_grid`` = ``(shape, affine)`` writes the result on another grid (an isotropic grid over
+    the input's field of view, another image's grid); labels that are not refined are carried
+    over by nearest neighbour. The refined probabilities are pasted with linear interpolation and
+    thresholded on the output grid itself, never as a coarse model-grid mask.
+
+    ``acquisition``: the input's thick-slice geometry (:class:`lsdebm.data.acquisition.Acquisition`),
+    ``"auto"`` to find it from the spacing or the staircase, or None for none. When known, the
+    checkpoint's ``consistency`` settings (with ``settings``' overrides) guide LSD-EBM with the
+    data term and project the output probabilities onto the observed slabs.
+    """
+    data = np.asarray(data)
+    selection = select_structures(data, affine, labels)
+    for line in describe(selection) if selection.skipped else ():
+        if line.startswith("skipping"):
+            warnings.warn(line, InputWarning, stacklevel=2)
+    chosen = selection.labels
+    out_shape, out_affine = (tuple(data.shape), np.asarray(affine, float)) if out_grid is None else \
+        (tuple(int(v) for v in out_grid[0]), np.asarray(out_grid[1], float))
+    start = time.perf_counter()
+    ccfg = consistency_settings(models, settings)
+    guided = models.method is not None and ccfg.weight > 0 and ccfg.steps > 0
+    wanted = guided or ccfg.projection > 0 or ccfg.interpolation > 0  # else the slabs are not looked at
+    acq = (find_acquisition(data, affine) if wanted else None) if isinstance(acquisition, str) else acquisition
+    cfg = models._any().config.model
+    pairs = [crop_to_model(data, affine, label, models.grid, models.spacing, cfg, models.input_values)
+             for label in chosen]
+    crops = np.stack([c for c, _ in pairs])
+    infos = [info for _, info in pairs]
+    meta = {"input": input_name, "labels": chosen}
+    observed = [foreground(data, info.label) for info in infos] if acq is not None else [None] * len(infos)
+    obs = structure_observations(models, observed, affine, infos, acq, ccfg.margin) if guided else None
+    ref = refine(models, crops, settings, batch_size, record_every, meta, on_event, obs)
+    out = np.array(resample_labels(data, affine, out_shape, out_affine), copy=True)  # one copy, filled in place
+    probs = np.zeros(out_shape, np.float32) if with_probabilities else None
+    notes = []
+    for p, info, seen in zip(ref.probs, infos, observed):
+        pasted = paste_probabilities(p, info, out_shape, out_affine)
+        pasted, note = consistent_probabilities(pasted, seen, affine, acq, out_shape, out_affine, ccfg.projection,
+                                                ccfg.margin, ccfg.interpolation)
+        notes.append(note)
+        replace_label(out, pasted >= 0.5, info.label, in_place=True)
+        if probs is not None:
+            np.maximum(probs, pasted, out=probs)
+    seconds = time.perf_counter() - start
+    method = models.method.model if models.method is not None else None
+    settings_used = effective_settings(method, settings) if method is not None else asdict(settings)
+    settings_used["consistency"] = asdict(ccfg)
+    prov = make_provenance(models.records(), settings.seed, settings_used, inputs=[input_name] if input_name else [],
+                           extra={"method": models.method.kind if models.method else "reconnet",
+                                  "reconnet": models.reconnet is not None, "labels": chosen,
+                                  "levels": {str(k): v for k, v in selection.levels.items() if k in chosen},
+                                  "label_table": selection.table,
+                                  "skipped": [{"label": k, "reason": r} for k, r in selection.skipped],
+                                  "output_grid": {"shape": list(out_shape),
+                                                  "spacing_mm": [round(float(v), 6) for v in
+                                                                 np.linalg.norm(out_affine[:3, :3], axis=0)]},
+                                  "acquisition": asdict(acq) if acq is not None else None,
+                                  "guided": bool(guided and obs is not None), "projection": sorted(set(notes)),
+                                  "pose": [{"label": i.label, "frame": i.frame, "tilt_deg": i.tilt_deg}
+                                           for i in infos],
+                                  "device": str(models.device), "seconds": round(seconds, 3)})
+    ref.seconds = seconds
+    return ReconstructionResult(out, probs, chosen, crops, infos, ref, prov, out_affine)
+
+
+def dist_rank(env: dict | None = None) -> tuple[int, int]:
+    """(rank, world_size) from torchrun's ``RANK``/``WORLD_SIZE`` (``(0, 1)`` when unset)."""
+    env = os.environ if env is None else env
+    try:
+        rank, world = int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
+    except ValueError:
+        raise InputError(f"RANK={env.get('RANK')!r} / WORLD_SIZE={env.get('WORLD_SIZE')!r} are not integers") from None
+    if world < 1 or not 0 <= rank < world:
+        raise InputError(f"RANK={rank} must be in 0..WORLD_SIZE-1 with WORLD_SIZE={world} >= 1")
+    return rank, world
+
+
+def shard(items: Sequence, rank: int, world_size: int) -> list:
+    """Round-robin share of ``items`` for ``rank``: every item goes to exactly one rank."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise InputError(f"rank {rank} must be in 0..{world_size - 1}")
+    return list(items[rank::world_size])
