@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from lsdebm.runtime.checkpoint import with_sampling_settings
-from lsdebm.cli.train import parse_sets
+from lsdebm.config import parse_sets
 from lsdebm.errors import LsdebmError
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

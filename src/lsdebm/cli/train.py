@@ -6,29 +6,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from lsdebm.config import MODEL_KINDS
+from lsdebm.config import MODEL_KINDS, parse_sets
 from lsdebm.errors import InputError
-
-
-def _parse_value(text: str):
-    import json
-
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def parse_sets(items: list[str]) -> dict:
-    """``["langevin.K=50", "model.channels=[4,8]"]`` -> {"langevin.K": 50, "model.channels": (4, 8)}."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or "." not in key:
-            raise InputError(f"--set {item!r}: expected SECTION.FIELD=VALUE, e.g. --set langevin.K=50")
-        v = _parse_value(value)
-        out[key.strip()] = tuple(v) if isinstance(v, list) else v
-    return out
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

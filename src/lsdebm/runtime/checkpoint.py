@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,13 +63,18 @@ def sha256_of(path: Path) -> str:
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | Path, info: dict[str, Any] | None = None,
-                    half: bool = False, overwrite: bool = False) -> Path:
-    """Write ``model`` (with ``model.cfg`` and ``model.kind``) atomically as safetensors."""
+                    half: bool = False, overwrite: bool = False, config: Config | None = None) -> Path:
+    """Write ``model`` (with ``model.cfg`` and ``model.kind``) atomically as safetensors.
+
+    ``config`` stores another config than ``model.cfg`` with the same weights (new sampling
+    defaults, :func:`with_sampling_settings`); the model itself is not changed.
+    """
+    config = model.cfg if config is None else config
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "kind": model.kind,
-            "config": model.cfg.to_json(),
+            "config": config.to_json(),
             "info": json.dumps({"library_version": __version__, **(info or {})}, default=str)}
     meta[DIGEST_KEY] = content_digest(state, meta)
     return atomic_write(Path(path), lambda tmp: save_file(state, str(tmp), metadata=meta), overwrite=overwrite)
@@ -100,8 +106,12 @@ def _is_panic(exc: BaseException) -> bool:
     return type(exc).__name__ == "PanicException"
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """Header-only read: kind, config and info of a checkpoint, without loading tensors."""
+def read_metadata(path: str | Path, extra_kinds: Iterable[str] = ()) -> dict[str, Any]:
+    """Header-only read: kind, config and info of a checkpoint, without loading tensors.
+
+    ``extra_kinds`` are model kinds accepted besides :data:`lsdebm.config.MODEL_KINDS` (the
+    teaching models, :mod:`lsdebm.teach.checkpoints`).
+    """
     path = _check_path(Path(path))
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -125,8 +135,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint format version {version} is newer than supported "
                               f"({FORMAT_VERSION}); upgrade napari-lsdebm")
     kind = meta.get("kind")
-    if kind not in MODEL_KINDS:
-        raise CheckpointError(f"{path}: unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
+    kinds = (*MODEL_KINDS, *extra_kinds)
+    if kind not in kinds:
+        raise CheckpointError(f"{path}: unknown model kind {kind!r}; expected one of {', '.join(kinds)}")
     try:
         config = Config.from_json(meta["config"])
         info = json.loads(meta.get("info", "{}"))
@@ -172,13 +183,12 @@ def verify_state(path: str | Path, metadata: dict[str, str], state: dict[str, to
                               "run probably diverged, expected finite weights")
 
 
-def _build_checked(path: Path, meta: dict[str, Any]) -> torch.nn.Module:
+def _build_checked(path: Path, meta: dict[str, Any], build: Callable[[str, Config], torch.nn.Module]
+                   ) -> torch.nn.Module:
     """Build the model on the ``meta`` device, check names/shapes against the header, then build it for real."""
-    from lsdebm.nn import build_model
-
     try:
         with torch.device("meta"):
-            skeleton = build_model(meta["kind"], meta["config"])
+            skeleton = build(meta["kind"], meta["config"])
     except Exception as exc:  # a config that passes validation but cannot build a network
         raise CheckpointError(f"{path}: its config cannot build a {meta['kind']} model ({exc})") from None
     expected = skeleton.state_dict()
@@ -194,12 +204,16 @@ def _build_checked(path: Path, meta: dict[str, Any]) -> torch.nn.Module:
     need = sum(t.numel() * t.element_size() for t in expected.values())
     need += sum(math.prod(shape) * _DTYPE_BYTES.get(dtype, 8) for dtype, shape in stored.values())
     check_memory(need, f"{path}: the {meta['kind']} model")
-    return build_model(meta["kind"], meta["config"])
+    return build(meta["kind"], meta["config"])
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
-                    expect_kind: str | None = None) -> LoadedCheckpoint:
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", expect_kind: str | None = None,
+                    extra_kinds: Mapping[str, Callable[[Config], torch.nn.Module]] | None = None
+                    ) -> LoadedCheckpoint:
     """Rebuild a model from a checkpoint file alone (eval mode, float32, on ``device``).
+
+    ``extra_kinds`` maps further model kinds to their constructors (``cls(config)``); the
+    teaching models load through it with the same checks as the 3D models.
 
     Raises:
         CheckpointError: If the file is a pickle, missing, truncated, corrupt, edited, from a
@@ -207,10 +221,19 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
             match its config, or non-finite weights (see the module docstring).
     """
     path = Path(resolve_checkpoint(path))
-    meta = read_metadata(path)
+    extra_kinds = dict(extra_kinds or {})
+    meta = read_metadata(path, extra_kinds)
     if expect_kind and meta["kind"] != expect_kind:
         raise CheckpointError(f"{path}: checkpoint holds a {meta['kind']} model, expected {expect_kind}")
-    model = _build_checked(path, meta)
+
+    def build(kind: str, config: Config) -> torch.nn.Module:
+        if kind in extra_kinds:
+            return extra_kinds[kind](config)
+        from lsdebm.nn import build_model
+
+        return build_model(kind, config)
+
+    model = _build_checked(path, meta, build)
     try:
         with safe_open(str(path), framework="pt") as f:
             state = {k: f.get_tensor(k) for k in f.keys()}
@@ -267,7 +290,8 @@ def with_sampling_settings(src: str | Path, dst: str | Path, settings: dict[str,
         raise CheckpointError("say why the sampling defaults change (reason), e.g. which validation run chose them")
     loaded = load_checkpoint(src)
     old = {key: getattr(getattr(loaded.config, key.split(".")[0]), key.split(".")[1]) for key in settings}
-    loaded.model.cfg = loaded.config.replace(**settings)
+    config = loaded.config.replace(**settings)  # a new value: the loaded model and its config stay as read
     changes = [*loaded.info.get("sampling_changes", []), {"from": old, "to": settings, "reason": reason}]
     info = {k: v for k, v in loaded.info.items() if k != "library_version"}
-    return save_checkpoint(loaded.model, dst, {**info, "sampling_changes": changes}, overwrite=overwrite)
+    return save_checkpoint(loaded.model, dst, {**info, "sampling_changes": changes}, overwrite=overwrite,
+                           config=config)

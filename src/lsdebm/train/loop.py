@@ -25,7 +25,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from lsdebm.runtime.checkpoint import read_metadata, save_checkpoint
-from lsdebm.config import MODEL_KINDS, Config, get_preset
+from lsdebm.config import MODEL_KINDS, Config, check_model_memory, get_preset
 from lsdebm.errors import InputError
 from lsdebm.nn import build_model
 from lsdebm.nn.lebm import reference_latents
@@ -80,6 +80,7 @@ def build_config(o: TrainOptions) -> Config:
            "train.energy_lr": o.energy_lr, "loss.kl_weight": o.kl_weight}
     upd = {k: v for k, v in upd.items() if v is not None}
     cfg = cfg.replace(**upd, **o.overrides)
+    check_model_memory(cfg.model)  # before the phantom frame below or any network is built
     if cfg.model.spatial_dims == 3 and not cfg.model.centroid_offset_mm:  # stored, so inference crops alike
         from lsdebm.data.pose import WORLD_AXES
         from lsdebm.tasks.reconstruct import model_offset_mm

@@ -1,15 +1,9 @@
-"""Frozen, validated configuration for every model, the schedule and the samplers.
+"""The configuration dataclasses: frozen, validated values for every model, the schedule and the samplers.
 
 Everything a user may want to change (grid, spacing, channels, latent size, T, K, step size,
-noise scale, Langevin initialisation, schedule) is config, never code. Three presets exist:
-
-* ``default`` -- small CPU preset: 64^3 at 2 mm (the same 128 mm field of view as the paper),
-  trained with a soft-Dice term added to the decoder loss and a cosine learning-rate decay.
-* ``paper``   -- the authors' sizes: 128^3 at 1 mm, channels (16, 16, 32, 64), latent 100,
-  energy MLP 1000 wide, T=20, K=300 (meant for a GPU).
-* ``reference`` -- the paper sizes with the authors' code departures reproduced (shared
-  mean/log-variance head, 0.1 forward-noise factor, random Langevin start, raw integer t,
-  T=30 evaluation arrays, broadcast loss weighting, swapped SEN/SPEC in metrics).
+noise scale, Langevin initialisation, schedule) is config, never code. Validation checks values
+only, never this machine: a checkpoint's config is valid on any host. Whether a grid fits in
+memory is checked where a model is built (:func:`check_model_memory`).
 """
 from __future__ import annotations
 
@@ -19,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lsdebm.errors import LsdebmError
-from lsdebm.limits import array_bytes, check_memory
 
 MODEL_KINDS = ("lsdebm", "vae", "lebm", "reconnet")
 TIME_EMBEDDINGS = ("sinusoidal", "raw", "none")
@@ -106,9 +99,6 @@ class ModelConfig:
         if len(self.channels) < 2 or any(int(c) <= 0 for c in self.channels):
             raise ConfigError(f"channels={self.channels!r} must list at least two positive channel counts")
         down = 2 ** (len(self.channels) - 1)
-        if self.grid > 0:  # the first feature map alone, refused before any network is built
-            check_memory(array_bytes((self.grid,) * self.spatial_dims, 4 * int(self.channels[0])),
-                         f"model grid {self.grid}^{self.spatial_dims} with {self.channels[0]} channels")
         if self.grid <= 0 or self.grid % down:
             raise ConfigError(
                 f"grid={self.grid} must be a positive multiple of {down} (2**(len(channels)-1)) "
@@ -316,28 +306,13 @@ class Config:
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
 
     def replace(self, **sections: Any) -> "Config":
-        """Return a copy with whole sections or dotted fields replaced.
+        """Return a copy with whole sections or dotted fields replaced (see :func:`lsdebm.config.overrides.replace_fields`).
 
         ``cfg.replace(**{"langevin.K": 50, "model.grid": 32})`` or ``cfg.replace(preset="x")``.
         """
-        updates: dict[str, dict[str, Any]] = {}
-        top: dict[str, Any] = {}
-        for key, value in sections.items():
-            if "." in key:
-                sec, name = key.split(".", 1)
-                if sec not in _SECTIONS:
-                    raise ConfigError(f"unknown config section {sec!r}; expected one of {', '.join(_SECTIONS)}")
-                updates.setdefault(sec, {})[name] = value
-            else:
-                top[key] = value
-        for sec, fields_ in updates.items():
-            current = getattr(self, sec)
-            known = {f.name for f in dataclasses.fields(current)}
-            unknown = set(fields_) - known
-            if unknown:
-                raise ConfigError(f"unknown {sec} option(s) {sorted(unknown)}; expected one of {sorted(known)}")
-            top[sec] = dataclasses.replace(current, **fields_)
-        return dataclasses.replace(self, **top)
+        from lsdebm.config.overrides import replace_fields
+
+        return replace_fields(self, sections)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -352,8 +327,8 @@ class Config:
             raise ConfigError("config must be a JSON object")
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
-            if key in _SECTIONS:
-                section_cls = _SECTIONS[key]
+            if key in SECTIONS:
+                section_cls = SECTIONS[key]
                 known = {f.name for f in dataclasses.fields(section_cls)}
                 unknown = set(value) - known
                 if unknown:
@@ -372,44 +347,19 @@ class Config:
         return cls.from_dict(json.loads(text))
 
 
-_SECTIONS = {
+SECTIONS = {
     "model": ModelConfig, "schedule": ScheduleConfig, "langevin": LangevinConfig,
     "lebm": LEBMConfig, "loss": LossConfig, "train": TrainConfig, "consistency": ConsistencyConfig,
 }
 
 
-def _paper_model(**kw: Any) -> ModelConfig:
-    return ModelConfig(grid=128, spacing=1.0, channels=(16, 16, 32, 64), **kw)
+def check_model_memory(model: ModelConfig) -> None:
+    """Refuse a model grid whose first feature map alone would not fit this machine's memory limit.
 
+    Called where a network is built or trained (never by config validation, so a checkpoint stays
+    valid on a small machine); raises :class:`~lsdebm.errors.InputError` naming the need and the limit.
+    """
+    from lsdebm.limits import array_bytes, check_memory
 
-PRESETS: dict[str, Config] = {
-    "default": Config(preset="default", model=ModelConfig(frame="pose"), loss=LossConfig(dice_weight=1.0),
-                      train=TrainConfig(lr_schedule="cosine")),
-    "paper": Config(
-        preset="paper", model=_paper_model(),
-        train=TrainConfig(lr=2e-5, energy_lr=2e-5, batch_size=4, epochs=201, train_K=300),
-        langevin=LangevinConfig(K=300, recon_steps=6)),
-    "reference": Config(
-        preset="reference",
-        model=_paper_model(shared_head=True, time_embedding="raw"),
-        schedule=ScheduleConfig(T=20, eval_T=30, forward_noise_factor=0.1),
-        langevin=LangevinConfig(K=300, noise_scale=0.01, init="random", recon_steps=20),
-        lebm=LEBMConfig(likelihood="gaussian", batchnorm=True),
-        loss=LossConfig(encoder_loss="reference_entropy", kl_weight=0.0, loss_weighting="reference_broadcast"),
-        train=TrainConfig(lr=2e-5, energy_lr=2e-5, batch_size=4, epochs=201, train_K=300),
-        reference_compat=True),
-    "tiny": Config(
-        preset="tiny", model=ModelConfig(grid=16, spacing=8.0, channels=(4, 8), latent_dim=8,
-                                         energy_hidden=32, time_embed_dim=8),
-        schedule=ScheduleConfig(T=4), langevin=LangevinConfig(K=5, recon_steps=2),
-        lebm=LEBMConfig(energy_hidden=16, energy_layers=2, prior_steps=3, posterior_steps=3),
-        train=TrainConfig(batch_size=2, epochs=1, train_K=3)),
-}
-
-
-def get_preset(name: str) -> Config:
-    """Return a preset by name (``default``, ``paper``, ``reference``, ``tiny``)."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ConfigError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}") from None
+    check_memory(array_bytes((model.grid,) * model.spatial_dims, 4 * int(model.channels[0])),
+                 f"model grid {model.grid}^{model.spatial_dims} with {model.channels[0]} channels")
