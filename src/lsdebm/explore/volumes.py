@@ -12,6 +12,12 @@ cached yet is decoded in the background, ``on_ready(key)`` is called from that t
 is, and meanwhile the last decoded volume is returned so the screen never goes blank. With
 ``wait_s`` > 0 a request first waits that long for its decode, so a fast decoder (GPU, small
 grid) puts the new frame on screen in one step, without a placeholder and a second redraw.
+
+With ``meshes`` on, every decode job (requests and prefetch alike) also extracts the frame's
+p = 0.5 iso-surface (:func:`lsdebm.explore.meshes.frame_mesh`, in voxel-index coordinates
+scaled by ``mesh_spacing``) on the background thread and caches it beside the volume, so a
+viewer drawing frames as surfaces (:meth:`shown_mesh`) never meshes on its own thread and never
+meshes a frame twice while it stays cached.
 """
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ from lsdebm.errors import InputError
 from lsdebm.explore.background import JobQueue
 from lsdebm.sampling import Trajectory
 from lsdebm.explore.decode_cache import DecodeCache
+from lsdebm.explore.meshes import LEVEL, frame_mesh
+from lsdebm.review.surface import Mesh, empty_mesh
 
 DecodeFn = Callable[[np.ndarray], np.ndarray]
 Key = tuple[int, int, int, int, bool]  # (volumes id, repeat, s, k index or -1 for forward frames, clean)
@@ -76,7 +84,10 @@ class TrajectoryVolumes:
         self.decoded = 0  # volumes decoded so far (tests and benchmarks read it)
         self.last_key: Key | None = None  # key of the last real (non-placeholder) volume returned
         self.wanted: Key | None = None  # key of the newest request (the frame under the slider)
+        self.meshes = False  # decode jobs also extract and cache each frame's iso-surface
+        self.mesh_level, self.mesh_spacing = LEVEL, 1.0
         self._last: np.ndarray | None = None
+        self._last_mesh: Mesh | None = None
         self._inflight: dict[Key, threading.Event] = {}
         self._lock = threading.Lock()
 
@@ -151,14 +162,9 @@ class TrajectoryVolumes:
         A missing frame is decoded first on the background thread (urgent), its neighbours after.
         """
         s, k = self.position(s, k)
-        key = self.wanted = self.key(s, k)
-        if key not in self.cache:
-            done = threading.Event()
-            self.jobs.submit(lambda: self._job([key], notify=True, done=done), urgent=True)
-            if self.prefetch:
-                self.jobs.submit(lambda: self._job(self.neighbours(s, k)), replace="prefetch")
-            if not (self.wait_s > 0 and done.wait(self.wait_s) and key in self.cache):
-                return None
+        key = self._fetch(s, k)
+        if key is None:
+            return None
         vol = self._from_cache(key)
         self._after_access(key, vol, s, k)
         return vol
@@ -171,6 +177,36 @@ class TrajectoryVolumes:
         if vol is not None:
             return vol
         return self._last if self._last is not None else np.zeros(self.shape[2:], np.float32)
+
+    # meshes ----------------------------------------------------------------------------------
+    def mesh_key(self, key: Key) -> tuple:
+        """Cache key of the iso-surface mesh of the frame ``key``."""
+        return (*key, "mesh", self.mesh_level, self.mesh_spacing)
+
+    def mesh(self, s: int, k: int) -> Mesh:
+        """Iso-surface at (s, k), decoding and meshing on this thread if needed (blocking)."""
+        self.frame(s, k)
+        mesh = self._last_mesh = self._mesh_of(self.key(s, k))
+        return mesh
+
+    def request_mesh(self, s: int, k: int) -> Mesh | None:
+        """Like :meth:`request`, for the iso-surface (needs ``meshes`` on to be meshed in the background)."""
+        s, k = self.position(s, k)
+        key = self._fetch(s, k)
+        if key is None:
+            return None
+        mesh = self._last_mesh = self._mesh_of(key)
+        self._after_access(key, None, s, k)
+        return mesh
+
+    def shown_mesh(self, s: int, k: int) -> Mesh:
+        """What a surface view shows at (s, k): ``mesh`` or, when nonblocking, ``request_mesh`` or the last one."""
+        if not self.nonblocking:
+            return self.mesh(s, k)
+        mesh = self.request_mesh(s, k)
+        if mesh is not None:
+            return mesh
+        return self._last_mesh if self._last_mesh is not None else empty_mesh()
 
     def neighbours(self, s: int, k: int) -> list[Key]:
         """Keys one step away from slider position (s, k) along t and k, nearest first."""
@@ -186,8 +222,33 @@ class TrajectoryVolumes:
     def _from_cache(self, key: Key) -> np.ndarray:
         return np.asarray(self.cache.get(key, lambda: self._decode([key], store=False)[0]), dtype=np.float32)
 
-    def _after_access(self, key: Key, vol: np.ndarray, s: int, k: int) -> None:
-        self.last_key, self._last = key, vol
+    def _fetch(self, s: int, k: int) -> Key | None:
+        """Key of (s, k) once it is ready (cached, and meshed when ``meshes`` is on) within ``wait_s``.
+
+        A frame that is not ready is queued first on the background thread (urgent), its
+        neighbours after; None when it is not ready in time (``on_ready(key)`` follows).
+        """
+        key = self.wanted = self.key(s, k)
+        if not self._ready(key):
+            done = threading.Event()
+            self.jobs.submit(lambda: self._job([key], notify=True, done=done), urgent=True)
+            if self.prefetch:
+                self.jobs.submit(lambda: self._job(self.neighbours(s, k)), replace="prefetch")
+            if not (self.wait_s > 0 and done.wait(self.wait_s) and self._ready(key)):
+                return None
+        return key
+
+    def _ready(self, key: Key) -> bool:
+        return key in self.cache and (not self.meshes or self.mesh_key(key) in self.cache)
+
+    def _mesh_of(self, key: Key) -> Mesh:
+        return self.cache.get_mesh(self.mesh_key(key), lambda: frame_mesh(
+            self._from_cache(key), self.mesh_level, self.mesh_spacing))
+
+    def _after_access(self, key: Key, vol: np.ndarray | None, s: int, k: int) -> None:
+        self.last_key = key
+        if vol is not None:
+            self._last = vol
         if self.prefetch:
             self.jobs.submit(lambda: self._job(self.neighbours(s, k)), replace="prefetch")
 
@@ -228,6 +289,9 @@ class TrajectoryVolumes:
                 todo.append(k)
         if todo:
             self._decode(todo)
+        if self.meshes:  # here, on the background thread, never on the viewer's
+            for k in keys:
+                self._mesh_of(k)
         if done is not None:
             done.set()
         if notify and self.on_ready is not None:

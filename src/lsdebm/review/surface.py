@@ -35,6 +35,12 @@ class Mesh:
     values: np.ndarray | None = None
     values_name: str = ""
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the arrays (what a cache counts)."""
+        extra = 0 if self.values is None else np.asarray(self.values).nbytes
+        return int(np.asarray(self.vertices).nbytes + np.asarray(self.faces).nbytes + extra)
+
     def layer_data(self) -> tuple:
         """``(vertices, faces[, values])`` as a napari Surface layer takes it."""
         base = (self.vertices, self.faces)
@@ -67,6 +73,32 @@ def from_polydata(poly) -> Mesh:
     return Mesh(np.asarray(poly.points, np.float32), faces.astype(np.int64))
 
 
+def empty_mesh() -> Mesh:
+    """A mesh without vertices or triangles (the surface of an empty volume)."""
+    return Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64))
+
+
+def iso_surface(values, level: float = 0.5, spacing=1.0) -> Mesh:
+    """Raw marching-cubes surface of a 3D scalar field at ``level``, in the grid-mm frame.
+
+    The field is zero-padded by one voxel so surfaces touching the border are closed; a field
+    that never reaches ``level`` gives :func:`empty_mesh`. Triangles are wound so normals point
+    towards lower values (outwards for a mask or probability map).
+    """
+    from skimage.measure import marching_cubes
+
+    values = np.asarray(values, np.float32)
+    if values.ndim != 3:
+        raise InputError(f"an iso-surface needs a 3D volume; got shape {values.shape}")
+    spacing = np.broadcast_to(np.asarray(spacing, float), (3,))
+    if values.size == 0 or not float(values.max()) > level:
+        return empty_mesh()
+    padded = np.pad(values, 1)
+    verts, faces, _, _ = marching_cubes(padded, level=level, spacing=tuple(spacing), allow_degenerate=False)
+    # scikit-image winds triangles inward in array-axis coordinates; reverse them so normals point out
+    return Mesh((verts - spacing).astype(np.float32), np.ascontiguousarray(faces[:, ::-1]).astype(np.int64))
+
+
 def mask_mesh(mask, spacing=1.0, smooth_iterations: int = 20, pass_band: float = 0.1,
               decimate: float = 0.0) -> Mesh:
     """Surface mesh of a binary mask in the grid-mm frame.
@@ -81,8 +113,6 @@ def mask_mesh(mask, spacing=1.0, smooth_iterations: int = 20, pass_band: float =
     Raises:
         InputError: If the mask is not 3D, is empty, or an option is out of range.
     """
-    from skimage.measure import marching_cubes
-
     mask = np.asarray(mask) != 0
     if mask.ndim != 3:
         raise InputError(f"surface meshes need a 3D mask; got shape {mask.shape}")
@@ -91,11 +121,7 @@ def mask_mesh(mask, spacing=1.0, smooth_iterations: int = 20, pass_band: float =
     if smooth_iterations < 0 or not 0.0 < pass_band < 2.0 or not 0.0 <= decimate < 1.0:
         raise InputError(f"smoothing iterations must be >= 0, pass band in (0, 2) and decimation in [0, 1); "
                          f"got {smooth_iterations}, {pass_band}, {decimate}")
-    spacing = np.broadcast_to(np.asarray(spacing, float), (3,))
-    padded = np.pad(mask.astype(np.float32), 1)
-    verts, faces, _, _ = marching_cubes(padded, level=0.5, spacing=tuple(spacing), allow_degenerate=False)
-    # scikit-image winds triangles inward in array-axis coordinates; reverse them so normals point out
-    mesh = Mesh((verts - spacing).astype(np.float32), np.ascontiguousarray(faces[:, ::-1]).astype(np.int64))
+    mesh = iso_surface(mask.astype(np.float32), 0.5, spacing)
     if smooth_iterations == 0 and decimate == 0.0:
         return mesh
     poly = to_polydata(mesh)
