@@ -16,6 +16,15 @@ Defined values for degenerate cases (never NaN):
 * HD95, ASSD: 0.0 when both masks are empty; the field-of-view diagonal in mm when exactly
   one is empty (the largest distance the grid can express).
 
+ASSD comes in two definitions (``assd(..., method=...)``): ``"symmetric_mean"`` (the default,
+used by every table) is the mean of the two one-way mean surface distances, as SimpleITK and
+older medpy; ``"pooled"`` is the mean over all surface distances of both directions together,
+as current medpy and MONAI. They differ when the two surfaces have different voxel counts.
+
+Masks must be boolean, integer or real arrays with finite, non-negative values (nonzero =
+foreground); spacing must be one positive finite number or one per axis. Anything else raises
+:class:`lsdebm.errors.InputError`.
+
 ``reference_compat=True`` reproduces the columns of the authors' evaluation (see
 reference-implementation-notes §6): "SEN" is precision TP/(TP+FP), "SPEC" is negative
 predictive value TN/(TN+FN) (swapped arguments), both 0.0 on a zero denominator; NMI uses
@@ -44,8 +53,59 @@ class Confusion(NamedTuple):
     tn: int
 
 
+ASSD_METHODS = ("symmetric_mean", "pooled")
+
+
+def check_mask(mask, name: str = "mask") -> np.ndarray:
+    """Return ``mask`` as a boolean foreground array (nonzero = foreground).
+
+    Raises:
+        InputError: If the values are not boolean, integer or real, are NaN/infinite, or
+            negative (a label map's labels are non-negative).
+    """
+    mask = np.asarray(mask)
+    kind = mask.dtype.kind
+    if kind == "b":
+        return mask
+    if kind not in "iuf":
+        raise InputError(f"{name} has values of type {mask.dtype}; expected a boolean or integer mask, "
+                         "or a label map with non-negative labels")
+    if kind == "f" and not np.all(np.isfinite(mask)):
+        n_nan = int(np.count_nonzero(np.isnan(mask)))
+        n_inf = int(np.count_nonzero(np.isinf(mask)))
+        raise InputError(f"{name} contains {n_nan} NaN and {n_inf} infinite values; expected finite values "
+                         "(a binary mask or a label map with non-negative labels)")
+    if kind in "if" and mask.size and mask.min() < 0:
+        raise InputError(f"{name} has negative values (minimum {mask.min():g}); expected a binary mask or a "
+                         "label map with non-negative labels")
+    return mask > 0
+
+
+def check_spacing(spacing, ndim: int) -> tuple[float, ...]:
+    """Return ``spacing`` as ``ndim`` floats in mm (one number applies to every axis).
+
+    Raises:
+        InputError: If it is not numeric, has a number of values other than 1 or ``ndim``, or
+            any value is zero, negative, NaN or infinite.
+    """
+    try:
+        values = np.asarray(spacing, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"spacing {spacing!r} is not numeric; expected {ndim} positive finite numbers "
+                         "in mm") from None
+    if values.ndim == 0:
+        values = np.full(ndim, float(values))
+    elif values.shape != (ndim,):
+        raise InputError(f"spacing has {values.size} values {tuple(values.ravel().tolist())} for a "
+                         f"{ndim}D mask; expected {ndim} positive finite numbers in mm (or one number)")
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise InputError(f"spacing {tuple(values.tolist())} has zero, negative or non-finite values; "
+                         f"expected {ndim} positive finite numbers in mm")
+    return tuple(float(v) for v in values)
+
+
 def _pair(pred, gt) -> tuple[np.ndarray, np.ndarray]:
-    pred, gt = np.asarray(pred) > 0, np.asarray(gt) > 0
+    pred, gt = check_mask(pred, "prediction"), check_mask(gt, "reference")
     if pred.shape != gt.shape:
         raise InputError(f"prediction and reference shapes differ: {pred.shape} vs {gt.shape}")
     return pred, gt
@@ -151,50 +211,73 @@ def _empty_distance(pred: np.ndarray, gt: np.ndarray, spacing) -> float | None:
     return float(np.linalg.norm(np.asarray(pred.shape) * np.asarray(spacing, float)))
 
 
-def _distance_metrics(pred: np.ndarray, gt: np.ndarray, spacing) -> tuple[float, float]:
+def _check_assd_method(method: str) -> None:
+    if method not in ASSD_METHODS:
+        raise InputError(f"ASSD method must be 'symmetric_mean' or 'pooled'; got {method!r}")
+
+
+def _distance_metrics(pred: np.ndarray, gt: np.ndarray, spacing,
+                      assd_method: str = "symmetric_mean") -> tuple[float, float]:
     """(HD95, ASSD) in mm with the defined values for empty masks."""
     empty = _empty_distance(pred, gt, spacing)
     if empty is not None:
         return empty, empty
     d_pg, d_gp = _surface_distances(pred, gt, spacing)
-    return (
-        float(np.percentile(np.concatenate([d_pg, d_gp]), 95)),
-        float((d_pg.mean() + d_gp.mean()) / 2.0),
-    )
-
-
-def _spacing(spacing, ndim: int) -> tuple:
-    return tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, float), (ndim,)))
+    pooled = np.concatenate([d_pg, d_gp])
+    mean = float(pooled.mean()) if assd_method == "pooled" else float((d_pg.mean() + d_gp.mean()) / 2.0)
+    return float(np.percentile(pooled, 95)), mean
 
 
 def hd95(pred, gt, spacing=(1.0, 1.0, 1.0)) -> float:
     """95th percentile symmetric Hausdorff distance in mm (medpy's definition).
 
     The 95th percentile of the pooled surface-to-surface distances in both directions.
+
+    Raises:
+        InputError: For invalid masks or spacing (see :func:`check_mask`, :func:`check_spacing`).
     """
     pred, gt = _pair(pred, gt)
-    return _distance_metrics(pred, gt, _spacing(spacing, pred.ndim))[0]
+    return _distance_metrics(pred, gt, check_spacing(spacing, pred.ndim))[0]
 
 
-def assd(pred, gt, spacing=(1.0, 1.0, 1.0)) -> float:
-    """Average symmetric surface distance in mm: mean of the two directed mean distances."""
+def assd(pred, gt, spacing=(1.0, 1.0, 1.0), method: str = "symmetric_mean") -> float:
+    """Average symmetric surface distance in mm.
+
+    With S_P, S_G the surface voxels and d(x, S) the distance from x to the nearest voxel of S:
+
+    * ``"symmetric_mean"`` (default; SimpleITK, older medpy; the tables):
+      (mean_{p in S_P} d(p, S_G) + mean_{g in S_G} d(g, S_P)) / 2.
+    * ``"pooled"`` (current medpy, MONAI):
+      (sum_{p in S_P} d(p, S_G) + sum_{g in S_G} d(g, S_P)) / (|S_P| + |S_G|).
+
+    Raises:
+        InputError: For an unknown ``method`` or invalid masks or spacing.
+    """
+    _check_assd_method(method)
     pred, gt = _pair(pred, gt)
-    return _distance_metrics(pred, gt, _spacing(spacing, pred.ndim))[1]
+    return _distance_metrics(pred, gt, check_spacing(spacing, pred.ndim), method)[1]
 
 
-def compute_metrics(pred, gt, spacing=(1.0, 1.0, 1.0), reference_compat: bool = False) -> dict:
+def compute_metrics(pred, gt, spacing=(1.0, 1.0, 1.0), reference_compat: bool = False,
+                    assd_method: str = "symmetric_mean") -> dict:
     """All metrics of ``pred`` against the reference ``gt``.
 
     Args:
-        pred: Predicted mask (nonzero = foreground).
+        pred: Predicted mask (nonzero = foreground; finite, non-negative values).
         gt: Reference mask of the same shape.
         spacing: Voxel spacing in mm per axis (or one number), for HD95 and ASSD.
         reference_compat: Reproduce the authors' columns (see the module docstring).
+        assd_method: ``"symmetric_mean"`` (default) or ``"pooled"``; see :func:`assd`.
 
     Returns:
         Dict with keys ``METRIC_NAMES`` (floats; distances in mm).
+
+    Raises:
+        InputError: For invalid masks, spacing or ``assd_method``.
     """
+    _check_assd_method(assd_method)
     pred, gt = _pair(pred, gt)
+    spacing = check_spacing(spacing, pred.ndim)
     result = {
         "dsc": dice(pred, gt),
         "vs": volumetric_similarity(pred, gt),
@@ -211,5 +294,5 @@ def compute_metrics(pred, gt, spacing=(1.0, 1.0, 1.0), reference_compat: bool = 
         result["sen"] = _ratio(c.tp, c.tp + c.fp, 0.0)
         result["spec"] = _ratio(c.tn, c.tn + c.fn, 0.0)
         result["nmi"] = nmi(pred, gt, average="geometric")
-    result["hd95"], result["assd"] = _distance_metrics(pred, gt, _spacing(spacing, pred.ndim))
+    result["hd95"], result["assd"] = _distance_metrics(pred, gt, spacing, assd_method)
     return result

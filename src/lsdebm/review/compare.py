@@ -25,7 +25,7 @@ from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints, loa
 from lsdebm.data.nifti import affine_spacing
 from lsdebm.data.validate import foreground
 from lsdebm.errors import CheckpointError, InputError
-from lsdebm.evaluation.metrics import compute_metrics
+from lsdebm.evaluation.metrics import check_mask, compute_metrics
 from lsdebm.tasks.reconstruct import effective_settings
 from lsdebm.provenance import checkpoint_record, make_provenance
 from lsdebm.review.frame import mask_to_input, to_model_grid
@@ -143,7 +143,8 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
         reference_compat: Passed to :func:`lsdebm.evaluation.metrics.compute_metrics`.
 
     Raises:
-        InputError: If ``x`` is not a non-empty 3D mask or the reference shape differs.
+        InputError: If ``x`` is not a non-empty 3D mask, or the reference's shape differs or it has
+            NaN, infinite or negative values.
     """
     x = np.asarray(x)
     affine = np.asarray(affine, dtype=np.float64)
@@ -157,6 +158,8 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
         raise InputError(f"missing checkpoints for {', '.join(missing)}")
     if reference is not None and np.shape(reference) != x.shape:
         raise InputError(f"reference shape {np.shape(reference)} differs from the input shape {x.shape}")
+    if reference is not None:
+        check_mask(reference, "reference")  # refuse NaN/negative values before running every method
     spacing = affine_spacing(affine)
     grid, model_spacing = _model_frame(models)
     settings = replace(settings, repeats=1)
