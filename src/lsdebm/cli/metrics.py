@@ -20,11 +20,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("pred", help="predicted mask (.nii/.nii.gz)")
     parser.add_argument("gt", help="reference mask (.nii/.nii.gz)")
-    parser.add_argument("--label", type=int, help="compare only this label id in both files")
+    parser.add_argument("--label", type=int, help="compare only this label id in both files (an error if either file lacks it)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--reference-compat", action="store_true",
                         help="reproduce the authors' columns (SEN=precision, SPEC=NPV, geometric NMI)")
     return parser
+
+
+def _check_label(path: str, data: np.ndarray, label: int) -> None:
+    """Refuse a ``--label`` that ``data`` does not hold (it would score an empty mask)."""
+    if np.any(data == label):
+        return
+    present = [v.item() for v in np.unique(data) if v != 0]
+    shown = ", ".join(f"{v:g}" for v in present[:20]) + (", ..." if len(present) > 20 else "")
+    raise InputError(f"{path}: label {label} not found; labels present: {shown or 'none (the volume is all zero)'}")
 
 
 def run(args) -> int:
@@ -37,6 +46,9 @@ def run(args) -> int:
         raise InputError(f"{args.pred} has shape {pred.data.shape} but {args.gt} has {gt.data.shape}")
     if not np.allclose(pred.affine, gt.affine, atol=1e-3):
         raise InputError(f"{args.pred} and {args.gt} have different affines (resample one first)")
+    if args.label is not None:
+        for path, volume in ((args.pred, pred), (args.gt, gt)):
+            _check_label(path, volume.data, args.label)
     select = (lambda d: d == args.label) if args.label is not None else (lambda d: d != 0)
     result = compute_metrics(select(pred.data), select(gt.data), gt.spacing,
                              reference_compat=args.reference_compat)

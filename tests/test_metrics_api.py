@@ -1,0 +1,109 @@
+"""The metrics API refuses bad masks and spacing, offers both ASSD definitions, and the CLI
+refuses a --label that a file does not hold."""
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from lsdebm.cli.main import main
+from lsdebm.errors import InputError
+from lsdebm.evaluation.metrics import assd, compute_metrics, dice, hd95
+
+
+def _blob():
+    mask = np.zeros((6, 6, 6), np.uint8)
+    mask[1:4, 1:4, 1:4] = 1
+    return mask
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    (np.where(_blob() > 0, np.nan, 0.0), "27 NaN and 0 infinite"),
+    (np.where(_blob() > 0, np.inf, 0.0), "0 NaN and 27 infinite"),
+    (-_blob().astype(np.int16), r"negative values \(minimum -1\)"),
+    (np.where(_blob() > 0, -0.5, 0.0), r"negative values \(minimum -0.5\)"),
+    (_blob().astype(complex), "type complex128"),
+])
+def test_bad_masks_are_refused_by_every_entry_point(bad, fragment):
+    good = _blob()
+    for call in (lambda: dice(bad, good), lambda: hd95(good, bad), lambda: assd(bad, good),
+                 lambda: compute_metrics(good, bad)):
+        with pytest.raises(InputError, match=fragment) as info:
+            call()
+        assert "\n" not in str(info.value) and "expected" in str(info.value)
+    with pytest.raises(InputError, match="^prediction "):
+        dice(bad, good)
+    with pytest.raises(InputError, match="^reference "):
+        dice(good, bad)
+
+
+@pytest.mark.parametrize("spacing, fragment", [
+    ((0, 1, 1), "zero, negative or non-finite"),
+    ((1, -1, 1), "zero, negative or non-finite"),
+    ((1, np.nan, 1), "zero, negative or non-finite"),
+    (0.0, "zero, negative or non-finite"),
+    ((1, 1), "has 2 values"),
+    ((1, 1, 1, 1), "has 4 values"),
+    ("1mm", "not numeric"),
+])
+def test_bad_spacing_is_refused(spacing, fragment):
+    pred, gt = _blob(), np.roll(_blob(), 1, axis=0)
+    for call in (hd95, assd, compute_metrics):
+        with pytest.raises(InputError, match=fragment) as info:
+            call(pred, gt, spacing)
+        assert "expected 3 positive finite numbers in mm" in str(info.value)
+    with pytest.raises(InputError):  # refused even where no distance is needed (both empty)
+        hd95(np.zeros((2, 2, 2)), np.zeros((2, 2, 2)), (0, 1, 1))
+
+
+def test_valid_inputs_keep_working():
+    labels = _blob().astype(np.int32) * 3  # a label map: any positive label is foreground
+    probs = _blob() * 0.7  # finite real values, nonzero = foreground
+    assert dice(labels, _blob()) == 1.0 and dice(probs, _blob().astype(bool)) == 1.0
+    shifted = np.roll(_blob(), 1, axis=2)
+    assert hd95(shifted, _blob(), 2.0) == hd95(shifted, _blob(), (2.0, 2.0, 2.0)) == pytest.approx(2.0)
+    assert compute_metrics(shifted, _blob(), [1, 1, 1])["dsc"] == pytest.approx(2 / 3)
+
+
+def test_assd_both_definitions_hand_computed():
+    # One row of voxels: every foreground voxel is a surface voxel.
+    gt = np.zeros((1, 1, 10), np.uint8)
+    pred = np.zeros_like(gt)
+    gt[0, 0, 0:4] = 1  # surface {0, 1, 2, 3}
+    pred[0, 0, 6] = 1  # surface {6}
+    # pred -> gt: |6-3| = 3 (mean 3); gt -> pred: 6, 5, 4, 3 (mean 4.5); 2 mm along the row.
+    spacing = (1.0, 1.0, 2.0)
+    assert assd(pred, gt, spacing) == pytest.approx(2 * (3 + 4.5) / 2)  # 7.5
+    assert assd(pred, gt, spacing, method="symmetric_mean") == pytest.approx(7.5)
+    assert assd(pred, gt, spacing, method="pooled") == pytest.approx(2 * (3 + 6 + 5 + 4 + 3) / 5)  # 8.4
+    assert compute_metrics(pred, gt, spacing)["assd"] == pytest.approx(7.5)
+    assert compute_metrics(pred, gt, spacing, assd_method="pooled")["assd"] == pytest.approx(8.4)
+    # Equal surfaces sizes in both directions make the two definitions agree.
+    assert assd(gt, np.roll(gt, 1), method="pooled") == pytest.approx(assd(gt, np.roll(gt, 1)))
+    with pytest.raises(InputError, match="'symmetric_mean' or 'pooled'; got 'mean'"):
+        assd(pred, gt, method="mean")
+    with pytest.raises(InputError, match="'symmetric_mean' or 'pooled'"):
+        compute_metrics(pred, gt, assd_method="medpy")
+
+
+def _save(path, data):
+    nib.save(nib.Nifti1Image(np.asarray(data), np.eye(4)), str(path))
+    return str(path)
+
+
+def test_cli_label_absent_is_an_error(tmp_path, capsys):
+    labels = np.zeros((8, 8, 8), np.uint8)
+    labels[1:3, 1:4, 1:4] = 20
+    labels[4:7, 1:4, 1:4] = 21
+    only_20 = np.where(labels == 20, 20, 0).astype(np.uint8)
+    full, part = _save(tmp_path / "full.nii.gz", labels), _save(tmp_path / "part.nii.gz", only_20)
+    assert main(["metrics", full, full, "--label", "21", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dsc"] == 1.0
+    assert main(["metrics", full, full, "--label", "22"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"lsdebm: error: {full}: label 22 not found; labels present: 20, 21"
+    assert main(["metrics", part, full, "--label", "21"]) == 2  # absent from the prediction only
+    assert capsys.readouterr().err.strip().endswith(f"{part}: label 21 not found; labels present: 20")
+    empty = _save(tmp_path / "empty.nii.gz", np.zeros((8, 8, 8), np.uint8))
+    assert main(["metrics", full, empty, "--label", "20"]) == 2
+    assert "labels present: none (the volume is all zero)" in capsys.readouterr().err
