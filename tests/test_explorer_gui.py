@@ -61,13 +61,29 @@ def t_k_axes(viewer):
     return labels.index("t"), labels.index("k")
 
 
+def drawn_surface(viewer, layer):
+    """The visible Surface layer that draws ``layer``'s frames (mesh rendering), else None."""
+    from napari_lsdebm._ui.trajectory_surface import SURFACE_OF_KEY
+
+    return next((lay for lay in viewer.layers if lay.metadata.get(SURFACE_OF_KEY) == layer.name and lay.visible),
+                None)
+
+
 def show_frame(qtbot, viewer, layer, s, k):
-    """Move the sliders to (s, k) and wait until the canvas data is the decoded frame (not a placeholder)."""
+    """Move the sliders to (s, k) and wait until the canvas data is the decoded frame (not a placeholder):
+    the Image layer's slice, or with mesh rendering the Surface layer's triangles of that frame."""
+    from napari_lsdebm._ui.surface_layer import surface_data
+
     ta, ka = t_k_axes(viewer)
     viewer.dims.set_current_step(ta, s)
     viewer.dims.set_current_step(ka, k)
     want = layer.data.frame(s, k)
-    qtbot.waitUntil(lambda: np.array_equal(np.asarray(layer._data_view), want), timeout=30_000)
+    surface = drawn_surface(viewer, layer)
+    if surface is None:
+        qtbot.waitUntil(lambda: np.array_equal(np.asarray(layer._data_view), want), timeout=30_000)
+    else:
+        vertices = surface_data(layer.data.mesh(s, k))[0]
+        qtbot.waitUntil(lambda: np.array_equal(surface.data[0], vertices), timeout=30_000)
     return want
 
 
@@ -128,11 +144,11 @@ def test_run_on_sample_gives_t_k_layer_labels_and_plots(explorer, qtbot, tiny_ck
 
 
 def test_cancel_stops_within_a_second(explorer, qtbot, tiny_ckpts, monkeypatch):
-    from lsdebm.sampling.kernels import mlp as fast
+    from lsdebm.sampling.kernels import switch as fast
 
     # one event per Langevin iteration (the fast sampler computes iterations in blocks, whose length
     # on this shared, overloaded test machine is not what this test is about)
-    monkeypatch.setitem(fast._state, "enabled", False)
+    monkeypatch.setitem(fast.STATE, "enabled", False)
     viewer, w = explorer
     w.open_sample()
     w.checkpoint_panel.load(tiny_ckpts["lsdebm"])
@@ -238,7 +254,7 @@ def test_3d_screenshot_shows_vertebra_and_t_changes_it(shown_explorer, qtbot, fi
 
 
 def test_view_command_opens_files_with_explorer(qapp, tiny_ckpts, tmp_path):
-    from lsdebm.cli.view import open_viewer
+    from napari_lsdebm.launch import open_viewer
     from lsdebm.data.nifti import write_volume
     from lsdebm.data.phantoms import make_vertebra
     from lsdebm.errors import CheckpointError, InputError

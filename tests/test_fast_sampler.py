@@ -14,7 +14,7 @@ from lsdebm.accel import conv as fast_conv, convnet as fast_convnet
 from lsdebm.sampling import LangevinEvent, reverse_events
 from lsdebm.methods import RunSettings, run
 from lsdebm.sampling.kernels import mlp as fast
-from lsdebm.sampling.langevin import langevin
+from lsdebm.sampling.kernels import sample as langevin  # the selected kernel (fast where it applies)
 from lsdebm.methods import sampling_schedule
 from lsdebm.sampling.reverse import conditional_energy
 from lsdebm.sampling.schedule import make_schedule

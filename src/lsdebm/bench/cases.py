@@ -21,7 +21,7 @@ from lsdebm.methods import RunSettings, decode, run
 from lsdebm.sampling.kernels import mlp as fast
 from lsdebm.accel.conv import FastConv
 from lsdebm.accel.convnet import decode_batches, inference
-from lsdebm.sampling.langevin import langevin
+from lsdebm.sampling.kernels import sample as langevin  # the kernel the samplers select
 from lsdebm.methods import sampling_schedule
 from lsdebm.sampling.reverse import conditional_energy
 

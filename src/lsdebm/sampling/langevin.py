@@ -38,13 +38,10 @@ def langevin_iter(energy_fn: EnergyFn, z: torch.Tensor, steps: int, step_size: f
     """Yield the states of ``steps`` Langevin updates
 
     z <- z - step_size / 2 * grad U(z) + sqrt(step_size) * noise_scale * N(0, I).
-    """
-    from lsdebm.sampling.kernels import mlp as fast  # analytic gradient for the MLP energy of eq. (2), same results
 
-    mlp = fast.mlp_for(energy_fn, z)
-    if mlp is not None:
-        yield from fast.fast_langevin_iter(mlp, energy_fn, z, steps, step_size, noise_scale, generator)
-        return
+    This is the reference path; :func:`lsdebm.sampling.kernels.select` picks a faster kernel
+    with the same results where one applies.
+    """
     noise_std = math.sqrt(step_size) * noise_scale
     z = z.detach()
     for k in range(1, steps + 1):

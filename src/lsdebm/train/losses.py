@@ -12,8 +12,9 @@ from torch.nn import functional as F
 
 from lsdebm.nn.autoencoder import reparameterize
 from lsdebm.nn.lebm import reference_latents
+from lsdebm.sampling import kernels
 from lsdebm.sampling.langevin import langevin
-from lsdebm.methods import posterior_energy, prior_energy
+from lsdebm.sampling.lebm import posterior_energy, prior_energy
 from lsdebm.sampling.reverse import conditional_energy
 from lsdebm.sampling.schedule import Schedule
 
@@ -95,7 +96,7 @@ def energy_loss(model, z0: torch.Tensor, schedule: Schedule, K: int,
         y0 = z_next
     else:
         y0 = torch.randn(z0.shape, generator=generator, device=z0.device, dtype=z0.dtype)
-    y_neg = langevin(U, y0, K, cfg.langevin.step_size, cfg.langevin.noise_scale, generator)
+    y_neg = kernels.sample(U, y0, K, cfg.langevin.step_size, cfg.langevin.noise_scale, generator)
     e_pos = model.energy(a_next * z_t, t)
     e_neg = model.energy(y_neg, t)
     per_sample = e_pos - e_neg + cfg.loss.energy_reg * (e_pos.pow(2) + e_neg.pow(2))

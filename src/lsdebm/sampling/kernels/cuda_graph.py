@@ -13,12 +13,13 @@ session that wrote it (no GPU was available): see docs/performance.md.
 """
 from __future__ import annotations
 
-import os
 import threading
 import warnings
 from collections import OrderedDict
 
 import torch
+
+from lsdebm.sampling.kernels.switch import cuda_graphs_enabled
 
 MAX_GRAPHS = 8  # captured graphs kept (each holds its static buffers)
 _graphs: OrderedDict[tuple, GraphedChain | None] = OrderedDict()
@@ -26,8 +27,8 @@ _lock = threading.Lock()
 
 
 def graphs_enabled(device: torch.device) -> bool:
-    return (device.type == "cuda" and torch.cuda.is_available()
-            and os.environ.get("LSDEBM_CUDA_GRAPHS", "1") != "0")
+    """Whether chains on ``device`` replay CUDA graphs (:func:`lsdebm.sampling.kernels.switch.cuda_graphs_enabled`)."""
+    return cuda_graphs_enabled(device)
 
 
 class GraphedChain:

@@ -17,45 +17,27 @@ the stored ``a_L`` and ``g_1`` (two matrix products over all iterations of a blo
 Randomness is identical to the plain path: one N(0, I) draw of shape (B, D) per iteration from
 the same generator, in the same order. Outputs agree with the plain path to float rounding
 (``tests/test_fast_sampler.py``: |dz| <= 1e-5 after a full default-size reverse chain).
-Disable with :func:`set_enabled` or ``with fast.disabled(): ...`` to get the plain path.
+Disable with :func:`lsdebm.sampling.kernels.set_enabled` or ``with kernels.disabled(): ...`` to get the plain
+path; :func:`lsdebm.sampling.kernels.select` is where this kernel is chosen.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from lsdebm.nn.energy import TimeEnergy
+from lsdebm.sampling.conditional import ConditionalEnergy
 from lsdebm.sampling.kernels import cuda_graph as fast_cuda
+from lsdebm.sampling.kernels.switch import disabled, enabled, set_enabled  # noqa: F401 (the switch, kept importable here)
+from lsdebm.sampling.langevin import LangevinState
 
 BLOCK_BYTES = 64 * 2 ** 20  # buffers of one block of iterations (a_L and g_1 of every iteration)
-_state = {"enabled": True}
 _gelu = torch._C._nn.gelu
 _gelu_backward = torch.ops.aten.gelu_backward.grad_input
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-
-def set_enabled(flag: bool) -> bool:
-    """Switch the fast paths on/off for the whole process; returns the previous setting."""
-    previous, _state["enabled"] = _state["enabled"], bool(flag)
-    return previous
-
-
-def enabled() -> bool:
-    return _state["enabled"]
-
-
-@contextmanager
-def disabled():
-    """Run the plain (autograd) paths inside this block, e.g. to compare against them."""
-    previous = set_enabled(False)
-    try:
-        yield
-    finally:
-        set_enabled(previous)
 
 
 def _no_hooks(module: nn.Module) -> bool:
@@ -177,9 +159,7 @@ class _Gelu:
 
 def mlp_for(energy_fn, z: torch.Tensor) -> MLPEnergy | None:
     """The analytic form of ``energy_fn`` if the fast path applies to it and ``z``, else None."""
-    from lsdebm.sampling.reverse import ConditionalEnergy
-
-    if not _state["enabled"] or type(energy_fn) is not ConditionalEnergy or z.dim() != 2:
+    if not enabled() or type(energy_fn) is not ConditionalEnergy or z.dim() != 2:
         return None
     energy = energy_fn.energy
     if type(energy) is not TimeEnergy:
@@ -198,8 +178,6 @@ def mlp_for(energy_fn, z: torch.Tensor) -> MLPEnergy | None:
 def fast_langevin_iter(mlp: MLPEnergy, energy_fn, z: torch.Tensor, steps: int, step_size: float,
                        noise_scale: float, generator: torch.Generator | None) -> Iterator:
     """Same states as :func:`lsdebm.sampling.langevin.langevin_iter`, computed in blocks."""
-    from lsdebm.sampling.langevin import LangevinState
-
     z_next, inv = energy_fn.z_next.detach(), energy_fn.inv
     B, D = z.shape
     noise_std = math.sqrt(step_size) * noise_scale
