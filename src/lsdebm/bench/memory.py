@@ -41,7 +41,8 @@ def peak_rss_bytes() -> int:
 
 
 def measure_memory(preset: str, device: str, cache_mb: float, frames: int) -> dict:
-    from lsdebm.bench.runner import load_models
+    from lsdebm.bench.runner import bench_models
+    from lsdebm.runtime.device import resolve_device
     from lsdebm.sampling import TrajectoryRecorder
     from lsdebm.explore.decode_cache import DecodeCache
     from lsdebm.methods import RunSettings, decode, generate_events
@@ -49,7 +50,7 @@ def measure_memory(preset: str, device: str, cache_mb: float, frames: int) -> di
 
     mb = 2 ** 20
     out = {"rss_start_mb": rss_bytes() / mb}
-    model, source = load_models(preset, torch.device(device), kinds=("lsdebm",))["lsdebm"]
+    model, source = bench_models(preset, resolve_device(device), kinds=("lsdebm",))["lsdebm"]
     schedule, settings = sampling_schedule(model), RunSettings(seed=0)
     K = langevin_config(model, settings).K
     out.update(source=source, T=schedule.T, K=K, rss_model_mb=rss_bytes() / mb)

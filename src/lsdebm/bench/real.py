@@ -25,7 +25,7 @@ PARAMS = ThickSliceParams(plane="sagittal", thickness=5.0, gap=0.0, offset=1.5, 
 
 def spine_label_map(masks) -> tuple[np.ndarray, np.ndarray]:
     """One 1 mm label map (labels 20-24, VerSe L1-L5) holding every mask in its world position."""
-    from lsdebm.data.nifti import _resample
+    from lsdebm.data.frame import resample
 
     corners = []
     for m in masks:
@@ -39,7 +39,7 @@ def spine_label_map(masks) -> tuple[np.ndarray, np.ndarray]:
     shape = tuple(int(v) for v in np.ceil(hi - lo) + 1)
     labels = np.zeros(shape, np.uint8)
     for m in masks:
-        inside = _resample(m.mask.astype(np.float32), shape, affine, m.affine, 1) >= 0.5
+        inside = resample(m.mask.astype(np.float32), shape, affine, m.affine, 1) >= 0.5
         labels[inside] = 19 + int(m.level[1])
     return labels, affine
 
@@ -47,7 +47,9 @@ def spine_label_map(masks) -> tuple[np.ndarray, np.ndarray]:
 def run(device: str = "cpu", n_vertebrae: int = 5) -> dict:
     """Time the default pipeline per vertebra and on a whole lumbar spine; returns JSON-able results."""
     from lsdebm.bench.timing import environment
-    from lsdebm.tasks.reconstruct import load_models, reconstruct_volume, resolve_device
+    from lsdebm.runtime.device import resolve_device
+    from lsdebm.runtime.loading import load_models
+    from lsdebm.tasks.reconstruct import reconstruct_volume
 
     dev = resolve_device(device)
     models = load_models(device=dev)

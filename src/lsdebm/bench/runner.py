@@ -20,22 +20,25 @@ if TYPE_CHECKING:
 SECTIONS = ("peak", "energy", "chain", "decode", "scrub", "end_to_end", "training", "memory")
 
 
-def load_models(preset: str, device: torch.device, kinds=("lsdebm", "vae", "lebm", "reconnet")) -> dict:
-    """Bundled checkpoints of ``preset`` when installed, else freshly initialised models (seed 0).
+def bench_models(preset: str, device: torch.device, kinds=("lsdebm", "vae", "lebm", "reconnet")) -> dict:
+    """``{kind: (model, source)}``: bundled checkpoints of ``preset`` when installed, else fresh models (seed 0).
 
+    The bundled ones load through the one loader (:func:`lsdebm.runtime.loading.load_checkpoints`).
     Timing does not depend on the weights; ``source`` says which was used.
     """
     import torch
 
-    from lsdebm.runtime.checkpoint import bundled_checkpoints, load_checkpoint
     from lsdebm.config import get_preset
     from lsdebm.nn import build_model
+    from lsdebm.runtime.checkpoint import bundled_checkpoints
+    from lsdebm.runtime.loading import load_checkpoints
 
     cfg, bundled, out = get_preset(preset), bundled_checkpoints(), {}
+    found = load_checkpoints({k: str(bundled[f"{k}-{preset}"]) for k in kinds if f"{k}-{preset}" in bundled}, device)
     for kind in kinds:
         name = f"{kind}-{preset}"
-        if name in bundled:
-            loaded = load_checkpoint(bundled[name], device, expect_kind=kind)
+        if kind in found:
+            loaded = found[kind]
             if loaded.config.model == cfg.model:
                 out[kind] = (loaded.model, f"bundled {name}")
                 continue
@@ -78,16 +81,15 @@ def run_benchmarks(preset: str = "default", device: str = "cpu", repeats: int = 
     from lsdebm.bench import cases
     from lsdebm.config import get_preset
     from lsdebm.errors import InputError
+    from lsdebm.runtime.device import resolve_device
 
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         raise InputError(f"unknown benchmark section(s) {sorted(unknown)}; expected some of {', '.join(SECTIONS)}")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: CUDA is not available in this torch build/machine")
+    dev = resolve_device(device)
     log = log or (lambda msg: None)
     cfg = get_preset(preset)
-    models = load_models(preset, dev)
+    models = bench_models(preset, dev)
     x = phantom_input(cfg, dev)
     report: dict[str, Any] = {"environment": environment(dev), "preset": preset, "quick": quick,
                               "sources": {k: src for k, (_, src) in models.items()}, "results": {}}

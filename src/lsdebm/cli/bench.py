@@ -19,7 +19,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "Uses the bundled checkpoints of the preset when installed, else fresh weights "
                     "(timing does not depend on weights).")
     parser.add_argument("--preset", default="default", help="config preset (default, paper, reference, tiny)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (default 5)")
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections (default all: {','.join(SECTIONS)})")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -48,41 +47,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def parse_methods(text: str | None):
-    """The rows named by ``--methods`` (comma-separated; None or empty: all rows)."""
-    from lsdebm.evaluation.phantoms import select_rows
-
-    return select_rows([m.strip() for m in text.split(",") if m.strip()] if text else None)
-
-
-def device_name(device) -> str:
-    """A readable name of the device timings were taken on."""
-    import platform
-
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    name = platform.processor() or "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    threads = torch.get_num_threads()
-    return f"CPU {name}, {threads} thread{'s' if threads != 1 else ''}"
-
-
-def _load() -> list[float] | None:
-    """1/5/15-minute load averages (timings on a shared machine depend on them)."""
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
-
-
 def load_pairs(args, grid: int, spacing: float):
     """(pairs, description) of the test set: read from --data, or generated with TEST_RANGES."""
     from lsdebm.data.phantom_set import MANIFEST, generate_pairs, read_set, write_set
@@ -107,8 +71,10 @@ def run(args) -> int:
     """Evaluate, write the three report files, optionally record the test metrics."""
     import datetime
 
-    from lsdebm.evaluation.phantoms import evaluate, load_models, quality_bars, summarize
-    from lsdebm.tasks.reconstruct import effective_settings, resolve_device, set_threads
+    from lsdebm.cli.evaluate_common import load_averages, parse_methods
+    from lsdebm.evaluation.phantoms import evaluate, quality_bars, row_checkpoints, summarize
+    from lsdebm.runtime.device import device_name, resolve_device
+    from lsdebm.tasks.reconstruct import effective_settings, set_threads
     from lsdebm.provenance import checkpoint_record, command_line, versions
     from lsdebm.evaluation.report import REPORT_FILES, record_metrics, render_markdown, timing_rows, write_reports
     from lsdebm.methods import RunSettings
@@ -130,13 +96,13 @@ def run(args) -> int:
             raise InputError(f"{out / name} already exists; pass --overwrite to replace it")
     set_threads(args.threads)
     device = resolve_device(args.device)
-    models = load_models(rows, args.checkpoint_dir, device)
+    models = row_checkpoints(rows, args.checkpoint_dir, device)
     first = next(iter(models.values()), None)
     grid = first.config.model.grid if first else 64
     spacing = first.config.model.spacing if first else 2.0
     pairs, test_set = load_pairs(args, grid, spacing)
     settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size, seed=args.seed)
-    start, load_start = time.perf_counter(), _load()
+    start, load_start = time.perf_counter(), load_averages()
 
     def progress(done: int, total: int) -> None:
         print(f"\r{done}/{total} cases, {time.perf_counter() - start:.0f} s", end="", file=sys.stderr, flush=True)
@@ -149,7 +115,7 @@ def run(args) -> int:
     meta = {"command": command_line(getattr(args, "argv", None)), "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"), "device": device_name(device), "test_set": test_set,
             "seconds_total": round(time.perf_counter() - start, 1), "batch_size": args.batch_size,
-            "load_average_start": load_start, "load_average_end": _load(),
+            "load_average_start": load_start, "load_average_end": load_averages(),
             "checkpoints": [checkpoint_record(c, k) for k, c in models.items()],
             "settings": {k: effective_settings(c.model, settings) for k, c in models.items() if k != "reconnet"},
             "versions": versions()}

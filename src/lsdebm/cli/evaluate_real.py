@@ -103,10 +103,11 @@ def run_real(args) -> int:
     """Validate everything, build the cases, evaluate every row, write the three real report files."""
     import datetime
 
-    from lsdebm.cli.evaluate import _load, device_name, parse_methods
-    from lsdebm.evaluation.phantoms import load_models
+    from lsdebm.cli.evaluate_common import load_averages, parse_methods
+    from lsdebm.evaluation.phantoms import row_checkpoints
+    from lsdebm.runtime.device import device_name, resolve_device
     from lsdebm.evaluation.real import REAL_SIMULATOR, evaluate_real, real_cases, row_models, summarize_real
-    from lsdebm.tasks.reconstruct import effective_settings, resolve_device, set_threads
+    from lsdebm.tasks.reconstruct import effective_settings, set_threads
     from lsdebm.provenance import checkpoint_record, command_line, versions
     from lsdebm.evaluation.report_real import render_real_markdown, write_real_reports
     from lsdebm.cli.reconstruct import consistency_overrides
@@ -117,12 +118,12 @@ def run_real(args) -> int:
     out = _check_out(args)
     set_threads(args.threads)
     device = resolve_device(args.device)
-    loaded = load_models(rows, args.checkpoint_dir, device)
+    loaded = row_checkpoints(rows, args.checkpoint_dir, device)
     cases = real_cases(protocol["source"], protocol["split"], protocol["planes"], protocol["thicknesses"],
                        protocol["seed"], protocol["forms"])
     settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size, seed=protocol["seed"],
                            **consistency_overrides(args))
-    start, load_start = time.perf_counter(), _load()
+    start, load_start = time.perf_counter(), load_averages()
 
     def progress(done: int, total: int) -> None:
         print(f"\r{done}/{total} cases, {time.perf_counter() - start:.0f} s", end="", file=sys.stderr, flush=True)
@@ -136,7 +137,7 @@ def run_real(args) -> int:
             "protocol": {**{k: list(v) if isinstance(v, tuple) else v for k, v in protocol.items()},
                          "simulator": REAL_SIMULATOR, "offset": "uniform in [0, thickness) per case"},
             "seconds_total": round(time.perf_counter() - start, 1), "load_average_start": load_start,
-            "load_average_end": _load(), "checkpoints": [checkpoint_record(c, k) for k, c in loaded.items()],
+            "load_average_end": load_averages(), "checkpoints": [checkpoint_record(c, k) for k, c in loaded.items()],
             "settings": {k: effective_settings(c.model, settings) for k, c in loaded.items() if k != "reconnet"},
             "versions": versions()}
     for path in write_real_reports(out, result, summary, meta, overwrite=args.overwrite):

@@ -205,7 +205,9 @@ def run(args) -> int:
     """Validate everything first (no output on a user error), then refine and write each input."""
     from lsdebm.data.nifti import read_volume, write_volume
     from lsdebm.data.labelmaps import describe, select_structures
-    from lsdebm.tasks.reconstruct import dist_rank, load_models, reconstruct_volume, resolve_device, set_threads, shard
+    from lsdebm.runtime.device import resolve_device
+    from lsdebm.runtime.loading import load_models
+    from lsdebm.tasks.reconstruct import dist_rank, reconstruct_volume, set_threads, shard
     from lsdebm.provenance import command_line, sidecar_path, write_provenance
     from lsdebm.methods import RunSettings
 

@@ -43,7 +43,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and noise")
     p.add_argument("--resume", type=Path, help="continue from this checkpoint and its .optim.safetensors sidecar")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="torch CPU threads per process")
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
                    help="mixed precision: on CUDA auto = bf16 if supported, else fp16 + GradScaler; "

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from lsdebm.errors import InputError
+from lsdebm.runtime.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,8 @@ class DistContext:
 
 
 def pick_device(choice: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a one-line error."""
-    if choice not in ("auto", "cpu", "cuda"):
-        raise InputError(f"--device {choice!r} is not allowed; expected auto, cpu or cuda")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was requested but PyTorch sees no CUDA GPU; use --device cpu or auto")
-    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+    """The training device: :func:`lsdebm.runtime.device.resolve_device` with this process's local rank."""
+    return resolve_device(choice, local_rank=local_rank)
 
 
 def init_distributed(device_choice: str) -> DistContext:
