@@ -1,66 +1,160 @@
-"""Running a recorded explorer run in napari's ``thread_worker`` without ever raising into Qt.
+"""The one way a dock runs long work off the GUI thread, without ever raising into Qt.
 
-The worker drains :func:`lsdebm.explore.record_run` on a background thread, yields
-:class:`~lsdebm.explore.Progress` at most every ``throttle`` seconds (so the GUI event loop is
-never flooded by hundreds of Langevin events per second) and always *returns* an
-:class:`Outcome`: errors become a one-line message for the panel instead of a traceback
-dialog. Cancelling sets a ``threading.Event`` that the core loop checks before every event.
+A dock starts a job and keeps it while it runs::
+
+    self.worker = start_job(work, on_done=self._on_done, on_progress=self._on_progress)
+    ...
+    self.worker.cancel()          # from a Cancel button
+
+``work(job)`` runs on a napari worker thread (:func:`napari.qt.threading.create_worker`, so
+Python warnings still become napari notifications). It may
+
+* return a value: the job's output;
+* return a generator: it is drained on the worker thread; every yielded item is progress and
+  its return value is the output; once cancelled, the job stops before the next item;
+* call ``job.report(item)``: progress from inside a core callback (safe from any thread);
+* poll ``job.cancelled()`` or hand ``job.cancel_event`` to the core, and raise
+  :class:`lsdebm.explore.RunCancelled` to end as cancelled (work that stops early but returns
+  a partial result simply ends as ``done``).
+
+Progress reaches ``on_progress`` on the GUI thread, at most every ``throttle`` seconds (items
+that ``keep`` accepts always pass, so a final 100 % is never dropped). Every job ends with one
+``on_done(Outcome)`` call on the GUI thread, after its last progress item: ``done`` with
+``output``, ``cancelled``, or ``error`` with a one-line ``message`` for the dock's status line.
+A user error (:class:`lsdebm.errors.LsdebmError`) gives its own message; anything else is a
+bug: its traceback goes to the log and the message is ``"Type: text"``.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from napari.qt.threading import thread_worker
+from napari.qt.threading import create_worker
+from qtpy.QtCore import QObject, Signal, Slot
 
 from lsdebm.errors import LsdebmError
-from lsdebm.explore import Progress, RunCancelled, RunOutput
+from lsdebm.explore import RunCancelled
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Outcome:
-    """How a run ended: ``done`` (with ``output``), ``cancelled`` or ``error`` (with ``message``)."""
+    """How a job ended: ``done`` (with ``output``), ``cancelled`` or ``error`` (with ``message``)."""
 
     status: str
-    output: RunOutput | None = None
+    output: Any = None
     message: str = ""
 
 
-def start_run(make_run: Callable[[threading.Event], Generator[Progress, None, RunOutput]],
-              on_progress: Callable[[Progress], None], on_outcome: Callable[[Outcome], None],
-              throttle: float = 0.1):
-    """Start a worker over ``make_run(cancel)``; returns ``(worker, cancel_event)``."""
-    cancel = threading.Event()
+def error_text(exc: BaseException) -> str:
+    """One line for the user: the message of an LsdebmError, else the type and message (logged)."""
+    if isinstance(exc, LsdebmError):
+        return str(exc)
+    log.error("napari-lsdebm error:\n%s", "".join(traceback.format_exception(exc)))
+    return f"{type(exc).__name__}: {exc}"
 
-    @thread_worker(start_thread=False)
-    def work():
+
+class Job(QObject):
+    """A running job: cancel it, report progress from the worker; callbacks arrive on the GUI thread.
+
+    Create it on the GUI thread (:func:`start_job` does): its signals are then queued to that
+    thread, in the order the worker emits them.
+    """
+
+    progressed = Signal(object)
+    ended = Signal(object)
+
+    def __init__(self, on_done: Callable[[Outcome], None], on_progress: Callable[[Any], None] | None = None,
+                 throttle: float = 0.0, keep: Callable[[Any], bool] | None = None) -> None:
+        super().__init__()
+        self.cancel_event = threading.Event()
+        self.worker = None  # the napari worker that runs the job
+        self.throttle, self.keep = throttle, keep
+        self._on_done, self._on_progress = on_done, on_progress
+        self._last = float("-inf")
+        self.progressed.connect(self._deliver_progress)
+        self.ended.connect(self._deliver_outcome)
+
+    def cancel(self) -> None:
+        """Ask the work to stop (it checks between items, or through ``cancel_event``)."""
+        self.cancel_event.set()
+
+    def cancelled(self) -> bool:
+        """True once :meth:`cancel` was called."""
+        return self.cancel_event.is_set()
+
+    def report(self, item) -> None:
+        """Send ``item`` to ``on_progress`` on the GUI thread unless throttled; call from any thread."""
+        now = time.monotonic()
+        if now - self._last >= self.throttle or (self.keep is not None and self.keep(item)):
+            self._last = now
+            self.progressed.emit(item)
+
+    @Slot(object)
+    def _deliver_progress(self, item) -> None:
+        if self._on_progress is not None:
+            self._on_progress(item)
+
+    @Slot(object)
+    def _deliver_outcome(self, outcome: Outcome) -> None:
+        self._on_done(outcome)
+
+
+def run_job(job: Job, work: Callable[[Job], Any], what: str = "job", failed: str = "") -> Outcome:
+    """Run ``work(job)`` here (the worker thread), drain a generator, and end the job with its Outcome.
+
+    ``what`` names the work in the cancel message and the log; ``failed`` prefixes a bug's message.
+    """
+    try:
+        output = work(job)
+        if inspect.isgenerator(output):
+            output = drain_progress(job, output, what)
+        outcome = Outcome("done", output)
+    except RunCancelled:
+        outcome = Outcome("cancelled", message=f"{what.capitalize()} cancelled.")
+    except Exception as exc:  # a user error shows its message; a bug logs its traceback too
+        text = error_text(exc)
+        bug = not isinstance(exc, LsdebmError)
+        outcome = Outcome("error", message=f"{failed}: {text}" if failed and bug else text)
+    job.ended.emit(outcome)
+    return outcome
+
+
+def drain_progress(job: Job, gen, what: str = "job"):
+    """Report every item of ``gen`` as progress and return its value; stop once the job is cancelled."""
+    while True:
+        if job.cancelled():
+            gen.close()
+            raise RunCancelled(f"{what} cancelled")
         try:
-            gen = make_run(cancel)
-            last = 0.0
-            while True:
-                try:
-                    p = next(gen)
-                except StopIteration as stop:
-                    return Outcome("done", stop.value)
-                now = time.monotonic()
-                if now - last >= throttle or p.done >= p.total:
-                    last = now
-                    yield p
-        except RunCancelled:
-            return Outcome("cancelled", message="Run cancelled.")
-        except LsdebmError as exc:
-            return Outcome("error", message=str(exc))
-        except Exception as exc:  # a bug: keep the traceback in the log, show one line
-            log.exception("explorer run failed")
-            return Outcome("error", message=f"run failed: {type(exc).__name__}: {exc}")
+            item = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        job.report(item)
 
-    worker = work()
-    worker.yielded.connect(on_progress)
-    worker.returned.connect(on_outcome)
-    worker.start()
-    return worker, cancel
+
+def start_job(work: Callable[[Job], Any], on_done: Callable[[Outcome], None],
+              on_progress: Callable[[Any], None] | None = None, *, throttle: float = 0.0,
+              keep: Callable[[Any], bool] | None = None, what: str = "job", failed: str = "") -> Job:
+    """Start ``work(job)`` on a worker thread; returns the :class:`Job` (keep it while it runs).
+
+    Args:
+        work: The function run on the worker thread (see the module docstring).
+        on_done: Called once on the GUI thread with the :class:`Outcome`.
+        on_progress: Called on the GUI thread with each progress item.
+        throttle: Least seconds between two progress items (0: every item).
+        keep: Progress items for which this is true pass the throttle.
+        what: Name of the work, for the cancel message (``"Run cancelled."``) and the log.
+        failed: Prefix of a bug's message (``"run failed"`` gives ``"run failed: Type: text"``).
+    """
+    job = Job(on_done, on_progress, throttle, keep)
+    job.worker = create_worker(run_job, job, work, what, failed, _start_thread=False)
+    job.worker.start()
+    return job

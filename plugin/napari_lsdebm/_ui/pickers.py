@@ -1,17 +1,12 @@
-"""Shared pieces of the review widgets: layer pickers, layer geometry, adding result layers, errors."""
+"""Shared pieces of the review widgets: layer pickers, layer geometry, adding result layers."""
 from __future__ import annotations
-
-import logging
-import traceback
 
 import numpy as np
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QWidget
 
-from lsdebm.errors import LsdebmError
 from napari_lsdebm.io.nifti import layer_affine
 
-log = logging.getLogger(__name__)
 NONE = "(none)"
 REVIEW_KEY = "lsdebm_review"  # metadata flag of layers made by the review widgets
 
@@ -148,10 +143,3 @@ def grid_of(viewer):
     canvas = getattr(viewer, "canvas", None)
     return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
 
-
-def error_text(exc: BaseException) -> str:
-    """One line for the user: the message of an LsdebmError, else the type and message (logged)."""
-    if isinstance(exc, LsdebmError):
-        return str(exc)
-    log.error("review widget error:\n%s", "".join(traceback.format_exception(exc)))
-    return f"{type(exc).__name__}: {exc}"

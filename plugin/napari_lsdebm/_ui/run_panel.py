@@ -1,7 +1,7 @@
 """Run settings (method, ReconNet stage, T, K, step size, seed, repeats, device), Run/Cancel, progress.
 
 The panel only collects settings and shows progress; the explorer owns the run itself
-(:func:`napari_lsdebm._ui.jobs.start_run`). For LEBM the K field is the number of posterior
+(:func:`napari_lsdebm._ui.jobs.start_job`). For LEBM the K field is the number of posterior
 Langevin steps and T does not apply; VAE uses neither.
 """
 from __future__ import annotations

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 from napari.layers import Image, Labels
-from napari.qt.threading import create_worker
 from napari.utils.colormaps import Colormap, DirectLabelColormap
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
                             QSpinBox, QVBoxLayout, QWidget)
@@ -17,8 +16,8 @@ from lsdebm.review.compare import LABELS, METHODS, CompareProgress, Comparison, 
     load_compare_checkpoints
 from lsdebm.review.overlap import OVERLAP_COLORS, overlap_map
 from lsdebm.methods import RunSettings
-from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, camera_of, error_text, geometry_kwargs, \
-    grid_of, mask_of
+from napari_lsdebm._ui.jobs import Outcome, start_job
+from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, camera_of, geometry_kwargs, grid_of, mask_of
 
 COMPARE_KEY = "lsdebm_compare"  # metadata: which comparison cell a layer is
 MASK_COLOR = (0.89, 0.85, 0.76, 1.0)  # bone
@@ -163,20 +162,19 @@ class CompareWidget(QWidget):
         x, affine = mask_of(source).astype(np.uint8), affine_of(source)
         ref = mask_of(reference) if reference is not None else None
 
-        def job():
+        settings = self.settings()
+
+        def work(job):  # on the worker thread; the Comparison arrives last, as progress
             models = load_compare_checkpoints(sources)
             yield CompareProgress("checkpoints loaded", 0.0)
-            yield from compare_events(x, affine, models, self.settings(), ref)
+            yield from compare_events(x, affine, models, settings, ref)
 
-        self.worker = create_worker(job, _start_thread=False)
-        self.worker.yielded.connect(lambda ev: self._on_event(ev, source, reference))
-        self.worker.errored.connect(lambda exc: self.status.setText(f"Comparison failed: {error_text(exc)}"))
-        self.worker.finished.connect(self._finished)
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
         self.status.setText("Loading checkpoints…")
-        self.worker.start()
+        self.worker = start_job(work, self._finished, lambda ev: self._on_event(ev, source, reference),
+                                what="comparison")
 
     def _on_event(self, ev, source, reference) -> None:
         if isinstance(ev, CompareProgress):
@@ -196,14 +194,17 @@ class CompareWidget(QWidget):
                 f"ASSD {r.metrics['assd']:.2f} mm" for r in self.comparison.results if r.metrics]
         self.summary.setText("<br>".join(rows))
 
-    def _finished(self) -> None:
+    def _finished(self, outcome: Outcome) -> None:
+        if outcome.status == "error":
+            self.status.setText(f"Comparison failed: {outcome.message}")
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.worker = None
 
     def cancel(self) -> None:
+        """Stop at the next progress step (the status says so at once)."""
         if self.worker is not None:
-            self.worker.quit()
+            self.worker.cancel()
             self.status.setText("Cancelled.")
 
     def toggle_grid(self) -> None:

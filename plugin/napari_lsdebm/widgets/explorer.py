@@ -25,7 +25,7 @@ from napari_lsdebm._ui.plots import TrajectoryPlots
 from napari_lsdebm._ui.preview import LivePreview
 from napari_lsdebm._ui.results import add_result_layers
 from napari_lsdebm._ui.run_panel import RunPanel
-from napari_lsdebm._ui.jobs import Outcome, start_run
+from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm.io.trajectory import write_trajectory
 from napari_lsdebm._ui.trajectory_layer import MESSAGE_KEY, FrameRefresher, real_layer, slider_axes, trajectory_of
 from napari_lsdebm.io.nifti import layer_affine
@@ -41,7 +41,7 @@ class ExplorerWidget(QWidget):
         self.cache = DecodeCache(512 * 2 ** 20)
         self.layer = None  # the trajectory layer the plots follow
         self.refreshers: dict[int, FrameRefresher] = {}
-        self.worker = self.cancel_event = None
+        self.worker = None  # the running Job
         self.preview = LivePreview(self.viewer)
         self.checkpoint_panel = CheckpointPanel()
         self.run_panel = RunPanel()
@@ -187,14 +187,14 @@ class ExplorerWidget(QWidget):
             chosen = select_structures(np.asarray(source.data), affine, [self.label_spin.value()])
             what += ", " + describe(chosen)[0].removeprefix("refining ")
         self._say(f"running {KIND_NAMES[ckpt.kind]} on {what} ({device})…")
-        self.worker, self.cancel_event = start_run(
-            lambda cancel: record_run(ckpt, x, settings, stage1, every, meta, cancel,  # in the worker thread
-                                      observe(ckpt, data, affine, crop, label, settings)), self._on_progress,
-            self._on_outcome)
+        self.worker = start_job(
+            lambda job: record_run(ckpt, x, settings, stage1, every, meta, job.cancel_event,  # in the worker thread
+                                   observe(ckpt, data, affine, crop, label, settings)), self._on_outcome,
+            self._on_progress, throttle=0.1, keep=lambda p: p.done >= p.total, what="run", failed="run failed")
 
     def cancel(self) -> None:
-        if self.cancel_event is not None:
-            self.cancel_event.set()
+        if self.worker is not None:
+            self.worker.cancel()
             self._say("cancelling…")
 
     def _on_progress(self, p) -> None:
@@ -202,7 +202,7 @@ class ExplorerWidget(QWidget):
         self.preview.update(p.z)
 
     def _on_outcome(self, outcome: Outcome) -> None:
-        self.worker = self.cancel_event = None
+        self.worker = None
         self.run_panel.set_running(False)
         if outcome.status != "done":
             self._run_context["source"].visible = True

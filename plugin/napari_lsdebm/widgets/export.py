@@ -13,7 +13,8 @@ from lsdebm.provenance import make_provenance
 from lsdebm.review.animation import export_animation, grid_order, with_progress
 from lsdebm.review.export import export_image, export_mask, export_mesh
 from lsdebm.review.surface import Mesh
-from napari_lsdebm._ui.pickers import LayerCombo, affine_of, error_text, grid_of, is_mask_layer, mask_of
+from napari_lsdebm._ui.jobs import error_text
+from napari_lsdebm._ui.pickers import LayerCombo, affine_of, grid_of, is_mask_layer, mask_of
 
 MESH_FORMATS = ("stl", "ply", "obj", "vtp")
 ORDERS = {"t (diffusion step)": "t", "k (Langevin iteration)": "k", "t and k": "tk"}

@@ -11,20 +11,16 @@ Toggles draw the learned E(y, t) alone or the quadratic term alone.
 """
 from __future__ import annotations
 
-import logging
-
 import numpy as np
-from napari.qt.threading import thread_worker
 from qtpy.QtWidgets import QCheckBox, QFormLayout, QLabel, QPushButton, QSpinBox, QTextBrowser, QVBoxLayout, QWidget
 from skimage.measure import find_contours
 
-from lsdebm.errors import LsdebmError
 from lsdebm.methods import RunSettings
 from lsdebm.teach.checkpoints import load_teach
 from lsdebm.teach.explain import explain, landscape_text
 from lsdebm.teach.toy import ParticleRun, energy_grid, mixture_of_gaussians, run_particles
+from napari_lsdebm._ui.jobs import Outcome, start_job
 
-log = logging.getLogger(__name__)
 EXTENT = (-2.5, 2.5, -2.5, 2.5)
 GRID = 121
 LEVELS = np.linspace(0.05, 0.95, 10)
@@ -93,33 +89,24 @@ class LandscapeWidget(QWidget):
 
     def start(self) -> None:
         """Load the toy (once) and run the particles in a worker thread."""
-        n, seed = self.n.value(), self.seed.value()
+        n, seed, model = self.n.value(), self.seed.value(), self.model
 
-        @thread_worker(start_thread=False)
-        def work():
-            try:
-                model = self.model or load_teach("toy", expect_kind="toy").model
-                return "done", model, run_particles(model, n, RunSettings(seed=seed))
-            except LsdebmError as exc:
-                return f"error: {exc}", None, None
-            except Exception as exc:  # a bug: keep the traceback in the log
-                log.exception("toy particles failed")
-                return f"error: {type(exc).__name__}: {exc}", None, None
+        def work(job):  # on the worker thread
+            toy = model or load_teach("toy", expect_kind="toy").model
+            return toy, run_particles(toy, n, RunSettings(seed=seed))
 
         self.run_button.setEnabled(False)
         self.status.setText("running the reverse chain ...")
-        self.worker = work()
-        self.worker.returned.connect(self._finished)
-        self.worker.start()
+        self.worker = start_job(work, self._finished, what="toy particles")
 
-    def _finished(self, outcome) -> None:
-        status, model, run = outcome
+    def _finished(self, outcome: Outcome) -> None:
+        self.worker = None
         self.run_button.setEnabled(True)
-        if status != "done":
-            self.status.setText(status)
+        if outcome.status != "done":
+            self.status.setText(f"error: {outcome.message}")
             return
-        self.model, self.run = model, run
-        self.focus.setMaximum(run.y.shape[2] - 1)
+        self.model, self.run = outcome.output
+        self.focus.setMaximum(self.run.y.shape[2] - 1)
         self.show_run()
         self.status.setText("Drag t (diffusion step) and k (Langevin iteration). t = 0, last k: generated points.")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 from napari.layers import Image, Labels, Shapes
-from napari.qt.threading import create_worker
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (QApplication, QCheckBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QPushButton,
                             QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
@@ -20,8 +19,8 @@ from lsdebm.review.overlap import OVERLAP_CLASSES, hex_color, overlap_map
 from lsdebm.review.roi import box_from_points, review_metrics
 from lsdebm.review.table import table_rows, to_text, write_csv
 from napari_lsdebm.widgets.compare import overlap_colormap
-from napari_lsdebm._ui.pickers import LayerCombo, error_text, geometry_kwargs, is_mask_layer, mask_of, put_layer, \
-    spacing_of
+from napari_lsdebm._ui.jobs import Outcome, error_text, start_job
+from napari_lsdebm._ui.pickers import LayerCombo, geometry_kwargs, is_mask_layer, mask_of, put_layer, spacing_of
 
 OVERLAP_KEY = "lsdebm_overlap"
 
@@ -193,14 +192,15 @@ class ReviewWidget(QWidget):
             return
         spacing = spacing_of(pred)
         roi_name = f"ROI ({roi_layer.name})" if roi_layer is not None else "ROI"
-        self.worker = create_worker(review_metrics, p, r, spacing, parts, None, roi, roi_name, _start_thread=False)
-        self.worker.returned.connect(self._show_rows)
-        self.worker.errored.connect(lambda exc: self.status.setText(error_text(exc)))
-        self.worker.finished.connect(self._done)
         self.status.setText(f"Computing metrics of {pred.name!r} against {ref.name!r}…")
-        self.worker.start()
+        self.worker = start_job(lambda job: review_metrics(p, r, spacing, parts, None, roi, roi_name), self._done,
+                                what="metrics")
 
-    def _done(self) -> None:
+    def _done(self, outcome: Outcome) -> None:
+        if outcome.status == "done":
+            self._show_rows(outcome.output)
+        else:
+            self.status.setText(outcome.message)
         self.worker = None
         if self._pending:
             self._pending = False

@@ -7,12 +7,12 @@ the widget shows the same colour bar (matplotlib) with the sign convention spell
 from __future__ import annotations
 
 from napari.layers import Image, Labels
-from napari.qt.threading import create_worker
 from napari.utils.colormaps import Colormap
 from qtpy.QtWidgets import (QDoubleSpinBox, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from lsdebm.review.surface import distance_surface, mask_mesh, symmetric_limit
-from napari_lsdebm._ui.pickers import LayerCombo, error_text, geometry_kwargs, mask_of, put_layer, spacing_of
+from napari_lsdebm._ui.jobs import Outcome, start_job
+from napari_lsdebm._ui.pickers import LayerCombo, geometry_kwargs, mask_of, put_layer, spacing_of
 
 SURFACE_KEY = "lsdebm_surface"
 # Blue (inside the reference, under-segmented) -> white (on it) -> red (outside, over-segmented).
@@ -96,16 +96,20 @@ class SurfaceWidget(QWidget):
                     decimate=self.decimate.value())
         if ref is not None:
             reference = mask_of(ref)
-            job = lambda: distance_surface(mask, reference, spacing, **opts)  # noqa: E731
+            work = lambda job: distance_surface(mask, reference, spacing, **opts)  # noqa: E731
         else:
-            job = lambda: mask_mesh(mask, spacing, **opts)  # noqa: E731
-        self.worker = create_worker(job, _start_thread=False)
-        self.worker.returned.connect(lambda mesh: self._show(mesh, layer, ref))
-        self.worker.errored.connect(lambda exc: self.status.setText(error_text(exc)))
-        self.worker.finished.connect(lambda: self.button.setEnabled(True))
+            work = lambda job: mask_mesh(mask, spacing, **opts)  # noqa: E731
         self.button.setEnabled(False)
         self.status.setText(f"Meshing {layer.name!r}…")
-        self.worker.start()
+        self.worker = start_job(work, lambda outcome: self._finished(outcome, layer, ref), what="meshing")
+
+    def _finished(self, outcome: Outcome, layer, ref) -> None:
+        if outcome.status == "done":
+            self._show(outcome.output, layer, ref)
+        else:
+            self.status.setText(outcome.message)
+        self.button.setEnabled(True)
+        self.worker = None
 
     def _show(self, mesh, layer, ref):
         geo = geometry_kwargs(layer, layer.metadata.get("provenance"), **{SURFACE_KEY: True, "frame": "grid-mm",

@@ -4,28 +4,26 @@ Each method becomes one image layer of shape (t, k, rows*H, cols*W) -- a grid of
 (t, k) frame -- placed side by side, so napari's own sliders (labelled t and k) scrub every
 sampler at once. EBM and LEBM have no diffusion step; their frames repeat along t. The
 explorer's variance/energy plots follow the sliders for the method chosen under "Plots for",
-and an Explain panel says what is on screen. The plots dock under the canvas. Generation runs in a ``thread_worker``.
+and an Explain panel says what is on screen. The plots dock under the canvas. Generation runs off the GUI
+thread (:func:`napari_lsdebm._ui.jobs.start_job`).
 """
 from __future__ import annotations
 
-import logging
 import math
-import threading
 
 import numpy as np
-from napari.qt.threading import thread_worker
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox,
                             QTextBrowser, QVBoxLayout, QWidget)
 
 from lsdebm.data.digits import digit_mosaic
-from lsdebm.errors import LsdebmError
+from lsdebm.explore import RunCancelled
 from lsdebm.methods import RunSettings
 from lsdebm.teach.checkpoints import load_teach
 from lsdebm.teach.explain import explain
 from lsdebm.teach.generate import METHOD_LABELS, GenerationFrames, record_generation
+from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.plots import TrajectoryPlots
 
-log = logging.getLogger(__name__)
 METHODS = ("ebm", "lebm", "lsdebm")
 GAP = 6  # pixels between the method grids
 CAPTIONS = "method names (teaching)"
@@ -48,7 +46,6 @@ class TeachingWidget(QWidget):
         self.viewer = napari_viewer
         self.frames: dict[str, GenerationFrames] = {}
         self._models: dict = {}
-        self._cancel: threading.Event | None = None
         self.worker = None
         self.n = QSpinBox(minimum=1, maximum=64, value=16)
         self.seed = QSpinBox(minimum=0, maximum=2 ** 31 - 1, value=0)
@@ -111,46 +108,33 @@ class TeachingWidget(QWidget):
             self.status.setText("Tick at least one method.")
             return
         n, seed, every = self.n.value(), self.seed.value(), self.every.value()
-        cancel = threading.Event()
-        self._cancel = cancel
 
-        @thread_worker(start_thread=False)
-        def work():
+        def work(job):  # on the worker thread: a status line per method, then {method: frames}
             results = {}
-            try:
-                for m in methods:
-                    yield f"generating with {METHOD_LABELS[m]} ..."
-                    frames = record_generation(self._model(m), n, RunSettings(seed=seed), every=every,
-                                               should_stop=cancel.is_set)
-                    if cancel.is_set():
-                        return "cancelled", {}
-                    results[m] = frames
-            except LsdebmError as exc:
-                return f"error: {exc}", {}
-            except Exception as exc:  # a bug: log the traceback, show one line
-                log.exception("teaching generation failed")
-                return f"error: {type(exc).__name__}: {exc}", {}
-            return "done", results
+            for m in methods:
+                yield f"generating with {METHOD_LABELS[m]} ..."
+                results[m] = record_generation(self._model(m), n, RunSettings(seed=seed), every=every,
+                                               should_stop=job.cancelled)
+                if job.cancelled():
+                    raise RunCancelled("generation cancelled")
+            return results
 
-        self.worker = work()
-        self.worker.yielded.connect(self.status.setText)
-        self.worker.returned.connect(self._finished)
         self.generate_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.worker.start()
+        self.worker = start_job(work, self._finished, self.status.setText, what="generation")
 
     def cancel(self) -> None:
-        if self._cancel is not None:
-            self._cancel.set()
+        if self.worker is not None:
+            self.worker.cancel()
 
-    def _finished(self, outcome) -> None:
-        status, results = outcome
+    def _finished(self, outcome: Outcome) -> None:
+        self.worker = None
         self.generate_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        if status != "done":
-            self.status.setText("Generation cancelled." if status == "cancelled" else status)
+        if outcome.status != "done":
+            self.status.setText(outcome.message if outcome.status == "cancelled" else f"error: {outcome.message}")
             return
-        self.show_frames(results)
+        self.show_frames(outcome.output)
         self.status.setText("Done. Drag the t and k sliders (t = 0 and the last k are the final digits).")
 
     def show_frames(self, results: dict[str, GenerationFrames]) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from napari.layers import Image, Labels
-from napari.qt.threading import create_worker
-from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
                             QSpinBox, QVBoxLayout, QWidget)
 
@@ -15,8 +13,8 @@ from lsdebm.provenance import checkpoint_record, make_provenance
 from lsdebm.review.compare import LABELS, METHODS
 from lsdebm.review.uncertainty import input_grid_uncertainty
 from lsdebm.methods import RunSettings
-from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, error_text, geometry_kwargs, mask_of, \
-    put_layer
+from napari_lsdebm._ui.jobs import Outcome, start_job
+from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, geometry_kwargs, mask_of, put_layer
 
 
 def load_for_uncertainty(method: str, path: str | None, use_reconnet: bool, reconnet_path: str | None):
@@ -33,13 +31,10 @@ def load_for_uncertainty(method: str, path: str | None, use_reconnet: bool, reco
 class UncertaintyWidget(QWidget):
     """Dock widget: repeated stochastic reconstructions -> mean probability and variance layers."""
 
-    run_progress = Signal(int, int)  # emitted from the worker thread, delivered on the GUI thread
-
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.worker = None
-        self._stop = False
         self.input_combo = LayerCombo(napari_viewer, (Labels, Image))
         self.method = QComboBox()
         for kind in reversed(METHODS):
@@ -75,7 +70,6 @@ class UncertaintyWidget(QWidget):
         layout.addStretch(1)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
-        self.run_progress.connect(self._on_progress)
 
     def run(self) -> None:
         source = self.input_combo.layer()
@@ -86,27 +80,24 @@ class UncertaintyWidget(QWidget):
         settings = RunSettings(seed=self.seed.value(), use_mean=not self.sample_encoder.isChecked())
         x, affine = mask_of(source).astype("uint8"), affine_of(source)
         paths = (self.path.value(), self.use_reconnet.isChecked(), self.reconnet_path.value())
-        self._stop = False
 
-        def job():
+        def work(job):  # on the worker thread; a cancel stops after the current batch, keeping the runs done
             ckpt, stage1 = load_for_uncertainty(method, *paths)
             u = input_grid_uncertainty(ckpt.model, x, affine, n, settings, stage1.model if stage1 else None,
-                                       progress=self.run_progress.emit, should_stop=lambda: self._stop)
+                                       progress=lambda done, total: job.report((done, total)),
+                                       should_stop=job.cancelled)
             records = ([checkpoint_record(stage1, "reconnet")] if stage1 else []) + [checkpoint_record(ckpt, "method")]
             prov = make_provenance(records, settings.seed, {**asdict(settings), "runs": u.n},
                                    extra={"method": method, "uncertainty": "mean and variance of p(x|z) over runs"})
             return u, prov
 
-        self.worker = create_worker(job, _start_thread=False)
-        self.worker.returned.connect(lambda res: self._show(res, source, method))
-        self.worker.errored.connect(lambda exc: self.status.setText(f"Failed: {error_text(exc)}"))
-        self.worker.finished.connect(self._finished)
         self.progress.setRange(0, n)
         self.progress.setValue(0)
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText(f"{n} runs of {LABELS[method]}…")
-        self.worker.start()
+        self.worker = start_job(work, lambda outcome: self._finished(outcome, source, method),
+                                lambda done_total: self._on_progress(*done_total), what="uncertainty")
 
     def _show(self, result, source, method) -> None:
         u, prov = result
@@ -123,11 +114,17 @@ class UncertaintyWidget(QWidget):
         self.progress.setValue(done)
         self.status.setText(f"{done} / {total} runs…")
 
-    def _finished(self) -> None:
+    def _finished(self, outcome: Outcome, source, method) -> None:
+        if outcome.status == "done":
+            self._show(outcome.output, source, method)
+        else:
+            self.status.setText(f"Failed: {outcome.message}")
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.worker = None
 
     def cancel(self) -> None:
-        self._stop = True
+        """Stop after the current batch; the runs done so far are shown."""
+        if self.worker is not None:
+            self.worker.cancel()
         self.status.setText("Cancelling after the current batch…")
