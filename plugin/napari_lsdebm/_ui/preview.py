@@ -1,7 +1,8 @@
 """Live preview while a run samples: the newest latent decoded on a background thread, throttled.
 
 Decoding competes with the sampler for the CPU, so a new preview starts only when the previous
-one is done and at least ``max(0.5 s, 3 x the last decode time)`` has passed.
+one is done and at least ``max(0.5 s, 3 x the last decode time)`` has passed. With
+``render="mesh"`` the preview is a Surface layer whose iso-surface is made on the same thread.
 """
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from qtpy.QtCore import QObject, Signal
 
 from lsdebm.explore import make_decoder
 from lsdebm.explore.background import JobQueue
+from lsdebm.review.surface import empty_mesh
+from napari_lsdebm._ui.surface_layer import add_mesh_layer, set_mesh, volume_mesh
 
 LAYER_NAME = "live preview"
 
 
 class LivePreview(QObject):
-    """Owns the ``live preview`` Image layer of one run."""
+    """Owns the ``live preview`` layer of one run (an iso Image layer, or a Surface layer)."""
 
     ready = Signal(object)
 
@@ -27,11 +30,19 @@ class LivePreview(QObject):
         self.jobs = JobQueue("lsdebm-preview")
         self._decode = None
         self._last = self._cost = 0.0
+        self._spacing = None  # voxel spacing when the preview is a mesh
         self.ready.connect(self._show)
 
-    def start(self, model, grid: int, spacing: float, translate) -> None:
-        """Add an empty iso-surface layer on the model grid and decode with ``model`` from now on."""
+    def start(self, model, grid: int, spacing: float, translate, render: str = "volume") -> None:
+        """Add an empty iso-surface layer on the model grid and decode with ``model`` from now on.
+
+        ``render`` is ``mesh`` (a Surface layer) or ``volume`` (an iso-rendered Image layer).
+        """
         self._decode, self._last, self._cost = make_decoder(model), 0.0, 0.0
+        self._spacing = (float(spacing),) * 3 if render == "mesh" else None
+        if render == "mesh":
+            self.layer = add_mesh_layer(self.viewer, empty_mesh(), LAYER_NAME, translate)
+            return
         self.layer = self.viewer.add_image(np.zeros((grid,) * 3, np.float32), name=LAYER_NAME,
                                            scale=(spacing,) * 3, translate=translate, rendering="iso",
                                            iso_threshold=0.5, contrast_limits=(0, 1), colormap="bone")
@@ -57,9 +68,15 @@ class LivePreview(QObject):
             return
         start = time.perf_counter()
         vol = decode(z)[0]
+        spacing = self._spacing
+        shown = vol if spacing is None else volume_mesh(vol, spacing)  # meshed here, off the GUI thread
         self._cost = time.perf_counter() - start
-        self.ready.emit(vol)
+        self.ready.emit(shown)
 
-    def _show(self, vol) -> None:
-        if self.layer is not None and self.layer in self.viewer.layers:
-            self.layer.data = vol
+    def _show(self, shown) -> None:
+        if self.layer is None or self.layer not in self.viewer.layers:
+            return
+        if isinstance(shown, np.ndarray):
+            self.layer.data = shown
+        elif self.layer.__class__.__name__ == "Surface":
+            set_mesh(self.layer, shown)

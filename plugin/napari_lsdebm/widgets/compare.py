@@ -17,6 +17,7 @@ from lsdebm.review.compare import LABELS, METHODS, CompareProgress, Comparison, 
 from lsdebm.review.overlap import OVERLAP_COLORS, overlap_map
 from lsdebm.methods import RunSettings
 from napari_lsdebm._ui.jobs import Outcome, start_job
+from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_volume_layer
 from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, camera_of, geometry_kwargs, grid_of, mask_of
 
 COMPARE_KEY = "lsdebm_compare"  # metadata: which comparison cell a layer is
@@ -42,11 +43,12 @@ def cell_name(result) -> str:
 
 
 def show_comparison(viewer, comparison: Comparison, source, reference=None, mode: str = SHOW_MODES[0],
-                    ndisplay: int = 3) -> list:
+                    ndisplay: int = 3, render: str = "volume") -> list:
     """Add one layer per result (replacing earlier ones), hide everything else, and switch grid mode on.
 
     Masks are {0, 1} Image layers drawn as iso-surfaces (shaded in 3D); in overlap mode the
-    method cells are TP/FP/FN Labels layers.
+    method cells are TP/FP/FN Labels layers. With ``render="mesh"`` in 3D the masks are Surface
+    layers of their iso-surface instead (fast in software OpenGL, where iso ray casting is slow).
 
     Args:
         viewer: The napari viewer.
@@ -55,6 +57,7 @@ def show_comparison(viewer, comparison: Comparison, source, reference=None, mode
         reference: Optional ground-truth layer, shown as the last cell.
         mode: ``masks`` or ``TP/FP/FN vs ground truth`` (needs ``reference``).
         ndisplay: 2 or 3.
+        render: ``volume`` or ``mesh`` (3D mask cells as Surface layers).
 
     Returns:
         The comparison layers in grid order.
@@ -69,10 +72,14 @@ def show_comparison(viewer, comparison: Comparison, source, reference=None, mode
     layers = []
     for key, name, mask, prov in cells:
         overlap = mode != SHOW_MODES[0] and ref_mask is not None and key != "reference"
-        kwargs = geometry_kwargs(source, prov, **{COMPARE_KEY: key, "mask_kind": "overlap" if overlap else "mask"})
+        as_mesh = not overlap and render == "mesh" and ndisplay == 3
+        kind = "overlap" if overlap else "mesh" if as_mesh else "mask"
+        kwargs = geometry_kwargs(source, prov, **{COMPARE_KEY: key, "mask_kind": kind})
         if overlap:
             layer = viewer.add_labels(overlap_map(mask, ref_mask).labels, name=name, **kwargs)
             layer.colormap = overlap_colormap()
+        elif as_mesh:
+            layer = add_volume_layer(viewer, mask, name, "mesh", colormap=mask_colormap(), **kwargs)
         else:  # a {0, 1} mask drawn as a shaded iso-surface in 3D (Labels render flat, voxel by voxel);
             # float16, because napari's iso rendering of uint8/bool {0, 1} images draws nothing
             layer = viewer.add_image(mask.astype(np.float16), name=name, rendering="iso", iso_threshold=0.5,
@@ -114,6 +121,9 @@ class CompareWidget(QWidget):
         self.mode = QComboBox()
         self.mode.addItems(SHOW_MODES)
         self.three_d = QCheckBox("3D view", checked=True)
+        self.render = QComboBox()
+        self.render.addItems(RENDER_MODES[::-1])  # volume first: the default
+        self.render.setToolTip("3D masks as iso-rendered volumes, or as meshes (fast in software OpenGL)")
         self.run_button = QPushButton("Compare methods")
         self.cancel_button = QPushButton("Cancel", enabled=False)
         self.grid_button = QPushButton("Grid on/off")
@@ -132,6 +142,7 @@ class CompareWidget(QWidget):
         form.addRow("LSD-EBM depth t*", self.steps)
         form.addRow("show as", self.mode)
         form.addRow(self.three_d)
+        form.addRow("render 3D as", self.render)
         buttons = QHBoxLayout()
         for b in (self.run_button, self.cancel_button, self.grid_button):
             buttons.addWidget(b)
@@ -146,6 +157,7 @@ class CompareWidget(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.grid_button.clicked.connect(self.toggle_grid)
         self.mode.currentIndexChanged.connect(self._redisplay)
+        self.render.currentIndexChanged.connect(self._redisplay)
 
     def settings(self) -> RunSettings:
         return RunSettings(seed=self.seed.value(), K=self.K.value() or None,
@@ -189,7 +201,7 @@ class CompareWidget(QWidget):
         if self.comparison is None:
             return
         show_comparison(self.viewer, self.comparison, self._source, self._reference, self.mode.currentText(),
-                        3 if self.three_d.isChecked() else 2)
+                        3 if self.three_d.isChecked() else 2, self.render.currentText())
         rows = [f"<b>{r.label}</b>: DSC {r.metrics['dsc']:.3f}, HD95 {r.metrics['hd95']:.1f} mm, "
                 f"ASSD {r.metrics['assd']:.2f} mm" for r in self.comparison.results if r.metrics]
         self.summary.setText("<br>".join(rows))

@@ -28,6 +28,8 @@ from napari_lsdebm._ui.run_panel import RunPanel
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm.io.trajectory import write_trajectory
 from napari_lsdebm._ui.trajectory_layer import MESSAGE_KEY, FrameRefresher, real_layer, slider_axes, trajectory_of
+from napari_lsdebm._ui.surface_layer import RENDER_MODES
+from napari_lsdebm._ui.trajectory_surface import TrajectorySurface
 from napari_lsdebm.io.nifti import layer_affine
 
 
@@ -41,6 +43,7 @@ class ExplorerWidget(QWidget):
         self.cache = DecodeCache(512 * 2 ** 20)
         self.layer = None  # the trajectory layer the plots follow
         self.refreshers: dict[int, FrameRefresher] = {}
+        self.surfaces: dict[int, TrajectorySurface] = {}  # mesh rendering of each trajectory layer
         self.worker = None  # the running Job
         self.preview = LivePreview(self.viewer)
         self.checkpoint_panel = CheckpointPanel()
@@ -81,6 +84,11 @@ class ExplorerWidget(QWidget):
         self.view3d_box = QCheckBox("3D view (off: slices)")
         self.view3d_box.setChecked(True)
         self.view3d_box.toggled.connect(lambda on: setattr(self.viewer.dims, "ndisplay", 3 if on else 2))
+        self.render_combo = QComboBox()
+        self.render_combo.addItems(RENDER_MODES)
+        self.render_combo.setToolTip("3D drawing of decoded frames: mesh (iso-surface triangles, fast everywhere) "
+                                     "or volume (iso ray casting, slow in software OpenGL)")
+        self.render_combo.currentTextChanged.connect(self._render_changed)
         self.save_button = QPushButton("Save trajectory…")
         self.save_button.clicked.connect(lambda: self.save_trajectory())
         self.status = QLabel("")
@@ -94,6 +102,7 @@ class ExplorerWidget(QWidget):
         display.addRow("repeat", self.repeat_spin)
         display.addRow("decode cache", self.cache_spin)
         display.addRow("", self.view3d_box)
+        display.addRow("render", self.render_combo)
         row = QHBoxLayout()
         row.addWidget(self.save_button)
         display.addRow(row)
@@ -179,7 +188,8 @@ class ExplorerWidget(QWidget):
                             affine=(crop.crop_affine if crop else affine).tolist())
         self._run_context = {"ckpt": ckpt, "source": source, "crop": crop, "affine": crop.crop_affine if crop
                              else affine, "translate": (0, 0, 0) if crop else tuple(source.translate)[-3:]}
-        self.preview.start(ckpt.model, m.grid, m.spacing, self._run_context["translate"])
+        self.preview.start(ckpt.model, m.grid, m.spacing, self._run_context["translate"],
+                           self.render_combo.currentText() if self.view3d_box.isChecked() else "volume")
         source.visible = False
         self.run_panel.set_running(True)
         what = source.name
@@ -230,6 +240,8 @@ class ExplorerWidget(QWidget):
         if isinstance(layer.data, TrajectoryVolumes) and id(layer) not in self.refreshers:
             layer.data.cache = self.cache
             self.refreshers[id(layer)] = FrameRefresher(layer)
+            self.surfaces[id(layer)] = TrajectorySurface(self.viewer, layer, self.refreshers[id(layer)],
+                                                         self.render_combo.currentText())
         self.repeat_spin.setRange(0, traj.repeats - 1)
         self.plots.set_trajectory(traj, layer.metadata.get(MESSAGE_KEY, ""))
         if layer.metadata.get(MESSAGE_KEY):
@@ -259,6 +271,12 @@ class ExplorerWidget(QWidget):
             self.layer.data.clean = self.clean_box.isChecked()
             self.layer.data.repeat = self.repeat_spin.value()
             self.layer.refresh()
+            if id(self.layer) in self.surfaces:
+                self.surfaces[id(self.layer)].update()
+
+    def _render_changed(self, render: str) -> None:
+        for surface in self.surfaces.values():
+            surface.set_render(render)
 
     def save_trajectory(self, path: str | None = None) -> str | None:
         """Write the followed trajectory as .npz (asks for a file name when ``path`` is None)."""
@@ -284,6 +302,9 @@ class ExplorerWidget(QWidget):
         refresher = self.refreshers.pop(id(real_layer(event.value)), None)
         if refresher is not None:
             refresher.detach()
+        surface = self.surfaces.pop(id(real_layer(event.value)), None)
+        if surface is not None:
+            surface.detach()
         if real_layer(event.value) is self.layer:
             self.layer = None
             self.plots.set_trajectory(None)

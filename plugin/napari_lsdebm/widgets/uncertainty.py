@@ -14,6 +14,7 @@ from lsdebm.review.compare import LABELS, METHODS
 from lsdebm.review.uncertainty import input_grid_uncertainty
 from lsdebm.methods import RunSettings
 from napari_lsdebm._ui.jobs import Outcome, start_job
+from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_volume_layer
 from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, geometry_kwargs, mask_of, put_layer
 
 
@@ -45,6 +46,10 @@ class UncertaintyWidget(QWidget):
         self.n = QSpinBox(minimum=2, maximum=1000, value=8)
         self.seed = QSpinBox(maximum=2 ** 31 - 1)
         self.sample_encoder = QCheckBox("sample z0 ~ q(z0|x) (else the posterior mean)", checked=True)
+        self.render = QComboBox()
+        self.render.addItems(RENDER_MODES[::-1])  # volume first: the default
+        self.render.setToolTip("mesh: also the p = 0.5 surface of the mean, coloured by variance, drawn in 3D "
+                               "instead of the volumes (fast in software OpenGL)")
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel", enabled=False)
         self.progress = QProgressBar()
@@ -59,6 +64,7 @@ class UncertaintyWidget(QWidget):
         form.addRow("runs N", self.n)
         form.addRow("seed", self.seed)
         form.addRow(self.sample_encoder)
+        form.addRow("render 3D as", self.render)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
@@ -107,8 +113,21 @@ class UncertaintyWidget(QWidget):
                   contrast_limits=(0.0, 1.0), **geometry_kwargs(source, prov))
         put_layer(self.viewer, "image", u.variance, f"variance ({label})", colormap="magma",
                   contrast_limits=(0.0, vmax), blending="additive", **geometry_kwargs(source, prov))
+        if self.render.currentText() == "mesh":
+            self._show_surface(u, label, vmax, source, prov)
         self.status.setText(f"{u.n} runs: max variance {vmax:.4f}, voxels with variance > 0.01: "
                             f"{int((u.variance > 0.01).sum()):,}.")
+
+    def _show_surface(self, u, label: str, vmax: float, source, prov) -> None:
+        """The mean's p = 0.5 surface coloured by variance, drawn instead of the two volumes."""
+        name = f"mean surface ({label})"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        for volume_name in (f"mean probability ({label})", f"variance ({label})"):
+            self.viewer.layers[volume_name].visible = False  # kept for slices, values and saving
+        geometry = geometry_kwargs(source, prov)
+        add_volume_layer(self.viewer, u.mean, name, "mesh", colormap="magma", values=u.variance,
+                         contrast_limits=(0.0, vmax), **geometry)
 
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setValue(done)

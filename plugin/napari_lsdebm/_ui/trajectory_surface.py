@@ -1,0 +1,93 @@
+"""The frame under the t and k sliders drawn as a Surface layer (mesh rendering of a trajectory).
+
+The decoded-trajectory Image layer (t, k, Z, Y, X) keeps the sliders, the plots and the file
+writer; in mesh mode in 3D it is hidden (napari then never ray-casts it) and a Surface layer
+beside it shows the iso-surface of the frame under the sliders. Meshes are made on the decode
+thread together with the frame and cached with it (:meth:`TrajectoryVolumes.request_mesh`), so
+a slider move only hands cached triangles to the canvas, and a revisited frame is not meshed
+again. In 2D, or with ``render="volume"``, the Image layer is shown as before.
+"""
+from __future__ import annotations
+
+from qtpy.QtCore import QObject
+
+from lsdebm.review.surface import Mesh, empty_mesh
+from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_mesh_layer, set_mesh, spatial
+from napari_lsdebm._ui.trajectory_layer import FrameRefresher, real_layer, slider_axes
+
+SURFACE_OF_KEY = "lsdebm_surface_of"  # metadata of the Surface layer: the name of its trajectory layer
+
+
+class TrajectorySurface(QObject):
+    """Keeps a Surface layer on the frame under the sliders of one trajectory Image layer."""
+
+    def __init__(self, viewer, layer, refresher: FrameRefresher, render: str = "mesh") -> None:
+        super().__init__()
+        self.viewer, self.layer = viewer, real_layer(layer)
+        self.volumes = self.layer.data
+        self.volumes.mesh_spacing = spatial(self.layer.scale, 1.0)
+        self.render = render
+        self.surface = None
+        self.shown: Mesh | None = None  # the mesh the Surface layer holds
+        self.meshes_shown = 0  # times the Surface layer was handed a new mesh (tests, benchmarks)
+        self.refresher = refresher
+        refresher.ready.connect(self._on_ready)
+        self.viewer.dims.events.current_step.connect(self.update)
+        self.viewer.dims.events.ndisplay.connect(self._apply)
+        self._apply()
+
+    @property
+    def active(self) -> bool:
+        """True when the Surface layer, not the Image layer, draws the trajectory."""
+        return self.render == "mesh" and self.viewer.dims.ndisplay == 3
+
+    def set_render(self, render: str) -> None:
+        """Switch between ``mesh`` (Surface layer) and ``volume`` (iso-rendered Image layer)."""
+        if render not in RENDER_MODES:
+            raise ValueError(f"render must be one of {RENDER_MODES}; got {render!r}")
+        self.render = render
+        self._apply()
+
+    def update(self, event=None) -> None:
+        """Show the mesh of the frame under the sliders (the last one stays while it is being made)."""
+        if not self.active or self.surface is None or not self.surface.visible \
+                or self.layer not in self.viewer.layers:
+            return
+        axes = slider_axes(self.viewer, self.layer)
+        if axes is None:
+            return
+        step = self.viewer.dims.current_step
+        mesh = self.volumes.shown_mesh(int(step[axes[0]]), int(step[axes[1]]))
+        if mesh is not self.shown:
+            self.shown = mesh
+            self.meshes_shown += 1
+            set_mesh(self.surface, mesh)
+
+    def detach(self) -> None:
+        """Stop following the sliders and remove the Surface layer."""
+        self.viewer.dims.events.current_step.disconnect(self.update)
+        self.viewer.dims.events.ndisplay.disconnect(self._apply)
+        self.refresher.ready.disconnect(self._on_ready)
+        if self.surface is not None and self.surface in self.viewer.layers:
+            self.viewer.layers.remove(self.surface)
+        self.surface = None
+
+    def _apply(self, event=None) -> None:
+        """Draw the trajectory with the Surface or the Image layer (a hidden trajectory stays hidden)."""
+        active = self.active
+        shown = self.layer.visible or (self.surface is not None and self.surface.visible)
+        self.volumes.meshes = active
+        if active and self.surface is None:
+            self.surface = add_mesh_layer(self.viewer, empty_mesh(), f"{self.layer.name} (mesh)",
+                                          self.layer.translate, {SURFACE_OF_KEY: self.layer.name}, visible=shown)
+            self.surface.events.visible.connect(self.update)
+            self.shown = None
+        if shown:
+            if self.surface is not None:
+                self.surface.visible = active
+            self.layer.visible = not active
+        self.update()
+
+    def _on_ready(self, key) -> None:
+        if self.active and key == self.volumes.wanted:
+            self.update()
