@@ -15,8 +15,10 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushBut
 from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint, read_metadata
 from lsdebm.errors import LsdebmError
 from lsdebm.explore.record import checkpoint_name
+from lsdebm.methods import chain_summary
+from lsdebm.nn.registry import LABELS
 
-KIND_NAMES = {"lsdebm": "LSD-EBM", "vae": "VAE", "lebm": "LEBM", "reconnet": "ReconNet"}
+KIND_NAMES = LABELS  # kind -> the name shown (from the one kind table)
 
 
 def describe(kind: str, config, info: dict, name: str | None = None, sha256: str | None = None) -> list[tuple[str, str]]:
@@ -26,10 +28,7 @@ def describe(kind: str, config, info: dict, name: str | None = None, sha256: str
             ("preset", config.preset),
             ("grid", f"{m.grid}^{m.spatial_dims} at {m.spacing:g} mm"),
             ("T (diffusion steps)", f"{s.T} ({s.kind} schedule); reconstruction depth {lang.recon_steps}"),
-            ("K (Langevin)", f"{lang.K}, step size {lang.step_size:g}")]
-    if kind == "lebm":
-        rows[-1] = ("K (posterior Langevin)", f"{config.lebm.posterior_steps}, step size "
-                    f"{config.lebm.posterior_step_size:g}")
+            chain_summary(kind, config)]
     if info.get("description"):
         rows.insert(0, ("description", str(info["description"])))
     data = info.get("train_data") or info.get("data")

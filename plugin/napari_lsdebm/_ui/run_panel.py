@@ -12,7 +12,8 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, Q
 from lsdebm.runtime.checkpoint import LoadedCheckpoint
 from lsdebm.explore import Progress, make_settings
 from lsdebm.explore.record import METHODS
-from lsdebm.methods import RunSettings
+from lsdebm.methods import RunSettings, method_for
+from lsdebm.nn.registry import is_refinement, kind_info
 
 
 class RunPanel(QWidget):
@@ -76,15 +77,16 @@ class RunPanel(QWidget):
     def use_defaults(self, ckpt: LoadedCheckpoint) -> None:
         """Take T, K and step size defaults (and the method) from a loaded checkpoint."""
         cfg = ckpt.config
-        if ckpt.kind not in METHODS:
+        if not is_refinement(ckpt.kind):
             self.reconnet.setChecked(True)
             return
         self.set_kind(ckpt.kind)
         self.depth.setMaximum(cfg.schedule.T)
         self.depth.setValue(cfg.langevin.recon_steps)
-        if ckpt.kind == "lebm":
-            self.K.setValue(cfg.lebm.posterior_steps)
-            self.step_size.setValue(cfg.lebm.posterior_step_size)
+        r = method_for(ckpt.model).resolve(RunSettings())
+        if r.step_size is not None:  # the method's own chain (LSD-EBM: K per step; LEBM: posterior steps)
+            self.K.setValue(r.chain_length)
+            self.step_size.setValue(r.step_size)
         else:
             self.K.setValue(cfg.langevin.K)
             self.step_size.setValue(cfg.langevin.step_size)
@@ -109,11 +111,11 @@ class RunPanel(QWidget):
         self.status.setText(f"{where}{energy} ({p.done}/{p.total})")
 
     def _method_changed(self) -> None:
-        kind = self.kind()
-        self.depth.setEnabled(kind == "lsdebm")
-        self.K.setEnabled(kind in ("lsdebm", "lebm"))
-        self.step_size.setEnabled(kind in ("lsdebm", "lebm"))
-        self.every.setEnabled(kind in ("lsdebm", "lebm"))
+        info = kind_info(self.kind())
+        self.depth.setEnabled(info.diffusion)
+        self.K.setEnabled(info.has_energy)
+        self.step_size.setEnabled(info.has_energy)
+        self.every.setEnabled(info.has_energy)
 
 
 def _spin(lo: int, hi: int, value: int, tip: str) -> QSpinBox:

@@ -44,11 +44,12 @@ def run(args) -> int:
     from lsdebm.explore import make_settings
     from lsdebm.explore.demo import check_out, demo_case, demo_checkpoint, record_demo, write_demo
     from lsdebm.explore.record import METHODS
-    from lsdebm.tasks.reconstruct import resolve_device
+    from lsdebm.nn.registry import is_refinement
+    from lsdebm.runtime.device import resolve_device
 
     headless = args.headless or not has_display()
     ckpt = load_checkpoint(demo_checkpoint(args.checkpoint), resolve_device(args.device))
-    if ckpt.kind not in METHODS:
+    if not is_refinement(ckpt.kind):
         raise CheckpointError(f"{ckpt.path}: holds a {ckpt.kind} model; the demo needs an LSD-EBM, VAE or LEBM")
     out = Path(args.out)
     if headless:

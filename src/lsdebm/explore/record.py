@@ -27,9 +27,10 @@ from lsdebm.data.acquisition import find_acquisition
 from lsdebm.sampling import LangevinEvent, Trajectory
 from lsdebm.methods import RunSettings, run, run_events
 from lsdebm.sampling.guidance import build_observation
-from lsdebm.methods import consistency_config
+from lsdebm.methods import method_class, method_for
+from lsdebm.nn.registry import LABELS, REFINEMENT_KINDS, is_first_stage, is_refinement
 
-METHODS = {"lsdebm": "LSD-EBM", "vae": "VAE", "lebm": "LEBM"}
+METHODS = {kind: LABELS[kind] for kind in REFINEMENT_KINDS}  # the methods the explorer runs, by label
 
 
 class RunCancelled(LsdebmError):
@@ -67,21 +68,13 @@ class RunOutput:
 def make_settings(kind: str, depth: int | None = None, K: int | None = None, step_size: float | None = None,
                   seed: int = 0, repeats: int = 1) -> RunSettings:
     """Explorer settings -> RunSettings. For LEBM ``K`` is the number of posterior Langevin steps."""
-    if kind == "lebm":
-        return RunSettings(steps=K, step_size=step_size, seed=seed, repeats=repeats)
-    return RunSettings(steps=depth, K=K, step_size=step_size, seed=seed, repeats=repeats)
+    return method_class(kind).settings_from_controls(depth, K, step_size, seed, repeats)
 
 
 def count_events(model, settings: RunSettings, guided: bool = False) -> int:
     """Number of events ``run_events`` yields (for the progress bar); ``guided``: with observations."""
-    r = effective_settings(model, settings)
-    if model.kind == "lsdebm":
-        c = consistency_config(model, settings)
-        extra = c.steps if guided and c.weight > 0 else 0
-        return 1 + r["steps"] + r["steps"] * (r["K"] + 1) + extra + 1
-    if model.kind == "lebm":
-        return 1 + r["steps"] + 1
-    return 2 if model.kind == "vae" else 1
+    method = method_for(model)
+    return method.n_events(method.resolve(settings), guided)
 
 
 def prepare_input(data, affine, grid: int, spacing: float, label: int | None = None,
@@ -149,8 +142,8 @@ def find_checkpoint(meta: dict[str, Any], near: str | Path | None = None) -> Pat
 def observe(ckpt: LoadedCheckpoint, data, affine, crop: CropInfo | None, label: int | None = None,
             settings: RunSettings = RunSettings()) -> list | None:
     """The slab observation that guides a run on ``data`` (None: acquisition unknown or guidance off)."""
-    c = consistency_config(ckpt.model, settings)
-    if ckpt.kind != "lsdebm" or c.weight <= 0 or c.steps <= 0:
+    c = method_for(ckpt.model).resolve(settings).consistency  # None: the method takes no guidance
+    if c is None or c.weight <= 0 or c.steps <= 0:
         return None
     acq = find_acquisition(np.asarray(data), affine)
     if acq is None:
@@ -177,12 +170,12 @@ def record_run(ckpt: LoadedCheckpoint, x: np.ndarray, settings: RunSettings = Ru
     import torch
 
     model = ckpt.model
-    if model.kind not in METHODS:
+    if not is_refinement(model.kind):
         raise CheckpointError(f"{ckpt.path}: a {model.kind} checkpoint cannot be explored; load an LSD-EBM, "
                               "VAE or LEBM checkpoint (ReconNet is the optional first stage)")
     if ckpt.config.model.spatial_dims != 3:
         raise CheckpointError(f"{ckpt.path}: 2D checkpoints are for the teaching view; the explorer needs 3D")
-    if stage1 is not None and stage1.kind != "reconnet":
+    if stage1 is not None and not is_first_stage(stage1.kind):
         raise CheckpointError(f"{stage1.path}: the first stage must be a ReconNet checkpoint, not {stage1.kind}")
     start = time.perf_counter()
     total = count_events(model, settings, observations is not None) + (stage1 is not None)

@@ -46,6 +46,12 @@ def method_for_config(kind: str, cfg) -> Method:
     return method_class(kind)(cfg)
 
 
+def chain_summary(kind: str, cfg) -> tuple[str, str]:
+    """(label, value) of a checkpoint's Langevin chain for descriptions; any kind (others: the Langevin config)."""
+    cls = METHOD_CLASSES.get(kind, LSDEBMMethod)
+    return cls(cfg).chain_summary()
+
+
 def resolve(model: torch.nn.Module, s: RunSettings = RunSettings(), *, generate: bool = False) -> Resolved:
     """The settings a run of ``model`` really uses (see :meth:`Method.resolve`)."""
     return method_for(model).resolve(s, generate=generate)
@@ -115,6 +121,6 @@ def generate_events(model: torch.nn.Module, n: int, settings: RunSettings = RunS
 
 
 __all__ = ["METHOD_CLASSES", "LEBMMethod", "LSDEBMMethod", "Method", "ReconNetMethod", "Resolved", "RunSettings",
-           "VAEMethod", "check_input", "consistency_config", "decode", "generate_events", "iterations",
+           "VAEMethod", "chain_summary", "check_input", "consistency_config", "decode", "generate_events", "iterations",
            "langevin_config", "make_generator", "method_class", "method_for", "method_for_config",
            "posterior_energy", "prior_energy", "resolve", "result_event", "run", "run_events", "sampling_schedule"]

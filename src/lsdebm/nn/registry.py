@@ -79,3 +79,8 @@ def is_refinement(kind: str | None) -> bool:
 def is_first_stage(kind: str | None) -> bool:
     """Whether ``kind`` is the first stage (ReconNet); False for unknown kinds."""
     return kind in KINDS and KINDS[kind].first_stage
+
+
+def has_energy(kind: str | None) -> bool:
+    """Whether ``kind`` has an energy network (LSD-EBM, LEBM); False for unknown kinds."""
+    return kind in KINDS and KINDS[kind].has_energy

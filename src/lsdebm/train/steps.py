@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lsdebm.sampling.schedule import make_schedule
-from lsdebm.train.losses import lebm_loss, lsdebm_loss, reconnet_loss, vae_loss
+from lsdebm.methods import method_for
 
 
 class TrainStep(nn.Module):
@@ -29,18 +28,13 @@ class TrainStep(nn.Module):
         super().__init__()
         self.model = model
         self.train_K, self.lebm_steps = train_K, lebm_steps
-        self.schedule = make_schedule(model.cfg.schedule) if model.kind == "lsdebm" else None
+        self.method = method_for(model)
+        self.schedule = self.method.training_schedule()
 
     def forward(self, x: torch.Tensor, target: torch.Tensor, z_init: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        kind = self.model.kind
-        if kind == "reconnet":
-            return reconnet_loss(self.model, x, target)
-        if kind == "vae":
-            return vae_loss(self.model, x, generator)
-        if kind == "lsdebm":
-            return lsdebm_loss(self.model, x, self.schedule, self.train_K, generator)
-        return lebm_loss(self.model, x, z_init, generator, posterior_steps=self.lebm_steps)
+        return self.method.loss(x, target, z_init=z_init, generator=generator, schedule=self.schedule,
+                                train_K=self.train_K, lebm_steps=self.lebm_steps)
 
 
 def parameter_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

@@ -13,6 +13,7 @@ import torch
 
 from lsdebm.evaluation.metrics import dice
 from lsdebm import methods
+from lsdebm.nn.registry import info_of
 from lsdebm.train.data import MaskSet
 
 
@@ -27,17 +28,18 @@ def validation_dice(model: torch.nn.Module, val: MaskSet, seed: int, batch_size:
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    info = info_of(model)
     scores: dict[str, list[float]] = {"val_dsc": []}
-    if model.kind == "lsdebm":
+    if info.diffusion:  # the plain autoencoder score too (decode the posterior mean, no chain)
         scores["val_dsc_ae"] = []
     gen = methods.make_generator(seed, device)
     try:
         for start in range(0, len(val), batch_size):
             hq = val.hq[start:start + batch_size].float().to(device)
-            x = val.lq[start:start + batch_size].float().to(device) if model.kind == "reconnet" else hq
+            x = val.lq[start:start + batch_size].float().to(device) if info.paired else hq
             result = methods.run(model, x, methods.RunSettings(seed=seed), generator=gen)
             scores["val_dsc"] += _dices(result.probs, hq)
-            if model.kind == "lsdebm":
+            if info.diffusion:
                 with torch.no_grad():
                     mu, _ = model.encoder(x)
                 scores["val_dsc_ae"] += _dices(methods.decode(model, mu), hq)
