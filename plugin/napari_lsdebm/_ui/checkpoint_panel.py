@@ -127,6 +127,10 @@ class CheckpointPanel(QWidget):
         except LsdebmError as exc:
             self.error.setText(f"Not loaded: {exc}")
             return None
+        return self.use(ckpt, announce)
+
+    def use(self, ckpt: LoadedCheckpoint, announce: bool = True) -> LoadedCheckpoint:
+        """Keep an already loaded checkpoint as the one of its kind and describe it (as :meth:`load` does)."""
         self.error.setText("")
         self.checkpoints[ckpt.kind] = ckpt
         index = self.combo.findData(str(ckpt.path))

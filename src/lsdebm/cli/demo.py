@@ -63,8 +63,12 @@ def run(args) -> int:
             bar.total = p.total
             bar.update(p.done - bar.n)
         output = record_demo(ckpt, case, settings, progress)
-    if not headless:
-        return _show(ckpt, case, output)
+    if not headless:  # open the explorer on the recorded run
+        from napari_lsdebm import launch
+
+        launch.show_demo(ckpt, case, output)
+        launch.run()
+        return 0
     res = write_demo(out, ckpt, case, output, overwrite=args.overwrite, backend=args.render)
     rec, lq = res.metrics["reconstruction_vs_hq"], res.metrics["input_lq_vs_hq"]
     print(f"DSC {rec['dsc']:.4f} (thick-slice input: {lq['dsc']:.4f}); {output.seconds:.1f} s sampling")
@@ -73,17 +77,3 @@ def run(args) -> int:
         print(f"  {path.name}")
     return 0
 
-
-def _show(ckpt, case, output) -> int:
-    """Open napari with the explorer on the recorded run."""
-    import napari
-
-    from lsdebm.cli.view import open_viewer
-
-    viewer, explorer = open_viewer(checkpoint=str(ckpt.path))
-    scale = (case.spacing,) * 3
-    viewer.add_labels(case.hq, name=f"HQ ({case.name})", scale=scale, metadata={"affine": case.affine}, visible=False)
-    lq = viewer.add_labels(case.lq, name=f"LQ thick-slice ({case.name})", scale=scale, metadata={"affine": case.affine})
-    explorer.show_result(output, {"ckpt": ckpt, "source": lq, "crop": None, "affine": case.affine})
-    napari.run()
-    return 0
