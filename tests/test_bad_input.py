@@ -19,7 +19,8 @@ from reliability_helpers import (edit_config, edit_metadata, huge_header_nifti, 
 
 from lsdebm.runtime.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from lsdebm.cli.main import main
-from lsdebm.data.nifti import crop_label, paste_back, read_volume, write_volume
+from lsdebm.data.frame import crop_label, paste_back
+from lsdebm.data.nifti import read_volume, write_volume
 from lsdebm.errors import CheckpointError, InputError, InputWarning, LsdebmError
 from lsdebm.nn import build_model
 from lsdebm.sampling import Trajectory

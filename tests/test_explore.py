@@ -125,8 +125,8 @@ def test_record_run_progress_result_and_metadata(tiny_ckpts, tiny_pair):
     assert traj.forward.shape == (2, 3, 8) and traj.reverse.shape == (2, 2, 4, 8) and traj.n_frames == 5
     assert out.probs.shape == (2, 16, 16, 16) and out.mask.dtype == np.uint8
     assert traj.metadata["checkpoint_sha256"] == ckpt.sha256 and traj.metadata["settings"]["K"] == 4
-    langevin = [p for p in seen if p.phase == "reverse" and p.k]
-    assert langevin and all(p.z.shape == (2, 8) and p.energy is not None for p in langevin)
+    langevin = [p for p in seen if p.stage == "reverse" and p.payload.k]
+    assert langevin and all(p.payload.z.shape == (2, 8) and p.payload.energy is not None for p in langevin)
 
 
 @pytest.mark.parametrize("kind,frames", [("vae", 1), ("lebm", 2)])
@@ -140,7 +140,7 @@ def test_record_run_with_reconnet_stage_and_wrong_kinds(tiny_ckpts, tiny_pair):
     lsd, rn = load_checkpoint(tiny_ckpts["lsdebm"]), load_checkpoint(tiny_ckpts["reconnet"])
     seen = []
     drain(record_run(lsd, tiny_pair[1], make_settings("lsdebm", K=1), stage1=rn), seen.append)
-    assert seen[0].phase == "reconnet"
+    assert seen[0].stage == "reconnet"
     with pytest.raises(CheckpointError, match="cannot be explored"):
         next(record_run(rn, tiny_pair[1]))
     with pytest.raises(CheckpointError, match="first stage"):

@@ -25,7 +25,8 @@ from reliability_helpers import read_header, write_header
 
 from lsdebm.runtime.checkpoint import load_checkpoint, save_checkpoint
 from lsdebm.config import get_preset
-from lsdebm.data.nifti import crop_label, paste_back, read_volume
+from lsdebm.data.frame import crop_label, paste_back
+from lsdebm.data.nifti import read_volume
 from lsdebm.errors import CheckpointError, InputError, LsdebmError
 from lsdebm.evaluation.metrics import compute_metrics
 from lsdebm.nn import build_model

@@ -7,10 +7,12 @@ import torch
 
 from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.data.acquisition import find_acquisition
-from lsdebm.data.nifti import _resample
+from lsdebm.data.frame import resample
 from lsdebm.data.real import degrade, isotropic, load_real_masks
 from lsdebm.data.thickslice import ThickSliceParams
-from lsdebm.tasks.reconstruct import Models, crop_to_model, make_recorder, reconstruct_volume
+from lsdebm.data.frame import crop_to_model
+from lsdebm.runtime.loading import Models
+from lsdebm.tasks.reconstruct import make_recorder, reconstruct_volume
 from lsdebm.methods import RunSettings, run_events
 from lsdebm.sampling.events import LangevinEvent, ResultEvent
 from lsdebm.sampling.guidance import build_observation
@@ -29,7 +31,7 @@ def case():
     crop, info = crop_to_model(lq, affine, None, ck.config.model.grid, ck.config.model.spacing, ck.config.model)
     acq = find_acquisition(lq, affine)
     obs = build_observation(lq, affine, acq, info.crop_affine, ck.config.model.grid, ck.config.model.spacing)
-    hq = _resample(truth.astype(np.float32), crop.shape, info.crop_affine, affine, 1)
+    hq = resample(truth.astype(np.float32), crop.shape, info.crop_affine, affine, 1)
     return {"truth": truth, "affine": affine, "lq": lq, "crop": crop, "info": info, "acq": acq, "obs": obs,
             "hq": hq, "ck": ck}
 

@@ -9,7 +9,7 @@ from lsdebm.config import get_preset
 from lsdebm.data.mixed_set import MixedPairs, make_pair, real_sources
 from lsdebm.data.real import load_real_masks
 from lsdebm.errors import InputError
-from lsdebm.tasks.reconstruct import centroid_offset_world
+from lsdebm.data.frame import centroid_offset_world
 
 torch.set_num_threads(1)
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from lsdebm.data.nifti import crop_label, paste_back, read_volume, write_volume
+from lsdebm.data.frame import crop_label, paste_back
+from lsdebm.data.nifti import read_volume, write_volume
 from lsdebm.data.phantom_set import generate_pairs, read_set, write_set
 from lsdebm.data.phantoms import make_vertebra
 from lsdebm.errors import InputError, LsdebmError

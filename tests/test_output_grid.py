@@ -143,7 +143,7 @@ def test_plugin_pastes_anisotropic_input_onto_the_isotropic_grid():
     from types import SimpleNamespace
 
     pytest.importorskip("qtpy")
-    from lsdebm.data.nifti import crop_label
+    from lsdebm.data.frame import crop_label
     from lsdebm.explore import RunOutput
     from napari_lsdebm._ui.results import pasted_layer
 

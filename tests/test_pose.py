@@ -14,7 +14,9 @@ from lsdebm.data.pose import WORLD_AXES, estimate_pose, frame_affine, world_pose
 from lsdebm.data.real import degrade, isotropic, load_real_masks
 from lsdebm.data.thickslice import ThickSliceParams
 from lsdebm.evaluation.metrics import dice
-from lsdebm.tasks.reconstruct import Models, crop_to_model, reconstruct_volume
+from lsdebm.data.frame import crop_to_model
+from lsdebm.runtime.loading import Models
+from lsdebm.tasks.reconstruct import reconstruct_volume
 
 ROTATIONS = [(axis, deg) for axis in range(3) for deg in (-20.0, 20.0)]
 

@@ -10,7 +10,8 @@ import pytest
 from lsdebm.cli.main import main
 from lsdebm.data.nifti import read_volume, write_volume
 from lsdebm.errors import InputError
-from lsdebm.tasks.reconstruct import Models, dist_rank, load_models, reconstruct_volume, shard, structure_labels
+from lsdebm.runtime.loading import Models, load_models
+from lsdebm.tasks.reconstruct import dist_rank, reconstruct_volume, shard, structure_labels
 from lsdebm.sampling import Trajectory
 from lsdebm.methods import RunSettings
 
@@ -167,10 +168,10 @@ def test_bad_input_files(tmp_path, lq_file, tiny_ckpts, capsys):
 
 
 def test_crop_puts_the_centroid_where_training_phantoms_have_it():
-    from lsdebm.data.nifti import crop_label
+    from lsdebm.data.frame import crop_label
     from lsdebm.data.phantoms import make_vertebra
     from lsdebm.evaluation.metrics import dice
-    from lsdebm.tasks.reconstruct import crop_to_model, model_offset_mm
+    from lsdebm.data.frame import crop_to_model, model_offset_mm
 
     phantom = make_vertebra("L2", 11, 32, 4.0)  # 128 mm field of view, like the default preset
     offset = np.asarray(model_offset_mm(32, 4.0))
@@ -192,7 +193,7 @@ def test_default_method_is_the_reconnet_stage(tmp_path, lq_file, tiny_ckpts, cap
     import shutil
 
     from lsdebm.runtime import checkpoint as checkpoint_module
-    from lsdebm.tasks.reconstruct import DEFAULT_METHOD
+    from lsdebm.runtime.loading import DEFAULT_METHOD
 
     bundled = tmp_path / "bundled"
     bundled.mkdir()

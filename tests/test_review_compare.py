@@ -5,8 +5,8 @@ import torch
 from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.errors import CheckpointError, InputError, LsdebmError
 from lsdebm.evaluation.metrics import compute_metrics
-from lsdebm.review.compare import (LABELS, CompareProgress, compare_events, compare_methods,
-                                   load_compare_checkpoints, summary)
+from lsdebm.review.compare import LABELS, compare_events, compare_methods, load_compare_checkpoints, summary
+from lsdebm.tasks.progress import Progress, drain
 from lsdebm.review.uncertainty import input_grid_uncertainty, repeated_runs
 from lsdebm.methods import RunSettings, make_generator, run
 
@@ -28,9 +28,9 @@ def case(tiny_pair):
 
 def test_compare_runs_every_method_in_display_order(models, case):
     lq, hq, affine = case
-    events = list(compare_events(lq, affine, models, RunSettings(seed=3), reference=hq))
-    progress, comparison = events[:-1], events[-1]
-    assert all(isinstance(e, CompareProgress) for e in progress)
+    progress = []
+    comparison = drain(compare_events(lq, affine, models, RunSettings(seed=3), reference=hq), progress.append)
+    assert progress and all(isinstance(e, Progress) for e in progress)
     fractions = [e.fraction for e in progress]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     keys = [r.key for r in comparison.results]

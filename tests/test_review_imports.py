@@ -3,7 +3,7 @@ import sys
 
 CODE = """
 import sys
-import lsdebm.review.animation, lsdebm.review.compare, lsdebm.review.export, lsdebm.review.frame
+import lsdebm.review.animation, lsdebm.review.compare, lsdebm.review.export, lsdebm.data.frame
 import lsdebm.review.overlap, lsdebm.review.roi, lsdebm.review.surface, lsdebm.review.table
 import lsdebm.review.uncertainty
 heavy = ('PyQt', 'PySide', 'qtpy', 'napari', 'magicgui', 'vispy', 'pyvista', 'vtk', 'skimage', 'imageio',

@@ -28,7 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--K", type=int, help="Langevin iterations per reverse step (default: the checkpoint's)")
     parser.add_argument("--step-size", type=float, help="Langevin step size (default: the checkpoint's)")
     parser.add_argument("--repeats", type=int, default=1, help="independent chains (default 1)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--render", default="auto", choices=("auto", "pyvista", "matplotlib"),
                         help="PNG renderer when headless (default auto: pyvista off-screen, else matplotlib)")
     return parser

@@ -8,7 +8,7 @@ Every pair is made the way a real input reaches the model at inference:
 2. the thick-slice simulator degrades it along the scanner's axes
    (:func:`lsdebm.data.real.degrade`, ranges :data:`WIDE_RANGES`);
 3. the low-quality mask is cropped into the model frame exactly as
-   :func:`lsdebm.tasks.reconstruct.crop_to_model` does at inference (pose estimated on the LQ mask), and
+   :func:`lsdebm.data.frame.crop_to_model` does at inference (pose estimated on the LQ mask), and
    the high-quality mask is resampled into the same crop.
 
 :class:`MixedPairs` holds a bank of such pairs; ``refresh(epoch)`` re-draws a fraction of it
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from lsdebm.data.augment import AugmentRanges, random_warp
-from lsdebm.data.nifti import _resample, crop_label
+from lsdebm.data.frame import crop_label, resample
 from lsdebm.data.phantoms import LEVELS, make_vertebra
 from lsdebm.data.real import RealMask, degrade, isotropic
 from lsdebm.data.thickslice import ParamRanges, sample_params
@@ -69,7 +69,7 @@ def make_pair(src: Source, rng: np.random.Generator, grid: int, spacing: float, 
     """One (hq, lq) pair on the model grid from ``src`` (see the module doc).
 
     ``values``: the lq crop as a ``binary`` mask or as the ``fraction`` of each model voxel
-    covered (:func:`lsdebm.data.nifti.crop_label`); hq is always binary.
+    covered (:func:`lsdebm.data.frame.crop_label`); hq is always binary.
     """
     for _ in range(5):
         hq = random_warp(src.mask, src.affine, rng, augment)
@@ -80,7 +80,7 @@ def make_pair(src: Source, rng: np.random.Generator, grid: int, spacing: float, 
         raise InputError(f"{src.name}: the thick-slice simulation removed the whole structure five times")
     lq_crop, info = crop_label(lq, src.affine, None, grid, spacing, offset_mm=offset_world, frame=frame,
                                values=values)
-    hq_crop = _resample(hq.astype(np.float32), (grid,) * 3, info.crop_affine, src.affine, order=1) >= 0.5
+    hq_crop = resample(hq.astype(np.float32), (grid,) * 3, info.crop_affine, src.affine, order=1) >= 0.5
     return hq_crop.astype(np.uint8), lq_crop
 
 

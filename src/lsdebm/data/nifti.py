@@ -1,10 +1,8 @@
-"""NIfTI input/output that keeps the affine, and cropping to / pasting from the model grid.
+"""NIfTI input/output that keeps the affine and header.
 
 A real file (a binary mask or a multi-label map such as VerSe or TotalSegmentator output)
-is read with its affine; one vertebra is cropped around its centroid and resampled into the
-model frame (:func:`lsdebm.data.phantoms.grid_affine`: a cubic grid at the model spacing
-whose axes point superior, posterior, right). A result on the model grid is pasted back
-into the original grid and written with the original affine and header.
+is read with its affine; results are written with the original affine and header. Moving a
+structure to and from the model grid lives in :mod:`lsdebm.data.frame`.
 """
 
 from __future__ import annotations
@@ -16,11 +14,9 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
 
-from lsdebm.data.pose import WORLD_AXES, frame_affine, pose_for
-from lsdebm.data.validate import (check_affine, check_compression, foreground, one_line, squeeze_shape,
-                                  voxel_itemsize)
+from lsdebm.data.frame import affine_spacing
+from lsdebm.data.validate import check_affine, check_compression, one_line, squeeze_shape, voxel_itemsize
 from lsdebm.errors import InputError, InputWarning
 from lsdebm.fileio import atomic_write
 from lsdebm.limits import array_bytes, check_memory
@@ -44,11 +40,6 @@ class Volume:
     affine: np.ndarray
     header: nib.Nifti1Header
     spacing: tuple
-
-
-def affine_spacing(affine: np.ndarray) -> tuple:
-    """Voxel size in mm per array axis: the norms of the affine's first three columns."""
-    return tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
 
 
 def read_volume(path: str | os.PathLike) -> Volume:
@@ -161,171 +152,3 @@ def write_volume(path, data, affine, header=None, overwrite: bool = False):
     image.set_qform(image.affine, code=1)
     image.set_sform(image.affine, code=1)
     return atomic_write(path, lambda tmp: nib.save(image, str(tmp)), overwrite=overwrite)
-
-
-@dataclass(frozen=True)
-class CropInfo:
-    """Where a crop came from, for :func:`paste_back`.
-
-    Attributes:
-        source_shape: Shape of the original volume.
-        source_affine: Affine of the original volume.
-        crop_affine: Affine of the crop (model frame, centred on the centroid).
-        label: Label id that was cropped (None: any nonzero voxel).
-        centroid_mm: Centroid of the cropped component in world mm.
-        frame: ``world`` (scanner axes) or ``pose`` (the structure's own frame, see
-            :mod:`lsdebm.data.pose`).
-        tilt_deg: Rotation of the crop frame away from the scanner axes.
-    """
-
-    source_shape: tuple
-    source_affine: np.ndarray
-    crop_affine: np.ndarray
-    label: int | None
-    centroid_mm: tuple
-    frame: str = "world"
-    tilt_deg: float = 0.0
-
-
-def _resample(data: np.ndarray, out_shape, out_affine, in_affine, order: int) -> np.ndarray:
-    """Sample ``data`` (grid ``in_affine``) on the grid ``out_affine`` of ``out_shape``."""
-    matrix = np.linalg.inv(in_affine) @ out_affine
-    return ndimage.affine_transform(
-        data, matrix, output_shape=tuple(out_shape), order=order, mode="constant", cval=0.0
-    )
-
-
-def _fraction(binary: np.ndarray, affine, crop_affine, grid: int) -> np.ndarray:
-    """Share of each model voxel covered by ``binary``: the mean of 2x2x2 linear sub-samples."""
-    sub = np.diag([0.5, 0.5, 0.5, 1.0])
-    sub[:3, 3] = -0.25  # sub-sample j sits at model index (j - 0.5) / 2
-    fine = _resample(binary.astype(np.float32), (2 * grid,) * 3, crop_affine @ sub, affine, order=1)
-    return np.clip(fine.reshape(grid, 2, grid, 2, grid, 2).mean(axis=(1, 3, 5)), 0.0, 1.0).astype(np.float32)
-
-
-def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: float = 2.0, offset_mm=None,
-               frame: str = "world", values: str = "binary"):
-    """Crop one structure around its centroid and resample it to the model grid.
-
-    A structure touching the volume border, or extending past the model's field of view
-    (``grid * spacing`` mm), is cropped with background padding and reported with an
-    :class:`InputWarning` (it may be cut off).
-
-    Args:
-        data: 3D mask or label map (see :func:`lsdebm.data.validate.foreground` for values other than {0, 1}).
-        affine: Its voxel-to-world affine (any orientation, anisotropic or sheared allowed).
-        label: Label id to crop; None takes every nonzero voxel.
-        grid: Model grid size per axis.
-        spacing: Model spacing in mm.
-        offset_mm: World (RAS, mm) vector from the crop centre to where the centroid should land,
-            e.g. where the training phantoms have theirs (:func:`lsdebm.tasks.reconstruct.model_offset_mm`);
-            None puts the centroid at the crop centre. With ``frame='pose'`` the same vector is
-            taken along the structure's own axes.
-        frame: ``world`` crops along the scanner axes; ``pose`` along the structure's anatomical
-            frame (:func:`lsdebm.data.pose.estimate_pose`), so a tilted vertebra reaches the model
-            upright; :func:`paste_back` undoes either through the crop affine.
-        values: ``binary`` (linear resampling thresholded at 0.5) or ``fraction`` (the share of
-            each model voxel inside the structure, from 2x2x2 linear sub-samples).
-
-    Returns:
-        ``(crop, info)``: an array of shape (grid,)*3 in the model frame (uint8 {0, 1}, or
-        float32 in [0, 1] for ``fraction``) and the :class:`CropInfo` needed to paste a result back.
-
-    Raises:
-        InputError: If the data is not 3D, the affine is unusable, the volume is empty, the
-            label is absent (the present ones are listed), the grid would not fit in memory,
-            or the structure is smaller than one model voxel (a spacing/units error).
-    """
-    data = np.asarray(data)
-    if data.ndim != 3:
-        raise InputError(f"expected a 3D volume, got shape {data.shape}")
-    if int(grid) < 1 or not spacing > 0:
-        raise InputError(f"model grid {grid} / spacing {spacing} mm must be positive")
-    check_memory(3 * array_bytes((grid,) * 3, 4), f"a crop on the {grid}^3 model grid")
-    affine = check_affine(affine, "crop_label")
-    binary = foreground(data, label)
-    where = f"label {label}" if label is not None else "the structure"
-    voxels = np.argwhere(binary)
-    pose = pose_for(frame, binary, affine)
-    centroid_mm = pose.centroid_mm
-    offset = np.zeros(3) if offset_mm is None else WORLD_AXES.T @ np.asarray(offset_mm, dtype=np.float64)
-    crop_affine = frame_affine(pose, grid, spacing, offset)
-    touching = [axis for axis in range(3) if voxels[:, axis].min() == 0
-                or voxels[:, axis].max() == data.shape[axis] - 1]
-    if touching:
-        warnings.warn(f"{where} touches the volume border along axis {touching}; it may be cut off "
-                      "(the crop is padded with background)", InputWarning, stacklevel=2)
-    in_crop = (np.linalg.inv(crop_affine) @ affine)[:3]
-    coords = voxels @ in_crop[:, :3].T + in_crop[:, 3]
-    if coords.min() < -0.5 or coords.max() > grid - 0.5:
-        reach = float(np.abs(coords - (grid - 1) / 2).max() * spacing)
-        warnings.warn(f"{where} reaches {reach:.0f} mm from the crop centre, beyond the model's field of view "
-                      f"(+-{grid * spacing / 2:g} mm); the parts outside are cut off", InputWarning, stacklevel=2)
-    if values == "fraction":
-        crop = _fraction(binary, affine, crop_affine, grid)
-    else:
-        crop = (_resample(binary.astype(np.float32), (grid,) * 3, crop_affine, affine, order=1) >= 0.5).astype(np.uint8)
-    if not (crop >= 0.5).any():
-        raise InputError(f"{where} ({len(voxels)} voxels of {tuple(round(v, 4) for v in affine_spacing(affine))}"
-                         f" mm) is smaller than one {spacing:g} mm model voxel; check the file's spacing (units?)")
-    info = CropInfo(tuple(data.shape), affine, crop_affine, label, tuple(float(v) for v in centroid_mm), pose.method,
-                    round(pose.tilt_deg(), 2))
-    return crop, info
-
-
-def paste_probabilities(crop_result, info: CropInfo, out_shape=None, out_affine=None) -> np.ndarray:
-    """Resample a model-grid probability map (linear) onto a target grid, zero outside the crop.
-
-    The target is the cropped volume's own grid unless ``out_shape``/``out_affine`` name another
-    (an isotropic output grid, or another image's grid). Only the box the crop covers is computed.
-    """
-    crop_result = np.asarray(crop_result, dtype=np.float32)
-    if crop_result.ndim != 3:
-        raise InputError(f"can only paste back a 3D result, got shape {crop_result.shape}")
-    if not np.all(np.isfinite(crop_result)):
-        raise InputError("the result to paste back contains NaN or infinite values; expected probabilities in [0, 1]")
-    shape = tuple(info.source_shape if out_shape is None else out_shape)
-    target = np.asarray(info.source_affine if out_affine is None else out_affine, dtype=np.float64)
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in crop_result.shape], indexing="ij")).reshape(3, -1)
-    world = info.crop_affine[:3, :3] @ corners + info.crop_affine[:3, 3:4]
-    inv = np.linalg.inv(target)
-    src = inv[:3, :3] @ world + inv[:3, 3:4]
-    lo = np.clip(np.floor(src.min(1)).astype(int) - 1, 0, shape)
-    hi = np.clip(np.ceil(src.max(1)).astype(int) + 2, 0, shape)
-    out = np.zeros(shape, dtype=np.float32)
-    if np.all(hi > lo):
-        box_affine = target.copy()
-        box_affine[:3, 3] = target[:3, :3] @ lo + target[:3, 3]
-        out[tuple(slice(a, b) for a, b in zip(lo, hi))] = _resample(crop_result, hi - lo, box_affine,
-                                                                     info.crop_affine, order=1)
-    return out
-
-
-def replace_label(base, pasted: np.ndarray, label: int | None, in_place: bool = False) -> np.ndarray:
-    """``base`` (a copy unless ``in_place``) with ``label`` (1 for a binary mask) replaced by ``pasted``."""
-    out = base if in_place else np.array(base, copy=True)
-    value = 1 if label is None else label
-    if label is not None:
-        out[out == label] = 0
-    out[pasted] = value
-    return out
-
-
-def paste_back(crop_result, info: CropInfo, base=None) -> np.ndarray:
-    """Resample a model-grid result back into the original grid.
-
-    Args:
-        crop_result: Mask (or probability map in [0, 1]) on the crop grid.
-        info: The :class:`CropInfo` returned by :func:`crop_label`.
-        base: Optional original label map; the result replaces ``info.label`` in a copy
-            of it (other labels are kept). Without it a uint8 {0, 1} mask is returned.
-
-    Returns:
-        An array with the original shape: the pasted mask, or the updated label map.
-    """
-    if base is not None and np.shape(base) != tuple(info.source_shape):
-        raise InputError(f"base volume has shape {np.shape(base)}; expected the cropped volume's {info.source_shape}")
-    pasted = paste_probabilities(crop_result, info) >= 0.5
-    if base is None:
-        return pasted.astype(np.uint8)
-    return replace_label(base, pasted, info.label)

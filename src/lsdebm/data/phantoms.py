@@ -88,7 +88,7 @@ def grid_affine(size: int, spacing: float, center=(0.0, 0.0, 0.0)) -> np.ndarray
 
     The model frame's array axes (Z, Y, X) point superior, posterior and right in RAS+
     world coordinates, so axis 0 maps to world +z, axis 1 to world -y, axis 2 to world +x.
-    Phantoms use it, and :func:`lsdebm.data.nifti.crop_label` resamples real files into it,
+    Phantoms use it, and :func:`lsdebm.data.frame.crop_label` resamples real files into it,
     so both reach the model in the same orientation.
     """
     affine = np.zeros((4, 4))

@@ -28,7 +28,7 @@ from scipy import ndimage
 from scipy.special import expit
 
 from lsdebm.data.acquisition import Acquisition
-from lsdebm.data.nifti import _resample
+from lsdebm.data.frame import resample
 
 LOGIT_CLIP = 12.0
 BISECTION_STEPS = 24
@@ -156,7 +156,7 @@ def consistent_probabilities(probs: np.ndarray, source_mask: np.ndarray, in_affi
     axis = aligned_axis(in_affine, out_affine, acq.axis)
     if axis is None:
         return probs, "skipped: the output grid is not parallel to the slabs"
-    observed = _resample(np.asarray(source_mask, np.uint8), tuple(out_shape), out_affine, in_affine, order=0)
+    observed = resample(np.asarray(source_mask, np.uint8), tuple(out_shape), out_affine, in_affine, order=0)
     active = (probs > 0.01) | (observed > 0)
     if not active.any():
         return probs, "nothing to project"

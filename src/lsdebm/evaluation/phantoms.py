@@ -24,15 +24,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 
-from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint, read_metadata
-from lsdebm.data.nifti import paste_back
-from lsdebm.data.phantoms import PART_LABELS, grid_affine
+from lsdebm.data.frame import crop_to_model, on_model_grid, paste_back
+from lsdebm.data.phantoms import PART_LABELS
 from lsdebm.errors import CheckpointError, InputError
 from lsdebm.evaluation.metrics import METRIC_NAMES, compute_metrics
-from lsdebm.tasks.reconstruct import crop_to_model
+from lsdebm.evaluation.parts import part_regions
 from lsdebm.methods import RunSettings, make_generator, run_events
+from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints, read_metadata
+from lsdebm.runtime.device import model_device
+from lsdebm.runtime.loading import load_checkpoints
+from lsdebm.tasks.progress import Job, Progress, drain
 
 POSTERIOR_PARTS = ("pedicles", "laminae", "spinous", "transverse", "articular")
 PART_COLUMNS = tuple(f"dice_{name}" for name in PART_LABELS.values()) + ("dice_posterior",)
@@ -96,22 +98,11 @@ def find_checkpoint(kind: str, directory: str | Path | None) -> Path:
     return found[0]
 
 
-def load_models(rows: Sequence[Row], directory=None, device="cpu") -> dict[str, LoadedCheckpoint]:
-    """Load every checkpoint the rows need; all must share one model grid and spacing."""
-    models = {k: load_checkpoint(find_checkpoint(k, directory), device, expect_kind=k) for k in needed_kinds(rows)}
-    frames = {(c.config.model.grid, c.config.model.spacing) for c in models.values()}
-    if len(frames) > 1:
-        raise CheckpointError(f"checkpoints use different model grids/spacings {sorted(frames)}; "
-                              "evaluate needs one model frame")
-    return models
-
-
-def part_regions(parts: np.ndarray, spacing) -> np.ndarray:
-    """Voronoi partition of the volume by nearest reference part (see module doc)."""
-    if not parts.any():
-        return np.zeros(parts.shape, np.uint8)
-    idx = ndimage.distance_transform_edt(parts == 0, sampling=spacing, return_distances=False, return_indices=True)
-    return parts[tuple(idx)]
+def row_checkpoints(rows: Sequence[Row], directory=None, device="cpu") -> dict[str, LoadedCheckpoint]:
+    """Load every checkpoint the rows need with the one loader; all must share one model frame."""
+    sources = {k: find_checkpoint(k, directory) if directory is not None else None for k in needed_kinds(rows)}
+    return load_checkpoints(sources, device, missing_hint="pass --checkpoint-dir DIR",
+                            mismatch_hint="evaluate needs one model frame")
 
 
 def part_dice(pred: np.ndarray, parts: np.ndarray, regions: np.ndarray) -> dict[str, float]:
@@ -153,12 +144,8 @@ class EvalResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def _in_model_frame(pair, grid: int, spacing: float) -> bool:
-    return pair.hq.shape == (grid,) * 3 and np.allclose(pair.affine[:3, :3], grid_affine(grid, spacing)[:3, :3])
-
-
 def _device(models: dict[str, LoadedCheckpoint]) -> torch.device:
-    return next(next(iter(models.values())).model.parameters()).device if models else torch.device("cpu")
+    return model_device(next(iter(models.values())).model) if models else torch.device("cpu")
 
 
 def _run_model(model, x: torch.Tensor, settings: RunSettings, generator) -> tuple[np.ndarray, float]:
@@ -188,10 +175,20 @@ def predict_batch(models: dict[str, LoadedCheckpoint], rows: Sequence[Row], x: n
 def evaluate(pairs: Sequence, models: dict[str, LoadedCheckpoint], rows: Sequence[Row],
              settings: RunSettings = RunSettings(), batch_size: int = 10, reference_compat: bool = False,
              timing_cases: int = 3, progress: Callable[[int, int], None] | None = None) -> EvalResult:
+    """:func:`evaluation_job` drained; ``progress(cases done, cases)`` is called after every batch."""
+    job = evaluation_job(pairs, models, rows, settings, batch_size, reference_compat, timing_cases)
+    return drain(job, None if progress is None else (lambda p: progress(p.done, p.total)))
+
+
+def evaluation_job(pairs: Sequence, models: dict[str, LoadedCheckpoint], rows: Sequence[Row],
+                   settings: RunSettings = RunSettings(), batch_size: int = 10, reference_compat: bool = False,
+                   timing_cases: int = 3) -> Job[EvalResult]:
     """Run every row on every case in batches and score it against the high-quality mask.
 
-    Cases not on the model grid are cropped around the LQ centroid with ``crop_to_model`` and the
-    prediction is pasted back into the case's grid before scoring. Seeds: one generator per
+    A long job (:mod:`lsdebm.tasks.progress`): yields ``Progress(cases done, cases, "cases")`` after
+    every batch and returns the :class:`EvalResult`. Cases not on the model grid
+    (:func:`lsdebm.data.frame.on_model_grid`) are cropped around the LQ centroid with ``crop_to_model``
+    and the prediction is pasted back into the case's grid before scoring. Seeds: one generator per
     row seeded with ``settings.seed``, consumed batch after batch.
     """
     first = next(iter(models.values())) if models else None
@@ -205,7 +202,7 @@ def evaluate(pairs: Sequence, models: dict[str, LoadedCheckpoint], rows: Sequenc
         batch = pairs[lo:lo + batch_size]
         inputs, infos = [], []
         for pair in batch:
-            if _in_model_frame(pair, grid, spacing):
+            if on_model_grid(pair.hq.shape, pair.affine, grid, spacing):
                 inputs.append(pair.lq), infos.append(None)
             else:
                 crop, info = crop_to_model(pair.lq, pair.affine, None, grid, spacing, model_cfg)
@@ -215,7 +212,7 @@ def evaluate(pairs: Sequence, models: dict[str, LoadedCheckpoint], rows: Sequenc
             seconds.setdefault(key, []).extend([sec / len(batch)] * len(batch))
         for i, pair in enumerate(batch):
             vox = tuple(float(s) for s in np.linalg.norm(pair.affine[:3, :3], axis=0))
-            regions = part_regions(pair.parts, vox)
+            regions = part_regions(pair.parts, vox, allow_empty=True)
             for row in rows:
                 pred = preds[row.key][i] if row.key != "raw" else pair.lq
                 if infos[i] is not None and row.key != "raw":
@@ -225,8 +222,7 @@ def evaluate(pairs: Sequence, models: dict[str, LoadedCheckpoint], rows: Sequenc
                 cases.append({"case": pair.name, "level": pair.level, "method": row.key,
                               "thickness": pair.sim_params.get("thickness"), "seconds": total,
                               **case_metrics(pred, pair.hq, pair.parts, regions, vox, reference_compat)})
-        if progress is not None:
-            progress(min(lo + batch_size, len(pairs)), len(pairs))
+        yield Progress(min(lo + batch_size, len(pairs)), len(pairs), "cases")
     single = measure_single(models, rows, pairs[:timing_cases], settings, grid, spacing) if timing_cases else {}
     return EvalResult(cases, list(rows), seconds, single)
 
@@ -235,7 +231,7 @@ def measure_single(models, rows, pairs, settings: RunSettings, grid: int, spacin
     """Per-sample latency with batch size 1 (after one warm-up call), like the paper's Table 3."""
     out: dict[str, list[float]] = {}
     model_cfg = next(iter(models.values())).config.model if models else None
-    inputs = [p.lq if _in_model_frame(p, grid, spacing) else
+    inputs = [p.lq if on_model_grid(p.hq.shape, p.affine, grid, spacing) else
               crop_to_model(p.lq, p.affine, None, grid, spacing, model_cfg)[0] for p in pairs]
     if not inputs:
         return out

@@ -29,7 +29,9 @@ from lsdebm.data.thickslice import PLANE_AXES, ThickSliceParams, slab_weights
 from lsdebm.errors import InputError
 from lsdebm.evaluation.phantoms import EvalResult, Row, column_stats
 from lsdebm.evaluation.metrics import METRIC_NAMES, compute_metrics
-from lsdebm.tasks.reconstruct import Models, reconstruct_volume, resample_labels
+from lsdebm.runtime.loading import Models
+from lsdebm.tasks.progress import Job, Progress, drain
+from lsdebm.tasks.reconstruct import reconstruct_volume, resample_labels
 from lsdebm.methods import RunSettings
 
 #: The product's "real evaluation" simulator settings (plane, thickness and offset vary per case):
@@ -176,11 +178,19 @@ def predict(case: RealCase, models: Models | None, settings: RunSettings = RunSe
 def evaluate_real(cases: Sequence[RealCase], models_by_row: dict[str, Models | None], rows: Sequence[Row],
                   settings: RunSettings = RunSettings(),
                   progress: Callable[[int, int], None] | None = None) -> EvalResult:
+    """:func:`real_evaluation_job` drained; ``progress(cases done, cases)`` is called after every case."""
+    job = real_evaluation_job(cases, models_by_row, rows, settings)
+    return drain(job, None if progress is None else (lambda p: progress(p.done, p.total)))
+
+
+def real_evaluation_job(cases: Sequence[RealCase], models_by_row: dict[str, Models | None], rows: Sequence[Row],
+                        settings: RunSettings = RunSettings()) -> Job[EvalResult]:
     """Run every row on every case and score it on the truth grid (1 mm).
 
     ``models_by_row`` maps a row key to its :class:`Models` (see :func:`row_models`). Each case
     row records its identifying fields, ``method``, ``seconds`` (the whole pipeline of that row
-    for that case, wall clock) and the metrics of :func:`compute_metrics`.
+    for that case, wall clock) and the metrics of :func:`compute_metrics`. A long job
+    (:mod:`lsdebm.tasks.progress`): yields ``Progress(cases done, cases, "cases")`` after every case.
     """
     records: list[dict] = []
     seconds: dict[str, list[float]] = {r.key: [] for r in rows}
@@ -192,8 +202,7 @@ def evaluate_real(cases: Sequence[RealCase], models_by_row: dict[str, Models | N
             seconds[row.key].append(sec)
             metrics = compute_metrics(pred, case.truth, (SPACING_MM,) * 3)
             records.append({**case.record(), "method": row.key, "seconds": sec, **metrics})
-        if progress is not None:
-            progress(i + 1, len(cases))
+        yield Progress(i + 1, len(cases), "cases")
     return EvalResult(records, list(rows), seconds)
 
 
@@ -244,9 +253,9 @@ def _row_bars(row: str, overall: dict, paired: dict) -> list[dict]:
 
 def real_bars(overall: dict, paired: dict) -> list[dict]:
     """The issue's bars on real anatomy: for the bundled default (``reconnet``, see
-    :data:`lsdebm.tasks.reconstruct.DEFAULT_METHOD`) and for ReconNet+LSD-EBM, plus "the refinement earns
+    :data:`lsdebm.runtime.loading.DEFAULT_METHOD`) and for ReconNet+LSD-EBM, plus "the refinement earns
     its place" (ReconNet+LSD-EBM >= ReconNet)."""
-    from lsdebm.tasks.reconstruct import DEFAULT_METHOD
+    from lsdebm.runtime.loading import DEFAULT_METHOD
 
     lsd = overall.get("reconnet+lsdebm", {}).get("dsc", {}).get("mean")
     rn = overall.get("reconnet", {}).get("dsc", {}).get("mean")

@@ -3,8 +3,9 @@
 The explorer widget and ``lsdebm demo`` both call :func:`record_run`, a generator over
 :func:`lsdebm.sampling.run_events` (Algorithm 2 for LSD-EBM: encode, forward diffusion of
 eq. 1, reverse Langevin chain of eqs. 2-4) that feeds a :class:`TrajectoryRecorder`, yields a
-:class:`Progress` per event and returns a :class:`RunOutput`. Cancellation is checked between
-events, so it takes effect within one Langevin iteration.
+:class:`lsdebm.tasks.progress.Progress` per event (the long-job protocol; its ``payload`` is a
+:class:`RunStep`) and returns a :class:`RunOutput`. Cancellation is checked between events, so
+it takes effect within one Langevin iteration.
 """
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ import numpy as np
 
 from lsdebm import __version__
 from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints, sha256_of
-from lsdebm.data.nifti import CropInfo, affine_spacing
+from lsdebm.data.frame import CropInfo, crop_to_model, on_model_grid
 from lsdebm.data.validate import foreground
-from lsdebm.errors import CheckpointError, InputError, LsdebmError
-from lsdebm.tasks.reconstruct import crop_to_model, effective_settings, make_recorder
+from lsdebm.errors import CheckpointError, InputError
+from lsdebm.tasks.progress import Cancelled, Progress, drain
+from lsdebm.tasks.reconstruct import effective_settings, make_recorder
 from lsdebm.data.acquisition import find_acquisition
 from lsdebm.sampling import LangevinEvent, Trajectory
 from lsdebm.methods import RunSettings, run, run_events
@@ -33,17 +35,14 @@ from lsdebm.nn.registry import LABELS, REFINEMENT_KINDS, is_first_stage, is_refi
 METHODS = {kind: LABELS[kind] for kind in REFINEMENT_KINDS}  # the methods the explorer runs, by label
 
 
-class RunCancelled(LsdebmError):
-    """The user cancelled a run."""
+#: The explorer's name for :class:`lsdebm.tasks.progress.Cancelled` (the same class).
+RunCancelled = Cancelled
 
 
 @dataclass(frozen=True)
-class Progress:
-    """One event of a run: ``done`` of ``total`` events, where it is, and the newest latent."""
+class RunStep:
+    """The ``payload`` of a run's :class:`Progress`: where the sampler is and the newest latent."""
 
-    done: int
-    total: int
-    phase: str
     t: int = 0
     k: int = 0
     energy: float | None = None
@@ -81,9 +80,9 @@ def prepare_input(data, affine, grid: int, spacing: float, label: int | None = N
                   model_cfg=None) -> tuple[np.ndarray, CropInfo | None]:
     """A {0, 1} uint8 volume on the model grid, and how it was cropped (None: used as is).
 
-    A volume already at the model grid and spacing is only binarised (``label`` or nonzero;
-    float images at 0.5); anything else is cropped around the centroid and resampled
-    (:func:`lsdebm.data.nifti.crop_label`).
+    A volume already on the model grid (:func:`lsdebm.data.frame.on_model_grid`) is only
+    binarised (``label`` or nonzero; float images at 0.5); anything else is cropped around the
+    centroid and resampled (:func:`lsdebm.data.frame.crop_to_model`).
     """
     data = np.asarray(data)
     if data.ndim != 3:
@@ -92,8 +91,7 @@ def prepare_input(data, affine, grid: int, spacing: float, label: int | None = N
         if not np.all(np.isfinite(data)):  # before thresholding, which would hide NaN as background
             foreground(data, label)  # raises the shared one-line NaN/inf error
         data = (data >= 0.5).astype(np.uint8)
-    at_grid = data.shape == (grid,) * 3 and np.allclose(affine_spacing(affine), spacing, rtol=1e-3)
-    if not at_grid:
+    if not on_model_grid(data.shape, affine, grid, spacing):
         return crop_to_model(data, affine, label, grid, spacing, model_cfg)  # the checkpoint's frame
     binary = data != 0 if label is None else data == label
     if not binary.any():
@@ -163,8 +161,11 @@ def record_run(ckpt: LoadedCheckpoint, x: np.ndarray, settings: RunSettings = Ru
     ``observations`` (see :func:`observe`) make LSD-EBM measurement-aware; the guided iterations
     are recorded in the trajectory (``guided``, ``guided_energy``) and plotted after the chain.
 
+    Each :class:`Progress` counts events (``stage`` = the sampler phase, ``payload`` a
+    :class:`RunStep`). Cancel by closing the generator, or set ``cancel`` (checked before every event).
+
     Raises:
-        RunCancelled: when ``cancel`` is set (checked before every event).
+        Cancelled: when ``cancel`` is set.
         CheckpointError: for a 2D, ReconNet-only or wrong stage-1 checkpoint.
     """
     import torch
@@ -185,11 +186,11 @@ def record_run(ckpt: LoadedCheckpoint, x: np.ndarray, settings: RunSettings = Ru
         device = next(stage1.model.parameters()).device
         x = (run(stage1.model, x.to(device)).probs >= 0.5).float()[0, 0].cpu()
         done += 1
-        yield Progress(done, total, "reconnet")
+        yield Progress(done, total, "reconnet", RunStep())
     recorder = make_recorder(model, settings, every, metadata)
     for ev in run_events(model, x, settings, observations=observations):
         if cancel is not None and cancel.is_set():
-            raise RunCancelled("run cancelled")
+            raise Cancelled("run cancelled")
         recorder(ev)
         done += 1
         yield _progress(ev, done, total, recorder.a)
@@ -206,15 +207,8 @@ def _progress(ev, done: int, total: int, a: np.ndarray) -> Progress:
         z = z.detach().float().cpu().numpy()
         if phase == "reverse" and isinstance(ev, LangevinEvent):
             z = z / float(a[t + 1])
-    return Progress(done, total, phase, t, k, None if energy is None else float(energy.float().mean()), z)
+    return Progress(done, total, phase, RunStep(t, k, None if energy is None else float(energy.float().mean()), z))
 
 
-def drain(gen: Generator[Progress, None, RunOutput], on_progress=None) -> RunOutput:
-    """Run a :func:`record_run` generator to the end (headless), calling ``on_progress(p)``."""
-    while True:
-        try:
-            p = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if on_progress is not None:
-            on_progress(p)
+__all__ = ["Progress", "RunCancelled", "RunOutput", "RunStep", "count_events", "drain", "find_checkpoint",
+           "make_settings", "prepare_input", "record_run", "run_metadata"]

@@ -4,44 +4,38 @@ The comparison holds, in display order: the raw low-quality input, ReconNet alon
 then VAE, LEBM and LSD-EBM, each refining ReconNet's thresholded output (the paper's two-stage
 pipeline, Sec. 4; without a ReconNet checkpoint they refine the raw input). An input that is
 not on the models' grid is cropped around its centroid into the model frame and every result
-is pasted back into the input grid (:func:`lsdebm.data.nifti.crop_label` / ``paste_back``), so
-all results align with the input and the reference.
+is pasted back into the input grid (:func:`lsdebm.data.frame.to_model_grid` / ``mask_to_input``),
+so all results align with the input and the reference.
 
-:func:`compare_events` is a generator of :class:`CompareProgress` events ending with a
-:class:`Comparison`; the plugin runs it in a worker thread (progress and cancel between
-events), :func:`compare_methods` drains it.
+:func:`compare_events` is a long job (:mod:`lsdebm.tasks.progress`): a generator of
+:class:`~lsdebm.tasks.progress.Progress` values (``stage`` = the method running) that returns the
+:class:`Comparison`; the plugin runs it in a worker thread (progress and cancel between values),
+:func:`compare_methods` drains it.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint
-from lsdebm.data.nifti import affine_spacing
+from lsdebm.data.frame import affine_spacing, mask_to_input, to_model_grid
+from lsdebm.runtime.checkpoint import LoadedCheckpoint
+from lsdebm.runtime.device import model_device
+from lsdebm.runtime.loading import load_checkpoints
 from lsdebm.data.validate import foreground
-from lsdebm.errors import CheckpointError, InputError
+from lsdebm.errors import InputError
 from lsdebm.evaluation.metrics import check_mask, compute_metrics
 from lsdebm.tasks.reconstruct import effective_settings
 from lsdebm.provenance import checkpoint_record, make_provenance
-from lsdebm.review.frame import mask_to_input, to_model_grid
-from lsdebm.methods import RunSettings, make_generator, run, run_events
+from lsdebm.tasks.progress import Job, Progress, drain
+from lsdebm.methods import RunSettings, make_generator, method_for, run, run_events
+from lsdebm.nn.registry import LABELS as KIND_LABELS
 
 METHODS = ("vae", "lebm", "lsdebm")
-LABELS = {"input": "raw input", "reconnet": "ReconNet", "vae": "VAE", "lebm": "LEBM", "lsdebm": "LSD-EBM",
-          "reference": "ground truth"}
-
-
-@dataclass(frozen=True)
-class CompareProgress:
-    """Progress of a comparison: the method running and the overall fraction done in [0, 1]."""
-
-    method: str
-    fraction: float
+LABELS = {"input": "raw input", **{k: KIND_LABELS[k] for k in ("reconnet",) + METHODS}, "reference": "ground truth"}
 
 
 @dataclass
@@ -93,20 +87,8 @@ def load_compare_checkpoints(sources: dict[str, str | None] | None = None,
             do not share one grid and spacing.
     """
     sources = dict(sources or {})
-    bundled = bundled_checkpoints()
-    loaded = {}
-    for kind in ("reconnet",) + METHODS:
-        name = sources.get(kind) or f"{kind}-default"
-        if sources.get(kind) is None and name not in bundled:
-            if kind == "reconnet":
-                continue
-            raise CheckpointError(f"no {LABELS[kind]} checkpoint: bundled {name} is not installed; choose a file")
-        loaded[kind] = load_checkpoint(name, device, expect_kind=kind)
-    frames = {k: (c.config.model.grid, c.config.model.spacing, c.config.model.spatial_dims) for k, c in loaded.items()}
-    if len(set(frames.values())) > 1:
-        listing = ", ".join(f"{LABELS[k]} {g}^{d} at {s} mm" for k, (g, s, d) in frames.items())
-        raise CheckpointError(f"the checkpoints do not share one model grid ({listing}); choose matching files")
-    return loaded
+    return load_checkpoints({kind: sources.get(kind) for kind in ("reconnet",) + METHODS}, device,
+                            optional=("reconnet",))
 
 
 def _model_frame(models: dict[str, LoadedCheckpoint]) -> tuple[int, float]:
@@ -114,24 +96,16 @@ def _model_frame(models: dict[str, LoadedCheckpoint]) -> tuple[int, float]:
     return any_model.config.model.grid, any_model.config.model.spacing
 
 
-def _expected_events(model: torch.nn.Module, s: RunSettings) -> int:
-    """Rough number of events a run yields (for progress only)."""
-    eff = effective_settings(model, s)
-    if model.kind == "lsdebm":
-        return max(1, int(eff["steps"]) * int(eff["K"]) + int(eff["steps"]) + 2)
-    if model.kind == "lebm":
-        return max(1, int(eff["steps"]) + 2)
-    return 2
-
-
-def _settings_for(kind: str, settings: RunSettings) -> RunSettings:
-    """LSD-EBM uses ``settings``; the baselines use its seed and encoder mode only."""
-    return settings if kind == "lsdebm" else RunSettings(seed=settings.seed, use_mean=settings.use_mean)
+def planned_events(model: torch.nn.Module, settings: RunSettings) -> tuple[RunSettings, int]:
+    """(settings this method runs with in the comparison, number of events its run yields)."""
+    method = method_for(model)
+    s = method.comparison_settings(settings)
+    return s, method.n_events(method.resolve(s))
 
 
 def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: RunSettings = RunSettings(),
-                   reference=None, reference_compat: bool = False) -> Iterator[CompareProgress | Comparison]:
-    """Run ReconNet, VAE, LEBM and LSD-EBM on ``x``; yield progress, then the :class:`Comparison`.
+                   reference=None, reference_compat: bool = False) -> Job[Comparison]:
+    """Run ReconNet, VAE, LEBM and LSD-EBM on ``x``; yield progress, return the :class:`Comparison`.
 
     Args:
         x: Low-quality 3D mask (nonzero = foreground) in any grid.
@@ -174,7 +148,7 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
         return MethodResult(key, LABELS[key], mask, probs, metrics, seconds, prov)
 
     results = [finish("input", (x != 0).astype(np.uint8), None, 0.0, [], None)]
-    device = next(models[METHODS[0]].model.parameters()).device
+    device = model_device(models[METHODS[0]].model)
     inp = torch.as_tensor(crop, dtype=torch.float32, device=device)[None, None]
     stage1_records = []
     if "reconnet" in models:
@@ -186,32 +160,30 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
         p = probs[0, 0].cpu().numpy()
         results.append(finish("reconnet", mask_to_input(p >= 0.5, info), p, seconds, stage1_records,
                               RunSettings(seed=settings.seed)))
-    totals = {k: _expected_events(models[k].model, _settings_for(k, settings)) for k in METHODS}
-    grand, done = float(sum(totals.values())), 0
+    plans = {k: planned_events(models[k].model, settings) for k in METHODS}
+    totals = {k: n for k, (_, n) in plans.items()}
+    grand, done = sum(totals.values()), 0
     for key in METHODS:
-        s = _settings_for(key, settings)
-        yield CompareProgress(LABELS[key], done / grand)
+        s = plans[key][0]
+        yield Progress(done, grand, LABELS[key])
         every = max(1, totals[key] // 50)
         start, result = time.perf_counter(), None
         for i, result in enumerate(run_events(models[key].model, inp, s, make_generator(s.seed, device))):
             if i % every == 0:
-                yield CompareProgress(LABELS[key], min(1.0, (done + i) / grand))
+                yield Progress(min(grand, done + i), grand, LABELS[key])
         seconds = time.perf_counter() - start
         done += totals[key]
         p = result.probs[0, 0].cpu().numpy()
         records = stage1_records + [checkpoint_record(models[key], "method")]
         results.append(finish(key, mask_to_input(p >= 0.5, info), p, seconds, records, s))
-    yield CompareProgress("done", 1.0)
-    yield Comparison(results, affine, spacing)
+    yield Progress(grand, grand, "done")
+    return Comparison(results, affine, spacing)
 
 
 def compare_methods(x, affine, models: dict[str, LoadedCheckpoint], settings: RunSettings = RunSettings(),
                     reference=None, reference_compat: bool = False) -> Comparison:
     """Drain :func:`compare_events` and return the :class:`Comparison`."""
-    out = None
-    for out in compare_events(x, affine, models, settings, reference, reference_compat):
-        pass
-    return out
+    return drain(compare_events(x, affine, models, settings, reference, reference_compat))
 
 
 def summary(comparison: Comparison) -> list[dict[str, Any]]:

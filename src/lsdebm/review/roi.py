@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from lsdebm.errors import InputError
 from lsdebm.evaluation.metrics import METRIC_NAMES, compute_metrics
+from lsdebm.evaluation.parts import part_regions
 
 OVERLAP_KEYS = ("dsc", "vs", "sen", "spec", "nmi", "ck")
 DISTANCE_KEYS = ("hd95", "assd")
@@ -111,21 +111,6 @@ def region_metrics(pred, ref, spacing, region, reference_compat: bool = False) -
     inside = region[box]
     distance = compute_metrics(pred[box] & inside, ref[box] & inside, spacing, reference_compat)
     return {k: (overlap[k] if k in OVERLAP_KEYS else distance[k]) for k in METRIC_NAMES}
-
-
-def part_regions(parts, spacing=1.0) -> np.ndarray:
-    """Extend a part label map to every voxel by its nearest labelled voxel (Voronoi in mm).
-
-    Raises:
-        InputError: If the map has no labelled voxel.
-    """
-    parts = np.asarray(parts)
-    if not (parts != 0).any():
-        raise InputError("the part label map has no labelled voxel")
-    sampling = np.broadcast_to(np.asarray(spacing, float), (parts.ndim,))
-    idx = ndimage.distance_transform_edt(parts == 0, sampling=sampling, return_distances=False,
-                                         return_indices=True)
-    return parts[tuple(idx)]
 
 
 def review_metrics(pred, ref, spacing, parts=None, part_names: dict | None = None, roi=None,

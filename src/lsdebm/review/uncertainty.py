@@ -5,6 +5,10 @@ Langevin noise of the reverse chain, eqs. 2-4, makes chains differ; with ``use_m
 encoder's sample z0 ~ q(z0|x) adds the posterior spread, which is the only randomness of a VAE).
 The repeats run in batches of ``chunk`` chains and are accumulated with Welford's streaming
 mean/variance, so memory does not grow with N.
+
+:func:`uncertainty_job` is a long job (:mod:`lsdebm.tasks.progress`): one progress value per batch
+whose ``payload`` is the summary of the runs so far, so a caller that stops early can keep it;
+:func:`repeated_runs` drains it with the old callbacks.
 """
 from __future__ import annotations
 
@@ -14,8 +18,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from lsdebm.errors import InputError, LsdebmError
-from lsdebm.review.frame import to_model_grid, volume_to_input
+from lsdebm.data.frame import to_model_grid, volume_to_input
+from lsdebm.errors import InputError
+from lsdebm.runtime.device import model_device
+from lsdebm.tasks.progress import Cancelled, Job, Progress
 from lsdebm.methods import RunSettings, make_generator, run
 
 
@@ -37,11 +43,30 @@ class Uncertainty:
     n: int
 
 
-def repeated_runs(model: torch.nn.Module, x, n: int, settings: RunSettings = RunSettings(),
-                  stage1: torch.nn.Module | None = None, chunk: int = 4,
-                  progress: Callable[[int, int], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> Uncertainty:
-    """Run ``model`` ``n`` times on ``x`` with independent noise and summarise per voxel.
+class _Welford:
+    """Streaming per-voxel mean and variance of probabilities, and the foreground count."""
+
+    def __init__(self) -> None:
+        self.count, self.mean, self.m2, self.fg = 0, None, None, None
+
+    def add(self, p: np.ndarray) -> None:
+        if self.mean is None:
+            self.mean, self.m2, self.fg = (np.zeros(p.shape) for _ in range(3))
+        self.count += 1
+        delta = p - self.mean
+        self.mean += delta / self.count
+        self.m2 += delta * (p - self.mean)
+        self.fg += p >= 0.5
+
+    def summary(self) -> Uncertainty:
+        frac = self.fg / self.count
+        return Uncertainty(self.mean.astype(np.float32), (self.m2 / self.count).astype(np.float32),
+                           (frac * (1 - frac)).astype(np.float32), self.count)
+
+
+def uncertainty_job(model: torch.nn.Module, x, n: int, settings: RunSettings = RunSettings(),
+                    stage1: torch.nn.Module | None = None, chunk: int = 4) -> Job[Uncertainty]:
+    """Run ``model`` ``n`` times on ``x`` with independent noise; yield progress per batch, return the summary.
 
     Args:
         model: A loaded lsdebm, lebm, vae or reconnet model (reconnet is deterministic: variance 0).
@@ -51,9 +76,9 @@ def repeated_runs(model: torch.nn.Module, x, n: int, settings: RunSettings = Run
             ``settings.repeats`` is ignored (``chunk`` sets the batch).
         stage1: Optional ReconNet whose thresholded output is the input (computed once).
         chunk: Chains per batch.
-        progress: Called with (runs done, n) after every batch.
-        should_stop: Polled between batches; when it returns True, stop early (the result
-            summarises the runs done so far).
+
+    Yields:
+        ``Progress(runs done, n, "runs", payload=Uncertainty of the runs so far)`` after every batch.
 
     Raises:
         InputError: If ``n`` < 2 or ``chunk`` < 1.
@@ -64,30 +89,44 @@ def repeated_runs(model: torch.nn.Module, x, n: int, settings: RunSettings = Run
         raise InputError(f"chunk={chunk} must be >= 1")
     if stage1 is not None:
         x = (run(stage1, x).probs >= 0.5).float()
-    device = next(model.parameters()).device
-    generator = make_generator(settings.seed, device)
-    count, mean, m2, fg = 0, None, None, None
-    while count < n:
-        if should_stop is not None and should_stop():
-            break
-        b = min(chunk, n - count)
+    generator = make_generator(settings.seed, model_device(model))
+    stats = _Welford()
+    while stats.count < n:
+        b = min(chunk, n - stats.count)
         probs = run(model, x, replace(settings, repeats=b), generator).probs
-        batch = probs.detach().cpu().double().numpy().reshape(b, *probs.shape[2:])
-        if mean is None:
-            mean, m2, fg = (np.zeros(batch.shape[1:]) for _ in range(3))
-        for p in batch:  # Welford update, one run at a time
-            count += 1
-            delta = p - mean
-            mean += delta / count
-            m2 += delta * (p - mean)
-            fg += p >= 0.5
+        for p in probs.detach().cpu().double().numpy().reshape(b, *probs.shape[2:]):  # one run at a time
+            stats.add(p)
+        yield Progress(stats.count, n, "runs", stats.summary())
+    return stats.summary()
+
+
+def repeated_runs(model: torch.nn.Module, x, n: int, settings: RunSettings = RunSettings(),
+                  stage1: torch.nn.Module | None = None, chunk: int = 4,
+                  progress: Callable[[int, int], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> Uncertainty:
+    """:func:`uncertainty_job` drained: the summary of ``n`` runs (arguments as there).
+
+    ``progress`` is called with (runs done, n) after every batch; ``should_stop`` is polled
+    before every batch and, when it returns True, the job is closed and the runs done so far
+    are summarised.
+
+    Raises:
+        InputError: If ``n`` < 2 or ``chunk`` < 1.
+        Cancelled: If stopped before the first batch finished.
+    """
+    job = uncertainty_job(model, x, n, settings, stage1, chunk)
+    latest = None
+    while should_stop is None or not should_stop():
+        try:
+            latest = next(job)
+        except StopIteration as stop:
+            return stop.value
         if progress is not None:
-            progress(count, n)
-    if count == 0:
-        raise LsdebmError("uncertainty run was cancelled before the first batch finished")
-    frac = fg / count
-    return Uncertainty(mean.astype(np.float32), (m2 / count).astype(np.float32),
-                       (frac * (1 - frac)).astype(np.float32), count)
+            progress(latest.done, latest.total)
+    job.close()
+    if latest is None:
+        raise Cancelled("uncertainty run was cancelled before the first batch finished")
+    return latest.payload
 
 
 def input_grid_uncertainty(model: torch.nn.Module, x, affine, n: int, settings: RunSettings = RunSettings(),

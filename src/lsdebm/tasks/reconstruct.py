@@ -5,15 +5,14 @@ low-quality mask into a first reconstruction, then a post-processing model (LSD-
 Algorithm 2, or the VAE / LEBM baselines) refines it. For a file in any grid:
 
 1. every chosen label is cropped around its centroid and resampled to the model frame
-   (:func:`lsdebm.data.nifti.crop_label`);
+   (:func:`lsdebm.data.frame.crop_to_model`);
 2. the crops are refined in batches through :func:`lsdebm.sampling.run_events`, with
    ``repeats`` independent chains per crop whose probabilities are averaged;
 3. the mean probability thresholded at 0.5 is pasted back into the original grid
-   (:func:`lsdebm.data.nifti.paste_back`), replacing each label in a copy of the input.
+   (:func:`lsdebm.data.frame.paste_probabilities`), replacing each label in a copy of the input.
 """
 from __future__ import annotations
 
-import functools
 import os
 import time
 import warnings
@@ -24,50 +23,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint
 from lsdebm.data.acquisition import Acquisition, find_acquisition
-from lsdebm.data.nifti import CropInfo, _resample, crop_label, paste_probabilities, replace_label
+from lsdebm.data.frame import CropInfo, crop_to_model, paste_probabilities, replace_label, resample
 from lsdebm.data.slab_projection import consistent_probabilities
 from lsdebm.data.validate import foreground
-from lsdebm.data.phantoms import LEVELS, make_vertebra
-from lsdebm.data.pose import WORLD_AXES
 from lsdebm.data.labelmaps import describe, present_labels, select_structures
-from lsdebm.errors import CheckpointError, InputError, InputWarning
-from lsdebm.provenance import checkpoint_record, make_provenance
+from lsdebm.errors import InputError, InputWarning
+from lsdebm.provenance import make_provenance
+from lsdebm.runtime.loading import Models
+from lsdebm.tasks.progress import Job, Progress, drain
 from lsdebm.sampling import Trajectory, TrajectoryRecorder
 from lsdebm.methods import RunSettings, make_generator, run, run_events
 from lsdebm.sampling.guidance import build_observation
-from lsdebm.methods import consistency_config, langevin_config, sampling_schedule
-
-METHODS = ("lsdebm", "vae", "lebm")
-#: What ``lsdebm reconstruct`` runs when no method is named: ReconNet with the measurement-aware
-#: output (shape interpolation + projection onto the observed slabs). Chosen on the real
-#: validation subjects, where every refinement model lowered ReconNet's Dice (docs/real-anatomy.md).
-DEFAULT_METHOD = "reconnet"
-PIPELINE_METHODS = ("reconnet", *METHODS)
-
-
-def default_checkpoint(kind: str) -> str:
-    """Name of the bundled checkpoint of ``kind`` (``lsdebm-default``, ...)."""
-    return f"{kind}-default"
-
-
-def resolve_device(device: str | None, local_rank: int | None = None) -> torch.device:
-    """``auto``/None -> CUDA when available, else CPU; an unavailable CUDA is a user error.
-
-    Under torchrun pass ``local_rank``: a bare ``cuda`` then becomes ``cuda:<local_rank mod #GPUs>``.
-    """
-    if device in (None, "auto"):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: CUDA is not available on this machine; use cpu or auto")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise InputError(f"--device {device!r} is not a torch device; expected auto, cpu or cuda[:N]") from None
-    if dev.type == "cuda" and dev.index is None and local_rank is not None:
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", local_rank)) % torch.cuda.device_count())
-    return dev
+from lsdebm.methods import consistency_config, resolve, sampling_schedule
 
 
 def set_threads(threads: int | None) -> None:
@@ -79,118 +47,15 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
-@dataclass
-class Models:
-    """The loaded post-processing model (``method``) and optional ReconNet stage."""
-
-    method: LoadedCheckpoint | None
-    reconnet: LoadedCheckpoint | None = None
-
-    def _any(self) -> LoadedCheckpoint:
-        return self.method if self.method is not None else self.reconnet
-
-    @property
-    def grid(self) -> int:
-        return self._any().config.model.grid
-
-    @property
-    def spacing(self) -> float:
-        return self._any().config.model.spacing
-
-    @property
-    def input_values(self) -> str:
-        """How the first stage (ReconNet if loaded) wants its input crop: ``binary`` or ``fraction``."""
-        first = self.reconnet if self.reconnet is not None else self.method
-        return getattr(first.config.model, "input_values", "binary")
-
-    @property
-    def device(self) -> torch.device:
-        return next(self._any().model.parameters()).device
-
-    def records(self) -> list[dict[str, Any]]:
-        pairs = (("reconnet", self.reconnet), ("method", self.method))
-        return [checkpoint_record(c, role) for role, c in pairs if c is not None]
-
-
-def same_frame(a: LoadedCheckpoint, b: LoadedCheckpoint) -> bool:
-    """True when two checkpoints work on the same model grid and spacing."""
-    ma, mb = a.config.model, b.config.model
-    return ma.grid == mb.grid and abs(ma.spacing - mb.spacing) < 1e-9 and ma.spatial_dims == mb.spatial_dims
-
-
-def load_models(method: str | None = None, checkpoint: str | None = None, reconnet: bool | None = None,
-                reconnet_checkpoint: str | None = None, device: str | torch.device = "cpu") -> Models:
-    """Load the method checkpoint and, unless disabled, a ReconNet in the same model frame.
-
-    Args:
-        method: ``reconnet`` (the ReconNet stage alone), ``lsdebm``, ``vae`` or ``lebm``; None takes
-            the kind stored in ``checkpoint``, or :data:`DEFAULT_METHOD` without one.
-        checkpoint: Bundled name or ``.safetensors`` path; default ``<method>-default``.
-        reconnet: True requires the ReconNet stage, False disables it, None uses it when a
-            ReconNet checkpoint is available and matches the method's grid and spacing.
-        reconnet_checkpoint: Bundled name or path; default ``reconnet-default``.
-        device: Torch device for both models.
-    """
-    if method is not None and method not in PIPELINE_METHODS:
-        raise InputError(f"method {method!r} is not one of {', '.join(PIPELINE_METHODS)}")
-    if method is None and checkpoint is None:
-        method = DEFAULT_METHOD
-    if method == "reconnet":
-        if reconnet is False:
-            raise InputError("--method reconnet is the ReconNet stage itself; it cannot run with --no-reconnet")
-        name = checkpoint or reconnet_checkpoint or default_checkpoint("reconnet")
-        if name == default_checkpoint("reconnet") and name not in bundled_checkpoints():
-            raise CheckpointError(f"bundled checkpoint {name} is not installed; pass --reconnet-checkpoint FILE")
-        return Models(None, load_checkpoint(name, device, expect_kind="reconnet"))
-    if checkpoint is None:
-        checkpoint = default_checkpoint(method)
-        if checkpoint not in bundled_checkpoints():
-            raise CheckpointError(f"bundled checkpoint {checkpoint} is not installed; pass --checkpoint FILE")
-    loaded = load_checkpoint(checkpoint, device, expect_kind=method)
-    if loaded.kind == "reconnet" and method is None and reconnet is not False:
-        return Models(None, loaded)  # a ReconNet checkpoint given alone: the ReconNet stage
-    if loaded.kind not in METHODS:
-        raise CheckpointError(f"{loaded.path}: holds a {loaded.kind} model; the refinement method must be one "
-                              f"of {', '.join(METHODS)} (pass a ReconNet with --reconnet-checkpoint)")
-    if reconnet is False:
-        return Models(loaded)
-    name = reconnet_checkpoint or default_checkpoint("reconnet")
-    if reconnet_checkpoint is None and name not in bundled_checkpoints():
-        if reconnet:
-            raise CheckpointError(f"--reconnet: bundled checkpoint {name} is not installed; "
-                                  "pass --reconnet-checkpoint FILE or --no-reconnet")
-        return Models(loaded)
-    stage1 = load_checkpoint(name, device, expect_kind="reconnet")
-    if not same_frame(stage1, loaded):
-        if reconnet or reconnet_checkpoint:
-            raise CheckpointError(f"{stage1.path}: ReconNet grid {stage1.config.model.grid} at "
-                                  f"{stage1.config.model.spacing} mm does not match {loaded.path} "
-                                  f"({loaded.config.model.grid} at {loaded.config.model.spacing} mm)")
-        return Models(loaded)
-    return Models(loaded, stage1)
-
-
 def effective_settings(model: torch.nn.Module, s: RunSettings) -> dict[str, Any]:
-    """The sampling settings a run really uses once checkpoint defaults are filled in."""
-    out: dict[str, Any] = {"repeats": s.repeats, "seed": s.seed, "use_mean": s.use_mean}
-    if model.kind == "lsdebm":
-        lcfg = langevin_config(model, s)
-        out.update(steps=lcfg.recon_steps if s.steps is None else s.steps, K=lcfg.K, step_size=lcfg.step_size,
-                   noise_scale=lcfg.noise_scale, init=lcfg.init, T=sampling_schedule(model).T)
-    elif model.kind == "lebm":
-        c = model.cfg.lebm
-        out.update(steps=c.posterior_steps if s.steps is None else s.steps,
-                   step_size=c.posterior_step_size if s.step_size is None else s.step_size,
-                   noise_scale=1.0 if s.noise_scale is None else s.noise_scale,
-                   reference_sigma=c.inference_sigma)
-    return out
+    """The sampling settings a run really uses once checkpoint defaults are filled in (provenance)."""
+    return resolve(model, s).record()
 
 
 def make_recorder(model: torch.nn.Module, s: RunSettings, every: int = 1,
                   metadata: dict[str, Any] | None = None) -> TrajectoryRecorder:
     """A :class:`TrajectoryRecorder` sized for ``model``'s Langevin chains under settings ``s``."""
-    eff = effective_settings(model, s)
-    K = eff.get("K", eff.get("steps", 1)) or 1
+    K = resolve(model, s).chain_length or 1
     schedule = sampling_schedule(model)
     return TrajectoryRecorder(int(K), schedule.a, schedule.a_cum, every, metadata)
 
@@ -212,14 +77,24 @@ class Refinement:
 def refine(models: Models, crops: np.ndarray, settings: RunSettings = RunSettings(), batch_size: int = 8,
            record_every: int | None = None, metadata: dict[str, Any] | None = None,
            on_event: Callable[[Any], None] | None = None, observations: list | None = None) -> Refinement:
+    """:func:`refine_job` drained; ``on_event`` sees every sampler event (raise to cancel)."""
+    job = refine_job(models, crops, settings, batch_size, record_every, metadata, observations)
+    return drain(job, None if on_event is None else (lambda p: on_event(p.payload)))
+
+
+def refine_job(models: Models, crops: np.ndarray, settings: RunSettings = RunSettings(), batch_size: int = 8,
+               record_every: int | None = None, metadata: dict[str, Any] | None = None,
+               observations: list | None = None) -> Job[Refinement]:
     """Run the (ReconNet +) method pipeline on crops of shape (N, *grid).
 
     ``repeats`` chains per crop are batched and their probabilities averaged. One generator
     seeded with ``settings.seed`` serves all batches, so results depend on (seed, batch_size).
     With ``record_every`` all crops run as one batch and the trajectory of every chain is kept
-    (the ``repeat`` axis is crop-major). ``on_event`` sees every sampler event (raise to cancel).
-    ``observations`` (one :class:`lsdebm.sampling.guidance.SlabObservation` or None per crop)
-    guide LSD-EBM.
+    (the ``repeat`` axis is crop-major). ``observations`` (one
+    :class:`lsdebm.sampling.guidance.SlabObservation` or None per crop) guide LSD-EBM.
+
+    A long job (:mod:`lsdebm.tasks.progress`): one ``Progress(crops done, crops, phase,
+    payload=the sampler event)`` per sampler event; returns the :class:`Refinement`.
     """
     crops = np.asarray(crops)
     n, grid = crops.shape[0], crops.shape[1:]
@@ -249,55 +124,11 @@ def refine(models: Models, crops: np.ndarray, settings: RunSettings = RunSetting
         for result in run_events(models.method.model, x, settings, g, obs):
             if recorder is not None:
                 recorder(result)
-            if on_event is not None:
-                on_event(result)
+            yield Progress(lo, n, getattr(result, "phase", "result"), result)
         p = result.probs.reshape(x.shape[0], settings.repeats, *grid).mean(1)
         probs[lo:lo + step] = p.cpu().numpy()
     seconds = time.perf_counter() - start
     return Refinement(stage1, probs, seconds, recorder.trajectory() if recorder is not None else None)
-
-
-@functools.lru_cache(maxsize=8)
-def model_offset_mm(grid: int, spacing: float) -> tuple[float, float, float]:
-    """Where the training phantoms put a vertebra's centroid, relative to the grid centre (RAS mm).
-
-    The models learned vertebrae in the phantom frame, whose centroid sits ~13 mm anterior of
-    the grid centre (the frame is centred near the canal). A real structure is cropped so that
-    its centroid lands at the same place: the mean centroid of L1-L5 phantoms, seeds 0-3.
-    """
-    centroids = []
-    for level in LEVELS:
-        for seed in range(4):
-            p = make_vertebra(level, seed, grid, spacing)
-            centroids.append(p.affine[:3, :3] @ np.argwhere(p.mask).mean(0) + p.affine[:3, 3])
-    return tuple(float(v) for v in np.mean(centroids, axis=0))
-
-
-def centroid_offset_world(model_cfg=None, grid: int = 64, spacing: float = 2.0) -> tuple[float, float, float]:
-    """Where a structure's centroid goes relative to the grid centre, as a world (RAS) vector in mm.
-
-    A checkpoint that stores ``model.centroid_offset_mm`` (superior, posterior, right) uses it;
-    older ones use the phantoms' mean (:func:`model_offset_mm`).
-    """
-    stored = tuple(getattr(model_cfg, "centroid_offset_mm", ()) or ())
-    if stored:
-        return tuple(float(v) for v in WORLD_AXES @ np.asarray(stored, dtype=np.float64))
-    return model_offset_mm(grid, float(spacing))
-
-
-def crop_to_model(data: np.ndarray, affine: np.ndarray, label: int | None, grid: int, spacing: float,
-                  model_cfg=None, values: str | None = None):
-    """:func:`crop_label` into the model frame the way the checkpoint was trained.
-
-    ``model_cfg`` (a :class:`lsdebm.config.ModelConfig`) gives the frame (``world`` or ``pose``),
-    the centroid offset and the input values (``binary`` or ``fraction``; ``values`` overrides
-    it: the first stage's, when ReconNet feeds another model); without it: scanner axes, the
-    phantoms' centroid offset and a binary crop.
-    """
-    frame = getattr(model_cfg, "frame", "world") if model_cfg is not None else "world"
-    values = values or getattr(model_cfg, "input_values", "binary")
-    return crop_label(data, affine, label, grid, spacing, offset_mm=centroid_offset_world(model_cfg, grid, spacing),
-                      frame=frame, values=values)
 
 
 def structure_labels(data: np.ndarray, labels: Sequence[int] | None = None) -> list[int]:
@@ -347,12 +178,12 @@ def resample_labels(data: np.ndarray, affine: np.ndarray, out_shape, out_affine)
     """A label map resampled (nearest neighbour) onto another grid; background outside."""
     if tuple(out_shape) == tuple(np.shape(data)) and np.allclose(out_affine, affine):
         return np.asarray(data)
-    return _resample(np.asarray(data), tuple(out_shape), out_affine, affine, order=0)
+    return resample(np.asarray(data), tuple(out_shape), out_affine, affine, order=0)
 
 
 def consistency_settings(models: Models, settings: RunSettings):
     """The :class:`lsdebm.config.ConsistencyConfig` a run uses (the method's, else ReconNet's, + overrides)."""
-    return consistency_config(models._any().model, settings)
+    return consistency_config(models.any().model, settings)
 
 
 def structure_observations(models: Models, observed: list, affine, infos: list[CropInfo], acq,
@@ -369,7 +200,21 @@ def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, lab
                        record_every: int | None = None, on_event: Callable[[Any], None] | None = None,
                        input_name: str | None = None, out_grid: tuple | None = None,
                        acquisition: Acquisition | str | None = "auto") -> ReconstructionResult:
+    """:func:`reconstruct_job` drained; ``on_event`` sees every sampler event (raise to cancel)."""
+    job = reconstruct_job(models, data, affine, labels, settings, with_probabilities, batch_size, record_every,
+                          input_name, out_grid, acquisition)
+    return drain(job, None if on_event is None else (lambda p: on_event(p.payload)))
+
+
+def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray, labels: Sequence[int] | None = None,
+                    settings: RunSettings = RunSettings(), with_probabilities: bool = False, batch_size: int = 8,
+                    record_every: int | None = None, input_name: str | None = None, out_grid: tuple | None = None,
+                    acquisition: Acquisition | str | None = "auto") -> Job[ReconstructionResult]:
     """Crop, refine and paste back every chosen label of a mask or label map (see module doc).
+
+    A long job (:mod:`lsdebm.tasks.progress`): yields the progress of :func:`refine_job` (crops
+    done of the chosen structures, payload the sampler event) and returns the
+    :class:`ReconstructionResult`.
 
     ``out_grid`` = ``(shape, affine)`` writes the result on another grid (an isotropic grid over
     the input's field of view, another image's grid); labels that are not refined are carried
@@ -394,7 +239,7 @@ def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, lab
     guided = models.method is not None and ccfg.weight > 0 and ccfg.steps > 0
     wanted = guided or ccfg.projection > 0 or ccfg.interpolation > 0  # else the slabs are not looked at
     acq = (find_acquisition(data, affine) if wanted else None) if isinstance(acquisition, str) else acquisition
-    cfg = models._any().config.model
+    cfg = models.any().config.model
     pairs = [crop_to_model(data, affine, label, models.grid, models.spacing, cfg, models.input_values)
              for label in chosen]
     crops = np.stack([c for c, _ in pairs])
@@ -402,7 +247,7 @@ def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, lab
     meta = {"input": input_name, "labels": chosen}
     observed = [foreground(data, info.label) for info in infos] if acq is not None else [None] * len(infos)
     obs = structure_observations(models, observed, affine, infos, acq, ccfg.margin) if guided else None
-    ref = refine(models, crops, settings, batch_size, record_every, meta, on_event, obs)
+    ref = yield from refine_job(models, crops, settings, batch_size, record_every, meta, obs)
     out = np.array(resample_labels(data, affine, out_shape, out_affine), copy=True)  # one copy, filled in place
     probs = np.zeros(out_shape, np.float32) if with_probabilities else None
     notes = []

@@ -16,9 +16,11 @@ import torch
 
 from lsdebm.errors import InputError
 from lsdebm.sampling.events import Event, ResultEvent, StepEvent
-from lsdebm.methods import RunSettings, decode, generate_events, langevin_config, sampling_schedule
+from lsdebm.methods import RunSettings, decode, generate_events, method_for
+from lsdebm.nn.registry import has_energy
 from lsdebm.sampling.trajectory import Trajectory, TrajectoryRecorder
-from lsdebm.teach.pixel_ebm import pixel_generate_events
+from lsdebm.tasks.progress import Job, Progress, drain
+from lsdebm.teach.pixel_ebm import PixelEBM, pixel_generate_events
 
 METHOD_LABELS = {"ebm": "EBM (pixel space)", "lebm": "LEBM (latent prior)", "lsdebm": "LSD-EBM (latent diffusion)"}
 
@@ -56,8 +58,9 @@ class GenerationFrames:
 
 
 def method_kind(model: torch.nn.Module) -> str:
+    """The kind of a teaching model: the pixel EBM or a registered model with an energy (LSD-EBM, LEBM)."""
     kind = getattr(model, "kind", None)
-    if kind not in ("lsdebm", "lebm", "pixel_ebm"):
+    if not (isinstance(model, PixelEBM) or has_energy(kind)):
         raise InputError(f"a {kind} model cannot generate teaching digits; expected lsdebm, lebm or pixel_ebm")
     return kind
 
@@ -67,25 +70,24 @@ def generation_events(model: torch.nn.Module, n: int, settings: RunSettings = Ru
     """The event stream of generating ``n`` samples from noise with any teaching model."""
     if n < 1:
         raise InputError(f"number of samples n={n} must be >= 1")
-    if method_kind(model) == "pixel_ebm":
+    method_kind(model)
+    if isinstance(model, PixelEBM):
         return pixel_generate_events(model, n, settings, generator)
     return generate_events(model, n, settings, generator)
 
 
 def _chain_length(model: torch.nn.Module, settings: RunSettings) -> int:
-    kind = method_kind(model)
-    if kind == "lsdebm":
-        return langevin_config(model, settings).K
-    if kind == "lebm":
-        return model.cfg.lebm.prior_steps if settings.steps is None else settings.steps
-    return model.cfg.langevin.K if settings.K is None else settings.K
+    method_kind(model)
+    if isinstance(model, PixelEBM):
+        return model.cfg.langevin.K if settings.K is None else settings.K
+    return method_for(model).resolve(settings, generate=True).chain_length
 
 
 def _images(model: torch.nn.Module, z: np.ndarray) -> np.ndarray:
     """Decode latents (..., d) to images (..., H, W); pixel-EBM 'latents' are the pixels."""
     m = model.cfg.model
     lead, d = z.shape[:-1], z.shape[-1]
-    if model.kind == "pixel_ebm":
+    if isinstance(model, PixelEBM):  # its "latents" are the pixels
         return np.clip(z, 0.0, 1.0).reshape(lead + (m.grid, m.grid))
     device = next(model.parameters()).device
     flat = torch.as_tensor(z.reshape(-1, d), device=device)
@@ -93,33 +95,40 @@ def _images(model: torch.nn.Module, z: np.ndarray) -> np.ndarray:
     return probs.cpu().numpy().reshape(lead + (m.grid, m.grid))
 
 
-def record_generation(model: torch.nn.Module, n: int, settings: RunSettings = RunSettings(), every: int = 1,
-                      progress: Callable[[Event], None] | None = None,
-                      should_stop: Callable[[], bool] | None = None) -> GenerationFrames:
+def generation_job(model: torch.nn.Module, n: int, settings: RunSettings = RunSettings(), every: int = 1,
+                   stop: Callable[[], bool] | None = None) -> Job[GenerationFrames]:
     """Generate ``n`` samples, recording every ``every``-th Langevin iteration (and the last).
 
-    ``progress`` sees every event; ``should_stop`` is polled after each event and, when it
-    returns True, generation stops early (the frames recorded so far are returned; a caller
-    that cancels should discard them).
+    A long job (:mod:`lsdebm.tasks.progress`): one ``Progress(events done, events expected,
+    phase, payload=the sampler event)`` per event, returning the :class:`GenerationFrames`.
+    ``stop`` is polled after each event; when it returns True the chains end early and the
+    frames recorded so far are returned (a caller that cancels should discard them).
     """
     kind = method_kind(model)
     K = _chain_length(model, settings)
-    if kind == "lsdebm":
-        sched = sampling_schedule(model)
-        a, a_cum = sched.a, sched.a_cum
-    else:
+    if isinstance(model, PixelEBM):
         a = a_cum = np.ones(2)
+        expected = K + 1
+    else:
+        method = method_for(model)
+        scales = method.chain_scales()  # None: no diffusion chain to undo
+        a, a_cum = scales if scales is not None else (np.ones(2), np.ones(2))
+        expected = method.n_events(method.resolve(settings, generate=True))
     rec = TrajectoryRecorder(K, a, a_cum, every=every, metadata={"kind": kind})
-    first = True
+    done = 0
     for ev in generation_events(model, n, settings):
-        if first and not isinstance(ev, StepEvent):  # LEBM starts with Langevin events: record z_init
+        if done == 0 and not isinstance(ev, StepEvent):  # LEBM starts with Langevin events: record z_init
             rec(StepEvent("encode", 0, ev.z))
-        first = False
+        done += 1
         rec(ev)
-        if progress is not None:
-            progress(ev)
-        if should_stop is not None and should_stop():
+        yield Progress(done, max(done, expected), getattr(ev, "phase", "result"), ev)
+        if stop is not None and stop():
             break
+    return _frames(model, rec, kind)
+
+
+def _frames(model: torch.nn.Module, rec: TrajectoryRecorder, kind: str) -> GenerationFrames:
+    """Decode a recorder's latents into the frames of every (t, k)."""
     traj = rec.trajectory()
     # reverse: (n, t, k, d) -> (t, k, n, d)
     z = np.transpose(traj.reverse, (1, 2, 0, 3))
@@ -130,6 +139,14 @@ def record_generation(model: torch.nn.Module, n: int, settings: RunSettings = Ru
     energy = np.transpose(traj.energy, (1, 2, 0))
     return GenerationFrames(images.astype(np.float32), np.arange(z.shape[0]), traj.k_values.copy(), energy, kind,
                             traj)
+
+
+def record_generation(model: torch.nn.Module, n: int, settings: RunSettings = RunSettings(), every: int = 1,
+                      progress: Callable[[Event], None] | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> GenerationFrames:
+    """:func:`generation_job` drained: ``progress`` sees every sampler event, ``should_stop`` is its ``stop``."""
+    on_progress = None if progress is None else (lambda p: progress(p.payload))
+    return drain(generation_job(model, n, settings, every, should_stop), on_progress)
 
 
 def sample_images(model: torch.nn.Module, n: int, settings: RunSettings = RunSettings(),
@@ -149,4 +166,5 @@ def sample_images(model: torch.nn.Module, n: int, settings: RunSettings = RunSet
     return np.concatenate(out).astype(np.float32)
 
 
-__all__ = ["GenerationFrames", "METHOD_LABELS", "generation_events", "record_generation", "sample_images"]
+__all__ = ["GenerationFrames", "METHOD_LABELS", "generation_events", "generation_job", "record_generation",
+           "sample_images"]

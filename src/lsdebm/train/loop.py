@@ -83,7 +83,7 @@ def build_config(o: TrainOptions) -> Config:
     check_model_memory(cfg.model)  # before the phantom frame below or any network is built
     if cfg.model.spatial_dims == 3 and not cfg.model.centroid_offset_mm:  # stored, so inference crops alike
         from lsdebm.data.pose import WORLD_AXES
-        from lsdebm.tasks.reconstruct import model_offset_mm
+        from lsdebm.data.frame import model_offset_mm
 
         offset = WORLD_AXES.T @ np.asarray(model_offset_mm(cfg.model.grid, cfg.model.spacing))
         cfg = cfg.replace(**{"model.centroid_offset_mm": tuple(round(float(v), 3) for v in offset)})

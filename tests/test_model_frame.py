@@ -1,0 +1,77 @@
+"""One model-grid rule (shape and voxel size) for the explorer, Compare, uncertainty and the evaluation."""
+import numpy as np
+import pytest
+
+from lsdebm.data import frame
+from lsdebm.data.phantoms import grid_affine
+
+
+def _volume(tiny_pair):
+    return tiny_pair[1]  # 16^3, the tiny model grid
+
+
+@pytest.mark.parametrize("affine, on_grid", [
+    (grid_affine(16, 8.0), True),                 # the model frame itself
+    (np.diag([8.0, 8.0, 8.0, 1.0]), True),        # model shape and spacing in scanner axes: used as is
+    (np.diag([8.0, 8.0, 4.0, 1.0]), False),       # model shape, another spacing: cropped
+    (np.diag([7.0, 7.0, 7.0, 1.0]), False),
+])
+def test_on_model_grid_is_shape_and_spacing(affine, on_grid):
+    assert frame.on_model_grid((16, 16, 16), affine, 16, 8.0) is on_grid
+    assert not frame.on_model_grid((16, 16, 15), affine, 16, 8.0)
+
+
+def test_explorer_compare_uncertainty_and_evaluation_share_the_rule():
+    from lsdebm.evaluation import phantoms
+    from lsdebm.explore import record
+    from lsdebm.review import compare, uncertainty
+
+    assert record.on_model_grid is frame.on_model_grid is phantoms.on_model_grid
+    assert compare.to_model_grid is frame.to_model_grid is uncertainty.to_model_grid
+
+
+@pytest.mark.parametrize("spacing", [8.0, 6.0])
+def test_explorer_and_compare_crop_the_same_volumes(tiny_pair, spacing):
+    from lsdebm.explore import prepare_input
+
+    affine = np.diag([spacing, spacing, spacing, 1.0])
+    x = _volume(tiny_pair)
+    explored, explorer_info = prepare_input(x, affine, 16, 8.0)
+    compared, compare_info = frame.to_model_grid(x, affine, 16, 8.0)
+    assert (explorer_info is None) == (compare_info is None) == (spacing == 8.0)
+    np.testing.assert_array_equal(explored, compared)
+
+
+def test_evaluation_uses_the_rule(tiny_ckpts, monkeypatch):
+    from lsdebm.data.phantom_set import generate_pairs
+    from lsdebm.evaluation import phantoms
+
+    calls = []
+    real = frame.on_model_grid
+    monkeypatch.setattr(phantoms, "on_model_grid", lambda *a: calls.append(a) or real(*a))
+    rows = phantoms.select_rows(["raw", "reconnet"])
+    models = phantoms.row_checkpoints(rows, tiny_ckpts["reconnet"].parent)
+    phantoms.evaluate(generate_pairs(2, 5, 16, 8.0), models, rows, timing_cases=0)
+    assert len(calls) == 2 and all(real(*a) for a in calls)
+
+
+def test_resample_is_public_and_volume_maps_go_back(tiny_pair):
+    x = _volume(tiny_pair).astype(np.float32)
+    affine = np.diag([6.0, 6.0, 6.0, 1.0])
+    crop, info = frame.to_model_grid(x, affine, 16, 8.0)
+    back = frame.volume_to_input(crop.astype(np.float32), info)
+    expected = frame.resample(crop.astype(np.float32), info.source_shape, info.source_affine, info.crop_affine, 1)
+    np.testing.assert_array_equal(back, expected.astype(np.float32))
+    assert frame.mask_to_input(crop, info).shape == x.shape
+
+
+def test_one_part_regions_and_its_empty_rule():
+    from lsdebm.errors import InputError
+    from lsdebm.evaluation import phantoms
+    from lsdebm.evaluation.parts import part_regions
+    from lsdebm.review import roi
+
+    assert phantoms.part_regions is roi.part_regions is part_regions
+    with pytest.raises(InputError, match="no labelled voxel"):
+        part_regions(np.zeros((3, 3, 3)))
+    assert not part_regions(np.zeros((3, 3, 3)), allow_empty=True).any()
