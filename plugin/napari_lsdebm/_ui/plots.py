@@ -3,6 +3,10 @@
 A matplotlib FigureCanvasQTAgg docked under the canvas. ``set_position(s, k)`` moves the red
 cursors (and redraws the Langevin curves when the reverse step changes); clicking the variance
 plot asks for frame s, clicking an energy/gradient plot for iteration k (``on_pick``).
+
+Scrubbing must not wait for matplotlib: a full redraw (constrained layout, new Langevin curves)
+takes longer than drawing the 3D frame, so it waits until the sliders rest for
+``REDRAW_DELAY_MS``, while cursor moves alone are blitted onto the last full drawing at once.
 """
 from __future__ import annotations
 
@@ -11,10 +15,13 @@ from collections.abc import Callable
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from lsdebm.explore.plots import draw_langevin, draw_variance
 from lsdebm.sampling import Trajectory
+
+REDRAW_DELAY_MS = 150  # full redraws wait until the sliders rest this long (the 3D frame draws first)
 
 
 class TrajectoryPlots(QWidget):
@@ -38,6 +45,12 @@ class TrajectoryPlots(QWidget):
         self._t_cursor = self._k_cursors = None
         self._langevin_frame: int | None = None
         self.canvas.mpl_connect("button_press_event", self._clicked)
+        self.canvas.mpl_connect("draw_event", self._on_draw)
+        self._background = None  # the last full drawing without cursors, for blitting
+        self._redraw = QTimer(self)
+        self._redraw.setSingleShot(True)
+        self._redraw.setInterval(REDRAW_DELAY_MS)
+        self._redraw.timeout.connect(self.canvas.draw_idle)
 
     def set_trajectory(self, traj: Trajectory | None, message: str = "") -> None:
         """Draw the plots of ``traj`` (None clears them); ``message`` is shown above."""
@@ -45,7 +58,7 @@ class TrajectoryPlots(QWidget):
         self.message.setText(message)
         self.message.setVisible(bool(message))
         self.figure.clear()
-        self._langevin_frame = None
+        self._langevin_frame = self._background = None
         if traj is None:
             self.canvas.draw_idle()
             return
@@ -62,7 +75,8 @@ class TrajectoryPlots(QWidget):
         s = int(np.clip(s, 0, traj.n_frames - 1))
         k = int(np.clip(k, 0, max(traj.n_k - 1, 0)))
         self._t_cursor.set_xdata([s, s])
-        if force or self._langevin_reframe(s):
+        redraw = force or self._langevin_reframe(s)
+        if redraw:
             for ax in (self.ax_energy, self.ax_grad):
                 ax.clear()
             self._k_cursors = draw_langevin(self.ax_energy, self.ax_grad, traj, s)
@@ -70,7 +84,30 @@ class TrajectoryPlots(QWidget):
         kv = traj.k_values[k] if traj.n_k else 0
         for cursor in self._k_cursors:
             cursor.set_xdata([kv, kv])
-        self.canvas.draw_idle()
+        for cursor in self._cursors():
+            cursor.set_animated(True)  # drawn by _on_draw / _blit, over the background
+        if redraw or self._background is None:
+            self._background = None
+            self._redraw.start()
+        else:
+            self._blit()
+
+    def _cursors(self) -> list:
+        return [c for c in [self._t_cursor, *(self._k_cursors or [])] if c is not None]
+
+    def _on_draw(self, event=None) -> None:
+        """After a full drawing: keep it as the blit background and draw the cursors over it."""
+        if self.traj is None:
+            return
+        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+        for cursor in self._cursors():
+            cursor.axes.draw_artist(cursor)
+
+    def _blit(self) -> None:
+        self.canvas.restore_region(self._background)
+        for cursor in self._cursors():
+            cursor.axes.draw_artist(cursor)
+        self.canvas.blit(self.figure.bbox)
 
     def cursor_positions(self) -> tuple[float, float]:
         """(frame, k value) under the cursors (tests read it)."""
