@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from lsdebm.data.grids import output_grid
-from lsdebm.data.nifti import paste_back, paste_probabilities
+from lsdebm.data.frame import paste_back, paste_probabilities
 from lsdebm.errors import InputError
 from lsdebm.explore import RunOutput, TrajectoryVolumes, make_decoder
 from lsdebm.explore.decode_cache import DecodeCache

@@ -106,8 +106,9 @@ class RunPanel(QWidget):
     def show_progress(self, p: Progress) -> None:
         self.progress.setRange(0, max(p.total, 1))
         self.progress.setValue(p.done)
-        where = f"{p.phase} t={p.t}" + (f" k={p.k}" if p.k else "")
-        energy = f", energy {p.energy:.4g}" if p.energy is not None else ""
+        step = p.payload  # a lsdebm.explore.RunStep
+        where = f"{p.stage} t={step.t}" + (f" k={step.k}" if step.k else "")
+        energy = f", energy {step.energy:.4g}" if step.energy is not None else ""
         self.status.setText(f"{where}{energy} ({p.done}/{p.total})")
 
     def _method_changed(self) -> None:

@@ -50,7 +50,7 @@ def read_trajectory(path):
     """Layers of a saved trajectory: decoded (t, k) volumes and the final reconstruction, or latents only."""
     from lsdebm.runtime.checkpoint import load_checkpoint
     from lsdebm.explore import TrajectoryVolumes, find_checkpoint, make_decoder
-    from lsdebm.tasks.reconstruct import resolve_device
+    from lsdebm.runtime.device import resolve_device
 
     path = Path(path[0] if isinstance(path, list) else path)
     traj = Trajectory.load(path)

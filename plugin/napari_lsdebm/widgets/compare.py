@@ -12,10 +12,11 @@ from napari.utils.colormaps import Colormap, DirectLabelColormap
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
                             QSpinBox, QVBoxLayout, QWidget)
 
-from lsdebm.review.compare import LABELS, METHODS, CompareProgress, Comparison, compare_events, \
+from lsdebm.review.compare import LABELS, METHODS, Comparison, compare_events, \
     load_compare_checkpoints
 from lsdebm.review.overlap import OVERLAP_COLORS, overlap_map
 from lsdebm.methods import RunSettings
+from lsdebm.tasks.progress import Progress
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_volume_layer
 from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, camera_of, geometry_kwargs, grid_of, mask_of
@@ -176,26 +177,26 @@ class CompareWidget(QWidget):
 
         settings = self.settings()
 
-        def work(job):  # on the worker thread; the Comparison arrives last, as progress
+        def work(job):  # on the worker thread: progress values, then the Comparison as the output
             models = load_compare_checkpoints(sources)
-            yield CompareProgress("checkpoints loaded", 0.0)
-            yield from compare_events(x, affine, models, settings, ref)
+            yield Progress(0, 1, "checkpoints loaded")
+            return (yield from compare_events(x, affine, models, settings, ref))
 
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
         self.status.setText("Loading checkpoints…")
-        self.worker = start_job(work, self._finished, lambda ev: self._on_event(ev, source, reference),
+        self.worker = start_job(work, lambda outcome: self._finished(outcome, source, reference), self._on_progress,
                                 what="comparison")
 
-    def _on_event(self, ev, source, reference) -> None:
-        if isinstance(ev, CompareProgress):
-            self.progress.setValue(int(ev.fraction * 1000))
-            self.status.setText(f"Running {ev.method}…" if ev.method != "done" else "Laying out…")
-        elif isinstance(ev, Comparison):
-            self.comparison, self._source, self._reference = ev, source, reference
-            self._redisplay()
-            self.status.setText("Done: " + ", ".join(f"{r.label} {r.seconds:.1f} s" for r in ev.results[1:]))
+    def _on_progress(self, p: Progress) -> None:
+        self.progress.setValue(int(p.fraction * 1000))
+        self.status.setText(f"Running {p.stage}…" if p.stage != "done" else "Laying out…")
+
+    def _show(self, comparison: Comparison, source, reference) -> None:
+        self.comparison, self._source, self._reference = comparison, source, reference
+        self._redisplay()
+        self.status.setText("Done: " + ", ".join(f"{r.label} {r.seconds:.1f} s" for r in comparison.results[1:]))
 
     def _redisplay(self, *_) -> None:
         if self.comparison is None:
@@ -206,7 +207,9 @@ class CompareWidget(QWidget):
                 f"ASSD {r.metrics['assd']:.2f} mm" for r in self.comparison.results if r.metrics]
         self.summary.setText("<br>".join(rows))
 
-    def _finished(self, outcome: Outcome) -> None:
+    def _finished(self, outcome: Outcome, source=None, reference=None) -> None:
+        if outcome.status == "done" and isinstance(outcome.output, Comparison):
+            self._show(outcome.output, source, reference)
         if outcome.status == "error":
             self.status.setText(f"Comparison failed: {outcome.message}")
         self.run_button.setEnabled(True)

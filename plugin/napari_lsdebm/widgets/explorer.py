@@ -18,7 +18,8 @@ from lsdebm.errors import LsdebmError
 from lsdebm.explore import TrajectoryVolumes, prepare_input, record_run, run_metadata
 from lsdebm.data.labelmaps import describe, select_structures
 from lsdebm.explore.record import observe
-from lsdebm.tasks.reconstruct import resolve_device, same_frame
+from lsdebm.runtime.device import resolve_device
+from lsdebm.runtime.loading import same_frame
 from lsdebm.explore.decode_cache import DecodeCache
 from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES, CheckpointPanel
 from napari_lsdebm._ui.plots import TrajectoryPlots
@@ -209,7 +210,7 @@ class ExplorerWidget(QWidget):
 
     def _on_progress(self, p) -> None:
         self.run_panel.show_progress(p)
-        self.preview.update(p.z)
+        self.preview.update(p.payload.z)
 
     def _on_outcome(self, outcome: Outcome) -> None:
         self.worker = None

@@ -7,8 +7,7 @@ from napari.layers import Image, Labels
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
                             QSpinBox, QVBoxLayout, QWidget)
 
-from lsdebm.runtime.checkpoint import bundled_checkpoints, load_checkpoint
-from lsdebm.errors import CheckpointError
+from lsdebm.runtime.loading import load_models
 from lsdebm.provenance import checkpoint_record, make_provenance
 from lsdebm.review.compare import LABELS, METHODS
 from lsdebm.review.uncertainty import input_grid_uncertainty
@@ -19,14 +18,10 @@ from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, geometry_k
 
 
 def load_for_uncertainty(method: str, path: str | None, use_reconnet: bool, reconnet_path: str | None):
-    """(method checkpoint, ReconNet checkpoint or None); empty paths take the bundled defaults."""
-    ckpt = load_checkpoint(path or f"{method}-default", expect_kind=method)
-    if not use_reconnet:
-        return ckpt, None
-    name = reconnet_path or "reconnet-default"
-    if reconnet_path is None and name not in bundled_checkpoints():
-        raise CheckpointError("ReconNet stage: bundled reconnet-default is not installed; choose a file or untick it")
-    return ckpt, load_checkpoint(name, expect_kind="reconnet")
+    """(method checkpoint, ReconNet checkpoint or None) through the one loader
+    (:func:`lsdebm.runtime.loading.load_models`: bundled defaults for empty paths, same-frame check)."""
+    models = load_models(method, path or None, reconnet=use_reconnet, reconnet_checkpoint=reconnet_path or None)
+    return models.method, models.reconnet
 
 
 class UncertaintyWidget(QWidget):
