@@ -80,12 +80,46 @@ def open_viewer(files: Iterable[str | Path] = (), checkpoint: str | Path | Loade
             explorer.checkpoint_panel.use(ckpt)
         if sample:
             explorer.open_sample()
+        opened = []
         for f in files:
-            viewer.open(f, plugin=PLUGIN if f.lower().endswith(PLUGIN_SUFFIXES) else None)
+            opened += viewer.open(f, plugin=PLUGIN if f.lower().endswith(PLUGIN_SUFFIXES) else None) or []
+        show_final_frame(viewer, explorer, opened, load_checkpoint=ckpt is None)
     except BaseException:
         viewer.close()
         raise
     return Launched(viewer, explorer)
+
+
+def show_final_frame(viewer: napari.Viewer, explorer: ExplorerWidget, layers: list,
+                     load_checkpoint: bool = True) -> None:
+    """Show the last opened trajectory in 3D at its final frame (last reverse step, last k).
+
+    With ``load_checkpoint`` the checkpoint that decodes it (the one its reader found: the recorded
+    path, a bundled checkpoint of that name or sha256, or a file beside it) is loaded in the
+    explorer; when none was found the explorer's status says which checkpoint is needed.
+    """
+    from napari_lsdebm._ui.trajectory_layer import MESSAGE_KEY, real_layer, slider_axes, trajectory_of
+    from napari_lsdebm.io.trajectory import CHECKPOINT_KEY
+
+    trajectories = [real_layer(lay) for lay in layers if trajectory_of(lay) is not None]
+    if not trajectories:
+        return
+    layer = trajectories[-1]
+    traj, meta = trajectory_of(layer), layer.metadata
+    if load_checkpoint and meta.get(CHECKPOINT_KEY):
+        explorer.checkpoint_panel.load(meta[CHECKPOINT_KEY])
+    elif load_checkpoint:
+        wanted = traj.metadata.get("checkpoint_name") or traj.metadata.get("checkpoint_path") or "unknown"
+        explorer.status.setText(meta.get(MESSAGE_KEY) or f"This trajectory needs checkpoint {wanted} to decode.")
+    if layer.ndim >= 5:  # decoded (t, k, Z, Y, X) frames; latents-only layers stay a 2D (k, latent) image
+        explorer.view3d_box.setChecked(True)
+        viewer.dims.ndisplay = 3
+    axes = slider_axes(viewer, layer)
+    if axes is not None:
+        viewer.dims.set_current_step(axes[0], traj.n_frames - 1)
+        viewer.dims.set_current_step(axes[1], max(traj.n_k - 1, 0))
+    viewer.layers.selection.active = layer
+    viewer.reset_view()
 
 
 def show_demo(ckpt: LoadedCheckpoint, case: DemoCase, output: RunOutput, show: bool = True) -> Launched:

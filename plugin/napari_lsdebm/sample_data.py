@@ -8,6 +8,7 @@ from lsdebm.data.digits import digit_mosaic, load_digits
 from lsdebm.data.phantoms import make_vertebra
 from lsdebm.data.thickslice import ThickSliceParams, simulate_thick_slice
 from napari_lsdebm._ui.layers import volume_layer
+from napari_lsdebm._ui.roles import INPUT, TRUTH, tag_tuple
 
 REAL_SAMPLE = "L3_verse009"
 REAL_ATTRIBUTION = "VerSe 2019 (Sekuboyina et al. 2021; Löffler et al. 2020), CC BY-SA 4.0"
@@ -16,12 +17,12 @@ REAL_PARAMS = ThickSliceParams(plane="sagittal", thickness=5.0, gap=0.0, inplane
 
 
 def phantom_pair():
-    """L3 phantom (seed 0, 64³ at 2 mm): HQ mask, simulated thick-slice LQ mask, parts."""
+    """L3 phantom (seed 0, 64³ at 2 mm): HQ mask (role truth), simulated thick-slice LQ mask (role input), parts."""
     phantom = make_vertebra("L3", seed=0, size=64, spacing=2.0)
     lq = simulate_thick_slice(phantom.mask, 2.0, ThickSliceParams(), np.random.default_rng(0))
     layers = [
-        volume_layer(phantom.mask, phantom.affine, "HQ (L3)"),
-        volume_layer(lq, phantom.affine, "LQ thick-slice (L3)"),
+        tag_tuple(volume_layer(phantom.mask, phantom.affine, "HQ (L3)"), TRUTH),
+        tag_tuple(volume_layer(lq, phantom.affine, "LQ thick-slice (L3)"), INPUT),
         volume_layer(phantom.parts, phantom.affine, "parts (L3)"),
     ]
     layers[1][1]["visible"] = False
@@ -41,8 +42,8 @@ def _real_vertebra(name: str = REAL_SAMPLE):
 
 
 def _attributed(layer: tuple, role: str) -> tuple:
-    layer[1]["metadata"].update(attribution=REAL_ATTRIBUTION, role=role)
-    return layer
+    layer[1]["metadata"].update(attribution=REAL_ATTRIBUTION)
+    return tag_tuple(layer, role)
 
 
 def real_pair():
@@ -60,8 +61,8 @@ def real_pair():
     lq = degrade(truth, affine, REAL_PARAMS, np.random.default_rng(0))
     source = str(real.path)
     layers = [
-        _attributed(volume_layer(lq, affine, "LQ 5 mm sagittal (L3, VerSe 2019, CC BY-SA 4.0)", source), "input"),
-        _attributed(volume_layer(truth, affine, "GT (L3, VerSe 2019, CC BY-SA 4.0)", source), "truth"),
+        _attributed(volume_layer(lq, affine, "LQ 5 mm sagittal (L3, VerSe 2019, CC BY-SA 4.0)", source), INPUT),
+        _attributed(volume_layer(truth, affine, "GT (L3, VerSe 2019, CC BY-SA 4.0)", source), TRUTH),
     ]
     layers[1][1]["visible"] = False
     _announce(f"Real sample {REAL_SAMPLE}: {REAL_ATTRIBUTION}")

@@ -16,6 +16,7 @@ from lsdebm.errors import InputError
 from lsdebm.explore import RunOutput, TrajectoryVolumes, make_decoder
 from lsdebm.explore.decode_cache import DecodeCache
 from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES
+from napari_lsdebm._ui.roles import RESULT, role_metadata
 from napari_lsdebm._ui.trajectory_layer import slider_axes, trajectory_layer_data
 
 CAMERA_ANGLES = (-15.0, 35.0, 60.0)  # napari Euler angles (degrees): oblique view from behind and above
@@ -59,9 +60,10 @@ def add_result_layers(viewer, output: RunOutput, ctx: dict, cache: DecodeCache, 
     for other in viewer.layers:
         other.visible = False  # the decoded trajectory is what the canvas shows; toggle the rest back on
     viewer.add_labels(output.mask.astype(np.uint8), name=f"{method} reconstruction", visible=False,
-                      metadata=meta, **common)
+                      metadata={**meta, **role_metadata(RESULT)}, **common)
     if ctx.get("crop") is not None:
         data, kwargs = pasted_layer(output, ctx["crop"], ctx["source"])
+        kwargs["metadata"] = {**kwargs["metadata"], **role_metadata(RESULT)}  # not the source's "input" role
         viewer.add_labels(data, name=f"{method} reconstruction ({kwargs.pop('grid')})", visible=False, **kwargs)
     volumes = TrajectoryVolumes(traj, make_decoder(ckpt.model), (m.grid,) * 3, cache=cache)
     data, kwargs, _ = trajectory_layer_data(volumes, m.spacing, f"{method} trajectory")

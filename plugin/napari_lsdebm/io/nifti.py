@@ -9,6 +9,7 @@ import numpy as np
 from lsdebm.data.nifti import NIFTI_SUFFIXES, read_volume, write_volume
 from lsdebm.errors import InputError
 from napari_lsdebm._ui.layers import volume_layer
+from napari_lsdebm._ui.roles import role_from_description, role_from_name, tag_tuple
 
 
 def get_reader(path):
@@ -23,11 +24,17 @@ def get_reader(path):
 
 
 def read_nifti(path):
-    """Read a NIfTI file into one Labels (integer data) or Image layer."""
+    """Read a NIfTI file into one Labels (integer data) or Image layer, tagged with its role.
+
+    The role (input / truth) comes from the header's ``descrip`` (``lsdebm role: truth``), else
+    from the file name (``*_gt``, ``*truth*``, ``*hq*``; ``*_lq``, ``*thick*``, ``*input*``).
+    """
     path = path[0] if isinstance(path, list) else path
     volume = read_volume(path)
     name = Path(path).name.removesuffix(".gz").removesuffix(".nii")
-    return [volume_layer(volume.data, volume.affine, name, source=str(path))]
+    descrip = volume.header["descrip"].item() if volume.header is not None else b""
+    role = role_from_description(descrip) or role_from_name(name)
+    return [tag_tuple(volume_layer(volume.data, volume.affine, name, source=str(path)), role)]
 
 
 def layer_affine(meta: dict) -> np.ndarray:

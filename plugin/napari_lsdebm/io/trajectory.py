@@ -16,6 +16,7 @@ import numpy as np
 from lsdebm.errors import InputError
 from lsdebm.sampling import Trajectory
 from lsdebm.sampling.trajectory import FORMAT
+from napari_lsdebm._ui.roles import RESULT, role_metadata
 from napari_lsdebm._ui.trajectory_layer import META_KEY, latents_layer_data, trajectory_layer_data
 
 CHECKPOINT_KEY = "lsdebm_checkpoint"
@@ -72,7 +73,8 @@ def read_trajectory(path):
     last = traj.n_frames - 1
     probs = volumes.decode(np.stack([traj.latent(last, -1, r) for r in range(traj.repeats)])).mean(0)
     result = ((probs >= 0.5).astype(np.uint8), {"name": f"reconstruction ({path.stem})", "scale": (spacing,) * 3,
-                                                  "visible": False, "metadata": {"source": str(path)}}, "labels")
+                                                  "visible": False,
+                                                  "metadata": {"source": str(path), **role_metadata(RESULT)}}, "labels")
     return [result, (data, kwargs, kind)]
 
 

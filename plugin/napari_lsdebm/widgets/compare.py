@@ -20,6 +20,7 @@ from lsdebm.tasks.progress import Progress
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_volume_layer
 from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, camera_of, geometry_kwargs, grid_of, mask_of
+from napari_lsdebm._ui.roles import RESULT, AutoPick, pick_input, pick_truth, role_metadata, self_comparison
 
 COMPARE_KEY = "lsdebm_compare"  # metadata: which comparison cell a layer is
 MASK_COLOR = (0.89, 0.85, 0.76, 1.0)  # bone
@@ -75,7 +76,8 @@ def show_comparison(viewer, comparison: Comparison, source, reference=None, mode
         overlap = mode != SHOW_MODES[0] and ref_mask is not None and key != "reference"
         as_mesh = not overlap and render == "mesh" and ndisplay == 3
         kind = "overlap" if overlap else "mesh" if as_mesh else "mask"
-        kwargs = geometry_kwargs(source, prov, **{COMPARE_KEY: key, "mask_kind": kind})
+        role = role_metadata(RESULT) if key not in ("input", "reference") and not overlap else {}
+        kwargs = geometry_kwargs(source, prov, **{COMPARE_KEY: key, "mask_kind": kind, **role})
         if overlap:
             layer = viewer.add_labels(overlap_map(mask, ref_mask).labels, name=name, **kwargs)
             layer.colormap = overlap_colormap()
@@ -115,6 +117,8 @@ class CompareWidget(QWidget):
         self.comparison: Comparison | None = None
         self.input_combo = LayerCombo(napari_viewer, (Labels, Image))
         self.reference_combo = LayerCombo(napari_viewer, (Labels,), optional=True)
+        self.autopicks = (AutoPick(napari_viewer, self.input_combo, pick_input),
+                          AutoPick(napari_viewer, self.reference_combo, pick_truth))
         self.paths = {k: PathRow(f"bundled {k}-default") for k in ("reconnet",) + METHODS}
         self.seed = QSpinBox(maximum=2 ** 31 - 1)
         self.K = QSpinBox(minimum=0, maximum=100000, specialValueText="checkpoint default")
@@ -171,6 +175,10 @@ class CompareWidget(QWidget):
             self.status.setText("Add or open a low-quality mask layer first.")
             return
         reference = self.reference_combo.layer()
+        refusal = self_comparison(source, reference)
+        if refusal:
+            self.status.setText(refusal)
+            return
         sources = {k: row.value() for k, row in self.paths.items()}
         x, affine = mask_of(source).astype(np.uint8), affine_of(source)
         ref = mask_of(reference) if reference is not None else None

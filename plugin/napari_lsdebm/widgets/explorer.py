@@ -59,6 +59,9 @@ class ExplorerWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._on_removed)
         self.viewer.layers.selection.events.active.connect(self._on_active)
         self.viewer.dims.events.current_step.connect(self._on_dims)
+        # "3D view" ticked means the canvas is in 3D: apply it now, and follow napari's own 2D/3D button
+        self.viewer.dims.ndisplay = 3 if self.view3d_box.isChecked() else 2
+        self.viewer.dims.events.ndisplay.connect(self._on_ndisplay)
         self._refresh_inputs()
         for layer in list(self.viewer.layers):
             self._on_inserted(type("E", (), {"value": layer})())
@@ -261,6 +264,10 @@ class ExplorerWidget(QWidget):
         pos = self.position()
         if pos is not None:
             self.plots.set_position(*pos)
+
+    def _on_ndisplay(self, event=None) -> None:
+        """Keep "3D view" ticked exactly while the canvas is in 3D."""
+        self.view3d_box.setChecked(self.viewer.dims.ndisplay == 3)
 
     def _on_pick(self, axis: str, value: int) -> None:
         if self.layer is not None:

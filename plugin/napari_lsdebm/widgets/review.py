@@ -21,6 +21,7 @@ from lsdebm.review.table import table_rows, to_text, write_csv
 from napari_lsdebm.widgets.compare import overlap_colormap
 from napari_lsdebm._ui.jobs import Outcome, error_text, start_job
 from napari_lsdebm._ui.pickers import LayerCombo, geometry_kwargs, is_mask_layer, mask_of, put_layer, spacing_of
+from napari_lsdebm._ui.roles import AutoPick, pick_prediction, pick_truth, self_comparison
 
 OVERLAP_KEY = "lsdebm_overlap"
 
@@ -115,14 +116,15 @@ class ReviewWidget(QWidget):
         self._schedule()
 
     def _guess_defaults(self) -> None:
-        """Pick a part map by name and a reference that differs from the prediction."""
+        """Pick a part map by name; prediction = newest result (else the input), reference = the truth.
+
+        Both follow the layer roles (:mod:`napari_lsdebm._ui.roles`) until the user picks a layer.
+        """
         parts = [lay for lay in self.viewer.layers if is_part_map(lay)]
         if parts:
             self.parts_combo.set_layer(parts[0])
-        refs = [lay for lay in self.viewer.layers if isinstance(lay, Labels) and lay.name.lower().startswith(
-            ("hq", "ground truth", "reference", "gt"))]
-        if refs:
-            self.ref_combo.set_layer(refs[0])
+        self.autopicks = (AutoPick(self.viewer, self.ref_combo, pick_truth),
+                          AutoPick(self.viewer, self.pred_combo, pick_prediction))
 
     def _on_active(self, event) -> None:
         layer = event.value
@@ -158,6 +160,9 @@ class ReviewWidget(QWidget):
         if pred is None or ref is None:
             self.status.setText("Choose a prediction and a reference layer.")
             return None
+        if self_comparison(pred, ref):
+            self.status.setText(self_comparison(pred, ref))
+            return None
         try:
             layer, ov = overlap_layer(self.viewer, pred, ref)
         except InputError as exc:
@@ -172,8 +177,13 @@ class ReviewWidget(QWidget):
     def update_metrics(self) -> None:
         """Recompute the table in a worker (a request during a run is queued; the newest wins)."""
         pred, ref = self.pred_combo.layer(), self.ref_combo.layer()
-        if pred is None or ref is None or pred is ref:
+        if pred is None or ref is None:
             self.status.setText("Choose a prediction and a different reference layer.")
+            return
+        if self_comparison(pred, ref):
+            self.rows = []
+            self.table.setRowCount(0)
+            self.status.setText(self_comparison(pred, ref))
             return
         if self.worker is not None:
             self._pending = True

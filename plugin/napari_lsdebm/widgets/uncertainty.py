@@ -15,6 +15,7 @@ from lsdebm.methods import RunSettings
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_volume_layer
 from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, geometry_kwargs, mask_of, put_layer
+from napari_lsdebm._ui.roles import RESULT, AutoPick, pick_input, role_metadata
 
 
 def load_for_uncertainty(method: str, path: str | None, use_reconnet: bool, reconnet_path: str | None):
@@ -32,6 +33,7 @@ class UncertaintyWidget(QWidget):
         self.viewer = napari_viewer
         self.worker = None
         self.input_combo = LayerCombo(napari_viewer, (Labels, Image))
+        self.autopick = AutoPick(napari_viewer, self.input_combo, pick_input)
         self.method = QComboBox()
         for kind in reversed(METHODS):
             self.method.addItem(LABELS[kind], kind)
@@ -105,7 +107,7 @@ class UncertaintyWidget(QWidget):
         label = f"{LABELS[method]}, N={u.n}"
         vmax = max(float(u.variance.max()), 1e-6)
         put_layer(self.viewer, "image", u.mean, f"mean probability ({label})", colormap="gray",
-                  contrast_limits=(0.0, 1.0), **geometry_kwargs(source, prov))
+                  contrast_limits=(0.0, 1.0), **geometry_kwargs(source, prov, **role_metadata(RESULT)))
         put_layer(self.viewer, "image", u.variance, f"variance ({label})", colormap="magma",
                   contrast_limits=(0.0, vmax), blending="additive", **geometry_kwargs(source, prov))
         if self.render.currentText() == "mesh":
