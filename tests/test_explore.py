@@ -191,13 +191,15 @@ def test_decoder_matches_model_and_plots_draw(tiny_ckpts):
     from matplotlib.figure import Figure
 
     from lsdebm.explore.plots import draw_langevin, draw_variance, frame_labels
+    from lsdebm.explore.vocabulary import frame_names
     from lsdebm.methods import decode
 
     ckpt = load_checkpoint(tiny_ckpts["lsdebm"])
     z = np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)
     np.testing.assert_allclose(make_decoder(ckpt.model)(z), decode(ckpt.model, torch.as_tensor(z))[:, 0].numpy())
     traj = small_traj(repeats=3)
-    assert frame_labels(traj) == ["f0", "f1", "f2", "r1", "r0"]
+    assert frame_labels(traj) == ["t=0", "t=1", "t=2", "t=1", "t=0"]  # the diffusion step, forward then reverse
+    assert frame_names(traj) == ["forward t=0", "forward t=1", "forward t=2", "reverse t=1", "reverse t=0"]
     ax, ax_e, ax_g = Figure().subplots(1, 3)
     draw_variance(ax, traj)
     assert len(ax.lines) == 3 + 1  # one trace per repeat plus the cursor

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from lsdebm.explore.vocabulary import frame_names, k_numbers
 from lsdebm.sampling import Trajectory
 
 
 def frame_labels(traj: Trajectory) -> list[str]:
-    """Tick label per frame s: ``f0..f{t*}`` forward, then ``r{t}`` for each reverse step."""
-    return [f"{'f' if phase == 'forward' else 'r'}{t}"
-            for phase, t in (traj.frame_info(s) for s in range(traj.n_frames))]
+    """Tick label per frame: ``t=0 .. t=t*`` forward, then ``t=t*-1 .. t=0`` reverse (the diffusion step)."""
+    return [name.split(" ")[1] for name in frame_names(traj)]
 
 
 def draw_variance(ax, traj: Trajectory):
@@ -34,19 +34,19 @@ def draw_variance(ax, traj: Trajectory):
     step = max(1, traj.n_frames // 12)
     ax.set_xticks(frames[::step], frame_labels(traj)[::step], fontsize=7)
     ax.set_xlim(-0.5, traj.n_frames - 0.5)
-    ax.set_xlabel("frame t (forward f, then reverse r)")
-    ax.set_ylabel("latent variance")
+    ax.set_xlabel("diffusion step t (forward, then reverse)")
+    ax.set_ylabel("latent variance (latent units²)")
     if var.shape[0] > 1:
         ax.legend(fontsize=7, loc="best")
     return ax.axvline(0, color="tab:red", lw=1.2)
 
 
 def langevin_series(traj: Trajectory, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(k values, energy (R, k), grad norm (R, k)) of the reverse step at frame ``s``; None if forward."""
+    """(k from 0, energy (R, k), grad norm (R, k)) of the reverse step at frame ``s``; None if forward."""
     phase, t = traj.frame_info(s)
     if phase == "forward" or traj.n_k == 0:
         return None
-    return traj.k_values, traj.energy[:, t], traj.grad_norm[:, t]
+    return k_numbers(traj), traj.energy[:, t], traj.grad_norm[:, t]
 
 
 def draw_guided(ax, traj: Trajectory, k_last: int) -> int:
@@ -68,22 +68,22 @@ def draw_langevin(ax_energy, ax_grad, traj: Trajectory, s: int):
     """Energy and gradient norm over the Langevin iterations at frame ``s``; returns the two cursors."""
     series = langevin_series(traj, s)
     phase, t = traj.frame_info(s)
-    for ax, ylabel in ((ax_energy, "energy U"), (ax_grad, "|grad U|")):
+    for ax, ylabel in ((ax_energy, "energy U (a.u.)"), (ax_grad, "|grad U| (a.u.)")):
         ax.set_ylabel(ylabel)
-        ax.set_xlabel("Langevin iteration k")
+        ax.set_xlabel("Langevin iteration k (from 0)")
         if series is None:
-            ax.text(0.5, 0.5, f"forward step t={t}: no Langevin iterations", transform=ax.transAxes,
+            ax.text(0.5, 0.5, f"forward t={t}: no Langevin iterations", transform=ax.transAxes,
                     ha="center", va="center", fontsize=8)
     if series is not None:
         k, energy, grad = series
         for r in range(energy.shape[0]):
             ax_energy.plot(k, energy[r], lw=1)
             ax_grad.plot(k, grad[r], lw=1)
-        ax_energy.set_title(f"reverse step t={t}", fontsize=8)
+        ax_energy.set_title(f"reverse t={t}: energy where iteration k starts", fontsize=8)
         last = k[-1]
         if t == 0 and traj.guided_energy.size:
             last = draw_guided(ax_energy, traj, k[-1])
         for ax in (ax_energy, ax_grad):
             ax.set_xlim(k[0] - 0.5, last + 0.5)
-    x0 = traj.k_values[0] if traj.n_k else 0
+    x0 = k_numbers(traj)[0] if traj.n_k else 0
     return ax_energy.axvline(x0, color="tab:red", lw=1.2), ax_grad.axvline(x0, color="tab:red", lw=1.2)

@@ -12,7 +12,8 @@ Reverse arrays are indexed by t = 0 .. t*-1 (the step producing z_t). For LEBM t
 iterations are stored as a single reverse step t = 0.
 
 A *frame* index s runs over the whole process for scrubbing: s = 0..t* is forward z_s,
-s = t*+1 .. 2t* is the reverse step t = 2t* - s.
+s = t*+1 .. 2t* is the reverse step t = 2t* - s. A generation from noise (Algorithm 3) has one
+forward frame, z_T ~ N(0, I); ``metadata["forward_start_t"] = T`` says so (:attr:`forward_start`).
 """
 from __future__ import annotations
 
@@ -71,12 +72,17 @@ class Trajectory:
     def n_k(self) -> int:
         return len(self.k_values)
 
+    @property
+    def forward_start(self) -> int:
+        """Diffusion step t of the first forward frame: 0 (the encoding) or T for generation from noise."""
+        return int(self.metadata.get("forward_start_t", 0))
+
     def frame_info(self, s: int) -> tuple[str, int]:
-        """(phase, t) of frame ``s``."""
+        """(phase, t) of frame ``s``: t is the paper's diffusion step (z_t), not the frame index."""
         if not 0 <= s < self.n_frames:
             raise IndexError(f"frame {s} outside 0..{self.n_frames - 1}")
         nf = self.forward.shape[1]
-        return ("forward", s) if s < nf else ("reverse", self.depth - 1 - (s - nf))
+        return ("forward", self.forward_start + s) if s < nf else ("reverse", self.depth - 1 - (s - nf))
 
     def latent(self, s: int, k_index: int = -1, repeat: int = 0, clean: bool = False) -> np.ndarray:
         """Latent at frame ``s`` and recorded iteration ``k_index`` (forward frames ignore k).
@@ -84,7 +90,7 @@ class Trajectory:
         With ``clean`` the predicted clean latent z_t / a_cum[t] is returned instead.
         """
         phase, t = self.frame_info(s)
-        z = self.forward[repeat, t] if phase == "forward" else self.reverse[repeat, t, k_index]
+        z = self.forward[repeat, s] if phase == "forward" else self.reverse[repeat, t, k_index]
         return z / self.a_cum[t] if clean else z
 
     def forward_variance(self) -> np.ndarray:

@@ -11,9 +11,11 @@ from __future__ import annotations
 TEXTS: dict[str, str] = {
     "generate": (
         "Generating digits from noise. Each column is one method, each small square one sample. "
-        "The sliders scrub the sampler: k is the Langevin iteration (eq. (3): a small step downhill "
-        "on the energy plus a little random noise), t is the diffusion step (only LSD-EBM has one). "
-        "Pure noise goes in; digits should come out when t = 0 and k is at its last value."),
+        "Sliders (t, k): t is the diffusion step (only LSD-EBM has one), k the Langevin iteration of "
+        "eq. (3), counted from 0. An iteration moves along -grad E and adds Gaussian noise, so it is "
+        "not a descent: the energy can rise over k (see the energy plot). Langevin samples the "
+        "Boltzmann distribution p ~ exp(-E): low energy is visited most, but the walk keeps moving. "
+        "Digits should come out at t = 0 and the last k."),
     "ebm": (
         "EBM (pixel space). One energy E(x) scores whole images: low energy = looks like a digit. "
         "Sampling starts from random pixels and runs K Langevin steps (eq. (3) with the gradient of "
@@ -32,11 +34,12 @@ TEXTS: dict[str, str] = {
         "landscape is smooth and easy to sample. The picture at step t decodes z_t as it is "
         "(still noisy at large t)."),
     "landscape": (
-        "Energy landscape of one reverse step of eq. (2) for a toy with a 2-number latent. Dark = low "
-        "energy = likely. The white ring marks z_{t+1}, the point we denoise from; dots are "
-        "particles doing Langevin steps (eq. (3)) as k grows. The landscape is the learned energy "
-        "E(y, t) plus a bowl ||y - z_{t+1}||^2 / (2 sigma_{t+1}^2) centred on z_{t+1}; eq. (4) is "
-        "the slope that pushes each particle. Change t to see the bowl tighten or widen."),
+        "Energy landscape of one reverse step of eq. (2) for a toy with a 2-number latent (axes z1, z2). "
+        "Dark = low energy = likely. The white ring marks z_{t+1}, the point we denoise from; dots are "
+        "particles doing Langevin iterations (eq. (3)) as k grows from 0. The landscape is the learned "
+        "energy E(y, t) plus a bowl ||y - z_{t+1}||^2 / (2 sigma_{t+1}^2); eq. (4) is the slope that "
+        "pulls each particle and the noise of eq. (3) kicks it, so particles climb as well as fall and "
+        "spread like exp(-U), not all at the lowest point. Change t to see the bowl tighten or widen."),
     "learned": (
         "Learned energy E(y, t) alone. This is what the network learned about where noisy latents "
         "at step t live: at small t the data modes are sharp, at large t they have melted into one "
