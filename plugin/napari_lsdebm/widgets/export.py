@@ -1,19 +1,25 @@
 """Export: masks as NIfTI (original grid and affine), meshes (STL/PLY/OBJ/VTP), screenshots, and an
 animation (GIF/MP4) of a trajectory layer scrubbed along t (and k). Every file gets a provenance
 sidecar (``name.provenance.json``): checkpoints by sha256, seed, settings, versions.
+
+An animation shows its frame count and a time estimate before it starts, captures in chunks on
+the GUI thread and encodes on a worker (:class:`napari_lsdebm._ui.capture.AnimationJob`), with a
+progress bar and Cancel; it shows exactly the chosen layer and its sidecar names what it showed.
 """
 from __future__ import annotations
 
 import numpy as np
 from napari.layers import Image, Labels, Surface
-from qtpy.QtWidgets import (QApplication, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-                            QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                            QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from lsdebm.provenance import make_provenance
-from lsdebm.review.animation import export_animation, grid_order, with_progress
+from lsdebm.review.animation import animation_estimate, export_animation
 from lsdebm.review.export import export_image, export_mask, export_mesh
 from lsdebm.review.surface import Mesh
-from napari_lsdebm._ui.jobs import error_text
+from napari_lsdebm._ui.capture import SECONDS_PER_FRAME, AnimationJob, capture_frames, frame_order, shown_layers
+from napari_lsdebm._ui.capture import time_axes  # noqa: F401 - re-exported (scripts, tests)
+from napari_lsdebm._ui.jobs import Outcome, error_text
 from napari_lsdebm._ui.pickers import LayerCombo, affine_of, grid_of, is_mask_layer, mask_of
 
 MESH_FORMATS = ("stl", "ply", "obj", "vtp")
@@ -56,52 +62,6 @@ def surface_mesh(layer) -> tuple[Mesh, np.ndarray | None]:
     return Mesh(world, faces, values, name), None
 
 
-def time_axes(viewer, layer) -> tuple[int, int | None]:
-    """World axes (t, k) of a layer: its ``t``/``k`` axis labels, else its first (two) leading axes."""
-    labels = list(getattr(layer, "axis_labels", ()) or ())
-    offset = viewer.dims.ndim - layer.ndim
-    spatial = viewer.dims.ndisplay
-    if "t" in labels:
-        return offset + labels.index("t"), (offset + labels.index("k") if "k" in labels else None)
-    lead = layer.ndim - spatial
-    if lead < 1:
-        raise ValueError(f"layer {layer.name!r} has no axis to animate (ndim {layer.ndim})")
-    return offset, (offset + 1 if lead >= 2 else None)
-
-
-def capture_frames(viewer, layer, along: str, progress=None) -> list[np.ndarray]:
-    """Screenshots of the canvas while stepping the layer's t (and k) sliders; restores the sliders."""
-    t_axis, k_axis = time_axes(viewer, layer)
-    n_t = int(viewer.dims.nsteps[t_axis])
-    n_k = int(viewer.dims.nsteps[k_axis]) if k_axis is not None else 1
-    start = list(viewer.dims.current_step)
-    order = grid_order(n_t, n_k, along if k_axis is not None else "t", start[t_axis],
-                       start[k_axis] if k_axis is not None else 0)
-    volumes = layer.data
-    blocking = getattr(volumes, "nonblocking", None)
-    if blocking:
-        volumes.nonblocking = False  # decode synchronously so every screenshot shows its own frame
-    frames, size = [], None
-    try:
-        for i, (t, k) in enumerate(order):
-            step = list(viewer.dims.current_step)
-            step[t_axis] = t
-            if k_axis is not None:
-                step[k_axis] = k
-            viewer.dims.current_step = tuple(step)
-            QApplication.processEvents()
-            shot = viewer.screenshot(size=size, canvas_only=True, flash=False)
-            size = size or shot.shape[:2]  # every frame at the first frame's size, even if the canvas resizes
-            frames.append(with_progress(shot, (i + 1) / len(order)))
-            if progress is not None:
-                progress(i + 1, len(order))
-    finally:
-        if blocking:
-            volumes.nonblocking = True
-        viewer.dims.current_step = tuple(start)
-    return frames
-
-
 class ExportWidget(QWidget):
     """Dock widget: save masks, meshes, screenshots and animations, each with a provenance sidecar."""
 
@@ -115,6 +75,12 @@ class ExportWidget(QWidget):
         self.order = QComboBox()
         self.order.addItems(ORDERS)
         self.fps = QSpinBox(minimum=1, maximum=60, value=8)
+        self.estimate = QLabel()
+        self.estimate.setWordWrap(True)
+        self.anim_progress = QProgressBar(maximum=1, value=0)
+        self.anim_cancel = QPushButton("Cancel", enabled=False)
+        self.anim_cancel.clicked.connect(self.cancel_animation)
+        self.animation = None  # the running AnimationJob
         self.status = QLabel()
         self.status.setWordWrap(True)
         layout = QVBoxLayout(self)
@@ -128,11 +94,18 @@ class ExportWidget(QWidget):
         layout.addWidget(self._group("Mesh (world mm)", [("surface", self.mesh_combo), ("formats", fmt)],
                                      "Save mesh…", self._save_mesh_dialog))
         layout.addWidget(self._group("Screenshot of the canvas", [], "Save screenshot…", self._save_shot_dialog))
-        layout.addWidget(self._group("Animation of a trajectory", [("layer", self.anim_combo), ("along", self.order),
-                                                                   ("frames/s", self.fps)],
-                                     "Save animation…", self._save_anim_dialog))
+        anim = self._group("Animation of a trajectory", [("layer", self.anim_combo), ("along", self.order),
+                                                         ("frames/s", self.fps), ("estimate", self.estimate)],
+                           "Save animation…", self._save_anim_dialog)
+        self.anim_button = anim.findChild(QPushButton)
+        anim.layout().addRow(self.anim_progress)
+        anim.layout().addRow(self.anim_cancel)
+        layout.addWidget(anim)
         layout.addWidget(self.status)
         layout.addStretch(1)
+        self.anim_combo.layer_changed.connect(self.update_estimate)
+        self.order.currentIndexChanged.connect(self.update_estimate)
+        self.update_estimate()
 
     @staticmethod
     def _group(title, rows, button_text, slot) -> QGroupBox:
@@ -161,13 +134,70 @@ class ExportWidget(QWidget):
         image = self.viewer.screenshot(canvas_only=True, flash=False)
         return export_image(path, image, viewer_provenance(self.viewer), overwrite)
 
+    def update_estimate(self, *_) -> str:
+        """Show (and return) the chosen animation's frame count and capture-time estimate."""
+        layer = self.anim_combo.layer()
+        try:
+            n = len(frame_order(self.viewer, layer, ORDERS[self.order.currentText()])) if layer is not None else 0
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            n, text = 0, error_text(exc)
+        else:
+            text = animation_estimate(n, SECONDS_PER_FRAME["value"]) if n else "choose a trajectory layer"
+        self.estimate.setText(text)
+        return text
+
     def save_animation(self, path, overwrite: bool = False):
+        """Capture and write at once, blocking (scripts and tests; the dock uses :meth:`start_animation`)."""
         layer = self.anim_combo.layer()
         along = ORDERS[self.order.currentText()]
+        shown = [lay.name for lay in shown_layers(self.viewer, layer)]
         frames = capture_frames(self.viewer, layer, along,
                                 lambda i, n: self.status.setText(f"frame {i} / {n}"))
         return export_animation(path, frames, self.fps.value(), layer_provenance(layer), overwrite,
-                                along=along, layer=layer.name)
+                                along=along, layer=layer.name, captured_layers=shown)
+
+    def start_animation(self, path, overwrite: bool = False) -> AnimationJob | None:
+        """Start an animation export that never blocks the GUI; returns the job (None if refused)."""
+        if self.animation is not None:
+            self.status.setText("An animation export is already running; cancel it first.")
+            return None
+        layer, along, fps = self.anim_combo.layer(), ORDERS[self.order.currentText()], self.fps.value()
+        provenance = layer_provenance(layer) if layer is not None else None
+
+        def write(frames, grabber, job):  # on the worker thread
+            return export_animation(path, frames, fps, provenance, overwrite, should_stop=job.cancelled,
+                                    along=along, layer=grabber.layer.name, captured_layers=grabber.captured)
+        try:
+            self.animation = AnimationJob(self.viewer, layer, along, write, self._anim_progress, self._anim_done)
+        except Exception as exc:  # noqa: BLE001 - a hidden or missing layer: one line in the dock
+            self.status.setText(f"Not saved: {error_text(exc)}")
+            return None
+        self.status.setText(f"Exporting {self.update_estimate()}…")
+        self.anim_button.setEnabled(False)
+        self.anim_cancel.setEnabled(True)
+        return self.animation.start()
+
+    def cancel_animation(self) -> None:
+        """Stop the running animation export; no file is left behind."""
+        if self.animation is not None:
+            self.animation.cancel()
+            self.status.setText("Cancelling the animation export…")
+
+    def _anim_progress(self, stage: str, done: int, total: int) -> None:
+        self.anim_progress.setRange(0, total)
+        self.anim_progress.setValue(done)
+        self.status.setText(f"capturing frame {done:,} / {total:,}…" if stage == "capturing" else "encoding…")
+
+    def _anim_done(self, outcome: Outcome) -> None:
+        self.animation = None
+        self.anim_button.setEnabled(True)
+        self.anim_cancel.setEnabled(False)
+        if outcome.status == "done":
+            path, side = outcome.output
+            self.status.setText(f"Saved {path} (+ {side.name})")
+        else:
+            self.status.setText(outcome.message if outcome.status == "cancelled" else f"Not saved: {outcome.message}")
+        self.update_estimate()
 
     # --- dialogs ---
     def _ask(self, title, default, filters):
@@ -199,4 +229,6 @@ class ExportWidget(QWidget):
 
     def _save_anim_dialog(self):
         if self.anim_combo.layer() is not None:
-            self._run(self.save_animation, self._ask("Save animation", "trajectory.gif", "Animations (*.gif *.mp4)"))
+            path = self._ask("Save animation", "trajectory.gif", "Animations (*.gif *.mp4)")
+            if path:
+                self.start_animation(path, overwrite=True)  # the file dialog already confirmed replacing

@@ -18,6 +18,7 @@ import numpy as np
 
 from lsdebm.errors import InputError, LsdebmError
 from lsdebm.review.export import _write_with_sidecar, export_record
+from lsdebm.tasks.progress import Cancelled
 
 ORDERS = ("t", "tk", "k")
 ANIMATION_SUFFIXES = (".gif", ".mp4")
@@ -99,12 +100,36 @@ def _even_frames(frames: list[np.ndarray]) -> list[np.ndarray]:
     return [np.pad(f, ((0, ph), (0, pw), (0, 0))) for f in frames] if ph or pw else frames
 
 
-def _writer(path: Path, frames: list[np.ndarray], fps: float):
+def format_duration(seconds: float) -> str:
+    """``"45 s"``, ``"7 min 30 s"`` or ``"1 h 05 min"``."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def animation_estimate(n_frames: int, seconds_per_frame: float) -> str:
+    """One line shown before an export starts: the frame count and about how long capturing takes."""
+    return f"{n_frames:,} frames, about {format_duration(n_frames * seconds_per_frame)} to capture"
+
+
+def _check_stop(should_stop: Callable[[], bool] | None, path: Path) -> None:
+    if should_stop is not None and should_stop():
+        raise Cancelled(f"{path.name}: animation export cancelled; nothing was written")
+
+
+def _writer(path: Path, frames: list[np.ndarray], fps: float, should_stop: Callable[[], bool] | None = None):
     suffix = path.suffix.lower()
     if suffix == ".gif":
         import imageio.v3 as iio
 
-        return lambda tmp: iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=1000.0 / fps, loop=0)
+        def write_gif(tmp):
+            _check_stop(should_stop, path)
+            iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=1000.0 / fps, loop=0)
+            _check_stop(should_stop, path)  # the temporary file is removed, the target never appears
+        return write_gif
     try:
         import imageio_ffmpeg  # noqa: F401
     except ImportError:
@@ -116,15 +141,20 @@ def _writer(path: Path, frames: list[np.ndarray], fps: float):
         with iio2.get_writer(str(tmp), format="FFMPEG", fps=fps, codec="libx264", quality=8,
                              macro_block_size=1, ffmpeg_log_level="error") as w:
             for f in _even_frames(frames):
+                _check_stop(should_stop, path)
                 w.append_data(f)
+        _check_stop(should_stop, path)
     return write
 
 
 def export_animation(path, frames: Iterable[np.ndarray], fps: float = 8.0, provenance: dict | None = None,
-                     overwrite: bool = False, **details) -> tuple[Path, Path]:
+                     overwrite: bool = False, should_stop: Callable[[], bool] | None = None,
+                     **details) -> tuple[Path, Path]:
     """Write frames (gray, RGB or RGBA uint8, same size) as an RGB GIF or MP4 with a provenance sidecar.
 
-    ``details`` (e.g. ``along="tk"``) are recorded in the sidecar's ``export`` entry.
+    ``details`` (e.g. ``along="tk"``) are recorded in the sidecar's ``export`` entry. When
+    ``should_stop()`` turns true while encoding, :class:`lsdebm.tasks.progress.Cancelled` is
+    raised and neither the file nor its sidecar (nor a temporary file) is left behind.
     """
     path = Path(path)
     if path.suffix.lower() not in ANIMATION_SUFFIXES:
@@ -138,4 +168,4 @@ def export_animation(path, frames: Iterable[np.ndarray], fps: float = 8.0, prove
         raise InputError(f"{path}: frames differ in size ({sorted({f.shape for f in frames})[:2]})")
     record = export_record(provenance, path, "animation", format=path.suffix.lower()[1:], frames=len(frames),
                            fps=fps, **details)
-    return _write_with_sidecar(path, _writer(path, frames, fps), record, overwrite)
+    return _write_with_sidecar(path, _writer(path, frames, fps, should_stop), record, overwrite)
