@@ -1,0 +1,127 @@
+"""The package face: a few functions for notebooks and scripts (``import lsdebm``).
+
+Everything here is a thin, documented entry over the modules that do the work, so a researcher
+does not have to find them by reading the source (docs/api.md shows them in use)::
+
+    import lsdebm
+
+    models = lsdebm.load_models("lsdebm")                       # LSD-EBM + its ReconNet stage
+    result = lsdebm.reconstruct("L3_thick.nii.gz", models=models)
+    lsdebm.write_volume("L3_refined.nii.gz", result.mask, result.affine)
+
+    ckpt = lsdebm.load_checkpoint("lsdebm-default")
+    rec = lsdebm.record("L3_thick.nii.gz", ckpt)               # every latent of the chain
+    rec.trajectory.save("run.npz")
+    traj = lsdebm.Trajectory.load("run.npz")
+    probs = lsdebm.decode_frame(ckpt, traj, frame=-1)           # the final reverse frame, decoded
+    on_file_grid = rec.to_input_grid(probs)                     # back on the input's voxels
+
+    lsdebm.compute_metrics(result.mask, truth, spacing)         # DSC, VS, HD95, ASSD, ...
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsdebm.data.frame import CropInfo, paste_probabilities
+from lsdebm.data.nifti import read_volume
+from lsdebm.errors import InputError
+from lsdebm.explore.record import RunOutput, prepare_input, record_run
+from lsdebm.methods import RunSettings, decode
+from lsdebm.runtime.checkpoint import LoadedCheckpoint
+from lsdebm.runtime.loading import Models, load_models
+from lsdebm.sampling.trajectory import Trajectory
+from lsdebm.tasks.progress import drain
+from lsdebm.tasks.reconstruct import ReconstructionResult, reconstruct_volume
+
+
+def _volume(source, affine) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """``(data, affine, name)`` from a NIfTI path, or from an array and its affine."""
+    if isinstance(source, (str, Path)):
+        if affine is not None:
+            raise InputError(f"{source}: a file carries its own affine; pass affine only with an array")
+        volume = read_volume(source)
+        return np.asarray(volume.data), np.asarray(volume.affine, float), str(source)
+    if affine is None:
+        raise InputError("an array needs its 4x4 voxel-to-world affine (affine=...); e.g. np.diag([sx, sy, sz, 1])")
+    return np.asarray(source), np.asarray(affine, float), None
+
+
+def reconstruct(source, affine=None, *, models: Models | None = None, method: str | None = None,
+                settings: RunSettings | None = None, labels=None, out_grid=None,
+                with_probabilities: bool = False) -> ReconstructionResult:
+    """Refine every vertebra of a mask or label map (a NIfTI path, or an array with its affine).
+
+    ``models`` defaults to :func:`load_models` of ``method`` (the bundled default pipeline when
+    None). ``labels`` restricts the structures; ``out_grid`` = ``(shape, affine)`` writes the
+    result on another grid (see :func:`lsdebm.data.grids.output_grid`). The result holds the
+    label map (``mask``, on ``result.affine``), optional probabilities and the provenance.
+    """
+    data, aff, name = _volume(source, affine)
+    models = models if models is not None else load_models(method)
+    return reconstruct_volume(models, data, aff, labels=labels, settings=settings or RunSettings(),
+                              with_probabilities=with_probabilities, input_name=name, out_grid=out_grid)
+
+
+@dataclass
+class Recording:
+    """A recorded run and where its model-grid crop came from.
+
+    Attributes:
+        output: The :class:`lsdebm.explore.record.RunOutput`: ``trajectory`` (save it with
+            ``.save(path)``, reopen with :meth:`Trajectory.load`), ``probs`` (repeats, *grid),
+            ``input`` (the model-grid input) and ``seconds``.
+        crop: How the input was cropped into the model frame (None: it was on the model grid).
+    """
+
+    output: RunOutput
+    crop: CropInfo | None
+
+    @property
+    def trajectory(self) -> Trajectory:
+        return self.output.trajectory
+
+    def to_input_grid(self, volume: np.ndarray) -> np.ndarray:
+        """A model-grid probability volume (e.g. from :func:`decode_frame`) on the input's grid, float32."""
+        volume = np.asarray(volume, np.float32)
+        return volume if self.crop is None else paste_probabilities(volume, self.crop)
+
+
+def record(source, checkpoint: LoadedCheckpoint, affine=None, *, settings: RunSettings | None = None,
+           stage1: LoadedCheckpoint | None = None, label: int | None = None, every: int = 1,
+           metadata: dict[str, Any] | None = None) -> Recording:
+    """Run ``checkpoint``'s method on one structure and keep every latent of the chain.
+
+    The input is cropped into the checkpoint's model frame (unless it is already on the model
+    grid); ``stage1`` (a ReconNet checkpoint) runs first, as in the default pipeline.
+    """
+    data, aff, _ = _volume(source, affine)
+    m = checkpoint.config.model
+    x, crop = prepare_input(data, aff, m.grid, m.spacing, label, m)
+    return Recording(drain(record_run(checkpoint, x, settings or RunSettings(), stage1, every, metadata)), crop)
+
+
+def decode_frame(checkpoint: LoadedCheckpoint, trajectory: Trajectory, frame: int = -1, k: int = -1,
+                 repeat: int = 0, clean: bool = False) -> np.ndarray:
+    """The decoded probability volume (model grid, float32 in [0, 1]) of one trajectory frame.
+
+    ``frame`` counts forward frames first, then reverse steps (negative counts from the end:
+    -1 is the final reverse step); ``k`` is the recorded Langevin iteration (-1: the last);
+    ``clean`` decodes the predicted clean latent z_t / a_cum[t] instead of the current one.
+    """
+    import torch
+
+    n = trajectory.n_frames
+    s = frame + n if frame < 0 else frame
+    if not 0 <= s < n:
+        raise InputError(f"frame {frame} is outside the trajectory's {n} frames")
+    z = trajectory.latent(s, k, repeat, clean)
+    device = next(checkpoint.model.parameters()).device
+    probs = decode(checkpoint.model, torch.as_tensor(np.asarray(z)[None], dtype=torch.float32, device=device))
+    return probs[0, 0].float().cpu().numpy()
+
+
+__all__ = ["Recording", "decode_frame", "record", "reconstruct"]
