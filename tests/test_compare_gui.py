@@ -66,6 +66,9 @@ def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
     cells = [lay for lay in viewer.layers if COMPARE_KEY in lay.metadata]
     assert set(np.unique(cells[0].data)) <= {0, 1, 2, 3} and 3 in np.unique(cells[0].data)  # LQ misses voxels
     np.testing.assert_allclose(cells[0].colormap.map(np.array([TP]))[0], OVERLAP_COLORS[TP], atol=1e-6)
+    assert not widget.legend.isHidden() and widget.legend.classes() == ["TP", "FP", "FN"]  # the colours' key
+    widget.mode.setCurrentText(SHOW_MODES[0])
+    assert widget.legend.isHidden()  # plain masks need no legend
     widget.toggle_grid()
     assert not grid.enabled
 
@@ -86,6 +89,8 @@ def test_review_overlap_and_metrics_table(viewer, qtbot, tmp_path):
     assert int((overlap.data == TP).sum()) == int(((lq > 0) & (hq > 0)).sum())
     assert list(overlap.features["class"]) == ["TN", "TP", "FP", "FN"]
     assert "TP" in widget.legend.text() and "FN" in widget.legend.text()
+    assert widget.legend.classes() == ["TP", "FP", "FN"] and f"{int((overlap.data == TP).sum()):,} voxels" in \
+        widget.legend.text()
     n_parts = len([v for v in np.unique(viewer.layers["parts"].data) if v])
     qtbot.waitUntil(lambda: widget.table.rowCount() == 1 + n_parts and widget.worker is None, timeout=TIMEOUT)
     assert widget.rows[0].metrics == pytest.approx(compute_metrics(lq, hq, (8.0, 8.0, 8.0)))
@@ -124,6 +129,8 @@ def test_surface_coloured_by_signed_distance(viewer, qtbot):
     lo, hi = surface.contrast_limits
     assert lo == pytest.approx(-hi) and widget.colorbar.limit == pytest.approx(hi)
     assert surface.metadata["frame"] == "grid-mm" and surface.colorbar.visible
+    from napari_lsdebm._ui.legends import canvas_note
+    assert "signed distance to HQ in mm" in canvas_note(viewer)  # the unit on the canvas, beside its colour bar
 
 
 def test_uncertainty_layers(viewer, qtbot, tiny_ckpts):
@@ -142,6 +149,9 @@ def test_uncertainty_layers(viewer, qtbot, tiny_ckpts):
     assert 0.0 <= mean.data.min() and mean.data.max() <= 1.0 and var.data.min() >= 0.0
     assert widget.progress.value() == 3
     assert mean.metadata["provenance"]["settings"]["runs"] == 3
+    assert var.colorbar.visible  # napari's colour bar on the canvas, and a labelled one in the dock
+    assert not widget.colour_bar.isHidden() and "variance" in widget.colour_bar.label
+    assert widget.colour_bar.limits == pytest.approx((0.0, max(float(var.data.max()), 1e-6)))
 
 
 def test_export_widget_files_and_sidecars(viewer, qtbot, tmp_path):

@@ -41,10 +41,10 @@ def test_generate_side_by_side_and_scrub(make_napari_viewer, qtbot):
     lsd = widget.frames["lsdebm"]
     np.testing.assert_allclose(layers[2].data[0, -1, :16, :16], lsd.samples[0])
     # scrubbing moves the plot cursors and the Explain text
-    viewer.dims.current_step = (5, 1, 0, 0)
-    assert "t = 5" in widget.explain.toPlainText() and "k = 20" in widget.explain.toPlainText()
+    viewer.dims.current_step = (5, 1, 0, 0)  # recorded iteration 20 is k = 19 counted from 0
+    assert "t = 5" in widget.explain.toPlainText() and "k = 19" in widget.explain.toPlainText()
     s, k = widget.plots.cursor_positions()
-    assert (s, k) == (widget.plots.traj.n_frames - 1 - 5, 20)
+    assert (s, k) == (widget.plots.traj.n_frames - 1 - 5, 19)
     widget.plot_method.setCurrentIndex(0)  # EBM: a single Langevin chain
     assert widget.plots.traj.depth == 1
     assert "Algorithm 3" in widget.explain.toPlainText()
@@ -72,32 +72,33 @@ def test_landscape_contours_particles_and_toggles(make_napari_viewer, qtbot):
     run = widget.run
     T, K1 = run.y.shape[:2]
     assert {"landscape", "contours", "particles", "focused particle", "z_{t+1}"} <= {ly.name for ly in viewer.layers}
-    assert tuple(viewer.dims.axis_labels) == ("k", "t", "z2", "z1")
+    assert tuple(viewer.dims.axis_labels) == ("t", "k", "z2", "z1")  # (t, k) as in every view
     assert viewer.layers["particles"].data.shape == (K1 * T * 8, 4)
+    assert viewer.layers["landscape"].data.shape[:2] == (T, K1)
     assert len(viewer.layers["contours"].data) > 0
     # the drawn landscape is the energy of eq. (2) of the focused particle, rescaled per t
     t = 3
     inside = int(np.argmin(np.abs(run.z_next[t]).max(axis=1)))  # a particle whose z_{t+1} is on screen
     widget.focus.setValue(inside)
     direct = energy_grid(widget.model, run.z_next[t, inside], t, float(run.sigma[t]), "both", EXTENT, GRID).values
-    np.testing.assert_allclose(viewer.layers["landscape"].data[t], display_energy(direct[::-1]), atol=1e-6)
+    np.testing.assert_allclose(viewer.layers["landscape"].data[t, 0], display_energy(direct[::-1]), atol=1e-6)
     # toggles: learned alone, quadratic alone; never both off
     widget.quadratic.setChecked(False)
     learned = energy_grid(widget.model, run.z_next[t, inside], t, float(run.sigma[t]), "learned", EXTENT, GRID).values
-    np.testing.assert_allclose(viewer.layers["landscape"].data[t], display_energy(learned[::-1]), atol=1e-6)
+    np.testing.assert_allclose(viewer.layers["landscape"].data[t, 0], display_energy(learned[::-1]), atol=1e-6)
     widget.learned.setChecked(False)
     assert widget.quadratic.isChecked() and widget.terms() == "quadratic"
-    quad = viewer.layers["landscape"].data[t]
+    quad = viewer.layers["landscape"].data[t, 0]
     centre = np.unravel_index(np.argmin(quad), quad.shape)  # the bowl's bottom is at z_{t+1}
     step = (EXTENT[1] - EXTENT[0]) / (GRID - 1)
     np.testing.assert_allclose([EXTENT[0] + centre[1] * step, EXTENT[3] - centre[0] * step],
                                run.z_next[t, inside], atol=step)
     # scrubbing t updates the explanation with sigma_{t+1}
-    viewer.dims.current_step = (2, t, 0, 0)
+    viewer.dims.current_step = (t, 2, 0, 0)
     text = widget.explain.toPlainText()
     assert f"sigma_{t + 1} = {run.sigma[t]:.3f}" in text and "quadratic bowl only" in text
     # focusing another particle moves the ring to its z_{t+1}
     other = (inside + 1) % 8
     widget.focus.setValue(other)
     ring = viewer.layers["z_{t+1}"].data
-    np.testing.assert_allclose(ring[t, 1:], [-run.z_next[t, other, 1], run.z_next[t, other, 0]], atol=1e-6)
+    np.testing.assert_allclose(ring[t, 2:], [-run.z_next[t, other, 1], run.z_next[t, other, 0]], atol=1e-6)

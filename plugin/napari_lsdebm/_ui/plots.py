@@ -19,6 +19,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from lsdebm.explore.plots import draw_langevin, draw_variance
+from lsdebm.explore.vocabulary import frame_name, k_number, k_numbers
 from lsdebm.sampling import Trajectory
 
 REDRAW_DELAY_MS = 150  # full redraws wait until the sliders rest this long (the 3D frame draws first)
@@ -34,9 +35,11 @@ class TrajectoryPlots(QWidget):
         self.canvas.setMinimumHeight(170)
         self.message = QLabel("Run the explorer or open a trajectory to see its plots.")
         self.message.setWordWrap(True)
+        self.where = QLabel("")  # the sliders in words: diffusion step t and Langevin iteration k
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.message)
+        layout.addWidget(self.where)
         layout.addWidget(self.canvas, 1)
         self.traj: Trajectory | None = None
         self.position = (0, 0)
@@ -59,6 +62,7 @@ class TrajectoryPlots(QWidget):
         self.message.setVisible(bool(message))
         self.figure.clear()
         self._langevin_frame = self._background = None
+        self.where.setText("")
         if traj is None:
             self.canvas.draw_idle()
             return
@@ -81,7 +85,9 @@ class TrajectoryPlots(QWidget):
                 ax.clear()
             self._k_cursors = draw_langevin(self.ax_energy, self.ax_grad, traj, s)
             self._langevin_frame = s
-        kv = traj.k_values[k] if traj.n_k else 0
+        kv = k_number(traj, k)  # the Langevin iteration counted from 0 (lsdebm.explore.vocabulary)
+        self.where.setText(f"slider t (frame {s} of {traj.n_frames - 1}) = {frame_name(traj, s)}"
+                           + (f"; slider k = {k} is Langevin iteration k = {kv} (from 0)" if traj.n_k else ""))
         for cursor in self._k_cursors:
             cursor.set_xdata([kv, kv])
         for cursor in self._cursors():
@@ -110,7 +116,7 @@ class TrajectoryPlots(QWidget):
         self.canvas.blit(self.figure.bbox)
 
     def cursor_positions(self) -> tuple[float, float]:
-        """(frame, k value) under the cursors (tests read it)."""
+        """(frame index, Langevin iteration k from 0) under the cursors (tests read it)."""
         return float(self._t_cursor.get_xdata()[0]), float(self._k_cursors[0].get_xdata()[0])
 
     def _langevin_reframe(self, s: int) -> bool:
@@ -125,4 +131,4 @@ class TrajectoryPlots(QWidget):
         if event.inaxes is self.ax_var:
             self.on_pick("t", int(np.clip(round(event.xdata), 0, self.traj.n_frames - 1)))
         elif event.inaxes in (self.ax_energy, self.ax_grad) and self.traj.n_k:
-            self.on_pick("k", int(np.argmin(np.abs(self.traj.k_values - event.xdata))))
+            self.on_pick("k", int(np.argmin(np.abs(k_numbers(self.traj) - event.xdata))))

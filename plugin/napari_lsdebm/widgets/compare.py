@@ -18,6 +18,7 @@ from lsdebm.review.overlap import OVERLAP_COLORS, overlap_map
 from lsdebm.methods import RunSettings
 from lsdebm.tasks.progress import Progress
 from napari_lsdebm._ui.jobs import Outcome, start_job
+from napari_lsdebm._ui.legends import OverlapLegend
 from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_volume_layer
 from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, camera_of, geometry_kwargs, grid_of, mask_of
 from napari_lsdebm._ui.roles import RESULT, AutoPick, pick_input, pick_truth, role_metadata, self_comparison
@@ -137,6 +138,8 @@ class CompareWidget(QWidget):
         self.status.setWordWrap(True)
         self.summary = QLabel()
         self.summary.setWordWrap(True)
+        self.legend = OverlapLegend()  # the colours of the TP/FP/FN view, shown with it
+        self.legend.setVisible(False)
         form = QFormLayout()
         form.addRow("low-quality input", self.input_combo)
         form.addRow("ground truth", self.reference_combo)
@@ -157,6 +160,7 @@ class CompareWidget(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.summary)
+        layout.addWidget(self.legend)
         layout.addStretch(1)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
@@ -214,6 +218,7 @@ class CompareWidget(QWidget):
         rows = [f"<b>{r.label}</b>: DSC {r.metrics['dsc']:.3f}, HD95 {r.metrics['hd95']:.1f} mm, "
                 f"ASSD {r.metrics['assd']:.2f} mm" for r in self.comparison.results if r.metrics]
         self.summary.setText("<br>".join(rows))
+        self.legend.setVisible(self.mode.currentText() != SHOW_MODES[0] and self._reference is not None)
 
     def _finished(self, outcome: Outcome, source=None, reference=None) -> None:
         if outcome.status == "done" and isinstance(outcome.output, Comparison):

@@ -1,35 +1,49 @@
 """Energy-landscape dock: the conditional energy of eq. (2) on the 2-D toy, with particles moving in k.
 
-Layers (world axes k, t, z2, z1; "up" is +z2):
-* ``landscape`` image (t, z2, z1): U(y) of the focused particle at each step t, rescaled per t to
-  [0, 1] between its minimum and its 95th percentile (dark = low energy);
-* ``contours`` paths (t, z2, z1): iso-lines of the same picture;
-* ``particles`` points (k, t, z2, z1): every particle at every Langevin iteration (eq. 3);
+Layers (world axes t, k, z2, z1 -- the sliders in the order (t, k) as in every view; "up" is +z2):
+* ``landscape`` image (t, k, z2, z1): U(y) of the focused particle at each step t (the same for
+  every k), rescaled per t to [0, 1] between its minimum and its 95th percentile (dark = low
+  energy), with napari's colour bar on the canvas and a labelled one in the dock;
+* ``contours`` image (t, k, z2, z1): iso-lines of the same picture (10 levels), drawn in white;
+* ``particles`` points (t, k, z2, z1): every particle at every Langevin iteration (eq. 3; k = 0
+  is where the walk starts);
 * ``focused particle`` and ``z_{t+1}``: the particle whose landscape is drawn and its centre;
 * ``toy data``: samples of the mixture the energy was trained on (hidden at first).
-Toggles draw the learned E(y, t) alone or the quadratic term alone.
+The canvas axes are labelled z1 (right) and z2 (up). Toggles draw the learned E(y, t) alone or
+the quadratic term alone.
 """
 from __future__ import annotations
 
 import numpy as np
 from qtpy.QtWidgets import QCheckBox, QFormLayout, QLabel, QPushButton, QSpinBox, QTextBrowser, QVBoxLayout, QWidget
-from skimage.measure import find_contours
 
 from lsdebm.methods import RunSettings
 from lsdebm.teach.checkpoints import load_teach
 from lsdebm.teach.explain import explain, landscape_text
 from lsdebm.teach.toy import ParticleRun, energy_grid, mixture_of_gaussians, run_particles
 from napari_lsdebm._ui.jobs import Outcome, start_job
+from napari_lsdebm._ui.legends import ColourBar, canvas_overlay, show_canvas_note, show_layer_colorbar
 
 EXTENT = (-2.5, 2.5, -2.5, 2.5)
 GRID = 121
 LEVELS = np.linspace(0.05, 0.95, 10)
+ENERGY_LABEL = "energy U of eq. (2), rescaled per t (0 = minimum, 1 = 95th percentile; a.u.)"
 
 
 def display_energy(values: np.ndarray) -> np.ndarray:
     """U rescaled to [0, 1] between its minimum and 95th percentile (so a steep bowl does not hide detail)."""
     lo, hi = float(values.min()), float(np.quantile(values, 0.95))
     return np.clip((values - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+
+
+def contour_image(shown: np.ndarray, levels=LEVELS) -> np.ndarray:
+    """Iso-lines of ``shown`` (..., rows, cols) as a {0, 1} float image: pixels where a level is crossed."""
+    lines = np.zeros(shown.shape, np.float32)
+    for level in levels:
+        above = shown >= level
+        lines[..., 1:, :] += above[..., 1:, :] != above[..., :-1, :]
+        lines[..., :, 1:] += above[..., :, 1:] != above[..., :, :-1]
+    return np.minimum(lines, 1.0)
 
 
 def to_world(points: np.ndarray) -> np.ndarray:
@@ -57,6 +71,7 @@ class LandscapeWidget(QWidget):
         self.status.setWordWrap(True)
         self.explain = QTextBrowser()
         self.explain.setMinimumWidth(220)
+        self.colour_bar = ColourBar()  # shown with the first landscape
         form = QFormLayout()
         form.addRow("particles", self.n)
         form.addRow("seed", self.seed)
@@ -67,6 +82,7 @@ class LandscapeWidget(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.run_button)
         layout.addWidget(self.status)
+        layout.addWidget(self.colour_bar)
         layout.addWidget(QLabel("Explain"))
         layout.addWidget(self.explain, 1)
         self.run_button.clicked.connect(self.start)
@@ -108,31 +124,24 @@ class LandscapeWidget(QWidget):
         self.model, self.run = outcome.output
         self.focus.setMaximum(self.run.y.shape[2] - 1)
         self.show_run()
-        self.status.setText("Drag t (diffusion step) and k (Langevin iteration). t = 0, last k: generated points.")
+        self.status.setText("Drag t (diffusion step) and k (Langevin iteration, from 0). "
+                            "t = 0, last k: generated points.")
 
     # ------------------------------------------------------------------ layers
     def _set_layer(self, name: str, kind: str, data, **kwargs):
+        """Add layer ``name`` (``image`` or ``points``), or replace the data of the one already there."""
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
-            if kind == "shapes":
-                layer.data = []
-                if len(data):
-                    layer.add_paths(data)
-            else:
-                layer.data = data
+            layer.data = data
             return layer
-        add = {"image": self.viewer.add_image, "points": self.viewer.add_points, "shapes": self.viewer.add_shapes}
-        if kind == "shapes":
-            return add[kind](data, shape_type="path", name=name, **kwargs) if len(data) else \
-                add[kind](ndim=3, name=name, **kwargs)
+        add = {"image": self.viewer.add_image, "points": self.viewer.add_points}
         return add[kind](data, name=name, **kwargs)
 
     def show_run(self) -> None:
         run = self.run
         T, K1, n, _ = run.y.shape
-        k, t, i = np.meshgrid(np.arange(K1), np.arange(T), np.arange(n), indexing="ij")
-        pts = np.concatenate([k.reshape(-1, 1), t.reshape(-1, 1), to_world(run.y.transpose(1, 0, 2, 3)).reshape(-1, 2)],
-                             axis=1)
+        t, k, i = np.meshgrid(np.arange(T), np.arange(K1), np.arange(n), indexing="ij")
+        pts = np.concatenate([t.reshape(-1, 1), k.reshape(-1, 1), to_world(run.y).reshape(-1, 2)], axis=1)
         self.redraw()
         self._set_layer("toy data", "points", to_world(mixture_of_gaussians(300, seed=1)), size=0.04,
                         face_color="white", opacity=0.5, visible=False)
@@ -140,8 +149,10 @@ class LandscapeWidget(QWidget):
         layers = self.viewer.layers
         for name in ("focused particle", "z_{t+1}"):  # drawn above the other particles
             layers.move(layers.index(name), len(layers))
-        self.viewer.dims.axis_labels = ("k", "t", "z2", "z1")
-        self.viewer.dims.current_step = (0, T - 1) + tuple(self.viewer.dims.current_step[2:])
+        self.viewer.dims.axis_labels = ("t", "k", "z2", "z1")
+        self.viewer.dims.current_step = (T - 1, 0) + tuple(self.viewer.dims.current_step[2:])
+        axes = canvas_overlay(self.viewer, "axes")  # z1 to the right, z2 up, labelled on the canvas
+        axes.labels, axes.visible = True, True
         self.viewer.reset_view()
 
     def landscape_values(self) -> np.ndarray:
@@ -158,20 +169,21 @@ class LandscapeWidget(QWidget):
         T, K1 = run.y.shape[:2]
         shown = np.stack([display_energy(v) for v in self.landscape_values()])
         step = (EXTENT[1] - EXTENT[0]) / (GRID - 1)
-        self._set_layer("landscape", "image", shown, colormap="viridis", contrast_limits=(0.0, 1.0),
-                        scale=(1, step, step), translate=(0, -EXTENT[3], EXTENT[0]))
-        paths = []
-        for t in range(T):
-            for level in LEVELS:
-                for c in find_contours(shown[t], level):
-                    rows, cols = -EXTENT[3] + c[:, 0] * step, EXTENT[0] + c[:, 1] * step
-                    paths.append(np.column_stack([np.full(len(c), t), rows, cols]))
-        self._set_layer("contours", "shapes", paths, edge_color="white", edge_width=0.02, opacity=0.6)
-        centre = np.column_stack([np.arange(T), to_world(run.z_next[:, i])])
+        place = {"scale": (1, 1, step, step), "translate": (0, 0, -EXTENT[3], EXTENT[0])}
+        every_k = (T, K1, GRID, GRID)  # the landscape of step t does not change with k: a broadcast view
+        landscape = self._set_layer("landscape", "image", np.broadcast_to(shown[:, None], every_k),
+                                    colormap="viridis", contrast_limits=(0.0, 1.0), **place)
+        show_layer_colorbar(landscape)
+        self.colour_bar.show_bar("viridis", 0.0, 1.0, ENERGY_LABEL)
+        lines = np.broadcast_to(contour_image(shown)[:, None], every_k)
+        self._set_layer("contours", "image", lines, colormap="gray", contrast_limits=(0.0, 1.0),
+                        blending="additive", opacity=0.6, **place)
+        # the ring and the focused particle exist at every (t, k); rows k * T + t, so row t is (t, k = 0)
+        k, t = np.meshgrid(np.arange(K1), np.arange(T), indexing="ij")
+        centre = np.column_stack([t.ravel(), k.ravel(), to_world(run.z_next[t.ravel(), i])])
         self._set_layer("z_{t+1}", "points", centre, size=0.18, face_color="transparent", border_color="white",
                         border_width=0.2, symbol="ring")
-        k, t = np.meshgrid(np.arange(K1), np.arange(T), indexing="ij")
-        path = np.column_stack([k.ravel(), t.ravel(), to_world(run.y[:, :, i].transpose(1, 0, 2)).reshape(-1, 2)])
+        path = np.column_stack([t.ravel(), k.ravel(), to_world(run.y[t.ravel(), k.ravel(), i])])
         self._set_layer("focused particle", "points", path, size=0.14, face_color="red", border_width=0)
         self._update_explain()
 
@@ -181,6 +193,8 @@ class LandscapeWidget(QWidget):
             return
         step = self.viewer.dims.current_step
         T, K1 = self.run.y.shape[:2]
-        k, t = (int(step[0]), int(step[1])) if len(step) >= 4 else (0, T - 1)
+        t, k = (int(step[0]), int(step[1])) if len(step) >= 4 else (T - 1, 0)
         t = min(t, T - 1)
         self.explain.setPlainText(landscape_text(t, T, float(self.run.sigma[t]), self.terms(), min(k, K1 - 1), K1 - 1))
+        show_canvas_note(self.viewer, f"2-D toy · reverse t={t} · k={min(k, K1 - 1)}/{K1 - 1} · "
+                                      f"colour: {self.terms()} energy of eq. (2), focused particle {self.focus.value()}")

@@ -15,10 +15,11 @@ from qtpy.QtWidgets import (QApplication, QCheckBox, QFileDialog, QFormLayout, Q
                             QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from lsdebm.errors import InputError
-from lsdebm.review.overlap import OVERLAP_CLASSES, hex_color, overlap_map
+from lsdebm.review.overlap import OVERLAP_CLASSES, overlap_map
 from lsdebm.review.roi import box_from_points, review_metrics
 from lsdebm.review.table import table_rows, to_text, write_csv
 from napari_lsdebm.widgets.compare import overlap_colormap
+from napari_lsdebm._ui.legends import OverlapLegend
 from napari_lsdebm._ui.jobs import Outcome, error_text, start_job
 from napari_lsdebm._ui.pickers import LayerCombo, geometry_kwargs, is_mask_layer, mask_of, put_layer, spacing_of
 from napari_lsdebm._ui.roles import AutoPick, pick_prediction, pick_truth, self_comparison
@@ -77,8 +78,7 @@ class ReviewWidget(QWidget):
         self.roi_button = QPushButton("New ROI box")
         self.copy_button = QPushButton("Copy")
         self.save_button = QPushButton("Save CSV…")
-        self.legend = QLabel()
-        self.legend.setWordWrap(True)
+        self.legend = OverlapLegend()  # TP/FP/FN colours of the overlap view, with voxel counts once shown
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.table = QTableWidget(0, 0)
@@ -168,10 +168,7 @@ class ReviewWidget(QWidget):
         except InputError as exc:
             self.status.setText(str(exc))
             return None
-        self.legend.setText("&nbsp;&nbsp;".join(
-            f"<span style='color:{hex_color(rgba)}'>■</span> <b>{cls}</b> {n:,} voxels"
-            for cls, _, rgba, n in ov.legend()))
-        self.legend.setToolTip("\n".join(f"{cls}: {desc}" for cls, desc, _, _ in ov.legend()))
+        self.legend.show_counts(ov.counts)
         return layer
 
     def update_metrics(self) -> None:

@@ -12,6 +12,7 @@ from qtpy.QtWidgets import (QDoubleSpinBox, QFormLayout, QLabel, QPushButton, QS
 
 from lsdebm.review.surface import distance_surface, mask_mesh, symmetric_limit
 from napari_lsdebm._ui.jobs import Outcome, start_job
+from napari_lsdebm._ui.legends import show_canvas_note, show_layer_colorbar
 from napari_lsdebm._ui.pickers import LayerCombo, geometry_kwargs, mask_of, put_layer, spacing_of
 
 SURFACE_KEY = "lsdebm_surface"
@@ -127,9 +128,10 @@ class SurfaceWidget(QWidget):
         limit = symmetric_limit(mesh.values)
         surface = put_layer(self.viewer, "surface", mesh.layer_data(), name, colormap=distance_colormap(),
                             contrast_limits=(-limit, limit), **geo)
-        if hasattr(surface, "colorbar"):
-            surface.colorbar.visible = True
+        show_layer_colorbar(surface)  # values on the canvas; the note there gives the unit
         self.colorbar.show_limits(limit, f"signed distance to {ref.name} (mm)")
+        show_canvas_note(self.viewer, f"{name} · colour: signed distance to {ref.name} in mm "
+                                      f"(colour bar ±{limit:.2f} mm) · red outside, blue inside")
         self.status.setText(f"{len(mesh.vertices):,} vertices; distance {mesh.values.min():+.2f} .. "
                             f"{mesh.values.max():+.2f} mm (mean |d| {abs(mesh.values).mean():.2f} mm). "
                             "Red: outside the reference (over-segmented); blue: inside (missed).")

@@ -22,6 +22,7 @@ from lsdebm.teach.checkpoints import load_teach
 from lsdebm.teach.explain import explain
 from lsdebm.teach.generate import METHOD_LABELS, GenerationFrames, record_generation
 from napari_lsdebm._ui.jobs import Outcome, start_job
+from napari_lsdebm._ui.legends import show_canvas_note
 from napari_lsdebm._ui.plots import TrajectoryPlots
 
 METHODS = ("ebm", "lebm", "lsdebm")
@@ -192,12 +193,23 @@ class TeachingWidget(QWidget):
             self.plots.set_position(s, k)
         self._update_explain()
 
-    def _update_explain(self) -> None:
+    def position_text(self) -> str:
+        """The sliders in words: diffusion step t and Langevin iteration k counted from 0 ("" before a run)."""
+        if not self.frames:
+            return ""
         t, k = self.current_tk()
+        ks = next(iter(self.frames.values())).k_values
+        kv, last = int(ks[min(k, len(ks) - 1)]) - 1, int(ks[-1]) - 1  # recorded iteration k_values - 1
+        return f"diffusion step t = {t} (LSD-EBM only), Langevin iteration k = {kv} of 0..{last}"
+
+    def _update_explain(self) -> None:
         parts = [explain("generate")]
-        if self.frames:
-            ks = next(iter(self.frames.values())).k_values
-            kv = int(ks[min(k, len(ks) - 1)])
-            parts.insert(0, f"Now showing: diffusion step t = {t}, Langevin iteration k = {kv}.")
+        where = self.position_text()
+        if where:
+            parts.insert(0, f"Now showing: {where}.")
         parts += [explain(m) for m in METHODS if self.use[m].isChecked()]
         self.explain.setPlainText("\n\n".join(parts))
+        if self.frames:  # the canvas says the same
+            methods = " | ".join(METHOD_LABELS[m].split(" (")[0] for m in METHODS if m in self.frames)
+            show_canvas_note(self.viewer, f"{methods} · {where.replace(' (LSD-EBM only)', '')} · decoded current "
+                             "latent (EBM: the pixels)")

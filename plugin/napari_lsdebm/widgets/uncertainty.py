@@ -13,6 +13,7 @@ from lsdebm.review.compare import LABELS, METHODS
 from lsdebm.review.uncertainty import input_grid_uncertainty
 from lsdebm.methods import RunSettings
 from napari_lsdebm._ui.jobs import Outcome, start_job
+from napari_lsdebm._ui.legends import ColourBar, show_layer_colorbar
 from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_volume_layer
 from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, geometry_kwargs, mask_of, put_layer
 from napari_lsdebm._ui.roles import RESULT, AutoPick, pick_input, role_metadata
@@ -23,6 +24,9 @@ def load_for_uncertainty(method: str, path: str | None, use_reconnet: bool, reco
     (:func:`lsdebm.runtime.loading.load_models`: bundled defaults for empty paths, same-frame check)."""
     models = load_models(method, path or None, reconnet=use_reconnet, reconnet_checkpoint=reconnet_path or None)
     return models.method, models.reconnet
+
+
+VARIANCE_LABEL = "per-voxel variance of p(x|z) over the N runs (probability², no unit)"
 
 
 class UncertaintyWidget(QWidget):
@@ -52,6 +56,7 @@ class UncertaintyWidget(QWidget):
         self.progress = QProgressBar()
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.colour_bar = ColourBar()  # the variance scale, shown with the first result
         form = QFormLayout()
         form.addRow("input", self.input_combo)
         form.addRow("method", self.method)
@@ -70,6 +75,7 @@ class UncertaintyWidget(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addWidget(self.colour_bar)
         layout.addStretch(1)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
@@ -108,8 +114,10 @@ class UncertaintyWidget(QWidget):
         vmax = max(float(u.variance.max()), 1e-6)
         put_layer(self.viewer, "image", u.mean, f"mean probability ({label})", colormap="gray",
                   contrast_limits=(0.0, 1.0), **geometry_kwargs(source, prov, **role_metadata(RESULT)))
-        put_layer(self.viewer, "image", u.variance, f"variance ({label})", colormap="magma",
-                  contrast_limits=(0.0, vmax), blending="additive", **geometry_kwargs(source, prov))
+        variance = put_layer(self.viewer, "image", u.variance, f"variance ({label})", colormap="magma",
+                             contrast_limits=(0.0, vmax), blending="additive", **geometry_kwargs(source, prov))
+        show_layer_colorbar(variance)  # napari's colour bar on the canvas, values of the variance layer
+        self.colour_bar.show_bar("magma", 0.0, vmax, VARIANCE_LABEL)
         if self.render.currentText() == "mesh":
             self._show_surface(u, label, vmax, source, prov)
         self.status.setText(f"{u.n} runs: max variance {vmax:.4f}, voxels with variance > 0.01: "
@@ -123,8 +131,10 @@ class UncertaintyWidget(QWidget):
         for volume_name in (f"mean probability ({label})", f"variance ({label})"):
             self.viewer.layers[volume_name].visible = False  # kept for slices, values and saving
         geometry = geometry_kwargs(source, prov)
-        add_volume_layer(self.viewer, u.mean, name, "mesh", colormap="magma", values=u.variance,
-                         contrast_limits=(0.0, vmax), **geometry)
+        surface = add_volume_layer(self.viewer, u.mean, name, "mesh", colormap="magma", values=u.variance,
+                                   contrast_limits=(0.0, vmax), **geometry)
+        if surface is not None:
+            show_layer_colorbar(surface)
 
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setValue(done)
