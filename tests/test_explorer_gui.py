@@ -174,15 +174,15 @@ def test_slider_changes_frame_and_plots_follow_and_drive_sliders(explorer, qtbot
     final = show_frame(qtbot, viewer, layer, 4, 3)
     first = show_frame(qtbot, viewer, layer, 0, 3)
     assert not np.array_equal(first, final)
-    inner = show_frame(qtbot, viewer, layer, 3, 1)  # reverse step t=1, Langevin iteration k=2
+    inner = show_frame(qtbot, viewer, layer, 3, 1)  # reverse t=1, Langevin iteration k=1 (counted from 0)
     assert not np.array_equal(inner, layer.data.frame(3, 3))
-    assert w.plots.cursor_positions() == (3.0, 2.0)
+    assert w.plots.cursor_positions() == (3.0, 1.0)
     np.testing.assert_allclose(w.plots.ax_energy.lines[0].get_ydata(), layer.data.traj.energy[0, 1])
     w.clean_box.setChecked(True)  # predicted clean latent: another frame at the same position
     clean = show_frame(qtbot, viewer, layer, 3, 1)
     assert not np.array_equal(clean, inner)
     canvas = w.plots.canvas
-    for ax, x, axis, want in ((w.plots.ax_grad, 4.1, 1, 3), (w.plots.ax_var, 1.2, 0, 1)):
+    for ax, x, axis, want in ((w.plots.ax_grad, 3.1, 1, 3), (w.plots.ax_var, 1.2, 0, 1)):  # k from 0: 0..3
         px, py = ax.transData.transform((x, np.mean(ax.get_ylim())))
         canvas.callbacks.process("button_press_event", MouseEvent("button_press_event", canvas, px, py, button=1))
         assert viewer.dims.current_step[t_k_axes(viewer)[axis]] == want

@@ -23,6 +23,8 @@ from lsdebm.runtime.loading import same_frame
 from lsdebm.explore.decode_cache import DecodeCache
 from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES, CheckpointPanel
 from napari_lsdebm._ui.plots import TrajectoryPlots
+from napari_lsdebm._ui.legends import show_canvas_note
+from napari_lsdebm._ui.noise_panel import NoisePanel, explorer_note, generation_context, start_generation
 from napari_lsdebm._ui.preview import LivePreview
 from napari_lsdebm._ui.results import add_result_layers
 from napari_lsdebm._ui.run_panel import RunPanel
@@ -49,11 +51,13 @@ class ExplorerWidget(QWidget):
         self.preview = LivePreview(self.viewer)
         self.checkpoint_panel = CheckpointPanel()
         self.run_panel = RunPanel()
+        self.noise_panel = NoisePanel()  # teaching in 3D: generate from noise, full depth
         self.plots = TrajectoryPlots()
         self._build()
         self.checkpoint_panel.loaded.connect(self.run_panel.use_defaults)
         self.run_panel.run_button.clicked.connect(self.run)
         self.run_panel.cancel_button.clicked.connect(self.cancel)
+        self.noise_panel.generate_button.clicked.connect(self.generate)
         self.plots.on_pick = self._on_pick
         self.viewer.layers.events.inserted.connect(self._on_inserted)
         self.viewer.layers.events.removed.connect(self._on_removed)
@@ -117,6 +121,8 @@ class ExplorerWidget(QWidget):
             box = QGroupBox(title)
             inner = QVBoxLayout(box)
             inner.addWidget(content) if isinstance(content, QWidget) else inner.addLayout(content)
+            if content is self.run_panel:
+                inner.addWidget(self.noise_panel)
             layout.addWidget(box)
         layout.addWidget(self.status)
         layout.addStretch(1)
@@ -186,7 +192,7 @@ class ExplorerWidget(QWidget):
         affine = layer_affine({"metadata": dict(source.metadata), "scale": source.scale, "translate": source.translate})
         x, crop = prepare_input(np.asarray(source.data), affine, m.grid, m.spacing, self.label_spin.value() or None,
                                  model_cfg=m)
-        settings, every = self.run_panel.settings(), self.run_panel.every.value()
+        settings, every = self.noise_panel.run_settings(ckpt, self.run_panel.settings()), self.run_panel.every.value()
         data, label = np.asarray(source.data), self.label_spin.value() or None
         meta = run_metadata(ckpt, settings, stage1, every, input_name=source.name,
                             affine=(crop.crop_affine if crop else affine).tolist())
@@ -205,6 +211,30 @@ class ExplorerWidget(QWidget):
             lambda job: record_run(ckpt, x, settings, stage1, every, meta, job.cancel_event,  # in the worker thread
                                    observe(ckpt, data, affine, crop, label, settings)), self._on_outcome,
             self._on_progress, throttle=0.1, keep=lambda p: p.done >= p.total, what="run", failed="run failed")
+
+    def generate(self) -> None:
+        """Algorithm 3 in 3D: generate from z_T ~ N(0, I) and record the whole reverse chain."""
+        try:
+            if self.worker is not None:
+                raise LsdebmError("a run is already in progress")
+            ckpt = self._checkpoints()[0]
+            ckpt.model.to(resolve_device(self.run_panel.device.currentText()))
+            self.worker = start_generation(ckpt, self.run_panel.settings(), self.run_panel.every.value(),
+                                           self._on_generated, self.run_panel.show_progress)
+        except LsdebmError as exc:
+            self._say(str(exc), error=True)
+            return
+        self._generation_context = generation_context(ckpt)
+        self.run_panel.set_running(True)
+        self._say(f"generating with {KIND_NAMES[ckpt.kind]} from noise z_T ~ N(0, I)…")
+
+    def _on_generated(self, outcome: Outcome) -> None:
+        self.worker = None
+        self.run_panel.set_running(False)
+        if outcome.status != "done":
+            self._say(outcome.message, error=outcome.status == "error")
+            return
+        self.show_result(outcome.output, self._generation_context)
 
     def cancel(self) -> None:
         if self.worker is not None:
@@ -264,6 +294,13 @@ class ExplorerWidget(QWidget):
         pos = self.position()
         if pos is not None:
             self.plots.set_position(*pos)
+        self._update_note()
+
+    def _update_note(self) -> None:
+        """The canvas note: method, diffusion step t, Langevin iteration k and which latent is decoded."""
+        pos = self.position()
+        traj = trajectory_of(self.layer) if pos is not None else None
+        show_canvas_note(self.viewer, "" if traj is None else explorer_note(traj, *pos, self.clean_box.isChecked()))
 
     def _on_ndisplay(self, event=None) -> None:
         """Keep "3D view" ticked exactly while the canvas is in 3D."""
@@ -281,6 +318,7 @@ class ExplorerWidget(QWidget):
             self.layer.refresh()
             if id(self.layer) in self.surfaces:
                 self.surfaces[id(self.layer)].update()
+        self._update_note()
 
     def _render_changed(self, render: str) -> None:
         for surface in self.surfaces.values():
@@ -316,6 +354,7 @@ class ExplorerWidget(QWidget):
         if real_layer(event.value) is self.layer:
             self.layer = None
             self.plots.set_trajectory(None)
+            self._update_note()
 
     def _on_active(self, event=None) -> None:
         active = real_layer(self.viewer.layers.selection.active)
