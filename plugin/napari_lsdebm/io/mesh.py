@@ -4,7 +4,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from lsdebm.review.export import MESH_SUFFIXES, export_mesh
-from napari_lsdebm.widgets.export import layer_provenance, surface_mesh
+from napari_lsdebm._ui.layer_records import layer_provenance, surface_mesh
 
 
 def write_surface(path: str, data, meta: dict) -> list[str]:

@@ -16,30 +16,14 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGro
 from lsdebm.provenance import make_provenance
 from lsdebm.review.animation import animation_estimate, export_animation
 from lsdebm.review.export import export_image, export_mask, export_mesh
-from lsdebm.review.surface import Mesh
 from napari_lsdebm._ui.capture import SECONDS_PER_FRAME, AnimationJob, capture_frames, frame_order, shown_layers
 from napari_lsdebm._ui.capture import time_axes  # noqa: F401 - re-exported (scripts, tests)
 from napari_lsdebm._ui.jobs import Outcome, error_text
+from napari_lsdebm._ui.layer_records import layer_provenance, surface_mesh
 from napari_lsdebm._ui.pickers import LayerCombo, affine_of, grid_of, is_mask_layer, mask_of
 
 MESH_FORMATS = ("stl", "ply", "obj", "vtp")
 ORDERS = {"t (diffusion step)": "t", "k (Langevin iteration)": "k", "t and k": "tk"}
-
-
-def layer_provenance(layer) -> dict:
-    """The provenance a layer carries (review/pipeline layers), else one from its trajectory metadata."""
-    prov = layer.metadata.get("provenance")
-    if prov:
-        return dict(prov)
-    traj = layer.metadata.get("lsdebm_trajectory")
-    meta = dict(getattr(traj, "metadata", {}) or {})
-    settings = meta.get("settings", {}) if isinstance(meta.get("settings"), dict) else {}
-    checkpoints = [{"role": role, "kind": kind, "sha256": meta[key], "name": meta.get(name)}
-                   for role, kind, key, name in (("reconnet", "reconnet", "stage1_sha256", None),
-                                                 ("method", meta.get("method"), "checkpoint_sha256", "checkpoint_name"))
-                   if meta.get(key)]
-    return make_provenance(checkpoints, settings.get("seed"), settings,
-                           extra={"layer": layer.name, **({"trajectory": meta} if meta else {})})
 
 
 def viewer_provenance(viewer) -> dict:
@@ -49,17 +33,6 @@ def viewer_provenance(viewer) -> dict:
     seeds = {rec.get("seed") for rec in layers.values() if rec.get("seed") is not None}
     return make_provenance(list(checkpoints.values()), seeds.pop() if len(seeds) == 1 else None, {},
                            extra={"layers": layers, "ndisplay": viewer.dims.ndisplay, "grid": grid_of(viewer).enabled})
-
-
-def surface_mesh(layer) -> tuple[Mesh, np.ndarray | None]:
-    """(mesh, affine) of a Surface layer: review surfaces go to world mm with their source affine."""
-    vertices, faces = np.asarray(layer.data[0], float), np.asarray(layer.data[1])
-    values = np.asarray(layer.data[2]) if len(layer.data) > 2 else None
-    name = "signed_distance_mm" if layer.metadata.get("lsdebm_surface") and values is not None else "values"
-    if layer.metadata.get("frame") == "grid-mm" and layer.metadata.get("affine") is not None:
-        return Mesh(vertices, faces, values, name), np.asarray(layer.metadata["affine"], float)
-    world = vertices * np.asarray(layer.scale)[-3:] + np.asarray(layer.translate)[-3:]
-    return Mesh(world, faces, values, name), None
 
 
 class ExportWidget(QWidget):

@@ -24,6 +24,8 @@ import weakref
 import torch
 from torch import nn
 
+from lsdebm.accel import switch
+
 from lsdebm.accel.conv import FastConv
 
 _CONV = (nn.Conv2d, nn.Conv3d)
@@ -39,9 +41,7 @@ def _signature(module: nn.Module) -> tuple:
 
 def inference(module: nn.Module) -> nn.Module:
     """The fast inference copy of ``module`` (eval mode only; otherwise ``module`` itself)."""
-    from lsdebm.sampling.kernels import mlp as fast
-
-    if module.training or not fast.enabled():
+    if module.training or not switch.enabled():
         return module
     sig = _signature(module)
     with _copies_lock:

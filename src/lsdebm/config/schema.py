@@ -306,13 +306,31 @@ class Config:
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
 
     def replace(self, **sections: Any) -> "Config":
-        """Return a copy with whole sections or dotted fields replaced (see :func:`lsdebm.config.overrides.replace_fields`).
+        """Return a copy with whole sections or dotted fields replaced.
 
         ``cfg.replace(**{"langevin.K": 50, "model.grid": 32})`` or ``cfg.replace(preset="x")``.
-        """
-        from lsdebm.config.overrides import replace_fields
 
-        return replace_fields(self, sections)
+        Raises:
+            ConfigError: For an unknown section or field, or a value the section refuses.
+        """
+        updates: dict[str, dict[str, Any]] = {}
+        top: dict[str, Any] = {}
+        for key, value in sections.items():
+            if "." in key:
+                sec, name = key.split(".", 1)
+                if sec not in SECTIONS:
+                    raise ConfigError(f"unknown config section {sec!r}; expected one of {', '.join(SECTIONS)}")
+                updates.setdefault(sec, {})[name] = value
+            else:
+                top[key] = value
+        for sec, fields_ in updates.items():
+            current = getattr(self, sec)
+            known = {f.name for f in dataclasses.fields(current)}
+            unknown = set(fields_) - known
+            if unknown:
+                raise ConfigError(f"unknown {sec} option(s) {sorted(unknown)}; expected one of {sorted(known)}")
+            top[sec] = dataclasses.replace(current, **fields_)
+        return dataclasses.replace(self, **top)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

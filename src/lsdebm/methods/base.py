@@ -171,7 +171,7 @@ class Method(ABC):
     @abstractmethod
     def loss(self, x: torch.Tensor, target: torch.Tensor, *, z_init, generator, schedule, train_K: int,
              lebm_steps: int) -> dict[str, torch.Tensor]:
-        """The training losses of one batch (see :mod:`lsdebm.train.losses`)."""
+        """The training losses of one batch (see :mod:`lsdebm.methods.losses`)."""
 
     def training_schedule(self):
         """The diffusion schedule training draws (t, z_t) from; None for methods without one."""

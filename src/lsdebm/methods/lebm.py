@@ -14,7 +14,7 @@ from lsdebm.nn.lebm import reference_latents
 from lsdebm.sampling.events import Event, LangevinEvent, StepEvent
 from lsdebm.sampling.langevin import langevin_iter
 from lsdebm.sampling.lebm import posterior_energy, prior_energy
-from lsdebm.train.losses import lebm_loss
+from lsdebm.methods.losses import lebm_loss
 
 
 class LEBMMethod(Method):

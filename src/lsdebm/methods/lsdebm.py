@@ -17,7 +17,7 @@ from lsdebm.sampling.events import Event, StepEvent
 from lsdebm.sampling.guidance import guided_events
 from lsdebm.sampling.reverse import conditional_energy, forward_events, reverse_events
 from lsdebm.sampling.schedule import Schedule, make_schedule
-from lsdebm.train.losses import lsdebm_loss
+from lsdebm.methods.losses import lsdebm_loss
 
 
 def sampling_schedule(model: torch.nn.Module) -> Schedule:

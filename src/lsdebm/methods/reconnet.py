@@ -7,7 +7,7 @@ import torch
 
 from lsdebm.methods.base import Method, Resolved, result_event
 from lsdebm.sampling.events import Event
-from lsdebm.train.losses import reconnet_loss
+from lsdebm.methods.losses import reconnet_loss
 
 
 class ReconNetMethod(Method):

@@ -3,7 +3,7 @@
 Data: a mixture of 8 Gaussians on a ring (stand-in for encoder latents z_0). A time-conditioned
 energy E(y, t) (the same :class:`lsdebm.nn.energy.TimeEnergy` MLP as the digits model, with
 a 2-d input) is trained by the same diffusion-recovery objective as LSD-EBM
-(:func:`lsdebm.train.losses.energy_loss`, Algorithm 1), in seconds.
+(:func:`lsdebm.methods.losses.energy_loss`, Algorithm 1), in seconds.
 
 Reverse step t (z_{t+1} -> z_t) samples y = sqrt(1 - sigma_{t+1}^2) z_t from eq. (2):
     U(y) = E(y, t) + ||y - z_{t+1}||^2 / (2 sigma_{t+1}^2)
@@ -28,7 +28,7 @@ from lsdebm.sampling.events import LangevinEvent, StepEvent
 from lsdebm.methods import RunSettings, langevin_config, make_generator
 from lsdebm.sampling.reverse import conditional_energy, reverse_events
 from lsdebm.sampling.schedule import Schedule, make_schedule
-from lsdebm.train.losses import energy_loss
+from lsdebm.methods.losses import energy_loss
 
 TERMS = ("both", "learned", "quadratic")
 TOY_ITERATIONS = 3000

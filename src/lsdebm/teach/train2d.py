@@ -2,7 +2,7 @@
 
 The 2D LSD-EBM and LEBM are the very models of the 3D pipeline built with
 ``model.spatial_dims = 2`` (``lsdebm.nn.build_model``) and trained with the existing losses
-(``lsdebm.train.losses.lsdebm_loss`` = Algorithm 1, ``lebm_loss`` = Pang et al. 2020). The pixel
+(``lsdebm.methods.losses.lsdebm_loss`` = Algorithm 1, ``lebm_loss`` = Pang et al. 2020). The pixel
 EBM is :mod:`lsdebm.teach.pixel_ebm`. Budgets are fixed iteration counts (so a run is
 reproducible from its seed); wall-clock times are measured and stored in the checkpoint info.
 """
@@ -21,7 +21,7 @@ from lsdebm.nn import build_model
 from lsdebm.nn.lebm import reference_latents
 from lsdebm.sampling.schedule import make_schedule
 from lsdebm.teach.pixel_ebm import PixelEBM, pixel_ebm_loss
-from lsdebm.train.losses import lebm_loss, lsdebm_loss
+from lsdebm.methods.losses import lebm_loss, lsdebm_loss
 
 DIGIT_KINDS = ("lsdebm", "lebm", "ebm")
 DEFAULT_ITERATIONS = {"lsdebm": 2500, "lebm": 700, "ebm": 500}

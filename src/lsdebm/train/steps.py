@@ -1,6 +1,6 @@
 """One optimisation step per model kind, as an ``nn.Module`` so DDP can wrap it whole.
 
-``TrainStep.forward`` returns the loss dict of :mod:`lsdebm.train.losses`. The loop adds
+``TrainStep.forward`` returns the loss dict of :mod:`lsdebm.methods.losses`. The loop adds
 ``loss_g`` and ``loss_e`` and back-propagates once: the two losses touch disjoint parameter
 sets (the EBM works on detached latents, Algorithm 1), so one backward followed by a step of
 the encoder/decoder optimiser and a step of the energy optimiser equals two separate updates,

@@ -6,7 +6,7 @@ kernel of :mod:`lsdebm.sampling.kernels.mlp` (which replays CUDA graphs on a GPU
 :mod:`lsdebm.sampling.kernels.cuda_graph`) when it applies, else the reference. Both take the
 same arguments and yield the same :class:`lsdebm.sampling.langevin.LangevinState` sequence (to
 float rounding). The switch (:func:`set_enabled`, :func:`disabled`, ``LSDEBM_CUDA_GRAPHS``)
-lives in :mod:`lsdebm.sampling.kernels.switch`.
+lives in :mod:`lsdebm.accel.switch`.
 """
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from lsdebm.accel import switch
+from lsdebm.accel.switch import CUDA_GRAPHS_ENV, cuda_graphs_enabled, disabled, enabled, set_enabled
 from lsdebm.sampling.kernels import mlp
-from lsdebm.sampling.kernels.switch import CUDA_GRAPHS_ENV, cuda_graphs_enabled, disabled, enabled, set_enabled
 from lsdebm.sampling.langevin import EnergyFn, LangevinState, langevin_iter
 
 LangevinKernel = Callable[..., Iterator[LangevinState]]

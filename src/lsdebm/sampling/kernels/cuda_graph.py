@@ -19,7 +19,7 @@ from collections import OrderedDict
 
 import torch
 
-from lsdebm.sampling.kernels.switch import cuda_graphs_enabled
+from lsdebm.accel.switch import cuda_graphs_enabled
 
 MAX_GRAPHS = 8  # captured graphs kept (each holds its static buffers)
 _graphs: OrderedDict[tuple, GraphedChain | None] = OrderedDict()
@@ -27,7 +27,7 @@ _lock = threading.Lock()
 
 
 def graphs_enabled(device: torch.device) -> bool:
-    """Whether chains on ``device`` replay CUDA graphs (:func:`lsdebm.sampling.kernels.switch.cuda_graphs_enabled`)."""
+    """Whether chains on ``device`` replay CUDA graphs (:func:`lsdebm.accel.switch.cuda_graphs_enabled`)."""
     return cuda_graphs_enabled(device)
 
 

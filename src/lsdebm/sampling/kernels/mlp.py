@@ -31,7 +31,7 @@ from torch import nn
 from lsdebm.nn.energy import TimeEnergy
 from lsdebm.sampling.conditional import ConditionalEnergy
 from lsdebm.sampling.kernels import cuda_graph as fast_cuda
-from lsdebm.sampling.kernels.switch import disabled, enabled, set_enabled  # noqa: F401 (the switch, kept importable here)
+from lsdebm.accel.switch import disabled, enabled, set_enabled  # noqa: F401 (the switch, kept importable here)
 from lsdebm.sampling.langevin import LangevinState
 
 BLOCK_BYTES = 64 * 2 ** 20  # buffers of one block of iterations (a_L and g_1 of every iteration)
