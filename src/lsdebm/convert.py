@@ -1,6 +1,6 @@
 """Import the authors' plain PyTorch state dicts into our checkpoint format (``reference`` preset).
 
-The authors' code (github Seven-year-promise/LSD_EBM_MRI, 3D/LSD_EBM/LSD_EBM_code, notes §2)
+The authors' code (github Seven-year-promise/LSD_EBM_MRI, 3D/LSD_EBM/LSD_EBM_code, docs/reference-code.md §2)
 saves ``model.state_dict()`` per network: the VAE as one file (``VAE_new``), LSD-EBM as
 encoder (``VAE_new_Enc_small``), decoder (``VAE_new_Dec_small``) and energy (``E_func``), LEBM
 as generator (``GenModel_vert``) and energy (``E_func``). Files are read with

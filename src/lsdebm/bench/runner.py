@@ -1,4 +1,4 @@
-"""Benchmarks of the product's speed (issue 8): each returns plain JSON-able dicts.
+"""Benchmarks of the product's speed: each returns plain JSON-able dicts.
 
 Every timing is a median over ``repeats`` runs after warm-up, with the device, thread count
 and load average recorded in :func:`environment`. The bare costs (energy MLP forward+backward,

@@ -114,7 +114,7 @@ class ScheduleConfig:
     """The latent forward-diffusion schedule (eq. 1).
 
     Attributes:
-        kind: ``strided`` (authors' construction from 1000 linear betas, notes §3.1) or ``vp``
+        kind: ``strided`` (authors' construction from 1000 linear betas, docs/reference-code.md §3.1) or ``vp``
             (a clean cosine variance-preserving schedule over T steps).
         T: number of diffusion steps the model is trained with.
         beta_start, beta_end, n_betas: the linear beta grid of the strided construction.

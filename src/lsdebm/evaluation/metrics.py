@@ -26,7 +26,7 @@ foreground); spacing must be one positive finite number or one per axis. Anythin
 :class:`lsdebm.errors.InputError`.
 
 ``reference_compat=True`` reproduces the columns of the authors' evaluation (see
-reference-implementation-notes §6): "SEN" is precision TP/(TP+FP), "SPEC" is negative
+docs/reference-code.md §6): "SEN" is precision TP/(TP+FP), "SPEC" is negative
 predictive value TN/(TN+FN) (swapped arguments), both 0.0 on a zero denominator; NMI uses
 geometric averaging (scikit-learn 0.21 default); DSC inverts both masks when the reference
 is empty (as their script) and is 0.0 on a zero denominator.

@@ -50,7 +50,7 @@ def encoder_term(cfg, mu: torch.Tensor, logvar: torch.Tensor, z0: torch.Tensor) 
     if cfg.loss.encoder_loss == "kl":
         kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
         return cfg.loss.kl_weight * kl / b
-    # authors (notes §4.3): sum(logvar + 0.5 * ((z0 - mu) / exp(logvar))^2)
+    # authors (docs/reference-code.md §4.3): sum(logvar + 0.5 * ((z0 - mu) / exp(logvar))^2)
     return torch.sum(logvar + 0.5 * ((z0 - mu) / torch.exp(logvar)).pow(2)) / b
 
 

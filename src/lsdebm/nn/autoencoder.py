@@ -1,6 +1,6 @@
 """Convolutional encoder q(z0|x) and decoder p(x|z0) with a flat latent vector.
 
-Shapes follow the authors' small LSD-EBM encoder/decoder (notes §2.3): double conv at full
+Shapes follow the authors' small LSD-EBM encoder/decoder (docs/reference-code.md §2.3): double conv at full
 resolution, ``len(channels)-1`` poolings each followed by a double conv, a flatten and a Linear
 to the latent; the decoder mirrors it with nearest upsampling and ends in one output channel
 of logits (per-voxel Bernoulli).

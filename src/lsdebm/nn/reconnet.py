@@ -9,7 +9,7 @@ from lsdebm.nn.blocks import conv, double_conv, pool, upsample
 
 
 class ReconNet(nn.Module):
-    """U-Net with concatenation skips (authors' ``ReconNet``, notes §2.4); returns logits."""
+    """U-Net with concatenation skips (authors' ``ReconNet``, docs/reference-code.md §2.4); returns logits."""
 
     kind = "reconnet"
 

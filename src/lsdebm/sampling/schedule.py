@@ -51,7 +51,7 @@ class Schedule:
 
 
 def strided_sigmas(T: int, beta_start: float = 1e-4, beta_end: float = 1e-2, n_betas: int = 1000) -> np.ndarray:
-    """The authors' strided construction (notes §3.1); returns sigma[0..T] with sigma[0] = 0.
+    """The authors' strided construction (docs/reference-code.md §3.1); returns sigma[0..T] with sigma[0] = 0.
 
     betas = linspace(beta_start, beta_end, n_betas); stride = n_betas // (2(T-1)); step i
     multiplies sqrt(1 - beta) over the strided block, the last step over all remaining betas.

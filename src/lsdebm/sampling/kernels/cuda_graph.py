@@ -8,8 +8,8 @@ c_t, contraction f, drift+noise P -- are copied into the static inputs first). T
 their order are exactly those of the eager loop, so results equal the eager fast path.
 
 Capture failures fall back to the eager loop (and are remembered, with one warning). Nothing
-here runs without CUDA; ``LSDEBM_CUDA_GRAPHS=0`` switches graphs off. Not measured in the
-session that wrote it (no GPU was available): see docs/performance.md.
+here runs without CUDA; ``LSDEBM_CUDA_GRAPHS=0`` switches graphs off. Not yet measured on a
+GPU: see docs/performance.md.
 """
 from __future__ import annotations
 
