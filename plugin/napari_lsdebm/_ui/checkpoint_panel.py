@@ -3,20 +3,26 @@
 Loaded checkpoints are kept per model kind (one LSD-EBM, VAE, LEBM and ReconNet at a time), so
 the run panel can pick the method's checkpoint. Bad files are refused with the one-line
 :class:`lsdebm.errors.LsdebmError` message shown in red inside the panel, never a traceback.
+
+A loaded checkpoint is described by a small two-column table of the key facts (:func:`facts`);
+the full record (:func:`describe`: command, data, test metrics, file) opens with "Details…".
+The bundled list follows the kind registry's order (LSD-EBM first).
 """
 from __future__ import annotations
 
+import ast
 import html
 from pathlib import Path
 
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
-from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint, read_metadata
 from lsdebm.errors import LsdebmError
 from lsdebm.explore.record import checkpoint_name
 from lsdebm.methods import chain_summary
-from lsdebm.nn.registry import LABELS
+from lsdebm.nn.registry import KINDS, LABELS
+from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint, read_metadata
+from napari_lsdebm._ui.run_panel import checkpoint_defaults
 
 KIND_NAMES = LABELS  # kind -> the name shown (from the one kind table)
 
@@ -39,6 +45,64 @@ def describe(kind: str, config, info: dict, name: str | None = None, sha256: str
             rows.append((label, str(info[key])))
     rows.append(("test metrics", _test_metrics(name, sha256)))
     return rows
+
+
+def facts(ckpt: LoadedCheckpoint) -> list[tuple[str, str]]:
+    """The key facts of a checkpoint as (label, value) rows for the compact table."""
+    cfg, info = ckpt.config, ckpt.info
+    m, info_kind = cfg.model, KINDS.get(ckpt.kind)
+    rows = [("kind", KIND_NAMES.get(ckpt.kind, ckpt.kind)), ("preset", str(cfg.preset)),
+            ("grid", f"{m.grid}³ at {m.spacing:g} mm")]
+    if info_kind is not None and info_kind.refines:
+        d = checkpoint_defaults(ckpt.kind, cfg)
+        if info_kind.diffusion:
+            rows += [("t* / T", f"{d['depth']} / {d['depth_max']}")]
+        if info_kind.has_energy:
+            rows += [("K", str(d["K"])), ("step size", f"{d['step_size']:g}")]
+    data = info.get("train_data") or info.get("data")
+    if data:
+        rows.append(("trained on", trained_on(data)))
+    if info.get("final_val_dsc") is not None:
+        rows.append(("val Dice", _number(info["final_val_dsc"])))
+    return rows
+
+
+def trained_on(data) -> str:
+    """A short phrase for a checkpoint's training data record (a dict, or its repr as stored)."""
+    if isinstance(data, str) and data.startswith("{"):
+        try:
+            data = ast.literal_eval(data)
+        except (ValueError, SyntaxError):  # a truncated repr: keep its beginning
+            return data[:60] + "…"
+    if not isinstance(data, dict):
+        text = str(data)
+        return text if len(text) <= 60 else text[:60] + "…"
+    text = str(data.get("source", "data"))
+    if data.get("n") is not None:
+        text += f", {data['n']} pairs"
+    parts = [f"{data[k]} {k.split('_')[0]}" for k in ("real_pairs", "phantom_pairs") if data.get(k) is not None]
+    return text + (f" ({', '.join(parts)})" if parts else "")
+
+
+def _number(value) -> str:
+    try:
+        return f"{float(value):.3f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    cells = "".join(f"<tr><td><b>{html.escape(k)}</b>&nbsp;</td><td>{_breakable(v)}</td></tr>" for k, v in rows)
+    return f"<table cellspacing='0' cellpadding='1'>{cells}</table>"
+
+
+def _kind_order(path: Path) -> int:
+    """Position of a bundled checkpoint's kind in the kind registry (unknown kinds last)."""
+    try:
+        kind = read_metadata(path)["kind"]
+    except LsdebmError:
+        return len(KINDS)
+    return list(KINDS).index(kind) if kind in KINDS else len(KINDS)
 
 
 def _breakable(text: str) -> str:
@@ -83,8 +147,20 @@ class CheckpointPanel(QWidget):
         self.error = QLabel()
         self.error.setStyleSheet("color: #ff6b6b")
         self.error.setWordWrap(True)
-        self.info = QLabel("No checkpoint loaded.")
+        self.error.setVisible(False)  # shown only with a message (no blank gap above the facts)
+        self.facts = QLabel("No checkpoint loaded.")  # the compact table of key facts
+        self.facts.setWordWrap(True)
+        self.info = QLabel("")  # the full record, shown by "Details…"
         self.info.setWordWrap(True)
+        self.info.setVisible(False)
+        for label in (self.error, self.facts, self.info):
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.details_button = QPushButton("Details…")
+        self.details_button.setCheckable(True)
+        self.details_button.setEnabled(False)
+        self.details_button.setToolTip("Show the checkpoint's full record (command, data, test metrics, file)")
+        self.details_button.toggled.connect(self.info.setVisible)
+        self.combo.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         row = QHBoxLayout()
         row.addWidget(self.combo, 1)
         row.addWidget(self.load_button)
@@ -93,6 +169,8 @@ class CheckpointPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(row)
         layout.addWidget(self.error)
+        layout.addWidget(self.facts)
+        layout.addWidget(self.details_button)
         layout.addWidget(self.info)
         self.load_button.clicked.connect(lambda: self.load(self.combo.currentData()) if self.combo.currentData() else None)
         self.browse_button.clicked.connect(self._browse)
@@ -104,7 +182,7 @@ class CheckpointPanel(QWidget):
         bundled = bundled_checkpoints()
         if not bundled:
             self.combo.addItem("(no bundled checkpoints installed: use Browse…)", None)
-        for name, path in bundled.items():
+        for name, path in sorted(bundled.items(), key=lambda item: _kind_order(item[1])):
             try:
                 desc = read_metadata(path)["info"].get("description", "")
             except LsdebmError as exc:
@@ -126,12 +204,14 @@ class CheckpointPanel(QWidget):
             ckpt = load_checkpoint(name_or_path, "cpu")
         except LsdebmError as exc:
             self.error.setText(f"Not loaded: {exc}")
+            self.error.setVisible(True)
             return None
         return self.use(ckpt, announce)
 
     def use(self, ckpt: LoadedCheckpoint, announce: bool = True) -> LoadedCheckpoint:
         """Keep an already loaded checkpoint as the one of its kind and describe it (as :meth:`load` does)."""
         self.error.setText("")
+        self.error.setVisible(False)
         self.checkpoints[ckpt.kind] = ckpt
         index = self.combo.findData(str(ckpt.path))
         if index >= 0:  # a bundled one: show it in the list
@@ -139,8 +219,9 @@ class CheckpointPanel(QWidget):
         rows = describe(ckpt.kind, ckpt.config, ckpt.info, checkpoint_name(ckpt), ckpt.sha256)
         rows.append(("file", f"{ckpt.path} (sha256 {ckpt.sha256[:12]}…)"))
         loaded = ", ".join(KIND_NAMES[k] for k in self.checkpoints)
-        self.info.setText("<br>".join(f"<b>{html.escape(k)}</b>: {_breakable(v)}" for k, v in rows)
-                          + f"<br><i>loaded: {html.escape(loaded)}</i>")
+        self.facts.setText(_table(facts(ckpt)) + f"<i>loaded: {html.escape(loaded)}</i>")
+        self.info.setText("<br>".join(f"<b>{html.escape(k)}</b>: {_breakable(v)}" for k, v in rows))
+        self.details_button.setEnabled(True)
         if announce:
             self.loaded.emit(ckpt)
         return ckpt
