@@ -4,37 +4,53 @@ A run (:func:`lsdebm.explore.record_run`, Algorithm 2 for LSD-EBM) happens on a 
 with a progress bar, Cancel and a throttled live preview. The result is a Labels layer (the
 final reconstruction) and a lazily decoded (t, k, Z, Y, X) Image layer that napari's sliders
 scrub; :class:`TrajectoryPlots` beside the sliders follows them and moves them when clicked.
+Settings scroll above a footer (Run, Cancel, progress, status); the plots dock comes with the first
+trajectory and goes with the explorer; a new run replaces the last one's layers (:mod:`.run_layers`).
 """
 from __future__ import annotations
 
 import numpy as np
 from napari.layers import Image, Labels
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                            QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
-from lsdebm.runtime.checkpoint import bundled_checkpoints
+from lsdebm.data.labelmaps import describe, select_structures
 from lsdebm.errors import LsdebmError
 from lsdebm.explore import TrajectoryVolumes, prepare_input, record_run, run_metadata
-from lsdebm.data.labelmaps import describe, select_structures
+from lsdebm.explore.decode_cache import DecodeCache
 from lsdebm.explore.record import observe
+from lsdebm.runtime.checkpoint import bundled_checkpoints
 from lsdebm.runtime.device import resolve_device
 from lsdebm.runtime.loading import same_frame
-from lsdebm.explore.decode_cache import DecodeCache
 from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES, CheckpointPanel
-from napari_lsdebm._ui.plots import TrajectoryPlots
+from napari_lsdebm._ui.docking import CloseWatcher, close_explorer
+from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import show_canvas_note
 from napari_lsdebm._ui.noise_panel import NoisePanel, explorer_note, generation_context, start_generation
+from napari_lsdebm._ui.plots import TrajectoryPlots
 from napari_lsdebm._ui.preview import LivePreview
 from napari_lsdebm._ui.results import add_result_layers
+from napari_lsdebm._ui.run_layers import RunLayers
 from napari_lsdebm._ui.run_panel import RunPanel
-from napari_lsdebm._ui.jobs import Outcome, start_job
-from napari_lsdebm.io.trajectory import write_trajectory
-from napari_lsdebm._ui.trajectory_layer import MESSAGE_KEY, FrameRefresher, real_layer, slider_axes, trajectory_of
 from napari_lsdebm._ui.surface_layer import RENDER_MODES
+from napari_lsdebm._ui.trajectory_layer import MESSAGE_KEY, FrameRefresher, real_layer, slider_axes, trajectory_of
 from napari_lsdebm._ui.trajectory_surface import TrajectorySurface
 from napari_lsdebm.io.nifti import layer_affine
-
+from napari_lsdebm.io.trajectory import write_trajectory
 
 
 class ExplorerWidget(QWidget):
@@ -53,6 +69,9 @@ class ExplorerWidget(QWidget):
         self.run_panel = RunPanel()
         self.noise_panel = NoisePanel()  # teaching in 3D: generate from noise, full depth
         self.plots = TrajectoryPlots()
+        self.plots_dock = None  # the napari dock of the plots, shown with the first trajectory
+        self.run_layers = RunLayers(self.viewer)
+        self._close_watcher = CloseWatcher(self, lambda: close_explorer(self))  # closing it closes the plots
         self._build()
         self.checkpoint_panel.loaded.connect(self.run_panel.use_defaults)
         self.run_panel.run_button.clicked.connect(self.run)
@@ -71,7 +90,8 @@ class ExplorerWidget(QWidget):
             self._on_inserted(type("E", (), {"value": layer})())
         window = getattr(self.viewer, "window", None)
         if window is not None and hasattr(window, "add_dock_widget"):
-            window.add_dock_widget(self.plots, area="bottom", name="LSD-EBM plots")
+            self.plots_dock = window.add_dock_widget(self.plots, area="bottom", name="LSD-EBM plots")
+            self.plots_dock.setVisible(self.layer is not None)  # no empty plot panel before a run
 
     def _build(self) -> None:
         self.input_combo = QComboBox()
@@ -80,7 +100,8 @@ class ExplorerWidget(QWidget):
         self.label_spin.setToolTip("Label to reconstruct (0: every nonzero voxel)")
         self.sample_button = QPushButton("Open phantom sample")
         self.sample_button.clicked.connect(self.open_sample)
-        self.clean_box = QCheckBox("show predicted clean latent z_t / ā_t")
+        self.clean_box = QCheckBox("predicted clean z_t / ā_t")
+        self.clean_box.setToolTip("Show the predicted clean latent instead of the noisy one at each frame")
         self.clean_box.toggled.connect(self._display_changed)
         self.repeat_spin = QSpinBox()
         self.repeat_spin.valueChanged.connect(self._display_changed)
@@ -99,8 +120,17 @@ class ExplorerWidget(QWidget):
         self.render_combo.currentTextChanged.connect(self._render_changed)
         self.save_button = QPushButton("Save trajectory…")
         self.save_button.clicked.connect(lambda: self.save_trajectory())
+        self.keep_box = QCheckBox("Keep previous runs")
+        self.keep_box.setToolTip("Off: a new run replaces the previous run's layers")
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        for box in (self.input_combo, self.render_combo, self.label_spin, self.repeat_spin, self.cache_spin):
+            box.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self._build_layout()
+
+    def _build_layout(self) -> None:
+        """Settings in a vertical-only scroll area; Run/Cancel, progress and status in a footer below it."""
         inputs = QFormLayout()
         inputs.addRow("layer", self.input_combo)
         inputs.addRow("label", self.label_spin)
@@ -122,9 +152,9 @@ class ExplorerWidget(QWidget):
             inner = QVBoxLayout(box)
             inner.addWidget(content) if isinstance(content, QWidget) else inner.addLayout(content)
             if content is self.run_panel:
+                inner.addWidget(self.keep_box)
                 inner.addWidget(self.noise_panel)
             layout.addWidget(box)
-        layout.addWidget(self.status)
         layout.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -132,7 +162,10 @@ class ExplorerWidget(QWidget):
         scroll.setWidget(inner_widget)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
+        outer.addWidget(scroll, 1)
+        outer.addWidget(self.run_panel.footer)
+        self.status.setContentsMargins(4, 0, 4, 4)
+        outer.addWidget(self.status)
         self.setMinimumWidth(360)
 
     # input -----------------------------------------------------------------------------------
@@ -161,7 +194,7 @@ class ExplorerWidget(QWidget):
         kinds = [self.run_panel.kind()] + (["reconnet"] if self.run_panel.reconnet.isChecked() else [])
         for kind in kinds:
             if kind not in have and f"{kind}-default" in bundled_checkpoints():
-                self.checkpoint_panel.load(f"{kind}-default", announce=False)  # keep the user's settings
+                self.run_panel.register(self.checkpoint_panel.load(f"{kind}-default", announce=False))
             if kind not in have:
                 raise LsdebmError(f"load a {KIND_NAMES[kind]} checkpoint first (Checkpoint → Browse…)")
         main, stage1 = have[kinds[0]], have.get("reconnet") if len(kinds) > 1 else None
@@ -198,6 +231,7 @@ class ExplorerWidget(QWidget):
                             affine=(crop.crop_affine if crop else affine).tolist())
         self._run_context = {"ckpt": ckpt, "source": source, "crop": crop, "affine": crop.crop_affine if crop
                              else affine, "translate": (0, 0, 0) if crop else tuple(source.translate)[-3:]}
+        self.run_layers.begin()  # hides the previous results under the live preview; Cancel restores
         self.preview.start(ckpt.model, m.grid, m.spacing, self._run_context["translate"],
                            self.render_combo.currentText() if self.view3d_box.isChecked() else "volume")
         source.visible = False
@@ -249,7 +283,7 @@ class ExplorerWidget(QWidget):
         self.worker = None
         self.run_panel.set_running(False)
         if outcome.status != "done":
-            self._run_context["source"].visible = True
+            self.run_layers.restore(self._run_context["source"])  # the layers as they were when Run was clicked
             self._say(outcome.message, error=outcome.status == "error")
             # removing a layer costs napari a full gc.collect (~0.5 s here): do it after the
             # controls and the status line have shown that the run has stopped
@@ -262,7 +296,10 @@ class ExplorerWidget(QWidget):
     def show_result(self, output, context: dict | None = None) -> None:
         """Add the reconstruction (Labels) and the (t, k) trajectory layer, switch to 3D."""
         ctx = context or self._run_context
+        self.run_layers.replace(keep=self.keep_box.isChecked())  # a new run replaces the last one's layers
+        before = list(self.viewer.layers)
         add_result_layers(self.viewer, output, ctx, self.cache, 3 if self.view3d_box.isChecked() else 2)
+        self.run_layers.record(before)
         traj = output.trajectory
         self._say(f"{KIND_NAMES[ctx['ckpt'].kind]}: {traj.n_frames} frames × {traj.n_k} recorded iterations in "
                   f"{output.seconds:.1f} s; scrub with the t and k sliders (other layers hidden)")
@@ -277,14 +314,19 @@ class ExplorerWidget(QWidget):
             self.surfaces[id(layer)] = TrajectorySurface(self.viewer, layer, self.refreshers[id(layer)],
                                                          self.render_combo.currentText())
         self.repeat_spin.setRange(0, traj.repeats - 1)
+        if self.plots_dock is not None:  # first shown (and sized), then drawn
+            self.plots_dock.setVisible(True)
         self.plots.set_trajectory(traj, layer.metadata.get(MESSAGE_KEY, ""))
         if layer.metadata.get(MESSAGE_KEY):
             self._say(layer.metadata[MESSAGE_KEY], error=True)
         self._on_dims()
+        QTimer.singleShot(0, self._on_dims)  # again once napari has finished adding it (sliders settled)
 
     def position(self) -> tuple[int, int] | None:
         """Current (frame s, k index) of the followed trajectory layer."""
         if self.layer is None or self.layer not in self.viewer.layers:
+            return None
+        if self.viewer.dims.ndim < self.layer.ndim:  # napari has not grown the sliders for it yet
             return None
         axes = slider_axes(self.viewer, self.layer)
         step = self.viewer.dims.current_step

@@ -1,0 +1,66 @@
+"""Docks that belong to another dock: notice when napari closes a dock widget, remove a helper dock.
+
+When the person closes a dock, napari takes the inner widget out of it (``setParent(None)``) and
+deletes the dock. :class:`CloseWatcher` turns that into one ``on_close()`` call, so a widget can
+close the docks it added (the explorer's plots) and stop following the viewer's sliders.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from qtpy.QtCore import QEvent, QObject
+
+
+class CloseWatcher(QObject):
+    """Calls ``on_close()`` once when ``widget`` leaves the dock napari put it in."""
+
+    def __init__(self, widget, on_close: Callable[[], None]) -> None:
+        super().__init__(widget)
+        self.on_close = on_close
+        self.docked = widget.parent() is not None
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Type.ParentChange:
+            if obj.parent() is not None:
+                self.docked = True
+            elif self.docked:
+                self.docked = False
+                self.on_close()
+        return False
+
+
+def remove_dock(viewer, dock) -> None:
+    """Remove ``dock`` from the viewer's window (nothing if it or the window is already gone)."""
+    window = getattr(viewer, "window", None)
+    if dock is None or window is None:
+        return
+    try:
+        window.remove_dock_widget(dock)
+    except (LookupError, RuntimeError):  # already removed, or deleted with the window
+        pass
+
+
+def disconnect(pairs) -> None:
+    """Disconnect each (napari event emitter, callback) pair; unconnected ones are skipped."""
+    for emitter, callback in pairs:
+        if callback is not None:
+            emitter.disconnect(callback)
+
+
+def close_explorer(explorer) -> None:
+    """Stop an explorer whose dock was closed: its run, live preview, plots dock and viewer callbacks.
+
+    Trajectory layers stay (with their mesh layers); the layer-removed callback stays connected,
+    so removing one still stops its decoder and prefetcher.
+    """
+    viewer = explorer.viewer
+    if explorer.worker is not None:
+        explorer.worker.cancel()
+    explorer.preview.stop()
+    disconnect([(viewer.layers.events.inserted, explorer._on_inserted),
+                (viewer.layers.selection.events.active, explorer._on_active),
+                (viewer.dims.events.current_step, explorer._on_dims),
+                (viewer.dims.events.ndisplay, getattr(explorer, "_on_ndisplay", None))])
+    remove_dock(viewer, explorer.plots_dock)
+    explorer.plots_dock = explorer.layer = None
