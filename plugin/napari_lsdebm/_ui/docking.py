@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from qtpy.QtCore import QEvent, QObject
+from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtWidgets import QGroupBox, QScrollArea, QVBoxLayout, QWidget
 
 
 class CloseWatcher(QObject):
@@ -64,3 +65,29 @@ def close_explorer(explorer) -> None:
                 (viewer.dims.events.ndisplay, getattr(explorer, "_on_ndisplay", None))])
     remove_dock(viewer, explorer.plots_dock)
     explorer.plots_dock = explorer.layer = None
+
+
+def scroll_with_footer(widget, groups, footer) -> None:
+    """Lay out ``widget``: titled groups in a vertical-only scroll area, ``footer`` widgets always below it.
+
+    ``groups`` is a list of (title, [widget or layout, ...]); the footer (Run/Cancel, progress,
+    status) stays on screen however long the groups grow.
+    """
+    inner_widget = QWidget()
+    layout = QVBoxLayout(inner_widget)
+    for title, contents in groups:
+        box = QGroupBox(title)
+        inner = QVBoxLayout(box)
+        for content in contents:
+            inner.addWidget(content) if isinstance(content, QWidget) else inner.addLayout(content)
+        layout.addWidget(box)
+    layout.addStretch(1)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(inner_widget)
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(scroll, 1)
+    for item in footer:
+        outer.addWidget(item)

@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 from napari.layers import Image, Labels
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QSizePolicy,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -37,7 +34,7 @@ from lsdebm.runtime.checkpoint import bundled_checkpoints
 from lsdebm.runtime.device import resolve_device
 from lsdebm.runtime.loading import same_frame
 from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES, CheckpointPanel
-from napari_lsdebm._ui.docking import CloseWatcher, close_explorer
+from napari_lsdebm._ui.docking import CloseWatcher, close_explorer, scroll_with_footer
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import show_canvas_note
 from napari_lsdebm._ui.noise_panel import NoisePanel, explorer_note, generation_context, start_generation
@@ -144,28 +141,10 @@ class ExplorerWidget(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.save_button)
         display.addRow(row)
-        inner_widget = QWidget()
-        layout = QVBoxLayout(inner_widget)
-        for title, content in (("Checkpoint", self.checkpoint_panel), ("Input", inputs), ("Run", self.run_panel),
-                               ("Display", display)):
-            box = QGroupBox(title)
-            inner = QVBoxLayout(box)
-            inner.addWidget(content) if isinstance(content, QWidget) else inner.addLayout(content)
-            if content is self.run_panel:
-                inner.addWidget(self.keep_box)
-                inner.addWidget(self.noise_panel)
-            layout.addWidget(box)
-        layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        scroll.setWidget(inner_widget)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll, 1)
-        outer.addWidget(self.run_panel.footer)
+        groups = [("Checkpoint", [self.checkpoint_panel]), ("Input", [inputs]),
+                  ("Run", [self.run_panel, self.keep_box, self.noise_panel]), ("Display", [display])]
         self.status.setContentsMargins(4, 0, 4, 4)
-        outer.addWidget(self.status)
+        scroll_with_footer(self, groups, [self.run_panel.footer, self.status])
         self.setMinimumWidth(360)
 
     # input -----------------------------------------------------------------------------------
