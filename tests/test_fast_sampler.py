@@ -18,7 +18,7 @@ from lsdebm.sampling.kernels import sample as langevin  # the selected kernel (f
 from lsdebm.methods import sampling_schedule
 from lsdebm.sampling.reverse import conditional_energy
 from lsdebm.sampling.schedule import make_schedule
-from lsdebm.train.losses import ebm_pairs
+from lsdebm.methods.losses import ebm_pairs
 
 
 def both(fn):

@@ -6,7 +6,7 @@ from lsdebm.config import ConfigError, get_preset
 from lsdebm.nn import build_model
 from lsdebm.sampling import make_schedule
 from lsdebm.methods import RunSettings, generate_events, run
-from lsdebm.train.losses import lebm_loss, lsdebm_loss, reconnet_loss, vae_loss
+from lsdebm.methods.losses import lebm_loss, lsdebm_loss, reconnet_loss, vae_loss
 
 
 @pytest.mark.parametrize("dims", [2, 3])

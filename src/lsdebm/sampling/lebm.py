@@ -1,7 +1,7 @@
 """The energies the LEBM baseline (Pang et al. 2020) samples by Langevin: posterior and prior.
 
 Used by reconstruction and generation (:mod:`lsdebm.methods.lebm`) and by training
-(:func:`lsdebm.train.losses.lebm_loss`).
+(:func:`lsdebm.methods.losses.lebm_loss`).
 """
 from __future__ import annotations
 
