@@ -1,4 +1,5 @@
-"""Benchmark: one Langevin iteration (fast, plain) vs the bare energy MLP forward+backward; the full reverse chain T x K, single and batched repeats.
+"""Benchmark: one Langevin iteration (fast, plain) vs the bare energy MLP forward+backward; the full reverse
+chain T x K, single and batched repeats.
 
 Usage: python benchmarks/bench_sampler.py [--preset default] [--device cpu] [--repeats 5] [--threads N] [--quick]
 Prints machine-readable JSON (environment, results, targets) on stdout; progress on stderr.

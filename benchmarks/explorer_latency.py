@@ -39,9 +39,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
+    import napari
     import torch
 
-    import napari
     from lsdebm.explore import drain, make_decoder, make_settings, record_run
     from lsdebm.explore.demo import demo_case
 

@@ -19,12 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from lsdebm.data.nifti import affine_spacing
 from lsdebm.data.phantom_set import generate_pairs
 from lsdebm.data.thickslice import TEST_RANGES
-from lsdebm.data.nifti import affine_spacing
-from lsdebm.review.compare import METHODS, Comparison, MethodResult, compare_methods, load_compare_checkpoints, \
-    summary
 from lsdebm.methods import RunSettings
+from lsdebm.review.compare import METHODS, Comparison, MethodResult, compare_methods, load_compare_checkpoints, summary
 
 TEST_SEED = 90000
 
@@ -114,9 +113,9 @@ def screenshot(args, pair, comparison) -> None:
     import napari
 
     from lsdebm.review.export import export_image
+    from napari_lsdebm._ui.layers import volume_layer
     from napari_lsdebm.widgets.compare import SHOW_MODES, show_comparison
     from napari_lsdebm.widgets.export import viewer_provenance
-    from napari_lsdebm._ui.layers import volume_layer
 
     viewer = napari.Viewer(title=f"napari-lsdebm: compare methods on {pair.name}")
     canvas = viewer.window._qt_viewer.canvas.native

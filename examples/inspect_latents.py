@@ -56,7 +56,8 @@ def main(argv=None) -> int:
     print(f"input DSC {lsdebm.dice(thick, truth_mask):.3f}; the recorded chain's output (the paper's sampler, "
           f"no data consistency) DSC {score(rec.output.probs.mean(0)):.3f}")
     full = lsdebm.reconstruct(thick, truth_affine, method="lsdebm")  # guided + projected onto the slabs
-    print(f"the full pipeline (ReconNet + guided LSD-EBM + slab projection) DSC {lsdebm.dice(full.mask, truth_mask):.3f}")
+    print("the full pipeline (ReconNet + guided LSD-EBM + slab projection) "
+          f"DSC {lsdebm.dice(full.mask, truth_mask):.3f}")
     print(f"saved {path}")
     return 0
 

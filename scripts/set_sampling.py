@@ -7,9 +7,9 @@ Allowed fields: lsdebm.runtime.checkpoint.SAMPLING_FIELDS. DST may equal SRC wit
 import argparse
 import sys
 
-from lsdebm.runtime.checkpoint import with_sampling_settings
 from lsdebm.config import parse_sets
 from lsdebm.errors import LsdebmError
+from lsdebm.runtime.checkpoint import with_sampling_settings
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("src")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from lsdebm.runtime.checkpoint import save_checkpoint
 from lsdebm.config import get_preset
 from lsdebm.nn import build_model
+from lsdebm.runtime.checkpoint import save_checkpoint
 
 KINDS = ("lsdebm", "vae", "lebm", "reconnet")
 

@@ -79,7 +79,8 @@ def test_rotation_matrix_axes_and_order():
     np.testing.assert_allclose(rotation_matrix([0, 90, 0]) @ [0, 0, 1], [1, 0, 0], atol=1e-12)
     r = rotation_matrix([10, -20, 30])
     np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
-    np.testing.assert_allclose(r, rotation_matrix([0, 0, 30]) @ rotation_matrix([0, -20, 0]) @ rotation_matrix([10, 0, 0]))
+    expected = rotation_matrix([0, 0, 30]) @ rotation_matrix([0, -20, 0]) @ rotation_matrix([10, 0, 0])
+    np.testing.assert_allclose(r, expected)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

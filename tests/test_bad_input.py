@@ -14,15 +14,24 @@ import sys
 import numpy as np
 import pytest
 import torch
-from reliability_helpers import (edit_config, edit_metadata, huge_header_nifti, listing, nifti_with_header_affine,
-                                 plant_pickle, read_header, save_nifti, write_header)
+from reliability_helpers import (
+    edit_config,
+    edit_metadata,
+    huge_header_nifti,
+    listing,
+    nifti_with_header_affine,
+    plant_pickle,
+    read_header,
+    save_nifti,
+    write_header,
+)
 
-from lsdebm.runtime.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from lsdebm.cli.main import main
 from lsdebm.data.frame import crop_label, paste_back
 from lsdebm.data.nifti import read_volume, write_volume
 from lsdebm.errors import CheckpointError, InputError, InputWarning, LsdebmError
 from lsdebm.nn import build_model
+from lsdebm.runtime.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from lsdebm.sampling import Trajectory
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -50,12 +59,14 @@ BAD_NIFTI = {
     "truncated_header": (lambda d: _put(d / "head.nii", _good_bytes(d)[:200]),
                          "cannot read as NIfTI"),
     "truncated_gz": (lambda d: _put(d / "trunc.nii.gz", gzip.compress(_good_bytes(d))[:-30]), "cannot"),
-    "corrupt_gz": (lambda d: _put(d / "corrupt.nii.gz", gzip.compress(b"not a nifti at all" * 40)), "cannot read as NIfTI"),
+    "corrupt_gz": (lambda d: _put(d / "corrupt.nii.gz", gzip.compress(b"not a nifti at all" * 40)),
+                   "cannot read as NIfTI"),
     "png_named_nii": (lambda d: _put(d / "photo.nii", b"\x89PNG\r\n\x1a\n" + bytes(600)),
                       "cannot read as NIfTI"),
     "plain_named_gz": (lambda d: _put(d / "plain.nii.gz", _good_bytes(d)),
                        "not gzip-compressed"),
-    "gz_named_plain": (lambda d: _put(d / "packed.nii", gzip.compress(_good_bytes(d, "x.nii"))), "gzip-compressed but named .nii"),
+    "gz_named_plain": (lambda d: _put(d / "packed.nii", gzip.compress(_good_bytes(d, "x.nii"))),
+                       "gzip-compressed but named .nii"),
     "2d": (lambda d: save_nifti(d / "slice.nii", BLOB[0]), "2D image"),
     "4d": (lambda d: save_nifti(d / "series.nii", np.stack([BLOB] * 3, -1)), "4D volume"),
     "5d": (lambda d: save_nifti(d / "vector.nii", BLOB[..., None, None].repeat(2, -1)), "5D volume"),
@@ -359,7 +370,8 @@ def test_checkpoint_problems(tmp_path, tiny_ckpts):
         (edit_config(good, tmp_path / "mismatch.safetensors", "model", "latent_dim", 9),
          "tensors do not match its config"),
         # A 4096^3 grid in a small file: refused from the header, the model is never allocated.
-        (edit_config(good, tmp_path / "huge.safetensors", "model", "grid", 4096), r"model grid 4096\^3 with 4 channels needs 1.0 TiB of memory"),
+        (edit_config(good, tmp_path / "huge.safetensors", "model", "grid", 4096),
+         r"model grid 4096\^3 with 4 channels needs 1.0 TiB of memory"),
         (edit_config(good, tmp_path / "badcfg.safetensors", "model", "channels", [4]), "config is missing or invalid"),
     ]
     for path, fragment in cases:

@@ -22,14 +22,14 @@ import pytest
 import torch
 from reliability_helpers import listing
 
-from lsdebm.runtime.checkpoint import load_checkpoint, save_checkpoint
 from lsdebm.cli.main import main
 from lsdebm.data.nifti import read_volume, write_volume
 from lsdebm.errors import LsdebmError
 from lsdebm.fileio import atomic_write
-from lsdebm.nn import build_model
-from lsdebm.sampling import ResultEvent, Trajectory
 from lsdebm.methods import RunSettings, run, run_events
+from lsdebm.nn import build_model
+from lsdebm.runtime.checkpoint import load_checkpoint, save_checkpoint
+from lsdebm.sampling import ResultEvent, Trajectory
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

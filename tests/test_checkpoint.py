@@ -4,11 +4,11 @@ import pickle
 import pytest
 import torch
 
-from lsdebm.runtime.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from lsdebm.config import get_preset
 from lsdebm.errors import CheckpointError, LsdebmError
-from lsdebm.nn import build_model
 from lsdebm.methods import RunSettings, run
+from lsdebm.nn import build_model
+from lsdebm.runtime.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 
 
 class _Evil:

@@ -36,8 +36,8 @@ def wait_worker(qtbot, widget):
 
 
 def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
-    from napari_lsdebm.widgets.compare import COMPARE_KEY, SHOW_MODES, CompareWidget
     from napari_lsdebm._ui.pickers import grid_of
+    from napari_lsdebm.widgets.compare import COMPARE_KEY, SHOW_MODES, CompareWidget
 
     widget = CompareWidget(viewer)
     viewer.window.add_dock_widget(widget)
@@ -198,13 +198,13 @@ def test_animation_of_the_explorer_trajectory_layer(make_napari_viewer, qtbot, t
     """The export scrubs the explorer's lazy, non-blocking (t, k) layer: one decoded frame per step."""
     import imageio.v2 as iio2
 
-    from lsdebm.runtime.checkpoint import load_checkpoint
     from lsdebm.explore.record import run_metadata
     from lsdebm.explore.volumes import TrajectoryVolumes, make_decoder
-    from lsdebm.tasks.reconstruct import make_recorder
     from lsdebm.methods import RunSettings, run_events
-    from napari_lsdebm.widgets.export import ExportWidget, capture_frames
+    from lsdebm.runtime.checkpoint import load_checkpoint
+    from lsdebm.tasks.reconstruct import make_recorder
     from napari_lsdebm._ui.trajectory_layer import FrameRefresher, trajectory_layer_data
+    from napari_lsdebm.widgets.export import ExportWidget, capture_frames
 
     ckpt = load_checkpoint(tiny_ckpts["lsdebm"])
     recorder = make_recorder(ckpt.model, RunSettings(seed=2), every=2, metadata=run_metadata(ckpt, RunSettings(seed=2)))

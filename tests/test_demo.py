@@ -5,9 +5,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from lsdebm.runtime.checkpoint import bundled_checkpoints
 from lsdebm.cli.main import main
 from lsdebm.explore.demo import FIXED_FILES
+from lsdebm.runtime.checkpoint import bundled_checkpoints
 from lsdebm.sampling import Trajectory
 
 

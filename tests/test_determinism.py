@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.cli.main import main
 from lsdebm.data.nifti import read_volume, write_volume
 from lsdebm.methods import RunSettings, generate_events, run
+from lsdebm.runtime.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lsdebm.runtime import checkpoint as checkpoint_module
-from lsdebm.runtime.checkpoint import save_checkpoint
 from lsdebm.cli.main import main
 from lsdebm.config import get_preset
-from lsdebm.evaluation.phantoms import ROW_KEYS, part_dice, part_regions, quality_bars, select_rows
 from lsdebm.evaluation.metrics import METRIC_NAMES, confusion
-from lsdebm.nn import build_model
+from lsdebm.evaluation.phantoms import ROW_KEYS, part_dice, part_regions, quality_bars, select_rows
 from lsdebm.evaluation.report import recorded_metrics
+from lsdebm.nn import build_model
+from lsdebm.runtime import checkpoint as checkpoint_module
+from lsdebm.runtime.checkpoint import save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

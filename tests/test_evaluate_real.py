@@ -8,14 +8,21 @@ import shutil
 import numpy as np
 import pytest
 
-from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.cli.main import main
 from lsdebm.data.real import bundled_manifest, slab_axis
 from lsdebm.errors import InputError
-from lsdebm.evaluation.phantoms import select_rows
-from lsdebm.evaluation.real import (REAL_SIMULATOR, evaluate_real, predict, real_bars, real_cases, row_models,
-                                    summarize_real)
 from lsdebm.evaluation.metrics import dice
+from lsdebm.evaluation.phantoms import select_rows
+from lsdebm.evaluation.real import (
+    REAL_SIMULATOR,
+    evaluate_real,
+    predict,
+    real_bars,
+    real_cases,
+    row_models,
+    summarize_real,
+)
+from lsdebm.runtime.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

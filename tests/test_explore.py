@@ -5,10 +5,20 @@ import time
 import numpy as np
 import pytest
 
-from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.errors import CheckpointError, InputError
-from lsdebm.explore import (RunCancelled, TrajectoryVolumes, count_events, drain, find_checkpoint, make_decoder,
-                            make_settings, prepare_input, record_run, run_metadata)
+from lsdebm.explore import (
+    RunCancelled,
+    TrajectoryVolumes,
+    count_events,
+    drain,
+    find_checkpoint,
+    make_decoder,
+    make_settings,
+    prepare_input,
+    record_run,
+    run_metadata,
+)
+from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.sampling import Trajectory
 
 

@@ -206,8 +206,8 @@ def test_trajectory_writer_and_reader_round_trip(explorer, qtbot, tiny_ckpts, tm
 
 
 def test_reader_without_checkpoint_shows_latents_and_plots(explorer, tiny_ckpts, tmp_path):
-    from lsdebm.runtime.checkpoint import load_checkpoint
     from lsdebm.explore import drain, make_settings, record_run, run_metadata
+    from lsdebm.runtime.checkpoint import load_checkpoint
 
     viewer, w = explorer
     ckpt = load_checkpoint(tiny_ckpts["lsdebm"])
@@ -254,10 +254,10 @@ def test_3d_screenshot_shows_vertebra_and_t_changes_it(shown_explorer, qtbot, fi
 
 
 def test_view_command_opens_files_with_explorer(qapp, tiny_ckpts, tmp_path):
-    from napari_lsdebm.launch import open_viewer
     from lsdebm.data.nifti import write_volume
     from lsdebm.data.phantoms import make_vertebra
     from lsdebm.errors import CheckpointError, InputError
+    from napari_lsdebm.launch import open_viewer
 
     phantom = make_vertebra("L1", 0, 32, 4.0)
     nifti = write_volume(tmp_path / "l1.nii.gz", phantom.mask, phantom.affine)

@@ -6,7 +6,7 @@ import pytest
 pytest.importorskip("napari")
 pytestmark = pytest.mark.gui
 
-from test_explorer_gui import RUN_TIMEOUT_MS, docked, run_sample, show_frame, t_k_axes  # noqa: E402
+from test_explorer_gui import RUN_TIMEOUT_MS, docked, run_sample, show_frame  # noqa: E402
 
 
 @pytest.fixture

@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 import torch
 
+from lsdebm.accel import conv as fast_conv
+from lsdebm.accel import convnet as fast_convnet
 from lsdebm.config import get_preset
+from lsdebm.methods import RunSettings, run, sampling_schedule
+from lsdebm.methods.losses import ebm_pairs
 from lsdebm.nn import build_model
 from lsdebm.nn.energy import TimeEnergy
-from lsdebm.accel import conv as fast_conv, convnet as fast_convnet
 from lsdebm.sampling import LangevinEvent, reverse_events
-from lsdebm.methods import RunSettings, run
 from lsdebm.sampling.kernels import mlp as fast
 from lsdebm.sampling.kernels import sample as langevin  # the selected kernel (fast where it applies)
-from lsdebm.methods import sampling_schedule
 from lsdebm.sampling.reverse import conditional_energy
 from lsdebm.sampling.schedule import make_schedule
-from lsdebm.methods.losses import ebm_pairs
 
 
 def both(fn):

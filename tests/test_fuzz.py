@@ -23,13 +23,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from reliability_helpers import read_header, write_header
 
-from lsdebm.runtime.checkpoint import load_checkpoint, save_checkpoint
 from lsdebm.config import get_preset
 from lsdebm.data.frame import crop_label, paste_back
 from lsdebm.data.nifti import read_volume
 from lsdebm.errors import CheckpointError, InputError, LsdebmError
 from lsdebm.evaluation.metrics import compute_metrics
 from lsdebm.nn import build_model
+from lsdebm.runtime.checkpoint import load_checkpoint, save_checkpoint
 
 FUZZ_COUNTS: Counter = Counter()
 FAST = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

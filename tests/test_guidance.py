@@ -5,18 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.data.acquisition import find_acquisition
-from lsdebm.data.frame import resample
+from lsdebm.data.frame import crop_to_model, resample
 from lsdebm.data.real import degrade, isotropic, load_real_masks
 from lsdebm.data.thickslice import ThickSliceParams
-from lsdebm.data.frame import crop_to_model
+from lsdebm.methods import RunSettings, run_events, sampling_schedule
+from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.runtime.loading import Models
-from lsdebm.tasks.reconstruct import make_recorder, reconstruct_volume
-from lsdebm.methods import RunSettings, run_events
 from lsdebm.sampling.events import LangevinEvent, ResultEvent
 from lsdebm.sampling.guidance import build_observation
-from lsdebm.methods import sampling_schedule
+from lsdebm.tasks.reconstruct import make_recorder, reconstruct_volume
 
 
 @pytest.fixture(scope="module")

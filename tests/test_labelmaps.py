@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from lsdebm.data.labelmaps import (TOTALSEGMENTATOR, VERSE, describe, recognise_table, select_structures)
+from lsdebm.data.labelmaps import TOTALSEGMENTATOR, VERSE, describe, recognise_table, select_structures
 from lsdebm.errors import InputError
 
 

@@ -1,15 +1,14 @@
 """Langevin sampler: analytic targets, conditional of eq. (2), purity w.r.t. the model."""
 import math
 
+import numpy as np
 import torch
 
 from lsdebm.config import LangevinConfig
+from lsdebm.sampling.events import LangevinEvent, StepEvent
 from lsdebm.sampling.langevin import langevin, langevin_iter
 from lsdebm.sampling.reverse import reverse_events
 from lsdebm.sampling.schedule import Schedule
-from lsdebm.sampling.events import LangevinEvent, StepEvent
-
-import numpy as np
 
 
 def test_quadratic_energy_reaches_known_gaussian():

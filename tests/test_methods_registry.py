@@ -10,11 +10,11 @@ import torch
 from lsdebm.config import MODEL_KINDS
 from lsdebm.explore import count_events, make_settings, run_metadata
 from lsdebm.explore.record import METHODS as EXPLORER_METHODS
-from lsdebm.methods import (METHOD_CLASSES, Resolved, RunSettings, generate_events, method_for, resolve,
-                            run_events)
+from lsdebm.methods import METHOD_CLASSES, Resolved, RunSettings, generate_events, method_for, resolve, run_events
 from lsdebm.nn import build_model
 from lsdebm.nn.registry import KINDS, LABELS, REFINEMENT_KINDS
-from lsdebm.review.compare import LABELS as COMPARE_LABELS, planned_events
+from lsdebm.review.compare import LABELS as COMPARE_LABELS
+from lsdebm.review.compare import planned_events
 from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.tasks.reconstruct import effective_settings
 

@@ -7,8 +7,17 @@ from sklearn.metrics import cohen_kappa_score, normalized_mutual_info_score
 from lsdebm.data.phantoms import make_vertebra
 from lsdebm.data.thickslice import ThickSliceParams, simulate_thick_slice
 from lsdebm.evaluation.metrics import (
-    METRIC_NAMES, assd, cohen_kappa, compute_metrics, confusion, dice, hd95, nmi, sensitivity,
-    specificity, volumetric_similarity,
+    METRIC_NAMES,
+    assd,
+    cohen_kappa,
+    compute_metrics,
+    confusion,
+    dice,
+    hd95,
+    nmi,
+    sensitivity,
+    specificity,
+    volumetric_similarity,
 )
 
 

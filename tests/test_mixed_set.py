@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from lsdebm.config import get_preset
+from lsdebm.data.frame import centroid_offset_world
 from lsdebm.data.mixed_set import MixedPairs, make_pair, real_sources
 from lsdebm.data.real import load_real_masks
 from lsdebm.errors import InputError
-from lsdebm.data.frame import centroid_offset_world
 
 torch.set_num_threads(1)
 
@@ -74,7 +74,8 @@ def test_same_seed_same_bank_and_refresh_redraws_a_fraction(bank, sources, frame
     assert again.refresh(0) == 0 and torch.equal(again.hq, bank.hq)  # epoch 0 is the initial draw
     k = again.refresh(1)
     assert k == round(REDRAW * N) == 1
-    changed = [i for i in range(N) if not (torch.equal(again.hq[i], bank.hq[i]) and torch.equal(again.lq[i], bank.lq[i]))]
+    changed = [i for i in range(N)
+               if not (torch.equal(again.hq[i], bank.hq[i]) and torch.equal(again.lq[i], bank.lq[i]))]
     assert len(changed) == k
     # the re-draw is the pair's own seed for that epoch: reproducible, and a real pair stays real
     i = changed[0]

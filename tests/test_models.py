@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from lsdebm.config import ConfigError, get_preset
-from lsdebm.nn import build_model
-from lsdebm.sampling import make_schedule
 from lsdebm.methods import RunSettings, generate_events, run
 from lsdebm.methods.losses import lebm_loss, lsdebm_loss, reconnet_loss, vae_loss
+from lsdebm.nn import build_model
+from lsdebm.sampling import make_schedule
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -78,8 +78,8 @@ def test_short_training_lowers_loss(kind, tiny_pair):
 
 def test_lebm_chains_start_from_the_reference_distribution():
     """prior_sigma widens N(0, s^2 I) for every LEBM chain start; s = 1 is plain N(0, I) bit for bit."""
-    from lsdebm.nn.lebm import reference_latents
     from lsdebm.methods import run_events
+    from lsdebm.nn.lebm import reference_latents
 
     cfg = get_preset("tiny").replace(**{"model.latent_dim": 64})
     z1 = reference_latents(cfg, 200, torch.Generator().manual_seed(3))
@@ -96,8 +96,7 @@ def test_lebm_chains_start_from_the_reference_distribution():
 
 
 def test_inference_prior_sigma_tempers_test_time_inference_only():
-    from lsdebm.methods import run_events
-    from lsdebm.methods import posterior_energy
+    from lsdebm.methods import posterior_energy, run_events
 
     cfg = get_preset("tiny").replace(**{"model.latent_dim": 64, "lebm.inference_prior_sigma": 8.0})
     model = build_model("lebm", cfg).eval()

@@ -8,13 +8,13 @@ import pytest
 import torch
 from scipy import ndimage
 
-from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.data.augment import rotation_matrix
+from lsdebm.data.frame import crop_to_model
 from lsdebm.data.pose import WORLD_AXES, estimate_pose, frame_affine, world_pose
 from lsdebm.data.real import degrade, isotropic, load_real_masks
 from lsdebm.data.thickslice import ThickSliceParams
 from lsdebm.evaluation.metrics import dice
-from lsdebm.data.frame import crop_to_model
+from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.runtime.loading import Models
 from lsdebm.tasks.reconstruct import reconstruct_volume
 

@@ -10,10 +10,10 @@ import pytest
 from lsdebm.cli.main import main
 from lsdebm.data.nifti import read_volume, write_volume
 from lsdebm.errors import InputError
-from lsdebm.runtime.loading import Models, load_models
-from lsdebm.tasks.reconstruct import dist_rank, reconstruct_volume, shard, structure_labels
-from lsdebm.sampling import Trajectory
 from lsdebm.methods import RunSettings
+from lsdebm.runtime.loading import Models, load_models
+from lsdebm.sampling import Trajectory
+from lsdebm.tasks.reconstruct import dist_rank, reconstruct_volume, shard, structure_labels
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -168,10 +168,9 @@ def test_bad_input_files(tmp_path, lq_file, tiny_ckpts, capsys):
 
 
 def test_crop_puts_the_centroid_where_training_phantoms_have_it():
-    from lsdebm.data.frame import crop_label
+    from lsdebm.data.frame import crop_label, crop_to_model, model_offset_mm
     from lsdebm.data.phantoms import make_vertebra
     from lsdebm.evaluation.metrics import dice
-    from lsdebm.data.frame import crop_to_model, model_offset_mm
 
     phantom = make_vertebra("L2", 11, 32, 4.0)  # 128 mm field of view, like the default preset
     offset = np.asarray(model_offset_mm(32, 4.0))

@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.errors import CheckpointError, InputError, LsdebmError
 from lsdebm.evaluation.metrics import compute_metrics
-from lsdebm.review.compare import LABELS, compare_events, compare_methods, load_compare_checkpoints, summary
-from lsdebm.tasks.progress import Progress, drain
-from lsdebm.review.uncertainty import input_grid_uncertainty, repeated_runs
 from lsdebm.methods import RunSettings, make_generator, run
+from lsdebm.review.compare import LABELS, compare_events, compare_methods, load_compare_checkpoints, summary
+from lsdebm.review.uncertainty import input_grid_uncertainty, repeated_runs
+from lsdebm.runtime.checkpoint import load_checkpoint
+from lsdebm.tasks.progress import Progress, drain
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +84,11 @@ def test_compare_errors(models, case, tiny_ckpts):
 
 
 def test_load_refuses_models_on_different_grids(tmp_path, tiny_ckpts, tiny_cfg):
-    from lsdebm.runtime.checkpoint import save_checkpoint
     from lsdebm.nn import build_model
+    from lsdebm.runtime.checkpoint import save_checkpoint
 
-    other = save_checkpoint(build_model("vae", tiny_cfg.replace(**{"model.spacing": 4.0})), tmp_path / "vae.safetensors")
+    other = save_checkpoint(build_model("vae", tiny_cfg.replace(**{"model.spacing": 4.0})),
+                            tmp_path / "vae.safetensors")
     with pytest.raises(CheckpointError, match="do not share one model grid"):
         load_compare_checkpoints({**{k: str(p) for k, p in tiny_ckpts.items()}, "vae": str(other)})
 

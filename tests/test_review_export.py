@@ -83,9 +83,9 @@ def test_image_export(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_trajectory(tiny_ckpts):
+    from lsdebm.methods import RunSettings, run_events
     from lsdebm.runtime.checkpoint import load_checkpoint
     from lsdebm.tasks.reconstruct import make_recorder
-    from lsdebm.methods import RunSettings, run_events
 
     ckpt = load_checkpoint(tiny_ckpts["lsdebm"])
     settings = RunSettings(seed=1)

@@ -3,7 +3,12 @@ import pytest
 
 from lsdebm.data.phantoms import make_vertebra
 from lsdebm.data.thickslice import (
-    TEST_RANGES, TRAIN_RANGES, ThickSliceParams, sample_params, simulate_thick_slice, slab_weights,
+    TEST_RANGES,
+    TRAIN_RANGES,
+    ThickSliceParams,
+    sample_params,
+    simulate_thick_slice,
+    slab_weights,
 )
 from lsdebm.errors import InputError
 from lsdebm.evaluation.metrics import dice

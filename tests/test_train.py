@@ -6,8 +6,8 @@ import csv
 import pytest
 import torch
 
-from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.cli.main import main
+from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.train.data import augment
 from lsdebm.train.state import sidecar_path
 
@@ -105,8 +105,9 @@ def test_existing_out_needs_overwrite(tmp_path, capsys):
 
 
 def test_reconnet_directory_without_lq_is_an_error(tmp_path, capsys):
-    from lsdebm.data.phantom_set import write_set
     import shutil
+
+    from lsdebm.data.phantom_set import write_set
 
     write_set(tmp_path / "set", 2, seed=5, size=16, spacing=8.0)
     shutil.rmtree(tmp_path / "set" / "lq")

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.cli.main import main
 from lsdebm.config import ConfigError, get_preset
 from lsdebm.methods.losses import bce_sum, recon_loss
+from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.train.loop import lr_factor, set_lr
 
 BASE = ["train", "--preset", "tiny", "--phantoms", "8", "--val-phantoms", "2", "--batch-size", "2",

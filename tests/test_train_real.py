@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from lsdebm.runtime.checkpoint import read_metadata
 from lsdebm.cli.main import main
 from lsdebm.data.real import load_real_masks
+from lsdebm.runtime.checkpoint import read_metadata
 
 torch.set_num_threads(1)
 

@@ -3,12 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.errors import InputError
-from lsdebm.sampling import Trajectory, TrajectoryRecorder
 from lsdebm.explore.decode_cache import DecodeCache
-from lsdebm.methods import RunSettings, decode, run_events
-from lsdebm.methods import iterations, sampling_schedule
+from lsdebm.methods import RunSettings, decode, iterations, run_events, sampling_schedule
+from lsdebm.runtime.checkpoint import load_checkpoint
+from lsdebm.sampling import Trajectory, TrajectoryRecorder
 
 
 def record(ckpt, x, every=2, repeats=2):

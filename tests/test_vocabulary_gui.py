@@ -6,8 +6,9 @@ import pytest
 pytest.importorskip("napari")
 pytestmark = pytest.mark.gui
 
-from lsdebm.teach.explain import TEXTS  # noqa: E402
 from test_explorer_gui import RUN_TIMEOUT_MS, docked, run_sample, t_k_axes  # noqa: E402
+
+from lsdebm.teach.explain import TEXTS  # noqa: E402
 
 
 def canvas_text(viewer) -> str:

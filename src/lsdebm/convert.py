@@ -32,10 +32,10 @@ from typing import Any
 
 import torch
 
-from lsdebm.runtime.checkpoint import save_checkpoint, sha256_of
 from lsdebm.config import Config, get_preset
 from lsdebm.errors import CheckpointError, InputError
 from lsdebm.nn import build_model
+from lsdebm.runtime.checkpoint import save_checkpoint, sha256_of
 
 MAPPING = (
     (r"conv_initial\.(.+)", "encoder", "encoder.features.0.{0}"),
@@ -97,7 +97,8 @@ def map_keys(state: Mapping[str, torch.Tensor], roles: tuple[str, ...], source: 
             break
         else:
             raise CheckpointError(f"{source}: unmatched key {key!r}; expected the authors' module names "
-                                  "(conv_initial, conv_rest_x_*, linear_enc, linear_dec, conv_rest_u_*, conv_final, ebm.*)")
+                                  "(conv_initial, conv_rest_x_*, linear_enc, linear_dec, conv_rest_u_*, conv_final, "
+                                  "ebm.*)")
     return out
 
 

@@ -27,7 +27,8 @@ from napari_lsdebm._ui.run_panel import checkpoint_defaults
 KIND_NAMES = LABELS  # kind -> the name shown (from the one kind table)
 
 
-def describe(kind: str, config, info: dict, name: str | None = None, sha256: str | None = None) -> list[tuple[str, str]]:
+def describe(kind: str, config, info: dict, name: str | None = None,
+             sha256: str | None = None) -> list[tuple[str, str]]:
     """(label, value) rows describing a checkpoint: model, preset, grid, T, K, data, test metrics."""
     m, s, lang = config.model, config.schedule, config.langevin
     rows = [("model", f"{KIND_NAMES.get(kind, kind)} ({m.spatial_dims}D, latent {m.latent_dim})"),
@@ -172,7 +173,8 @@ class CheckpointPanel(QWidget):
         layout.addWidget(self.facts)
         layout.addWidget(self.details_button)
         layout.addWidget(self.info)
-        self.load_button.clicked.connect(lambda: self.load(self.combo.currentData()) if self.combo.currentData() else None)
+        self.load_button.clicked.connect(
+            lambda: self.load(self.combo.currentData()) if self.combo.currentData() else None)
         self.browse_button.clicked.connect(self._browse)
         self.refresh_bundled()
 

@@ -10,9 +10,9 @@ import numpy as np
 from qtpy.QtWidgets import QCheckBox, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from lsdebm.errors import LsdebmError
+from lsdebm.explore import run_metadata
 from lsdebm.explore.generate import can_generate, full_depth, record_generation_run
 from lsdebm.explore.vocabulary import canvas_text
-from lsdebm.explore import run_metadata
 from lsdebm.sampling import Trajectory
 from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES
 from napari_lsdebm._ui.jobs import start_job

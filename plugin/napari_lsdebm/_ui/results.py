@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lsdebm.data.grids import output_grid
 from lsdebm.data.frame import paste_back, paste_probabilities
+from lsdebm.data.grids import output_grid
 from lsdebm.errors import InputError
 from lsdebm.explore import RunOutput, TrajectoryVolumes, make_decoder
 from lsdebm.explore.decode_cache import DecodeCache

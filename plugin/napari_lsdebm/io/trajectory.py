@@ -49,8 +49,8 @@ def get_trajectory_reader(path):
 
 def read_trajectory(path):
     """Layers of a saved trajectory: decoded (t, k) volumes and the final reconstruction, or latents only."""
-    from lsdebm.runtime.checkpoint import load_checkpoint
     from lsdebm.explore import TrajectoryVolumes, find_checkpoint, make_decoder
+    from lsdebm.runtime.checkpoint import load_checkpoint
     from lsdebm.runtime.device import resolve_device
 
     path = Path(path[0] if isinstance(path, list) else path)

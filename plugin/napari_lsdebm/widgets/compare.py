@@ -9,19 +9,28 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.colormaps import Colormap, DirectLabelColormap
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
-                            QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
-from lsdebm.review.compare import LABELS, METHODS, Comparison, compare_events, \
-    load_compare_checkpoints
-from lsdebm.review.overlap import OVERLAP_COLORS, overlap_map
 from lsdebm.methods import RunSettings
+from lsdebm.review.compare import LABELS, METHODS, Comparison, compare_events, load_compare_checkpoints
+from lsdebm.review.overlap import OVERLAP_COLORS, overlap_map
 from lsdebm.tasks.progress import Progress
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import OverlapLegend
-from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_volume_layer
 from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, camera_of, geometry_kwargs, grid_of, mask_of
 from napari_lsdebm._ui.roles import RESULT, AutoPick, pick_input, pick_truth, role_metadata, self_comparison
+from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_volume_layer
 
 COMPARE_KEY = "lsdebm_compare"  # metadata: which comparison cell a layer is
 MASK_COLOR = (0.89, 0.85, 0.76, 1.0)  # bone

@@ -10,14 +10,32 @@ from __future__ import annotations
 
 import numpy as np
 from napari.layers import Image, Labels, Surface
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                            QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from lsdebm.provenance import make_provenance
 from lsdebm.review.animation import animation_estimate, export_animation
 from lsdebm.review.export import export_image, export_mask, export_mesh
-from napari_lsdebm._ui.capture import SECONDS_PER_FRAME, AnimationJob, capture_frames, frame_order, shown_layers
-from napari_lsdebm._ui.capture import time_axes  # noqa: F401 - re-exported (scripts, tests)
+from napari_lsdebm._ui.capture import (
+    SECONDS_PER_FRAME,
+    AnimationJob,
+    capture_frames,
+    frame_order,
+    shown_layers,
+    time_axes,  # noqa: F401 - re-exported (scripts, tests)
+)
 from napari_lsdebm._ui.jobs import Outcome, error_text
 from napari_lsdebm._ui.layer_records import layer_provenance, surface_mesh
 from napari_lsdebm._ui.pickers import LayerCombo, affine_of, grid_of, is_mask_layer, mask_of

@@ -196,5 +196,5 @@ class LandscapeWidget(QWidget):
         t, k = (int(step[0]), int(step[1])) if len(step) >= 4 else (T - 1, 0)
         t = min(t, T - 1)
         self.explain.setPlainText(landscape_text(t, T, float(self.run.sigma[t]), self.terms(), min(k, K1 - 1), K1 - 1))
-        show_canvas_note(self.viewer, f"2-D toy · reverse t={t} · k={min(k, K1 - 1)}/{K1 - 1} · "
-                                      f"colour: {self.terms()} energy of eq. (2), focused particle {self.focus.value()}")
+        show_canvas_note(self.viewer, f"2-D toy · reverse t={t} · k={min(k, K1 - 1)}/{K1 - 1} · colour: "
+                                      f"{self.terms()} energy of eq. (2), focused particle {self.focus.value()}")

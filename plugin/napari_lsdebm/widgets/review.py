@@ -11,18 +11,29 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Image, Labels, Shapes
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import (QApplication, QCheckBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QPushButton,
-                            QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from lsdebm.errors import InputError
 from lsdebm.review.overlap import OVERLAP_CLASSES, overlap_map
 from lsdebm.review.roi import box_from_points, review_metrics
 from lsdebm.review.table import table_rows, to_text, write_csv
-from napari_lsdebm.widgets.compare import overlap_colormap
-from napari_lsdebm._ui.legends import OverlapLegend
 from napari_lsdebm._ui.jobs import Outcome, error_text, start_job
+from napari_lsdebm._ui.legends import OverlapLegend
 from napari_lsdebm._ui.pickers import LayerCombo, geometry_kwargs, is_mask_layer, mask_of, put_layer, spacing_of
 from napari_lsdebm._ui.roles import AutoPick, pick_prediction, pick_truth, self_comparison
+from napari_lsdebm.widgets.compare import overlap_colormap
 
 OVERLAP_KEY = "lsdebm_overlap"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from napari.layers import Image, Labels
 from napari.utils.colormaps import Colormap
-from qtpy.QtWidgets import (QDoubleSpinBox, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import QDoubleSpinBox, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 from lsdebm.review.surface import distance_surface, mask_mesh, symmetric_limit
 from napari_lsdebm._ui.jobs import Outcome, start_job

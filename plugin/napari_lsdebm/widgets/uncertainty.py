@@ -4,19 +4,29 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from napari.layers import Image, Labels
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
-                            QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
-from lsdebm.runtime.loading import load_models
+from lsdebm.methods import RunSettings
 from lsdebm.provenance import checkpoint_record, make_provenance
 from lsdebm.review.compare import LABELS, METHODS
 from lsdebm.review.uncertainty import input_grid_uncertainty
-from lsdebm.methods import RunSettings
+from lsdebm.runtime.loading import load_models
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import ColourBar, show_layer_colorbar
-from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_volume_layer
 from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, geometry_kwargs, mask_of, put_layer
 from napari_lsdebm._ui.roles import RESULT, AutoPick, pick_input, role_metadata
+from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_volume_layer
 
 
 def load_for_uncertainty(method: str, path: str | None, use_reconnet: bool, reconnet_path: str | None):

@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from lsdebm.accel import switch
-
 from lsdebm.accel.conv import FastConv
 
 _CONV = (nn.Conv2d, nn.Conv3d)

@@ -15,15 +15,14 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from lsdebm.bench.timing import measure
-from lsdebm.sampling import reverse_events
-from lsdebm.explore.decode_cache import DecodeCache
-from lsdebm.methods import RunSettings, decode, run
-from lsdebm.sampling.kernels import mlp as fast
 from lsdebm.accel.conv import FastConv
 from lsdebm.accel.convnet import decode_batches, inference
+from lsdebm.bench.timing import measure
+from lsdebm.explore.decode_cache import DecodeCache
+from lsdebm.methods import RunSettings, decode, run, sampling_schedule
+from lsdebm.sampling import reverse_events
+from lsdebm.sampling.kernels import mlp as fast
 from lsdebm.sampling.kernels import sample as langevin  # the kernel the samplers select
-from lsdebm.methods import sampling_schedule
 from lsdebm.sampling.reverse import conditional_energy
 
 BATCH_REPEATS = 8  # chains run as one batch in the "repeats" measurement; frames per decode batch

@@ -42,11 +42,10 @@ def peak_rss_bytes() -> int:
 
 def measure_memory(preset: str, device: str, cache_mb: float, frames: int) -> dict:
     from lsdebm.bench.runner import bench_models
+    from lsdebm.explore.decode_cache import DecodeCache
+    from lsdebm.methods import RunSettings, decode, generate_events, langevin_config, sampling_schedule
     from lsdebm.runtime.device import resolve_device
     from lsdebm.sampling import TrajectoryRecorder
-    from lsdebm.explore.decode_cache import DecodeCache
-    from lsdebm.methods import RunSettings, decode, generate_events
-    from lsdebm.methods import langevin_config, sampling_schedule
 
     mb = 2 ** 20
     out = {"rss_start_mb": rss_bytes() / mb}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lsdebm.bench.timing import environment, measure
@@ -76,7 +77,6 @@ def bench_peak(device: torch.device, repeats: int, quick: bool) -> dict:
 def run_benchmarks(preset: str = "default", device: str = "cpu", repeats: int = 5, quick: bool = False,
                    sections=SECTIONS, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run ``sections`` and return ``{"environment", "preset", "sources", "results", "targets"}``."""
-    import torch
 
     from lsdebm.bench import cases
     from lsdebm.config import get_preset

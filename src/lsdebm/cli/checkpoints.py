@@ -19,9 +19,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def describe(path: Path, name: str | None = None) -> dict[str, Any]:
     """Metadata summary of one checkpoint file (header read only, plus a sha256 of the file)."""
-    from lsdebm.runtime.checkpoint import read_metadata, sha256_of
     from lsdebm.evaluation.phantoms import training_seconds
     from lsdebm.evaluation.report import recorded_metrics
+    from lsdebm.runtime.checkpoint import read_metadata, sha256_of
 
     meta = read_metadata(path)
     cfg, info = meta["config"], meta["info"]
@@ -71,8 +71,8 @@ def _headline(metrics: dict[str, Any] | None) -> str:
 
 def run(args) -> int:
     """Print the table (or JSON)."""
-    from lsdebm.runtime.checkpoint import bundled_checkpoints
     from lsdebm.errors import LsdebmError
+    from lsdebm.runtime.checkpoint import bundled_checkpoints
 
     if args.files:
         items = [(Path(f), None) for f in args.files]

@@ -38,13 +38,13 @@ def run(args) -> int:
     """Record the run, then show it (display) or write it (headless)."""
     from tqdm import tqdm
 
-    from lsdebm.runtime.checkpoint import load_checkpoint
     from lsdebm.cli.view import has_display
     from lsdebm.errors import CheckpointError
     from lsdebm.explore import make_settings
     from lsdebm.explore.demo import check_out, demo_case, demo_checkpoint, record_demo, write_demo
     from lsdebm.explore.record import METHODS
     from lsdebm.nn.registry import is_refinement
+    from lsdebm.runtime.checkpoint import load_checkpoint
     from lsdebm.runtime.device import resolve_device
 
     headless = args.headless or not has_display()

@@ -72,14 +72,13 @@ def run(args) -> int:
     import datetime
 
     from lsdebm.cli.evaluate_common import load_averages, parse_methods
+    from lsdebm.cli.evaluate_real import check_real_options, run_real
     from lsdebm.evaluation.phantoms import evaluate, quality_bars, row_checkpoints, summarize
-    from lsdebm.runtime.device import device_name, resolve_device
-    from lsdebm.tasks.reconstruct import effective_settings, set_threads
-    from lsdebm.provenance import checkpoint_record, command_line, versions
     from lsdebm.evaluation.report import REPORT_FILES, record_metrics, render_markdown, timing_rows, write_reports
     from lsdebm.methods import RunSettings
-
-    from lsdebm.cli.evaluate_real import check_real_options, run_real
+    from lsdebm.provenance import checkpoint_record, command_line, versions
+    from lsdebm.runtime.device import device_name, resolve_device
+    from lsdebm.tasks.reconstruct import effective_settings, set_threads
 
     check_real_options(args)
     if args.real is not None:
@@ -112,8 +111,9 @@ def run(args) -> int:
     print(file=sys.stderr)
     summary = summarize(result)
     bars = quality_bars(summary)
-    meta = {"command": command_line(getattr(args, "argv", None)), "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                timespec="seconds"), "device": device_name(device), "test_set": test_set,
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    meta = {"command": command_line(getattr(args, "argv", None)), "created_utc": created,
+            "device": device_name(device), "test_set": test_set,
             "seconds_total": round(time.perf_counter() - start, 1), "batch_size": args.batch_size,
             "load_average_start": load_start, "load_average_end": load_averages(),
             "checkpoints": [checkpoint_record(c, k) for k, c in models.items()],

@@ -104,14 +104,14 @@ def run_real(args) -> int:
     import datetime
 
     from lsdebm.cli.evaluate_common import load_averages, parse_methods
-    from lsdebm.evaluation.phantoms import row_checkpoints
-    from lsdebm.runtime.device import device_name, resolve_device
-    from lsdebm.evaluation.real import REAL_SIMULATOR, evaluate_real, real_cases, row_models, summarize_real
-    from lsdebm.tasks.reconstruct import effective_settings, set_threads
-    from lsdebm.provenance import checkpoint_record, command_line, versions
-    from lsdebm.evaluation.report_real import render_real_markdown, write_real_reports
     from lsdebm.cli.reconstruct import consistency_overrides
+    from lsdebm.evaluation.phantoms import row_checkpoints
+    from lsdebm.evaluation.real import REAL_SIMULATOR, evaluate_real, real_cases, row_models, summarize_real
+    from lsdebm.evaluation.report_real import render_real_markdown, write_real_reports
     from lsdebm.methods import RunSettings
+    from lsdebm.provenance import checkpoint_record, command_line, versions
+    from lsdebm.runtime.device import device_name, resolve_device
+    from lsdebm.tasks.reconstruct import effective_settings, set_threads
 
     rows = parse_methods(args.methods)
     protocol = real_protocol(args)

@@ -20,7 +20,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("pred", help="predicted mask (.nii/.nii.gz)")
     parser.add_argument("gt", help="reference mask (.nii/.nii.gz)")
-    parser.add_argument("--label", type=int, help="compare only this label id in both files (an error if either file lacks it)")
+    parser.add_argument("--label", type=int,
+                        help="compare only this label id in both files (an error if either file lacks it)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--reference-compat", action="store_true",
                         help="reproduce the authors' columns (SEN=precision, SPEC=NPV, geometric NMI)")

@@ -61,7 +61,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(default: found from the input's anisotropic spacing or its staircase)")
     p.add_argument("--slice-thickness", type=float, metavar="MM", help="slab thickness in mm (default: found)")
     p.add_argument("--unguided", action="store_true",
-                   help="the paper's sampler: no data-consistency term, no shape interpolation, no projection onto the observed slabs")
+                   help="the paper's sampler: no data-consistency term, no shape interpolation, "
+                        "no projection onto the observed slabs")
     p.add_argument("--consistency-weight", type=float, metavar="LAMBDA",
                    help="weight of the data-consistency term in the LSD-EBM Langevin energy (default: checkpoint)")
     p.add_argument("--projection", type=float, metavar="W",
@@ -203,13 +204,13 @@ def _acquisition(args, volume):
 
 def run(args) -> int:
     """Validate everything first (no output on a user error), then refine and write each input."""
-    from lsdebm.data.nifti import read_volume, write_volume
     from lsdebm.data.labelmaps import describe, select_structures
+    from lsdebm.data.nifti import read_volume, write_volume
+    from lsdebm.methods import RunSettings
+    from lsdebm.provenance import command_line, sidecar_path, write_provenance
     from lsdebm.runtime.device import resolve_device
     from lsdebm.runtime.loading import load_models
     from lsdebm.tasks.reconstruct import dist_rank, reconstruct_volume, set_threads, shard
-    from lsdebm.provenance import command_line, sidecar_path, write_provenance
-    from lsdebm.methods import RunSettings
 
     if args.repeats < 1:
         raise InputError(f"--repeats {args.repeats} must be >= 1")

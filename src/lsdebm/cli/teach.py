@@ -79,8 +79,8 @@ def _train_one(role: str, args) -> tuple:
 def _train(args) -> int:
     import torch
 
-    from lsdebm.runtime.checkpoint import save_checkpoint
     from lsdebm.errors import InputError
+    from lsdebm.runtime.checkpoint import save_checkpoint
     from lsdebm.teach.checkpoints import TEACH_NAMES
 
     torch.set_num_threads(args.threads)

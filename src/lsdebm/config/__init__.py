@@ -4,10 +4,28 @@ from __future__ import annotations
 
 from lsdebm.config.overrides import parse_sets, parse_value, replace_fields
 from lsdebm.config.presets import PRESETS, get_preset
-from lsdebm.config.schema import (ENCODER_LOSSES, INPUT_VALUES, LANGEVIN_INITS, LIKELIHOODS, LOSS_WEIGHTINGS,
-                                  LR_SCHEDULES, MODEL_KINDS, SCHEDULE_KINDS, SECTIONS, TIME_EMBEDDINGS, Config,
-                                  ConfigError, ConsistencyConfig, LangevinConfig, LEBMConfig, LossConfig,
-                                  ModelConfig, ScheduleConfig, TrainConfig, check_model_memory)
+from lsdebm.config.schema import (
+                                  ENCODER_LOSSES,
+                                  INPUT_VALUES,
+                                  LANGEVIN_INITS,
+                                  LIKELIHOODS,
+                                  LOSS_WEIGHTINGS,
+                                  LR_SCHEDULES,
+                                  MODEL_KINDS,
+                                  SCHEDULE_KINDS,
+                                  SECTIONS,
+                                  TIME_EMBEDDINGS,
+                                  Config,
+                                  ConfigError,
+                                  ConsistencyConfig,
+                                  LangevinConfig,
+                                  LEBMConfig,
+                                  LossConfig,
+                                  ModelConfig,
+                                  ScheduleConfig,
+                                  TrainConfig,
+                                  check_model_memory,
+)
 
 __all__ = ["ENCODER_LOSSES", "INPUT_VALUES", "LANGEVIN_INITS", "LIKELIHOODS", "LOSS_WEIGHTINGS", "LR_SCHEDULES",
            "MODEL_KINDS", "PRESETS", "SCHEDULE_KINDS", "SECTIONS", "TIME_EMBEDDINGS", "Config", "ConfigError",

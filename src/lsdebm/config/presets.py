@@ -13,8 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from lsdebm.config.schema import (Config, ConfigError, LangevinConfig, LEBMConfig, LossConfig, ModelConfig,
-                                  ScheduleConfig, TrainConfig)
+from lsdebm.config.schema import (
+    Config,
+    ConfigError,
+    LangevinConfig,
+    LEBMConfig,
+    LossConfig,
+    ModelConfig,
+    ScheduleConfig,
+    TrainConfig,
+)
 
 
 def _paper_model(**kw: Any) -> ModelConfig:

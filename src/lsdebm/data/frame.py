@@ -71,7 +71,10 @@ class CropInfo:
 
 
 def resample(data: np.ndarray, out_shape, out_affine, in_affine, order: int) -> np.ndarray:
-    """Sample ``data`` (grid ``in_affine``) on the grid ``out_affine`` of ``out_shape`` (spline ``order``; 0 outside)."""
+    """Sample ``data`` (grid ``in_affine``) on the grid ``out_affine`` of ``out_shape``.
+
+    Spline interpolation of ``order``; 0 outside the input.
+    """
     matrix = np.linalg.inv(in_affine) @ out_affine
     return ndimage.affine_transform(
         data, matrix, output_shape=tuple(out_shape), order=order, mode="constant", cval=0.0

@@ -255,7 +255,8 @@ def _paint_vertebra(canvas: _Canvas, p: dict) -> None:
     sp_len, sp_half_t = p["spinous_length"], p["spinous_thickness"] / 2.0
     sp_start = np.array([ped_z - 5.0, canal_back + lam_t / 2.0, 0.0])
     sp_end = sp_start + sp_len * np.array([-np.sin(tilt), np.cos(tilt), 0.0])
-    canvas.paint(4, *_tube(sp_start, sp_end, (p["spinous_height"] / 2.0, sp_half_t), (0.35 * p["spinous_height"], sp_half_t)))
+    canvas.paint(4, *_tube(sp_start, sp_end, (p["spinous_height"] / 2.0, sp_half_t),
+                           (0.35 * p["spinous_height"], sp_half_t)))
     tp_t, tp_h = p["transverse_thickness"] / 2.0, p["transverse_height"] / 2.0
     for side in (-1.0, 1.0):
         root = (ped_z, ped_end - 1.0, side * (ped_x - 1.0))

@@ -27,12 +27,12 @@ import numpy as np
 from lsdebm.data.real import degrade, isotropic, load_real_masks, slab_axis
 from lsdebm.data.thickslice import PLANE_AXES, ThickSliceParams, slab_weights
 from lsdebm.errors import InputError
-from lsdebm.evaluation.phantoms import EvalResult, Row, column_stats
 from lsdebm.evaluation.metrics import METRIC_NAMES, compute_metrics
+from lsdebm.evaluation.phantoms import EvalResult, Row, column_stats
+from lsdebm.methods import RunSettings
 from lsdebm.runtime.loading import Models
 from lsdebm.tasks.progress import Job, Progress, drain
 from lsdebm.tasks.reconstruct import reconstruct_volume, resample_labels
-from lsdebm.methods import RunSettings
 
 #: The product's "real evaluation" simulator settings (plane, thickness and offset vary per case):
 #: no gap, a light in-plane blur (0.7 mm), mild smooth boundary noise (amplitude 0.2,

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from lsdebm.runtime import checkpoint as _checkpoint
 from lsdebm.data.phantoms import PART_LABELS
+from lsdebm.evaluation.metrics import METRIC_NAMES
 from lsdebm.evaluation.phantoms import COMPAT_COLUMNS, PART_COLUMNS, EvalResult, training_seconds
 from lsdebm.fileio import atomic_write
-from lsdebm.evaluation.metrics import METRIC_NAMES
+from lsdebm.runtime import checkpoint as _checkpoint
 
 TEST_METRICS_FILE = "test_metrics.json"
 REPORT_FILES = ("report.md", "report.json", "cases.csv")

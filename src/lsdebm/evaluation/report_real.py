@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from lsdebm.evaluation.phantoms import EvalResult
-from lsdebm.fileio import atomic_write
 from lsdebm.evaluation.report import TITLES, _clean, fmt, write_cases_csv
 from lsdebm.evaluation.report import _table as markdown_table
+from lsdebm.fileio import atomic_write
 
 REAL_REPORT_FILES = ("real_report.md", "real_summary.json", "real_cases.csv")
 MAIN_COLUMNS = ("dsc", "vs", "hd95", "assd")

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints
 from lsdebm.errors import CheckpointError, LsdebmError
 from lsdebm.explore.record import METHODS, RunOutput, drain, record_run, run_metadata
 from lsdebm.explore.render import render_iso_png
 from lsdebm.explore.volumes import make_decoder
 from lsdebm.fileio import atomic_write
-from lsdebm.sampling import Trajectory
 from lsdebm.methods import RunSettings
+from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints
+from lsdebm.sampling import Trajectory
 
 FIXED_FILES = ("input_lq.nii.gz", "ground_truth_hq.nii.gz", "reconstruction.nii.gz", "probability.nii.gz",
                "trajectory.npz", "latent_variance.png", "metrics.json")

@@ -19,18 +19,17 @@ from typing import Any
 import numpy as np
 
 from lsdebm import __version__
-from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints, sha256_of
+from lsdebm.data.acquisition import find_acquisition
 from lsdebm.data.frame import CropInfo, crop_to_model, on_model_grid
 from lsdebm.data.validate import foreground
 from lsdebm.errors import CheckpointError, InputError
+from lsdebm.methods import RunSettings, method_class, method_for, run, run_events
+from lsdebm.nn.registry import LABELS, REFINEMENT_KINDS, is_first_stage, is_refinement
+from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints, sha256_of
+from lsdebm.sampling import LangevinEvent, Trajectory
+from lsdebm.sampling.guidance import build_observation
 from lsdebm.tasks.progress import Cancelled, Progress, drain
 from lsdebm.tasks.reconstruct import effective_settings, make_recorder
-from lsdebm.data.acquisition import find_acquisition
-from lsdebm.sampling import LangevinEvent, Trajectory
-from lsdebm.methods import RunSettings, run, run_events
-from lsdebm.sampling.guidance import build_observation
-from lsdebm.methods import method_class, method_for
-from lsdebm.nn.registry import LABELS, REFINEMENT_KINDS, is_first_stage, is_refinement
 
 METHODS = {kind: LABELS[kind] for kind in REFINEMENT_KINDS}  # the methods the explorer runs, by label
 

@@ -29,10 +29,10 @@ import numpy as np
 
 from lsdebm.errors import InputError
 from lsdebm.explore.background import JobQueue
-from lsdebm.sampling import Trajectory
 from lsdebm.explore.decode_cache import DecodeCache
 from lsdebm.explore.meshes import LEVEL, frame_mesh
 from lsdebm.review.surface import Mesh, empty_mesh
+from lsdebm.sampling import Trajectory
 
 DecodeFn = Callable[[np.ndarray], np.ndarray]
 Key = tuple[int, int, int, int, bool]  # (volumes id, repeat, s, k index or -1 for forward frames, clean)

@@ -15,8 +15,7 @@ from collections.abc import Iterator
 import torch
 
 from lsdebm.errors import InputError
-from lsdebm.methods.base import (Method, Resolved, RunSettings, consistency_config, decode, langevin_config,
-                                 result_event)
+from lsdebm.methods.base import Method, Resolved, RunSettings, consistency_config, decode, langevin_config, result_event
 from lsdebm.methods.lebm import LEBMMethod
 from lsdebm.methods.lsdebm import LSDEBMMethod, sampling_schedule
 from lsdebm.methods.reconnet import ReconNetMethod

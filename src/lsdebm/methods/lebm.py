@@ -10,11 +10,11 @@ from collections.abc import Iterator
 import torch
 
 from lsdebm.methods.base import Method, Resolved, RunSettings, result_event
+from lsdebm.methods.losses import lebm_loss
 from lsdebm.nn.lebm import reference_latents
 from lsdebm.sampling.events import Event, LangevinEvent, StepEvent
 from lsdebm.sampling.langevin import langevin_iter
 from lsdebm.sampling.lebm import posterior_energy, prior_energy
-from lsdebm.methods.losses import lebm_loss
 
 
 class LEBMMethod(Method):

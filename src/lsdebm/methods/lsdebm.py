@@ -12,12 +12,12 @@ import torch
 from lsdebm.accel.convnet import inference as fast_net  # same function, faster (eval mode)
 from lsdebm.errors import InputError
 from lsdebm.methods.base import Method, Resolved, RunSettings, consistency_config, langevin_config, result_event
+from lsdebm.methods.losses import lsdebm_loss
 from lsdebm.nn.autoencoder import reparameterize
 from lsdebm.sampling.events import Event, StepEvent
 from lsdebm.sampling.guidance import guided_events
 from lsdebm.sampling.reverse import conditional_energy, forward_events, reverse_events
 from lsdebm.sampling.schedule import Schedule, make_schedule
-from lsdebm.methods.losses import lsdebm_loss
 
 
 def sampling_schedule(model: torch.nn.Module) -> Schedule:

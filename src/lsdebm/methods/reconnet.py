@@ -6,8 +6,8 @@ from collections.abc import Iterator
 import torch
 
 from lsdebm.methods.base import Method, Resolved, result_event
-from lsdebm.sampling.events import Event
 from lsdebm.methods.losses import reconnet_loss
+from lsdebm.sampling.events import Event
 
 
 class ReconNetMethod(Method):

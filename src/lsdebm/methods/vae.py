@@ -7,9 +7,9 @@ import torch
 
 from lsdebm.accel.convnet import inference as fast_net  # same function, faster (eval mode)
 from lsdebm.methods.base import Method, Resolved, result_event
+from lsdebm.methods.losses import vae_loss
 from lsdebm.nn.autoencoder import reparameterize
 from lsdebm.sampling.events import Event, StepEvent
-from lsdebm.methods.losses import vae_loss
 
 
 class VAEMethod(Method):

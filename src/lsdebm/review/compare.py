@@ -22,17 +22,17 @@ import numpy as np
 import torch
 
 from lsdebm.data.frame import affine_spacing, mask_to_input, to_model_grid
-from lsdebm.runtime.checkpoint import LoadedCheckpoint
-from lsdebm.runtime.device import model_device
-from lsdebm.runtime.loading import load_checkpoints
 from lsdebm.data.validate import foreground
 from lsdebm.errors import InputError
 from lsdebm.evaluation.metrics import check_mask, compute_metrics
-from lsdebm.tasks.reconstruct import effective_settings
-from lsdebm.provenance import checkpoint_record, make_provenance
-from lsdebm.tasks.progress import Job, Progress, drain
 from lsdebm.methods import RunSettings, make_generator, method_for, run, run_events
 from lsdebm.nn.registry import LABELS as KIND_LABELS
+from lsdebm.provenance import checkpoint_record, make_provenance
+from lsdebm.runtime.checkpoint import LoadedCheckpoint
+from lsdebm.runtime.device import model_device
+from lsdebm.runtime.loading import load_checkpoints
+from lsdebm.tasks.progress import Job, Progress, drain
+from lsdebm.tasks.reconstruct import effective_settings
 
 METHODS = ("vae", "lebm", "lsdebm")
 LABELS = {"input": "raw input", **{k: KIND_LABELS[k] for k in ("reconnet",) + METHODS}, "reference": "ground truth"}

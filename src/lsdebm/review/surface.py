@@ -5,10 +5,10 @@ Meshes live in the *grid-mm frame*: array axes in order, scaled by the voxel spa
 spacing. :func:`lsdebm.review.export.export_mesh` maps them to world (RAS+) mm with the affine.
 
 Pipeline: marching cubes at the 0.5 iso-level of the zero-padded mask (scikit-image, closed
-surfaces, triangles wound so that normals point outwards), Taubin smoothing (volume preserving, unlike Laplacian smoothing) and optional
-quadric decimation (pyvista/VTK). The signed distance of each vertex to the reference surface
-is VTK's implicit poly-data distance: positive outside the reference (over-segmentation),
-negative inside (under-segmentation).
+surfaces, triangles wound so that normals point outwards), Taubin smoothing (volume preserving,
+unlike Laplacian smoothing) and optional quadric decimation (pyvista/VTK). The signed distance of
+each vertex to the reference surface is VTK's implicit poly-data distance: positive outside the
+reference (over-segmentation), negative inside (under-segmentation).
 """
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ import csv
 import io
 from pathlib import Path
 
-from lsdebm.fileio import atomic_write
 from lsdebm.evaluation.metrics import METRIC_NAMES
+from lsdebm.fileio import atomic_write
 from lsdebm.review.roi import MetricsRow
 
 HEADERS = {"dsc": "DSC", "vs": "VS", "sen": "SEN", "spec": "SPEC", "nmi": "NMI", "ck": "CK",

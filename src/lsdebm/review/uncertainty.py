@@ -20,9 +20,9 @@ import torch
 
 from lsdebm.data.frame import to_model_grid, volume_to_input
 from lsdebm.errors import InputError
+from lsdebm.methods import RunSettings, make_generator, run
 from lsdebm.runtime.device import model_device
 from lsdebm.tasks.progress import Cancelled, Job, Progress
-from lsdebm.methods import RunSettings, make_generator, run
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,8 @@ def _check_path(path: Path) -> Path:
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise CheckpointError(
             f"{path}: pickle checkpoints ({path.suffix}) are never loaded because unpickling can run code; "
-            f"convert authors' state dicts with `lsdebm convert` or save with lsdebm.runtime.checkpoint.save_checkpoint")
+            "convert authors' state dicts with `lsdebm convert` or save with "
+            "lsdebm.runtime.checkpoint.save_checkpoint")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory; expected a .safetensors checkpoint file")
     if not path.is_file():

@@ -25,17 +25,16 @@ import torch
 
 from lsdebm.data.acquisition import Acquisition, find_acquisition
 from lsdebm.data.frame import CropInfo, crop_to_model, paste_probabilities, replace_label, resample
+from lsdebm.data.labelmaps import describe, present_labels, select_structures
 from lsdebm.data.slab_projection import consistent_probabilities
 from lsdebm.data.validate import foreground
-from lsdebm.data.labelmaps import describe, present_labels, select_structures
 from lsdebm.errors import InputError, InputWarning
+from lsdebm.methods import RunSettings, consistency_config, make_generator, resolve, run, run_events, sampling_schedule
 from lsdebm.provenance import make_provenance
 from lsdebm.runtime.loading import Models
-from lsdebm.tasks.progress import Job, Progress, drain
 from lsdebm.sampling import Trajectory, TrajectoryRecorder
-from lsdebm.methods import RunSettings, make_generator, run, run_events
 from lsdebm.sampling.guidance import build_observation
-from lsdebm.methods import consistency_config, resolve, sampling_schedule
+from lsdebm.tasks.progress import Job, Progress, drain
 
 
 def set_threads(threads: int | None) -> None:

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from lsdebm.errors import InputError
-from lsdebm.sampling.events import Event, ResultEvent, StepEvent
 from lsdebm.methods import RunSettings, decode, generate_events, method_for
 from lsdebm.nn.registry import has_energy
+from lsdebm.sampling.events import Event, ResultEvent, StepEvent
 from lsdebm.sampling.trajectory import Trajectory, TrajectoryRecorder
 from lsdebm.tasks.progress import Job, Progress, drain
 from lsdebm.teach.pixel_ebm import PixelEBM, pixel_generate_events

@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from lsdebm.config import Config
+from lsdebm.methods import RunSettings
 from lsdebm.nn.blocks import conv
 from lsdebm.sampling.events import Event, LangevinEvent, ResultEvent, StepEvent
 from lsdebm.sampling.langevin import langevin_iter
-from lsdebm.methods import RunSettings
 
 
 class PixelEBM(nn.Module):

@@ -23,12 +23,12 @@ from torch import nn
 
 from lsdebm.config import Config, get_preset
 from lsdebm.errors import InputError
+from lsdebm.methods import RunSettings, langevin_config, make_generator
+from lsdebm.methods.losses import energy_loss
 from lsdebm.nn.energy import TimeEnergy
 from lsdebm.sampling.events import LangevinEvent, StepEvent
-from lsdebm.methods import RunSettings, langevin_config, make_generator
 from lsdebm.sampling.reverse import conditional_energy, reverse_events
 from lsdebm.sampling.schedule import Schedule, make_schedule
-from lsdebm.methods.losses import energy_loss
 
 TERMS = ("both", "learned", "quadratic")
 TOY_ITERATIONS = 3000

@@ -17,11 +17,11 @@ import torch
 
 from lsdebm.config import Config, get_preset
 from lsdebm.errors import InputError
+from lsdebm.methods.losses import lebm_loss, lsdebm_loss
 from lsdebm.nn import build_model
 from lsdebm.nn.lebm import reference_latents
 from lsdebm.sampling.schedule import make_schedule
 from lsdebm.teach.pixel_ebm import PixelEBM, pixel_ebm_loss
-from lsdebm.methods.losses import lebm_loss, lsdebm_loss
 
 DIGIT_KINDS = ("lsdebm", "lebm", "ebm")
 DEFAULT_ITERATIONS = {"lsdebm": 2500, "lebm": 700, "ebm": 500}

@@ -72,9 +72,9 @@ def mixed_set(source, split: str | None, n: int, real_fraction: float, cfg, seed
 
     Every lumbar and lower thoracic vertebra of ``split`` (T10-L5, complete ones) is used.
     """
+    from lsdebm.data.frame import centroid_offset_world
     from lsdebm.data.mixed_set import MixedPairs, real_sources
     from lsdebm.data.real import load_real_masks
-    from lsdebm.data.frame import centroid_offset_world
 
     m = cfg.model
     if m.spatial_dims != 3:

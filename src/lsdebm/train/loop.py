@@ -24,12 +24,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from lsdebm.runtime.checkpoint import read_metadata, save_checkpoint
 from lsdebm.config import MODEL_KINDS, Config, check_model_memory, get_preset
 from lsdebm.errors import InputError
 from lsdebm.nn import build_model
 from lsdebm.nn.lebm import reference_latents
 from lsdebm.runtime import distributed as D
+from lsdebm.runtime.checkpoint import read_metadata, save_checkpoint
 from lsdebm.train.data import MaskSet, augment, directory_set, generated_set, has_split, is_phantom_set, mixed_set
 from lsdebm.train.log import write_csv
 from lsdebm.train.state import load_state, save_state, sidecar_path
@@ -82,8 +82,8 @@ def build_config(o: TrainOptions) -> Config:
     cfg = cfg.replace(**upd, **o.overrides)
     check_model_memory(cfg.model)  # before the phantom frame below or any network is built
     if cfg.model.spatial_dims == 3 and not cfg.model.centroid_offset_mm:  # stored, so inference crops alike
-        from lsdebm.data.pose import WORLD_AXES
         from lsdebm.data.frame import model_offset_mm
+        from lsdebm.data.pose import WORLD_AXES
 
         offset = WORLD_AXES.T @ np.asarray(model_offset_mm(cfg.model.grid, cfg.model.spacing))
         cfg = cfg.replace(**{"model.centroid_offset_mm": tuple(round(float(v), 3) for v in offset)})

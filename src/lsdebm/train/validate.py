@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lsdebm.evaluation.metrics import dice
 from lsdebm import methods
+from lsdebm.evaluation.metrics import dice
 from lsdebm.nn.registry import info_of
 from lsdebm.train.data import MaskSet
 

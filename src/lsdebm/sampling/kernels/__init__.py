@@ -44,4 +44,4 @@ def sample(energy_fn: EnergyFn, z: torch.Tensor, steps: int, step_size: float, n
 
 
 __all__ = ["CUDA_GRAPHS_ENV", "LangevinKernel", "cuda_graphs_enabled", "disabled", "enabled", "sample", "select",
-           "set_enabled"]
+           "set_enabled", "switch"]

@@ -28,10 +28,10 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from lsdebm.accel.switch import disabled, enabled, set_enabled  # noqa: F401 (the switch, kept importable here)
 from lsdebm.nn.energy import TimeEnergy
 from lsdebm.sampling.conditional import ConditionalEnergy
 from lsdebm.sampling.kernels import cuda_graph as fast_cuda
-from lsdebm.accel.switch import disabled, enabled, set_enabled  # noqa: F401 (the switch, kept importable here)
 from lsdebm.sampling.langevin import LangevinState
 
 BLOCK_BYTES = 64 * 2 ** 20  # buffers of one block of iterations (a_L and g_1 of every iteration)
