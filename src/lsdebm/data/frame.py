@@ -81,7 +81,7 @@ def resample(data: np.ndarray, out_shape, out_affine, in_affine, order: int) -> 
     )
 
 
-def _fraction(binary: np.ndarray, affine, crop_affine, grid: int) -> np.ndarray:
+def covered_fraction(binary: np.ndarray, affine, crop_affine, grid: int) -> np.ndarray:
     """Share of each model voxel covered by ``binary``: the mean of 2x2x2 linear sub-samples."""
     sub = np.diag([0.5, 0.5, 0.5, 1.0])
     sub[:3, 3] = -0.25  # sub-sample j sits at model index (j - 0.5) / 2
@@ -148,7 +148,7 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
         warnings.warn(f"{where} reaches {reach:.0f} mm from the crop centre, beyond the model's field of view "
                       f"(+-{grid * spacing / 2:g} mm); the parts outside are cut off", InputWarning, stacklevel=2)
     if values == "fraction":
-        crop = _fraction(binary, affine, crop_affine, grid)
+        crop = covered_fraction(binary, affine, crop_affine, grid)
     else:
         crop = (resample(binary.astype(np.float32), (grid,) * 3, crop_affine, affine, order=1) >= 0.5).astype(np.uint8)
     if not (crop >= 0.5).any():
