@@ -182,8 +182,12 @@ def test_slider_changes_frame_and_plots_follow_and_drive_sliders(explorer, qtbot
     clean = show_frame(qtbot, viewer, layer, 3, 1)
     assert not np.array_equal(clean, inner)
     canvas = w.plots.canvas
-    for ax, x, axis, want in ((w.plots.ax_grad, 3.1, 1, 3), (w.plots.ax_var, 1.2, 0, 1)):  # k from 0: 0..3
+    from lsdebm.explore.vocabulary import k_numbers
+
+    assert list(k_numbers(layer.data.traj)) == [0, 1, 2, 3]  # K=4 counted from 0: the k plots' x values
+    for ax, x, axis, want in ((w.plots.ax_grad, 3.1, 1, 3), (w.plots.ax_var, 1.2, 0, 1)):
         px, py = ax.transData.transform((x, np.mean(ax.get_ylim())))
+        assert ax.contains_point((px, py)), f"x={x} lies outside the plot (x limits {ax.get_xlim()})"
         canvas.callbacks.process("button_press_event", MouseEvent("button_press_event", canvas, px, py, button=1))
         assert viewer.dims.current_step[t_k_axes(viewer)[axis]] == want
 
