@@ -257,7 +257,7 @@ def test_3d_screenshot_shows_vertebra_and_t_changes_it(shown_explorer, qtbot, fi
     assert diff.mean() > 0.0005, diff.mean()
 
 
-def test_view_command_opens_files_with_explorer(qapp, tiny_ckpts, tmp_path):
+def test_view_command_opens_files_with_explorer(qapp, mock_app_model, tiny_ckpts, tmp_path):
     from lsdebm.data.nifti import write_volume
     from lsdebm.data.phantoms import make_vertebra
     from lsdebm.errors import CheckpointError, InputError

@@ -98,7 +98,8 @@ def test_self_comparison_is_refused(tagged, qtbot):
     assert review.show_overlap() is None and "itself" in review.status.text()
 
 
-def test_view_file_traj_opens_in_3d_at_the_final_frame(qapp, tiny_ckpts, tmp_path):
+def test_view_file_traj_opens_in_3d_at_the_final_frame(qapp, mock_app_model, tiny_ckpts, tmp_path):
+    """(mock_app_model: a fresh napari app for the viewer open_viewer makes, whatever tests ran before.)"""
     from lsdebm.data.nifti import write_volume
     from lsdebm.data.phantoms import make_vertebra
     from lsdebm.explore.record import run_metadata
