@@ -35,6 +35,7 @@ import torch
 from lsdebm.config import Config, get_preset
 from lsdebm.errors import CheckpointError, InputError
 from lsdebm.nn import build_model
+from lsdebm.nn.registry import kind_info
 from lsdebm.runtime.checkpoint import save_checkpoint, sha256_of
 
 MAPPING = (
@@ -134,9 +135,10 @@ def infer_config(kind: str, state: Mapping[str, torch.Tensor], spacing: float | 
     base = get_preset("reference")
     over: dict[str, Any] = {"preset": "reference", "model.grid": int(side) * 2 ** (len(ch) - 1), "model.channels": ch,
                             "model.latent_dim": int(latent), "model.spacing": spacing or base.model.spacing}
-    if linears and kind == "lsdebm":
+    energy_of = kind_info(kind)
+    if linears and energy_of.diffusion:  # LSD-EBM: the time-conditioned energy MLP of eq. (2)
         over.update({"model.energy_hidden": int(linears[0][1].shape[0]), "model.energy_layers": len(linears) - 1})
-    elif linears and kind == "lebm":
+    elif linears and energy_of.has_energy:  # LEBM: the latent prior's energy
         over.update({"lebm.energy_hidden": int(linears[0][1].shape[0]), "lebm.energy_layers": len(linears) - 1,
                      "lebm.batchnorm": any(k.startswith("ebm.") and k.endswith("running_mean") for k in state)})
     if T is not None:

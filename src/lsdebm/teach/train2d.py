@@ -23,9 +23,49 @@ from lsdebm.nn.lebm import reference_latents
 from lsdebm.sampling.schedule import make_schedule
 from lsdebm.teach.pixel_ebm import PixelEBM, pixel_ebm_loss
 
-DIGIT_KINDS = ("lsdebm", "lebm", "ebm")
-DEFAULT_ITERATIONS = {"lsdebm": 2500, "lebm": 700, "ebm": 500}
 Progress = Callable[[int, int, dict], None]
+
+
+def _lsdebm_step(model, x, schedule, cfg: Config, g, latents, idx) -> dict:
+    return lsdebm_loss(model, x, schedule, cfg.train.train_K, g)
+
+
+def _lebm_step(model, x, schedule, cfg: Config, g, latents, idx) -> dict:
+    out = lebm_loss(model, x, latents[idx], g)
+    latents[idx] = out.pop("z_post")  # one persistent posterior chain per training image
+    return out
+
+
+def _pixel_step(model, x, schedule, cfg: Config, g, latents, idx) -> dict:
+    return pixel_ebm_loss(model, x, g)
+
+
+@dataclass(frozen=True)
+class DigitRecipe:
+    """How one teaching model is built and trained (the table below is the only place kinds differ).
+
+    Attributes:
+        iterations: default training batches.
+        energy_lr: energy network learning rate.
+        pixel: the pixel-space EBM (no encoder/decoder; its own network and short-run negatives).
+        persistent_latents: one persistent posterior chain per training image (LEBM).
+        step: the losses of one batch.
+    """
+
+    iterations: int
+    energy_lr: float
+    pixel: bool
+    persistent_latents: bool
+    step: Callable[..., dict]
+
+
+RECIPES = {
+    "lsdebm": DigitRecipe(2500, 2e-3, False, False, _lsdebm_step),
+    "lebm": DigitRecipe(700, 2e-4, False, True, _lebm_step),
+    "ebm": DigitRecipe(500, 2e-4, True, False, _pixel_step),
+}
+DIGIT_KINDS = tuple(RECIPES)
+DEFAULT_ITERATIONS = {kind: r.iterations for kind, r in RECIPES.items()}
 
 
 def digits_config(kind: str, size: int = 16) -> Config:
@@ -48,10 +88,10 @@ def digits_config(kind: str, size: int = 16) -> Config:
         "loss.kl_weight": 0.1, "schedule.T": 10, "langevin.K": 30, "langevin.step_size": 0.02,
         "langevin.recon_steps": 4, "lebm.energy_hidden": 200, "lebm.energy_layers": 2, "lebm.prior_steps": 30,
         "lebm.prior_step_size": 0.4, "lebm.posterior_steps": 10, "lebm.posterior_step_size": 0.1,
-        "train.batch_size": 64, "train.lr": 2e-3, "train.energy_lr": 2e-3 if kind == "lsdebm" else 2e-4,
+        "train.batch_size": 64, "train.lr": 2e-3, "train.energy_lr": RECIPES[kind].energy_lr,
         "train.train_K": 30,
     }
-    if kind == "ebm":  # pixel space: big gradient steps, little noise (short-run EBM)
+    if RECIPES[kind].pixel:  # pixel space: big gradient steps, little noise (short-run EBM)
         over.update({"model.channels": (16, 32, 64) if size <= 16 else (16, 32, 64, 64),
                      "langevin.step_size": 2.0, "langevin.noise_scale": 0.005, "loss.energy_reg": 0.01})
     return get_preset("default").replace(preset=f"teach-{kind}-digits{size}", **over)
@@ -59,7 +99,7 @@ def digits_config(kind: str, size: int = 16) -> Config:
 
 def build_teach_model(kind: str, cfg: Config) -> torch.nn.Module:
     """``lsdebm``/``lebm`` from ``lsdebm.nn.build_model``; ``ebm`` is the pixel EBM."""
-    return PixelEBM(cfg) if kind == "ebm" else build_model(kind, cfg)
+    return PixelEBM(cfg) if RECIPES[kind].pixel else build_model(kind, cfg)
 
 
 @dataclass
@@ -79,7 +119,7 @@ def _batches(n: int, batch: int, rng: np.random.Generator):
 
 def _optimizers(kind: str, model: torch.nn.Module, cfg: Config) -> list[torch.optim.Optimizer]:
     tc = cfg.train
-    if kind == "ebm":
+    if RECIPES[kind].pixel:
         return [torch.optim.Adam(model.parameters(), lr=tc.energy_lr, betas=(0.5, 0.999))]
     gen = [p for name, p in model.named_parameters() if not name.startswith("energy.")]
     return [torch.optim.Adam(gen, lr=tc.lr), torch.optim.Adam(model.energy.parameters(), lr=tc.energy_lr,
@@ -108,19 +148,14 @@ def train_digits(kind: str, images: np.ndarray, iterations: int | None = None, s
     # learning rates decay linearly to 5 % over the run, so the final weights are not a noisy snapshot
     decays = [torch.optim.lr_scheduler.LambdaLR(o, lambda i: max(0.05, 1.0 - i / iterations)) for o in opts]
     schedule = make_schedule(cfg.schedule)
-    z_store = reference_latents(cfg, len(data), g) if kind == "lebm" else None
+    recipe = RECIPES[kind]
+    z_store = reference_latents(cfg, len(data), g) if recipe.persistent_latents else None
     last: dict = {}
     start = time.perf_counter()
     for it in range(1, iterations + 1):
         idx = next(batches)
         x = data[idx]
-        if kind == "lsdebm":
-            out = lsdebm_loss(model, x, schedule, cfg.train.train_K, g)
-        elif kind == "lebm":
-            out = lebm_loss(model, x, z_store[idx], g)
-            z_store[idx] = out.pop("z_post")
-        else:
-            out = pixel_ebm_loss(model, x, g)
+        out = recipe.step(model, x, schedule, cfg, g, z_store, idx)
         total = sum(v for k, v in out.items() if k.startswith("loss_"))
         for opt in opts:
             opt.zero_grad(set_to_none=True)
