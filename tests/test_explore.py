@@ -103,6 +103,25 @@ def test_prefetch_decodes_neighbours_in_one_background_batch():
     assert dec.latents == before or vol.jobs.wait_idle(10)
 
 
+def test_delayed_prefetch_waits_but_a_request_goes_first():
+    from lsdebm.explore.background import JobQueue
+
+    jobs, ran = JobQueue(), []
+    start = time.monotonic()
+    jobs.submit(lambda: ran.append(("prefetch", time.monotonic() - start)), replace="prefetch", delay=0.3)
+    jobs.submit(lambda: ran.append(("request", time.monotonic() - start)), urgent=True)
+    jobs.submit(lambda: ran.append(("prefetch", time.monotonic() - start)), replace="prefetch", delay=0.3)
+    assert jobs.wait_idle(10)
+    assert [name for name, _ in ran] == ["request", "prefetch"] and ran[0][1] < 0.25 <= ran[1][1]
+    traj, dec = small_traj(depth=3, nk=4), CountingDecoder()
+    vol = TrajectoryVolumes(traj, dec, dec.shape)
+    vol.prefetch_delay_s = 0.3
+    vol[5, 1]
+    assert dec.latents == 1 and not vol.jobs.idle()  # the neighbours wait, queued
+    assert vol.jobs.wait_idle(10) and dec.latents == 5
+    jobs.close()
+
+
 def test_nonblocking_returns_placeholder_then_notifies():
     traj, dec = small_traj(), CountingDecoder(delay=0.2)
     vol = TrajectoryVolumes(traj, dec, dec.shape, nonblocking=True, prefetch=False)
@@ -200,7 +219,7 @@ def test_decoder_matches_model_and_plots_draw(tiny_ckpts):
     import torch
     from matplotlib.figure import Figure
 
-    from lsdebm.explore.plots import draw_langevin, draw_variance, frame_labels
+    from lsdebm.explore.plots import draw_langevin, draw_variance, frame_labels, update_langevin
     from lsdebm.explore.vocabulary import frame_names
     from lsdebm.methods import decode
 
@@ -215,6 +234,12 @@ def test_decoder_matches_model_and_plots_draw(tiny_ckpts):
     assert len(ax.lines) == 3 + 1  # one trace per repeat plus the cursor
     draw_langevin(ax_e, ax_g, traj, 3)
     np.testing.assert_allclose(ax_e.lines[0].get_ydata(), traj.energy[0, 1])
+    lines = list(ax_e.lines)
+    assert update_langevin(ax_e, ax_g, traj, 4, 3)  # another reverse step: the same lines, new data
+    assert list(ax_e.lines) == lines and ax_e.get_title().startswith("reverse t=0")
+    np.testing.assert_allclose(ax_e.lines[2].get_ydata(), traj.energy[2, 0])
+    np.testing.assert_allclose(ax_g.lines[1].get_ydata(), traj.grad_norm[1, 0])
+    assert not update_langevin(ax_e, ax_g, traj, 1, 4)  # a forward frame has no curves: drawn anew
 
 
 @pytest.mark.parametrize("backend", ["matplotlib", "pyvista"])

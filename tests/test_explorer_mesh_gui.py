@@ -65,6 +65,10 @@ def test_recorded_run_draws_a_surface_that_follows_t_and_k(explorer, qtbot, fitt
     np.testing.assert_allclose(surface.scale, (1, 1, 1))  # vertices are in mm along the array axes
     np.testing.assert_allclose(surface.translate, np.asarray(layer.translate)[-3:])
     np.testing.assert_allclose(layer.data.mesh_spacing, np.asarray(layer.scale)[-3:])
+    # a new mesh only uploads triangles: vispy keeps its colour-transform shader (no recompile per step)
+    build = viewer.window._qt_viewer.canvas.layer_to_visual[surface].node._build_color_transform
+    values = np.ones((3, 1), np.float32)  # per-vertex values, as napari hands them to vispy
+    assert build(values) is build(values)
     # the surface lies where the Image layer's iso-surface does: inside the decoded mask's bounds (mm)
     pos = (layer.data.shape[0] - 1, layer.data.shape[1] - 1)
     show_frame(qtbot, viewer, layer, *pos)

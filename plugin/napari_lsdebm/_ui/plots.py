@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from lsdebm.explore.plots import draw_langevin, draw_variance
+from lsdebm.explore.plots import draw_langevin, draw_variance, update_langevin
 from lsdebm.explore.vocabulary import frame_name, k_number, k_numbers
 from lsdebm.sampling import Trajectory
 
@@ -81,9 +81,10 @@ class TrajectoryPlots(QWidget):
         self._t_cursor.set_xdata([s, s])
         redraw = force or self._langevin_reframe(s)
         if redraw:
-            for ax in (self.ax_energy, self.ax_grad):
-                ax.clear()
-            self._k_cursors = draw_langevin(self.ax_energy, self.ax_grad, traj, s)
+            if force or not update_langevin(self.ax_energy, self.ax_grad, traj, s, self._langevin_frame):
+                for ax in (self.ax_energy, self.ax_grad):
+                    ax.clear()
+                self._k_cursors = draw_langevin(self.ax_energy, self.ax_grad, traj, s)
             self._langevin_frame = s
         kv = k_number(traj, k)  # the Langevin iteration counted from 0 (lsdebm.explore.vocabulary)
         self.where.setText(f"slider t (frame {s} of {traj.n_frames - 1}) = {frame_name(traj, s)}"
@@ -110,10 +111,14 @@ class TrajectoryPlots(QWidget):
             cursor.axes.draw_artist(cursor)
 
     def _blit(self) -> None:
+        """Draw the cursors over the last full drawing; the widget repaints with the next window update.
+
+        (``canvas.blit`` would repaint it at once, and with it the whole window, 3D canvas included.)
+        """
         self.canvas.restore_region(self._background)
         for cursor in self._cursors():
             cursor.axes.draw_artist(cursor)
-        self.canvas.blit(self.figure.bbox)
+        self.canvas.update()
 
     def cursor_positions(self) -> tuple[float, float]:
         """(frame index, Langevin iteration k from 0) under the cursors (tests read it)."""

@@ -63,6 +63,36 @@ def set_mesh(layer, mesh: Mesh) -> None:
     layer.data = surface_data(mesh)
 
 
+def keep_shaders(viewer, layer) -> None:
+    """Stop vispy recompiling a Surface layer's shaders each time its triangles are replaced.
+
+    vispy's MeshVisual builds a new colour-transform shader function on every data update, so
+    every new mesh costs a shader compile and link per view (about 50 ms a slider step in
+    software OpenGL). That function depends only on the kind of colours, the contrast limits and
+    the colormap, so the visual gets it back unchanged while those stay the same. Without a Qt
+    canvas (headless viewers) this does nothing.
+    """
+    viewer, layer = (getattr(x, "__wrapped__", x) for x in (viewer, layer))  # not napari's plugin proxies
+    canvas = getattr(getattr(getattr(viewer, "window", None), "_qt_viewer", None), "canvas", None)
+    visual = getattr(canvas, "layer_to_visual", {}).get(layer)
+    node = getattr(visual, "node", None)
+    build = getattr(node, "_build_color_transform", None)
+    if build is None or getattr(build, "keeps_shaders", False):
+        return
+    made: dict = {}
+
+    def color_transform(colors):
+        key = (colors.ndim == 2 and colors.shape[1] == 1, tuple(map(float, node._clim_values)),
+               node.cmap.glsl_map)
+        if key not in made:
+            made.clear()
+            made[key] = build(colors)
+        return made[key]
+
+    color_transform.keeps_shaders = True
+    node._build_color_transform = color_transform
+
+
 def volume_mesh(volume, scale=None, level: float = LEVEL) -> Mesh:
     """The ``level`` iso-surface of a probability or {0, 1} volume in the grid-mm frame of ``scale``."""
     return frame_mesh(np.asarray(volume, np.float32), level, spacing=spatial(scale, 1.0))

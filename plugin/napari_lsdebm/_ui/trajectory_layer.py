@@ -16,6 +16,7 @@ from lsdebm.sampling import Trajectory
 AXIS_LABELS = ("t", "k", "z", "y", "x")
 META_KEY = "lsdebm_trajectory"
 WAIT_S = 0.15  # a slider move waits this long for its frame before showing the previous one
+PREFETCH_DELAY_S = 0.15  # neighbours are decoded after the frame under the slider has been drawn
 MESSAGE_KEY = "lsdebm_message"
 
 
@@ -78,6 +79,7 @@ class FrameRefresher(QObject):
         self.ready.connect(self._on_ready)
         self.volumes.on_ready = self.ready.emit
         self.volumes.wait_s = WAIT_S
+        self.volumes.prefetch_delay_s = PREFETCH_DELAY_S
         self.volumes.nonblocking = True
 
     def _on_ready(self, key) -> None:

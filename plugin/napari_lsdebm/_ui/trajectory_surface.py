@@ -12,7 +12,7 @@ from __future__ import annotations
 from qtpy.QtCore import QObject
 
 from lsdebm.review.surface import Mesh, empty_mesh
-from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_mesh_layer, set_mesh, spatial
+from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_mesh_layer, keep_shaders, set_mesh, spatial
 from napari_lsdebm._ui.trajectory_layer import FrameRefresher, real_layer, slider_axes
 
 SURFACE_OF_KEY = "lsdebm_surface_of"  # metadata of the Surface layer: the name of its trajectory layer
@@ -57,7 +57,11 @@ class TrajectorySurface(QObject):
         if axes is None:
             return
         step = self.viewer.dims.current_step
-        mesh = self.volumes.shown_mesh(int(step[axes[0]]), int(step[axes[1]]))
+        # the sliders span every layer: past this trajectory's end (a longer run kept beside it, the
+        # teaching dock's layers) show its last frame, as the plots' cursors do, instead of failing
+        n_s, n_k = self.volumes.shape[:2]
+        s, k = min(int(step[axes[0]]), n_s - 1), min(int(step[axes[1]]), max(n_k - 1, 0))
+        mesh = self.volumes.shown_mesh(s, k)
         if mesh is not self.shown:
             self.shown = mesh
             self.meshes_shown += 1
@@ -80,6 +84,7 @@ class TrajectorySurface(QObject):
         if active and self.surface is None:
             self.surface = add_mesh_layer(self.viewer, empty_mesh(), f"{self.layer.name} (mesh)",
                                           self.layer.translate, {SURFACE_OF_KEY: self.layer.name}, visible=shown)
+            keep_shaders(self.viewer, self.surface)  # a slider step then only uploads triangles
             self.surface.events.visible.connect(self.update)
             self.shown = None
         if shown:

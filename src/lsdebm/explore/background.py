@@ -3,11 +3,14 @@
 Scrubbing produces a burst of requests; only the newest matters, so ``submit(..., urgent=True)``
 drops every job still waiting and runs the new one next. Prefetch jobs are appended behind it
 with ``replace="prefetch"``, which drops older prefetches but never a waiting request.
+A job may also wait ``delay`` seconds before it starts (an urgent one still goes first), so
+prefetching does not compete for the CPU with a viewer drawing the frame just asked for.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -19,25 +22,27 @@ class JobQueue:
 
     def __init__(self, name: str = "lsdebm-decode") -> None:
         self.name = name
-        self._jobs: deque[tuple[str | None, Callable[[], None]]] = deque()
+        self._jobs: deque[tuple[str | None, Callable[[], None], float]] = deque()  # (tag, job, not before)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
         self._busy = False
 
-    def submit(self, job: Callable[[], None], urgent: bool = False, replace: str | None = None) -> None:
+    def submit(self, job: Callable[[], None], urgent: bool = False, replace: str | None = None,
+               delay: float = 0.0) -> None:
         """Queue ``job``: ``urgent`` drops everything still waiting and puts it first; otherwise it
-        is appended, after dropping waiting jobs submitted with the same ``replace`` tag."""
+        is appended, after dropping waiting jobs submitted with the same ``replace`` tag, and starts
+        no earlier than ``delay`` seconds from now."""
         with self._cond:
             if self._closed:
                 return
             if urgent:
                 self._jobs.clear()
-                self._jobs.appendleft((None, job))
+                self._jobs.appendleft((None, job, 0.0))
             else:
                 if replace is not None:
                     self._jobs = deque(j for j in self._jobs if j[0] != replace)
-                self._jobs.append((replace, job))
+                self._jobs.append((replace, job, time.monotonic() + delay if delay > 0 else 0.0))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
                 self._thread.start()
@@ -63,10 +68,14 @@ class JobQueue:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._jobs or self._closed)
+                while not self._closed:
+                    wait = self._jobs[0][2] - time.monotonic() if self._jobs else None
+                    if wait is not None and wait <= 0:
+                        break
+                    self._cond.wait(wait)  # for a job, or until the first one may start
                 if self._closed:
                     return
-                _, job = self._jobs.popleft()
+                _, job, _ = self._jobs.popleft()
                 self._busy = True
             try:
                 job()

@@ -64,6 +64,29 @@ def draw_guided(ax, traj: Trajectory, k_last: int) -> int:
     return int(k[-1])
 
 
+def update_langevin(ax_energy, ax_grad, traj: Trajectory, s: int, shown: int) -> bool:
+    """Move the curves drawn by :func:`draw_langevin` for frame ``shown`` to frame ``s`` in place.
+
+    Much cheaper than clearing the axes and drawing anew (what a slider step along t would
+    otherwise cost). Only possible between two reverse frames without the guided iterations
+    (t = 0 may add them); returns False, changing nothing, when it is not.
+    """
+    series, before = langevin_series(traj, s), langevin_series(traj, shown)
+    if series is None or before is None or traj.guided_energy.size:
+        return False
+    k, energy, grad = series
+    lines = (ax_energy.get_lines()[:-1], ax_grad.get_lines()[:-1])  # the last line is the cursor
+    if len(lines[0]) != energy.shape[0] or len(lines[1]) != grad.shape[0]:
+        return False
+    for ax, ax_lines, values in ((ax_energy, lines[0], energy), (ax_grad, lines[1], grad)):
+        for line, row in zip(ax_lines, values):
+            line.set_data(k, row)
+        ax.relim(visible_only=True)
+        ax.autoscale_view(scalex=False)
+    ax_energy.set_title(f"reverse t={traj.frame_info(s)[1]}: energy where iteration k starts", fontsize=8)
+    return True
+
+
 def draw_langevin(ax_energy, ax_grad, traj: Trajectory, s: int):
     """Energy and gradient norm over the Langevin iterations at frame ``s``; returns the two cursors."""
     series = langevin_series(traj, s)

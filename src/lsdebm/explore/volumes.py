@@ -75,6 +75,7 @@ class TrajectoryVolumes:
         self.cache = cache if cache is not None else DecodeCache(512 * 2 ** 20)
         self.prefetch, self.nonblocking = prefetch, nonblocking
         self.wait_s = 0.0  # nonblocking: how long a request may wait for its decode before a placeholder
+        self.prefetch_delay_s = 0.0  # neighbours are decoded no earlier than this after an access
         self.repeat, self.clean = 0, False
         self.uid = next(_ids)  # keeps keys of trajectories sharing one cache apart
         self.on_ready: Callable[[Key], None] | None = None
@@ -233,7 +234,7 @@ class TrajectoryVolumes:
             done = threading.Event()
             self.jobs.submit(lambda: self._job([key], notify=True, done=done), urgent=True)
             if self.prefetch:
-                self.jobs.submit(lambda: self._job(self.neighbours(s, k)), replace="prefetch")
+                self._prefetch(s, k)
             if not (self.wait_s > 0 and done.wait(self.wait_s) and self._ready(key)):
                 return None
         return key
@@ -250,7 +251,11 @@ class TrajectoryVolumes:
         if vol is not None:
             self._last = vol
         if self.prefetch:
-            self.jobs.submit(lambda: self._job(self.neighbours(s, k)), replace="prefetch")
+            self._prefetch(s, k)
+
+    def _prefetch(self, s: int, k: int) -> None:
+        """Queue the neighbours of (s, k) behind any request, replacing an older prefetch."""
+        self.jobs.submit(lambda: self._job(self.neighbours(s, k)), replace="prefetch", delay=self.prefetch_delay_s)
 
     def _wait_ready(self, key: Key) -> np.ndarray | None:
         with self._lock:
