@@ -31,7 +31,7 @@ from lsdebm.nn.lebm import reference_latents
 from lsdebm.runtime import distributed as D
 from lsdebm.runtime.checkpoint import read_metadata, save_checkpoint
 from lsdebm.train.data import MaskSet, augment, directory_set, generated_set, has_split, is_phantom_set, mixed_set
-from lsdebm.train.log import write_csv
+from lsdebm.train.log import checkpoint_info, write_csv
 from lsdebm.train.state import load_state, save_state, sidecar_path
 from lsdebm.train.steps import TrainStep, make_optimizers
 from lsdebm.train.validate import validation_dice
@@ -164,7 +164,76 @@ def train(o: TrainOptions) -> dict[str, Any]:
         D.shutdown(ctx)
 
 
+@dataclass
+class _Run:
+    """One run's state across epochs: what was built or resumed, and the progress counters."""
+
+    cfg: Config
+    model: torch.nn.Module
+    fmt: torch.memory_format
+    optimizers: list[torch.optim.Optimizer]
+    train_set: MaskSet
+    val_set: MaskSet | None
+    lebm_steps: int
+    latents: torch.Tensor | None
+    previous_commands: list[str]
+    start_epoch: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    samples0: int = 0
+    skipped: int = 0
+    local_samples: int = 0
+    stopped_early: bool = False
+
+
 def _train(o: TrainOptions, ctx: D.DistContext) -> dict[str, Any]:
+    """Train epoch by epoch (from where a resumed run stopped); returns the last epoch's row."""
+    run = _setup(o, ctx)
+    device, bs, epochs = ctx.device, run.cfg.train.batch_size, run.cfg.train.epochs
+    step_module = TrainStep(run.model, run.cfg.train.train_K, run.lebm_steps).to(device)
+    wrapped = DistributedDataParallel(step_module, device_ids=[device] if device.type == "cuda" else None) \
+        if ctx.distributed else step_module
+    autocast, amp_dtype = _amp_context(o, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    sampler = DistributedSampler(range(len(run.train_set)), ctx.world_size, ctx.rank, shuffle=True, seed=o.seed)
+    steps_per_epoch = math.ceil(len(sampler) / bs)
+    bar = tqdm(total=max(epochs - run.start_epoch, 0) * steps_per_epoch, disable=not ctx.is_main, file=sys.stderr,
+               mininterval=1.0 if sys.stderr.isatty() else 30.0, desc=f"train {o.model}", unit="it")
+    t_start = time.perf_counter()
+    for epoch in range(run.start_epoch, epochs):
+        sampler.set_epoch(epoch)
+        if run.train_set.refresh is not None and epoch > 0:
+            run.train_set.refresh(epoch)
+        cpu_gen = torch.Generator().manual_seed(o.seed * 100003 + epoch * 1009 + ctx.rank)
+        dev_gen = torch.Generator(device=device).manual_seed(o.seed * 100019 + epoch * 2003 + ctx.rank)
+        order = list(sampler)
+        sums: dict[str, float] = {}
+        n_good = 0
+        t_epoch = time.perf_counter()
+        run.model.train()
+        for b in range(steps_per_epoch):
+            idx = torch.tensor(order[b * bs:(b + 1) * bs], dtype=torch.long)
+            n_good += _step(o, ctx, run, wrapped, autocast, scaler, idx, (cpu_gen, dev_gen), sums)
+            run.local_samples += len(idx)
+            bar.update(1)
+            bar.set_postfix({k: f"{v / max(n_good, 1):.4g}" for k, v in sums.items()}, refresh=False)
+            elapsed = time.perf_counter() - t_start
+            set_lr(run.optimizers, run.cfg, (epoch - run.start_epoch) * steps_per_epoch + b + 1,
+                   (epochs - run.start_epoch) * steps_per_epoch, elapsed, o.max_minutes)
+            over = o.max_minutes is not None and elapsed > o.max_minutes * 60
+            if D.all_reduce_mean(torch.tensor([float(over)]), ctx).item() > 0:
+                run.stopped_early = True
+                break
+        _end_epoch(o, ctx, run, epoch, b + 1, time.perf_counter() - t_epoch, sums, n_good, order, bar)
+        D.barrier(ctx)
+        if run.stopped_early:
+            break
+    bar.close()
+    return run.rows[-1] if run.rows else {}
+
+
+def _setup(o: TrainOptions, ctx: D.DistContext) -> _Run:
+    """Config (the checkpoint's when resuming), model, optimisers, data and LEBM latents of a run."""
     resume_meta = read_metadata(o.resume) if o.resume else None
     cfg = resume_meta["config"] if resume_meta else build_config(o)
     if resume_meta:  # the checkpoint's config, with the options that may change between runs
@@ -176,129 +245,101 @@ def _train(o: TrainOptions, ctx: D.DistContext) -> dict[str, Any]:
     if resume_meta:
         old_info = resume_meta["info"]
         previous_commands = old_info.get("commands") or ([old_info["command"]] if old_info.get("command") else [])
-    device = ctx.device
     torch.manual_seed(o.seed)
     model = build_model(o.model, cfg)
     fmt = torch.channels_last_3d if cfg.model.spatial_dims == 3 else torch.channels_last
-    model = model.to(device=device, memory_format=fmt)
+    model = model.to(device=ctx.device, memory_format=fmt)
     optimizers = make_optimizers(model, cfg.train.lr, cfg.train.energy_lr)
     train_set, val_set = load_data(o, cfg)
-    lebm_steps = o.lebm_steps or cfg.lebm.posterior_steps
     latents = None
     if o.model == "lebm":  # persistent posterior chains start, like Pang et al.'s, from the reference N(0, s^2 I)
         latents = reference_latents(cfg, len(train_set), torch.Generator().manual_seed(o.seed))
-    start_epoch, rows, elapsed0, samples0 = 0, [], 0.0, 0
+    run = _Run(cfg, model, fmt, optimizers, train_set, val_set, o.lebm_steps or cfg.lebm.posterior_steps, latents,
+               previous_commands)
     if o.resume:
-        side = sidecar_path(o.resume)
-        if not side.is_file():
-            raise InputError(f"--resume {o.resume}: training-state sidecar {side} not found (it holds the "
-                             "optimiser state; copy it next to the checkpoint)")
-        meta, saved_latents = load_state(side, model, optimizers)
-        start_epoch, rows = int(meta["epoch"]), meta.get("rows", [])
-        elapsed0, samples0 = float(meta.get("train_seconds", 0.0)), int(meta.get("samples", 0))
-        if latents is not None and saved_latents is not None and saved_latents.shape == latents.shape:
-            latents = saved_latents
-        if start_epoch >= cfg.train.epochs:
-            raise InputError(f"--resume {o.resume}: already trained for {start_epoch} epochs; pass --epochs "
-                             f"above {start_epoch} to continue")
-        for opt, lr in zip(optimizers, (cfg.train.lr, cfg.train.energy_lr)):
-            for group in opt.param_groups:
-                group["lr"] = lr
-    step_module = TrainStep(model, cfg.train.train_K, lebm_steps).to(device)
-    wrapped = DistributedDataParallel(step_module, device_ids=[device] if device.type == "cuda" else None) \
-        if ctx.distributed else step_module
-    autocast, amp_dtype = _amp_context(o, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    sampler = DistributedSampler(range(len(train_set)), ctx.world_size, ctx.rank, shuffle=True, seed=o.seed)
-    bs, epochs = cfg.train.batch_size, cfg.train.epochs
-    steps_per_epoch = math.ceil(len(sampler) / bs)
-    bar = tqdm(total=max(epochs - start_epoch, 0) * steps_per_epoch, disable=not ctx.is_main, file=sys.stderr,
-               mininterval=1.0 if sys.stderr.isatty() else 30.0, desc=f"train {o.model}", unit="it")
-    train_seconds, samples, stopped_early, skipped, local_samples = elapsed0, samples0, False, 0, 0
-    t_start = time.perf_counter()
-    epoch = start_epoch
-    for epoch in range(start_epoch, epochs):
-        sampler.set_epoch(epoch)
-        if train_set.refresh is not None and epoch > 0:
-            train_set.refresh(epoch)
-        cpu_gen = torch.Generator().manual_seed(o.seed * 100003 + epoch * 1009 + ctx.rank)
-        dev_gen = torch.Generator(device=device).manual_seed(o.seed * 100019 + epoch * 2003 + ctx.rank)
-        order = list(sampler)
-        sums: dict[str, float] = {}
-        n_good = 0
-        t_epoch = time.perf_counter()
-        model.train()
-        for b in range(steps_per_epoch):
-            idx = torch.tensor(order[b * bs:(b + 1) * bs], dtype=torch.long)
-            target = train_set.hq[idx].float()
-            x = train_set.lq[idx].float() if o.model == "reconnet" else target
-            x, target = augment([x, target], cpu_gen, o.max_shift)
-            x = x.to(device, memory_format=fmt)
-            target = target.to(device, memory_format=fmt)
-            z_init = latents[idx].to(device) if latents is not None else None
-            with autocast():
-                losses = wrapped(x, target, z_init, dev_gen)
-            total = losses["loss_g"] + losses.get("loss_e", 0.0)
-            for opt in optimizers:
-                opt.zero_grad(set_to_none=True)
-            bad = D.all_reduce_mean(torch.tensor([float(not torch.isfinite(total.detach()))]), ctx).item() > 0
-            if bad:  # a diverged Langevin chain on some rank: no update anywhere; LEBM chains restart
-                skipped += 1
-                if latents is not None:
-                    latents[idx] = reference_latents(cfg, len(idx), cpu_gen)
-            else:
-                scaler.scale(total).backward()
-                for opt in optimizers:
-                    scaler.step(opt)
-                scaler.update()
-                n_good += 1
-                if latents is not None:
-                    latents[idx] = losses["z_post"].float().cpu()
-                for k in ("loss_g", "loss_e", "recon"):
-                    if k in losses:
-                        sums[k] = sums.get(k, 0.0) + float(losses[k].detach())
-            local_samples += len(idx)
-            bar.update(1)
-            bar.set_postfix({k: f"{v / max(n_good, 1):.4g}" for k, v in sums.items()}, refresh=False)
-            elapsed = time.perf_counter() - t_start
-            set_lr(optimizers, cfg, (epoch - start_epoch) * steps_per_epoch + b + 1,
-                   (epochs - start_epoch) * steps_per_epoch, elapsed, o.max_minutes)
-            over = o.max_minutes is not None and elapsed > o.max_minutes * 60
-            if D.all_reduce_mean(torch.tensor([float(over)]), ctx).item() > 0:
-                stopped_early = True
-                break
-        n_steps = b + 1
-        epoch_seconds = time.perf_counter() - t_epoch
-        train_seconds += epoch_seconds
-        per_rank = D.all_gather_ints(local_samples, ctx)
-        samples = samples0 + sum(per_rank)
-        means = D.all_reduce_mean(torch.tensor([v / max(n_good, 1) for v in sums.values()]), ctx).tolist()
-        if latents is not None and ctx.distributed:
-            latents = _merge_latents(latents, order, ctx)
-        row = {"epoch": epoch + 1, "steps": n_steps, **dict(zip(sums, means)), "epoch_s": round(epoch_seconds, 2),
-               "train_s": round(train_seconds, 1), "lr": float(f"{optimizers[0].param_groups[0]['lr']:.4g}"),
-               "samples_per_s": round(n_steps * bs * ctx.world_size / epoch_seconds, 3),
-               "skipped_nonfinite": skipped}
-        last = stopped_early or epoch + 1 == epochs
-        if ctx.is_main:
-            if val_set is not None and ((epoch + 1) % o.val_every == 0 or last):
-                row.update({k: round(v, 5) for k, v in validation_dice(model, val_set, o.val_seed).items()})
-            rows.append(row)
-            bar.write(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                                                 for k, v in row.items()))
-            info = _info(o, cfg, train_set, val_set, ctx, rows, train_seconds, samples, lebm_steps, epoch + 1,
-                         stopped_early)
-            info["samples_per_rank_this_run"] = per_rank
-            info["commands"] = previous_commands + [o.command]  # every run that produced these weights
-            write_csv(csv_path(o.out), rows)
-            save_checkpoint(model, o.out, info=info, half=o.half, overwrite=True)
-            save_state(sidecar_path(o.out), model, optimizers, latents,
-                       {"epoch": epoch + 1, "rows": rows, "train_seconds": train_seconds, "samples": samples})
-        D.barrier(ctx)
-        if stopped_early:
-            break
-    bar.close()
-    return rows[-1] if rows else {}
+        _resume_state(o, run)
+    return run
+
+
+def _resume_state(o: TrainOptions, run: _Run) -> None:
+    """Load the sidecar's optimiser state, rows, counters and LEBM latents, then restore the configured rates."""
+    side = sidecar_path(o.resume)
+    if not side.is_file():
+        raise InputError(f"--resume {o.resume}: training-state sidecar {side} not found (it holds the "
+                         "optimiser state; copy it next to the checkpoint)")
+    meta, saved_latents = load_state(side, run.model, run.optimizers)
+    run.start_epoch, run.rows = int(meta["epoch"]), meta.get("rows", [])
+    run.train_seconds, run.samples0 = float(meta.get("train_seconds", 0.0)), int(meta.get("samples", 0))
+    if run.latents is not None and saved_latents is not None and saved_latents.shape == run.latents.shape:
+        run.latents = saved_latents
+    if run.start_epoch >= run.cfg.train.epochs:
+        raise InputError(f"--resume {o.resume}: already trained for {run.start_epoch} epochs; pass --epochs "
+                         f"above {run.start_epoch} to continue")
+    for opt, lr in zip(run.optimizers, (run.cfg.train.lr, run.cfg.train.energy_lr)):
+        for group in opt.param_groups:
+            group["lr"] = lr
+
+
+def _step(o, ctx, run: _Run, wrapped, autocast, scaler, idx: torch.Tensor, gens, sums: dict[str, float]) -> bool:
+    """One optimiser step on cases ``idx``; False, and no update on any rank, when a rank's loss is not finite."""
+    cpu_gen, dev_gen = gens
+    target = run.train_set.hq[idx].float()
+    x = run.train_set.lq[idx].float() if o.model == "reconnet" else target
+    x, target = augment([x, target], cpu_gen, o.max_shift)
+    x = x.to(ctx.device, memory_format=run.fmt)
+    target = target.to(ctx.device, memory_format=run.fmt)
+    z_init = run.latents[idx].to(ctx.device) if run.latents is not None else None
+    with autocast():
+        losses = wrapped(x, target, z_init, dev_gen)
+    total = losses["loss_g"] + losses.get("loss_e", 0.0)
+    for opt in run.optimizers:
+        opt.zero_grad(set_to_none=True)
+    bad = D.all_reduce_mean(torch.tensor([float(not torch.isfinite(total.detach()))]), ctx).item() > 0
+    if bad:  # a diverged Langevin chain on some rank: no update anywhere; LEBM chains restart
+        run.skipped += 1
+        if run.latents is not None:
+            run.latents[idx] = reference_latents(run.cfg, len(idx), cpu_gen)
+        return False
+    scaler.scale(total).backward()
+    for opt in run.optimizers:
+        scaler.step(opt)
+    scaler.update()
+    if run.latents is not None:
+        run.latents[idx] = losses["z_post"].float().cpu()
+    for k in ("loss_g", "loss_e", "recon"):
+        if k in losses:
+            sums[k] = sums.get(k, 0.0) + float(losses[k].detach())
+    return True
+
+
+def _end_epoch(o, ctx, run: _Run, epoch, n_steps, epoch_seconds, sums, n_good, order, bar) -> None:
+    """Combine the epoch's counters over ranks; rank 0 validates, logs the row and writes checkpoint + sidecar."""
+    run.train_seconds += epoch_seconds
+    per_rank = D.all_gather_ints(run.local_samples, ctx)
+    samples = run.samples0 + sum(per_rank)
+    means = D.all_reduce_mean(torch.tensor([v / max(n_good, 1) for v in sums.values()]), ctx).tolist()
+    if run.latents is not None and ctx.distributed:
+        run.latents = _merge_latents(run.latents, order, ctx)
+    row = {"epoch": epoch + 1, "steps": n_steps, **dict(zip(sums, means)), "epoch_s": round(epoch_seconds, 2),
+           "train_s": round(run.train_seconds, 1), "lr": float(f"{run.optimizers[0].param_groups[0]['lr']:.4g}"),
+           "samples_per_s": round(n_steps * run.cfg.train.batch_size * ctx.world_size / epoch_seconds, 3),
+           "skipped_nonfinite": run.skipped}
+    if not ctx.is_main:
+        return
+    last = run.stopped_early or epoch + 1 == run.cfg.train.epochs
+    if run.val_set is not None and ((epoch + 1) % o.val_every == 0 or last):
+        row.update({k: round(v, 5) for k, v in validation_dice(run.model, run.val_set, o.val_seed).items()})
+    run.rows.append(row)
+    bar.write(f"epoch {epoch + 1}/{run.cfg.train.epochs}: " + ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    info = checkpoint_info(o, run.cfg, run.train_set, run.val_set, ctx, run.rows, run.train_seconds, samples,
+                 run.lebm_steps, epoch + 1, run.stopped_early)
+    info["samples_per_rank_this_run"] = per_rank
+    info["commands"] = run.previous_commands + [o.command]  # every run that produced these weights
+    write_csv(csv_path(o.out), run.rows)
+    save_checkpoint(run.model, o.out, info=info, half=o.half, overwrite=True)
+    save_state(sidecar_path(o.out), run.model, run.optimizers, run.latents,
+               {"epoch": epoch + 1, "rows": run.rows, "train_seconds": run.train_seconds, "samples": samples})
 
 
 def lr_factor(cfg: Config, progress: float) -> float:
@@ -336,32 +377,3 @@ def _merge_latents(latents: torch.Tensor, order: list[int], ctx: D.DistContext) 
     D.all_reduce_sum_(mask, ctx)
     return torch.where(mask[:, None] > 0, buf / mask.clamp(min=1)[:, None], latents)
 
-
-_NAMES = {"lsdebm": "LSD-EBM", "vae": "VAE", "lebm": "LEBM", "reconnet": "ReconNet"}
-
-
-def _info(o, cfg, train_set, val_set, ctx, rows, train_seconds, samples, lebm_steps, epochs_done, stopped_early):
-    last = rows[-1]
-    val_rows = [r for r in rows if "val_dsc" in r]
-    info = {
-        "description": f"{_NAMES[o.model]} trained with `lsdebm train` at the {cfg.preset} preset "
-                       f"({cfg.model.grid}^{cfg.model.spatial_dims} @ {cfg.model.spacing:g} mm)",
-        "command": o.command, "model": o.model, "preset": cfg.preset,
-        "train_data": train_set.description,
-        "val_data": val_set.description if val_set is not None else None,
-        "epochs": epochs_done, "epochs_planned": cfg.train.epochs, "stopped_early_max_minutes": stopped_early,
-        "wall_time_s": round(train_seconds, 1), "samples_seen": samples,
-        "samples_per_s": round(samples / max(train_seconds, 1e-9), 3),
-        "final_val_dsc": val_rows[-1]["val_dsc"] if val_rows else None,
-        "device": str(ctx.device), "world_size": ctx.world_size, "threads": torch.get_num_threads(),
-        "augmentation": {"lr_flip": True, "max_shift_voxels": o.max_shift}, "seed": o.seed,
-        "torch_version": torch.__version__, "final_losses": {k: v for k, v in last.items() if k.startswith("loss")},
-    }
-    if val_rows and "val_dsc_ae" in val_rows[-1]:
-        info["final_val_dsc_autoencoder"] = val_rows[-1]["val_dsc_ae"]
-    if o.model == "lebm":
-        info["lebm_training"] = {"persistent_posterior_latents": True, "posterior_steps_per_iteration": lebm_steps,
-                                 "posterior_step_size": cfg.lebm.posterior_step_size}
-    if o.model == "lsdebm":
-        info["lsdebm_training"] = {"train_K": cfg.train.train_K, "kl_weight": cfg.loss.kl_weight}
-    return info
