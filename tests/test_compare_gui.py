@@ -36,6 +36,8 @@ def wait_worker(qtbot, widget):
 
 
 def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
+    from napari.layers import Surface
+
     from napari_lsdebm._ui.pickers import grid_of
     from napari_lsdebm.widgets.compare import COMPARE_KEY, SHOW_MODES, CompareWidget
 
@@ -57,8 +59,13 @@ def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
     assert len(set(positions)) == 6  # one cell each, one shared camera and dims
     assert viewer.dims.ndisplay == 3
     assert all(lay.name_overlay.visible for lay in visible)
-    np.testing.assert_allclose(visible[0].scale, (8.0, 8.0, 8.0))
-    assert np.array_equal(visible[0].data, viewer.layers["LQ"].data != 0)
+    # 3D cells are meshes by default (deliberately, since the mesh default): each mask stays beside its
+    # surface as a hidden layer for slices, Review and export
+    assert widget.render.currentText() == "mesh" and all(isinstance(lay, Surface) for lay in visible)
+    mask = viewer.layers[f"{visible[0].name} (mask)"]
+    assert not mask.visible and mask.metadata["mask_kind"] == "mask"
+    np.testing.assert_allclose(mask.scale, (8.0, 8.0, 8.0))
+    assert np.array_equal(mask.data, viewer.layers["LQ"].data != 0)
     vae = visible[2]
     assert vae.metadata["provenance"]["checkpoints"][-1]["kind"] == "vae"
     # overlap display mode: every method cell becomes a TP/FP/FN map against the ground truth

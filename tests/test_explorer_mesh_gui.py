@@ -135,8 +135,9 @@ def test_compare_and_uncertainty_mesh_option(make_napari_viewer, tiny_pair):
     source = viewer.add_labels(data, **kwargs)
     comparison = Comparison([MethodResult("input", "raw input", hq, None, None, 0.0, {})], grid_affine(16, 8.0),
                             (8.0,) * 3)
-    cells = show_comparison(viewer, comparison, source, render="mesh")
+    cells = show_comparison(viewer, comparison, source)  # mesh: the default (deliberately, as in the explorer)
     assert isinstance(cells[0], Surface) and len(cells[0].data[1]) > 0
+    assert np.array_equal(viewer.layers[f"{cells[0].name} (mask)"].data, hq)  # the mask, hidden beside it
     inside = np.argwhere(hq > 0) * 8.0
     assert np.all(cells[0].data[0] >= inside.min(0) - 8.0) and np.all(cells[0].data[0] <= inside.max(0) + 8.0)
     assert cells[0].metadata["frame"] == "grid-mm"  # the export dock maps it to world mm with the affine
@@ -149,7 +150,7 @@ def test_compare_and_uncertainty_mesh_option(make_napari_viewer, tiny_pair):
     from napari_lsdebm.widgets.uncertainty import UncertaintyWidget
 
     widget = UncertaintyWidget(viewer)
-    widget.render.setCurrentText("mesh")
+    assert widget.render.currentText() == "mesh"  # the default (deliberately, as in the explorer)
     mean = hq.astype(np.float32) * 0.8
     variance = mean * (1 - mean)
     widget._show((SimpleNamespace(mean=mean, variance=variance, n=3), {}), source, "lsdebm")

@@ -55,12 +55,14 @@ def cell_name(result) -> str:
 
 
 def show_comparison(viewer, comparison: Comparison, source, reference=None, mode: str = SHOW_MODES[0],
-                    ndisplay: int = 3, render: str = "volume") -> list:
+                    ndisplay: int = 3, render: str = "mesh") -> list:
     """Add one layer per result (replacing earlier ones), hide everything else, and switch grid mode on.
 
     Masks are {0, 1} Image layers drawn as iso-surfaces (shaded in 3D); in overlap mode the
-    method cells are TP/FP/FN Labels layers. With ``render="mesh"`` in 3D the masks are Surface
-    layers of their iso-surface instead (fast in software OpenGL, where iso ray casting is slow).
+    method cells are TP/FP/FN Labels layers. With ``render="mesh"`` (the default) in 3D the cells
+    show Surface layers of the masks' iso-surfaces instead (fast in software OpenGL, where iso ray
+    casting is slow); each mask stays beside its surface as a hidden layer ("… (mask)") for slices,
+    Review and export (hidden layers take no grid cell).
 
     Args:
         viewer: The napari viewer.
@@ -69,7 +71,7 @@ def show_comparison(viewer, comparison: Comparison, source, reference=None, mode
         reference: Optional ground-truth layer, shown as the last cell.
         mode: ``masks`` or ``TP/FP/FN vs ground truth`` (needs ``reference``).
         ndisplay: 2 or 3.
-        render: ``volume`` or ``mesh`` (3D mask cells as Surface layers).
+        render: ``mesh`` (3D mask cells as Surface layers) or ``volume``.
 
     Returns:
         The comparison layers in grid order.
@@ -91,7 +93,10 @@ def show_comparison(viewer, comparison: Comparison, source, reference=None, mode
         if overlap:
             layer = viewer.add_labels(overlap_map(mask, ref_mask).labels, name=name, **kwargs)
             layer.colormap = overlap_colormap()
-        elif as_mesh:
+        elif as_mesh:  # the mask itself, hidden, then its surface in the cell
+            viewer.add_image(mask.astype(np.float16), name=f"{name} (mask)", rendering="iso", iso_threshold=0.5,
+                             contrast_limits=(0, 1), colormap=mask_colormap(), visible=False,
+                             **{**kwargs, "metadata": {**kwargs["metadata"], "mask_kind": "mask"}})
             layer = add_volume_layer(viewer, mask, name, "mesh", colormap=mask_colormap(), **kwargs)
         else:  # a {0, 1} mask drawn as a shaded iso-surface in 3D (Labels render flat, voxel by voxel);
             # float16, because napari's iso rendering of uint8/bool {0, 1} images draws nothing
@@ -137,7 +142,7 @@ class CompareWidget(QWidget):
         self.mode.addItems(SHOW_MODES)
         self.three_d = QCheckBox("3D view", checked=True)
         self.render = QComboBox()
-        self.render.addItems(RENDER_MODES[::-1])  # volume first: the default
+        self.render.addItems(RENDER_MODES)  # mesh first: the default (fast in software OpenGL too)
         self.render.setToolTip("3D masks as iso-rendered volumes, or as meshes (fast in software OpenGL)")
         self.run_button = QPushButton("Compare methods")
         self.cancel_button = QPushButton("Cancel", enabled=False)

@@ -58,7 +58,7 @@ class UncertaintyWidget(QWidget):
         self.seed = QSpinBox(maximum=2 ** 31 - 1)
         self.sample_encoder = QCheckBox("sample z0 ~ q(z0|x) (else the posterior mean)", checked=True)
         self.render = QComboBox()
-        self.render.addItems(RENDER_MODES[::-1])  # volume first: the default
+        self.render.addItems(RENDER_MODES)  # mesh first: the default (fast in software OpenGL too)
         self.render.setToolTip("mesh: also the p = 0.5 surface of the mean, coloured by variance, drawn in 3D "
                                "instead of the volumes (fast in software OpenGL)")
         self.run_button = QPushButton("Run")
