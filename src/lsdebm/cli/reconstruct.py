@@ -202,40 +202,39 @@ def _acquisition(args, volume):
     return find_acquisition(volume.data, volume.affine, axis, args.slice_thickness)
 
 
-def run(args) -> int:
-    """Validate everything first (no output on a user error), then refine and write each input."""
-    from lsdebm.data.labelmaps import describe, select_structures
-    from lsdebm.data.nifti import read_volume, write_volume
-    from lsdebm.methods import RunSettings
-    from lsdebm.provenance import command_line, sidecar_path, write_provenance
-    from lsdebm.runtime.device import resolve_device
-    from lsdebm.runtime.loading import load_models
-    from lsdebm.tasks.reconstruct import dist_rank, reconstruct_volume, set_threads, shard
-
+def _check_sampling_options(args) -> None:
+    """One-line errors for bad --repeats, --steps, --langevin-steps or --step-size values."""
     if args.repeats < 1:
         raise InputError(f"--repeats {args.repeats} must be >= 1")
     for name in ("steps", "langevin_steps", "step_size"):
         value = getattr(args, name)
         if value is not None and (value < 0 if name == "steps" else value <= 0):
             raise InputError(f"--{name.replace('_', '-')} {value} must be {'>= 0' if name == 'steps' else '> 0'}")
-    _check_grid_options(args)
-    _check_consistency_options(args)
-    rank, world = dist_rank()
-    inputs = [Path(p) for p in args.inputs]
-    outputs = plan_outputs(inputs, Path(args.out))
-    mine = shard(list(zip(inputs, outputs)), rank, world)
+
+
+def _planned_targets(args, mine: list[tuple[Path, Path]], n_inputs: int) -> list[Path]:
+    """Every file this rank would write: outputs, sidecars and the asked-for probabilities, trajectories, meshes."""
+    from lsdebm.provenance import sidecar_path
+
     targets = []
     for path, out in mine:
         targets += [out, sidecar_path(out)]
         if args.save_probs:
             targets.append(out.with_name(_stem(out) + "_probs.nii.gz"))
-        traj = _trajectory_path(args.trajectory, len(inputs), path)
+        traj = _trajectory_path(args.trajectory, n_inputs, path)
         if traj is not None:
             targets.append(traj)
-        mesh = _mesh_path(args.mesh, len(inputs), path)
+        mesh = _mesh_path(args.mesh, n_inputs, path)
         if mesh is not None:
             targets.append(mesh)
-    _check_targets(targets, args.overwrite)
+    return targets
+
+
+def _read_inputs(args, mine: list[tuple[Path, Path]]) -> tuple[dict, dict, dict]:
+    """Output grid, selected structures and acquisition of every input, read once so a bad one fails first."""
+    from lsdebm.data.labelmaps import select_structures
+    from lsdebm.data.nifti import read_volume
+
     like = like_grid(args.like) if args.like else None
     grids, selections, acquisitions = {}, {}, {}
     for path, _ in mine:  # read every input once up front so a bad one fails before any output
@@ -243,6 +242,69 @@ def run(args) -> int:
         selections[path] = select_structures(volume.data, volume.affine, args.label)
         acquisitions[path] = _acquisition(args, volume)
         grids[path] = _output_grid(args, volume, like)
+    return grids, selections, acquisitions
+
+
+def _refine_input(args, models, settings, path: Path, selection, acq, grid, n_inputs: int):
+    """Read ``path`` again, report its structures and acquisition, and refine it: ``(volume, result, traj_path)``."""
+    from lsdebm.data.labelmaps import describe
+    from lsdebm.data.nifti import read_volume
+    from lsdebm.tasks.reconstruct import reconstruct_volume
+
+    volume = read_volume(path)
+    for line in describe(selection):
+        print(f"{path}: {line}", file=sys.stderr)
+    print(f"{path}: acquisition: {acq.describe() if acq else 'unknown (unguided refinement)'}", file=sys.stderr)
+    traj_path = _trajectory_path(args.trajectory, n_inputs, path)
+    with warnings.catch_warnings():  # the skipped structures were just listed
+        warnings.filterwarnings("ignore", message="skipping label")
+        result = reconstruct_volume(models, volume.data, volume.affine, selection.labels, settings,
+                                    with_probabilities=args.save_probs, batch_size=args.batch_size,
+                                    record_every=args.record_every if traj_path else None,
+                                    input_name=str(path), out_grid=grid, acquisition=acq)
+    return volume, result, traj_path
+
+
+def _write_outputs(args, path: Path, out: Path, volume, result, grid, traj_path, n_inputs: int, rank: int,
+                   world: int) -> None:
+    """Write the result, the asked-for probabilities, mesh and trajectory, then the provenance sidecar."""
+    from lsdebm.data.nifti import write_volume
+    from lsdebm.provenance import command_line, write_provenance
+
+    mesh_path = _mesh_path(args.mesh, n_inputs, path)
+    mesh = _result_mesh(result, path) if mesh_path else None  # built (and may fail) before any output
+    header = volume.header if grid is None else None  # the input header describes the input grid
+    written = [write_volume(out, result.mask, result.affine, header, overwrite=args.overwrite)]
+    if args.save_probs:
+        written.append(write_volume(out.with_name(_stem(out) + "_probs.nii.gz"), result.probabilities,
+                                    result.affine, overwrite=args.overwrite))
+    if mesh is not None:
+        written.append(write_stl(mesh_path, mesh, overwrite=args.overwrite))
+    if traj_path is not None:
+        written.append(result.trajectory.save(traj_path, overwrite=args.overwrite))
+    prov = {**result.provenance, "command": command_line(getattr(args, "argv", None)),
+            "outputs": [str(w) for w in written], "rank": rank, "world_size": world,
+            "output_grid": {**result.provenance.get("output_grid", {}), "rule": _grid_rule(args, grid),
+                            "affine": np.round(result.affine, 6).tolist()}}
+    write_provenance(out, prov, overwrite=args.overwrite)
+
+
+def run(args) -> int:
+    """Validate everything first (no output on a user error), then refine and write each input."""
+    from lsdebm.methods import RunSettings
+    from lsdebm.runtime.device import resolve_device
+    from lsdebm.runtime.loading import load_models
+    from lsdebm.tasks.reconstruct import dist_rank, set_threads, shard
+
+    _check_sampling_options(args)
+    _check_grid_options(args)
+    _check_consistency_options(args)
+    rank, world = dist_rank()
+    inputs = [Path(p) for p in args.inputs]
+    outputs = plan_outputs(inputs, Path(args.out))
+    mine = shard(list(zip(inputs, outputs)), rank, world)
+    _check_targets(_planned_targets(args, mine, len(inputs)), args.overwrite)
+    grids, selections, acquisitions = _read_inputs(args, mine)
 
     set_threads(args.threads)
     device = resolve_device(args.device, local_rank=rank if world > 1 else None)
@@ -253,35 +315,9 @@ def run(args) -> int:
     settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size,
                            repeats=args.repeats, seed=args.seed, **consistency_overrides(args))
     for index, (path, out) in enumerate(mine, start=1):
-        volume = read_volume(path)
-        for line in describe(selections[path]):
-            print(f"{path}: {line}", file=sys.stderr)
-        acq = acquisitions[path]
-        print(f"{path}: acquisition: {acq.describe() if acq else 'unknown (unguided refinement)'}", file=sys.stderr)
-        traj_path = _trajectory_path(args.trajectory, len(inputs), path)
-        with warnings.catch_warnings():  # the skipped structures were just listed
-            warnings.filterwarnings("ignore", message="skipping label")
-            result = reconstruct_volume(models, volume.data, volume.affine, selections[path].labels, settings,
-                                        with_probabilities=args.save_probs, batch_size=args.batch_size,
-                                        record_every=args.record_every if traj_path else None,
-                                        input_name=str(path), out_grid=grids[path],
-                                        acquisition=acquisitions[path])
-        mesh_path = _mesh_path(args.mesh, len(inputs), path)
-        mesh = _result_mesh(result, path) if mesh_path else None  # built (and may fail) before any output
-        header = volume.header if grids[path] is None else None  # the input header describes the input grid
-        written = [write_volume(out, result.mask, result.affine, header, overwrite=args.overwrite)]
-        if args.save_probs:
-            written.append(write_volume(out.with_name(_stem(out) + "_probs.nii.gz"), result.probabilities,
-                                        result.affine, overwrite=args.overwrite))
-        if mesh is not None:
-            written.append(write_stl(mesh_path, mesh, overwrite=args.overwrite))
-        if traj_path is not None:
-            written.append(result.trajectory.save(traj_path, overwrite=args.overwrite))
-        prov = {**result.provenance, "command": command_line(getattr(args, "argv", None)),
-                "outputs": [str(w) for w in written], "rank": rank, "world_size": world,
-                "output_grid": {**result.provenance.get("output_grid", {}), "rule": _grid_rule(args, grids[path]),
-                                "affine": np.round(result.affine, 6).tolist()}}
-        write_provenance(out, prov, overwrite=args.overwrite)
+        volume, result, traj_path = _refine_input(args, models, settings, path, selections[path],
+                                                  acquisitions[path], grids[path], len(inputs))
+        _write_outputs(args, path, out, volume, result, grids[path], traj_path, len(inputs), rank, world)
         grid = describe_grid(result.mask.shape, result.affine)
         kind = "input grid" if grids[path] is None else "output grid"
         print(f"[{index}/{len(mine)}] {path} -> {out} ({len(result.labels)} label(s), {kind} {grid}, "
