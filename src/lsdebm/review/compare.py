@@ -103,6 +103,59 @@ def planned_events(model: torch.nn.Module, settings: RunSettings) -> tuple[RunSe
     return s, method.n_events(method.resolve(s))
 
 
+def _check_inputs(x: np.ndarray, models: dict[str, LoadedCheckpoint], reference) -> None:
+    """One-line errors for a bad input mask, a missing method checkpoint or a mismatched reference."""
+    if x.ndim == 3 and x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        foreground(x, None)  # raises the shared one-line NaN/inf error (NaN != 0 would count as foreground)
+    if x.ndim != 3 or not (x != 0).any():
+        raise InputError(f"the input must be a non-empty 3D mask; got shape {x.shape}"
+                         f"{' with no foreground' if x.ndim == 3 else ''}")
+    missing = [LABELS[k] for k in METHODS if k not in models]
+    if missing:
+        raise InputError(f"missing checkpoints for {', '.join(missing)}")
+    if reference is not None and np.shape(reference) != x.shape:
+        raise InputError(f"reference shape {np.shape(reference)} differs from the input shape {x.shape}")
+    if reference is not None:
+        check_mask(reference, "reference")  # refuse NaN/negative values before running every method
+
+
+def _reconnet_stage(checkpoint: LoadedCheckpoint, inp: torch.Tensor, info, settings: RunSettings, finish):
+    """Stage 1: ReconNet on the model-grid input; ``(thresholded input for stage 2, records, its result)``."""
+    start = time.perf_counter()
+    probs = run(checkpoint.model, inp).probs
+    inp = (probs >= 0.5).float()
+    seconds = time.perf_counter() - start
+    stage1_records = [checkpoint_record(checkpoint, "reconnet")]
+    p = probs[0, 0].cpu().numpy()
+    result = finish("reconnet", mask_to_input(p >= 0.5, info), p, seconds, stage1_records,
+                    RunSettings(seed=settings.seed))
+    return inp, stage1_records, result
+
+
+def _refinement_events(models: dict[str, LoadedCheckpoint], inp: torch.Tensor, settings: RunSettings, device,
+                       info, stage1_records: list, finish) -> Job[list[MethodResult]]:
+    """Run VAE, LEBM and LSD-EBM in turn on the stage-1 output, yielding progress; returns their results."""
+    plans = {k: planned_events(models[k].model, settings) for k in METHODS}
+    totals = {k: n for k, (_, n) in plans.items()}
+    grand, done = sum(totals.values()), 0
+    results = []
+    for key in METHODS:
+        s = plans[key][0]
+        yield Progress(done, grand, LABELS[key])
+        every = max(1, totals[key] // 50)
+        start, result = time.perf_counter(), None
+        for i, result in enumerate(run_events(models[key].model, inp, s, make_generator(s.seed, device))):
+            if i % every == 0:
+                yield Progress(min(grand, done + i), grand, LABELS[key])
+        seconds = time.perf_counter() - start
+        done += totals[key]
+        p = result.probs[0, 0].cpu().numpy()
+        records = stage1_records + [checkpoint_record(models[key], "method")]
+        results.append(finish(key, mask_to_input(p >= 0.5, info), p, seconds, records, s))
+    yield Progress(grand, grand, "done")
+    return results
+
+
 def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: RunSettings = RunSettings(),
                    reference=None, reference_compat: bool = False) -> Job[Comparison]:
     """Run ReconNet, VAE, LEBM and LSD-EBM on ``x``; yield progress, return the :class:`Comparison`.
@@ -122,18 +175,7 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
     """
     x = np.asarray(x)
     affine = np.asarray(affine, dtype=np.float64)
-    if x.ndim == 3 and x.dtype.kind == "f" and not np.all(np.isfinite(x)):
-        foreground(x, None)  # raises the shared one-line NaN/inf error (NaN != 0 would count as foreground)
-    if x.ndim != 3 or not (x != 0).any():
-        raise InputError(f"the input must be a non-empty 3D mask; got shape {x.shape}"
-                         f"{' with no foreground' if x.ndim == 3 else ''}")
-    missing = [LABELS[k] for k in METHODS if k not in models]
-    if missing:
-        raise InputError(f"missing checkpoints for {', '.join(missing)}")
-    if reference is not None and np.shape(reference) != x.shape:
-        raise InputError(f"reference shape {np.shape(reference)} differs from the input shape {x.shape}")
-    if reference is not None:
-        check_mask(reference, "reference")  # refuse NaN/negative values before running every method
+    _check_inputs(x, models, reference)
     spacing = affine_spacing(affine)
     grid, model_spacing = _model_frame(models)
     settings = replace(settings, repeats=1)
@@ -152,31 +194,9 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
     inp = torch.as_tensor(crop, dtype=torch.float32, device=device)[None, None]
     stage1_records = []
     if "reconnet" in models:
-        start = time.perf_counter()
-        probs = run(models["reconnet"].model, inp).probs
-        inp = (probs >= 0.5).float()
-        seconds = time.perf_counter() - start
-        stage1_records = [checkpoint_record(models["reconnet"], "reconnet")]
-        p = probs[0, 0].cpu().numpy()
-        results.append(finish("reconnet", mask_to_input(p >= 0.5, info), p, seconds, stage1_records,
-                              RunSettings(seed=settings.seed)))
-    plans = {k: planned_events(models[k].model, settings) for k in METHODS}
-    totals = {k: n for k, (_, n) in plans.items()}
-    grand, done = sum(totals.values()), 0
-    for key in METHODS:
-        s = plans[key][0]
-        yield Progress(done, grand, LABELS[key])
-        every = max(1, totals[key] // 50)
-        start, result = time.perf_counter(), None
-        for i, result in enumerate(run_events(models[key].model, inp, s, make_generator(s.seed, device))):
-            if i % every == 0:
-                yield Progress(min(grand, done + i), grand, LABELS[key])
-        seconds = time.perf_counter() - start
-        done += totals[key]
-        p = result.probs[0, 0].cpu().numpy()
-        records = stage1_records + [checkpoint_record(models[key], "method")]
-        results.append(finish(key, mask_to_input(p >= 0.5, info), p, seconds, records, s))
-    yield Progress(grand, grand, "done")
+        inp, stage1_records, stage1 = _reconnet_stage(models["reconnet"], inp, info, settings, finish)
+        results.append(stage1)
+    results += yield from _refinement_events(models, inp, settings, device, info, stage1_records, finish)
     return Comparison(results, affine, spacing)
 
 
