@@ -205,6 +205,46 @@ def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, lab
     return drain(job, None if on_event is None else (lambda p: on_event(p.payload)))
 
 
+def _paste_back(ref: Refinement, infos: list[CropInfo], observed: list, data: np.ndarray, affine, acq, ccfg,
+                out_shape: tuple, out_affine: np.ndarray, with_probabilities: bool):
+    """Each refined crop pasted onto the output grid (projected onto its observed slabs): ``(out, probs, notes)``."""
+    out = np.array(resample_labels(data, affine, out_shape, out_affine), copy=True)  # one copy, filled in place
+    probs = np.zeros(out_shape, np.float32) if with_probabilities else None
+    notes = []
+    for p, info, seen in zip(ref.probs, infos, observed):
+        pasted = paste_probabilities(p, info, out_shape, out_affine)
+        pasted, note = consistent_probabilities(pasted, seen, affine, acq, out_shape, out_affine, ccfg.projection,
+                                                ccfg.margin, ccfg.interpolation)
+        notes.append(note)
+        replace_label(out, pasted >= 0.5, info.label, in_place=True)
+        if probs is not None:
+            np.maximum(probs, pasted, out=probs)
+    return out, probs, notes
+
+
+def _provenance(models: Models, settings: RunSettings, ccfg, input_name: str | None, selection, infos, out_shape,
+                out_affine: np.ndarray, acq, guided: bool, notes: list, seconds: float) -> dict[str, Any]:
+    """The provenance record of one reconstruction: checkpoints, settings used, labels, grid, guidance, pose."""
+    chosen = selection.labels
+    method = models.method.model if models.method is not None else None
+    settings_used = effective_settings(method, settings) if method is not None else asdict(settings)
+    settings_used["consistency"] = asdict(ccfg)
+    return make_provenance(models.records(), settings.seed, settings_used, inputs=[input_name] if input_name else [],
+                           extra={"method": models.method.kind if models.method else "reconnet",
+                                  "reconnet": models.reconnet is not None, "labels": chosen,
+                                  "levels": {str(k): v for k, v in selection.levels.items() if k in chosen},
+                                  "label_table": selection.table,
+                                  "skipped": [{"label": k, "reason": r} for k, r in selection.skipped],
+                                  "output_grid": {"shape": list(out_shape),
+                                                  "spacing_mm": [round(float(v), 6) for v in
+                                                                 np.linalg.norm(out_affine[:3, :3], axis=0)]},
+                                  "acquisition": asdict(acq) if acq is not None else None,
+                                  "guided": guided, "projection": sorted(set(notes)),
+                                  "pose": [{"label": i.label, "frame": i.frame, "tilt_deg": i.tilt_deg}
+                                           for i in infos],
+                                  "device": str(models.device), "seconds": round(seconds, 3)})
+
+
 def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray, labels: Sequence[int] | None = None,
                     settings: RunSettings = RunSettings(), with_probabilities: bool = False, batch_size: int = 8,
                     record_every: int | None = None, input_name: str | None = None, out_grid: tuple | None = None,
@@ -247,35 +287,11 @@ def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray, labels
     observed = [foreground(data, info.label) for info in infos] if acq is not None else [None] * len(infos)
     obs = structure_observations(models, observed, affine, infos, acq, ccfg.margin) if guided else None
     ref = yield from refine_job(models, crops, settings, batch_size, record_every, meta, obs)
-    out = np.array(resample_labels(data, affine, out_shape, out_affine), copy=True)  # one copy, filled in place
-    probs = np.zeros(out_shape, np.float32) if with_probabilities else None
-    notes = []
-    for p, info, seen in zip(ref.probs, infos, observed):
-        pasted = paste_probabilities(p, info, out_shape, out_affine)
-        pasted, note = consistent_probabilities(pasted, seen, affine, acq, out_shape, out_affine, ccfg.projection,
-                                                ccfg.margin, ccfg.interpolation)
-        notes.append(note)
-        replace_label(out, pasted >= 0.5, info.label, in_place=True)
-        if probs is not None:
-            np.maximum(probs, pasted, out=probs)
+    out, probs, notes = _paste_back(ref, infos, observed, data, affine, acq, ccfg, out_shape, out_affine,
+                                    with_probabilities)
     seconds = time.perf_counter() - start
-    method = models.method.model if models.method is not None else None
-    settings_used = effective_settings(method, settings) if method is not None else asdict(settings)
-    settings_used["consistency"] = asdict(ccfg)
-    prov = make_provenance(models.records(), settings.seed, settings_used, inputs=[input_name] if input_name else [],
-                           extra={"method": models.method.kind if models.method else "reconnet",
-                                  "reconnet": models.reconnet is not None, "labels": chosen,
-                                  "levels": {str(k): v for k, v in selection.levels.items() if k in chosen},
-                                  "label_table": selection.table,
-                                  "skipped": [{"label": k, "reason": r} for k, r in selection.skipped],
-                                  "output_grid": {"shape": list(out_shape),
-                                                  "spacing_mm": [round(float(v), 6) for v in
-                                                                 np.linalg.norm(out_affine[:3, :3], axis=0)]},
-                                  "acquisition": asdict(acq) if acq is not None else None,
-                                  "guided": bool(guided and obs is not None), "projection": sorted(set(notes)),
-                                  "pose": [{"label": i.label, "frame": i.frame, "tilt_deg": i.tilt_deg}
-                                           for i in infos],
-                                  "device": str(models.device), "seconds": round(seconds, 3)})
+    prov = _provenance(models, settings, ccfg, input_name, selection, infos, out_shape, out_affine, acq,
+                       bool(guided and obs is not None), notes, seconds)
     ref.seconds = seconds
     return ReconstructionResult(out, probs, chosen, crops, infos, ref, prov, out_affine)
 
