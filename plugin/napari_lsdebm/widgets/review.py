@@ -31,7 +31,15 @@ from lsdebm.review.roi import box_from_points, review_metrics
 from lsdebm.review.table import table_rows, to_text, write_csv
 from napari_lsdebm._ui.jobs import Outcome, error_text, start_job
 from napari_lsdebm._ui.legends import OverlapLegend
-from napari_lsdebm._ui.pickers import LayerCombo, geometry_kwargs, is_mask_layer, mask_of, put_layer, spacing_of
+from napari_lsdebm._ui.pickers import (
+    LayerCombo,
+    geometry_kwargs,
+    grid_of,
+    is_mask_layer,
+    mask_of,
+    put_layer,
+    spacing_of,
+)
 from napari_lsdebm._ui.roles import AutoPick, pick_prediction, pick_truth, self_comparison
 from napari_lsdebm.widgets.compare import overlap_colormap
 
@@ -156,8 +164,16 @@ class ReviewWidget(QWidget):
         self._timer.start()
 
     def new_roi(self) -> None:
-        """Add an empty Shapes layer in rectangle mode and use it as the ROI."""
+        """Add an empty Shapes layer in rectangle mode and use it as the ROI.
+
+        napari draws shapes only on 2D slices, and in Compare's grid the new layer would get an
+        empty cell of its own: the canvas first goes to 2D, grid off, with the prediction shown.
+        """
         like = self.pred_combo.layer()
+        self.viewer.dims.ndisplay = 2
+        grid_of(self.viewer).enabled = False
+        if like is not None:
+            like.visible = True
         kwargs = {"ndim": like.ndim, "scale": like.scale, "translate": like.translate} if like is not None else {}
         layer = self.viewer.add_shapes(name="ROI", edge_color="yellow", face_color="transparent", edge_width=1,
                                        **kwargs)
