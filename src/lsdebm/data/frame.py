@@ -89,6 +89,29 @@ def covered_fraction(binary: np.ndarray, affine, crop_affine, grid: int) -> np.n
     return np.clip(fine.reshape(grid, 2, grid, 2, grid, 2).mean(axis=(1, 3, 5)), 0.0, 1.0).astype(np.float32)
 
 
+def _warn_if_cut_off(where: str, voxels: np.ndarray, shape: tuple, affine: np.ndarray, crop_affine: np.ndarray,
+                     grid: int, spacing: float) -> None:
+    """Warn (at crop_label's caller) when the structure touches the volume border or leaves the model's view."""
+    touching = [axis for axis in range(3) if voxels[:, axis].min() == 0
+                or voxels[:, axis].max() == shape[axis] - 1]
+    if touching:
+        warnings.warn(f"{where} touches the volume border along axis {touching}; it may be cut off "
+                      "(the crop is padded with background)", InputWarning, stacklevel=3)
+    in_crop = (np.linalg.inv(crop_affine) @ affine)[:3]
+    coords = voxels @ in_crop[:, :3].T + in_crop[:, 3]
+    if coords.min() < -0.5 or coords.max() > grid - 0.5:
+        reach = float(np.abs(coords - (grid - 1) / 2).max() * spacing)
+        warnings.warn(f"{where} reaches {reach:.0f} mm from the crop centre, beyond the model's field of view "
+                      f"(+-{grid * spacing / 2:g} mm); the parts outside are cut off", InputWarning, stacklevel=3)
+
+
+def _crop_values(binary: np.ndarray, affine: np.ndarray, crop_affine: np.ndarray, grid: int, values: str):
+    """The structure on the model grid: ``fraction`` coverage, else linear resampling thresholded at 0.5."""
+    if values == "fraction":
+        return covered_fraction(binary, affine, crop_affine, grid)
+    return (resample(binary.astype(np.float32), (grid,) * 3, crop_affine, affine, order=1) >= 0.5).astype(np.uint8)
+
+
 def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: float = 2.0, offset_mm=None,
                frame: str = "world", values: str = "binary"):
     """Crop one structure around its centroid and resample it to the model grid.
@@ -136,21 +159,8 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
     centroid_mm = pose.centroid_mm
     offset = np.zeros(3) if offset_mm is None else WORLD_AXES.T @ np.asarray(offset_mm, dtype=np.float64)
     crop_affine = frame_affine(pose, grid, spacing, offset)
-    touching = [axis for axis in range(3) if voxels[:, axis].min() == 0
-                or voxels[:, axis].max() == data.shape[axis] - 1]
-    if touching:
-        warnings.warn(f"{where} touches the volume border along axis {touching}; it may be cut off "
-                      "(the crop is padded with background)", InputWarning, stacklevel=2)
-    in_crop = (np.linalg.inv(crop_affine) @ affine)[:3]
-    coords = voxels @ in_crop[:, :3].T + in_crop[:, 3]
-    if coords.min() < -0.5 or coords.max() > grid - 0.5:
-        reach = float(np.abs(coords - (grid - 1) / 2).max() * spacing)
-        warnings.warn(f"{where} reaches {reach:.0f} mm from the crop centre, beyond the model's field of view "
-                      f"(+-{grid * spacing / 2:g} mm); the parts outside are cut off", InputWarning, stacklevel=2)
-    if values == "fraction":
-        crop = covered_fraction(binary, affine, crop_affine, grid)
-    else:
-        crop = (resample(binary.astype(np.float32), (grid,) * 3, crop_affine, affine, order=1) >= 0.5).astype(np.uint8)
+    _warn_if_cut_off(where, voxels, data.shape, affine, crop_affine, grid, spacing)
+    crop = _crop_values(binary, affine, crop_affine, grid, values)
     if not (crop >= 0.5).any():
         raise InputError(f"{where} ({len(voxels)} voxels of {tuple(round(v, 4) for v in affine_spacing(affine))}"
                          f" mm) is smaller than one {spacing:g} mm model voxel; check the file's spacing (units?)")
