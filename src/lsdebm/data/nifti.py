@@ -42,6 +42,44 @@ class Volume:
     spacing: tuple
 
 
+def _check_file(path: Path) -> None:
+    """One-line errors for a missing, misnamed, empty or wrongly (un)compressed file."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; expected a NIfTI .nii or .nii.gz file")
+    if not path.is_file():
+        raise InputError(f"{path}: file not found (expected a NIfTI .nii or .nii.gz file)")
+    if not path.name.endswith(NIFTI_SUFFIXES):
+        raise InputError(f"{path}: not a NIfTI file name (expected .nii or .nii.gz)")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty (expected a NIfTI volume)")
+    check_compression(path)
+
+
+def _read_header(path: Path):
+    """The parsed NIfTI image (voxels not read yet), its stored shape and float64 affine."""
+    try:
+        image = nib.load(str(path), mmap=False)
+        if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+            raise TypeError(f"a {type(image).__name__} file, not NIfTI")
+        shape = tuple(int(v) for v in image.header.get_data_shape())
+        affine = np.asarray(image.affine, dtype=np.float64)
+    except Exception as exc:  # nibabel raises many types for broken headers
+        raise InputError(f"{path}: cannot read as NIfTI ({one_line(exc)}); expected an intact NIfTI-1 or NIfTI-2 "
+                         "file") from None
+    return image, shape, affine
+
+
+def _check_finite(path: Path, data: np.ndarray) -> None:
+    """A one-line error counting the NaN and infinite voxels of a real-valued volume."""
+    if data.dtype.kind == "f":
+        finite = np.isfinite(data)
+        if not finite.all():
+            n_nan = int(np.isnan(data).sum())
+            n_inf = int(data.size - finite.sum()) - n_nan
+            raise InputError(f"{path}: volume contains {n_nan} NaN and {n_inf} infinite values; expected finite "
+                             "values (a binary mask, label map or probability map)")
+
+
 def read_volume(path: str | os.PathLike) -> Volume:
     """Read a 3D NIfTI file, keeping its affine and header.
 
@@ -58,24 +96,8 @@ def read_volume(path: str | os.PathLike) -> Volume:
             what is expected, on one line.
     """
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory; expected a NIfTI .nii or .nii.gz file")
-    if not path.is_file():
-        raise InputError(f"{path}: file not found (expected a NIfTI .nii or .nii.gz file)")
-    if not path.name.endswith(NIFTI_SUFFIXES):
-        raise InputError(f"{path}: not a NIfTI file name (expected .nii or .nii.gz)")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: file is empty (expected a NIfTI volume)")
-    check_compression(path)
-    try:
-        image = nib.load(str(path), mmap=False)
-        if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
-            raise TypeError(f"a {type(image).__name__} file, not NIfTI")
-        shape = tuple(int(v) for v in image.header.get_data_shape())
-        affine = np.asarray(image.affine, dtype=np.float64)
-    except Exception as exc:  # nibabel raises many types for broken headers
-        raise InputError(f"{path}: cannot read as NIfTI ({one_line(exc)}); expected an intact NIfTI-1 or NIfTI-2 "
-                         "file") from None
+    _check_file(path)
+    image, shape, affine = _read_header(path)
     itemsize = voxel_itemsize(path, image.header)
     shape3 = squeeze_shape(path, shape)
     check_memory(array_bytes(shape, itemsize), f"{path}: a {'x'.join(map(str, shape3))} volume")
@@ -90,13 +112,7 @@ def read_volume(path: str | os.PathLike) -> Volume:
     except Exception as exc:  # truncated data, bad gzip stream, short reads
         raise InputError(f"{path}: voxel data cannot be read ({one_line(exc)}); the file is truncated or "
                          "corrupt, expected the complete volume") from None
-    if data.dtype.kind == "f":
-        finite = np.isfinite(data)
-        if not finite.all():
-            n_nan = int(np.isnan(data).sum())
-            n_inf = int(data.size - finite.sum()) - n_nan
-            raise InputError(f"{path}: volume contains {n_nan} NaN and {n_inf} infinite values; expected finite "
-                             "values (a binary mask, label map or probability map)")
+    _check_finite(path, data)
     spacing = affine_spacing(affine)
     lo, hi = SPACING_RANGE_MM
     if not all(lo <= s <= hi for s in spacing):
