@@ -85,26 +85,37 @@ def show_comparison(viewer, comparison: Comparison, source, reference=None, mode
         cells.append(("reference", LABELS["reference"], ref_mask.astype(np.uint8), None))
     layers = []
     for key, name, mask, prov in cells:
-        overlap = mode != SHOW_MODES[0] and ref_mask is not None and key != "reference"
-        as_mesh = not overlap and render == "mesh" and ndisplay == 3
-        kind = "overlap" if overlap else "mesh" if as_mesh else "mask"
-        role = role_metadata(RESULT) if key not in ("input", "reference") and not overlap else {}
-        kwargs = geometry_kwargs(source, prov, **{COMPARE_KEY: key, "mask_kind": kind, **role})
-        if overlap:
-            layer = viewer.add_labels(overlap_map(mask, ref_mask).labels, name=name, **kwargs)
-            layer.colormap = overlap_colormap()
-        elif as_mesh:  # the mask itself, hidden, then its surface in the cell
-            viewer.add_image(mask.astype(np.float16), name=f"{name} (mask)", rendering="iso", iso_threshold=0.5,
-                             contrast_limits=(0, 1), colormap=mask_colormap(), visible=False,
-                             **{**kwargs, "metadata": {**kwargs["metadata"], "mask_kind": "mask"}})
-            layer = add_volume_layer(viewer, mask, name, "mesh", colormap=mask_colormap(), **kwargs)
-        else:  # a {0, 1} mask drawn as a shaded iso-surface in 3D (Labels render flat, voxel by voxel);
-            # float16, because napari's iso rendering of uint8/bool {0, 1} images draws nothing
-            layer = viewer.add_image(mask.astype(np.float16), name=name, rendering="iso", iso_threshold=0.5,
-                                     contrast_limits=(0, 1), colormap=mask_colormap(), **kwargs)
-        if hasattr(layer, "name_overlay"):
-            layer.name_overlay.visible = True
-        layers.append(layer)
+        layers.append(_add_cell(viewer, source, key, name, mask, prov, ref_mask, mode, ndisplay, render))
+    _lay_out_grid(viewer, layers, ndisplay)
+    return layers
+
+
+def _add_cell(viewer, source, key: str, name: str, mask, prov, ref_mask, mode: str, ndisplay: int, render: str):
+    """The layer of one comparison cell: TP/FP/FN labels, a mesh (its mask hidden beside it) or an iso mask."""
+    overlap = mode != SHOW_MODES[0] and ref_mask is not None and key != "reference"
+    as_mesh = not overlap and render == "mesh" and ndisplay == 3
+    kind = "overlap" if overlap else "mesh" if as_mesh else "mask"
+    role = role_metadata(RESULT) if key not in ("input", "reference") and not overlap else {}
+    kwargs = geometry_kwargs(source, prov, **{COMPARE_KEY: key, "mask_kind": kind, **role})
+    if overlap:
+        layer = viewer.add_labels(overlap_map(mask, ref_mask).labels, name=name, **kwargs)
+        layer.colormap = overlap_colormap()
+    elif as_mesh:  # the mask itself, hidden, then its surface in the cell
+        viewer.add_image(mask.astype(np.float16), name=f"{name} (mask)", rendering="iso", iso_threshold=0.5,
+                         contrast_limits=(0, 1), colormap=mask_colormap(), visible=False,
+                         **{**kwargs, "metadata": {**kwargs["metadata"], "mask_kind": "mask"}})
+        layer = add_volume_layer(viewer, mask, name, "mesh", colormap=mask_colormap(), **kwargs)
+    else:  # a {0, 1} mask drawn as a shaded iso-surface in 3D (Labels render flat, voxel by voxel);
+        # float16, because napari's iso rendering of uint8/bool {0, 1} images draws nothing
+        layer = viewer.add_image(mask.astype(np.float16), name=name, rendering="iso", iso_threshold=0.5,
+                                 contrast_limits=(0, 1), colormap=mask_colormap(), **kwargs)
+    if hasattr(layer, "name_overlay"):
+        layer.name_overlay.visible = True
+    return layer
+
+
+def _lay_out_grid(viewer, layers: list, ndisplay: int) -> None:
+    """Hide every other layer, show ``layers`` in a two-row grid and aim the 3D camera obliquely."""
     for lay in viewer.layers:
         if lay not in layers:
             lay.visible = False
@@ -119,7 +130,6 @@ def show_comparison(viewer, comparison: Comparison, source, reference=None, mode
         camera = camera_of(viewer)
         camera.angles = VIEW_ANGLES
         camera.zoom *= 1.1
-    return layers
 
 
 class CompareWidget(QWidget):
