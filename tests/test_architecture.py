@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"lsdebm": ROOT / "src" / "lsdebm", "napari_lsdebm": ROOT / "plugin" / "napari_lsdebm"}
 MAX_LINES = 400
+MAX_FUNCTION_LINES = 60
 
 
 def modules() -> dict[str, Path]:
@@ -114,6 +115,18 @@ def test_contracts_catch_a_wrong_way_import(tmp_path):
 def test_no_module_over_400_lines():
     long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def test_no_function_over_60_lines():
+    """Every function and method in src/ and plugin/ (docstring included, decorators not) fits one screen."""
+    offenders = []
+    for path in modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.name} ({n} lines)")
+    assert offenders == [], f"functions over {MAX_FUNCTION_LINES} lines: " + "; ".join(sorted(offenders))
 
 
 KINDS = r"(lsdebm|vae|lebm|reconnet|ebm|pixel_ebm)"
