@@ -153,7 +153,7 @@ def _amp_context(o: TrainOptions, device: torch.device):
 
 
 def train(o: TrainOptions) -> dict[str, Any]:
-    """Run training; returns the summary that is also stored in the checkpoint's ``info``."""
+    """Run training; returns the last epoch's row (the full record is in the checkpoint's ``info``)."""
     check_options(o)
     if o.threads:
         torch.set_num_threads(o.threads)
