@@ -1,7 +1,8 @@
 """Live preview while a run samples: the newest latent decoded on a background thread, throttled.
 
 Decoding competes with the sampler for the CPU, so a new preview starts only when the previous
-one is done and at least ``max(0.5 s, 3 x the last decode time)`` has passed. With
+one is done and at least ``max(0.5 s, 3 x the last decode time)`` has passed (the first one 0.5 s
+after the start, so a run that ends sooner, such as a VAE, decodes no preview at all). With
 ``render="mesh"`` the preview is a Surface layer whose iso-surface is made on the same thread.
 """
 from __future__ import annotations
@@ -38,7 +39,8 @@ class LivePreview(QObject):
 
         ``render`` is ``mesh`` (a Surface layer) or ``volume`` (an iso-rendered Image layer).
         """
-        self._decode, self._last, self._cost = make_decoder(model), 0.0, 0.0
+        # the throttle counts from the start: a run that ends within 0.5 s (a VAE) is not slowed by a preview
+        self._decode, self._last, self._cost = make_decoder(model), time.monotonic(), 0.0
         self._spacing = (float(spacing),) * 3 if render == "mesh" else None
         if render == "mesh":
             self.layer = add_mesh_layer(self.viewer, empty_mesh(), LAYER_NAME, translate)
@@ -55,12 +57,14 @@ class LivePreview(QObject):
         self._last, z = now, z[:1]
         self.jobs.submit(lambda: self._run(z), urgent=True)
 
-    def stop(self) -> None:
-        """Remove the layer; a decode still running is dropped when it finishes."""
+    def stop(self, remove: bool = True):
+        """Stop previewing and remove the layer (``remove=False``: return it for the caller to remove,
+        e.g. together with other layers in one batch); a decode still running is dropped when it finishes."""
         self._decode = None
-        if self.layer is not None and self.layer in self.viewer.layers:
-            self.viewer.layers.remove(self.layer)
-        self.layer = None
+        layer, self.layer = self.layer, None
+        if remove and layer is not None and layer in self.viewer.layers:
+            self.viewer.layers.remove(layer)
+        return None if remove else layer
 
     def _run(self, z) -> None:
         decode = self._decode

@@ -38,16 +38,18 @@ class RunLayers:
         if source is not None and source in self.viewer.layers and not any(x.visible for x in self.layers()):
             source.visible = True
 
-    def replace(self, keep: bool) -> None:
-        """Before a finished run's layers are added: remove the previous runs' layers unless ``keep``."""
+    def replace(self, keep: bool, also: list | tuple = ()) -> None:
+        """Before a finished run's layers are added: remove the previous runs' layers unless ``keep``,
+        and the layers ``also`` (e.g. the live preview), all in one batch."""
         self._before = []
-        if keep:
-            return
-        with self.viewer.layers.batched_update():  # one scene-graph cleanup (napari gc.collects per removal)
-            for layer in reversed(self.layers()):
-                if layer in self.viewer.layers:
+        old = [] if keep else list(reversed(self.layers()))
+        gone = [layer for layer in old + list(also) if layer in self.viewer.layers]
+        if gone:
+            with self.viewer.layers.batched_update():  # one scene-graph cleanup (napari gc.collects per removal)
+                for layer in gone:
                     self.viewer.layers.remove(layer)
-        self.runs = []
+        if not keep:
+            self.runs = []
 
     def record(self, before: list) -> list:
         """Record the layers added since ``before`` (the layer list before the result was shown)."""

@@ -268,14 +268,15 @@ class ExplorerWidget(QWidget):
             # controls and the status line have shown that the run has stopped
             QTimer.singleShot(0, self.preview.stop)
             return
-        self.preview.stop()
+        self._leftover = self.preview.stop(remove=False)  # removed with the previous run's layers: one cleanup
         self.show_result(outcome.output)
 
     # results ---------------------------------------------------------------------------------
     def show_result(self, output, context: dict | None = None) -> None:
         """Add the reconstruction (Labels) and the (t, k) trajectory layer, switch to 3D."""
         ctx = context or self._run_context
-        self.run_layers.replace(keep=self.keep_box.isChecked())  # a new run replaces the last one's layers
+        leftover, self._leftover = getattr(self, "_leftover", None), None
+        self.run_layers.replace(self.keep_box.isChecked(), [leftover] if leftover is not None else [])
         before = list(self.viewer.layers)
         add_result_layers(self.viewer, output, ctx, self.cache, 3 if self.view3d_box.isChecked() else 2)
         self.run_layers.record(before)
