@@ -80,6 +80,10 @@ def test_teaching_sliders_count_k_from_zero_and_explain_does_not_claim_descent(m
     assert widget.plots.cursor_positions()[1] == 0.0
     viewer.dims.current_step = (3, 4, 0, 0)
     assert "k = 4 of" in canvas_text(viewer)
+    from napari_lsdebm._ui.legends import NOTE_LINE_CHARS, canvas_overlay
+
+    note = canvas_overlay(viewer, "text")  # wrapped so a 1280 px window's canvas shows all of it
+    assert note.font_size <= 12 and all(len(line) <= NOTE_LINE_CHARS for line in note.text.split("\n")), note.text
 
 
 def test_landscape_sliders_t_then_k_with_colour_bar_and_axes(make_napari_viewer, qtbot):

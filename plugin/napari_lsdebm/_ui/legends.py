@@ -11,6 +11,7 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from lsdebm.explore.vocabulary import SEPARATOR
 from lsdebm.review.overlap import FN, FP, OVERLAP_CLASSES, OVERLAP_COLORS, OVERLAP_DESCRIPTIONS, TP, hex_color
 
 
@@ -23,19 +24,41 @@ def canvas_overlay(viewer, name: str):
     return getattr(viewer, {"text": "text_overlay", "axes": "axes", "scale_bar": "scale_bar"}[name])
 
 
-def show_canvas_note(viewer, text: str, font_size: float = 11) -> None:
-    """Write ``text`` in the canvas's top-left corner (an empty text hides the note)."""
+NOTE_FONT_SIZE = 10  # canvas note size: a 48-character line fits a ~575 px canvas (1280 px window, docks open)
+NOTE_LINE_CHARS = 48
+
+
+def wrap_note(text: str, width: int = NOTE_LINE_CHARS) -> str:
+    """``text`` in lines of at most ``width`` characters where it can, broken after its " · " separators first.
+
+    Only single spaces become line breaks, so ``wrap_note(t).replace("\\n", " ") == t``. A piece
+    between separators longer than ``width`` is broken between words; a longer word stays whole.
+    """
+    pieces = text.split(SEPARATOR)
+    pieces = [p + SEPARATOR.rstrip() for p in pieces[:-1]] + pieces[-1:]  # "a · b" -> "a ·", "b"
+    words = [w for p in pieces for w in ([p] if len(p) <= width else p.split(" "))]
+    lines: list[str] = []
+    for word in words:
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "\n".join(lines)
+
+
+def show_canvas_note(viewer, text: str, font_size: float = NOTE_FONT_SIZE) -> None:
+    """Write ``text`` in the canvas's top-left corner, wrapped to fit (an empty text hides the note)."""
     note = canvas_overlay(viewer, "text")
-    note.text = text
+    note.text = wrap_note(text)
     note.font_size = font_size
     note.position = "top_left"
     note.visible = bool(text)
 
 
 def canvas_note(viewer) -> str:
-    """The note the canvas shows now ("" when hidden)."""
+    """The note the canvas shows now, as one line ("" when hidden)."""
     note = canvas_overlay(viewer, "text")
-    return note.text if note.visible else ""
+    return note.text.replace("\n", " ") if note.visible else ""
 
 
 def overlap_rows(counts: dict[str, int] | None = None) -> list[tuple[str, str, tuple, int | None]]:
@@ -104,4 +127,4 @@ def show_layer_colorbar(layer) -> bool:
 
 
 __all__ = ["ColourBar", "OverlapLegend", "canvas_note", "canvas_overlay", "overlap_rows", "show_canvas_note",
-           "show_layer_colorbar"]
+           "show_layer_colorbar", "wrap_note"]
