@@ -58,6 +58,35 @@ def test_dock_fits_the_window_and_keeps_run_controls_in_sight(make_napari_viewer
     assert on_screen(panel.run_button) and not overflowing(w), overflowing(w)
 
 
+def note_width(viewer) -> float:
+    """Width in screen pixels of the canvas note as drawn (napari's vispy text node)."""
+    from napari_lsdebm._ui.legends import canvas_overlay
+
+    canvas = viewer.window._qt_viewer.canvas
+    node = canvas._viewer_overlay_to_visual[canvas_overlay(viewer, "text")][0].node
+    return node.get_width_height()[0]
+
+
+def test_run_at_1280x800_keeps_the_window_size_and_the_canvas_note_fits(make_napari_viewer, qtbot, tiny_ckpts):
+    from napari_lsdebm._ui.legends import NOTE_LINE_CHARS, canvas_overlay
+
+    viewer, w = docked(make_napari_viewer(show=True))
+    window = viewer.window._qt_window
+    window.resize(1280, 800)
+    run_sample(qtbot, w, tiny_ckpts["lsdebm"], K=4, depth=2)
+    viewer.dims.set_current_step(t_k_axes(viewer)[0], 3)  # a reverse frame: the longest note (with k)
+    w.clean_box.setChecked(True)  # "decoded predicted-clean latent z_t / ā_t", longer still
+    qtbot.wait(300)
+    assert w.plots_dock.isVisible() and w.isVisible()
+    assert window.height() <= 800 and window.width() <= 1280, window.size()  # the plots did not grow it
+    assert w.plots_dock.minimumSizeHint().height() <= 170, w.plots_dock.minimumSizeHint()
+    note = canvas_overlay(viewer, "text")
+    assert note.visible and note.font_size <= 12 and "k=" in note.text
+    assert all(len(line) <= NOTE_LINE_CHARS for line in note.text.split("\n")), note.text
+    canvas = viewer.window._qt_viewer.canvas.native
+    assert 0 < note_width(viewer) <= canvas.width() - 20, (note_width(viewer), canvas.width())  # not cut off
+
+
 def test_two_runs_leave_one_layer_set_and_keep_makes_two(make_napari_viewer, qtbot, tiny_ckpts):
     viewer, w = docked(make_napari_viewer())
     run_sample(qtbot, w, tiny_ckpts["lsdebm"], K=4, depth=2)

@@ -1,4 +1,4 @@
-"""Docks that belong to another dock: notice when napari closes a dock widget, remove a helper dock.
+"""Docks that belong to another dock: add one under the canvas, notice when napari closes a dock widget, remove it.
 
 When the person closes a dock, napari takes the inner widget out of it (``setParent(None)``) and
 deletes the dock. :class:`CloseWatcher` turns that into one ``on_close()`` call, so a widget can
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from qtpy.QtCore import QEvent, QObject, Qt
-from qtpy.QtWidgets import QGroupBox, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QGroupBox, QMainWindow, QScrollArea, QVBoxLayout, QWidget
 
 
 class CloseWatcher(QObject):
@@ -29,6 +29,20 @@ class CloseWatcher(QObject):
                 self.docked = False
                 self.on_close()
         return False
+
+
+def dock_below_canvas(window, widget, name: str):
+    """Add ``widget`` as a napari dock under the canvas (and the right-hand docks); returns the dock.
+
+    The left column (layer controls and layer list, whose minimum heights napari sets) keeps the
+    window's full height, so the plots under the canvas do not stack below it: stacked, the two
+    minimum heights need more than an 800 px window and Qt grows the window past the screen.
+    """
+    dock = window.add_dock_widget(widget, area="bottom", name=name)
+    main_window = dock.parentWidget()  # the QMainWindow (napari's Window._qt_window is private)
+    if isinstance(main_window, QMainWindow):
+        main_window.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+    return dock
 
 
 def remove_dock(viewer, dock) -> None:

@@ -23,6 +23,7 @@ from lsdebm.explore.vocabulary import frame_name, k_number, k_numbers
 from lsdebm.sampling import Trajectory
 
 REDRAW_DELAY_MS = 150  # full redraws wait until the sliders rest this long (the 3D frame draws first)
+MIN_CANVAS_HEIGHT = 110  # px: with the caption line and the dock title the plots dock shrinks to ~160 px
 
 
 class TrajectoryPlots(QWidget):
@@ -32,7 +33,7 @@ class TrajectoryPlots(QWidget):
         super().__init__(parent)
         self.figure = Figure(figsize=(9, 2.4), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(170)
+        self.canvas.setMinimumHeight(MIN_CANVAS_HEIGHT)  # shrinks so a 1280x800 window keeps its size
         self.message = QLabel("Run the explorer or open a trajectory to see its plots.")
         self.message.setWordWrap(True)
         self.where = QLabel("")  # the sliders in words: diffusion step t and Langevin iteration k

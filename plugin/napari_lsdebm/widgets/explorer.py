@@ -34,7 +34,7 @@ from lsdebm.runtime.checkpoint import bundled_checkpoints
 from lsdebm.runtime.device import resolve_device
 from lsdebm.runtime.loading import same_frame
 from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES, CheckpointPanel
-from napari_lsdebm._ui.docking import CloseWatcher, close_explorer, scroll_with_footer
+from napari_lsdebm._ui.docking import CloseWatcher, close_explorer, dock_below_canvas, scroll_with_footer
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import show_canvas_note
 from napari_lsdebm._ui.noise_panel import NoisePanel, explorer_note, generation_context, start_generation
@@ -87,7 +87,7 @@ class ExplorerWidget(QWidget):
             self._on_inserted(type("E", (), {"value": layer})())
         window = getattr(self.viewer, "window", None)
         if window is not None and hasattr(window, "add_dock_widget"):
-            self.plots_dock = window.add_dock_widget(self.plots, area="bottom", name="LSD-EBM plots")
+            self.plots_dock = dock_below_canvas(window, self.plots, "LSD-EBM plots")
             self.plots_dock.setVisible(self.layer is not None)  # no empty plot panel before a run
 
     def _build(self) -> None:

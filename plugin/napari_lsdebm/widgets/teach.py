@@ -31,6 +31,7 @@ from lsdebm.methods import RunSettings
 from lsdebm.teach.checkpoints import load_teach
 from lsdebm.teach.explain import explain
 from lsdebm.teach.generate import METHOD_LABELS, GenerationFrames, record_generation
+from napari_lsdebm._ui.docking import dock_below_canvas
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import show_canvas_note
 from napari_lsdebm._ui.plots import TrajectoryPlots
@@ -95,7 +96,7 @@ class TeachingWidget(QWidget):
         layout.addWidget(self.explain, 1)
         window = getattr(self.viewer, "window", None)
         if window is not None and hasattr(window, "add_dock_widget"):  # plots under the canvas, as in the explorer
-            window.add_dock_widget(self.plots, area="bottom", name="Teaching plots")
+            dock_below_canvas(window, self.plots, "Teaching plots")
 
         self.generate_button.clicked.connect(self.generate)
         self.cancel_button.clicked.connect(self.cancel)

@@ -93,7 +93,7 @@ def draw_langevin(ax_energy, ax_grad, traj: Trajectory, s: int):
     phase, t = traj.frame_info(s)
     for ax, ylabel in ((ax_energy, "energy U (a.u.)"), (ax_grad, "|grad U| (a.u.)")):
         ax.set_ylabel(ylabel)
-        ax.set_xlabel("Langevin iteration k (from 0)")
+        ax.set_xlabel("Langevin iteration k (from 0)", fontsize=9)  # a long label: constrained layout lets it overflow
         if series is None:
             ax.text(0.5, 0.5, f"forward t={t}: no Langevin iterations", transform=ax.transAxes,
                     ha="center", va="center", fontsize=8)
