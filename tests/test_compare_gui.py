@@ -59,6 +59,9 @@ def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
     assert len(set(positions)) == 6  # one cell each, one shared camera and dims
     assert viewer.dims.ndisplay == 3
     assert all(lay.name_overlay.visible for lay in visible)
+    # cell titles fit a cell of a 1280 px window: small font, short names ("raw input · DSC 0.92")
+    assert all(lay.name_overlay.font_size <= 8 and len(lay.name) <= 20 for lay in visible), [
+        (lay.name, lay.name_overlay.font_size) for lay in visible]
     # 3D cells are meshes by default (deliberately, since the mesh default): each mask stays beside its
     # surface as a hidden layer for slices, Review and export
     assert widget.render.currentText() == "mesh" and all(isinstance(lay, Surface) for lay in visible)

@@ -47,11 +47,14 @@ def overlap_colormap() -> DirectLabelColormap:
     return DirectLabelColormap(color_dict={**OVERLAP_COLORS, None: (0, 0, 0, 0)})
 
 
+CELL_TITLE_FONT_SIZE = 8  # a cell title ("raw input · DSC 0.92", <= 20 characters) fits a 1280 px window's cell
+
+
 def cell_name(result) -> str:
-    """Layer name of a comparison cell: the method, and its DSC when a reference was given."""
+    """Layer name of a comparison cell: the method, and its DSC (2 decimals: short) when a reference was given."""
     if result.metrics is None or result.key == "reference":
         return result.label
-    return f"{result.label} · DSC {result.metrics['dsc']:.3f}"
+    return f"{result.label} · DSC {result.metrics['dsc']:.2f}"
 
 
 def show_comparison(viewer, comparison: Comparison, source, reference=None, mode: str = SHOW_MODES[0],
@@ -111,6 +114,7 @@ def _add_cell(viewer, source, key: str, name: str, mask, prov, ref_mask, mode: s
                                  contrast_limits=(0, 1), colormap=mask_colormap(), **kwargs)
     if hasattr(layer, "name_overlay"):
         layer.name_overlay.visible = True
+        layer.name_overlay.font_size = CELL_TITLE_FONT_SIZE
     return layer
 
 
@@ -142,6 +146,9 @@ class CompareWidget(QWidget):
         self.comparison: Comparison | None = None
         self.input_combo = LayerCombo(napari_viewer, (Labels, Image))
         self.reference_combo = LayerCombo(napari_viewer, (Labels,), optional=True)
+        for combo in (self.input_combo, self.reference_combo):  # long layer names must not widen the dock
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(20)
         self.autopicks = (AutoPick(napari_viewer, self.input_combo, pick_input),
                           AutoPick(napari_viewer, self.reference_combo, pick_truth))
         self.paths = {k: PathRow(f"bundled {k}-default") for k in ("reconnet",) + METHODS}
