@@ -4,7 +4,7 @@
 
 Each picture is a fresh napari window at 1280x800 driven as a person would: the explorer on the
 real sample (bundled LSD-EBM, a 3D mesh at a reverse step), Compare (grid of the four methods),
-Review (TP/FP/FN overlap and the metrics table) and the teaching dock (digits from noise). The
+Review (TP/FP/FN overlap with an ROI box, and the metrics table) and the teaching dock (digits from noise). The
 whole window is grabbed, so the docks are in the picture.
 """
 from __future__ import annotations
@@ -90,6 +90,23 @@ def explorer_shot(out: Path) -> None:
     viewer.close()
 
 
+def draw_roi(viewer, review) -> None:
+    """Press "New ROI box" and draw a rectangle over the upper half of the prediction on its middle slice.
+
+    The rectangle spans all slices (a prism), so the table gains an ROI row beside the whole volume.
+    """
+    pred = review.pred_combo.layer()
+    review.roi_button.click()
+    roi = review.roi_combo.layer()
+    voxels = np.argwhere(np.asarray(pred.data) > 0.5)
+    lo, hi = voxels.min(0), voxels.max(0)
+    mid = (lo + hi) / 2
+    viewer.dims.set_point(0, pred.data_to_world(mid)[0])  # the slice the rectangle is drawn on
+    (y0, x0), (y1, x1) = (lo[1] - 1, lo[2] - 1), (mid[1], hi[2] + 1)
+    roi.add_rectangles(np.array([[mid[0], y0, x0], [mid[0], y0, x1], [mid[0], y1, x1], [mid[0], y1, x0]]))
+    roi.mode = "pan_zoom"
+
+
 def compare_and_review_shots(out: Path) -> None:
     from napari_lsdebm.widgets.compare import CompareWidget
     from napari_lsdebm.widgets.review import ReviewWidget
@@ -106,11 +123,11 @@ def compare_and_review_shots(out: Path) -> None:
     viewer.window.add_dock_widget(review, name="Review metrics and overlap")
     compare.toggle_grid()  # grid off: one overlap view
     overlap = review.show_overlap()
+    draw_roi(viewer, review)  # a 2D slice, as napari draws shapes there
     for layer in viewer.layers:
-        layer.visible = layer is overlap
-    viewer.dims.ndisplay = 3
+        layer.visible = layer is overlap or layer is review.roi_combo.layer()
     viewer.reset_view()
-    wait(lambda: review.worker is None and review.table.rowCount() > 0)
+    wait(lambda: review.worker is None and review.table.rowCount() > 1)
     grab(viewer, out / "review.png", reset=True)
     viewer.close()
 
