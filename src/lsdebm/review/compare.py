@@ -4,8 +4,13 @@ The comparison holds, in display order: the raw low-quality input, ReconNet alon
 then VAE, LEBM and LSD-EBM, each refining ReconNet's thresholded output (the paper's two-stage
 pipeline, Sec. 4; without a ReconNet checkpoint they refine the raw input). An input that is
 not on the models' grid is cropped around its centroid into the model frame and every result
-is pasted back into the input grid (:func:`lsdebm.data.frame.to_model_grid` / ``mask_to_input``),
-so all results align with the input and the reference.
+is pasted back into the input grid as probabilities, so all results align with the input and the
+reference. When the input's thick-slice acquisition is known (its spacing or staircase,
+:func:`lsdebm.data.acquisition.find_acquisition`), every method's output goes through the same
+measurement-aware step as ``lsdebm reconstruct`` (each checkpoint's ``consistency`` settings:
+shape interpolation and projection onto the observed slabs), so Compare shows what the command
+line writes; ``consistency=False`` shows the raw model outputs instead. The guided Langevin
+iterations of LSD-EBM are not run here (the unguided chain is compared).
 
 :func:`compare_events` is a long job (:mod:`lsdebm.tasks.progress`): a generator of
 :class:`~lsdebm.tasks.progress.Progress` values (``stage`` = the method running) that returns the
@@ -21,11 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from lsdebm.data.frame import affine_spacing, mask_to_input, to_model_grid
+from lsdebm.data.acquisition import find_acquisition
+from lsdebm.data.frame import affine_spacing, paste_probabilities, to_model_grid
+from lsdebm.data.slab_projection import consistent_probabilities
 from lsdebm.data.validate import foreground
 from lsdebm.errors import InputError
 from lsdebm.evaluation.metrics import check_mask, compute_metrics
-from lsdebm.methods import RunSettings, make_generator, method_for, run, run_events
+from lsdebm.methods import RunSettings, consistency_config, make_generator, method_for, run, run_events
 from lsdebm.nn.registry import LABELS as KIND_LABELS
 from lsdebm.provenance import checkpoint_record, make_provenance
 from lsdebm.runtime.checkpoint import LoadedCheckpoint
@@ -119,7 +126,7 @@ def _check_inputs(x: np.ndarray, models: dict[str, LoadedCheckpoint], reference)
         check_mask(reference, "reference")  # refuse NaN/negative values before running every method
 
 
-def _reconnet_stage(checkpoint: LoadedCheckpoint, inp: torch.Tensor, info, settings: RunSettings, finish):
+def _reconnet_stage(checkpoint: LoadedCheckpoint, inp: torch.Tensor, output, settings: RunSettings, finish):
     """Stage 1: ReconNet on the model-grid input; ``(thresholded input for stage 2, records, its result)``."""
     start = time.perf_counter()
     probs = run(checkpoint.model, inp).probs
@@ -127,13 +134,13 @@ def _reconnet_stage(checkpoint: LoadedCheckpoint, inp: torch.Tensor, info, setti
     seconds = time.perf_counter() - start
     stage1_records = [checkpoint_record(checkpoint, "reconnet")]
     p = probs[0, 0].cpu().numpy()
-    result = finish("reconnet", mask_to_input(p >= 0.5, info), p, seconds, stage1_records,
+    result = finish("reconnet", output("reconnet", p), p, seconds, stage1_records,
                     RunSettings(seed=settings.seed))
     return inp, stage1_records, result
 
 
 def _refinement_events(models: dict[str, LoadedCheckpoint], inp: torch.Tensor, settings: RunSettings, device,
-                       info, stage1_records: list, finish) -> Job[list[MethodResult]]:
+                       output, stage1_records: list, finish) -> Job[list[MethodResult]]:
     """Run VAE, LEBM and LSD-EBM in turn on the stage-1 output, yielding progress; returns their results."""
     plans = {k: planned_events(models[k].model, settings) for k in METHODS}
     totals = {k: n for k, (_, n) in plans.items()}
@@ -151,13 +158,34 @@ def _refinement_events(models: dict[str, LoadedCheckpoint], inp: torch.Tensor, s
         done += totals[key]
         p = result.probs[0, 0].cpu().numpy()
         records = stage1_records + [checkpoint_record(models[key], "method")]
-        results.append(finish(key, mask_to_input(p >= 0.5, info), p, seconds, records, s))
+        results.append(finish(key, output(key, p), p, seconds, records, s))
     yield Progress(grand, grand, "done")
     return results
 
 
+def output_on_input(x, affine, info, models: dict[str, LoadedCheckpoint], settings: RunSettings,
+                    consistency: bool = True):
+    """``output(key, probs)``: a method's model-grid probabilities as a uint8 mask on the input grid.
+
+    With ``consistency`` and a known acquisition, the probabilities pass through the method's
+    measurement-aware output step first (as in ``lsdebm reconstruct``).
+    """
+    acq = find_acquisition(x, affine) if consistency else None
+    observed = x != 0
+
+    def output(key: str, probs: np.ndarray) -> np.ndarray:
+        on_input = np.asarray(probs, np.float32) if info is None else paste_probabilities(probs, info)
+        if acq is not None:
+            c = consistency_config(models[key].model, settings)
+            on_input, _ = consistent_probabilities(on_input, observed, affine, acq, x.shape, affine, c.projection,
+                                                   c.margin, c.interpolation)
+        return (on_input >= 0.5).astype(np.uint8)
+
+    return output
+
+
 def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: RunSettings = RunSettings(),
-                   reference=None, reference_compat: bool = False) -> Job[Comparison]:
+                   reference=None, reference_compat: bool = False, consistency: bool = True) -> Job[Comparison]:
     """Run ReconNet, VAE, LEBM and LSD-EBM on ``x``; yield progress, return the :class:`Comparison`.
 
     Args:
@@ -168,6 +196,8 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
             ``repeats`` is ignored (one chain per method).
         reference: Optional high-quality mask on the input grid; adds metrics per result.
         reference_compat: Passed to :func:`lsdebm.evaluation.metrics.compute_metrics`.
+        consistency: Pass every output through its checkpoint's measurement-aware step when the
+            acquisition is known (see the module doc); False shows the raw model outputs.
 
     Raises:
         InputError: If ``x`` is not a non-empty 3D mask, or the reference's shape differs or it has
@@ -180,6 +210,7 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
     grid, model_spacing = _model_frame(models)
     settings = replace(settings, repeats=1)
     crop, info = to_model_grid(x, affine, grid, model_spacing, next(iter(models.values())).config.model)
+    output = output_on_input(x, affine, info, models, settings, consistency)
 
     def finish(key: str, mask: np.ndarray, probs, seconds: float, records: list, s: RunSettings | None):
         metrics = compute_metrics(mask, reference, spacing, reference_compat) if reference is not None else None
@@ -194,16 +225,16 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
     inp = torch.as_tensor(crop, dtype=torch.float32, device=device)[None, None]
     stage1_records = []
     if "reconnet" in models:
-        inp, stage1_records, stage1 = _reconnet_stage(models["reconnet"], inp, info, settings, finish)
+        inp, stage1_records, stage1 = _reconnet_stage(models["reconnet"], inp, output, settings, finish)
         results.append(stage1)
-    results += yield from _refinement_events(models, inp, settings, device, info, stage1_records, finish)
+    results += yield from _refinement_events(models, inp, settings, device, output, stage1_records, finish)
     return Comparison(results, affine, spacing)
 
 
 def compare_methods(x, affine, models: dict[str, LoadedCheckpoint], settings: RunSettings = RunSettings(),
-                    reference=None, reference_compat: bool = False) -> Comparison:
+                    reference=None, reference_compat: bool = False, consistency: bool = True) -> Comparison:
     """Drain :func:`compare_events` and return the :class:`Comparison`."""
-    return drain(compare_events(x, affine, models, settings, reference, reference_compat))
+    return drain(compare_events(x, affine, models, settings, reference, reference_compat, consistency))
 
 
 def summary(comparison: Comparison) -> list[dict[str, Any]]:
