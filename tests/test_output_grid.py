@@ -161,3 +161,34 @@ def test_plugin_pastes_anisotropic_input_onto_the_isotropic_grid():
     crop, info = crop_label(mask, np.diag([4.0, 4.0, 4.0, 1.0]), None, grid=16, spacing=4.0)
     data, kwargs = pasted_layer(RunOutput(None, crop[None].astype(np.float32), crop, 0.0), info, iso)
     assert data.shape == SHAPE and kwargs["grid"] == "input grid"
+
+
+def test_explorer_result_goes_through_the_same_output_step_as_reconstruct():
+    """The explorer's pasted reconstruction is measurement-aware, like `lsdebm reconstruct`'s output."""
+    from types import SimpleNamespace
+
+    pytest.importorskip("qtpy")
+    from lsdebm.data.acquisition import find_acquisition
+    from lsdebm.data.frame import crop_label
+    from lsdebm.data.slab_projection import measured_output
+    from lsdebm.explore import RunOutput
+    from lsdebm.methods import RunSettings, consistency_config
+    from lsdebm.runtime.checkpoint import load_checkpoint
+    from napari_lsdebm._ui.results import pasted_layer
+
+    ckpt = load_checkpoint("reconnet-default")  # bundled: projection 1.0 + interpolation 2.0
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[14:34, 10:30, 3:9] = 1
+    crop, info = crop_label(mask, PIR, None, grid=16, spacing=4.0)
+    probs = np.clip(crop.astype(np.float32) * 0.9 + 0.05, 0, 1)  # a soft model output
+    output = RunOutput(trajectory=None, probs=probs[None], input=crop, seconds=0.0)
+    src = SimpleNamespace(scale=(1.0, 1.0, 4.0), translate=(0.0, 0.0, 0.0), metadata={"affine": PIR}, data=mask)
+    shown, kwargs = pasted_layer(output, info, src, ckpt.model)
+    shape, affine = isotropic_grid(SHAPE, PIR)
+    acq = find_acquisition(mask, PIR)
+    assert acq is not None
+    expected, _ = measured_output(probs, info, mask != 0, PIR, acq, consistency_config(ckpt.model, RunSettings()),
+                                  shape, affine)
+    np.testing.assert_array_equal(shown, (expected >= 0.5).astype(np.uint8))
+    plain, _ = pasted_layer(output, info, src)
+    assert not np.array_equal(shown, plain)

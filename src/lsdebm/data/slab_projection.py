@@ -28,7 +28,7 @@ from scipy import ndimage
 from scipy.special import expit
 
 from lsdebm.data.acquisition import Acquisition
-from lsdebm.data.frame import resample
+from lsdebm.data.frame import CropInfo, paste_probabilities, resample
 
 LOGIT_CLIP = 12.0
 BISECTION_STEPS = 24
@@ -173,3 +173,19 @@ def consistent_probabilities(probs: np.ndarray, source_mask: np.ndarray, in_affi
     out[sl] = project_to_slabs(box, observed[sl], ids, axis, weight, margin)
     done = "projected onto" if weight > 0 else "interpolated along"
     return out, f"{done} {acq.describe()}" + (f" (shape interpolation x{interpolation:g})" if interpolation else "")
+
+
+def measured_output(probs, info: CropInfo, observed: np.ndarray, in_affine, acq: Acquisition | None, ccfg,
+                    out_shape=None, out_affine=None):
+    """Model-grid ``probs`` pasted onto the output grid, then :func:`consistent_probabilities`.
+
+    The one output step of a reconstruction (``lsdebm reconstruct``, Compare, the explorer's
+    result): ``observed`` is the structure's foreground on the input grid (``in_affine``), ``ccfg``
+    a :class:`lsdebm.config.ConsistencyConfig`; the output grid defaults to the input's.
+    Returns ``(probabilities on the output grid, note)``.
+    """
+    shape = tuple(info.source_shape if out_shape is None else out_shape)
+    affine = np.asarray(info.source_affine if out_affine is None else out_affine, dtype=np.float64)
+    pasted = paste_probabilities(probs, info, shape, affine)
+    return consistent_probabilities(pasted, observed, in_affine, acq, shape, affine, ccfg.projection, ccfg.margin,
+                                    ccfg.interpolation)

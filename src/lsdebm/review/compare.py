@@ -28,7 +28,7 @@ import torch
 
 from lsdebm.data.acquisition import find_acquisition
 from lsdebm.data.frame import affine_spacing, paste_probabilities, to_model_grid
-from lsdebm.data.slab_projection import consistent_probabilities
+from lsdebm.data.slab_projection import consistent_probabilities, measured_output
 from lsdebm.data.validate import foreground
 from lsdebm.errors import InputError
 from lsdebm.evaluation.metrics import check_mask, compute_metrics
@@ -174,11 +174,16 @@ def output_on_input(x, affine, info, models: dict[str, LoadedCheckpoint], settin
     observed = x != 0
 
     def output(key: str, probs: np.ndarray) -> np.ndarray:
-        on_input = np.asarray(probs, np.float32) if info is None else paste_probabilities(probs, info)
-        if acq is not None:
-            c = consistency_config(models[key].model, settings)
-            on_input, _ = consistent_probabilities(on_input, observed, affine, acq, x.shape, affine, c.projection,
-                                                   c.margin, c.interpolation)
+        c = consistency_config(models[key].model, settings) if acq is not None else None
+        if info is not None and c is not None:
+            on_input, _ = measured_output(probs, info, observed, affine, acq, c)
+        elif info is not None:
+            on_input = paste_probabilities(probs, info)
+        elif c is not None:  # already on the model grid: project there
+            on_input, _ = consistent_probabilities(np.asarray(probs, np.float32), observed, affine, acq, x.shape,
+                                                   affine, c.projection, c.margin, c.interpolation)
+        else:
+            on_input = np.asarray(probs, np.float32)
         return (on_input >= 0.5).astype(np.uint8)
 
     return output

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from lsdebm.data.acquisition import Acquisition, find_acquisition
-from lsdebm.data.frame import CropInfo, crop_to_model, paste_probabilities, replace_label, resample
+from lsdebm.data.frame import CropInfo, crop_to_model, replace_label, resample
 from lsdebm.data.labelmaps import describe, present_labels, select_structures
-from lsdebm.data.slab_projection import consistent_probabilities
+from lsdebm.data.slab_projection import measured_output
 from lsdebm.data.validate import foreground
 from lsdebm.errors import InputError, InputWarning
 from lsdebm.methods import RunSettings, consistency_config, make_generator, resolve, run, run_events, sampling_schedule
@@ -212,9 +212,7 @@ def _paste_back(ref: Refinement, infos: list[CropInfo], observed: list, data: np
     probs = np.zeros(out_shape, np.float32) if with_probabilities else None
     notes = []
     for p, info, seen in zip(ref.probs, infos, observed):
-        pasted = paste_probabilities(p, info, out_shape, out_affine)
-        pasted, note = consistent_probabilities(pasted, seen, affine, acq, out_shape, out_affine, ccfg.projection,
-                                                ccfg.margin, ccfg.interpolation)
+        pasted, note = measured_output(p, info, seen, affine, acq, ccfg, out_shape, out_affine)
         notes.append(note)
         replace_label(out, pasted >= 0.5, info.label, in_place=True)
         if probs is not None:
