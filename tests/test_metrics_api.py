@@ -1,5 +1,5 @@
 """The metrics API refuses bad masks and spacing, offers both ASSD definitions, and the CLI
-refuses a --label that a file does not hold."""
+refuses a --label that the reference does not hold (a prediction without it scores as empty)."""
 import json
 
 import nibabel as nib
@@ -102,7 +102,12 @@ def test_cli_label_absent_is_an_error(tmp_path, capsys):
     assert main(["metrics", full, full, "--label", "22"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"lsdebm: error: {full}: label 22 not found; labels present: 20, 21"
-    assert main(["metrics", part, full, "--label", "21"]) == 2  # absent from the prediction only
+    # absent from the prediction only: a method that lost the structure scores DSC 0, with a warning
+    assert main(["metrics", part, full, "--label", "21", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["dsc"] == 0.0
+    assert f"{part}: label 21 not found; scored as an empty prediction" in captured.err
+    assert main(["metrics", full, part, "--label", "21"]) == 2  # absent from the reference: nothing to score
     assert capsys.readouterr().err.strip().endswith(f"{part}: label 21 not found; labels present: 20")
     empty = _save(tmp_path / "empty.nii.gz", np.zeros((8, 8, 8), np.uint8))
     assert main(["metrics", full, empty, "--label", "20"]) == 2

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 
 import numpy as np
 
-from lsdebm.errors import InputError
+from lsdebm.errors import InputError, InputWarning
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -21,7 +22,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("pred", help="predicted mask (.nii/.nii.gz)")
     parser.add_argument("gt", help="reference mask (.nii/.nii.gz)")
     parser.add_argument("--label", type=int,
-                        help="compare only this label id in both files (an error if either file lacks it)")
+                        help="compare only this label id in both files (an error if the reference lacks "
+                             "it; a prediction without it scores as empty, with a warning)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--reference-compat", action="store_true",
                         help="reproduce the authors' columns (SEN=precision, SPEC=NPV, geometric NMI)")
@@ -48,8 +50,10 @@ def run(args) -> int:
     if not np.allclose(pred.affine, gt.affine, atol=1e-3):
         raise InputError(f"{args.pred} and {args.gt} have different affines (resample one first)")
     if args.label is not None:
-        for path, volume in ((args.pred, pred), (args.gt, gt)):
-            _check_label(path, volume.data, args.label)
+        _check_label(args.gt, gt.data, args.label)  # nothing to score against
+        if not np.any(pred.data == args.label):  # a prediction that lost the structure scores as empty
+            warnings.warn(f"{args.pred}: label {args.label} not found; scored as an empty prediction",
+                          InputWarning, stacklevel=2)
     select = (lambda d: d == args.label) if args.label is not None else (lambda d: d != 0)
     result = compute_metrics(select(pred.data), select(gt.data), gt.spacing,
                              reference_compat=args.reference_compat)
