@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from lsdebm.data.frame import paste_back, paste_probabilities
-from lsdebm.data.grids import output_grid
-from lsdebm.errors import InputError
 from lsdebm.explore import RunOutput, TrajectoryVolumes, make_decoder
 from lsdebm.explore.decode_cache import DecodeCache
-from lsdebm.explore.result import result_on_grid
+from lsdebm.explore.result import result_layer_data
 from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES
 from napari_lsdebm._ui.roles import RESULT, role_metadata
 from napari_lsdebm._ui.trajectory_layer import slider_axes, trajectory_layer_data
@@ -23,29 +20,22 @@ from napari_lsdebm._ui.trajectory_layer import slider_axes, trajectory_layer_dat
 CAMERA_ANGLES = (-15.0, 35.0, 60.0)  # napari Euler angles (degrees): oblique view from behind and above
 
 
-def pasted_layer(output: RunOutput, crop, src, model=None) -> tuple[np.ndarray, dict]:
+def pasted_layer(output: RunOutput, crop, src, model=None, computed=None) -> tuple[np.ndarray, dict]:
     """The reconstruction pasted out of the model grid, with its layer scale, translate and metadata.
 
     An anisotropic input gets the isotropic output grid (probabilities pasted linearly, thresholded
     there); otherwise, or when that grid would be too large, the input layer's grid. ``kwargs['grid']``
     names the grid ("input grid" or "output grid"). With the run's ``model`` the probabilities go
-    through its measurement-aware output step (:func:`lsdebm.explore.result.result_on_grid`), as
-    ``lsdebm reconstruct`` does.
+    through its measurement-aware output step, as ``lsdebm reconstruct`` does
+    (:func:`lsdebm.explore.result.result_layer_data`; ``computed`` is its value when the worker
+    already made it).
     """
-    try:
-        grid = output_grid(crop.source_shape, crop.source_affine)
-    except InputError:
-        grid = None
+    mask, grid = computed if computed is not None else \
+        result_layer_data(output, crop, getattr(src, "data", None), model)
     if grid is None:
-        mask = paste_back(output.mask, crop) if model is None else \
-            result_on_grid(output.probs.mean(0), crop, src.data, model)
         return mask, {"scale": src.scale, "translate": src.translate, "metadata": dict(src.metadata),
                       "grid": "input grid"}
     shape, affine = grid
-    if model is None:
-        mask = (paste_probabilities(output.probs.mean(0), crop, shape, affine) >= 0.5).astype(np.uint8)
-    else:
-        mask = result_on_grid(output.probs.mean(0), crop, src.data, model, shape, affine)
     # same orientation: old index = diag(ratio) @ new index + offset, so the layer is scaled and shifted
     old_from_new = np.linalg.inv(crop.source_affine) @ affine
     src_scale, src_translate = np.asarray(src.scale, float)[-3:], np.asarray(src.translate, float)[-3:]
@@ -70,7 +60,7 @@ def add_result_layers(viewer, output: RunOutput, ctx: dict, cache: DecodeCache, 
     viewer.add_labels(output.mask.astype(np.uint8), name=f"{method} reconstruction", visible=False,
                       metadata={**meta, **role_metadata(RESULT)}, **common)
     if ctx.get("crop") is not None:
-        data, kwargs = pasted_layer(output, ctx["crop"], ctx["source"], ckpt.model)
+        data, kwargs = pasted_layer(output, ctx["crop"], ctx["source"], ckpt.model, ctx.get("pasted"))
         kwargs["metadata"] = {**kwargs["metadata"], **role_metadata(RESULT)}  # not the source's "input" role
         viewer.add_labels(data, name=f"{method} reconstruction ({kwargs.pop('grid')})", visible=False, **kwargs)
     volumes = TrajectoryVolumes(traj, make_decoder(ckpt.model), (m.grid,) * 3, cache=cache)

@@ -30,6 +30,7 @@ from lsdebm.errors import LsdebmError
 from lsdebm.explore import TrajectoryVolumes, prepare_input, record_run, run_metadata
 from lsdebm.explore.decode_cache import DecodeCache
 from lsdebm.explore.record import observe
+from lsdebm.explore.result import result_layer_data
 from lsdebm.runtime.checkpoint import bundled_checkpoints
 from lsdebm.runtime.device import resolve_device
 from lsdebm.runtime.loading import same_frame
@@ -220,10 +221,17 @@ class ExplorerWidget(QWidget):
             chosen = select_structures(np.asarray(source.data), affine, [self.label_spin.value()])
             what += ", " + describe(chosen)[0].removeprefix("refining ")
         self._say(f"running {KIND_NAMES[ckpt.kind]} on {what} ({device})…")
-        self.worker = start_job(
-            lambda job: record_run(ckpt, x, settings, stage1, every, meta, job.cancel_event,  # in the worker thread
-                                   observe(ckpt, data, affine, crop, label, settings)), self._on_outcome,
-            self._on_progress, throttle=0.1, keep=lambda p: p.done >= p.total, what="run", failed="run failed")
+        ctx = self._run_context
+
+        def work(job):  # in the worker thread: the run, then its result on the input's grid
+            output = yield from record_run(ckpt, x, settings, stage1, every, meta, job.cancel_event,
+                                           observe(ckpt, data, affine, crop, label, settings))
+            if crop is not None:
+                ctx["pasted"] = result_layer_data(output, crop, data, ckpt.model)
+            return output
+
+        self.worker = start_job(work, self._on_outcome, self._on_progress, throttle=0.1,
+                                keep=lambda p: p.done >= p.total, what="run", failed="run failed")
 
     def generate(self) -> None:
         """Algorithm 3 in 3D: generate from z_T ~ N(0, I) and record the whole reverse chain."""

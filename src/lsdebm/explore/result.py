@@ -10,9 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from lsdebm.data.acquisition import find_acquisition
-from lsdebm.data.frame import CropInfo
+from lsdebm.data.frame import CropInfo, paste_back, paste_probabilities
+from lsdebm.data.grids import output_grid
 from lsdebm.data.slab_projection import measured_output
 from lsdebm.data.validate import foreground
+from lsdebm.errors import InputError
 from lsdebm.methods import RunSettings, consistency_config
 
 
@@ -24,3 +26,23 @@ def result_on_grid(probs: np.ndarray, crop: CropInfo, source_data, model, out_sh
     ccfg = consistency_config(model, RunSettings())
     pasted, _ = measured_output(probs, crop, observed, crop.source_affine, acq, ccfg, out_shape, out_affine)
     return (pasted >= 0.5).astype(np.uint8)
+
+
+def result_layer_data(output, crop: CropInfo, source_data=None, model=None) -> tuple[np.ndarray, tuple | None]:
+    """``(mask, grid)``: a run's result pasted out of the model grid, ready for a layer.
+
+    ``grid`` is the isotropic output grid ``(shape, affine)`` of an anisotropic input, or None for
+    the input's own grid (also when that grid would be too large). With the run's ``model`` the
+    mean probabilities go through :func:`result_on_grid`; without it they are only pasted. It does
+    the heavy work of showing a result, so the explorer calls it in the run's worker thread.
+    """
+    try:
+        grid = output_grid(crop.source_shape, crop.source_affine)
+    except InputError:
+        grid = None
+    probs = output.probs.mean(0)
+    if model is not None:
+        return result_on_grid(probs, crop, source_data, model, *(grid or (None, None))), grid
+    if grid is None:
+        return paste_back(output.mask, crop), None
+    return (paste_probabilities(probs, crop, *grid) >= 0.5).astype(np.uint8), grid
