@@ -9,6 +9,7 @@ import sys
 
 from lsdebm.config import parse_sets
 from lsdebm.errors import LsdebmError
+from lsdebm.nn.slabnet import SlabNet
 from lsdebm.runtime.checkpoint import with_sampling_settings
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -19,6 +20,7 @@ p.add_argument("--reason", required=True)
 p.add_argument("--overwrite", action="store_true")
 args = p.parse_args()
 try:
-    print(with_sampling_settings(args.src, args.dst, parse_sets(args.sets), args.reason, overwrite=args.overwrite))
+    print(with_sampling_settings(args.src, args.dst, parse_sets(args.sets), args.reason, overwrite=args.overwrite,
+                                 extra_kinds={"slabnet": SlabNet}))
 except LsdebmError as exc:
     sys.exit(f"error: {exc}")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from lsdebm.errors import InputError
 
-REAL_ONLY = ("split", "planes", "thicknesses", "forms", "consistency_weight", "consistency_steps", "projection")
+REAL_ONLY = ("split", "planes", "thicknesses", "forms", "consistency_weight", "consistency_steps", "projection",
+             "slab_model")
 PHANTOM_ONLY = {"data": "--data", "phantoms": "--phantoms", "record_test_metrics": "--record-test-metrics"}
 REAL_SEED = 0
 
@@ -31,6 +32,9 @@ def add_real_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--consistency-steps", type=int, metavar="N", help="guided iterations (default: checkpoint)")
     g.add_argument("--projection", type=float, metavar="W",
                    help="weight 0-1 of the projection onto the observed slabs (default: checkpoint)")
+    g.add_argument("--slab-model", metavar="FILE",
+                   help="learned slab interpolation of the output step: 'default' (bundled slabnet-default, the "
+                        "default), a .safetensors file, or 'none' (the classical shape-based interpolation)")
     g.add_argument("--planes", help="comma-separated acquisition planes (default sagittal,axial)")
     g.add_argument("--thicknesses", help="comma-separated slice thicknesses in mm, 1-10 (default 3,5,7)")
     g.add_argument("--forms", help="truth (LQ on the 1 mm truth grid) and/or native (LQ on its thick-slice grid); "
@@ -111,6 +115,7 @@ def run_real(args) -> int:
     from lsdebm.methods import RunSettings
     from lsdebm.provenance import checkpoint_record, command_line, versions
     from lsdebm.runtime.device import device_name, resolve_device
+    from lsdebm.runtime.loading import load_slab_model
     from lsdebm.tasks.reconstruct import effective_settings, set_threads
 
     rows = parse_methods(args.methods)
@@ -119,6 +124,7 @@ def run_real(args) -> int:
     set_threads(args.threads)
     device = resolve_device(args.device)
     loaded = row_checkpoints(rows, args.checkpoint_dir, device)
+    slab = load_slab_model(args.slab_model or "default", device)
     cases = real_cases(protocol["source"], protocol["split"], protocol["planes"], protocol["thicknesses"],
                        protocol["seed"], protocol["forms"])
     settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size, seed=protocol["seed"],
@@ -128,7 +134,7 @@ def run_real(args) -> int:
     def progress(done: int, total: int) -> None:
         print(f"\r{done}/{total} cases, {time.perf_counter() - start:.0f} s", end="", file=sys.stderr, flush=True)
 
-    result = evaluate_real(cases, row_models(rows, loaded), rows, settings, progress)
+    result = evaluate_real(cases, row_models(rows, loaded, slab), rows, settings, progress)
     print(file=sys.stderr)
     summary = summarize_real(result)
     meta = {"command": command_line(getattr(args, "argv", None)),
@@ -137,7 +143,8 @@ def run_real(args) -> int:
             "protocol": {**{k: list(v) if isinstance(v, tuple) else v for k, v in protocol.items()},
                          "simulator": REAL_SIMULATOR, "offset": "uniform in [0, thickness) per case"},
             "seconds_total": round(time.perf_counter() - start, 1), "load_average_start": load_start,
-            "load_average_end": load_averages(), "checkpoints": [checkpoint_record(c, k) for k, c in loaded.items()],
+            "load_average_end": load_averages(), "checkpoints": [checkpoint_record(c, k) for k, c in loaded.items()]
+            + ([checkpoint_record(slab, "slab interpolation")] if slab is not None else []),
             "settings": {k: effective_settings(c.model, settings) for k, c in loaded.items() if k != "reconnet"},
             "versions": versions()}
     for path in write_real_reports(out, result, summary, meta, overwrite=args.overwrite):

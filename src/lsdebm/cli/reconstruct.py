@@ -67,6 +67,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="weight of the data-consistency term in the LSD-EBM Langevin energy (default: checkpoint)")
     p.add_argument("--projection", type=float, metavar="W",
                    help="weight 0-1 of the projection of the output onto the observed slabs (default: checkpoint)")
+    p.add_argument("--slab-model", default="default", metavar="FILE",
+                   help="the learned slab interpolation fused before the projection: 'default' (bundled "
+                        "slabnet-default), a .safetensors file, or 'none' for the classical shape-based interpolation")
     p.add_argument("--record-every", type=int, default=1, help="keep every N-th Langevin iteration (default 1)")
     p.add_argument("--label", type=int, action="append", help="refine only this label id (repeatable)")
     p.add_argument("--batch-size", type=int, default=8, help="structures per batch (default 8)")
@@ -308,7 +311,8 @@ def run(args) -> int:
 
     set_threads(args.threads)
     device = resolve_device(args.device, local_rank=rank if world > 1 else None)
-    models = load_models(args.method, args.checkpoint, args.reconnet, args.reconnet_checkpoint, device)
+    models = load_models(args.method, args.checkpoint, args.reconnet, args.reconnet_checkpoint, device,
+                         slab=args.slab_model)
     if args.trajectory and models.method is None:
         raise InputError("--trajectory records latents, which the ReconNet stage alone has none of; choose "
                          "--method lsdebm (or vae, lebm)")

@@ -9,6 +9,8 @@ from pathlib import Path
 from lsdebm.config import MODEL_KINDS, parse_sets
 from lsdebm.errors import InputError
 
+SLAB_MODEL = "slabnet"
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -17,7 +19,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "pairs. Runs unchanged under `torchrun --nproc_per_node N` (DDP). Writes OUT, OUT's "
                     "per-epoch CSV (OUT.csv with .safetensors replaced) and the resumable optimiser sidecar "
                     "(.optim.safetensors).")
-    p.add_argument("--model", required=True, choices=MODEL_KINDS)
+    p.add_argument("--model", required=True, choices=(*MODEL_KINDS, SLAB_MODEL),
+                   help=f"what to train: {', '.join(MODEL_KINDS)}, or {SLAB_MODEL} (the learned slab interpolation "
+                        "of the output step; trains on --data)")
     p.add_argument("--preset", default="default", help="config preset (default, paper, reference, tiny)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", type=Path,
@@ -96,7 +100,12 @@ def run(args) -> int:
         command=command_line(args), real_fraction=args.real_fraction, pairs=args.pairs, redraw=args.redraw,
         split=None if args.split == "all" else args.split,
         val_split=None if args.val_split == "none" else args.val_split)
-    summary = train(opts)
+    if args.model == SLAB_MODEL:
+        from lsdebm.train.slab import train_slab
+
+        summary = train_slab(opts)
+    else:
+        summary = train(opts)
     if summary:
         print(f"wrote {args.out} (epoch {summary.get('epoch')}, val_dsc {summary.get('val_dsc', 'n/a')})")
     return 0

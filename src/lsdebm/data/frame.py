@@ -37,6 +37,13 @@ def affine_spacing(affine: np.ndarray) -> tuple:
     return tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
 
 
+def box_affine(affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    """The affine of ``array[box]`` given the affine of ``array``."""
+    out = np.asarray(affine, dtype=np.float64).copy()
+    out[:3, 3] = out[:3, :3] @ np.array([s.start or 0 for s in box], dtype=np.float64) + out[:3, 3]
+    return out
+
+
 def on_model_grid(shape, affine, grid: int, spacing: float) -> bool:
     """True when a volume of ``shape`` with ``affine`` is already on the model grid (see module doc).
 
@@ -190,10 +197,8 @@ def paste_probabilities(crop_result, info: CropInfo, out_shape=None, out_affine=
     hi = np.clip(np.ceil(src.max(1)).astype(int) + 2, 0, shape)
     out = np.zeros(shape, dtype=np.float32)
     if np.all(hi > lo):
-        box_affine = target.copy()
-        box_affine[:3, 3] = target[:3, :3] @ lo + target[:3, 3]
-        out[tuple(slice(a, b) for a, b in zip(lo, hi))] = resample(crop_result, hi - lo, box_affine,
-                                                                     info.crop_affine, order=1)
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        out[box] = resample(crop_result, hi - lo, box_affine(target, box), info.crop_affine, order=1)
     return out
 
 

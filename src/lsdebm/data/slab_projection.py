@@ -28,7 +28,7 @@ from scipy import ndimage
 from scipy.special import expit
 
 from lsdebm.data.acquisition import Acquisition
-from lsdebm.data.frame import CropInfo, paste_probabilities, resample
+from lsdebm.data.frame import CropInfo, box_affine, paste_probabilities, resample
 
 LOGIT_CLIP = 12.0
 BISECTION_STEPS = 24
@@ -142,11 +142,13 @@ def project_to_slabs(probs: np.ndarray, observed: np.ndarray, ids: np.ndarray, a
 
 def consistent_probabilities(probs: np.ndarray, source_mask: np.ndarray, in_affine, acq: Acquisition | None,
                              out_shape, out_affine, weight: float = 1.0, margin: float = 0.02,
-                             interpolation: float = 0.0):
+                             interpolation: float = 0.0, interpolator=None):
     """:func:`project_to_slabs` for one structure, on the box it occupies; returns (probs, note).
 
     With ``interpolation`` > 0 the logits are first summed with ``interpolation`` times those of
-    :func:`interpolate_slabs` (a product of experts with the shape-based interpolation).
+    the slab interpolation (a product of experts): ``interpolator`` when given (the learned one,
+    :class:`lsdebm.methods.slab.SlabInterpolator`: ``(observed box, box affine, in_affine, acq,
+    axis) -> logits``), else the classical :func:`interpolate_slabs`.
 
     ``source_mask`` is the structure's observed foreground on the input grid. The note says
     what was done (or why nothing was).
@@ -166,26 +168,33 @@ def consistent_probabilities(probs: np.ndarray, source_mask: np.ndarray, in_affi
     ids = slab_ids(acq, in_affine, out_shape, out_affine, axis)[sl[axis]]
     out = np.array(probs, np.float32, copy=True)
     box = out[sl]
+    how = ""
     if interpolation > 0:
-        spacing = np.linalg.norm(np.asarray(out_affine, float)[:3, :3], axis=0)
-        shape = interpolate_slabs(observed[sl], ids, axis, spacing)
-        box = _sigmoid(_logit(box) + interpolation * _logit(shape)).astype(np.float32)
+        if interpolator is not None:
+            shape_logit = interpolator(observed[sl], box_affine(out_affine, sl), in_affine, acq, axis)
+            how = f" (learned interpolation {getattr(interpolator, 'name', 'model')} x{interpolation:g})"
+        else:
+            spacing = np.linalg.norm(np.asarray(out_affine, float)[:3, :3], axis=0)
+            shape_logit = _logit(interpolate_slabs(observed[sl], ids, axis, spacing))
+            how = f" (shape interpolation x{interpolation:g})"
+        box = _sigmoid(_logit(box) + interpolation * shape_logit).astype(np.float32)
     out[sl] = project_to_slabs(box, observed[sl], ids, axis, weight, margin)
     done = "projected onto" if weight > 0 else "interpolated along"
-    return out, f"{done} {acq.describe()}" + (f" (shape interpolation x{interpolation:g})" if interpolation else "")
+    return out, f"{done} {acq.describe()}{how}"
 
 
 def measured_output(probs, info: CropInfo, observed: np.ndarray, in_affine, acq: Acquisition | None, ccfg,
-                    out_shape=None, out_affine=None):
+                    out_shape=None, out_affine=None, interpolator=None):
     """Model-grid ``probs`` pasted onto the output grid, then :func:`consistent_probabilities`.
 
     The one output step of a reconstruction (``lsdebm reconstruct``, Compare, the explorer's
     result): ``observed`` is the structure's foreground on the input grid (``in_affine``), ``ccfg``
-    a :class:`lsdebm.config.ConsistencyConfig`; the output grid defaults to the input's.
+    a :class:`lsdebm.config.ConsistencyConfig`; the output grid defaults to the input's;
+    ``interpolator`` the learned slab interpolation (None: the classical one).
     Returns ``(probabilities on the output grid, note)``.
     """
     shape = tuple(info.source_shape if out_shape is None else out_shape)
     affine = np.asarray(info.source_affine if out_affine is None else out_affine, dtype=np.float64)
     pasted = paste_probabilities(probs, info, shape, affine)
     return consistent_probabilities(pasted, observed, in_affine, acq, shape, affine, ccfg.projection, ccfg.margin,
-                                    ccfg.interpolation)
+                                    ccfg.interpolation, interpolator)

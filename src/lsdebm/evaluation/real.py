@@ -154,15 +154,16 @@ def real_cases(source=None, split: str | None = "val", planes: Sequence[str] = (
     return cases
 
 
-def row_models(rows: Sequence[Row], loaded: dict) -> dict[str, Models | None]:
-    """The pipeline of every row from loaded checkpoints ``{kind: LoadedCheckpoint}`` (``raw``: None)."""
+def row_models(rows: Sequence[Row], loaded: dict, slab=None) -> dict[str, Models | None]:
+    """The pipeline of every row from loaded checkpoints ``{kind: LoadedCheckpoint}`` (``raw``: None);
+    ``slab`` the learned slab interpolation every row's output step uses (None: the classical one)."""
     out: dict[str, Models | None] = {}
     for row in rows:
         if row.key == "raw":
             out[row.key] = None
         else:
             out[row.key] = Models(loaded[row.method] if row.method else None,
-                                  loaded["reconnet"] if row.reconnet else None)
+                                  loaded["reconnet"] if row.reconnet else None, slab)
     return out
 
 

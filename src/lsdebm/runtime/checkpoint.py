@@ -277,19 +277,21 @@ SAMPLING_FIELDS = ("lebm.posterior_steps", "lebm.posterior_step_size", "lebm.inf
 
 
 def with_sampling_settings(src: str | Path, dst: str | Path, settings: dict[str, Any], reason: str,
-                           overwrite: bool = False) -> Path:
+                           overwrite: bool = False,
+                           extra_kinds: Mapping[str, Callable[[Config], torch.nn.Module]] | None = None) -> Path:
     """Write a copy of checkpoint ``src`` to ``dst`` whose config has new sampling defaults.
 
     Only the test-time sampling fields in ``SAMPLING_FIELDS`` may change (weights and training
     settings never do); the old and new values and ``reason`` are appended to the copy's
     ``info.sampling_changes`` so the provenance of every default stays in the file.
+    ``extra_kinds`` as for :func:`load_checkpoint` (e.g. the slab interpolation model).
     """
     bad = sorted(set(settings) - set(SAMPLING_FIELDS))
     if bad:
         raise CheckpointError(f"{bad} are not sampling settings; expected some of {', '.join(SAMPLING_FIELDS)}")
     if not reason.strip():
         raise CheckpointError("say why the sampling defaults change (reason), e.g. which validation run chose them")
-    loaded = load_checkpoint(src)
+    loaded = load_checkpoint(src, extra_kinds=extra_kinds)
     old = {key: getattr(getattr(loaded.config, key.split(".")[0]), key.split(".")[1]) for key in settings}
     config = loaded.config.replace(**settings)  # a new value: the loaded model and its config stay as read
     changes = [*loaded.info.get("sampling_changes", []), {"from": old, "to": settings, "reason": reason}]

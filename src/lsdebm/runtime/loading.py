@@ -13,16 +13,20 @@ spacing and number of spatial dimensions (:func:`same_frame`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from lsdebm.config import ConsistencyConfig
 from lsdebm.errors import CheckpointError, InputError
+from lsdebm.methods import RunSettings, consistency_config
+from lsdebm.methods.slab import SlabInterpolator
 from lsdebm.nn.registry import REFINEMENT_KINDS, is_first_stage, is_refinement
+from lsdebm.nn.slabnet import SlabNet
 from lsdebm.provenance import checkpoint_record
-from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint
+from lsdebm.runtime.checkpoint import BUNDLED_DIR, LoadedCheckpoint, bundled_checkpoints, load_checkpoint
 from lsdebm.runtime.device import model_device
 
 METHODS = REFINEMENT_KINDS
@@ -31,6 +35,10 @@ METHODS = REFINEMENT_KINDS
 #: validation subjects, where every refinement model lowered ReconNet's Dice (docs/real-anatomy.md).
 DEFAULT_METHOD = "reconnet"
 PIPELINE_METHODS = ("reconnet", *METHODS)
+#: The bundled learned slab interpolation (:mod:`lsdebm.nn.slabnet`), outside the method folder
+#: so that it is never offered as a refinement method.
+SLAB_DIR = BUNDLED_DIR / "slab"
+DEFAULT_SLAB = "slabnet-default"
 
 
 def default_checkpoint(kind: str) -> str:
@@ -44,6 +52,7 @@ class Models:
 
     method: LoadedCheckpoint | None
     reconnet: LoadedCheckpoint | None = None
+    slab: LoadedCheckpoint | None = None
 
     def any(self) -> LoadedCheckpoint:
         """The method checkpoint, or the ReconNet when it runs alone (both share one frame)."""
@@ -68,8 +77,45 @@ class Models:
         return model_device(self.any().model)
 
     def records(self) -> list[dict[str, Any]]:
-        pairs = (("reconnet", self.reconnet), ("method", self.method))
+        pairs = (("reconnet", self.reconnet), ("method", self.method), ("slab interpolation", self.slab))
         return [checkpoint_record(c, role) for role, c in pairs if c is not None]
+
+    def output_step(self, settings: RunSettings = RunSettings()) -> tuple[ConsistencyConfig, SlabInterpolator | None]:
+        """The measurement-aware output step of a run: its consistency settings and slab interpolator."""
+        return output_step(self.any().model, self.slab, settings)
+
+
+def output_step(model: torch.nn.Module, slab: LoadedCheckpoint | None, settings: RunSettings = RunSettings()
+                ) -> tuple[ConsistencyConfig, SlabInterpolator | None]:
+    """``model``'s consistency settings with the run's overrides, and the learned interpolator.
+
+    With a slab model loaded, the interpolation weight is the one stored with the slab model
+    (chosen for it on validation) unless the run sets one; a run without interpolation (the
+    paper's unguided sampler, or ``interpolation=0``) does not use the slab model.
+    """
+    ccfg = consistency_config(model, settings)
+    if slab is None or ccfg.interpolation <= 0:
+        return ccfg, None
+    if settings.interpolation is None:
+        ccfg = replace(ccfg, interpolation=slab.config.consistency.interpolation)
+    name = slab.path.stem if slab.path is not None else "slabnet"
+    return ccfg, SlabInterpolator(slab.model, name)
+
+
+def load_slab_model(source: str | Path | None = "default", device: str | torch.device = "cpu"
+                    ) -> LoadedCheckpoint | None:
+    """The learned slab interpolation: ``default`` (the bundled one, None when not installed),
+    ``none`` / None (the classical shape-based interpolation), or a ``.safetensors`` path."""
+    if source is None or str(source) == "none":
+        return None
+    if str(source) in ("default", DEFAULT_SLAB):
+        path = SLAB_DIR / f"{DEFAULT_SLAB}.safetensors"
+        if not path.is_file():
+            if str(source) == DEFAULT_SLAB:
+                raise CheckpointError(f"bundled slab model {DEFAULT_SLAB} is not installed; pass a file or 'none'")
+            return None
+        source = path
+    return load_checkpoint(source, device, expect_kind="slabnet", extra_kinds={"slabnet": SlabNet})
 
 
 def frame_of(ckpt: LoadedCheckpoint) -> tuple[int, float, int]:
@@ -93,7 +139,8 @@ def bundled_or_error(kind: str, hint: str) -> str:
 
 
 def load_models(method: str | None = None, checkpoint: str | None = None, reconnet: bool | None = None,
-                reconnet_checkpoint: str | None = None, device: str | torch.device = "cpu") -> Models:
+                reconnet_checkpoint: str | None = None, device: str | torch.device = "cpu",
+                slab: str | Path | None = "default") -> Models:
     """Load the method checkpoint and, unless disabled, a ReconNet in the same model frame.
 
     Args:
@@ -103,8 +150,14 @@ def load_models(method: str | None = None, checkpoint: str | None = None, reconn
         reconnet: True requires the ReconNet stage, False disables it, None uses it when a
             ReconNet checkpoint is available and matches the method's grid and spacing.
         reconnet_checkpoint: Bundled name or path; default ``reconnet-default``.
-        device: Torch device for both models.
+        device: Torch device for every model.
+        slab: The learned slab interpolation of the output step (:func:`load_slab_model`).
     """
+    models = _pipeline(method, checkpoint, reconnet, reconnet_checkpoint, device)
+    return replace(models, slab=load_slab_model(slab, device))
+
+
+def _pipeline(method, checkpoint, reconnet, reconnet_checkpoint, device) -> Models:
     if method is not None and method not in PIPELINE_METHODS:
         raise InputError(f"method {method!r} is not one of {', '.join(PIPELINE_METHODS)}")
     if method is None and checkpoint is None:

@@ -29,7 +29,7 @@ from lsdebm.data.labelmaps import describe, present_labels, select_structures
 from lsdebm.data.slab_projection import measured_output
 from lsdebm.data.validate import foreground
 from lsdebm.errors import InputError, InputWarning
-from lsdebm.methods import RunSettings, consistency_config, make_generator, resolve, run, run_events, sampling_schedule
+from lsdebm.methods import RunSettings, make_generator, resolve, run, run_events, sampling_schedule
 from lsdebm.provenance import make_provenance
 from lsdebm.runtime.loading import Models
 from lsdebm.sampling import Trajectory, TrajectoryRecorder
@@ -180,11 +180,6 @@ def resample_labels(data: np.ndarray, affine: np.ndarray, out_shape, out_affine)
     return resample(np.asarray(data), tuple(out_shape), out_affine, affine, order=0)
 
 
-def consistency_settings(models: Models, settings: RunSettings):
-    """The :class:`lsdebm.config.ConsistencyConfig` a run uses (the method's, else ReconNet's, + overrides)."""
-    return consistency_config(models.any().model, settings)
-
-
 def structure_observations(models: Models, observed: list, affine, infos: list[CropInfo], acq,
                            margin: float) -> list | None:
     """One slab observation per cropped structure from its observed mask (None: nothing to observe)."""
@@ -206,13 +201,13 @@ def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, lab
 
 
 def _paste_back(ref: Refinement, infos: list[CropInfo], observed: list, data: np.ndarray, affine, acq, ccfg,
-                out_shape: tuple, out_affine: np.ndarray, with_probabilities: bool):
+                out_shape: tuple, out_affine: np.ndarray, with_probabilities: bool, interpolator=None):
     """Each refined crop pasted onto the output grid (projected onto its observed slabs): ``(out, probs, notes)``."""
     out = np.array(resample_labels(data, affine, out_shape, out_affine), copy=True)  # one copy, filled in place
     probs = np.zeros(out_shape, np.float32) if with_probabilities else None
     notes = []
     for p, info, seen in zip(ref.probs, infos, observed):
-        pasted, note = measured_output(p, info, seen, affine, acq, ccfg, out_shape, out_affine)
+        pasted, note = measured_output(p, info, seen, affine, acq, ccfg, out_shape, out_affine, interpolator)
         notes.append(note)
         replace_label(out, pasted >= 0.5, info.label, in_place=True)
         if probs is not None:
@@ -272,7 +267,7 @@ def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray, labels
     out_shape, out_affine = (tuple(data.shape), np.asarray(affine, float)) if out_grid is None else \
         (tuple(int(v) for v in out_grid[0]), np.asarray(out_grid[1], float))
     start = time.perf_counter()
-    ccfg = consistency_settings(models, settings)
+    ccfg, interpolator = models.output_step(settings)
     guided = models.method is not None and ccfg.weight > 0 and ccfg.steps > 0
     wanted = guided or ccfg.projection > 0 or ccfg.interpolation > 0  # else the slabs are not looked at
     acq = (find_acquisition(data, affine) if wanted else None) if isinstance(acquisition, str) else acquisition
@@ -286,7 +281,7 @@ def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray, labels
     obs = structure_observations(models, observed, affine, infos, acq, ccfg.margin) if guided else None
     ref = yield from refine_job(models, crops, settings, batch_size, record_every, meta, obs)
     out, probs, notes = _paste_back(ref, infos, observed, data, affine, acq, ccfg, out_shape, out_affine,
-                                    with_probabilities)
+                                    with_probabilities, interpolator)
     seconds = time.perf_counter() - start
     prov = _provenance(models, settings, ccfg, input_name, selection, infos, out_shape, out_affine, acq,
                        bool(guided and obs is not None), notes, seconds)

@@ -97,20 +97,32 @@ def check_options(o: TrainOptions) -> None:
         raise InputError("give exactly one of --data DIR or --phantoms N")
     if o.phantoms is not None and o.phantoms < 1:
         raise InputError(f"--phantoms {o.phantoms} must be >= 1")
-    if o.data is not None and str(o.data) != "bundled" and not Path(o.data).exists():
-        raise InputError(f"--data {o.data}: not found; expected a phantom set, a folder of real masks, a "
-                         "manifest.csv or 'bundled'")
-    if not 0.0 <= o.real_fraction <= 1.0 or not 0.0 <= o.redraw <= 1.0 or o.pairs < 1:
-        raise InputError(f"--real-fraction {o.real_fraction} and --redraw {o.redraw} must be in [0, 1], "
-                         f"--pairs {o.pairs} >= 1")
+    check_common(o)
     if o.val_phantoms < 0 or o.val_every < 1 or o.max_shift < 0:
         raise InputError("--val-phantoms and --max-shift must be >= 0 and --val-every >= 1")
     if o.amp not in ("auto", "bf16", "fp16", "off"):
         raise InputError(f"--amp {o.amp!r} is not allowed; expected auto, bf16, fp16 or off")
     if o.amp == "fp16" and (o.device == "cpu" or (o.device == "auto" and not torch.cuda.is_available())):
         raise InputError("--amp fp16 needs CUDA; on CPU use --amp bf16 or off")
+    check_output(o)
+
+
+def check_common(o: TrainOptions) -> None:
+    """The data, bank and time options every model kind shares."""
+    if o.data is not None and str(o.data) != "bundled" and not Path(o.data).exists():
+        raise InputError(f"--data {o.data}: not found; expected a phantom set, a folder of real masks, a "
+                         "manifest.csv or 'bundled'")
+    if not 0.0 <= o.real_fraction <= 1.0 or not 0.0 <= o.redraw <= 1.0 or o.pairs < 1:
+        raise InputError(f"--real-fraction {o.real_fraction} and --redraw {o.redraw} must be in [0, 1], "
+                         f"--pairs {o.pairs} >= 1")
     if o.max_minutes is not None and o.max_minutes <= 0:
         raise InputError(f"--max-minutes {o.max_minutes} must be > 0")
+    if o.val_phantoms < 0 or o.val_every < 1:
+        raise InputError("--val-phantoms must be >= 0 and --val-every >= 1")
+
+
+def check_output(o: TrainOptions) -> None:
+    """``--out`` is a new ``.safetensors`` file (or ``--overwrite`` / the ``--resume`` file), ``--resume`` exists."""
     out = Path(o.out)
     if not out.name.endswith(".safetensors"):
         raise InputError(f"--out {out}: checkpoints are written as .safetensors files")

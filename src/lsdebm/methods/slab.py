@@ -1,0 +1,60 @@
+"""The learned slab interpolation as the output step uses it: observation box in, logits out.
+
+:class:`SlabInterpolator` wraps a trained :class:`lsdebm.nn.slabnet.SlabNet` for
+:func:`lsdebm.data.slab_projection.consistent_probabilities`, which fuses its logits with the
+model's (a product of experts, weight ``consistency.interpolation``) before the projection onto
+the observed slabs. SlabNet works at 1 mm: an output grid of another spacing is resampled to a
+1 mm grid with the same axes over the same box (observation by nearest neighbour) and the
+logits come back linearly.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lsdebm.data.acquisition import Acquisition
+from lsdebm.data.frame import resample
+from lsdebm.data.slab_features import SLAB_SPACING_MM, slab_features
+
+SPACING_TOLERANCE = 0.05
+
+
+def one_mm_grid(shape, affine) -> tuple[tuple[int, ...], np.ndarray]:
+    """A grid of :data:`SLAB_SPACING_MM` with ``affine``'s axes covering the same box as ``shape``."""
+    affine = np.asarray(affine, dtype=np.float64)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    out_shape = tuple(max(int(np.ceil(n * s / SLAB_SPACING_MM)), 1) for n, s in zip(shape, spacing))
+    out = affine.copy()
+    out[:3, :3] = affine[:3, :3] / spacing * SLAB_SPACING_MM
+    edge = affine[:3, 3] - 0.5 * affine[:3, :3].sum(axis=1)
+    out[:3, 3] = edge + 0.5 * out[:3, :3].sum(axis=1)
+    return out_shape, out
+
+
+class SlabInterpolator:
+    """Logits of the learned slab interpolation on a box of the output grid.
+
+    Args:
+        model: A trained SlabNet (eval mode) on the device it runs on.
+        name: How notes and provenance name it (e.g. ``slabnet-default``).
+    """
+
+    def __init__(self, model: torch.nn.Module, name: str = "slabnet"):
+        self.model, self.name = model, name
+
+    def __call__(self, observed: np.ndarray, grid_affine, in_affine, acq: Acquisition, axis: int) -> np.ndarray:
+        """Logits (float32, ``observed``'s shape) for ``observed`` on ``grid_affine``; slabs along ``axis``."""
+        spacing = np.linalg.norm(np.asarray(grid_affine, float)[:3, :3], axis=0)
+        if np.all(np.abs(spacing - SLAB_SPACING_MM) <= SPACING_TOLERANCE * SLAB_SPACING_MM):
+            return self._logits(np.asarray(observed) != 0, grid_affine, in_affine, acq, axis)
+        shape1, affine1 = one_mm_grid(observed.shape, grid_affine)
+        seen1 = resample(np.asarray(observed != 0, np.uint8), shape1, affine1, grid_affine, order=0)
+        logits1 = self._logits(seen1 != 0, affine1, in_affine, acq, axis)
+        return resample(logits1, tuple(observed.shape), grid_affine, affine1, order=1).astype(np.float32)
+
+    def _logits(self, observed: np.ndarray, grid_affine, in_affine, acq: Acquisition, axis: int) -> np.ndarray:
+        features = slab_features(observed, acq, in_affine, grid_affine, axis)
+        param = next(self.model.parameters())
+        x = torch.from_numpy(features).to(device=param.device, dtype=param.dtype)
+        logits = self.model.logits(x).float().cpu().numpy()
+        return np.ascontiguousarray(np.moveaxis(logits, 0, axis))

@@ -1,0 +1,159 @@
+"""The learned slab interpolation: its input channels, the network, the interpolator, training, loading."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from lsdebm.config import get_preset
+from lsdebm.data.acquisition import Acquisition
+from lsdebm.data.slab_features import CHANNELS, slab_box, slab_features
+from lsdebm.data.slab_projection import consistent_probabilities, interpolate_slabs, slab_ids
+from lsdebm.errors import CheckpointError, InputError
+from lsdebm.methods.slab import SlabInterpolator, one_mm_grid
+from lsdebm.nn.slabnet import SlabNet
+from lsdebm.runtime.checkpoint import save_checkpoint, with_sampling_settings
+from lsdebm.runtime.loading import load_slab_model
+
+THICK = 4  # slab thickness in voxels (mm on the 1 mm grid)
+
+
+def _staircase(shape=(40, 36, 32), axis=0, seed=0):
+    """A smooth blob, its nearest-slab observation on the same 1 mm grid, and the acquisition."""
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), 4)
+    zz, yy, xx = np.indices(shape)
+    centre = np.array(shape)[:, None, None, None] / 2
+    r = np.sqrt(((np.stack([zz, yy, xx]) - centre) ** 2).sum(0))
+    truth = (r + 60 * field) < 11
+    n = shape[axis]
+    slab = np.arange(n) // THICK
+    mids = np.array([np.flatnonzero(slab == s)[len(np.flatnonzero(slab == s)) // 2] for s in slab])
+    observed = np.take(truth, mids, axis=axis)
+    return truth, observed.astype(np.uint8), Acquisition(axis, float(THICK), 0.0, "options")
+
+
+def test_features_hold_the_observation_the_classical_interpolation_and_the_slab_position():
+    _, observed, acq = _staircase(axis=1)
+    affine = np.eye(4)
+    f = slab_features(observed, acq, affine, affine, axis=1)
+    assert f.shape == (CHANNELS, observed.shape[1], observed.shape[0], observed.shape[2]) and f.dtype == np.float32
+    obs_first = np.moveaxis(observed, 1, 0)
+    assert np.array_equal(f[0] > 0, obs_first > 0) and set(np.unique(f[0])) <= {-1.0, 1.0}
+    ids = slab_ids(acq, affine, observed.shape, affine, 1)
+    classical = interpolate_slabs(observed, ids, 1, (1.0, 1.0, 1.0))
+    assert np.array_equal(f[1] > 0, np.moveaxis(classical, 1, 0) > 0.5)
+    pos = f[2, :, 0, 0]
+    assert pos.min() >= -0.5 and pos.max() <= 0.5
+    for s in np.unique(ids):
+        assert abs(pos[ids == s].mean()) < 1e-6  # centred within each slab
+    assert np.allclose(f[3], THICK / 10.0)
+
+
+def test_slab_box_grows_the_foreground_and_refuses_nothing_silently():
+    mask = np.zeros((20, 20, 20), np.uint8)
+    mask[8:10, 9, 5:7] = 1
+    assert slab_box(mask, margin=3) == (slice(5, 13), slice(6, 13), slice(2, 10))
+    assert slab_box(np.zeros((4, 4, 4))) is None
+
+
+def test_an_untrained_slabnet_is_the_classical_interpolation():
+    torch.manual_seed(0)
+    net = SlabNet(get_preset("default")).eval()
+    _, observed, acq = _staircase(shape=(37, 30, 29))  # sizes that are not multiples of 8
+    f = slab_features(observed, acq, np.eye(4), np.eye(4), axis=0)
+    logits = net.logits(torch.from_numpy(f)).numpy()
+    assert logits.shape == observed.shape
+    np.testing.assert_allclose(logits, f[1] * 4.0, atol=1e-5)
+
+
+def test_the_interpolator_resamples_other_spacings_to_its_1mm_grid():
+    torch.manual_seed(0)
+    interp = SlabInterpolator(SlabNet(get_preset("default")).eval(), "untrained")
+    _, observed, acq = _staircase()
+    one = interp(observed, np.eye(4), np.eye(4), acq, 0) > 0
+    fine = np.diag([0.5, 0.5, 0.5, 1.0])
+    fine[:3, 3] = -0.25  # same field of view, half the spacing
+    shape, aff = one_mm_grid(tuple(2 * n for n in observed.shape), fine)
+    assert shape == observed.shape and np.allclose(aff, np.eye(4))
+    zoomed = np.repeat(np.repeat(np.repeat(observed, 2, 0), 2, 1), 2, 2)
+    half = interp(zoomed, fine, fine, Acquisition(0, float(THICK), 0.0, "options"), 0) > 0
+    assert half.shape == zoomed.shape
+    back = half[::2, ::2, ::2]
+    dice = 2 * (back & one).sum() / (back.sum() + one.sum())
+    assert dice > 0.95
+
+
+def test_consistent_probabilities_uses_the_learned_interpolator_when_given():
+    truth, observed, acq = _staircase(seed=3)
+    calls = []
+
+    def interpolator(seen, grid_affine, in_affine, a, axis):
+        calls.append((seen.shape, axis))
+        return np.where(seen > 0, 6.0, -6.0).astype(np.float32)
+
+    interpolator.name = "stub"
+    probs = np.full(observed.shape, 0.5, np.float32)
+    out, note = consistent_probabilities(probs, observed, np.eye(4), acq, observed.shape, np.eye(4), 0.0, 0.02,
+                                         1.0, interpolator)
+    assert calls and calls[0][1] == 0 and "learned interpolation stub" in note
+    inside = observed > 0
+    assert out[inside].min() > 0.99 and out[~inside].max() < 0.01
+    _, classical = consistent_probabilities(probs, observed, np.eye(4), acq, observed.shape, np.eye(4), 0.0, 0.02, 1.0)
+    assert "shape interpolation" in classical
+
+
+def _tiny_training(tmp_path, *extra):
+    from lsdebm.cli.main import main
+
+    out = tmp_path / "slab.safetensors"
+    argv = ["train", "--model", "slabnet", "--data", "bundled", "--pairs", "2", "--real-fraction", "1.0",
+            "--val-phantoms", "1", "--epochs", "1", "--batch-size", "1", "--threads", "1", "--out", str(out), *extra]
+    assert main(argv) == 0
+    return out
+
+
+def test_train_slabnet_writes_a_loadable_checkpoint_and_resumes(tmp_path):
+    out = _tiny_training(tmp_path)
+    assert out.is_file() and out.with_name("slab.csv").is_file() and out.with_name("slab.optim.safetensors").is_file()
+    loaded = load_slab_model(out)
+    assert loaded.kind == "slabnet" and loaded.info["epochs"] == 1 and loaded.info["final_val_dsc"] is not None
+    assert "lsdebm train --model slabnet" in loaded.info["command"] or loaded.info["command"]
+    _tiny_training(tmp_path, "--resume", str(out), "--epochs", "2")
+    again = load_slab_model(out)
+    assert again.info["epochs"] == 2 and again.info["steps"] == 4
+    weights = with_sampling_settings(out, tmp_path / "w.safetensors", {"consistency.interpolation": 1.5},
+                                     "test", extra_kinds={"slabnet": SlabNet})
+    assert load_slab_model(weights).config.consistency.interpolation == 1.5
+
+
+@pytest.mark.parametrize("extra, message", [(["--phantoms", "3"], "--phantoms"),
+                                            (["--set", "train.lr=1e-3"], "fixed architecture")])
+def test_train_slabnet_refuses_options_that_do_not_apply(tmp_path, extra, message):
+    from lsdebm.train.loop import TrainOptions
+    from lsdebm.train.slab import train_slab
+
+    opts = TrainOptions(model="slabnet", out=tmp_path / "x.safetensors", data="bundled")
+    if extra[0] == "--phantoms":
+        opts.phantoms = 3
+    else:
+        opts.overrides = {"train.lr": 1e-3}
+    with pytest.raises(InputError, match=message):
+        train_slab(opts)
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_load_slab_model_choices(tmp_path, monkeypatch):
+    import lsdebm.runtime.loading as loading
+
+    assert load_slab_model("none") is None and load_slab_model(None) is None
+    monkeypatch.setattr(loading, "SLAB_DIR", tmp_path)
+    assert load_slab_model("default") is None  # not installed: the classical interpolation
+    with pytest.raises(CheckpointError, match="not installed"):
+        load_slab_model("slabnet-default")
+    torch.manual_seed(0)
+    save_checkpoint(SlabNet(get_preset("default")), tmp_path / "slabnet-default.safetensors")
+    assert load_slab_model("default").kind == "slabnet"
+    with pytest.raises(CheckpointError, match="reconnet"):
+        load_slab_model("reconnet-default")
