@@ -3,7 +3,7 @@
 # src/lsdebm/checkpoints/ (only the .safetensors; the per-epoch CSV and the optimiser sidecar
 # stay in $RUNS, default outputs/bundled/).
 #
-# Usage: scripts/train_bundled.sh [STEP...]   (STEP in lsdebm vae lebm reconnet; default: all)
+# Usage: scripts/train_bundled.sh [STEP...]   (STEP in lsdebm vae lebm reconnet slabnet; default: all)
 #
 # Data: the shipped real vertebra masks (src/lsdebm/realdata, `split=train`: 4 VerSe subjects,
 # T10-L5) mixed with phantoms, 60 % real, in a bank of 400 pairs made on the fly (rotation
@@ -30,6 +30,9 @@ COMMON=(--preset default --data bundled --real-fraction 0.6 --pairs 400 --redraw
 CONSISTENCY_REASON="real val split (11 vertebrae of 3 subjects, sagittal+axial 3/5/7 mm, 66 cases): ReconNet Dice 0.9151 raw -> 0.9265 projection alone, 0.9291 with shape interpolation x2 (worse than raw on 1/66)"
 GUIDED_REASON="real val split (22 cases, 5 mm): ReconNet+LSD-EBM 0.7616 unguided without projection, 0.9240 projection + interpolation, 0.9243 guided lambda 1, 0.9251 guided lambda 10 (4 steps); raw 0.9144"
 LEBM_REASON="validation pipeline (outputs/valset, seed 2000): ReconNet+LEBM 0.853 at reference sigma 8 and 80 steps vs 0.811 at sigma 1 and 150 steps; raw input 0.822"
+
+SLAB_WEIGHT=1.0
+SLAB_REASON="TO BE MEASURED"
 
 same_output() {  # the ReconNet default's measurement-aware output, so every row ends the same way
   "${PYTHON:-.venv/bin/python}" scripts/set_sampling.py "$1" "$1" --overwrite --set consistency.projection=1.0 \
@@ -62,13 +65,22 @@ train_model() {
                 "$RUNS/lebm-default.safetensors" --overwrite --set lebm.inference_prior_sigma=8.0 \
                 --set lebm.posterior_steps=80 --reason "$LEBM_REASON"
               same_output "$RUNS/lebm-default.safetensors" ;;
-    *) echo "unknown step $1 (expected lsdebm, vae, lebm, reconnet)" >&2; exit 2 ;;
+    slabnet)  # the learned slab interpolation of the output step (1 mm patches; one process, 2 threads)
+              "$LSDEBM" train --model slabnet --data bundled --real-fraction 0.7 --pairs 120 --redraw 0.05 \
+                --data-seed 1000 --val-phantoms 12 --val-seed 2000 --seed 0 --batch-size 4 --lr 2e-3 \
+                --epochs 1000 --max-minutes 44 --val-every 5 --device "${SLAB_DEVICE:-cpu}" --threads 2 --overwrite \
+                --out "$RUNS/slabnet-default.safetensors"
+              "${PYTHON:-.venv/bin/python}" scripts/set_sampling.py "$RUNS/slabnet-default.safetensors" \
+                "$RUNS/slabnet-default.safetensors" --overwrite --set consistency.interpolation="$SLAB_WEIGHT" \
+                --reason "$SLAB_REASON" ;;
+    *) echo "unknown step $1 (expected lsdebm, vae, lebm, reconnet, slabnet)" >&2; exit 2 ;;
   esac
-  local name=$1-default.safetensors
-  mkdir -p "$DEST"
-  cp "$RUNS/$name" "$DEST/.$name.tmp" && mv "$DEST/.$name.tmp" "$DEST/$name"
+  local name=$1-default.safetensors dest=$DEST
+  [ "$1" = slabnet ] && dest=$DEST/slab
+  mkdir -p "$dest"
+  cp "$RUNS/$name" "$dest/.$name.tmp" && mv "$dest/.$name.tmp" "$dest/$name"
 }
 
-for step in "${@:-lsdebm vae lebm reconnet}"; do
+for step in "${@:-lsdebm vae lebm reconnet slabnet}"; do
   for s in $step; do train_model "$s"; done
 done

@@ -119,7 +119,7 @@ def test_train_slabnet_writes_a_loadable_checkpoint_and_resumes(tmp_path):
     assert out.is_file() and out.with_name("slab.csv").is_file() and out.with_name("slab.optim.safetensors").is_file()
     loaded = load_slab_model(out)
     assert loaded.kind == "slabnet" and loaded.info["epochs"] == 1 and loaded.info["final_val_dsc"] is not None
-    assert "lsdebm train --model slabnet" in loaded.info["command"] or loaded.info["command"]
+    assert loaded.config.consistency.interpolation == 1.0
     _tiny_training(tmp_path, "--resume", str(out), "--epochs", "2")
     again = load_slab_model(out)
     assert again.info["epochs"] == 2 and again.info["steps"] == 4
@@ -157,3 +157,21 @@ def test_load_slab_model_choices(tmp_path, monkeypatch):
     assert load_slab_model("default").kind == "slabnet"
     with pytest.raises(CheckpointError, match="reconnet"):
         load_slab_model("reconnet-default")
+
+
+def test_output_step_takes_the_weight_stored_with_the_slab_model(tmp_path):
+    from lsdebm.methods import RunSettings
+    from lsdebm.runtime.checkpoint import LoadedCheckpoint
+    from lsdebm.runtime.loading import output_step
+
+    cfg = get_preset("default")
+    method = SlabNet(cfg.replace(**{"consistency.interpolation": 2.0, "consistency.projection": 1.0}))
+    slab = LoadedCheckpoint(SlabNet(cfg), cfg.replace(**{"consistency.interpolation": 1.5}), "slabnet")
+    ccfg, interp = output_step(method, slab)
+    assert ccfg.interpolation == 1.5 and ccfg.projection == 1.0 and isinstance(interp, SlabInterpolator)
+    assert output_step(method, slab, RunSettings(interpolation=0.7))[0].interpolation == 0.7
+    assert output_step(method, slab, RunSettings(interpolation=0.0))[1] is None  # unguided: no slab model
+    ccfg, interp = output_step(method, None)
+    assert ccfg.interpolation == 2.0 and interp is None
+    unset = LoadedCheckpoint(SlabNet(cfg), cfg, "slabnet")  # a slab model that stores no weight
+    assert output_step(method, unset)[0].interpolation == 2.0

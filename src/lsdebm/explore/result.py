@@ -15,7 +15,7 @@ from lsdebm.data.grids import output_grid
 from lsdebm.data.slab_projection import measured_output
 from lsdebm.data.validate import foreground
 from lsdebm.errors import InputError
-from lsdebm.methods import RunSettings, consistency_config
+from lsdebm.runtime.loading import bundled_slab, output_step
 
 
 def result_on_grid(probs: np.ndarray, crop: CropInfo, source_data, model, out_shape=None,
@@ -23,8 +23,9 @@ def result_on_grid(probs: np.ndarray, crop: CropInfo, source_data, model, out_sh
     """uint8 mask of ``probs`` on the output grid (default: the input's), measurement-aware when possible."""
     observed = foreground(np.asarray(source_data), crop.label)
     acq = find_acquisition(observed, crop.source_affine)
-    ccfg = consistency_config(model, RunSettings())
-    pasted, _ = measured_output(probs, crop, observed, crop.source_affine, acq, ccfg, out_shape, out_affine)
+    ccfg, interpolator = output_step(model, bundled_slab())
+    pasted, _ = measured_output(probs, crop, observed, crop.source_affine, acq, ccfg, out_shape, out_affine,
+                                interpolator)
     return (pasted >= 0.5).astype(np.uint8)
 
 

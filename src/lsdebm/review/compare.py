@@ -32,12 +32,12 @@ from lsdebm.data.slab_projection import consistent_probabilities, measured_outpu
 from lsdebm.data.validate import foreground
 from lsdebm.errors import InputError
 from lsdebm.evaluation.metrics import check_mask, compute_metrics
-from lsdebm.methods import RunSettings, consistency_config, make_generator, method_for, run, run_events
+from lsdebm.methods import RunSettings, make_generator, method_for, run, run_events
 from lsdebm.nn.registry import LABELS as KIND_LABELS
 from lsdebm.provenance import checkpoint_record, make_provenance
 from lsdebm.runtime.checkpoint import LoadedCheckpoint
 from lsdebm.runtime.device import model_device
-from lsdebm.runtime.loading import load_checkpoints
+from lsdebm.runtime.loading import bundled_slab, load_checkpoints, output_step
 from lsdebm.tasks.progress import Job, Progress, drain
 from lsdebm.tasks.reconstruct import effective_settings
 
@@ -174,14 +174,14 @@ def output_on_input(x, affine, info, models: dict[str, LoadedCheckpoint], settin
     observed = x != 0
 
     def output(key: str, probs: np.ndarray) -> np.ndarray:
-        c = consistency_config(models[key].model, settings) if acq is not None else None
+        c, interpolator = output_step(models[key].model, bundled_slab(), settings) if acq is not None else (None, None)
         if info is not None and c is not None:
-            on_input, _ = measured_output(probs, info, observed, affine, acq, c)
+            on_input, _ = measured_output(probs, info, observed, affine, acq, c, interpolator=interpolator)
         elif info is not None:
             on_input = paste_probabilities(probs, info)
         elif c is not None:  # already on the model grid: project there
             on_input, _ = consistent_probabilities(np.asarray(probs, np.float32), observed, affine, acq, x.shape,
-                                                   affine, c.projection, c.margin, c.interpolation)
+                                                   affine, c.projection, c.margin, c.interpolation, interpolator)
         else:
             on_input = np.asarray(probs, np.float32)
         return (on_input >= 0.5).astype(np.uint8)

@@ -12,6 +12,7 @@ spacing and number of spatial dimensions (:func:`same_frame`).
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -90,14 +91,16 @@ def output_step(model: torch.nn.Module, slab: LoadedCheckpoint | None, settings:
     """``model``'s consistency settings with the run's overrides, and the learned interpolator.
 
     With a slab model loaded, the interpolation weight is the one stored with the slab model
-    (chosen for it on validation) unless the run sets one; a run without interpolation (the
-    paper's unguided sampler, or ``interpolation=0``) does not use the slab model.
+    (chosen for it on validation; the method's when it stores none) unless the run sets one; a
+    run without interpolation (the paper's unguided sampler, or ``interpolation=0``) does not use
+    the slab model.
     """
     ccfg = consistency_config(model, settings)
     if slab is None or ccfg.interpolation <= 0:
         return ccfg, None
-    if settings.interpolation is None:
-        ccfg = replace(ccfg, interpolation=slab.config.consistency.interpolation)
+    own = slab.config.consistency.interpolation
+    if settings.interpolation is None and own > 0:
+        ccfg = replace(ccfg, interpolation=own)
     name = slab.path.stem if slab.path is not None else "slabnet"
     return ccfg, SlabInterpolator(slab.model, name)
 
@@ -136,6 +139,13 @@ def bundled_or_error(kind: str, hint: str) -> str:
     if name not in bundled_checkpoints():
         raise CheckpointError(f"bundled checkpoint {name} is not installed; {hint}")
     return name
+
+
+@functools.lru_cache(maxsize=1)
+def bundled_slab() -> LoadedCheckpoint | None:
+    """The bundled slab model on the CPU, loaded once per process (None when it is not installed);
+    for the views that run a method checkpoint directly (Compare, the explorer's result)."""
+    return load_slab_model("default")
 
 
 def load_models(method: str | None = None, checkpoint: str | None = None, reconnet: bool | None = None,

@@ -40,6 +40,9 @@ DEFAULT_EPOCHS = 100
 DEFAULT_LR = 2e-3
 DEFAULT_BATCH = 4
 FINAL_LR_FRACTION = 0.025
+#: The fusion weight stored with a new SlabNet (``consistency.interpolation``); the bundled one
+#: records the weight chosen on validation (scripts/train_bundled.sh).
+DEFAULT_WEIGHT = 1.0
 IGNORED = ("phantoms", "energy_lr", "kl_weight", "lebm_steps")
 
 
@@ -74,7 +77,7 @@ def _source(o):
 
 def _setup(o, device: torch.device) -> _SlabRun:
     torch.manual_seed(o.seed)
-    model = SlabNet(get_preset("default")).to(device)
+    model = SlabNet(get_preset("default").replace(**{"consistency.interpolation": DEFAULT_WEIGHT})).to(device)
     lr = o.lr if o.lr is not None else DEFAULT_LR
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     real = real_sources(load_real_masks(_source(o), split=o.split, levels=REAL_LEVELS)) if o.real_fraction > 0 else []
