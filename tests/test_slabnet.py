@@ -175,3 +175,13 @@ def test_output_step_takes_the_weight_stored_with_the_slab_model(tmp_path):
     assert ccfg.interpolation == 2.0 and interp is None
     unset = LoadedCheckpoint(SlabNet(cfg), cfg, "slabnet")  # a slab model that stores no weight
     assert output_step(method, unset)[0].interpolation == 2.0
+
+
+def test_checkpoints_command_describes_a_slab_model(tmp_path, capsys):
+    from lsdebm.cli.main import main
+
+    path = save_checkpoint(SlabNet(get_preset("default")), tmp_path / "mine.safetensors",
+                           info={"description": "a test slab model"})
+    assert main(["checkpoints", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "mine  [slabnet" in text and "a test slab model" in text

@@ -21,9 +21,10 @@ def describe(path: Path, name: str | None = None) -> dict[str, Any]:
     """Metadata summary of one checkpoint file (header read only, plus a sha256 of the file)."""
     from lsdebm.evaluation.phantoms import training_seconds
     from lsdebm.evaluation.report import recorded_metrics
+    from lsdebm.nn.slabnet import SlabNet
     from lsdebm.runtime.checkpoint import read_metadata, sha256_of
 
-    meta = read_metadata(path)
+    meta = read_metadata(path, {SlabNet.kind: SlabNet})
     cfg, info = meta["config"], meta["info"]
     sha = sha256_of(path)
     name = name or path.stem
@@ -48,6 +49,10 @@ def _data_summary(data: Any) -> str | None:
         thick = (data.get("ranges") or {}).get("thickness")
         return (f"{data.get('n')} generated phantoms, seed {data.get('seed')}, {data.get('grid')}^3 @ "
                 f"{data.get('spacing_mm')} mm" + (f", slices {thick[0]:g}-{thick[1]:g} mm" if thick else ""))
+    if isinstance(data, dict) and data.get("source") == "slab examples":
+        redraw = 100 * float(data.get("redraw_per_epoch") or 0)
+        return (f"{data.get('real_examples')} examples from {len(data.get('real_masks') or [])} real masks + "
+                f"{data.get('phantom_examples')} phantom examples, {redraw:g} % re-drawn per epoch")
     if isinstance(data, dict) and data.get("source") == "mixed":
         thick = (data.get("simulator_ranges") or {}).get("thickness")
         return (f"{data.get('real_pairs')} pairs from {len(data.get('real_masks') or [])} real masks "
@@ -73,11 +78,14 @@ def run(args) -> int:
     """Print the table (or JSON)."""
     from lsdebm.errors import LsdebmError
     from lsdebm.runtime.checkpoint import bundled_checkpoints
+    from lsdebm.runtime.loading import DEFAULT_SLAB, SLAB_DIR
 
     if args.files:
         items = [(Path(f), None) for f in args.files]
     else:
         items = [(p, name) for name, p in bundled_checkpoints().items()]
+        slab = SLAB_DIR / f"{DEFAULT_SLAB}.safetensors"
+        items += [(slab, DEFAULT_SLAB)] if slab.is_file() else []
     entries = []
     for path, name in items:
         try:
@@ -97,6 +105,11 @@ def run(args) -> int:
             print(f"{e['name']}  unreadable: {e['error']}")
             continue
         data = _data_summary(e["training_data"])
+        if e["kind"] == "slabnet":  # not a model-frame method: its own line
+            print(f"{e['name']}  [slabnet, the output step's learned slab interpolation at 1 mm]  "
+                  f"{e['size_mb']:.1f} MB  sha256 {e['sha256'][:12]}")
+            print(f"    {e['description']}\n    training data: {data or 'n/a'}")
+            continue
         sampler = {"lsdebm": f", T={e['T']} K={e['K']} t*={e['recon_steps']}"}.get(e["kind"], "")
         trained = f", trained {e['training_seconds'] / 60:.0f} min" if e["training_seconds"] else ""
         print(f"{e['name']}  [{e['kind']}, preset {e['preset']}]  {e['grid']}^3 @ {e['spacing_mm']:g} mm{sampler}"
