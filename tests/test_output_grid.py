@@ -172,8 +172,9 @@ def test_explorer_result_goes_through_the_same_output_step_as_reconstruct():
     from lsdebm.data.frame import crop_label
     from lsdebm.data.slab_projection import measured_output
     from lsdebm.explore import RunOutput
-    from lsdebm.methods import RunSettings, consistency_config
+    from lsdebm.methods import RunSettings
     from lsdebm.runtime.checkpoint import load_checkpoint
+    from lsdebm.runtime.loading import bundled_slab, output_step
     from napari_lsdebm._ui.results import pasted_layer
 
     ckpt = load_checkpoint("reconnet-default")  # bundled: projection 1.0 + interpolation 2.0
@@ -187,8 +188,9 @@ def test_explorer_result_goes_through_the_same_output_step_as_reconstruct():
     shape, affine = isotropic_grid(SHAPE, PIR)
     acq = find_acquisition(mask, PIR)
     assert acq is not None
-    expected, _ = measured_output(probs, info, mask != 0, PIR, acq, consistency_config(ckpt.model, RunSettings()),
-                                  shape, affine)
+    ccfg, interpolator = output_step(ckpt.model, bundled_slab(), RunSettings())
+    assert interpolator is not None  # the bundled learned slab interpolation, as in reconstruct
+    expected, _ = measured_output(probs, info, mask != 0, PIR, acq, ccfg, shape, affine, interpolator)
     np.testing.assert_array_equal(shown, (expected >= 0.5).astype(np.uint8))
     plain, _ = pasted_layer(output, info, src)
     assert not np.array_equal(shown, plain)
