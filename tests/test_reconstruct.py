@@ -208,7 +208,8 @@ def test_default_method_is_the_reconnet_stage(tmp_path, lq_file, tiny_ckpts, cap
     out = tmp_path / "r.nii.gz"
     assert main(["reconstruct", str(lq_file), "-o", str(out), "--native-grid"]) == 0
     prov = json.loads((tmp_path / "r.provenance.json").read_text())
-    assert prov["method"] == "reconnet" and [c["role"] for c in prov["checkpoints"]] == ["reconnet"]
+    roles = [c["role"] for c in prov["checkpoints"]]
+    assert prov["method"] == "reconnet" and roles == ["reconnet", "slab interpolation"]  # + bundled SlabNet
     capsys.readouterr()
     bad = tmp_path / "t.nii.gz"
     assert main(["reconstruct", str(lq_file), "-o", str(bad), "--trajectory", str(tmp_path / "t.npz")]) == 2

@@ -132,7 +132,7 @@ def test_compare_shows_what_reconstruct_writes_on_a_thick_slice_input(tiny_ckpts
     from lsdebm.data.phantoms import make_vertebra
     from lsdebm.data.real import degrade
     from lsdebm.data.thickslice import ThickSliceParams
-    from lsdebm.runtime.loading import Models
+    from lsdebm.runtime.loading import Models, bundled_slab
     from lsdebm.tasks.reconstruct import reconstruct_volume
 
     cfgless = load_compare_checkpoints({k: str(p) for k, p in tiny_ckpts.items()})
@@ -142,7 +142,7 @@ def test_compare_shows_what_reconstruct_writes_on_a_thick_slice_input(tiny_ckpts
     p = make_vertebra("L2", seed=3, size=48, spacing=2.0)
     lq = degrade(p.mask, p.affine, ThickSliceParams(plane="sagittal", thickness=6.0), np.random.default_rng(0))
     shown = compare_methods(lq, p.affine, cfgless, settings, reference=p.mask).by_key()["reconnet"].mask
-    written = reconstruct_volume(Models(None, reconnet), lq, p.affine, settings=settings).mask
+    written = reconstruct_volume(Models(None, reconnet, bundled_slab()), lq, p.affine, settings=settings).mask
     np.testing.assert_array_equal(shown, written)
     raw = compare_methods(lq, p.affine, cfgless, settings, consistency=False).by_key()["reconnet"].mask
     assert not np.array_equal(shown, raw)  # the projection changed the model's output

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from lsdebm.data.acquisition import Acquisition
-from lsdebm.data.frame import resample
-from lsdebm.data.slab_features import SLAB_SPACING_MM, slab_features
+from lsdebm.data.frame import box_affine, resample
+from lsdebm.data.slab_features import BASE_CLIP, BOX_MARGIN, SLAB_SPACING_MM, slab_box, slab_features
 
 SPACING_TOLERANCE = 0.05
 
@@ -43,12 +43,26 @@ class SlabInterpolator:
         self.model, self.name = model, name
 
     def __call__(self, observed: np.ndarray, grid_affine, in_affine, acq: Acquisition, axis: int) -> np.ndarray:
-        """Logits (float32, ``observed``'s shape) for ``observed`` on ``grid_affine``; slabs along ``axis``."""
+        """Logits (float32, ``observed``'s shape) for ``observed`` on ``grid_affine``; slabs along ``axis``.
+
+        The network runs on the box SlabNet was trained on (the observed foreground plus
+        :data:`lsdebm.data.slab_features.BOX_MARGIN` voxels); farther out, at least that far from
+        anything observed, the logit is the clipped background value of its input channel.
+        """
+        observed = np.asarray(observed) != 0
+        out = np.full(observed.shape, -BASE_CLIP, np.float32)
+        spacing = float(np.linalg.norm(np.asarray(grid_affine, float)[:3, :3], axis=0).min())
+        box = slab_box(observed, int(np.ceil(BOX_MARGIN * SLAB_SPACING_MM / spacing - 1e-6)))
+        if box is not None:
+            out[box] = self._on_box(observed[box], box_affine(grid_affine, box), in_affine, acq, axis)
+        return out
+
+    def _on_box(self, observed: np.ndarray, grid_affine, in_affine, acq: Acquisition, axis: int) -> np.ndarray:
         spacing = np.linalg.norm(np.asarray(grid_affine, float)[:3, :3], axis=0)
         if np.all(np.abs(spacing - SLAB_SPACING_MM) <= SPACING_TOLERANCE * SLAB_SPACING_MM):
-            return self._logits(np.asarray(observed) != 0, grid_affine, in_affine, acq, axis)
+            return self._logits(observed, grid_affine, in_affine, acq, axis)
         shape1, affine1 = one_mm_grid(observed.shape, grid_affine)
-        seen1 = resample(np.asarray(observed != 0, np.uint8), shape1, affine1, grid_affine, order=0)
+        seen1 = resample(observed.astype(np.uint8), shape1, affine1, grid_affine, order=0)
         logits1 = self._logits(seen1 != 0, affine1, in_affine, acq, axis)
         return resample(logits1, tuple(observed.shape), grid_affine, affine1, order=1).astype(np.float32)
 
