@@ -9,8 +9,9 @@ signed distance in mm, so a residual of r moves the surface by about r mm).
 The work happens at 2, 4 and 8 mm (a 2x2x2 strided patch embedding, two levels of pooling);
 at 1 mm there is only a pointwise head over the upsampled features and the input channels,
 which keeps the cost low enough for the default reconstruction (about 0.35 s per vertebra
-on one CPU thread, run on the observed box by :class:`lsdebm.methods.slab.SlabInterpolator`). The architecture is fixed (:data:`WIDTHS`); the checkpoint's config records
-the output step it was chosen for. Input sizes must be multiples of :data:`MULTIPLE`
+on one CPU thread, run on the observed box by :class:`lsdebm.methods.slab.SlabInterpolator`).
+The architecture is fixed (:data:`WIDTHS`); the checkpoint's config records the output step it
+was chosen for. Input sizes must be multiples of :data:`MULTIPLE`
 (:meth:`SlabNet.logits` pads).
 """
 from __future__ import annotations
