@@ -21,6 +21,6 @@ p.add_argument("--overwrite", action="store_true")
 args = p.parse_args()
 try:
     print(with_sampling_settings(args.src, args.dst, parse_sets(args.sets), args.reason, overwrite=args.overwrite,
-                                 extra_kinds={"slabnet": SlabNet}))
+                                 extra_kinds={SlabNet.kind: SlabNet}))
 except LsdebmError as exc:
     sys.exit(f"error: {exc}")

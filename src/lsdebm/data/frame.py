@@ -37,6 +37,20 @@ def affine_spacing(affine: np.ndarray) -> tuple:
     return tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
 
 
+def bounding_box(mask: np.ndarray, margin=0) -> tuple[slice, ...] | None:
+    """Index box of ``mask``'s nonzero voxels grown by ``margin`` voxels (one int, or one per axis),
+    clipped to the array; None when the mask is empty."""
+    mask = np.asarray(mask) != 0
+    if not mask.any():
+        return None
+    margins = np.broadcast_to(np.asarray(margin, dtype=int), (mask.ndim,))
+    box = []
+    for d, (n, m) in enumerate(zip(mask.shape, margins)):
+        idx = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != d)))
+        box.append(slice(max(int(idx[0]) - int(m), 0), min(int(idx[-1]) + int(m) + 1, n)))
+    return tuple(box)
+
+
 def box_affine(affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
     """The affine of ``array[box]`` given the affine of ``array``."""
     out = np.asarray(affine, dtype=np.float64).copy()

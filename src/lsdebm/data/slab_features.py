@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from lsdebm.data.acquisition import Acquisition
+from lsdebm.data.frame import bounding_box
 from lsdebm.data.slab_projection import interpolate_slabs, slab_ids
 
 SLAB_SPACING_MM = 1.0
@@ -30,14 +31,7 @@ BOX_MARGIN = 8
 
 def slab_box(mask: np.ndarray, margin: int = BOX_MARGIN) -> tuple[slice, ...] | None:
     """Index box of ``mask``'s foreground grown by ``margin`` voxels (clipped to the array); None if empty."""
-    mask = np.asarray(mask) != 0
-    if not mask.any():
-        return None
-    box = []
-    for d, n in enumerate(mask.shape):
-        idx = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != d)))
-        box.append(slice(max(int(idx[0]) - margin, 0), min(int(idx[-1]) + margin + 1, n)))
-    return tuple(box)
+    return bounding_box(mask, margin)
 
 
 def position_in_slab(ids: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from scipy import ndimage
 from scipy.special import expit
 
 from lsdebm.data.acquisition import Acquisition
-from lsdebm.data.frame import CropInfo, box_affine, paste_probabilities, resample
+from lsdebm.data.frame import CropInfo, bounding_box, box_affine, paste_probabilities, resample
 
 LOGIT_CLIP = 12.0
 BISECTION_STEPS = 24
@@ -162,9 +162,8 @@ def consistent_probabilities(probs: np.ndarray, source_mask: np.ndarray, in_affi
     active = (probs > 0.01) | (observed > 0)
     if not active.any():
         return probs, "nothing to project"
-    box = [np.flatnonzero(active.any(axis=tuple(a for a in range(3) if a != d))) for d in range(3)]
     pad = [int(np.ceil(acq.thickness_mm / float(np.linalg.norm(np.asarray(out_affine)[:3, d])))) + 1 for d in range(3)]
-    sl = tuple(slice(max(b[0] - q, 0), min(b[-1] + q + 1, n)) for b, q, n in zip(box, pad, out_shape))
+    sl = bounding_box(active, pad)
     ids = slab_ids(acq, in_affine, out_shape, out_affine, axis)[sl[axis]]
     out = np.array(probs, np.float32, copy=True)
     box = out[sl]

@@ -101,7 +101,7 @@ def output_step(model: torch.nn.Module, slab: LoadedCheckpoint | None, settings:
     own = slab.config.consistency.interpolation
     if settings.interpolation is None and own > 0:
         ccfg = replace(ccfg, interpolation=own)
-    name = slab.path.stem if slab.path is not None else "slabnet"
+    name = slab.path.stem if slab.path is not None else SlabNet.kind
     return ccfg, SlabInterpolator(slab.model, name)
 
 
@@ -118,7 +118,7 @@ def load_slab_model(source: str | Path | None = "default", device: str | torch.d
                 raise CheckpointError(f"bundled slab model {DEFAULT_SLAB} is not installed; pass a file or 'none'")
             return None
         source = path
-    return load_checkpoint(source, device, expect_kind="slabnet", extra_kinds={"slabnet": SlabNet})
+    return load_checkpoint(source, device, expect_kind=SlabNet.kind, extra_kinds={SlabNet.kind: SlabNet})
 
 
 def frame_of(ckpt: LoadedCheckpoint) -> tuple[int, float, int]:

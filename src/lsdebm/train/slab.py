@@ -179,7 +179,7 @@ def train_slab(o) -> dict[str, Any]:
     check_slab_options(o)
     check_common(o)
     check_output(o)
-    if o.resume is not None and read_metadata(o.resume, {"slabnet": SlabNet}).get("kind") != "slabnet":
+    if o.resume is not None and read_metadata(o.resume, {SlabNet.kind: SlabNet}).get("kind") != SlabNet.kind:
         raise InputError(f"--resume {o.resume}: not a slabnet checkpoint")
     if o.threads:
         torch.set_num_threads(o.threads)
