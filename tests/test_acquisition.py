@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lsdebm.data.acquisition import Acquisition, find_acquisition
+from lsdebm.data.acquisition import Acquisition, find_acquisition, grid_acquisition, observed_acquisition
 from lsdebm.data.real import degrade, isotropic, load_real_masks, slab_axis
 from lsdebm.data.thickslice import ThickSliceParams
 from lsdebm.errors import InputError
@@ -87,6 +87,43 @@ def test_predicted_slab_boundaries_match_the_observed_staircase(clean, plane, th
 def test_isotropic_clean_truth_has_no_acquisition(clean):
     mask, affine = clean
     assert find_acquisition(mask, affine) is None
+
+
+def test_without_thick_slices_the_output_step_holds_the_input_grid_itself(clean):
+    mask, affine = clean
+    acq = observed_acquisition(mask, affine)
+    assert acq == grid_acquisition(affine) == Acquisition(0, 1.0, 0.0, "grid")
+    assert not acq.thick_slice and "no thick slices found" in acq.describe()
+    coarse = np.diag([1.0, 1.0, 1.2, 1.0])  # the coarsest axis, as for a native grid
+    assert grid_acquisition(coarse) == Acquisition(2, 1.2, 0.0, "grid")
+
+
+def test_a_found_acquisition_wins_over_the_grid(clean):
+    lq = _lq(clean, "sagittal", 5.0, 2.3)
+    acq = observed_acquisition(lq, clean[1])
+    assert acq == find_acquisition(lq, clean[1]) and acq.thick_slice
+
+
+def test_thick_slices_resampled_linearly_come_back_no_worse(clean):
+    """No staircase to find: the default must keep the observation rather than paste its 2 mm shape.
+
+    (Before the grid fallback this case lost ~0.06 Dice: the model's coarse shape replaced an
+    input that is already close to the truth.)"""
+    from lsdebm.evaluation.metrics import dice
+    from lsdebm.runtime.loading import load_models
+    from lsdebm.tasks.reconstruct import reconstruct_volume
+
+    mask, affine = clean
+    params = ThickSliceParams(plane="sagittal", thickness=5.0, gap=0.0, offset=2.3, inplane_blur=0.7,
+                              noise_amplitude=0.2, noise_smoothness=3.0, interpolation="linear")
+    lq = degrade(mask, affine, params, np.random.default_rng(0))
+    assert find_acquisition(lq, affine) is None
+    result = reconstruct_volume(load_models("reconnet"), lq, affine)
+    assert "no thick slices found" in result.provenance["projection"][0]
+    raw = dice(lq, mask)
+    assert dice(result.mask, mask) >= raw - 0.002
+    unheld = reconstruct_volume(load_models("reconnet"), lq, affine, acquisition=None)
+    assert dice(unheld.mask, mask) < raw - 0.02  # what the fallback prevents
 
 
 def test_native_thick_slice_grid_is_found_by_spacing():

@@ -190,8 +190,8 @@ def _check_consistency_options(args) -> None:
 
 
 def _acquisition(args, volume):
-    """The input's acquisition from --slice-axis/--slice-thickness or found (None: unknown)."""
-    from lsdebm.data.acquisition import find_acquisition
+    """The input's acquisition from --slice-axis/--slice-thickness, found, or the input grid itself."""
+    from lsdebm.data.acquisition import observed_acquisition
     from lsdebm.data.real import slab_axis
 
     axis = args.slice_axis
@@ -202,7 +202,7 @@ def _acquisition(args, volume):
             axis = slab_axis(volume.affine, str(axis))
         else:
             raise InputError(f"--slice-axis {axis!r}: expected 0, 1, 2, sagittal, coronal or axial")
-    return find_acquisition(volume.data, volume.affine, axis, args.slice_thickness)
+    return observed_acquisition(volume.data, volume.affine, axis, args.slice_thickness)
 
 
 def _check_sampling_options(args) -> None:

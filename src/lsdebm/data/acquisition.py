@@ -12,8 +12,13 @@ in this order by :func:`find_acquisition`:
    axis whose boundaries fit one lattice (>= 90 % of them) with the longest period >= 2 voxels
    is the slab axis.
 
-None is returned when no acquisition can be told (an isotropic mask without staircase): the
-refinement then runs unguided.
+:func:`find_acquisition` returns None when no thick-slice acquisition can be told (an
+isotropic mask without staircase, e.g. thick slices resampled with linear interpolation).
+:func:`observed_acquisition` -- what the output step uses -- then falls back to
+:func:`grid_acquisition`: the input's own voxels are the observation (slabs one voxel thick), so
+the output keeps every observed voxel and the model only decides below the input's resolution.
+On real vertebrae degraded by 4-6 mm slabs and resampled linearly to 1 mm (input Dice 0.976),
+pasting the 2 mm model's shape instead lost 0.06 Dice on every case.
 """
 from __future__ import annotations
 
@@ -37,7 +42,8 @@ class Acquisition:
         axis: Array axis of the input along which slabs stack.
         thickness_mm: Slab thickness (= slab period; gaps are not modelled).
         offset_mm: Start of slab 0 from the outer edge of voxel 0 along ``axis``.
-        source: ``options``, ``spacing`` or ``staircase``.
+        source: ``options``, ``spacing``, ``staircase`` or ``grid`` (no thick slices found: one
+            slab per input voxel, :func:`grid_acquisition`).
     """
 
     axis: int
@@ -49,7 +55,15 @@ class Acquisition:
         """Slab index of positions along the axis (mm from voxel 0's outer edge)."""
         return np.floor((np.asarray(position_mm) - self.offset_mm) / self.thickness_mm).astype(int)
 
+    @property
+    def thick_slice(self) -> bool:
+        """True for a found or declared slab acquisition, False for the input grid itself."""
+        return self.source != "grid"
+
     def describe(self) -> str:
+        if not self.thick_slice:
+            return (f"no thick slices found: the input's own voxels ({self.thickness_mm:.2f} mm along array axis "
+                    f"{self.axis}) are the observation")
         return (f"slabs along array axis {self.axis}, {self.thickness_mm:.2f} mm thick, offset "
                 f"{self.offset_mm:.2f} mm ({self.source})")
 
@@ -152,3 +166,17 @@ def find_acquisition(mask: np.ndarray, affine, slice_axis: int | None = None,
                          f"voxels along axis {axis}")
     offset = found.offset_mm if found is not None and found.axis == axis else 0.0
     return Acquisition(int(axis), float(thickness), float(offset), "options")
+
+
+def grid_acquisition(affine) -> Acquisition:
+    """The input grid as its own acquisition: one slab per voxel along its coarsest axis (axis 0 if isotropic)."""
+    spacing = _spacing(affine)
+    axis = int(np.argmax(spacing))
+    return Acquisition(axis, float(spacing[axis]), 0.0, "grid")
+
+
+def observed_acquisition(mask: np.ndarray, affine, slice_axis: int | None = None,
+                         slice_thickness: float | None = None) -> Acquisition:
+    """:func:`find_acquisition`, else :func:`grid_acquisition`: what the output step holds the result to."""
+    found = find_acquisition(mask, affine, slice_axis, slice_thickness)
+    return found if found is not None else grid_acquisition(affine)

@@ -169,7 +169,7 @@ def consistent_probabilities(probs: np.ndarray, source_mask: np.ndarray, in_affi
     box = out[sl]
     how = ""
     if interpolation > 0:
-        if interpolator is not None:
+        if interpolator is not None and acq.thick_slice:  # a learned model of slabs, not of single voxels
             shape_logit = interpolator(observed[sl], box_affine(out_affine, sl), in_affine, acq, axis)
             how = f" (learned interpolation {getattr(interpolator, 'name', 'model')} x{interpolation:g})"
         else:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from lsdebm import __version__
-from lsdebm.data.acquisition import find_acquisition
+from lsdebm.data.acquisition import observed_acquisition
 from lsdebm.data.frame import CropInfo, crop_to_model, on_model_grid
 from lsdebm.data.validate import foreground
 from lsdebm.errors import CheckpointError, InputError
@@ -142,9 +142,7 @@ def observe(ckpt: LoadedCheckpoint, data, affine, crop: CropInfo | None, label: 
     c = method_for(ckpt.model).resolve(settings).consistency  # None: the method takes no guidance
     if c is None or c.weight <= 0 or c.steps <= 0:
         return None
-    acq = find_acquisition(np.asarray(data), affine)
-    if acq is None:
-        return None
+    acq = observed_acquisition(np.asarray(data), affine)
     m = ckpt.config.model
     crop_affine = crop.crop_affine if crop is not None else affine
     return [build_observation(foreground(np.asarray(data), label), affine, acq, crop_affine, m.grid, m.spacing,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lsdebm.data.acquisition import find_acquisition
+from lsdebm.data.acquisition import observed_acquisition
 from lsdebm.data.frame import CropInfo, paste_back, paste_probabilities
 from lsdebm.data.grids import output_grid
 from lsdebm.data.slab_projection import measured_output
@@ -22,7 +22,7 @@ def result_on_grid(probs: np.ndarray, crop: CropInfo, source_data, model, out_sh
                    out_affine=None) -> np.ndarray:
     """uint8 mask of ``probs`` on the output grid (default: the input's), measurement-aware when possible."""
     observed = foreground(np.asarray(source_data), crop.label)
-    acq = find_acquisition(observed, crop.source_affine)
+    acq = observed_acquisition(observed, crop.source_affine)
     ccfg, interpolator = output_step(model, bundled_slab())
     pasted, _ = measured_output(probs, crop, observed, crop.source_affine, acq, ccfg, out_shape, out_affine,
                                 interpolator)

@@ -5,9 +5,9 @@ then VAE, LEBM and LSD-EBM, each refining ReconNet's thresholded output (the pap
 pipeline, Sec. 4; without a ReconNet checkpoint they refine the raw input). An input that is
 not on the models' grid is cropped around its centroid into the model frame and every result
 is pasted back into the input grid as probabilities, so all results align with the input and the
-reference. When the input's thick-slice acquisition is known (its spacing or staircase,
-:func:`lsdebm.data.acquisition.find_acquisition`), every method's output goes through the same
-measurement-aware step as ``lsdebm reconstruct`` (each checkpoint's ``consistency`` settings:
+reference. Every method's output goes through the same measurement-aware step as ``lsdebm
+reconstruct`` (held to the input's thick slices, found from its spacing or staircase, or else to
+the input's own voxels: :func:`lsdebm.data.acquisition.observed_acquisition`) (each checkpoint's ``consistency`` settings:
 shape interpolation and projection onto the observed slabs), so Compare shows what the command
 line writes; ``consistency=False`` shows the raw model outputs instead. The guided Langevin
 iterations of LSD-EBM are not run here (the unguided chain is compared).
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lsdebm.data.acquisition import find_acquisition
+from lsdebm.data.acquisition import observed_acquisition
 from lsdebm.data.frame import affine_spacing, paste_probabilities, to_model_grid
 from lsdebm.data.slab_projection import consistent_probabilities, measured_output
 from lsdebm.data.validate import foreground
@@ -170,7 +170,7 @@ def output_on_input(x, affine, info, models: dict[str, LoadedCheckpoint], settin
     With ``consistency`` and a known acquisition, the probabilities pass through the method's
     measurement-aware output step first (as in ``lsdebm reconstruct``).
     """
-    acq = find_acquisition(x, affine) if consistency else None
+    acq = observed_acquisition(x, affine) if consistency else None
     observed = x != 0
 
     def output(key: str, probs: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lsdebm.data.acquisition import Acquisition, find_acquisition
+from lsdebm.data.acquisition import Acquisition, observed_acquisition
 from lsdebm.data.frame import CropInfo, crop_to_model, replace_label, resample
 from lsdebm.data.labelmaps import describe, present_labels, select_structures
 from lsdebm.data.slab_projection import measured_output
@@ -270,7 +270,7 @@ def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray, labels
     ccfg, interpolator = models.output_step(settings)
     guided = models.method is not None and ccfg.weight > 0 and ccfg.steps > 0
     wanted = guided or ccfg.projection > 0 or ccfg.interpolation > 0  # else the slabs are not looked at
-    acq = (find_acquisition(data, affine) if wanted else None) if isinstance(acquisition, str) else acquisition
+    acq = (observed_acquisition(data, affine) if wanted else None) if isinstance(acquisition, str) else acquisition
     cfg = models.any().config.model
     pairs = [crop_to_model(data, affine, label, models.grid, models.spacing, cfg, models.input_values)
              for label in chosen]
