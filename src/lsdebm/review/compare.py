@@ -7,8 +7,8 @@ not on the models' grid is cropped around its centroid into the model frame and 
 is pasted back into the input grid as probabilities, so all results align with the input and the
 reference. Every method's output goes through the same measurement-aware step as ``lsdebm
 reconstruct`` (held to the input's thick slices, found from its spacing or staircase, or else to
-the input's own voxels: :func:`lsdebm.data.acquisition.observed_acquisition`) (each checkpoint's ``consistency`` settings:
-shape interpolation and projection onto the observed slabs), so Compare shows what the command
+the input's own voxels: :func:`lsdebm.data.acquisition.observed_acquisition`; each checkpoint's
+``consistency`` settings: shape interpolation and projection onto the observed slabs), so Compare shows what the command
 line writes; ``consistency=False`` shows the raw model outputs instead. The guided Langevin
 iterations of LSD-EBM are not run here (the unguided chain is compared).
 
