@@ -157,6 +157,8 @@ def test_load_slab_model_choices(tmp_path, monkeypatch):
     assert load_slab_model("default").kind == "slabnet"
     with pytest.raises(CheckpointError, match="reconnet"):
         load_slab_model("reconnet-default")
+    with pytest.raises(CheckpointError, match="no such file; expected 'default'.*'none'"):
+        load_slab_model(tmp_path / "missing.safetensors")
 
 
 def test_output_step_takes_the_weight_stored_with_the_slab_model(tmp_path):

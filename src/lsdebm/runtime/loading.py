@@ -118,6 +118,9 @@ def load_slab_model(source: str | Path | None = "default", device: str | torch.d
                 raise CheckpointError(f"bundled slab model {DEFAULT_SLAB} is not installed; pass a file or 'none'")
             return None
         source = path
+    elif not Path(source).exists() and str(source) not in bundled_checkpoints():
+        raise CheckpointError(f"slab model {source}: no such file; expected 'default' (the bundled "
+                              f"{DEFAULT_SLAB}), 'none' (the classical interpolation) or a SlabNet .safetensors file")
     return load_checkpoint(source, device, expect_kind=SlabNet.kind, extra_kinds={SlabNet.kind: SlabNet})
 
 
