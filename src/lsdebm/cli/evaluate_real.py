@@ -13,7 +13,7 @@ from pathlib import Path
 from lsdebm.errors import InputError
 
 REAL_ONLY = ("split", "planes", "thicknesses", "forms", "consistency_weight", "consistency_steps", "projection",
-             "slab_model")
+             "slab_model", "simulator", "simulator_option")
 PHANTOM_ONLY = {"data": "--data", "phantoms": "--phantoms", "record_test_metrics": "--record-test-metrics"}
 REAL_SEED = 0
 
@@ -35,6 +35,12 @@ def add_real_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--slab-model", metavar="FILE",
                    help="learned slab interpolation of the output step: 'default' (bundled slabnet-default, the "
                         "default), a .safetensors file, or 'none' (the classical shape-based interpolation)")
+    g.add_argument("--simulator", choices=("product", "second"),
+                   help="thick-slice simulator: the product's (default) or a second one written apart from it "
+                        "(boundary jitter before slicing, box or Gaussian slab profile, nearest or linear resampling)")
+    g.add_argument("--simulator-option", action="append", metavar="KEY=VALUE",
+                   help="a setting of --simulator second (repeatable): profile=box|gauss, jitter_mm, smoothness_mm, "
+                        "gap_mm, blur_mm, threshold, resample=nearest|linear")
     g.add_argument("--planes", help="comma-separated acquisition planes (default sagittal,axial)")
     g.add_argument("--thicknesses", help="comma-separated slice thicknesses in mm, 1-10 (default 3,5,7)")
     g.add_argument("--forms", help="truth (LQ on the 1 mm truth grid) and/or native (LQ on its thick-slice grid); "
@@ -70,16 +76,21 @@ def check_real_options(args) -> None:
 
 
 def real_protocol(args) -> dict:
-    """The validated protocol options: split, planes, thicknesses, forms, seed, source."""
+    """The validated protocol options: split, planes, thicknesses, forms, seed, source, simulator (None: ours)."""
     from lsdebm.evaluation.real import check_protocol
+    from lsdebm.evaluation.second_simulator import SecondSimulator
 
     split = "val" if args.split is None else args.split
     planes = _split_list(args.planes, ("sagittal", "axial"))
     thicknesses = _thicknesses(args.thicknesses)
     forms = _split_list(args.forms, ("truth", "native"))
     check_protocol(planes, thicknesses, forms, split)
+    second = getattr(args, "simulator", None) == "second"
+    if getattr(args, "simulator_option", None) and not second:
+        raise InputError("--simulator-option sets the second simulator; add --simulator second")
     return {"source": args.real or None, "split": split, "planes": planes, "thicknesses": thicknesses,
-            "forms": forms, "seed": REAL_SEED if args.seed is None else args.seed}
+            "forms": forms, "seed": REAL_SEED if args.seed is None else args.seed,
+            "simulator": SecondSimulator.from_options(args.simulator_option) if second else None}
 
 
 def _check_out(args) -> Path:
@@ -126,7 +137,7 @@ def run_real(args) -> int:
     loaded = row_checkpoints(rows, args.checkpoint_dir, device)
     slab = load_slab_model(args.slab_model or "default", device)
     cases = real_cases(protocol["source"], protocol["split"], protocol["planes"], protocol["thicknesses"],
-                       protocol["seed"], protocol["forms"])
+                       protocol["seed"], protocol["forms"], simulator=protocol["simulator"])
     settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size, seed=protocol["seed"],
                            **consistency_overrides(args))
     start, load_start = time.perf_counter(), load_averages()
@@ -140,8 +151,9 @@ def run_real(args) -> int:
     meta = {"command": command_line(getattr(args, "argv", None)),
             "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "device": device_name(device), "test_set": _describe(protocol, cases),
-            "protocol": {**{k: list(v) if isinstance(v, tuple) else v for k, v in protocol.items()},
-                         "simulator": REAL_SIMULATOR, "offset": "uniform in [0, thickness) per case"},
+            "protocol": {**{k: list(v) if isinstance(v, tuple) else v for k, v in protocol.items() if k != "simulator"},
+                         "simulator": REAL_SIMULATOR if protocol["simulator"] is None else
+                         protocol["simulator"].as_dict(), "offset": "uniform in [0, thickness) per case"},
             "seconds_total": round(time.perf_counter() - start, 1), "load_average_start": load_start,
             "load_average_end": load_averages(), "checkpoints": [checkpoint_record(c, k) for k, c in loaded.items()]
             + ([checkpoint_record(slab, "slab interpolation")] if slab is not None else []),

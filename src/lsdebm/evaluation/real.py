@@ -14,6 +14,10 @@ case, so a case is the same whatever else is selected). A case comes in one or t
 Every row of :data:`lsdebm.evaluation.phantoms.ROWS` is scored on the truth grid (1 mm) with
 :func:`lsdebm.evaluation.metrics.compute_metrics`; ``raw`` is the input itself (a native input resampled
 onto the truth grid by nearest neighbour).
+
+``simulator`` = a :class:`lsdebm.evaluation.second_simulator.SecondSimulator` degrades the same
+truths with a simulator written apart from the product's (``lsdebm evaluate --real --simulator
+second``): a robustness check that the gains are not tied to the simulator the models saw.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from lsdebm.data.thickslice import PLANE_AXES, ThickSliceParams, slab_weights
 from lsdebm.errors import InputError
 from lsdebm.evaluation.metrics import METRIC_NAMES, compute_metrics
 from lsdebm.evaluation.phantoms import EvalResult, Row, column_stats
+from lsdebm.evaluation.second_simulator import SecondSimulator
 from lsdebm.methods import RunSettings
 from lsdebm.runtime.loading import Models
 from lsdebm.tasks.progress import Job, Progress, drain
@@ -62,7 +67,7 @@ class RealCase:
     affine: np.ndarray
     truth: np.ndarray
     truth_affine: np.ndarray
-    params: ThickSliceParams
+    params: ThickSliceParams | SecondSimulator
 
     def record(self) -> dict:
         """The case's identifying fields (one row of ``real_cases.csv`` without the metrics)."""
@@ -121,7 +126,7 @@ def _case_rng(seed: int, name: str, plane: str, thickness: float) -> np.random.G
 
 def real_cases(source=None, split: str | None = "val", planes: Sequence[str] = ("sagittal", "axial"),
                thicknesses: Sequence[float] = (3.0, 5.0, 7.0), seed: int = 0, forms: Sequence[str] = ("truth",),
-               levels: Sequence[str] | None = LUMBAR) -> list[RealCase]:
+               levels: Sequence[str] | None = LUMBAR, simulator: SecondSimulator | None = None) -> list[RealCase]:
     """Degraded real cases: one per (complete HQ mask, plane, thickness, form); see the module doc.
 
     Args:
@@ -132,6 +137,8 @@ def real_cases(source=None, split: str | None = "val", planes: Sequence[str] = (
         seed: Seed of the slab offsets and the boundary noise.
         forms: ``truth`` and/or ``native`` (see the module doc).
         levels: Vertebral levels to keep; None keeps all.
+        simulator: None for the product's simulator (:data:`REAL_SIMULATOR`), or a
+            :class:`lsdebm.evaluation.second_simulator.SecondSimulator` (written apart from it).
 
     Raises:
         InputError: Bad planes/thicknesses/forms/split, or no matching masks (before any work).
@@ -144,11 +151,16 @@ def real_cases(source=None, split: str | None = "val", planes: Sequence[str] = (
         for plane in planes:
             for t in thicknesses:
                 rng = _case_rng(seed, m.name, plane, t)
-                params = real_params(plane, float(t), rng)
-                lq = degrade(truth, truth_affine, params, rng)
+                axis = slab_axis(truth_affine, plane)
+                if simulator is None:
+                    params = real_params(plane, float(t), rng)
+                    lq = degrade(truth, truth_affine, params, rng)
+                    native = native_grid(lq, truth_affine, params, axis) if "native" in forms else None
+                else:
+                    params = simulator
+                    lq, *native = simulator.degrade(truth, truth_affine, axis, float(t), rng)
                 for form in forms:
-                    data, affine = (lq, truth_affine) if form == "truth" else \
-                        native_grid(lq, truth_affine, params, slab_axis(truth_affine, plane))
+                    data, affine = (lq, truth_affine) if form == "truth" else native
                     cases.append(RealCase(f"{m.name}_{plane}_{float(t):g}mm_{form}", m.name, m.subject, m.level, plane,
                                           float(t), form, data, affine, truth, truth_affine, params))
     return cases
