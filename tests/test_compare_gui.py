@@ -70,7 +70,9 @@ def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
     np.testing.assert_allclose(mask.scale, (8.0, 8.0, 8.0))
     assert np.array_equal(mask.data, viewer.layers["LQ"].data != 0)
     vae = visible[2]
-    assert vae.metadata["provenance"]["checkpoints"][-1]["kind"] == "vae"
+    records = vae.metadata["provenance"]["checkpoints"]
+    assert [c["kind"] for c in records if c["role"] == "method"] == ["vae"]
+    assert records[-1]["role"] == "slab interpolation"  # the bundled SlabNet, as in `lsdebm reconstruct`
     # overlap display mode: every method cell becomes a TP/FP/FN map against the ground truth
     widget.mode.setCurrentText(SHOW_MODES[1])
     cells = [lay for lay in viewer.layers if COMPARE_KEY in lay.metadata]
@@ -81,6 +83,12 @@ def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
     assert widget.legend.isHidden()  # plain masks need no legend
     widget.toggle_grid()
     assert not grid.enabled
+    # a slab model that does not exist: one line in the status, the shown comparison kept
+    widget.slab.edit.setText("/nonexistent/slab.safetensors")
+    widget.run_button.click()
+    wait_worker(qtbot, widget)
+    assert "Comparison failed" in widget.status.text() and "expected 'default'" in widget.status.text()
+    assert widget.comparison is not None
 
 
 def test_review_overlap_and_metrics_table(viewer, qtbot, tmp_path):

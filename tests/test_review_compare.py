@@ -8,6 +8,7 @@ from lsdebm.methods import RunSettings, make_generator, run
 from lsdebm.review.compare import LABELS, compare_events, compare_methods, load_compare_checkpoints, summary
 from lsdebm.review.uncertainty import input_grid_uncertainty, repeated_runs
 from lsdebm.runtime.checkpoint import load_checkpoint
+from lsdebm.runtime.loading import bundled_slab
 from lsdebm.tasks.progress import Progress, drain
 
 
@@ -41,8 +42,9 @@ def test_compare_runs_every_method_in_display_order(models, case):
         assert r.metrics == pytest.approx(compute_metrics(r.mask, hq, 8.0))
     assert np.array_equal(comparison.results[0].mask, lq != 0)
     lsd = comparison.by_key()["lsdebm"]
-    shas = [c["sha256"] for c in lsd.provenance["checkpoints"]]
-    assert shas == [models["reconnet"].sha256, models["lsdebm"].sha256]
+    shas = {c["role"]: c["sha256"] for c in lsd.provenance["checkpoints"]}
+    assert shas == {"reconnet": models["reconnet"].sha256, "method": models["lsdebm"].sha256,
+                    "slab interpolation": bundled_slab().sha256}
     assert lsd.provenance["seed"] == 3 and lsd.provenance["settings"]["K"] == models["lsdebm"].config.langevin.K
     # ReconNet output is what the methods refine
     stage1 = (run(models["reconnet"].model, torch.as_tensor(lq, dtype=torch.float32)).probs[0, 0] >= 0.5).numpy()
@@ -146,3 +148,26 @@ def test_compare_shows_what_reconstruct_writes_on_a_thick_slice_input(tiny_ckpts
     np.testing.assert_array_equal(shown, written)
     raw = compare_methods(lq, p.affine, cfgless, settings, consistency=False).by_key()["reconnet"].mask
     assert not np.array_equal(shown, raw)  # the projection changed the model's output
+
+
+def test_compare_takes_the_slab_interpolation_of_choice_and_records_it(tiny_ckpts):
+    from lsdebm.data.phantoms import make_vertebra
+    from lsdebm.data.real import degrade
+    from lsdebm.data.thickslice import ThickSliceParams
+    from lsdebm.runtime.loading import Models
+    from lsdebm.tasks.reconstruct import reconstruct_volume
+
+    models = load_compare_checkpoints({k: str(p) for k, p in tiny_ckpts.items()})
+    settings = RunSettings(seed=0, projection=1.0, interpolation=2.0)
+    p = make_vertebra("L2", seed=3, size=48, spacing=2.0)
+    lq = degrade(p.mask, p.affine, ThickSliceParams(plane="sagittal", thickness=6.0), np.random.default_rng(0))
+    learned = compare_methods(lq, p.affine, models, settings).by_key()["reconnet"]
+    classical = compare_methods(lq, p.affine, models, settings, slab="none").by_key()["reconnet"]
+    written = reconstruct_volume(Models(None, models["reconnet"], None), lq, p.affine, settings=settings).mask
+    np.testing.assert_array_equal(classical.mask, written)
+    assert not np.array_equal(learned.mask, classical.mask)
+    roles = [c["role"] for c in learned.provenance["checkpoints"]]
+    assert "slab interpolation" in roles
+    assert "slab interpolation" not in [c["role"] for c in classical.provenance["checkpoints"]]
+    with pytest.raises(CheckpointError, match="expected 'default'"):
+        compare_methods(lq, p.affine, models, settings, slab="/nonexistent/slab.safetensors")

@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
 from lsdebm.methods import RunSettings
 from lsdebm.review.compare import LABELS, METHODS, Comparison, compare_events, load_compare_checkpoints
 from lsdebm.review.overlap import OVERLAP_COLORS, overlap_map
+from lsdebm.runtime.loading import slab_of
 from lsdebm.tasks.progress import Progress
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import OverlapLegend
@@ -152,6 +153,9 @@ class CompareWidget(QWidget):
         self.autopicks = (AutoPick(napari_viewer, self.input_combo, pick_input),
                           AutoPick(napari_viewer, self.reference_combo, pick_truth))
         self.paths = {k: PathRow(f"bundled {k}-default") for k in ("reconnet",) + METHODS}
+        self.slab = PathRow("bundled slabnet-default; none = classical")
+        self.slab.setToolTip("The output step's slab interpolation: empty for the bundled SlabNet, 'none' for the "
+                             "classical shape-based interpolation, or a SlabNet .safetensors file")
         self.seed = QSpinBox(maximum=2 ** 31 - 1)
         self.K = QSpinBox(minimum=0, maximum=100000, specialValueText="checkpoint default")
         self.steps = QSpinBox(minimum=-1, maximum=1000, value=-1, specialValueText="checkpoint default")
@@ -176,6 +180,7 @@ class CompareWidget(QWidget):
         form.addRow("ground truth", self.reference_combo)
         for kind, row in self.paths.items():
             form.addRow(f"{LABELS[kind]} checkpoint", row)
+        form.addRow("slab interpolation", self.slab)
         form.addRow("seed", self.seed)
         form.addRow("LSD-EBM K", self.K)
         form.addRow("LSD-EBM depth t*", self.steps)
@@ -215,6 +220,7 @@ class CompareWidget(QWidget):
             self.status.setText(refusal)
             return
         sources = {k: row.value() for k, row in self.paths.items()}
+        slab = self.slab.value() or "default"
         x, affine = mask_of(source).astype(np.uint8), affine_of(source)
         ref = mask_of(reference) if reference is not None else None
 
@@ -222,8 +228,9 @@ class CompareWidget(QWidget):
 
         def work(job):  # on the worker thread: progress values, then the Comparison as the output
             models = load_compare_checkpoints(sources)
+            slab_model = slab_of(slab)
             yield Progress(0, 1, "checkpoints loaded")
-            return (yield from compare_events(x, affine, models, settings, ref))
+            return (yield from compare_events(x, affine, models, settings, ref, slab=slab_model))
 
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)

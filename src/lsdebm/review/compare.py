@@ -37,7 +37,7 @@ from lsdebm.nn.registry import LABELS as KIND_LABELS
 from lsdebm.provenance import checkpoint_record, make_provenance
 from lsdebm.runtime.checkpoint import LoadedCheckpoint
 from lsdebm.runtime.device import model_device
-from lsdebm.runtime.loading import bundled_slab, load_checkpoints, output_step
+from lsdebm.runtime.loading import load_checkpoints, output_step, slab_of
 from lsdebm.tasks.progress import Job, Progress, drain
 from lsdebm.tasks.reconstruct import effective_settings
 
@@ -164,17 +164,18 @@ def _refinement_events(models: dict[str, LoadedCheckpoint], inp: torch.Tensor, s
 
 
 def output_on_input(x, affine, info, models: dict[str, LoadedCheckpoint], settings: RunSettings,
-                    consistency: bool = True):
+                    consistency: bool = True, slab: LoadedCheckpoint | None = None):
     """``output(key, probs)``: a method's model-grid probabilities as a uint8 mask on the input grid.
 
-    With ``consistency`` and a known acquisition, the probabilities pass through the method's
-    measurement-aware output step first (as in ``lsdebm reconstruct``).
+    With ``consistency`` the probabilities pass through the method's measurement-aware output
+    step first (as in ``lsdebm reconstruct``), with ``slab`` as the learned slab interpolation
+    (None: the classical one).
     """
     acq = observed_acquisition(x, affine) if consistency else None
     observed = x != 0
 
     def output(key: str, probs: np.ndarray) -> np.ndarray:
-        c, interpolator = output_step(models[key].model, bundled_slab(), settings) if acq is not None else (None, None)
+        c, interpolator = output_step(models[key].model, slab, settings) if acq is not None else (None, None)
         if info is not None and c is not None:
             on_input, _ = measured_output(probs, info, observed, affine, acq, c, interpolator=interpolator)
         elif info is not None:
@@ -190,7 +191,8 @@ def output_on_input(x, affine, info, models: dict[str, LoadedCheckpoint], settin
 
 
 def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: RunSettings = RunSettings(),
-                   reference=None, reference_compat: bool = False, consistency: bool = True) -> Job[Comparison]:
+                   reference=None, reference_compat: bool = False, consistency: bool = True,
+                   slab="default") -> Job[Comparison]:
     """Run ReconNet, VAE, LEBM and LSD-EBM on ``x``; yield progress, return the :class:`Comparison`.
 
     Args:
@@ -203,6 +205,8 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
         reference_compat: Passed to :func:`lsdebm.evaluation.metrics.compute_metrics`.
         consistency: Pass every output through its checkpoint's measurement-aware step when the
             acquisition is known (see the module doc); False shows the raw model outputs.
+        slab: The output step's slab interpolation: ``default`` (the bundled SlabNet), ``none`` /
+            None (the classical one), a loaded slab checkpoint or a ``.safetensors`` path.
 
     Raises:
         InputError: If ``x`` is not a non-empty 3D mask, or the reference's shape differs or it has
@@ -215,11 +219,14 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
     grid, model_spacing = _model_frame(models)
     settings = replace(settings, repeats=1)
     crop, info = to_model_grid(x, affine, grid, model_spacing, next(iter(models.values())).config.model)
-    output = output_on_input(x, affine, info, models, settings, consistency)
+    slab = slab_of(slab) if consistency else None
+    output = output_on_input(x, affine, info, models, settings, consistency, slab)
+    slab_records = [checkpoint_record(slab, "slab interpolation")] if slab is not None else []
 
     def finish(key: str, mask: np.ndarray, probs, seconds: float, records: list, s: RunSettings | None):
         metrics = compute_metrics(mask, reference, spacing, reference_compat) if reference is not None else None
         used = effective_settings(models[key].model, s) if s is not None else {}
+        records = records + (slab_records if key != "input" else [])
         prov = make_provenance(records, s.seed if s is not None else None, used,
                                extra={"method": key, "seconds": round(seconds, 3), "input_shape": list(x.shape),
                                       "cropped_to_model_grid": info is not None})
@@ -237,9 +244,10 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
 
 
 def compare_methods(x, affine, models: dict[str, LoadedCheckpoint], settings: RunSettings = RunSettings(),
-                    reference=None, reference_compat: bool = False, consistency: bool = True) -> Comparison:
+                    reference=None, reference_compat: bool = False, consistency: bool = True,
+                    slab="default") -> Comparison:
     """Drain :func:`compare_events` and return the :class:`Comparison`."""
-    return drain(compare_events(x, affine, models, settings, reference, reference_compat, consistency))
+    return drain(compare_events(x, affine, models, settings, reference, reference_compat, consistency, slab))
 
 
 def summary(comparison: Comparison) -> list[dict[str, Any]]:

@@ -151,6 +151,14 @@ def bundled_slab() -> LoadedCheckpoint | None:
     return load_slab_model("default")
 
 
+def slab_of(choice) -> LoadedCheckpoint | None:
+    """A slab model from a choice: ``default`` (the bundled one, loaded once), ``none`` / None (the
+    classical interpolation), a loaded checkpoint, or a ``.safetensors`` path."""
+    if isinstance(choice, LoadedCheckpoint):
+        return choice
+    return bundled_slab() if str(choice) == "default" else load_slab_model(choice)
+
+
 def load_models(method: str | None = None, checkpoint: str | None = None, reconnet: bool | None = None,
                 reconnet_checkpoint: str | None = None, device: str | torch.device = "cpu",
                 slab: str | Path | None = "default") -> Models:
