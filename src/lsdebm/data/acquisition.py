@@ -63,7 +63,7 @@ class Acquisition:
     def describe(self) -> str:
         if not self.thick_slice:
             return (f"no thick slices found: the input's own voxels ({self.thickness_mm:.2f} mm along array axis "
-                    f"{self.axis}) are the observation")
+                    f"{self.axis}) are the observation; --slice-axis/--slice-thickness declare thick slices")
         return (f"slabs along array axis {self.axis}, {self.thickness_mm:.2f} mm thick, offset "
                 f"{self.offset_mm:.2f} mm ({self.source})")
 
