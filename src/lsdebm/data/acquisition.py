@@ -4,13 +4,15 @@ A mask reconstructed from thick-slice MRI carries its acquisition in one of thre
 in this order by :func:`find_acquisition`:
 
 1. **options** (``--slice-axis``, ``--slice-thickness``): the user says so;
-2. **spacing**: a native thick-slice grid (e.g. 1 x 1 x 5 mm): the coarsest axis, every voxel
-   one slab;
-3. **staircase**: a thick-slice mask resampled onto a finer grid by nearest neighbour repeats
+2. **staircase**: a thick-slice mask resampled onto a finer grid by nearest neighbour repeats
    each slab over several slices. Slab boundaries are the positions where consecutive slices
    differ; they fall on a lattice ``offset + k * period`` (period = thickness in voxels). The
    axis whose boundaries fit one lattice (>= 90 % of them) with the longest period >= 2 voxels
-   is the slab axis.
+   is the slab axis. It wins over the spacing when its slabs are thicker than the coarsest
+   voxel: thick slices resampled onto a CT-like grid (e.g. 5 mm sagittal slabs on a 1 x 1 x 2 mm
+   grid) are slabs of 5 mm, not of 2 mm;
+3. **spacing**: a native thick-slice grid (e.g. 1 x 1 x 5 mm): the coarsest axis, every voxel
+   one slab.
 
 :func:`find_acquisition` returns None when no thick-slice acquisition can be told (an
 isotropic mask without staircase, e.g. thick slices resampled with linear interpolation).
@@ -89,8 +91,11 @@ def _lattice(boundaries: np.ndarray) -> tuple[float, float, float]:
 
     Candidates hold >= FIT of the boundaries; each is scored by that fit times its coverage (the
     share of its lattice points that are boundaries), so a short period that fits every
-    boundary but has many empty points loses; ties go to the longer period. Among offsets of a
-    period that fit as well, the one closest to the boundaries on average wins.
+    boundary but has many empty points loses. Among offsets of a period that fit as well, the
+    one closest to the boundaries on average wins; among periods that score as well, the one
+    closest on average too (then the longer). On a coarse grid (2 mm voxels) periods 0.05
+    voxels apart all fit within the half-voxel tolerance; the closest one is the slab period,
+    where the longest one drifts a few mm over a vertebra.
     """
     periods = np.arange(MIN_PERIOD, MAX_PERIOD + 1e-9, 0.05)
     fractions = np.arange(0.0, 1.0, 0.02)
@@ -99,7 +104,7 @@ def _lattice(boundaries: np.ndarray) -> tuple[float, float, float]:
     d = np.abs(np.mod(boundaries[None, None, :] - offsets[:, :, None] + p / 2, p) - p / 2)  # (P, O, B)
     fit = (d <= 0.51).mean(-1)
     spread = np.where(d <= 0.51, d, 0.0).sum(-1) / np.maximum((d <= 0.51).sum(-1), 1)
-    best = (0.0, 0.0, 0.0, 0.0)
+    best, best_key = (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
     for i in np.flatnonzero(fit.max(1) >= FIT):
         j = int(np.lexsort((spread[i], -fit[i]))[0])
         period, offset = float(periods[i]), float(offsets[i, j])
@@ -107,9 +112,10 @@ def _lattice(boundaries: np.ndarray) -> tuple[float, float, float]:
         lattice = np.arange(first, boundaries.max() + 0.51, period)
         covered = float(np.mean(np.abs(lattice[:, None] - boundaries[None, :]).min(1) <= 0.51))
         score = fit[i, j] * covered  # short false periods fit the boundaries but leave lattice points empty
-        if score >= best[3] - 1e-9:
-            best = (period, offset, float(fit[i, j]), score)
-    return best[:3]
+        key = (round(float(score), 6), -round(float(spread[i, j]), 4), period)
+        if key >= best_key:
+            best, best_key = (period, offset, float(fit[i, j])), key
+    return best
 
 
 def detect_staircase(mask: np.ndarray, affine) -> Acquisition | None:
@@ -152,6 +158,8 @@ def find_acquisition(mask: np.ndarray, affine, slice_axis: int | None = None,
     found = detect_staircase(mask, affine)
     native = int(np.argmax(spacing)) if spacing.max() > ANISOTROPY * spacing.min() else None
     if slice_axis is None and slice_thickness is None:
+        if found is not None and (native is None or found.thickness_mm > spacing.max() * (1 + 1e-3)):
+            return found  # slabs thicker than any voxel: resampled onto this (maybe anisotropic) grid
         if native is not None:
             return Acquisition(native, float(spacing[native]), 0.0, "spacing")
         return found
