@@ -66,6 +66,23 @@ def test_native_form_is_coarse_along_the_slab_axis_and_scored_on_truth_grid(case
     assert dice(raw, truth.lq) == pytest.approx(1.0)  # the native slabs are the staircase's samples
 
 
+def test_original_form_is_scored_on_the_masks_own_grid_and_improved_there(manifest):
+    """VerSe's masks live on 1 x 1 x 2 mm: thick slices resampled onto that grid must still be found and refined."""
+    from lsdebm.data.real import load_real_masks
+    from lsdebm.runtime.loading import load_models
+
+    (case,) = real_cases(manifest, split="val", planes=("axial",), thicknesses=(5.0,), forms=("original",),
+                         levels=("L3",))
+    (mask,) = load_real_masks(manifest, split="val")
+    spacing = np.linalg.norm(case.truth_affine[:3, :3], axis=0)
+    assert np.allclose(spacing, mask.spacing) and sorted(np.round(spacing, 3)) == [1.0, 1.0, 2.0]
+    assert case.truth.sum() == (mask.mask != 0).sum()  # the mask itself, padded
+    assert case.lq.shape == case.truth.shape and np.allclose(case.affine, case.truth_affine)
+    raw = dice(predict(case, None), case.truth)
+    assert 0.8 < raw < 0.95
+    assert dice(predict(case, load_models("reconnet")), case.truth) > raw + 0.01  # was raw exactly (2 mm "slabs")
+
+
 def test_evaluate_real_raw_and_reconnet(cases):
     rows = select_rows(["raw", "reconnet"])
     result = evaluate_real(cases, row_models(rows, {"reconnet": load_checkpoint("reconnet-default")}), rows)

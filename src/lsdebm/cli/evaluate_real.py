@@ -43,8 +43,8 @@ def add_real_arguments(p: argparse.ArgumentParser) -> None:
                         "gap_mm, blur_mm, threshold, resample=nearest|linear")
     g.add_argument("--planes", help="comma-separated acquisition planes (default sagittal,axial)")
     g.add_argument("--thicknesses", help="comma-separated slice thicknesses in mm, 1-10 (default 3,5,7)")
-    g.add_argument("--forms", help="truth (LQ on the 1 mm truth grid) and/or native (LQ on its thick-slice grid); "
-                                   "default truth,native")
+    g.add_argument("--forms", help="truth (LQ on the 1 mm truth grid), native (LQ on its thick-slice grid) and/or "
+                                   "original (LQ on the HQ mask's own grid, scored there); default truth,native")
 
 
 def _split_list(text: str | None, default: tuple) -> tuple:

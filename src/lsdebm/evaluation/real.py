@@ -10,6 +10,9 @@ case, so a case is the same whatever else is selected). A case comes in one or t
 * ``native``: the same LQ on its own thick-slice grid -- one sample per slab, taken at the slab
   centre, spacing = thickness along the slab axis (:func:`lsdebm.data.real.slab_axis`),
   in-plane unchanged. Its reconstruction is written straight onto the truth's grid.
+* ``original``: the same LQ resampled (nearest) onto the HQ mask's *own* grid (e.g. VerSe's
+  1 x 1 x 2 mm, padded like the truth) and scored there against the mask itself -- what a user
+  whose ground truth lives on a CT grid sees.
 
 Every row of :data:`lsdebm.evaluation.phantoms.ROWS` is scored on the truth grid (1 mm) with
 :func:`lsdebm.evaluation.metrics.compute_metrics`; ``raw`` is the input itself (a native input resampled
@@ -44,7 +47,7 @@ from lsdebm.tasks.reconstruct import reconstruct_volume, resample_labels
 #: correlation 3 mm), threshold 0.5, nearest-slab resampling (staircase).
 REAL_SIMULATOR = {"gap": 0.0, "inplane_blur": 0.7, "noise_amplitude": 0.2, "noise_smoothness": 3.0,
                   "threshold": 0.5, "interpolation": "nearest"}
-FORMS = ("truth", "native")
+FORMS = ("truth", "native", "original")
 LUMBAR = ("L1", "L2", "L3", "L4", "L5")
 PAD_MM = 10.0
 SPACING_MM = 1.0
@@ -148,6 +151,7 @@ def real_cases(source=None, split: str | None = "val", planes: Sequence[str] = (
     cases = []
     for m in masks:
         truth, truth_affine = isotropic(m.mask, m.affine, spacing=SPACING_MM, pad_mm=PAD_MM)
+        own = own_grid(m.mask, m.affine) if "original" in forms else None
         for plane in planes:
             for t in thicknesses:
                 rng = _case_rng(seed, m.name, plane, t)
@@ -160,10 +164,24 @@ def real_cases(source=None, split: str | None = "val", planes: Sequence[str] = (
                     params = simulator
                     lq, *native = simulator.degrade(truth, truth_affine, axis, float(t), rng)
                 for form in forms:
-                    data, affine = (lq, truth_affine) if form == "truth" else native
+                    ref, ref_affine = (own if form == "original" else (truth, truth_affine))
+                    data, affine = {"truth": (lq, truth_affine), "native": native,
+                                    "original": (None, ref_affine)}[form]
+                    if form == "original":
+                        data = resample_labels(lq, truth_affine, ref.shape, ref_affine)
                     cases.append(RealCase(f"{m.name}_{plane}_{float(t):g}mm_{form}", m.name, m.subject, m.level, plane,
-                                          float(t), form, data, affine, truth, truth_affine, params))
+                                          float(t), form, data, affine, ref, ref_affine, params))
     return cases
+
+
+def own_grid(mask: np.ndarray, affine) -> tuple[np.ndarray, np.ndarray]:
+    """The HQ mask on its own grid padded by :data:`PAD_MM` on every side: ``(mask, affine)``."""
+    affine = np.asarray(affine, float)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    pad = [int(np.ceil(PAD_MM / s)) for s in spacing]
+    out = affine.copy()
+    out[:3, 3] = affine[:3, 3] - affine[:3, :3] @ np.asarray(pad, float)
+    return np.pad((np.asarray(mask) != 0).astype(np.uint8), [(p, p) for p in pad]), out
 
 
 def row_models(rows: Sequence[Row], loaded: dict, slab=None) -> dict[str, Models | None]:
