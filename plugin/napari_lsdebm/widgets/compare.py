@@ -175,6 +175,15 @@ class CompareWidget(QWidget):
         self.summary.setWordWrap(True)
         self.legend = OverlapLegend()  # the colours of the TP/FP/FN view, shown with it
         self.legend.setVisible(False)
+        self._lay_out()
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.grid_button.clicked.connect(self.toggle_grid)
+        self.mode.currentIndexChanged.connect(self._redisplay)
+        self.render.currentIndexChanged.connect(self._redisplay)
+
+    def _lay_out(self) -> None:
+        """The options form, the buttons, then progress, status, summary and legend, top to bottom."""
         form = QFormLayout()
         form.addRow("low-quality input", self.input_combo)
         form.addRow("ground truth", self.reference_combo)
@@ -193,16 +202,9 @@ class CompareWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addWidget(self.summary)
-        layout.addWidget(self.legend)
+        for widget in (self.progress, self.status, self.summary, self.legend):
+            layout.addWidget(widget)
         layout.addStretch(1)
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.grid_button.clicked.connect(self.toggle_grid)
-        self.mode.currentIndexChanged.connect(self._redisplay)
-        self.render.currentIndexChanged.connect(self._redisplay)
 
     def settings(self) -> RunSettings:
         return RunSettings(seed=self.seed.value(), K=self.K.value() or None,
