@@ -153,7 +153,7 @@ class CompareWidget(QWidget):
         self.autopicks = (AutoPick(napari_viewer, self.input_combo, pick_input),
                           AutoPick(napari_viewer, self.reference_combo, pick_truth))
         self.paths = {k: PathRow(f"bundled {k}-default") for k in ("reconnet",) + METHODS}
-        self.slab = PathRow("bundled slabnet-default; none = classical")
+        self.slab = PathRow("SlabNet; 'none': classical")
         self.slab.setToolTip("The output step's slab interpolation: empty for the bundled SlabNet, 'none' for the "
                              "classical shape-based interpolation, or a SlabNet .safetensors file")
         self.seed = QSpinBox(maximum=2 ** 31 - 1)
