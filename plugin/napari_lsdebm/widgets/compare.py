@@ -25,7 +25,6 @@ from qtpy.QtWidgets import (
 from lsdebm.methods import RunSettings
 from lsdebm.review.compare import LABELS, METHODS, Comparison, compare_events, load_compare_checkpoints
 from lsdebm.review.overlap import OVERLAP_COLORS, overlap_map
-from lsdebm.runtime.loading import slab_of
 from lsdebm.tasks.progress import Progress
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import OverlapLegend
@@ -230,9 +229,8 @@ class CompareWidget(QWidget):
 
         def work(job):  # on the worker thread: progress values, then the Comparison as the output
             models = load_compare_checkpoints(sources)
-            slab_model = slab_of(slab)
             yield Progress(0, 1, "checkpoints loaded")
-            return (yield from compare_events(x, affine, models, settings, ref, slab=slab_model))
+            return (yield from compare_events(x, affine, models, settings, ref, slab=slab))
 
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)

@@ -257,7 +257,7 @@ def _refine_input(args, models, settings, path: Path, selection, acq, grid, n_in
     volume = read_volume(path)
     for line in describe(selection):
         print(f"{path}: {line}", file=sys.stderr)
-    print(f"{path}: acquisition: {acq.describe() if acq else 'unknown (unguided refinement)'}", file=sys.stderr)
+    print(f"{path}: acquisition: {acq.describe()}", file=sys.stderr)
     traj_path = _trajectory_path(args.trajectory, n_inputs, path)
     with warnings.catch_warnings():  # the skipped structures were just listed
         warnings.filterwarnings("ignore", message="skipping label")

@@ -164,11 +164,11 @@ def real_cases(source=None, split: str | None = "val", planes: Sequence[str] = (
                     params = simulator
                     lq, *native = simulator.degrade(truth, truth_affine, axis, float(t), rng)
                 for form in forms:
-                    ref, ref_affine = (own if form == "original" else (truth, truth_affine))
-                    data, affine = {"truth": (lq, truth_affine), "native": native,
-                                    "original": (None, ref_affine)}[form]
-                    if form == "original":
-                        data = resample_labels(lq, truth_affine, ref.shape, ref_affine)
+                    ref, ref_affine = own if form == "original" else (truth, truth_affine)
+                    if form == "native":
+                        data, affine = native
+                    else:  # the staircase on the grid it is scored on
+                        data, affine = resample_labels(lq, truth_affine, ref.shape, ref_affine), ref_affine
                     cases.append(RealCase(f"{m.name}_{plane}_{float(t):g}mm_{form}", m.name, m.subject, m.level, plane,
                                           float(t), form, data, affine, ref, ref_affine, params))
     return cases
