@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lsdebm.cli.main import main
-from lsdebm.data.real import bundled_manifest, slab_axis
+from lsdebm.data.real import bundled_manifest, level_from_name, load_real_masks, slab_axis
 from lsdebm.errors import InputError
 from lsdebm.evaluation.metrics import dice
 from lsdebm.evaluation.phantoms import select_rows
@@ -152,3 +152,47 @@ def test_cli_writes_the_three_files(tmp_path, manifest, capsys):
         assert title in md
     capsys.readouterr()
     assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stem, level", [("L3_verse009", "L3"), ("vertebrae_L3", "L3"), ("sub-01_l3_mask", "L3"),
+                                         ("sub-01_T1w_T12", "T12"), ("case_T12_L1", ""), ("mask", ""),
+                                         ("L3", "L3"), ("vertebrae_L3.seg", "L3"), ("sacrum", "")])
+def test_level_from_name(stem, level):
+    assert level_from_name(stem) == level
+
+
+@pytest.fixture(scope="module")
+def plain_folder(tmp_path_factory):
+    """A user's folder: one name states L3 (TotalSegmentator style), one T5, one no level at all."""
+    folder = tmp_path_factory.mktemp("plain")
+    for name in ("vertebrae_L3.nii.gz", "vertebrae_T5.nii.gz", "subject_b.nii.gz"):
+        shutil.copy(bundled_manifest().parent / MASK, folder / name)
+    return folder
+
+
+def test_level_filter_keeps_masks_of_unknown_level(plain_folder):
+    kept = load_real_masks(plain_folder, levels=("L1", "L2", "L3", "L4", "L5"))
+    assert sorted((m.name, m.level) for m in kept) == [("subject_b", ""), ("vertebrae_L3", "L3")]
+    assert len(load_real_masks(plain_folder)) == 3
+
+
+def test_cli_on_a_plain_folder_evaluates_its_masks_without_split_options(tmp_path, plain_folder, capsys):
+    """No manifest, no 'val' split: every mask is evaluated (lumbar or unknown level by default)."""
+    def masks(*extra):
+        out = tmp_path / "o"
+        argv = ["evaluate", "--real", str(plain_folder), "--out", str(out), "--overwrite", "--planes", "sagittal",
+                "--thicknesses", "5", "--forms", "truth", "--methods", "raw", *extra]
+        assert main(argv) == 0
+        summary = json.loads((out / "real_summary.json").read_text())
+        with open(out / "real_cases.csv") as handle:
+            return sorted({r["mask"] for r in csv.DictReader(handle)}), summary["meta"]["test_set"]
+
+    names, described = masks()
+    assert names == ["subject_b", "vertebrae_L3"]
+    assert "every mask" in described and "(1 of unknown level)" in described
+    assert masks("--levels", "all")[0] == ["subject_b", "vertebrae_L3", "vertebrae_T5"]
+    assert masks("--levels", "t5", "--split", "all")[0] == ["subject_b", "vertebrae_T5"]
+    capsys.readouterr()
+    assert main(["evaluate", "--real", str(plain_folder), "--out", str(tmp_path / "x"), "--levels", "L3,X9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--levels" in err[0] and "L1,L2,T12" in err[0] and not (tmp_path / "x").exists()

@@ -48,13 +48,14 @@ def test_train_on_a_plain_folder_of_masks_validates_on_phantoms(tmp_path):
 
     folder = tmp_path / "masks"
     folder.mkdir()
-    for name in ("L3_verse004.nii.gz", "L4_verse004.nii.gz"):
-        shutil.copy(bundled_manifest().parent / "verse" / name, folder / name)
+    shutil.copy(bundled_manifest().parent / "verse" / "L3_verse004.nii.gz", folder / "L3_verse004.nii.gz")
+    # no level in the name: kept (a user's folder of masks), not dropped by the T10-L5 filter
+    shutil.copy(bundled_manifest().parent / "verse" / "L4_verse004.nii.gz", folder / "sub-004_mask.nii.gz")
     out = tmp_path / "f.safetensors"
     assert main(["train", "--model", "vae", "--preset", "tiny", "--data", str(folder), "--pairs", "3", "--epochs", "1",
                  "--val-phantoms", "2", "--batch-size", "2", "--threads", "1", "--device", "cpu",
                  "--out", str(out)]) == 0
     info = read_metadata(out)["info"]
     assert info["train_data"]["real_source"] == str(folder)
-    assert sorted(info["train_data"]["real_masks"]) == ["L3_verse004", "L4_verse004"]
+    assert sorted(info["train_data"]["real_masks"]) == ["L3_verse004", "sub-004_mask"]
     assert info["val_data"]["source"] == "generated"  # no 'val' subjects in a plain folder

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lsdebm.errors import InputError
 
-REAL_ONLY = ("split", "planes", "thicknesses", "forms", "consistency_weight", "consistency_steps", "projection",
+REAL_ONLY = ("split", "levels", "planes", "thicknesses", "forms", "consistency_weight", "consistency_steps", "projection",
              "slab_model", "simulator", "simulator_option")
 PHANTOM_ONLY = {"data": "--data", "phantoms": "--phantoms", "record_test_metrics": "--record-test-metrics"}
 REAL_SEED = 0
@@ -24,7 +24,10 @@ def add_real_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--real", nargs="?", const="", metavar="PATH",
                    help="evaluate on real HQ masks degraded by the thick-slice simulator: PATH is a folder or "
                         "manifest.csv of real masks (default: the bundled set)")
-    g.add_argument("--split", help="manifest split (default val)")
+    g.add_argument("--split", help="manifest split, or 'all' (default: val where the masks have a val split -- the "
+                                   "bundled set does -- else every mask, e.g. a plain folder)")
+    g.add_argument("--levels", help="comma-separated vertebral levels, or 'all' (default L1,L2,L3,L4,L5); a mask "
+                                    "whose level is unknown (no manifest level, none in its file name) is kept")
     g.add_argument("--unguided", action="store_true",
                    help="the paper's sampler: no data-consistency term, no projection onto the observed slabs")
     g.add_argument("--consistency-weight", type=float, metavar="LAMBDA",
@@ -59,6 +62,29 @@ def _thicknesses(text: str | None) -> tuple[float, ...]:
         raise InputError(f"--thicknesses {text!r}: expected comma-separated numbers in mm such as 3,5,7") from None
 
 
+def _split(text: str | None, source) -> str | None:
+    """The split evaluated: as given ('all': None), else val where ``source`` has one, else every row."""
+    from lsdebm.data.real import has_split
+
+    if text is None:
+        return "val" if has_split(source, "val") else None
+    return None if text.strip() == "all" else text
+
+
+def _levels(text: str | None) -> tuple[str, ...] | None:
+    from lsdebm.data.real import LEVEL_PATTERN
+    from lsdebm.evaluation.real import LUMBAR
+
+    if text is not None and text.strip() == "all":
+        return None
+    levels = tuple(v.upper() for v in _split_list(text, LUMBAR))
+    bad = [v for v in levels if not LEVEL_PATTERN.fullmatch(v)]
+    if bad or not levels:
+        raise InputError(f"--levels {text!r}: expected comma-separated vertebral levels such as L1,L2,T12 "
+                         "(C1-C7, T1-T13, L1-L6, S1) or 'all'")
+    return levels
+
+
 def check_real_options(args) -> None:
     """Refuse real-only options without ``--real`` and phantom-only ones with it (one line each)."""
     if getattr(args, "unguided", False) and (args.consistency_weight is not None or args.projection is not None):
@@ -76,11 +102,12 @@ def check_real_options(args) -> None:
 
 
 def real_protocol(args) -> dict:
-    """The validated protocol options: split, planes, thicknesses, forms, seed, source, simulator (None: ours)."""
+    """The validated protocol options: split, levels, planes, thicknesses, forms, seed, source, simulator (None: ours)."""
     from lsdebm.evaluation.real import check_protocol
     from lsdebm.evaluation.second_simulator import SecondSimulator
 
-    split = "val" if args.split is None else args.split
+    split = _split(args.split, args.real or None)
+    levels = _levels(args.levels)
     planes = _split_list(args.planes, ("sagittal", "axial"))
     thicknesses = _thicknesses(args.thicknesses)
     forms = _split_list(args.forms, ("truth", "native"))
@@ -88,7 +115,7 @@ def real_protocol(args) -> dict:
     second = getattr(args, "simulator", None) == "second"
     if getattr(args, "simulator_option", None) and not second:
         raise InputError("--simulator-option sets the second simulator; add --simulator second")
-    return {"source": args.real or None, "split": split, "planes": planes, "thicknesses": thicknesses,
+    return {"source": args.real or None, "split": split, "levels": levels, "planes": planes, "thicknesses": thicknesses,
             "forms": forms, "seed": REAL_SEED if args.seed is None else args.seed,
             "simulator": SecondSimulator.from_options(args.simulator_option) if second else None}
 
@@ -108,8 +135,12 @@ def _check_out(args) -> Path:
 def _describe(protocol: dict, cases) -> str:
     masks = sorted({c.mask for c in cases})
     subjects = sorted({c.subject for c in cases})
+    unknown = len({c.mask for c in cases if not c.level})
+    levels = "all levels" if protocol["levels"] is None else "levels " + ",".join(protocol["levels"])
+    levels += f" ({unknown} of unknown level)" if unknown else ""
+    split = "every mask" if protocol["split"] is None else f"split {protocol['split']}"
     return (f"{len(masks)} real masks of {len(subjects)} subjects ({', '.join(subjects)}) from "
-            f"{protocol['source'] or 'the bundled set'}, split {protocol['split']}, planes "
+            f"{protocol['source'] or 'the bundled set'}, {split}, {levels}, planes "
             f"{','.join(protocol['planes'])}, thicknesses {','.join(f'{t:g}' for t in protocol['thicknesses'])} mm, "
             f"forms {','.join(protocol['forms'])}, seed {protocol['seed']}")
 
@@ -137,7 +168,7 @@ def run_real(args) -> int:
     loaded = row_checkpoints(rows, args.checkpoint_dir, device)
     slab = load_slab_model(args.slab_model or "default", device)
     cases = real_cases(protocol["source"], protocol["split"], protocol["planes"], protocol["thicknesses"],
-                       protocol["seed"], protocol["forms"], simulator=protocol["simulator"])
+                       protocol["seed"], protocol["forms"], levels=protocol["levels"], simulator=protocol["simulator"])
     settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size, seed=protocol["seed"],
                            **consistency_overrides(args))
     start, load_start = time.perf_counter(), load_averages()

@@ -22,7 +22,8 @@ from scipy import ndimage
 from lsdebm.data.thickslice import PLANE_AXES, ThickSliceParams, simulate_thick_slice
 from lsdebm.errors import InputError
 
-LEVEL_PATTERN = re.compile(r"^(C[1-7]|T1[0-3]|T[1-9]|L[1-6]|S1)_", re.IGNORECASE)
+LEVEL_PATTERN = re.compile(r"C[1-7]|T1[0-3]|T[1-9]|L[1-6]|S1", re.IGNORECASE)
+NAME_SEPARATORS = re.compile(r"[_\-.\s]+")
 
 
 @dataclass(frozen=True)
@@ -50,16 +51,33 @@ def bundled_manifest() -> Path:
     return MANIFEST
 
 
+def level_from_name(stem: str) -> str:
+    """The vertebral level a file name states, or "" when it states none or several.
+
+    A level is a whole name part between ``_``, ``-``, ``.`` or spaces: ``L3_verse009``,
+    ``vertebrae_L3`` (TotalSegmentator's files), ``sub-01_l3_mask``; ``T1w`` is not T1.
+    """
+    found = {part.upper() for part in NAME_SEPARATORS.split(stem) if LEVEL_PATTERN.fullmatch(part)}
+    return found.pop() if len(found) == 1 else ""
+
+
 def _rows_from_folder(folder: Path) -> list[dict]:
     rows = []
     for p in sorted(folder.rglob("*.nii*")):
         if not p.name.endswith((".nii", ".nii.gz")):
             continue
         stem = p.name[: -len(".nii.gz")] if p.name.endswith(".nii.gz") else p.name[: -len(".nii")]
-        match = LEVEL_PATTERN.match(stem + "_")
-        rows.append({"file": str(p.relative_to(folder)), "level": match.group(1).upper() if match else "",
+        rows.append({"file": str(p.relative_to(folder)), "level": level_from_name(stem),
                      "subject": stem, "complete": "yes", "split": "train"})
     return rows
+
+
+def has_split(source, split: str) -> bool:
+    """True when the real masks of ``source`` (None = bundled) include rows of ``split``.
+
+    A plain folder of masks has no validation rows.
+    """
+    return any(r.get("split") == split for r in read_manifest(source)[1])
 
 
 def read_manifest(source: str | Path | None = None) -> tuple[Path, list[dict]]:
@@ -98,7 +116,9 @@ def load_real_masks(source: str | Path | None = None, split: str | None = None, 
     Args:
         source: Manifest, folder, or None for the bundled set.
         split: Keep only rows of this split (``train``/``val``); None keeps every row.
-        levels: Keep only these levels (e.g. ``("L1", ..., "L5")``); None keeps all.
+        levels: Keep only these levels (e.g. ``("L1", ..., "L5")``); None keeps all. A mask whose
+            level is unknown (no manifest level, none in its file name) is always kept: it was
+            given to us and nothing says it is another level.
         complete_only: Drop vertebrae cut by the original field of view.
     """
     from lsdebm.data.nifti import read_volume
@@ -108,7 +128,7 @@ def load_real_masks(source: str | Path | None = None, split: str | None = None, 
     for r in rows:
         if split is not None and r.get("split") != split:
             continue
-        if levels is not None and r.get("level") not in levels:
+        if levels is not None and r.get("level") and r.get("level") not in levels:
             continue
         complete = str(r.get("complete", "yes")).lower() == "yes"
         if complete_only and not complete:

@@ -70,7 +70,8 @@ def is_phantom_set(directory: str | Path) -> bool:
 def mixed_set(source, split: str | None, n: int, real_fraction: float, cfg, seed: int, redraw: float) -> MaskSet:
     """A :class:`MixedPairs` bank of real masks (``source``: folder, manifest or None = bundled) and phantoms.
 
-    Every lumbar and lower thoracic vertebra of ``split`` (T10-L5, complete ones) is used.
+    Every lumbar and lower thoracic vertebra of ``split`` (T10-L5, complete ones) is used, and every
+    mask whose level is unknown (a plain folder of masks with no level in their names).
     """
     from lsdebm.data.frame import centroid_offset_world
     from lsdebm.data.mixed_set import MixedPairs, real_sources
@@ -85,16 +86,6 @@ def mixed_set(source, split: str | None, n: int, real_fraction: float, cfg, seed
     desc = {**bank.description(), "real_source": str(source) if source is not None else "bundled (lsdebm.realdata)",
             "split": split}
     return MaskSet(bank.hq, bank.lq, desc, bank.refresh)
-
-
-def has_split(source, split: str) -> bool:
-    """True when the real masks of ``source`` (None = bundled) include rows of ``split``.
-
-    A plain folder of masks has no validation rows; training then validates on phantoms.
-    """
-    from lsdebm.data.real import read_manifest
-
-    return any(r.get("split") == split for r in read_manifest(source)[1])
 
 
 #: Levels taken from real data sets for training and validation.

@@ -25,12 +25,13 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from lsdebm.config import MODEL_KINDS, Config, check_model_memory, get_preset
+from lsdebm.data.real import has_split
 from lsdebm.errors import InputError
 from lsdebm.nn import build_model
 from lsdebm.nn.lebm import reference_latents
 from lsdebm.runtime import distributed as D
 from lsdebm.runtime.checkpoint import read_metadata, save_checkpoint
-from lsdebm.train.data import MaskSet, augment, directory_set, generated_set, has_split, is_phantom_set, mixed_set
+from lsdebm.train.data import MaskSet, augment, directory_set, generated_set, is_phantom_set, mixed_set
 from lsdebm.train.log import checkpoint_info, write_csv
 from lsdebm.train.state import load_state, save_state, sidecar_path
 from lsdebm.train.steps import TrainStep, make_optimizers
