@@ -196,3 +196,27 @@ def test_cli_on_a_plain_folder_evaluates_its_masks_without_split_options(tmp_pat
     assert main(["evaluate", "--real", str(plain_folder), "--out", str(tmp_path / "x"), "--levels", "L3,X9"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--levels" in err[0] and "L1,L2,T12" in err[0] and not (tmp_path / "x").exists()
+
+
+def test_a_label_map_gives_one_mask_per_vertebra_and_drops_those_cut_by_the_edge(tmp_path):
+    """A VerSe-style spine map (L3 = 22 whole, L4 = 23 cut by the field of view) in a plain folder."""
+    import nibabel as nib
+
+    (m,) = load_real_masks(bundled_manifest(), split="val", levels=("L3",))[:1]
+    pad = np.pad(m.mask, 12)
+    spine = np.concatenate([pad * 22, pad[..., :pad.shape[2] // 2] * 23], axis=2)  # L4's half ends at the edge
+    nib.save(nib.Nifti1Image(spine, m.affine), tmp_path / "spine_seg.nii.gz")
+    (whole,) = load_real_masks(tmp_path)
+    assert (whole.name, whole.level, whole.subject, whole.complete) == ("L3_spine_seg", "L3", "spine_seg", True)
+    assert whole.mask.sum() == m.mask.sum()
+    both = load_real_masks(tmp_path, complete_only=False)
+    assert [(x.name, x.complete) for x in both] == [("L3_spine_seg", True), ("L4_spine_seg", False)]
+    assert load_real_masks(tmp_path, levels=("L4",), complete_only=False)[0].level == "L4"
+
+
+def test_a_partial_volume_file_is_refused_by_name(tmp_path):
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(np.full((8, 8, 8), 0.4, np.float32), np.eye(4)), tmp_path / "pv.nii.gz")
+    with pytest.raises(InputError, match=r"pv\.nii\.gz: the volume holds non-integer values"):
+        load_real_masks(tmp_path)

@@ -113,12 +113,16 @@ def load_real_masks(source: str | Path | None = None, split: str | None = None, 
                     complete_only: bool = True) -> list[RealMask]:
     """Read the real masks of a manifest/folder (see :func:`read_manifest`), filtered.
 
+    A file holding one label is one vertebra. A label map (several labels, e.g. a VerSe or
+    TotalSegmentator segmentation of a spine) gives one mask per vertebra
+    (:func:`split_label_map`).
+
     Args:
         source: Manifest, folder, or None for the bundled set.
         split: Keep only rows of this split (``train``/``val``); None keeps every row.
         levels: Keep only these levels (e.g. ``("L1", ..., "L5")``); None keeps all. A mask whose
-            level is unknown (no manifest level, none in its file name) is always kept: it was
-            given to us and nothing says it is another level.
+            level is unknown (no manifest level, none in its file name or label table) is always
+            kept: it was given to us and nothing says it is another level.
         complete_only: Drop vertebrae cut by the original field of view.
     """
     from lsdebm.data.nifti import read_volume
@@ -130,17 +134,51 @@ def load_real_masks(source: str | Path | None = None, split: str | None = None, 
             continue
         if levels is not None and r.get("level") and r.get("level") not in levels:
             continue
-        complete = str(r.get("complete", "yes")).lower() == "yes"
-        if complete_only and not complete:
-            continue
         vol = read_volume(root / r["file"])
-        mask = (np.asarray(vol.data) > 0).astype(np.uint8)
-        if not mask.any():
-            raise InputError(f"{root / r['file']}: the mask is empty; expected one vertebra")
-        out.append(RealMask(Path(r["file"]).name.split(".")[0], root / r["file"], r.get("subject", ""),
-                            r.get("level", ""), r.get("split", ""), complete, mask, vol.affine))
+        for m in split_label_map(np.asarray(vol.data), vol.affine, r, root):
+            if levels is not None and m.level and m.level not in levels:
+                continue
+            if complete_only and not m.complete:
+                continue
+            out.append(m)
     if not out:
         raise InputError(f"{root}: no real masks match split={split!r}, levels={levels!r}")
+    return out
+
+
+def _touches_edge(mask: np.ndarray) -> bool:
+    return any(np.take(mask, i, axis=a).any() for a in range(mask.ndim) for i in (0, -1))
+
+
+def split_label_map(data: np.ndarray, affine: np.ndarray, row: dict, root: Path) -> list[RealMask]:
+    """The vertebrae of one manifest row's file.
+
+    One label: the file is one vertebra, with the row's level, subject and completeness. Several:
+    a label map; its vertebrae are chosen as :func:`lsdebm.data.labelmaps.select_structures`
+    chooses them for ``lsdebm reconstruct`` (the VerSe or TotalSegmentator level names, or every
+    vertebra-sized label of an unknown table), each named ``<level>_<file>`` (or
+    ``<file>_label<id>``) with the row's subject; one touching the volume's edge is cut by the
+    field of view (incomplete).
+    """
+    from lsdebm.data.labelmaps import present_labels, select_structures
+
+    path, stem = root / row["file"], Path(row["file"]).name.split(".")[0]
+    try:
+        present = present_labels(data)
+        selection = select_structures(data, affine) if len(present) > 1 else None
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from None
+    subject, split = row.get("subject", ""), row.get("split", "")
+    if selection is None:
+        complete = str(row.get("complete", "yes")).lower() == "yes"
+        return [RealMask(stem, path, subject, row.get("level", ""), split, complete, (data != 0).astype(np.uint8),
+                         affine)]
+    out = []
+    for label in selection.labels:
+        mask = (data == label).astype(np.uint8)
+        level = selection.levels.get(label) or ""
+        name = f"{level}_{stem}" if level else f"{stem}_label{label}"
+        out.append(RealMask(name, path, subject, level, split, not _touches_edge(mask), mask, affine))
     return out
 
 
