@@ -209,6 +209,12 @@ def test_a_label_map_gives_one_mask_per_vertebra_and_drops_those_cut_by_the_edge
     (whole,) = load_real_masks(tmp_path)
     assert (whole.name, whole.level, whole.subject, whole.complete) == ("L3_spine_seg", "L3", "spine_seg", True)
     assert whole.mask.sum() == m.mask.sum()
+    from scipy import ndimage
+
+    tight = ndimage.find_objects(m.mask)[0]  # cut out of the map with a 4-voxel margin, its affine moved
+    assert whole.mask.shape == tuple(b.stop - b.start + 8 for b in tight)
+    start = np.array([b.start + 12 - 4 for b in tight], float)  # in the padded map
+    assert np.allclose(whole.affine[:3, 3], np.asarray(m.affine)[:3, :3] @ start + np.asarray(m.affine)[:3, 3])
     both = load_real_masks(tmp_path, complete_only=False)
     assert [(x.name, x.complete) for x in both] == [("L3_spine_seg", True), ("L4_spine_seg", False)]
     assert load_real_masks(tmp_path, levels=("L4",), complete_only=False)[0].level == "L4"

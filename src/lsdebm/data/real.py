@@ -146,8 +146,8 @@ def load_real_masks(source: str | Path | None = None, split: str | None = None, 
     return out
 
 
-def _touches_edge(mask: np.ndarray) -> bool:
-    return any(np.take(mask, i, axis=a).any() for a in range(mask.ndim) for i in (0, -1))
+#: Voxels kept around each vertebra cut out of a label map.
+LABEL_MAP_MARGIN = 4
 
 
 def split_label_map(data: np.ndarray, affine: np.ndarray, row: dict, root: Path) -> list[RealMask]:
@@ -158,8 +158,11 @@ def split_label_map(data: np.ndarray, affine: np.ndarray, row: dict, root: Path)
     chooses them for ``lsdebm reconstruct`` (the VerSe or TotalSegmentator level names, or every
     vertebra-sized label of an unknown table), each named ``<level>_<file>`` (or
     ``<file>_label<id>``) with the row's subject; one touching the volume's edge is cut by the
-    field of view (incomplete).
+    field of view (incomplete). Each is cut out of the map with :data:`LABEL_MAP_MARGIN` voxels
+    around it (its affine moved with it), so a whole-body map does not become one full-size
+    array per vertebra.
     """
+    from lsdebm.data.frame import box_affine
     from lsdebm.data.labelmaps import present_labels, select_structures
 
     path, stem = root / row["file"], Path(row["file"]).name.split(".")[0]
@@ -173,12 +176,17 @@ def split_label_map(data: np.ndarray, affine: np.ndarray, row: dict, root: Path)
         complete = str(row.get("complete", "yes")).lower() == "yes"
         return [RealMask(stem, path, subject, row.get("level", ""), split, complete, (data != 0).astype(np.uint8),
                          affine)]
+    boxes = ndimage.find_objects(np.asarray(data, np.int32))
     out = []
     for label in selection.labels:
-        mask = (data == label).astype(np.uint8)
+        tight = boxes[label - 1]
+        cut = any(b.start == 0 or b.stop == n for b, n in zip(tight, data.shape))
+        box = tuple(slice(max(b.start - LABEL_MAP_MARGIN, 0), min(b.stop + LABEL_MAP_MARGIN, n))
+                    for b, n in zip(tight, data.shape))
         level = selection.levels.get(label) or ""
         name = f"{level}_{stem}" if level else f"{stem}_label{label}"
-        out.append(RealMask(name, path, subject, level, split, not _touches_edge(mask), mask, affine))
+        out.append(RealMask(name, path, subject, level, split, not cut, (data[box] == label).astype(np.uint8),
+                            box_affine(affine, box)))
     return out
 
 
