@@ -12,8 +12,8 @@ from pathlib import Path
 
 from lsdebm.errors import InputError
 
-REAL_ONLY = ("split", "levels", "planes", "thicknesses", "forms", "consistency_weight", "consistency_steps", "projection",
-             "slab_model", "simulator", "simulator_option")
+REAL_ONLY = ("split", "levels", "planes", "thicknesses", "forms", "consistency_weight", "consistency_steps",
+             "projection", "slab_model", "simulator", "simulator_option")
 PHANTOM_ONLY = {"data": "--data", "phantoms": "--phantoms", "record_test_metrics": "--record-test-metrics"}
 REAL_SEED = 0
 
@@ -102,7 +102,7 @@ def check_real_options(args) -> None:
 
 
 def real_protocol(args) -> dict:
-    """The validated protocol options: split, levels, planes, thicknesses, forms, seed, source, simulator (None: ours)."""
+    """The validated protocol: split, levels, planes, thicknesses, forms, seed, source, simulator (None: ours)."""
     from lsdebm.evaluation.real import check_protocol
     from lsdebm.evaluation.second_simulator import SecondSimulator
 
