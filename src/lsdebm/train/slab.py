@@ -44,6 +44,9 @@ FINAL_LR_FRACTION = 0.025
 #: records the weight chosen on validation (scripts/train_bundled.sh).
 DEFAULT_WEIGHT = 1.0
 IGNORED = ("phantoms", "energy_lr", "kl_weight", "lebm_steps")
+#: Memory layout of the weights and batches in training: channels-last lets oneDNN take its fast 3D
+#: convolution paths on the CPU (a step of 4 patches: 0.95 s -> 0.53 s on 2 threads), as the main loop does.
+LAYOUT = torch.channels_last_3d
 
 
 def check_slab_options(o) -> None:
@@ -77,7 +80,8 @@ def _source(o):
 
 def _setup(o, device: torch.device) -> _SlabRun:
     torch.manual_seed(o.seed)
-    model = SlabNet(get_preset("default").replace(**{"consistency.interpolation": DEFAULT_WEIGHT})).to(device)
+    model = SlabNet(get_preset("default").replace(**{"consistency.interpolation": DEFAULT_WEIGHT}))
+    model = model.to(device=device, memory_format=LAYOUT)
     lr = o.lr if o.lr is not None else DEFAULT_LR
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     real = real_sources(load_real_masks(_source(o), split=o.split, levels=REAL_LEVELS)) if o.real_fraction > 0 else []
@@ -163,7 +167,8 @@ def _epoch(o, run: _SlabRun, device, rng: np.random.Generator, batch: int, total
         for group in run.optimizer.param_groups:
             group["lr"] = learning_rate(base, progress)
         x, y = run.bank.batch(rng, batch)
-        loss = loss_of(run.model(torch.from_numpy(x).to(device)), torch.from_numpy(y).to(device))
+        x = torch.from_numpy(x).to(device=device, memory_format=LAYOUT)
+        loss = loss_of(run.model(x), torch.from_numpy(y).to(device))
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
