@@ -29,7 +29,7 @@ def test_every_section_reports(report):
     assert r["chain"]["iterations"] == r["chain"]["T"] * r["chain"]["K"]
     assert r["decode"]["conv_gflop"] > 0 and all(r["decode"]["implementations"])
     assert set(r["end_to_end"]) >= {"vae", "lebm", "lsdebm", "reconnet", "reconnet+lsdebm", "lsdebm_plain"}
-    assert all(r["training"][k]["samples_per_s"] > 0 for k in ("lsdebm", "vae", "lebm", "reconnet"))
+    assert all(r["training"][k]["samples_per_s"] > 0 for k in ("lsdebm", "vae", "lebm", "reconnet", "slabnet"))
     assert r["scrub"]["cache_hits"] >= 1 and r["scrub"]["cache_misses"] >= 2
 
 

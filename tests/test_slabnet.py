@@ -204,3 +204,26 @@ def test_the_bundled_slab_model_improves_unseen_real_vertebrae_over_the_classica
     raw, classic, slab = scores.mean(0)
     assert slab > classic > raw
     assert np.all(scores[:, 2] > scores[:, 0])  # better than the input on every case
+
+
+def test_a_training_step_in_channels_last_is_the_plain_step():
+    """The training layout (channels-last, for oneDNN's fast paths) changes the speed, not the step."""
+    import copy
+
+    from lsdebm.train.slab import LAYOUT, loss_of, train_step
+
+    torch.manual_seed(0)
+    plain = SlabNet()
+    torch.nn.init.normal_(plain.h2.weight, std=0.1)  # a residual head that is not zero, so every layer learns
+    fast = copy.deepcopy(plain).to(memory_format=LAYOUT)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, CHANNELS, 16, 16, 16)).astype(np.float32)
+    y = (rng.random((2, 1, 16, 16, 16)) < 0.5).astype(np.float32)
+    opt_plain, opt_fast = (torch.optim.AdamW(m.parameters(), lr=1e-3) for m in (plain, fast))
+    loss = loss_of(plain(torch.from_numpy(x)), torch.from_numpy(y))
+    loss.backward()
+    opt_plain.step()
+    assert train_step(fast, opt_fast, x, y, torch.device("cpu")) == pytest.approx(float(loss), abs=1e-5)
+    assert fast.e1a.weight.is_contiguous(memory_format=LAYOUT)
+    for a, b in zip(plain.parameters(), fast.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)

@@ -218,7 +218,27 @@ def bench_training(models: dict, x: torch.Tensor, repeats: int, quick: bool) -> 
 
         t = measure(one_step, max(1, min(repeats, 3)), 1, x.device)
         out[kind] = {**t, "batch": b, "samples_per_s": b / t["median_s"]}
+    out["slabnet"] = bench_slab_training(x.device, repeats, quick)
     return out
+
+
+def bench_slab_training(device: torch.device, repeats: int, quick: bool) -> dict:
+    """One SlabNet optimisation step (``lsdebm.train.slab.train_step``, its training layout) on a batch of
+    4 random patches of :data:`lsdebm.data.slab_pairs.PATCH` (``quick``: 16^3), a fresh model."""
+    from lsdebm.data.slab_features import CHANNELS
+    from lsdebm.data.slab_pairs import PATCH
+    from lsdebm.nn.slabnet import SlabNet
+    from lsdebm.train.slab import DEFAULT_BATCH, DEFAULT_LR, LAYOUT, train_step
+
+    torch.manual_seed(0)
+    model = SlabNet().to(device=device, memory_format=LAYOUT).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=DEFAULT_LR)
+    patch = (16, 16, 16) if quick else PATCH
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((DEFAULT_BATCH, CHANNELS, *patch)).astype(np.float32)
+    y = (rng.random((DEFAULT_BATCH, 1, *patch)) < 0.5).astype(np.float32)
+    t = measure(lambda: train_step(model, opt, x, y, device), max(1, min(repeats, 3)), 1, device)
+    return {**t, "batch": DEFAULT_BATCH, "patch": list(patch), "samples_per_s": DEFAULT_BATCH / t["median_s"]}
 
 
 def bench_memory(preset: str, device: str, quick: bool) -> dict:

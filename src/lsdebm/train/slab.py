@@ -107,6 +107,16 @@ def loss_of(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, truth) + dice
 
 
+def train_step(model: SlabNet, optimizer: torch.optim.Optimizer, x: np.ndarray, y: np.ndarray, device) -> float:
+    """One optimisation step on a batch (features ``x``, truth ``y``) in the :data:`LAYOUT`; returns the loss."""
+    logits = model(torch.from_numpy(x).to(device=device, memory_format=LAYOUT))
+    loss = loss_of(logits, torch.from_numpy(y).to(device))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
 def steps_per_epoch(pairs: int, batch: int) -> int:
     """One pass over the bank: ``pairs`` patches in batches of ``batch``."""
     return max(math.ceil(pairs / batch), 1)
@@ -166,14 +176,8 @@ def _epoch(o, run: _SlabRun, device, rng: np.random.Generator, batch: int, total
         progress = elapsed / budget if budget is not None else run.step / max(total_steps, 1)
         for group in run.optimizer.param_groups:
             group["lr"] = learning_rate(base, progress)
-        x, y = run.bank.batch(rng, batch)
-        x = torch.from_numpy(x).to(device=device, memory_format=LAYOUT)
-        loss = loss_of(run.model(x), torch.from_numpy(y).to(device))
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.optimizer.step()
+        losses.append(train_step(run.model, run.optimizer, *run.bank.batch(rng, batch), device))
         run.step += 1
-        losses.append(float(loss.detach()))
     if losses:
         run.rows.append({"epoch": run.epoch + 1, "steps": len(losses), "loss": round(float(np.mean(losses)), 5)})
     return finished
