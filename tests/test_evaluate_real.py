@@ -226,3 +226,14 @@ def test_a_partial_volume_file_is_refused_by_name(tmp_path):
     nib.save(nib.Nifti1Image(np.full((8, 8, 8), 0.4, np.float32), np.eye(4)), tmp_path / "pv.nii.gz")
     with pytest.raises(InputError, match=r"pv\.nii\.gz: the volume holds non-integer values"):
         load_real_masks(tmp_path)
+
+
+def test_a_label_map_without_vertebrae_is_refused_without_a_reconstruct_only_hint(tmp_path):
+    import nibabel as nib
+
+    data = np.zeros((40, 40, 40), np.uint8)
+    data[2:5, 2:5, 2:5], data[10:13, 10:13, 10:13] = 1, 2  # two specks, far from a vertebra's size
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "specks.nii.gz")
+    with pytest.raises(InputError, match=r"specks\.nii\.gz: no vertebra .* expected one vertebra per file") as err:
+        load_real_masks(tmp_path)
+    assert "--label" not in str(err.value)

@@ -267,17 +267,18 @@ def _explicit(present: list[int], labels, levels: dict, table: str | None) -> Se
     return Selection(chosen, levels, skipped, table)
 
 
-def _nothing_left(skipped: list[tuple[int, str]], table: str | None) -> InputError:
+def _nothing_left(skipped: list[tuple[int, str]], table: str | None, hint: str | None) -> InputError:
     by_size = sum("far from a vertebra" in r for _, r in skipped)
     parts = [f"{by_size} far from a vertebra's size ({VOLUME_CM3[0]:g}-{VOLUME_CM3[1]:g} cm3, "
              f"{EXTENT_MM[0]:g}-{EXTENT_MM[1]:g} mm)"] if by_size else []
     if len(skipped) - by_size:
         parts.append(f"{len(skipped) - by_size} not vertebrae in the {TABLE_NAMES.get(table, table)} table")
-    return InputError(f"no vertebra to refine among {len(skipped)} labels ({'; '.join(parts)}); "
-                      f"name the labels to refine with --label, e.g. --label {skipped[0][0]}")
+    hint = f"name the labels to refine with --label, e.g. --label {skipped[0][0]}" if hint is None else hint
+    return InputError(f"no vertebra to refine among {len(skipped)} labels ({'; '.join(parts)}); {hint}")
 
 
-def select_structures(data: np.ndarray, affine: np.ndarray, labels=None, table: str | None = None) -> Selection:
+def select_structures(data: np.ndarray, affine: np.ndarray, labels=None, table: str | None = None,
+                      hint: str | None = None) -> Selection:
     """Choose the labels of a map to refine and give a reason for every other one.
 
     With explicit ``labels`` exactly those are refined, whatever their size. Without, only
@@ -291,6 +292,8 @@ def select_structures(data: np.ndarray, affine: np.ndarray, labels=None, table: 
         labels: Label ids named by the user (``--label``), or None to choose automatically.
         table: Force a convention (``verse``, ``totalsegmentator``, ``totalsegmentator_v1``,
             ``binary`` or ``none``); None recognises it with :func:`recognise_table`.
+        hint: What the "nothing left" error tells the user to do (default: name labels with
+            ``--label``, which ``lsdebm reconstruct`` offers).
 
     Raises:
         InputError: If the volume is empty or non-integer, a named label is absent, the table is
@@ -313,7 +316,7 @@ def select_structures(data: np.ndarray, affine: np.ndarray, labels=None, table: 
         else:
             chosen.append(i)
     if not chosen:
-        raise _nothing_left(skipped, table)
+        raise _nothing_left(skipped, table, hint)
     return Selection(chosen, levels, skipped, table)
 
 

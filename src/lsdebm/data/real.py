@@ -148,6 +148,7 @@ def load_real_masks(source: str | Path | None = None, split: str | None = None, 
 
 #: Voxels kept around each vertebra cut out of a label map.
 LABEL_MAP_MARGIN = 4
+NO_VERTEBRA_HINT = "expected one vertebra per file or a label map of vertebrae (VerSe, TotalSegmentator)"
 
 
 def split_label_map(data: np.ndarray, affine: np.ndarray, row: dict, root: Path) -> list[RealMask]:
@@ -168,7 +169,7 @@ def split_label_map(data: np.ndarray, affine: np.ndarray, row: dict, root: Path)
     path, stem = root / row["file"], Path(row["file"]).name.split(".")[0]
     try:
         present = present_labels(data)
-        selection = select_structures(data, affine) if len(present) > 1 else None
+        selection = select_structures(data, affine, hint=NO_VERTEBRA_HINT) if len(present) > 1 else None
     except InputError as err:
         raise InputError(f"{path}: {err}") from None
     subject, split = row.get("subject", ""), row.get("split", "")
