@@ -8,6 +8,7 @@ from scipy import ndimage
 
 from lsdebm.config import get_preset
 from lsdebm.data.acquisition import Acquisition
+from lsdebm.data.frame import resample
 from lsdebm.data.slab_features import CHANNELS, slab_box, slab_features
 from lsdebm.data.slab_projection import consistent_probabilities, interpolate_slabs, slab_ids
 from lsdebm.errors import CheckpointError, InputError
@@ -85,12 +86,50 @@ def test_the_interpolator_resamples_other_spacings_to_its_1mm_grid():
     assert dice > 0.95
 
 
+class _Recorder(torch.nn.Module):
+    """Stands in for SlabNet: records the features it is given and returns the classical logit."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.seen = []
+
+    def logits(self, x):
+        self.seen.append(x.numpy().copy())
+        return x[1] * 4.0
+
+
+@pytest.mark.parametrize("spacing, shift", [(0.8, 0.61), (1.5, 0.37)])
+def test_on_another_grid_each_1mm_slice_shows_the_slab_it_lies_in(spacing, shift):
+    # native 5 mm slabs, a different random in-plane mask in each, reconstructed on a 0.8 or 1.5 mm
+    # grid: SlabNet's 1 mm observation must change only where its slab changes. It is read from the
+    # input itself; resampled through the output grid, slices near slab edges took the neighbour's
+    # mask (8 and 6 such slices here).
+    rng = np.random.default_rng(1)
+    native = np.zeros((9, 40, 40), np.uint8)
+    native[1:8, 8:32, 8:32] = rng.random((7, 24, 24)) < 0.6
+    in_affine = np.diag([5.0, 1.0, 1.0, 1.0])
+    acq = Acquisition(0, 5.0, 0.0, "spacing")
+    out_affine = np.diag([spacing, spacing, spacing, 1.0])
+    out_affine[:3, 3] = -0.5 * np.array([5.0, 1.0, 1.0]) + spacing / 2 + shift
+    shape = (int(45 / spacing), int(40 / spacing), int(40 / spacing))
+    observed = resample(native, shape, out_affine, in_affine, order=0)
+    model = _Recorder()
+    SlabInterpolator(model, "recorder")(observed, out_affine, in_affine, acq, 0, source=native)
+    f = model.seen[0]
+    starts = np.flatnonzero(np.diff(f[2, :, 0, 0]) < 0) + 1  # a slab starts where the position resets
+    for block in np.split(f[0], starts):
+        assert all(np.array_equal(block[0], sl) for sl in block[1:])
+    assert len(starts) >= 6
+
+
 def test_consistent_probabilities_uses_the_learned_interpolator_when_given():
     truth, observed, acq = _staircase(seed=3)
     calls = []
 
-    def interpolator(seen, grid_affine, in_affine, a, axis):
+    def interpolator(seen, grid_affine, in_affine, a, axis, source=None):
         calls.append((seen.shape, axis))
+        assert source is observed  # the input mask itself travels with the resampled box
         return np.where(seen > 0, 6.0, -6.0).astype(np.float32)
 
     interpolator.name = "stub"

@@ -148,7 +148,7 @@ def consistent_probabilities(probs: np.ndarray, source_mask: np.ndarray, in_affi
     With ``interpolation`` > 0 the logits are first summed with ``interpolation`` times those of
     the slab interpolation (a product of experts): ``interpolator`` when given (the learned one,
     :class:`lsdebm.methods.slab.SlabInterpolator`: ``(observed box, box affine, in_affine, acq,
-    axis) -> logits``), else the classical :func:`interpolate_slabs`.
+    axis, source=input mask) -> logits``), else the classical :func:`interpolate_slabs`.
 
     ``source_mask`` is the structure's observed foreground on the input grid. The note says
     what was done (or why nothing was).
@@ -170,7 +170,8 @@ def consistent_probabilities(probs: np.ndarray, source_mask: np.ndarray, in_affi
     how = ""
     if interpolation > 0:
         if interpolator is not None and acq.thick_slice:  # a learned model of slabs, not of single voxels
-            shape_logit = interpolator(observed[sl], box_affine(out_affine, sl), in_affine, acq, axis)
+            shape_logit = interpolator(observed[sl], box_affine(out_affine, sl), in_affine, acq, axis,
+                                       source=source_mask)
             how = f" (learned interpolation {getattr(interpolator, 'name', 'model')} x{interpolation:g})"
         else:
             spacing = np.linalg.norm(np.asarray(out_affine, float)[:3, :3], axis=0)

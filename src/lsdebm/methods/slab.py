@@ -4,8 +4,9 @@
 :func:`lsdebm.data.slab_projection.consistent_probabilities`, which fuses its logits with the
 model's (a product of experts, weight ``consistency.interpolation``) before the projection onto
 the observed slabs. SlabNet works at 1 mm: an output grid of another spacing is resampled to a
-1 mm grid with the same axes over the same box (observation by nearest neighbour) and the
-logits come back linearly.
+1 mm grid with the same axes over the same box and the logits come back linearly; the
+observation on that grid is read from the input mask itself when it is given (one nearest-neighbour
+step, so each 1 mm slice lies in the slab its centre falls in), else from the output grid.
 """
 from __future__ import annotations
 
@@ -42,8 +43,12 @@ class SlabInterpolator:
     def __init__(self, model: torch.nn.Module, name: str = "slabnet"):
         self.model, self.name = model, name
 
-    def __call__(self, observed: np.ndarray, grid_affine, in_affine, acq: Acquisition, axis: int) -> np.ndarray:
+    def __call__(self, observed: np.ndarray, grid_affine, in_affine, acq: Acquisition, axis: int,
+                 source: np.ndarray | None = None) -> np.ndarray:
         """Logits (float32, ``observed``'s shape) for ``observed`` on ``grid_affine``; slabs along ``axis``.
+
+        ``source`` is the input mask on ``in_affine`` that ``observed`` was resampled from; on an
+        output grid that is not 1 mm SlabNet's own observation is resampled from it directly.
 
         The network runs on the box SlabNet was trained on (the observed foreground plus
         :data:`lsdebm.data.slab_features.BOX_MARGIN` voxels); farther out, at least that far from
@@ -54,15 +59,19 @@ class SlabInterpolator:
         spacing = float(np.linalg.norm(np.asarray(grid_affine, float)[:3, :3], axis=0).min())
         box = slab_box(observed, int(np.ceil(BOX_MARGIN * SLAB_SPACING_MM / spacing - 1e-6)))
         if box is not None:
-            out[box] = self._on_box(observed[box], box_affine(grid_affine, box), in_affine, acq, axis)
+            out[box] = self._on_box(observed[box], box_affine(grid_affine, box), in_affine, acq, axis, source)
         return out
 
-    def _on_box(self, observed: np.ndarray, grid_affine, in_affine, acq: Acquisition, axis: int) -> np.ndarray:
+    def _on_box(self, observed: np.ndarray, grid_affine, in_affine, acq: Acquisition, axis: int,
+                source: np.ndarray | None) -> np.ndarray:
         spacing = np.linalg.norm(np.asarray(grid_affine, float)[:3, :3], axis=0)
         if np.all(np.abs(spacing - SLAB_SPACING_MM) <= SPACING_TOLERANCE * SLAB_SPACING_MM):
             return self._logits(observed, grid_affine, in_affine, acq, axis)
         shape1, affine1 = one_mm_grid(observed.shape, grid_affine)
-        seen1 = resample(observed.astype(np.uint8), shape1, affine1, grid_affine, order=0)
+        if source is not None:
+            seen1 = resample((np.asarray(source) != 0).astype(np.uint8), shape1, affine1, in_affine, order=0)
+        else:
+            seen1 = resample(observed.astype(np.uint8), shape1, affine1, grid_affine, order=0)
         logits1 = self._logits(seen1 != 0, affine1, in_affine, acq, axis)
         return resample(logits1, tuple(observed.shape), grid_affine, affine1, order=1).astype(np.float32)
 
