@@ -99,16 +99,26 @@ class _Recorder(torch.nn.Module):
         return x[1] * 4.0
 
 
-@pytest.mark.parametrize("spacing, shift", [(0.8, 0.61), (1.5, 0.37)])
-def test_on_another_grid_each_1mm_slice_shows_the_slab_it_lies_in(spacing, shift):
-    # native 5 mm slabs, a different random in-plane mask in each, reconstructed on a 0.8 or 1.5 mm
-    # grid: SlabNet's 1 mm observation must change only where its slab changes. It is read from the
-    # input itself; resampled through the output grid, slices near slab edges took the neighbour's
-    # mask (8 and 6 such slices here).
+def _random_slabs():
+    """Native 5 mm slabs along axis 0, a different random in-plane mask in each, and their affine."""
     rng = np.random.default_rng(1)
     native = np.zeros((9, 40, 40), np.uint8)
     native[1:8, 8:32, 8:32] = rng.random((7, 24, 24)) < 0.6
-    in_affine = np.diag([5.0, 1.0, 1.0, 1.0])
+    return native, np.diag([5.0, 1.0, 1.0, 1.0])
+
+
+def _slab_blocks(features):
+    """Channel 0 of SlabNet's input split into slabs (a slab starts where the position channel resets)."""
+    starts = np.flatnonzero(np.diff(features[2, :, 0, 0]) < 0) + 1
+    return np.split(features[0], starts)
+
+
+@pytest.mark.parametrize("spacing, shift", [(0.8, 0.61), (1.5, 0.37)])
+def test_on_another_grid_each_1mm_slice_shows_the_slab_it_lies_in(spacing, shift):
+    # native slabs reconstructed on a 0.8 or 1.5 mm grid: SlabNet's 1 mm observation must change
+    # only where its slab changes (resampled through the output grid, slices near slab edges took
+    # the neighbour's mask: 8 and 6 such slices here before)
+    native, in_affine = _random_slabs()
     acq = Acquisition(0, 5.0, 0.0, "spacing")
     out_affine = np.diag([spacing, spacing, spacing, 1.0])
     out_affine[:3, 3] = -0.5 * np.array([5.0, 1.0, 1.0]) + spacing / 2 + shift
@@ -116,11 +126,28 @@ def test_on_another_grid_each_1mm_slice_shows_the_slab_it_lies_in(spacing, shift
     observed = resample(native, shape, out_affine, in_affine, order=0)
     model = _Recorder()
     SlabInterpolator(model, "recorder")(observed, out_affine, in_affine, acq, 0, source=native)
-    f = model.seen[0]
-    starts = np.flatnonzero(np.diff(f[2, :, 0, 0]) < 0) + 1  # a slab starts where the position resets
-    for block in np.split(f[0], starts):
+    blocks = _slab_blocks(model.seen[0])
+    assert len(blocks) >= 7
+    for block in blocks:
         assert all(np.array_equal(block[0], sl) for sl in block[1:])
-    assert len(starts) >= 6
+
+
+def test_a_staircase_on_a_1_5mm_grid_gives_each_slab_its_own_mask():
+    # the truth form on a 1.5 mm grid: the input itself is the slabs resampled once (nearest), and
+    # SlabNet's 1 mm grid resamples it again; each slab must still show one mask, its own
+    native, native_affine = _random_slabs()
+    grid = np.diag([1.5, 1.0, 1.0, 1.0])
+    grid[0, 3] = -2.5 + 0.75 + 0.4  # a grid edge 0.4 mm past the slabs' first edge
+    staircase = resample(native, (29, 40, 40), grid, native_affine, order=0)
+    acq = Acquisition(0, 5.0, (-2.5 - (grid[0, 3] - 0.75)) % 5.0, "staircase")
+    model = _Recorder()
+    SlabInterpolator(model, "recorder")(staircase, grid, grid, acq, 0, source=staircase)
+    blocks = _slab_blocks(model.seen[0])
+    assert len(blocks) >= 7
+    for block in blocks:
+        assert all(np.array_equal(block[0], sl) for sl in block[1:])
+    shown = [next((k for k in range(9) if np.array_equal(b[0] > 0, native[k] > 0)), None) for b in blocks]
+    assert [k for k in shown if k not in (0, 8)] == list(range(1, 8))  # every slab once, in order, itself
 
 
 def test_consistent_probabilities_uses_the_learned_interpolator_when_given():

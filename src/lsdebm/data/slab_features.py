@@ -5,7 +5,9 @@ thick-slice observation (:func:`lsdebm.data.slab_projection.interpolate_slabs`) 
 own in-plane resolution. Its input, on an isotropic grid of :data:`SLAB_SPACING_MM` whose axes
 are parallel to the input's, with the slab axis moved first:
 
-0. the observation, -1 (background) / +1 (foreground);
+0. the observation, -1 (background) / +1 (foreground): each slab's central slice, repeated
+   over the slab (so every slice shows its own slab, even where the observation was resampled
+   twice and a slice near a slab edge took its neighbour's mask);
 1. the classical interpolation's logit (minus the signed distance in mm), clipped to
    +-:data:`BASE_CLIP` and divided by :data:`BASE_SCALE`; the network's output is a residual
    added to it, so an untrained network reproduces the classical interpolation;
@@ -20,7 +22,7 @@ import numpy as np
 
 from lsdebm.data.acquisition import Acquisition
 from lsdebm.data.frame import bounding_box
-from lsdebm.data.slab_projection import interpolate_slabs, slab_ids
+from lsdebm.data.slab_projection import central_slices, interpolate_slabs, slab_ids
 
 SLAB_SPACING_MM = 1.0
 BASE_CLIP = 8.0
@@ -62,7 +64,7 @@ def slab_features(observed: np.ndarray, acq: Acquisition, in_affine, grid_affine
     spacing = np.linalg.norm(np.asarray(grid_affine, float)[:3, :3], axis=0)
     prob = np.clip(interpolate_slabs(observed, ids, axis, spacing), 1e-6, 1 - 1e-6)
     base = np.clip(np.log(prob) - np.log1p(-prob), -BASE_CLIP, BASE_CLIP) / BASE_SCALE
-    obs = np.moveaxis(observed, axis, 0)
+    obs = np.moveaxis(observed, axis, 0)[central_slices(ids)]
     out = np.empty((CHANNELS,) + obs.shape, np.float32)
     out[0] = np.where(obs, 1.0, -1.0)
     out[1] = np.moveaxis(base, axis, 0)

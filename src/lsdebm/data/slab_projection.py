@@ -58,6 +58,20 @@ def slab_ids(acq: Acquisition, in_affine, out_shape, out_affine, out_axis: int) 
     return acq.slab_of((src[acq.axis] + 0.5) * spacing)
 
 
+def central_slices(ids: np.ndarray) -> np.ndarray:
+    """Per slice, the index of its slab's central slice: the slice a slab's in-plane mask is read from.
+
+    A staircase resampled twice (slabs onto a 1.5 mm grid, that grid onto 1 mm) can show the
+    neighbouring slab in a slice near a slab's edge; the central slice is the slab's own.
+    """
+    ids = np.asarray(ids)
+    out = np.empty(len(ids), np.intp)
+    for s in np.unique(ids):
+        rows = np.flatnonzero(ids == s)
+        out[rows] = rows[len(rows) // 2]
+    return out
+
+
 def interpolate_slabs(observed: np.ndarray, ids: np.ndarray, axis: int, spacing_mm, tau_mm: float = 1.0):
     """Shape-based interpolation of a slab observation: a probability map on the same grid.
 
@@ -68,11 +82,11 @@ def interpolate_slabs(observed: np.ndarray, ids: np.ndarray, axis: int, spacing_
     """
     y = np.moveaxis(np.asarray(observed) != 0, axis, 0)
     inplane = [float(s) for i, s in enumerate(spacing_mm) if i != axis]
-    slabs = np.unique(ids)
+    central = central_slices(ids)
     centres, sdf = [], []
-    for s in slabs:
+    for s in np.unique(ids):
         rows = np.flatnonzero(ids == s)
-        mask = y[rows[len(rows) // 2]]
+        mask = y[central[rows[0]]]
         inside = ndimage.distance_transform_edt(mask, sampling=inplane) if mask.any() else np.zeros(mask.shape)
         outside = ndimage.distance_transform_edt(~mask, sampling=inplane) if mask.any() else np.full(mask.shape, 1e3)
         sdf.append((outside - inside).astype(np.float32))
