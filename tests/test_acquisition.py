@@ -222,3 +222,24 @@ def test_slab_of_is_floor_of_position_over_thickness():
     acq = Acquisition(0, 4.0, 1.0, "options")
     np.testing.assert_array_equal(acq.slab_of(np.array([0.5, 1.0, 4.9, 5.0, 9.0, 12.99])), [-1, 0, 0, 1, 2, 2])
     assert "4.00 mm" in acq.describe() and "options" in acq.describe()
+
+
+@pytest.mark.parametrize("offset", [0.4, 1.9, 3.3])
+def test_staircase_on_a_1_5mm_grid_gives_slab_thickness_and_offset_below_the_voxel(offset):
+    """5 mm slabs on a 1.5 mm grid are 3.33 voxels: the search grid alone said 4.95 or 5.025 mm.
+
+    Each slab edge shows at the voxel edge nearest to it; the least-squares lattice through them
+    must give the thickness within 0.02 mm and the offset within 0.3 mm."""
+    from lsdebm.data.frame import resample
+
+    rng = np.random.default_rng(7)
+    native = (rng.random((30, 16, 16)) < 0.5).astype(np.uint8)  # every slab differs from its neighbours
+    native_affine = np.diag([5.0, 1.0, 1.0, 1.0])
+    grid = np.diag([1.5, 1.0, 1.0, 1.0])
+    grid[0, 3] = -2.5 + 0.75 + offset  # the 1.5 mm grid's outer edge lies `offset` mm past the first slab's
+    staircase = resample(native, (96, 16, 16), grid, native_affine, order=0)
+    acq = find_acquisition(staircase, grid)
+    assert acq.source == "staircase" and acq.axis == 0
+    assert abs(acq.thickness_mm - 5.0) < 0.02
+    true_offset = (-offset) % 5.0  # slab edges in mm from the grid's outer edge
+    assert abs((acq.offset_mm - true_offset + 2.5) % 5.0 - 2.5) < 0.3
