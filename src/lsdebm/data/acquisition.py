@@ -122,22 +122,30 @@ def _lattice(boundaries: np.ndarray) -> tuple[float, float, float]:
 
 
 def _refine(boundaries: np.ndarray, period: float, offset: float) -> tuple[float, float]:
-    """The lattice fitted to the boundaries it explains by least squares: (period, offset) in voxels.
+    """The lattice through the slab edges it explains, to a fraction of a voxel: (period, offset) in voxels.
 
-    Each observed boundary is the voxel edge nearest the true slab boundary, off by up to half a
-    voxel either way and unbiased, so a straight line through (slab index, edge) recovers the
-    slab period and offset to a fraction of a voxel where the search grid of :func:`_lattice`
-    cannot (5 mm slabs on a 1.5 mm grid are 3.33 voxels; the grid has 3.30 and 3.35, and its
-    offset drifted up to 0.7 mm). Kept only if every boundary it explains stays within half a
-    voxel of it.
+    The search grid of :func:`_lattice` has no period of 3.33 voxels (5 mm slabs on a 1.5 mm
+    grid read 4.95 or 5.025 mm, and the offset drifted up to 0.7 mm). Each observed edge ``e`` is
+    the voxel edge nearest its slab boundary: voxel centres on either side fall in either slab, so
+    the boundary ``offset + k * period`` lies in ``(e - 1/2, e + 1/2]``. The lattices that satisfy
+    every such interval form a small convex set; its centre is returned (a least-squares line
+    when the intervals have no common lattice, e.g. a noisy edge), kept only if every edge stays
+    within :data:`REFIT_TOLERANCE` voxels of it.
     """
     k = np.round((boundaries - offset) / period)
     near = np.abs(boundaries - offset - k * period) <= 0.51
     if np.unique(k[near]).size < 3:
         return period, offset
-    a = np.stack([np.ones(int(near.sum())), k[near]], axis=1)
-    (o, p), *_ = np.linalg.lstsq(a, boundaries[near], rcond=None)
-    if p < MIN_PERIOD or np.abs(boundaries[near] - o - k[near] * p).max() > REFIT_TOLERANCE:
+    e, k = boundaries[near], k[near]
+    (o, p), *_ = np.linalg.lstsq(np.stack([np.ones(len(k)), k], axis=1), e, rcond=None)
+    periods = p + np.linspace(-0.1, 0.1, 801)
+    lo = (e[None] - 0.5 - k[None] * periods[:, None]).max(1)
+    hi = (e[None] + 0.5 - k[None] * periods[:, None]).min(1)
+    feasible = np.flatnonzero(hi >= lo)
+    if feasible.size:
+        i = feasible[len(feasible) // 2]
+        o, p = (lo[i] + hi[i]) / 2, periods[i]
+    if p < MIN_PERIOD or np.abs(e - o - k * p).max() > REFIT_TOLERANCE:
         return period, offset
     return float(p), float(o % p)
 
