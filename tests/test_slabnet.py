@@ -293,3 +293,52 @@ def test_a_training_step_in_channels_last_is_the_plain_step():
     assert fast.e1a.weight.is_contiguous(memory_format=LAYOUT)
     for a, b in zip(plain.parameters(), fast.parameters()):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.37, 2.9])
+def test_the_1mm_grid_on_another_grid_is_moved_so_no_slice_straddles_a_slab_boundary(offset):
+    from lsdebm.methods.slab import align_to_slabs
+
+    grid = np.diag([1.5, 1.5, 1.5, 1.0])
+    grid[:3, 3] = [3.3, -1.0, 2.0]
+    in_affine = grid  # a staircase on the 1.5 mm grid itself, 5 mm slabs along axis 1
+    acq = Acquisition(1, 5.0, offset, "staircase")
+    shape, affine = one_mm_grid((20, 30, 20), grid)
+    grown, moved = align_to_slabs(shape, affine, in_affine, acq, 1)
+    assert grown == (shape[0], shape[1] + 1, shape[2])
+    lo_edge = np.linalg.inv(in_affine) @ moved @ np.array([0.0, -0.5, 0.0, 1.0])
+    hi_edge = np.linalg.inv(in_affine) @ moved @ np.array([0.0, grown[1] - 0.5, 0.0, 1.0])
+    old_lo = np.linalg.inv(in_affine) @ affine @ np.array([0.0, -0.5, 0.0, 1.0])
+    old_hi = np.linalg.inv(in_affine) @ affine @ np.array([0.0, shape[1] - 0.5, 0.0, 1.0])
+    assert lo_edge[1] <= old_lo[1] + 1e-9 and hi_edge[1] >= old_hi[1] - 1e-9  # still covers the box
+    edges_mm = (lo_edge[1] + 0.5) * 1.5 + np.arange(grown[1] + 1)  # every 1 mm slice edge, as Acquisition counts
+    phase = np.mod(edges_mm - offset, 5.0)
+    assert np.min(np.minimum(phase, 5.0 - phase)) < 1e-6  # slab boundaries fall on slice edges
+    ids = slab_ids(acq, in_affine, grown, moved, 1)
+    assert np.all(np.bincount(ids - ids.min())[1:-1] == 5)  # whole slabs of five 1 mm slices
+
+
+def test_on_a_1_5mm_grid_the_result_does_not_jump_with_a_tenth_of_a_millimetre_of_offset():
+    # a real L2, 5 mm sagittal slabs resampled (staircase) onto its 1.5 mm grid; the slab offset
+    # declared 0.05 mm apart on either side of where, before the 1 mm grid was aligned to the
+    # slabs, every slab's edge slice changed slab at once and Dice jumped by 0.010
+    import zlib
+
+    from lsdebm.data.real import isotropic, load_real_masks, slab_axis
+    from lsdebm.evaluation.metrics import dice
+    from lsdebm.evaluation.second_simulator import SecondSimulator
+    from lsdebm.runtime.loading import load_models
+    from lsdebm.tasks.reconstruct import reconstruct_volume
+
+    m = next(x for x in load_real_masks(split="val", levels=("L2",)) if x.subject == "verse009")
+    truth, affine = isotropic(m.mask, m.affine, spacing=1.5, pad_mm=10.0)
+    axis = slab_axis(affine, "sagittal")
+    rng = np.random.default_rng(zlib.crc32(b"L2_verse009sagittal"))
+    lq, native, native_affine = SecondSimulator().degrade(truth, affine, axis, 5.0, rng)
+    centre = (np.linalg.inv(affine) @ native_affine[:, 3])[axis]
+    offset = ((centre + 0.5) * 1.5 - 2.5) % 5.0
+    models = load_models("reconnet")
+    scores = [dice(reconstruct_volume(models, lq, affine, acquisition=Acquisition(axis, 5.0, offset + d, "options")).mask,
+                   truth) for d in (-0.05, -0.10)]
+    assert abs(scores[0] - scores[1]) < 0.003
+    assert min(scores) > dice(lq, truth) + 0.015

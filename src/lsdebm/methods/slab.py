@@ -32,6 +32,33 @@ def one_mm_grid(shape, affine) -> tuple[tuple[int, ...], np.ndarray]:
     return out_shape, out
 
 
+def align_to_slabs(shape, affine, in_affine, acq: Acquisition, axis: int) -> tuple[tuple[int, ...], np.ndarray]:
+    """The 1 mm grid ``(shape, affine)`` moved back by under 1 mm along ``axis`` (one slice longer) so that
+    the slab boundary nearest its middle falls on a slice edge.
+
+    SlabNet was trained on 1 mm grids whose slices each lie in one slab; on a grid of another
+    spacing the 1 mm slices would otherwise straddle slab boundaries at an arbitrary phase, and the
+    slab each is given would flip with a hundredth of a millimetre of offset.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    step = np.zeros(4)
+    step[axis] = 1.0
+    corner = np.zeros(4)
+    corner[axis], corner[3] = -0.5, 1.0  # the lower edge of slice 0
+    to_input = np.linalg.inv(np.asarray(in_affine, dtype=np.float64)) @ affine
+    in_spacing = float(np.linalg.norm(np.asarray(in_affine, dtype=np.float64)[:3, acq.axis]))
+    p0 = (float((to_input @ corner)[acq.axis]) + 0.5) * in_spacing  # mm along the slabs, as Acquisition counts
+    d = float((to_input @ step)[acq.axis]) * in_spacing  # +-1 mm per slice
+    middle = p0 + d * shape[axis] / 2
+    boundary = acq.offset_mm + acq.thickness_mm * np.round((middle - acq.offset_mm) / acq.thickness_mm)
+    shift = (d * (boundary - p0)) % 1.0 - 1.0  # in (-1, 0] slices
+    out = affine.copy()
+    out[:3, 3] = affine[:3, 3] + shift * affine[:3, axis]
+    grown = list(shape)
+    grown[axis] += 1
+    return tuple(grown), out
+
+
 class SlabInterpolator:
     """Logits of the learned slab interpolation on a box of the output grid.
 
@@ -67,7 +94,7 @@ class SlabInterpolator:
         spacing = np.linalg.norm(np.asarray(grid_affine, float)[:3, :3], axis=0)
         if np.all(np.abs(spacing - SLAB_SPACING_MM) <= SPACING_TOLERANCE * SLAB_SPACING_MM):
             return self._logits(observed, grid_affine, in_affine, acq, axis)
-        shape1, affine1 = one_mm_grid(observed.shape, grid_affine)
+        shape1, affine1 = align_to_slabs(*one_mm_grid(observed.shape, grid_affine), in_affine, acq, axis)
         if source is not None:
             seen1 = resample((np.asarray(source) != 0).astype(np.uint8), shape1, affine1, in_affine, order=0)
         else:
