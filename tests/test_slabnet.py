@@ -338,7 +338,7 @@ def test_on_a_1_5mm_grid_the_result_does_not_jump_with_a_tenth_of_a_millimetre_o
     centre = (np.linalg.inv(affine) @ native_affine[:, 3])[axis]
     offset = ((centre + 0.5) * 1.5 - 2.5) % 5.0
     models = load_models("reconnet")
-    scores = [dice(reconstruct_volume(models, lq, affine, acquisition=Acquisition(axis, 5.0, offset + d, "options")).mask,
-                   truth) for d in (-0.05, -0.10)]
+    declared = [Acquisition(axis, 5.0, offset + d, "options") for d in (-0.05, -0.10)]
+    scores = [dice(reconstruct_volume(models, lq, affine, acquisition=a).mask, truth) for a in declared]
     assert abs(scores[0] - scores[1]) < 0.003
     assert min(scores) > dice(lq, truth) + 0.015
