@@ -107,10 +107,18 @@ def _random_slabs():
     return native, np.diag([5.0, 1.0, 1.0, 1.0])
 
 
-def _slab_blocks(features):
-    """Channel 0 of SlabNet's input split into slabs (a slab starts where the position channel resets)."""
-    starts = np.flatnonzero(np.diff(features[2, :, 0, 0]) < 0) + 1
-    return np.split(features[0], starts)
+def _one_mask_per_slab(observed, grid, in_affine, acq, source):
+    """SlabNet's observation channel (slab axis 0) split into slabs, each checked to show one mask.
+
+    A slab starts where the position channel resets."""
+    model = _Recorder()
+    SlabInterpolator(model, "recorder")(observed, grid, in_affine, acq, 0, source=source)
+    features = model.seen[0]
+    blocks = np.split(features[0], np.flatnonzero(np.diff(features[2, :, 0, 0]) < 0) + 1)
+    assert len(blocks) >= 7
+    for block in blocks:
+        assert all(np.array_equal(block[0], sl) for sl in block[1:])
+    return blocks
 
 
 @pytest.mark.parametrize("spacing, shift", [(0.8, 0.61), (1.5, 0.37)])
@@ -123,13 +131,7 @@ def test_on_another_grid_each_1mm_slice_shows_the_slab_it_lies_in(spacing, shift
     out_affine = np.diag([spacing, spacing, spacing, 1.0])
     out_affine[:3, 3] = -0.5 * np.array([5.0, 1.0, 1.0]) + spacing / 2 + shift
     shape = (int(45 / spacing), int(40 / spacing), int(40 / spacing))
-    observed = resample(native, shape, out_affine, in_affine, order=0)
-    model = _Recorder()
-    SlabInterpolator(model, "recorder")(observed, out_affine, in_affine, acq, 0, source=native)
-    blocks = _slab_blocks(model.seen[0])
-    assert len(blocks) >= 7
-    for block in blocks:
-        assert all(np.array_equal(block[0], sl) for sl in block[1:])
+    _one_mask_per_slab(resample(native, shape, out_affine, in_affine, order=0), out_affine, in_affine, acq, native)
 
 
 def test_a_staircase_on_a_1_5mm_grid_gives_each_slab_its_own_mask():
@@ -140,12 +142,7 @@ def test_a_staircase_on_a_1_5mm_grid_gives_each_slab_its_own_mask():
     grid[0, 3] = -2.5 + 0.75 + 0.4  # a grid edge 0.4 mm past the slabs' first edge
     staircase = resample(native, (29, 40, 40), grid, native_affine, order=0)
     acq = Acquisition(0, 5.0, (-2.5 - (grid[0, 3] - 0.75)) % 5.0, "staircase")
-    model = _Recorder()
-    SlabInterpolator(model, "recorder")(staircase, grid, grid, acq, 0, source=staircase)
-    blocks = _slab_blocks(model.seen[0])
-    assert len(blocks) >= 7
-    for block in blocks:
-        assert all(np.array_equal(block[0], sl) for sl in block[1:])
+    blocks = _one_mask_per_slab(staircase, grid, grid, acq, staircase)
     shown = [next((k for k in range(9) if np.array_equal(b[0] > 0, native[k] > 0)), None) for b in blocks]
     assert [k for k in shown if k not in (0, 8)] == list(range(1, 8))  # every slab once, in order, itself
 
