@@ -172,7 +172,8 @@ def consistent_probabilities(probs: np.ndarray, source_mask: np.ndarray, in_affi
     axis = aligned_axis(in_affine, out_affine, acq.axis)
     if axis is None:
         return probs, "skipped: the output grid is not parallel to the slabs"
-    observed = resample(np.asarray(source_mask, np.uint8), tuple(out_shape), out_affine, in_affine, order=0)
+    source = np.asarray(source_mask, np.uint8)  # one copy of the input grid, shared with the learned interpolator
+    observed = resample(source, tuple(out_shape), out_affine, in_affine, order=0)
     active = (probs > 0.01) | (observed > 0)
     if not active.any():
         return probs, "nothing to project"
@@ -184,8 +185,7 @@ def consistent_probabilities(probs: np.ndarray, source_mask: np.ndarray, in_affi
     how = ""
     if interpolation > 0:
         if interpolator is not None and acq.thick_slice:  # a learned model of slabs, not of single voxels
-            shape_logit = interpolator(observed[sl], box_affine(out_affine, sl), in_affine, acq, axis,
-                                       source=source_mask)
+            shape_logit = interpolator(observed[sl], box_affine(out_affine, sl), in_affine, acq, axis, source=source)
             how = f" (learned interpolation {getattr(interpolator, 'name', 'model')} x{interpolation:g})"
         else:
             spacing = np.linalg.norm(np.asarray(out_affine, float)[:3, :3], axis=0)

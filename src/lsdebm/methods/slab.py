@@ -51,7 +51,7 @@ def align_to_slabs(shape, affine, in_affine, acq: Acquisition, axis: int) -> tup
     d = float((to_input @ step)[acq.axis]) * in_spacing  # +-1 mm per slice
     middle = p0 + d * shape[axis] / 2
     boundary = acq.offset_mm + acq.thickness_mm * np.round((middle - acq.offset_mm) / acq.thickness_mm)
-    shift = (d * (boundary - p0)) % 1.0 - 1.0  # in (-1, 0] slices
+    shift = (d * (boundary - p0)) % 1.0 - 1.0  # in [-1, 0) slices
     out = affine.copy()
     out[:3, 3] = affine[:3, 3] + shift * affine[:3, axis]
     grown = list(shape)
@@ -74,8 +74,9 @@ class SlabInterpolator:
                  source: np.ndarray | None = None) -> np.ndarray:
         """Logits (float32, ``observed``'s shape) for ``observed`` on ``grid_affine``; slabs along ``axis``.
 
-        ``source`` is the input mask on ``in_affine`` that ``observed`` was resampled from; on an
-        output grid that is not 1 mm SlabNet's own observation is resampled from it directly.
+        ``source`` is the input mask (nonzero = observed, uint8 avoids a copy) on ``in_affine`` that
+        ``observed`` was resampled from; on an output grid that is not 1 mm SlabNet's own
+        observation is resampled from it directly.
 
         The network runs on the box SlabNet was trained on (the observed foreground plus
         :data:`lsdebm.data.slab_features.BOX_MARGIN` voxels); farther out, at least that far from
@@ -96,7 +97,7 @@ class SlabInterpolator:
             return self._logits(observed, grid_affine, in_affine, acq, axis)
         shape1, affine1 = align_to_slabs(*one_mm_grid(observed.shape, grid_affine), in_affine, acq, axis)
         if source is not None:
-            seen1 = resample((np.asarray(source) != 0).astype(np.uint8), shape1, affine1, in_affine, order=0)
+            seen1 = resample(np.asarray(source, np.uint8), shape1, affine1, in_affine, order=0)
         else:
             seen1 = resample(observed.astype(np.uint8), shape1, affine1, grid_affine, order=0)
         logits1 = self._logits(seen1 != 0, affine1, in_affine, acq, axis)
