@@ -69,6 +69,38 @@ def test_an_untrained_slabnet_is_the_classical_interpolation():
     np.testing.assert_allclose(logits, f[1] * 4.0, atol=1e-5)
 
 
+def test_the_head_is_the_convolutions_it_is_defined_by():
+    """The 1 mm head runs as products over channels, part of it at 2 mm: the same function as the plain layers."""
+    import torch.nn.functional as F
+
+    from lsdebm.data.slab_features import BASE_SCALE
+
+    torch.manual_seed(0)
+    net = SlabNet().eval()
+    for layer in (net.h1, net.h2):
+        torch.nn.init.normal_(layer.weight, std=0.3)
+        torch.nn.init.normal_(layer.bias, std=0.3)
+    x = torch.randn(1, CHANNELS, 16, 24, 8)
+
+    def plain(x):
+        a = F.silu(net.patch(x))
+        a = F.silu(net.e1b(F.silu(net.e1a(a))))
+        b = F.avg_pool3d(a, 2)
+        b = F.silu(net.e2b(F.silu(net.e2a(b))))
+        c = F.avg_pool3d(b, 2)
+        c = F.silu(net.e3b(F.silu(net.e3a(c))))
+        b = F.silu(net.d2(torch.cat([F.interpolate(c, size=b.shape[2:], mode="trilinear"), b], 1)))
+        a = F.silu(net.d1(torch.cat([F.interpolate(b, size=a.shape[2:], mode="trilinear"), a], 1)))
+        up = F.interpolate(a, size=x.shape[2:], mode="trilinear")
+        return x[:, 1:2] * BASE_SCALE + net.h2(F.silu(net.h1(torch.cat([up, x], 1))))
+
+    with torch.no_grad():
+        expected = plain(x)
+        assert float((expected - x[:, 1:2] * BASE_SCALE).abs().mean()) > 0.1  # the head does contribute
+        torch.testing.assert_close(net(x), expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(net.logits(x[0]), expected[0, 0], atol=1e-5, rtol=1e-5)
+
+
 def test_the_interpolator_resamples_other_spacings_to_its_1mm_grid():
     torch.manual_seed(0)
     interp = SlabInterpolator(SlabNet(get_preset("default")).eval(), "untrained")
@@ -273,7 +305,8 @@ def test_a_training_step_in_channels_last_is_the_plain_step():
     """The training layout (channels-last, for oneDNN's fast paths) changes the speed, not the step."""
     import copy
 
-    from lsdebm.train.slab import LAYOUT, loss_of, train_step
+    from lsdebm.nn.slabnet import LAYOUT
+    from lsdebm.train.slab import loss_of, train_step
 
     torch.manual_seed(0)
     plain = SlabNet()

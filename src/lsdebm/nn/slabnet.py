@@ -25,10 +25,23 @@ from lsdebm.data.slab_features import BASE_SCALE, CHANNELS
 WIDTHS = (16, 32, 48)
 HEAD = 16
 MULTIPLE = 8
+#: Memory layout SlabNet runs in (weights and inputs), in training and inference: channels-last lets
+#: oneDNN take its fast 3D convolution and upsampling paths on the CPU.
+LAYOUT = torch.channels_last_3d
 
 
 def _conv(i: int, o: int) -> nn.Conv3d:
     return nn.Conv3d(i, o, 3, padding=1)
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """A 1x1x1 convolution of ``x`` (N, C, D, H, W) with ``weight`` (out, C) as one product over the channels.
+
+    PyTorch's CPU path for a 1x1x1 convolution at batch 1 is an im2col copy (about 0.25 s for the
+    head at 1 mm on a vertebra's box, half of SlabNet's time); over a channels-last tensor's last
+    axis this is a plain GEMM.
+    """
+    return F.linear(x.movedim(1, -1), weight, bias).movedim(-1, 1)
 
 
 class SlabNet(nn.Module):
@@ -60,8 +73,12 @@ class SlabNet(nn.Module):
         c = F.silu(self.e3b(F.silu(self.e3a(c))))
         b = F.silu(self.d2(torch.cat([F.interpolate(c, size=b.shape[2:], mode="trilinear"), b], 1)))
         a = F.silu(self.d1(torch.cat([F.interpolate(b, size=a.shape[2:], mode="trilinear"), a], 1)))
-        up = F.interpolate(a, size=x.shape[2:], mode="trilinear")
-        return x[:, 1:2] * BASE_SCALE + self.h2(F.silu(self.h1(torch.cat([up, x], 1))))
+        # The head h1 on cat(upsample(a), x) is upsample(W_a a) + W_x x + b: trilinear upsampling and a
+        # 1x1x1 convolution are both linear, so W_a runs at 2 mm, on an eighth of the voxels, and the
+        # 1 mm concatenation is never built (the 1 mm head took 0.55 s of SlabNet's 0.9 s, now 0.26 s).
+        w, n = self.h1.weight.flatten(1), a.shape[1]
+        h = F.interpolate(_linear(a, w[:, :n]), size=x.shape[2:], mode="trilinear") + _linear(x, w[:, n:], self.h1.bias)
+        return x[:, 1:2] * BASE_SCALE + _linear(F.silu(h), self.h2.weight.flatten(1), self.h2.bias)
 
     @torch.no_grad()
     def logits(self, features: torch.Tensor) -> torch.Tensor:
@@ -69,4 +86,4 @@ class SlabNet(nn.Module):
         shape = features.shape[1:]
         pad = [(-n) % MULTIPLE for n in shape]
         x = F.pad(features[None], (0, pad[2], 0, pad[1], 0, pad[0]), mode="replicate")
-        return self(x)[0, 0, :shape[0], :shape[1], :shape[2]]
+        return self(x.contiguous(memory_format=LAYOUT))[0, 0, :shape[0], :shape[1], :shape[2]]

@@ -28,7 +28,7 @@ from lsdebm.data.mixed_set import real_sources
 from lsdebm.data.real import load_real_masks
 from lsdebm.data.slab_pairs import SlabBank, SlabExample
 from lsdebm.errors import InputError
-from lsdebm.nn.slabnet import SlabNet
+from lsdebm.nn.slabnet import LAYOUT, SlabNet
 from lsdebm.runtime.checkpoint import read_metadata, save_checkpoint
 from lsdebm.runtime.device import resolve_device
 from lsdebm.train.data import REAL_LEVELS
@@ -44,9 +44,6 @@ FINAL_LR_FRACTION = 0.025
 #: records the weight chosen on validation (scripts/train_bundled.sh).
 DEFAULT_WEIGHT = 1.0
 IGNORED = ("phantoms", "energy_lr", "kl_weight", "lebm_steps")
-#: Memory layout of the weights and batches in training: channels-last lets oneDNN take its fast 3D
-#: convolution paths on the CPU (a step of 4 patches: 0.95 s -> 0.53 s on 2 threads), as the main loop does.
-LAYOUT = torch.channels_last_3d
 
 
 def check_slab_options(o) -> None:
