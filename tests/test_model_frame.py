@@ -75,3 +75,34 @@ def test_one_part_regions_and_its_empty_rule():
     with pytest.raises(InputError, match="no labelled voxel"):
         part_regions(np.zeros((3, 3, 3)))
     assert not part_regions(np.zeros((3, 3, 3)), allow_empty=True).any()
+
+
+def _rotated(spacing, degrees, origin):
+    from scipy.spatial.transform import Rotation
+
+    affine = np.eye(4)
+    affine[:3, :3] = Rotation.from_euler("xyz", degrees, degrees=True).as_matrix() * spacing
+    affine[:3, 3] = origin
+    return affine
+
+
+@pytest.mark.parametrize("out_spacing,degrees", [(0.6, (0, 0, 0)), (1.5, (0, 0, 0)), (0.8, (14, -20, 9))])
+def test_resample_box_is_resample_where_the_data_reaches(out_spacing, degrees):
+    """Resampling only around a structure (nearest, its box grown by one voxel) or a crop (linear) gives the
+    whole-grid result: the output step relies on it to skip the rest of a spine's label map."""
+    rng = np.random.default_rng(3)
+    mask = np.zeros((40, 36, 30), np.uint8)
+    mask[12:25, 9:20, 6:22] = rng.random((13, 11, 16)) < 0.7
+    in_affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    in_affine[:3, 3] = (-3.0, 4.0, 1.5)
+    out_affine = _rotated(out_spacing, degrees, (-6.03, 1.07, -2.01))  # no sample exactly on an edge: SciPy rounds those
+    out_shape = tuple(int(np.ceil(n * s / out_spacing)) + 8 for n, s in zip(mask.shape, (1, 1, 2)))
+    whole = frame.resample(mask, out_shape, out_affine, in_affine, order=0)
+    assert whole.any()
+    boxed = frame.resample_box(mask, out_shape, out_affine, in_affine, order=0, box=frame.bounding_box(mask, 1))
+    np.testing.assert_array_equal(boxed, whole)
+    probs = rng.random(mask.shape).astype(np.float32)
+    np.testing.assert_allclose(frame.resample_box(probs, out_shape, out_affine, in_affine, order=1),
+                               frame.resample(probs, out_shape, out_affine, in_affine, order=1), atol=1e-6)
+    shrunk = frame.resample_box(mask, out_shape, out_affine, in_affine, order=0, box=frame.bounding_box(mask, 0))
+    assert shrunk.sum() <= whole.sum()  # without the margin the box edge may lose voxels, never gain any

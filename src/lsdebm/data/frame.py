@@ -91,6 +91,36 @@ class CropInfo:
     tilt_deg: float = 0.0
 
 
+def mapped_box(box: tuple[slice, ...], affine, out_shape, out_affine) -> tuple[slice, ...] | None:
+    """The index box of the grid ``out_affine`` (clipped to ``out_shape``) that holds the index box ``box`` of
+    the grid ``affine`` and half a voxel around it (SciPy's samplers in ``constant`` mode still read the edge
+    voxel there), grown by one output voxel; None when they do not overlap."""
+    corners = np.array(np.meshgrid(*[[s.start - 0.5, s.stop - 0.5] for s in box], indexing="ij")).reshape(3, -1)
+    world = np.asarray(affine, float)[:3, :3] @ corners + np.asarray(affine, float)[:3, 3:4]
+    inv = np.linalg.inv(np.asarray(out_affine, float))
+    src = inv[:3, :3] @ world + inv[:3, 3:4]
+    lo = np.clip(np.floor(src.min(1)).astype(int) - 1, 0, out_shape)
+    hi = np.clip(np.ceil(src.max(1)).astype(int) + 2, 0, out_shape)
+    if not np.all(hi > lo):
+        return None
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
+def resample_box(data: np.ndarray, out_shape, out_affine, in_affine, order: int,
+                 box: tuple[slice, ...] | None = None) -> np.ndarray:
+    """:func:`resample` computed only where ``data`` can reach: the output box that holds ``box`` of the input
+    (default: all of it); 0 elsewhere, as :func:`resample` gives there."""
+    data = np.asarray(data)
+    box = tuple(slice(0, n) for n in data.shape) if box is None else box
+    out = np.zeros(tuple(out_shape), data.dtype)
+    where = mapped_box(box, in_affine, out.shape, out_affine)
+    if where is not None:
+        shape = tuple(s.stop - s.start for s in where)
+        out[where] = resample(data[box], shape, box_affine(out_affine, where), box_affine(in_affine, box),
+                              order)
+    return out
+
+
 def resample(data: np.ndarray, out_shape, out_affine, in_affine, order: int) -> np.ndarray:
     """Sample ``data`` (grid ``in_affine``) on the grid ``out_affine`` of ``out_shape``.
 
@@ -210,17 +240,7 @@ def paste_probabilities(crop_result, info: CropInfo, out_shape=None, out_affine=
         raise InputError("the result to paste back contains NaN or infinite values; expected probabilities in [0, 1]")
     shape = tuple(info.source_shape if out_shape is None else out_shape)
     target = np.asarray(info.source_affine if out_affine is None else out_affine, dtype=np.float64)
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in crop_result.shape], indexing="ij")).reshape(3, -1)
-    world = info.crop_affine[:3, :3] @ corners + info.crop_affine[:3, 3:4]
-    inv = np.linalg.inv(target)
-    src = inv[:3, :3] @ world + inv[:3, 3:4]
-    lo = np.clip(np.floor(src.min(1)).astype(int) - 1, 0, shape)
-    hi = np.clip(np.ceil(src.max(1)).astype(int) + 2, 0, shape)
-    out = np.zeros(shape, dtype=np.float32)
-    if np.all(hi > lo):
-        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-        out[box] = resample(crop_result, hi - lo, box_affine(target, box), info.crop_affine, order=1)
-    return out
+    return resample_box(crop_result, shape, target, info.crop_affine, order=1)
 
 
 def replace_label(base, pasted: np.ndarray, label: int | None, in_place: bool = False) -> np.ndarray:

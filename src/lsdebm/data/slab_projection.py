@@ -28,7 +28,7 @@ from scipy import ndimage
 from scipy.special import expit
 
 from lsdebm.data.acquisition import Acquisition
-from lsdebm.data.frame import CropInfo, bounding_box, box_affine, paste_probabilities, resample
+from lsdebm.data.frame import CropInfo, bounding_box, box_affine, paste_probabilities, resample_box
 
 LOGIT_CLIP = 12.0
 BISECTION_STEPS = 24
@@ -173,7 +173,14 @@ def consistent_probabilities(probs: np.ndarray, source_mask: np.ndarray, in_affi
     if axis is None:
         return probs, "skipped: the output grid is not parallel to the slabs"
     source = np.asarray(source_mask, np.uint8)  # one copy of the input grid, shared with the learned interpolator
-    observed = resample(source, tuple(out_shape), out_affine, in_affine, order=0)
+    # resampled only around the structure (its box grown by one background voxel, so nearest-neighbour
+    # sampling at the box edge is what it is on the whole grid): on a label map of a spine, or an output grid
+    # finer than the input, the whole volume is many times the structure's box
+    seen_box = bounding_box(source, 1)
+    if seen_box is None:
+        observed = np.zeros(tuple(out_shape), np.uint8)
+    else:
+        observed = resample_box(source, tuple(out_shape), out_affine, in_affine, order=0, box=seen_box)
     active = (probs > 0.01) | (observed > 0)
     if not active.any():
         return probs, "nothing to project"
