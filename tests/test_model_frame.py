@@ -95,7 +95,7 @@ def test_resample_box_is_resample_where_the_data_reaches(out_spacing, degrees):
     mask[12:25, 9:20, 6:22] = rng.random((13, 11, 16)) < 0.7
     in_affine = np.diag([1.0, 1.0, 2.0, 1.0])
     in_affine[:3, 3] = (-3.0, 4.0, 1.5)
-    out_affine = _rotated(out_spacing, degrees, (-6.03, 1.07, -2.01))  # no sample exactly on an edge: SciPy rounds those
+    out_affine = _rotated(out_spacing, degrees, (-6.03, 1.07, -2.01))  # no sample exactly on an edge
     out_shape = tuple(int(np.ceil(n * s / out_spacing)) + 8 for n, s in zip(mask.shape, (1, 1, 2)))
     whole = frame.resample(mask, out_shape, out_affine, in_affine, order=0)
     assert whole.any()
