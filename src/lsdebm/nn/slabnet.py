@@ -8,8 +8,8 @@ signed distance in mm, so a residual of r moves the surface by about r mm).
 
 The work happens at 2, 4 and 8 mm (a 2x2x2 strided patch embedding, two levels of pooling);
 at 1 mm there is only a pointwise head over the upsampled features and the input channels,
-which keeps the cost low enough for the default reconstruction (about 0.35 s per vertebra
-on one CPU thread, run on the observed box by :class:`lsdebm.methods.slab.SlabInterpolator`).
+which keeps the cost low enough for the default reconstruction (0.35-0.47 s per vertebra on one
+CPU thread, run on the observed box by :class:`lsdebm.methods.slab.SlabInterpolator`).
 The architecture is fixed (:data:`WIDTHS`); the checkpoint's config records the output step it
 was chosen for. Input sizes must be multiples of :data:`MULTIPLE`
 (:meth:`SlabNet.logits` pads).
@@ -75,7 +75,7 @@ class SlabNet(nn.Module):
         a = F.silu(self.d1(torch.cat([F.interpolate(b, size=a.shape[2:], mode="trilinear"), a], 1)))
         # The head h1 on cat(upsample(a), x) is upsample(W_a a) + W_x x + b: trilinear upsampling and a
         # 1x1x1 convolution are both linear, so W_a runs at 2 mm, on an eighth of the voxels, and the
-        # 1 mm concatenation is never built (the 1 mm head took 0.55 s of SlabNet's 0.9 s, now 0.26 s).
+        # 1 mm concatenation is never built (SlabNet per vertebra 0.39-0.65 s -> 0.35-0.47 s, one thread).
         w, n = self.h1.weight.flatten(1), a.shape[1]
         h = F.interpolate(_linear(a, w[:, :n]), size=x.shape[2:], mode="trilinear") + _linear(x, w[:, n:], self.h1.bias)
         return x[:, 1:2] * BASE_SCALE + _linear(F.silu(h), self.h2.weight.flatten(1), self.h2.bias)
