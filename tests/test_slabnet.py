@@ -82,15 +82,8 @@ def test_the_head_is_the_convolutions_it_is_defined_by():
         torch.nn.init.normal_(layer.bias, std=0.3)
     x = torch.randn(1, CHANNELS, 16, 24, 8)
 
-    def plain(x):
-        a = F.silu(net.patch(x))
-        a = F.silu(net.e1b(F.silu(net.e1a(a))))
-        b = F.avg_pool3d(a, 2)
-        b = F.silu(net.e2b(F.silu(net.e2a(b))))
-        c = F.avg_pool3d(b, 2)
-        c = F.silu(net.e3b(F.silu(net.e3a(c))))
-        b = F.silu(net.d2(torch.cat([F.interpolate(c, size=b.shape[2:], mode="trilinear"), b], 1)))
-        a = F.silu(net.d1(torch.cat([F.interpolate(b, size=a.shape[2:], mode="trilinear"), a], 1)))
+    def plain(x):  # the head as the layers define it: upsample, concatenate, two 1x1x1 convolutions
+        a = net.trunk(x)
         up = F.interpolate(a, size=x.shape[2:], mode="trilinear")
         return x[:, 1:2] * BASE_SCALE + net.h2(F.silu(net.h1(torch.cat([up, x], 1))))
 

@@ -63,8 +63,8 @@ class SlabNet(nn.Module):
         nn.init.zeros_(self.h2.weight)
         nn.init.zeros_(self.h2.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` (N, CHANNELS, D, H, W), each size a multiple of :data:`MULTIPLE` -> logits (N, 1, D, H, W)."""
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """The U-Net's features at 2 mm (N, WIDTHS[0], D/2, H/2, W/2) that the 1 mm head reads."""
         a = F.silu(self.patch(x))
         a = F.silu(self.e1b(F.silu(self.e1a(a))))
         b = F.avg_pool3d(a, 2)
@@ -72,7 +72,11 @@ class SlabNet(nn.Module):
         c = F.avg_pool3d(b, 2)
         c = F.silu(self.e3b(F.silu(self.e3a(c))))
         b = F.silu(self.d2(torch.cat([F.interpolate(c, size=b.shape[2:], mode="trilinear"), b], 1)))
-        a = F.silu(self.d1(torch.cat([F.interpolate(b, size=a.shape[2:], mode="trilinear"), a], 1)))
+        return F.silu(self.d1(torch.cat([F.interpolate(b, size=a.shape[2:], mode="trilinear"), a], 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (N, CHANNELS, D, H, W), each size a multiple of :data:`MULTIPLE` -> logits (N, 1, D, H, W)."""
+        a = self.trunk(x)
         # The head h1 on cat(upsample(a), x) is upsample(W_a a) + W_x x + b: trilinear upsampling and a
         # 1x1x1 convolution are both linear, so W_a runs at 2 mm, on an eighth of the voxels, and the
         # 1 mm concatenation is never built (SlabNet per vertebra 0.39-0.65 s -> 0.35-0.47 s, one thread).
