@@ -106,3 +106,26 @@ def test_resample_box_is_resample_where_the_data_reaches(out_spacing, degrees):
                                frame.resample(probs, out_shape, out_affine, in_affine, order=1), atol=1e-6)
     shrunk = frame.resample_box(mask, out_shape, out_affine, in_affine, order=0, box=frame.bounding_box(mask, 0))
     assert shrunk.sum() <= whole.sum()  # without the margin the box edge may lose voxels, never gain any
+
+
+@pytest.mark.parametrize("values", ["binary", "fraction"])
+def test_a_crop_reads_only_the_structures_box_and_gets_what_the_whole_volume_gives(values):
+    from lsdebm.data.pose import pose_for
+
+    rng = np.random.default_rng(5)
+    volume = np.zeros((90, 80, 70), np.uint8)
+    volume[30:52, 25:47, 20:38] = 3 * (rng.random((22, 22, 18)) < 0.8)
+    volume[60:70, 10:20, 40:50] = 7  # another structure of the label map, left alone
+    affine = np.diag([0.9, 0.9, 1.7, 1.0])
+    affine[:3, 3] = (-40.0, -30.0, -50.0)
+    crop, info = frame.crop_label(volume, affine, label=3, grid=16, frame="pose", values=values)
+    pose = pose_for("pose", volume == 3, affine)  # on the whole volume
+    np.testing.assert_allclose(info.centroid_mm, pose.centroid_mm, atol=1e-9)
+    np.testing.assert_allclose(info.crop_affine, frame.frame_affine(pose, 16, 2.0), atol=1e-9)
+    whole = (volume == 3).astype(np.float32)
+    if values == "fraction":
+        expected = frame.covered_fraction(whole, affine, info.crop_affine, 16)
+    else:
+        expected = frame.resample(whole, (16,) * 3, info.crop_affine, affine, order=1) >= 0.5
+    assert crop.any()
+    np.testing.assert_allclose(crop.astype(np.float32), expected.astype(np.float32), atol=1e-6)

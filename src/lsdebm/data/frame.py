@@ -212,13 +212,18 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
     affine = check_affine(affine, "crop_label")
     binary = foreground(data, label)
     where = f"label {label}" if label is not None else "the structure"
-    voxels = np.argwhere(binary)
-    pose = pose_for(frame, binary, affine)
+    # From here on only the structure's box and one background voxel around it are read (the same
+    # voxels in the same order, and linear sampling reads nothing else that is not background), so a
+    # structure of a whole-body label map costs what its box costs, not three passes over the volume.
+    box = bounding_box(binary, 1)
+    binary, box_aff = binary[box], box_affine(affine, box)
+    voxels = np.argwhere(binary) + np.array([s.start for s in box])
+    pose = pose_for(frame, binary, box_aff)
     centroid_mm = pose.centroid_mm
     offset = np.zeros(3) if offset_mm is None else WORLD_AXES.T @ np.asarray(offset_mm, dtype=np.float64)
     crop_affine = frame_affine(pose, grid, spacing, offset)
     _warn_if_cut_off(where, voxels, data.shape, affine, crop_affine, grid, spacing)
-    crop = _crop_values(binary, affine, crop_affine, grid, values)
+    crop = _crop_values(binary, box_aff, crop_affine, grid, values)
     if not (crop >= 0.5).any():
         raise InputError(f"{where} ({len(voxels)} voxels of {tuple(round(v, 4) for v in affine_spacing(affine))}"
                          f" mm) is smaller than one {spacing:g} mm model voxel; check the file's spacing (units?)")
