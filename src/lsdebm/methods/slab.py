@@ -16,7 +16,6 @@ import torch
 from lsdebm.data.acquisition import Acquisition
 from lsdebm.data.frame import box_affine, resample
 from lsdebm.data.slab_features import BASE_CLIP, BOX_MARGIN, SLAB_SPACING_MM, slab_box, slab_features
-from lsdebm.nn.slabnet import LAYOUT
 
 SPACING_TOLERANCE = 0.05
 
@@ -69,7 +68,7 @@ class SlabInterpolator:
     """
 
     def __init__(self, model: torch.nn.Module, name: str = "slabnet"):
-        self.model, self.name = model.to(memory_format=LAYOUT), name
+        self.model, self.name = model, name
 
     def __call__(self, observed: np.ndarray, grid_affine, in_affine, acq: Acquisition, axis: int,
                  source: np.ndarray | None = None) -> np.ndarray:

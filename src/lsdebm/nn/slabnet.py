@@ -37,9 +37,8 @@ def _conv(i: int, o: int) -> nn.Conv3d:
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """A 1x1x1 convolution of ``x`` (N, C, D, H, W) with ``weight`` (out, C) as one product over the channels.
 
-    PyTorch's CPU path for a 1x1x1 convolution at batch 1 is an im2col copy (about 0.25 s for the
-    head at 1 mm on a vertebra's box, half of SlabNet's time); over a channels-last tensor's last
-    axis this is a plain GEMM.
+    PyTorch's CPU path for a 1x1x1 convolution at batch 1 is an im2col copy, the slowest layer of
+    SlabNet's forward pass at 1 mm; over a channels-last tensor's last axis this is a plain GEMM.
     """
     return F.linear(x.movedim(1, -1), weight, bias).movedim(-1, 1)
 

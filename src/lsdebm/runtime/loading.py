@@ -25,7 +25,7 @@ from lsdebm.errors import CheckpointError, InputError
 from lsdebm.methods import RunSettings, consistency_config
 from lsdebm.methods.slab import SlabInterpolator
 from lsdebm.nn.registry import REFINEMENT_KINDS, is_first_stage, is_refinement
-from lsdebm.nn.slabnet import SlabNet
+from lsdebm.nn.slabnet import LAYOUT, SlabNet
 from lsdebm.provenance import checkpoint_record
 from lsdebm.runtime.checkpoint import BUNDLED_DIR, LoadedCheckpoint, bundled_checkpoints, load_checkpoint
 from lsdebm.runtime.device import model_device
@@ -121,7 +121,9 @@ def load_slab_model(source: str | Path | None = "default", device: str | torch.d
     elif not Path(source).exists() and str(source) not in bundled_checkpoints():
         raise CheckpointError(f"slab model {source}: no such file; expected 'default' (the bundled "
                               f"{DEFAULT_SLAB}), 'none' (the classical interpolation) or a SlabNet .safetensors file")
-    return load_checkpoint(source, device, expect_kind=SlabNet.kind, extra_kinds={SlabNet.kind: SlabNet})
+    loaded = load_checkpoint(source, device, expect_kind=SlabNet.kind, extra_kinds={SlabNet.kind: SlabNet})
+    loaded.model.to(memory_format=LAYOUT)  # once, at load: the layout its fast paths run in
+    return loaded
 
 
 def frame_of(ckpt: LoadedCheckpoint) -> tuple[int, float, int]:
