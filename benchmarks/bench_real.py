@@ -19,6 +19,10 @@ if __name__ == "__main__":
     p.add_argument("--vertebrae", type=int, default=5)
     p.add_argument("--fine-spacing", type=float, default=0.8, help="the finer grid's spacing in mm (a CT pixel)")
     args = p.parse_args()
+    if not 0.2 <= args.fine_spacing <= 5.0:
+        p.error(f"--fine-spacing {args.fine_spacing:g}: expected a grid spacing in mm between 0.2 and 5")
+    if args.vertebrae < 1:
+        p.error(f"--vertebrae {args.vertebrae}: expected at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     json.dump(run(args.device, args.vertebrae, args.fine_spacing), sys.stdout, indent=2, default=float)

@@ -102,3 +102,16 @@ def test_the_real_anatomy_benchmark_times_and_scores_the_default():
     assert out["fine_grid"]["spacing_mm"] == 1.5
     assert out["spine"]["labels"] == [20, 21, 22, 23, 24] and out["spine"]["seconds"] > 0
     assert [t["limit"] for t in out["targets"]] == [1.0, 10.0]
+
+
+@pytest.mark.parametrize("args, message", [(["--fine-spacing", "0"], "--fine-spacing 0: expected a grid spacing"),
+                                           (["--vertebrae", "0"], "--vertebrae 0: expected at least 1")])
+def test_the_real_anatomy_benchmark_refuses_bad_options_in_one_line(args, message):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_real.py"
+    done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+    assert done.stdout == ""
