@@ -243,3 +243,20 @@ def test_staircase_on_a_1_5mm_grid_gives_slab_thickness_and_offset_below_the_vox
     assert abs(acq.thickness_mm - 5.0) < 0.02
     true_offset = (-offset) % 5.0  # slab edges in mm from the grid's outer edge
     assert abs((acq.offset_mm - true_offset + 2.5) % 5.0 - 2.5) < 0.3
+
+
+def test_the_staircase_is_found_on_the_foregrounds_box_in_the_volumes_coordinates(clean):
+    """The edges are searched on the foreground's box only; the offset stays in the whole volume's index frame
+    (more background before the slabs moves the offset by exactly that much, modulo a slab)."""
+    _, affine = clean
+    lq = _lq(clean, "axial", 5.0, 2.3)
+    acq = find_acquisition(lq, affine)
+    axis = acq.axis
+    for before in (0, 7, 40):
+        pad = [(0, 3)] * 3
+        pad[axis] = (before, 3)
+        moved = find_acquisition(np.pad(lq, pad), affine)
+        spacing = float(np.linalg.norm(affine[:3, axis]))
+        assert moved.axis == acq.axis and moved.thickness_mm == pytest.approx(acq.thickness_mm, abs=1e-9)
+        shift = (moved.offset_mm - acq.offset_mm - before * spacing) % acq.thickness_mm
+        assert min(shift, acq.thickness_mm - shift) < 1e-6

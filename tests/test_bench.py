@@ -101,7 +101,9 @@ def test_the_real_anatomy_benchmark_times_and_scores_the_default():
         assert block["per_vertebra_median_s"] == case["seconds"]
     assert out["fine_grid"]["spacing_mm"] == 1.5
     assert out["spine"]["labels"] == [20, 21, 22, 23, 24] and out["spine"]["seconds"] > 0
-    assert [t["limit"] for t in out["targets"]] == [1.0, 10.0]
+    # the spine in a whole-body field of view comes back exactly as on its own map, nothing added elsewhere
+    assert out["spine_in_body"]["shape"] == [400, 400, 500] and out["spine_in_body"]["same_result_as_spine"]
+    assert [t["limit"] for t in out["targets"]] == [1.0, 10.0, 10.0]
 
 
 @pytest.mark.parametrize("args, message", [(["--fine-spacing", "0"], "--fine-spacing 0: expected a grid spacing"),

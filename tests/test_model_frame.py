@@ -129,3 +129,25 @@ def test_a_crop_reads_only_the_structures_box_and_gets_what_the_whole_volume_giv
         expected = frame.resample(whole, (16,) * 3, info.crop_affine, affine, order=1) >= 0.5
     assert crop.any()
     np.testing.assert_allclose(crop.astype(np.float32), expected.astype(np.float32), atol=1e-6)
+
+
+def test_a_crop_given_its_structures_box_reads_only_that_box_and_gets_the_same_crop():
+    """``crop_label(box=...)`` (the box from the label map's one-pass census) gives the crop and pose of the
+    whole-volume computation, and reads nothing outside the box."""
+    from lsdebm.data.labelmaps import label_boxes
+
+    rng = np.random.default_rng(6)
+    volume = np.zeros((90, 80, 70), np.uint8)
+    volume[30:52, 25:47, 20:38] = 3 * (rng.random((22, 22, 18)) < 0.8)
+    volume[60:70, 10:20, 40:50] = 7
+    affine = np.diag([0.9, 0.9, 1.7, 1.0])
+    crop, info = frame.crop_label(volume, affine, label=3, grid=16, frame="pose")
+    box = label_boxes(volume, [3, 7])[3]
+    read = frame.grown_box(box, 1, volume.shape)  # the box and the background voxel around it
+    fenced = np.full_like(volume, 3)  # label 3 everywhere else: read, it would change the crop
+    fenced[read] = volume[read]
+    boxed, boxed_info = frame.crop_label(fenced, affine, label=3, grid=16, frame="pose", box=box)
+    np.testing.assert_array_equal(boxed, crop)
+    np.testing.assert_array_equal(boxed_info.crop_affine, info.crop_affine)
+    assert (boxed_info.source_shape, boxed_info.centroid_mm, boxed_info.tilt_deg) == \
+        (info.source_shape, info.centroid_mm, info.tilt_deg)

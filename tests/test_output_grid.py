@@ -191,6 +191,6 @@ def test_explorer_result_goes_through_the_same_output_step_as_reconstruct():
     ccfg, interpolator = output_step(ckpt.model, bundled_slab(), RunSettings())
     assert interpolator is not None  # the bundled learned slab interpolation, as in reconstruct
     expected, _ = measured_output(probs, info, mask != 0, PIR, acq, ccfg, shape, affine, interpolator)
-    np.testing.assert_array_equal(shown, (expected >= 0.5).astype(np.uint8))
+    np.testing.assert_array_equal(shown, (expected.full() >= 0.5).astype(np.uint8))
     plain, _ = pasted_layer(output, info, src)
     assert not np.array_equal(shown, plain)

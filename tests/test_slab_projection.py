@@ -192,3 +192,52 @@ def test_shape_interpolation_fills_between_slab_centres():
     from lsdebm.evaluation.metrics import dice
     assert dice(shape >= 0.5, sphere) > dice(stair, sphere) + 0.002
     assert np.array_equal(shape[2] >= 0.5, stair[2])  # at a slab centre it is the observation
+
+
+@pytest.mark.parametrize("learned,spacing,fused", [(False, 1.0, 0.0), (False, 1.0, 2.0), (True, 1.0, 2.0),
+                                                   (True, 0.8, 2.0)])
+def test_the_output_step_on_the_structures_box_gives_the_whole_grid_result(learned, spacing, fused):
+    """A real thick-slice vertebra in a body-sized field of view: the output step computed on the box that
+    its crop and its slabs reach equals the same step on the whole output grid, with a fraction of it."""
+    from types import SimpleNamespace
+
+    from lsdebm.bench.real import PARAMS
+    from lsdebm.data.acquisition import observed_acquisition
+    from lsdebm.data.boxes import BoxedVolume
+    from lsdebm.data.frame import crop_label, paste_probabilities
+    from lsdebm.data.real import degrade, isotropic, load_real_masks
+    from lsdebm.data.slab_projection import measured_output
+    from lsdebm.methods import RunSettings
+    from lsdebm.runtime.checkpoint import load_checkpoint
+    from lsdebm.runtime.loading import bundled_slab, output_step
+
+    real = load_real_masks(split="val", levels=("L3",))[0]
+    mask, affine = isotropic(real.mask, real.affine)
+    lq = degrade(mask, affine, PARAMS, np.random.default_rng(2))
+    big = np.zeros(tuple(n + 150 for n in lq.shape), np.uint8)
+    at = (83, 41, 97)
+    big[tuple(slice(a, a + n) for a, n in zip(at, lq.shape))] = lq
+    affine = np.array(affine, float)
+    affine[:3, 3] -= affine[:3, :3] @ np.array(at, float)
+    crop, info = crop_label(big, affine, None, grid=64, spacing=2.0, frame="pose")
+    # a model output that calls everything in the crop bone, up to its faces (fused = 0: the projection
+    # alone then moves every column of the crop)
+    probs = 0.9 + 0.09 * np.clip(ndimage.gaussian_filter(crop.astype(np.float32), 1.0), 0, 1)
+    acq = observed_acquisition(big, affine)
+    assert acq.thick_slice
+    shape, out_affine = isotropic_grid(big.shape, affine, spacing)
+    interpolator = output_step(load_checkpoint("reconnet-default").model, bundled_slab(), RunSettings())[1] \
+        if learned else None
+    ccfg = SimpleNamespace(projection=1.0, margin=0.02, interpolation=fused)
+    whole, whole_note = consistent_probabilities(paste_probabilities(probs, info, shape, out_affine), big, affine, acq,
+                                                 shape, out_affine, 1.0, 0.02, fused, interpolator)
+    boxed, note = measured_output(probs, info, big, affine, acq, ccfg, shape, out_affine, interpolator)
+    assert note == whole_note and note.startswith("projected onto")
+    assert boxed.shape == tuple(shape) and boxed.values.size < 0.4 * np.prod(shape)
+    np.testing.assert_allclose(boxed.full(), whole, rtol=1e-3, atol=1e-12)  # down to the ~1e-9 far from the slabs
+    assert np.array_equal(boxed.full() >= 0.5, whole >= 0.5)
+    if fused:  # with the slab interpolation the result is the vertebra, not the crop
+        assert 10000 < (whole >= 0.5).sum() * spacing ** 3 < 2 * (big > 0).sum()
+    given_box, _ = measured_output(probs, info, BoxedVolume.around(big, 1), affine, acq, ccfg, shape, out_affine,
+                                   interpolator)  # the observation handed over on its own box, as reconstruct does
+    np.testing.assert_array_equal(given_box.values, boxed.values)

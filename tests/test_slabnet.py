@@ -178,7 +178,9 @@ def test_consistent_probabilities_uses_the_learned_interpolator_when_given():
 
     def interpolator(seen, grid_affine, in_affine, a, axis, source=None):
         calls.append((seen.shape, axis))
-        assert source is observed  # the input mask itself travels with the resampled box
+        # the input mask travels with the resampled box, kept on its own box (not the whole input grid)
+        assert source.shape == observed.shape and source.values.size < observed.size
+        np.testing.assert_array_equal(source.full(), observed)
         return np.where(seen > 0, 6.0, -6.0).astype(np.float32)
 
     interpolator.name = "stub"

@@ -5,8 +5,10 @@ What a user runs: ``lsdebm reconstruct`` on a real thick-slice mask with the bun
 staircase, pose, crop, ReconNet, paste-back of probabilities, SlabNet at 1 mm and the projection
 onto the observed slabs. Inputs are the shipped validation vertebrae at 1 mm, degraded by 5 mm
 sagittal slabs; the spine is the five Visible Human vertebrae (L1-L5, in their positions in the
-body) as one label map. The same vertebrae on a finer grid (``fine_spacing``, a CT's in-plane
-pixel; the output grid holds (1 / spacing)^3 times the voxels) are timed too, without a target.
+body) as one label map, and the same map placed in a body-sized field of view (400 x 400 x 500 at
+1 mm, what a whole-body TotalSegmentator map holds). The same vertebrae on a finer grid
+(``fine_spacing``, a CT's in-plane pixel; the output grid holds (1 / spacing)^3 times the voxels)
+are timed too, without a target.
 """
 from __future__ import annotations
 
@@ -43,6 +45,19 @@ def spine_label_map(masks) -> tuple[np.ndarray, np.ndarray]:
         inside = resample(m.mask.astype(np.float32), shape, affine, m.affine, 1) >= 0.5
         labels[inside] = 19 + int(m.level[1])
     return labels, affine
+
+
+BODY_SHAPE = (400, 400, 500)
+BODY_AT = (150, 130, 120)  # where the spine's map sits in it
+
+
+def in_body(labels: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` placed at :data:`BODY_AT` in a :data:`BODY_SHAPE` map, the same voxels in the same world place."""
+    body = np.zeros(BODY_SHAPE, labels.dtype)
+    body[tuple(slice(a, a + n) for a, n in zip(BODY_AT, labels.shape))] = labels
+    body_affine = np.array(affine, float)
+    body_affine[:3, 3] -= body_affine[:3, :3] @ np.array(BODY_AT, float)
+    return body, body_affine
 
 
 def _timed(models, cases) -> list[dict]:
@@ -87,12 +102,21 @@ def run(device: str = "cpu", n_vertebrae: int = 5, fine_spacing: float = 0.8) ->
     t0 = time.perf_counter()
     out = reconstruct_volume(models, lq, affine)
     spine_s = time.perf_counter() - t0
+    body, body_affine = in_body(lq, affine)
+    t0 = time.perf_counter()
+    in_body_out = reconstruct_volume(models, body, body_affine)
+    body_s = time.perf_counter() - t0
+    inner = in_body_out.mask[tuple(slice(a, a + n) for a, n in zip(BODY_AT, lq.shape))]
+    same = bool(np.array_equal(inner, out.mask) and (in_body_out.mask > 0).sum() == (inner > 0).sum())
     median = statistics.median(p["seconds"] for p in per)
     return {"environment": environment(dev), "per_vertebra": per, "per_vertebra_median_s": median,
             "fine_grid": {"spacing_mm": fine_spacing, "per_vertebra": per_fine,
                           "per_vertebra_median_s": statistics.median(p["seconds"] for p in per_fine)},
             "spine": {"shape": list(labels.shape), "labels": out.labels, "seconds": spine_s},
+            "spine_in_body": {"shape": list(BODY_SHAPE), "seconds": body_s, "same_result_as_spine": same},
             "targets": [{"target": "one vertebra end to end [s]", "measured": median, "limit": 1.0,
                          "met": median <= 1.0},
                         {"target": "lumbar spine L1-L5 end to end [s]", "measured": spine_s, "limit": 10.0,
-                         "met": spine_s <= 10.0}]}
+                         "met": spine_s <= 10.0},
+                        {"target": "the same spine in a whole-body field of view [s]", "measured": body_s,
+                         "limit": 10.0, "met": body_s <= 10.0}]}

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lsdebm.data.boxes import bounding_box
 from lsdebm.errors import InputError
 
 ANISOTROPY = 1.5
@@ -153,9 +154,14 @@ def _refine(boundaries: np.ndarray, period: float, offset: float) -> tuple[float
 def detect_staircase(mask: np.ndarray, affine) -> Acquisition | None:
     """The slab axis, thickness and offset of a nearest-neighbour resampled thick-slice mask, or None."""
     spacing = _spacing(affine)
+    box = bounding_box(mask)  # one pass over the volume; the edges are then found on the foreground's box
+    if box is None:
+        return None
+    mask = np.asarray(mask)[box]
     found = []
     for axis in range(3):
         edges, n = _boundaries(mask, axis)
+        edges = edges + box[axis].start
         if len(edges) < MIN_BOUNDARIES or n < 2 * MIN_PERIOD:
             continue
         period, offset, fit = _lattice(edges)

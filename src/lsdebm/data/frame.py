@@ -20,8 +20,8 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
+from lsdebm.data.boxes import bounding_box, box_affine, grown_box, resample, resample_box
 from lsdebm.data.phantoms import LEVELS, make_vertebra
 from lsdebm.data.pose import WORLD_AXES, frame_affine, pose_for
 from lsdebm.data.validate import check_affine, foreground
@@ -35,27 +35,6 @@ SPACING_RTOL = 1e-3
 def affine_spacing(affine: np.ndarray) -> tuple:
     """Voxel size in mm per array axis: the norms of the affine's first three columns."""
     return tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
-
-
-def bounding_box(mask: np.ndarray, margin=0) -> tuple[slice, ...] | None:
-    """Index box of ``mask``'s nonzero voxels grown by ``margin`` voxels (one int, or one per axis),
-    clipped to the array; None when the mask is empty."""
-    mask = np.asarray(mask) != 0
-    if not mask.any():
-        return None
-    margins = np.broadcast_to(np.asarray(margin, dtype=int), (mask.ndim,))
-    box = []
-    for d, (n, m) in enumerate(zip(mask.shape, margins)):
-        idx = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != d)))
-        box.append(slice(max(int(idx[0]) - int(m), 0), min(int(idx[-1]) + int(m) + 1, n)))
-    return tuple(box)
-
-
-def box_affine(affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
-    """The affine of ``array[box]`` given the affine of ``array``."""
-    out = np.asarray(affine, dtype=np.float64).copy()
-    out[:3, 3] = out[:3, :3] @ np.array([s.start or 0 for s in box], dtype=np.float64) + out[:3, 3]
-    return out
 
 
 def on_model_grid(shape, affine, grid: int, spacing: float) -> bool:
@@ -91,54 +70,6 @@ class CropInfo:
     tilt_deg: float = 0.0
 
 
-def mapped_box(box: tuple[slice, ...], affine, out_shape, out_affine) -> tuple[slice, ...] | None:
-    """The index box of the grid ``out_affine`` (clipped to ``out_shape``) that holds the index box ``box`` of
-    the grid ``affine`` and half a voxel around it (SciPy's samplers in ``constant`` mode still read the edge
-    voxel there), grown by one output voxel; None when they do not overlap."""
-    corners = np.array(np.meshgrid(*[[s.start - 0.5, s.stop - 0.5] for s in box], indexing="ij")).reshape(3, -1)
-    world = np.asarray(affine, float)[:3, :3] @ corners + np.asarray(affine, float)[:3, 3:4]
-    inv = np.linalg.inv(np.asarray(out_affine, float))
-    src = inv[:3, :3] @ world + inv[:3, 3:4]
-    lo = np.clip(np.floor(src.min(1)).astype(int) - 1, 0, out_shape)
-    hi = np.clip(np.ceil(src.max(1)).astype(int) + 2, 0, out_shape)
-    if not np.all(hi > lo):
-        return None
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-
-
-def resample_box(data: np.ndarray, out_shape, out_affine, in_affine, order: int,
-                 box: tuple[slice, ...] | None = None) -> np.ndarray:
-    """:func:`resample` computed only where ``data`` can reach: the output box that holds ``box`` of the input
-    (default: all of it); 0 elsewhere, as :func:`resample` gives there."""
-    data = np.asarray(data)
-    box = tuple(slice(0, n) for n in data.shape) if box is None else box
-    out = np.zeros(tuple(out_shape), data.dtype)
-    where = mapped_box(box, in_affine, out.shape, out_affine)
-    if where is not None:
-        shape = tuple(s.stop - s.start for s in where)
-        out[where] = resample(data[box], shape, box_affine(out_affine, where), box_affine(in_affine, box),
-                              order)
-    return out
-
-
-def resample(data: np.ndarray, out_shape, out_affine, in_affine, order: int) -> np.ndarray:
-    """Sample ``data`` (grid ``in_affine``) on the grid ``out_affine`` of ``out_shape``.
-
-    Spline interpolation of ``order``; 0 outside the input. Grids with parallel axes (a
-    diagonal index map: the output grids of a reconstruction, SlabNet's 1 mm grid) take SciPy's
-    zoom-and-shift path, the same samples 1.5-2.5 times faster than the general one.
-    """
-    matrix = np.linalg.inv(in_affine) @ out_affine
-    linear = matrix[:3, :3]
-    if np.all(np.abs(linear - np.diag(np.diag(linear))) <= 1e-9 * np.abs(linear).max()):
-        linear, offset = np.diag(linear), matrix[:3, 3]
-    else:
-        linear, offset = matrix, 0.0
-    return ndimage.affine_transform(
-        data, linear, offset=offset, output_shape=tuple(out_shape), order=order, mode="constant", cval=0.0
-    )
-
-
 def covered_fraction(binary: np.ndarray, affine, crop_affine, grid: int) -> np.ndarray:
     """Share of each model voxel covered by ``binary``: the mean of 2x2x2 linear sub-samples."""
     sub = np.diag([0.5, 0.5, 0.5, 1.0])
@@ -171,7 +102,7 @@ def _crop_values(binary: np.ndarray, affine: np.ndarray, crop_affine: np.ndarray
 
 
 def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: float = 2.0, offset_mm=None,
-               frame: str = "world", values: str = "binary"):
+               frame: str = "world", values: str = "binary", box: tuple[slice, ...] | None = None):
     """Crop one structure around its centroid and resample it to the model grid.
 
     A structure touching the volume border, or extending past the model's field of view
@@ -193,6 +124,7 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
             upright; :func:`paste_back` undoes either through the crop affine.
         values: ``binary`` (linear resampling thresholded at 0.5) or ``fraction`` (the share of
             each model voxel inside the structure, from 2x2x2 linear sub-samples).
+        box: An index box holding every voxel of the structure (:func:`lsdebm.data.labelmaps.label_boxes`).
 
     Returns:
         ``(crop, info)``: an array of shape (grid,)*3 in the model frame (uint8 {0, 1}, or
@@ -210,16 +142,15 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
         raise InputError(f"model grid {grid} / spacing {spacing} mm must be positive")
     check_memory(3 * array_bytes((grid,) * 3, 4), f"a crop on the {grid}^3 model grid")
     affine = check_affine(affine, "crop_label")
-    binary = foreground(data, label)
     where = f"label {label}" if label is not None else "the structure"
-    # From here on only the structure's box and one background voxel around it are read (the same
-    # voxels in the same order, and linear sampling reads nothing else that is not background), so a
-    # structure of a whole-body label map costs what its box costs, not three passes over the volume.
-    box = bounding_box(binary, 1)
-    binary, box_aff = binary[box], box_affine(affine, box)
+    # Only the structure's box and one background voxel around it are read: it costs what its box costs.
+    hint = tuple(slice(0, n) for n in data.shape) if box is None else grown_box(box, 1, data.shape)
+    binary = foreground(data[hint], label)
+    inner = bounding_box(binary, 1)
+    box = tuple(slice(h.start + b.start, h.start + b.stop) for h, b in zip(hint, inner))
+    binary, box_aff = binary[inner], box_affine(affine, box)
     voxels = np.argwhere(binary) + np.array([s.start for s in box])
     pose = pose_for(frame, binary, box_aff)
-    centroid_mm = pose.centroid_mm
     offset = np.zeros(3) if offset_mm is None else WORLD_AXES.T @ np.asarray(offset_mm, dtype=np.float64)
     crop_affine = frame_affine(pose, grid, spacing, offset)
     _warn_if_cut_off(where, voxels, data.shape, affine, crop_affine, grid, spacing)
@@ -227,8 +158,8 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
     if not (crop >= 0.5).any():
         raise InputError(f"{where} ({len(voxels)} voxels of {tuple(round(v, 4) for v in affine_spacing(affine))}"
                          f" mm) is smaller than one {spacing:g} mm model voxel; check the file's spacing (units?)")
-    info = CropInfo(tuple(data.shape), affine, crop_affine, label, tuple(float(v) for v in centroid_mm), pose.method,
-                    round(pose.tilt_deg(), 2))
+    info = CropInfo(tuple(data.shape), affine, crop_affine, label, tuple(float(v) for v in pose.centroid_mm),
+                    pose.method, round(pose.tilt_deg(), 2))
     return crop, info
 
 
@@ -307,18 +238,18 @@ def centroid_offset_world(model_cfg=None, grid: int = 64, spacing: float = 2.0) 
 
 
 def crop_to_model(data: np.ndarray, affine: np.ndarray, label: int | None, grid: int, spacing: float,
-                  model_cfg=None, values: str | None = None):
+                  model_cfg=None, values: str | None = None, box: tuple[slice, ...] | None = None):
     """:func:`crop_label` into the model frame the way the checkpoint was trained.
 
     ``model_cfg`` (a :class:`lsdebm.config.ModelConfig`) gives the frame (``world`` or ``pose``),
     the centroid offset and the input values (``binary`` or ``fraction``; ``values`` overrides
     it: the first stage's, when ReconNet feeds another model); without it: scanner axes, the
-    phantoms' centroid offset and a binary crop.
+    phantoms' centroid offset and a binary crop. ``box``: see :func:`crop_label`.
     """
     frame = getattr(model_cfg, "frame", "world") if model_cfg is not None else "world"
     values = values or getattr(model_cfg, "input_values", "binary")
     return crop_label(data, affine, label, grid, spacing, offset_mm=centroid_offset_world(model_cfg, grid, spacing),
-                      frame=frame, values=values)
+                      frame=frame, values=values, box=box)
 
 
 def to_model_grid(x, affine, grid: int, spacing: float, model_cfg=None) -> tuple[np.ndarray, CropInfo | None]:

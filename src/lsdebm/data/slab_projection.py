@@ -28,7 +28,8 @@ from scipy import ndimage
 from scipy.special import expit
 
 from lsdebm.data.acquisition import Acquisition
-from lsdebm.data.frame import CropInfo, bounding_box, box_affine, paste_probabilities, resample_box
+from lsdebm.data.boxes import BoxedVolume, bounding_box, box_affine, grown_box, mapped_box, resample_boxed, union_box
+from lsdebm.data.frame import CropInfo, paste_probabilities
 
 LOGIT_CLIP = 12.0
 BISECTION_STEPS = 24
@@ -154,7 +155,23 @@ def project_to_slabs(probs: np.ndarray, observed: np.ndarray, ids: np.ndarray, a
     return np.moveaxis(out, 0, axis)
 
 
-def consistent_probabilities(probs: np.ndarray, source_mask: np.ndarray, in_affine, acq: Acquisition | None,
+def observed_boxed(source_mask) -> BoxedVolume:
+    """A structure's observed foreground (an input-grid mask, or a :class:`BoxedVolume` of one) as uint8 on
+    its box grown by one background voxel, so that nearest-neighbour sampling at the box edge reads what it
+    reads on the whole grid."""
+    if not isinstance(source_mask, BoxedVolume):
+        source_mask = BoxedVolume.around(np.asarray(source_mask) != 0, 1)
+    return BoxedVolume(source_mask.shape, source_mask.box, np.asarray(source_mask.values != 0, np.uint8))
+
+
+def slab_pad(acq: Acquisition, out_affine) -> list[int]:
+    """Output voxels per axis that hold one whole slab and one voxel more: how far the projection's box
+    reaches past the structure, so that every slab it touches is whole."""
+    return [int(np.ceil(acq.thickness_mm / float(np.linalg.norm(np.asarray(out_affine)[:3, d])))) + 1
+            for d in range(3)]
+
+
+def consistent_probabilities(probs: np.ndarray, source_mask, in_affine, acq: Acquisition | None,
                              out_shape, out_affine, weight: float = 1.0, margin: float = 0.02,
                              interpolation: float = 0.0, interpolator=None):
     """:func:`project_to_slabs` for one structure, on the box it occupies; returns (probs, note).
@@ -164,28 +181,22 @@ def consistent_probabilities(probs: np.ndarray, source_mask: np.ndarray, in_affi
     :class:`lsdebm.methods.slab.SlabInterpolator`: ``(observed box, box affine, in_affine, acq,
     axis, source=input mask) -> logits``), else the classical :func:`interpolate_slabs`.
 
-    ``source_mask`` is the structure's observed foreground on the input grid. The note says
-    what was done (or why nothing was).
+    ``source_mask`` is the structure's observed foreground on the input grid (``in_affine``), whole
+    or as a :class:`BoxedVolume`. The note says what was done (or why nothing was).
     """
     if acq is None or (weight <= 0 and interpolation <= 0):
         return probs, "off" if acq is not None else "no acquisition known"
     axis = aligned_axis(in_affine, out_affine, acq.axis)
     if axis is None:
         return probs, "skipped: the output grid is not parallel to the slabs"
-    source = np.asarray(source_mask, np.uint8)  # one copy of the input grid, shared with the learned interpolator
-    # resampled only around the structure (its box grown by one background voxel, so nearest-neighbour
-    # sampling at the box edge is what it is on the whole grid): on a label map of a spine, or an output grid
-    # finer than the input, the whole volume is many times the structure's box
-    seen_box = bounding_box(source, 1)
-    if seen_box is None:
-        observed = np.zeros(tuple(out_shape), np.uint8)
-    else:
-        observed = resample_box(source, tuple(out_shape), out_affine, in_affine, order=0, box=seen_box)
+    # resampled only around the structure: on a label map of a spine, or an output grid finer than the
+    # input, the whole volume is many times the structure's box
+    source = observed_boxed(source_mask)
+    observed = resample_boxed(source, in_affine, tuple(out_shape), out_affine, order=0)
     active = (probs > 0.01) | (observed > 0)
     if not active.any():
         return probs, "nothing to project"
-    pad = [int(np.ceil(acq.thickness_mm / float(np.linalg.norm(np.asarray(out_affine)[:3, d])))) + 1 for d in range(3)]
-    sl = bounding_box(active, pad)
+    sl = bounding_box(active, slab_pad(acq, out_affine))
     ids = slab_ids(acq, in_affine, out_shape, out_affine, axis)[sl[axis]]
     out = np.array(probs, np.float32, copy=True)
     box = out[sl]
@@ -204,18 +215,34 @@ def consistent_probabilities(probs: np.ndarray, source_mask: np.ndarray, in_affi
     return out, f"{done} {acq.describe()}{how}"
 
 
-def measured_output(probs, info: CropInfo, observed: np.ndarray, in_affine, acq: Acquisition | None, ccfg,
-                    out_shape=None, out_affine=None, interpolator=None):
+def measured_output(probs, info: CropInfo, observed, in_affine, acq: Acquisition | None, ccfg,
+                    out_shape=None, out_affine=None, interpolator=None) -> tuple[BoxedVolume, str]:
     """Model-grid ``probs`` pasted onto the output grid, then :func:`consistent_probabilities`.
 
     The one output step of a reconstruction (``lsdebm reconstruct``, Compare, the explorer's
-    result): ``observed`` is the structure's foreground on the input grid (``in_affine``), ``ccfg``
-    a :class:`lsdebm.config.ConsistencyConfig`; the output grid defaults to the input's;
+    result): ``observed`` is the structure's foreground on the input grid (``in_affine``; whole, or
+    a :class:`BoxedVolume`; None without an acquisition), ``ccfg`` a
+    :class:`lsdebm.config.ConsistencyConfig`; the output grid defaults to the input's;
     ``interpolator`` the learned slab interpolation (None: the classical one).
-    Returns ``(probabilities on the output grid, note)``.
+
+    Returns ``(probabilities, note)``: the probabilities as a :class:`BoxedVolume` of the output grid,
+    computed only on the box that the crop and the observed structure reach, grown by a slab
+    (:func:`slab_pad`, as the projection grows its own box, so that a slab cut by the crop's edge is
+    still averaged whole): the same values as on the whole grid (zero outside), at the cost of the
+    structure's box rather than of the grid (a vertebra of a whole-body label map).
     """
     shape = tuple(info.source_shape if out_shape is None else out_shape)
     affine = np.asarray(info.source_affine if out_affine is None else out_affine, dtype=np.float64)
-    pasted = paste_probabilities(probs, info, shape, affine)
-    return consistent_probabilities(pasted, observed, in_affine, acq, shape, affine, ccfg.projection, ccfg.margin,
-                                    ccfg.interpolation, interpolator)
+    source = observed_boxed(observed) if observed is not None else None
+    seen = source is not None and source.values.any()
+    reach = union_box(mapped_box(tuple(slice(0, n) for n in np.shape(probs)), info.crop_affine, shape, affine),
+                      mapped_box(source.box, in_affine, shape, affine) if seen else None)
+    if reach is None:
+        return BoxedVolume(shape, tuple(slice(0, 0) for _ in shape), np.zeros((0, 0, 0), np.float32)), \
+            "nothing on the output grid"
+    region = grown_box(reach, slab_pad(acq, affine) if acq is not None else 0, shape)
+    sub_shape, sub_affine = tuple(s.stop - s.start for s in region), box_affine(affine, region)
+    pasted = paste_probabilities(probs, info, sub_shape, sub_affine)
+    values, note = consistent_probabilities(pasted, source, in_affine, acq, sub_shape, sub_affine, ccfg.projection,
+                                            ccfg.margin, ccfg.interpolation, interpolator)
+    return BoxedVolume(shape, region, values), note

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from lsdebm.data.acquisition import Acquisition
-from lsdebm.data.frame import box_affine, resample
+from lsdebm.data.boxes import as_boxed, box_affine, resample, resample_boxed
 from lsdebm.data.slab_features import BASE_CLIP, BOX_MARGIN, SLAB_SPACING_MM, slab_box, slab_features
 
 SPACING_TOLERANCE = 0.05
@@ -74,9 +74,10 @@ class SlabInterpolator:
                  source: np.ndarray | None = None) -> np.ndarray:
         """Logits (float32, ``observed``'s shape) for ``observed`` on ``grid_affine``; slabs along ``axis``.
 
-        ``source`` is the input mask (nonzero = observed, uint8 avoids a copy) on ``in_affine`` that
-        ``observed`` was resampled from; on an output grid that is not 1 mm SlabNet's own
-        observation is resampled from it directly.
+        ``source`` is the input mask (nonzero = observed, uint8 avoids a copy; whole or a
+        :class:`lsdebm.data.frame.BoxedVolume`) on ``in_affine`` that ``observed`` was resampled
+        from; on an output grid that is not 1 mm SlabNet's own observation is resampled from it
+        directly.
 
         The network runs on the box SlabNet was trained on (the observed foreground plus
         :data:`lsdebm.data.slab_features.BOX_MARGIN` voxels); farther out, at least that far from
@@ -97,7 +98,7 @@ class SlabInterpolator:
             return self._logits(observed, grid_affine, in_affine, acq, axis)
         shape1, affine1 = align_to_slabs(*one_mm_grid(observed.shape, grid_affine), in_affine, acq, axis)
         if source is not None:
-            seen1 = resample(np.asarray(source, np.uint8), shape1, affine1, in_affine, order=0)
+            seen1 = resample_boxed(as_boxed(source, np.uint8), in_affine, shape1, affine1, order=0)
         else:
             seen1 = resample(observed.astype(np.uint8), shape1, affine1, grid_affine, order=0)
         logits1 = self._logits(seen1 != 0, affine1, in_affine, acq, axis)

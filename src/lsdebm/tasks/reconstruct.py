@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from lsdebm.data.acquisition import Acquisition, observed_acquisition
-from lsdebm.data.frame import CropInfo, crop_to_model, replace_label, resample
+from lsdebm.data.boxes import BoxedVolume, grown_box, resample
+from lsdebm.data.frame import CropInfo, crop_to_model, replace_label
 from lsdebm.data.labelmaps import describe, present_labels, select_structures
 from lsdebm.data.slab_projection import measured_output
 from lsdebm.data.validate import foreground
@@ -182,10 +183,11 @@ def resample_labels(data: np.ndarray, affine: np.ndarray, out_shape, out_affine)
 
 def structure_observations(models: Models, observed: list, affine, infos: list[CropInfo], acq,
                            margin: float) -> list | None:
-    """One slab observation per cropped structure from its observed mask (None: nothing to observe)."""
+    """One slab observation per cropped structure from its observed mask (a :class:`BoxedVolume`; None:
+    nothing to observe)."""
     if acq is None:
         return None
-    return [build_observation(seen, affine, acq, info.crop_affine, models.grid, models.spacing, margin)
+    return [build_observation(seen.full(), affine, acq, info.crop_affine, models.grid, models.spacing, margin)
             for seen, info in zip(observed, infos)]
 
 
@@ -200,18 +202,29 @@ def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, lab
     return drain(job, None if on_event is None else (lambda p: on_event(p.payload)))
 
 
+def _observed(data: np.ndarray, label: int, box: tuple[slice, ...] | None) -> BoxedVolume:
+    """A structure's observed foreground on the input grid, kept on its box (grown by one voxel) when known."""
+    if box is None:
+        return BoxedVolume.around(foreground(data, label), 1)
+    return BoxedVolume(tuple(data.shape), box, foreground(data[box], label))
+
+
 def _paste_back(ref: Refinement, infos: list[CropInfo], observed: list, data: np.ndarray, affine, acq, ccfg,
                 out_shape: tuple, out_affine: np.ndarray, with_probabilities: bool, interpolator=None):
-    """Each refined crop pasted onto the output grid (projected onto its observed slabs): ``(out, probs, notes)``."""
+    """Each refined crop pasted onto the output grid (projected onto its observed slabs): ``(out, probs, notes)``.
+
+    Each structure is written on the box its result covers (which holds every voxel of its label on
+    the output grid), so a vertebra of a whole-body map costs what its box costs.
+    """
     out = np.array(resample_labels(data, affine, out_shape, out_affine), copy=True)  # one copy, filled in place
     probs = np.zeros(out_shape, np.float32) if with_probabilities else None
     notes = []
     for p, info, seen in zip(ref.probs, infos, observed):
         pasted, note = measured_output(p, info, seen, affine, acq, ccfg, out_shape, out_affine, interpolator)
         notes.append(note)
-        replace_label(out, pasted >= 0.5, info.label, in_place=True)
+        replace_label(out[pasted.box], pasted.values >= 0.5, info.label, in_place=True)
         if probs is not None:
-            np.maximum(probs, pasted, out=probs)
+            np.maximum(probs[pasted.box], pasted.values, out=probs[pasted.box])
     return out, probs, notes
 
 
@@ -272,12 +285,14 @@ def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray, labels
     wanted = guided or ccfg.projection > 0 or ccfg.interpolation > 0  # else the slabs are not looked at
     acq = (observed_acquisition(data, affine) if wanted else None) if isinstance(acquisition, str) else acquisition
     cfg = models.any().config.model
-    pairs = [crop_to_model(data, affine, label, models.grid, models.spacing, cfg, models.input_values)
-             for label in chosen]
+    boxes = {label: grown_box(box, 1, data.shape) for label, box in selection.boxes.items()}
+    pairs = [crop_to_model(data, affine, label, models.grid, models.spacing, cfg, models.input_values,
+                           box=boxes.get(label)) for label in chosen]
     crops = np.stack([c for c, _ in pairs])
     infos = [info for _, info in pairs]
     meta = {"input": input_name, "labels": chosen}
-    observed = [foreground(data, info.label) for info in infos] if acq is not None else [None] * len(infos)
+    observed = [_observed(data, info.label, boxes.get(info.label)) for info in infos] if acq is not None \
+        else [None] * len(infos)
     obs = structure_observations(models, observed, affine, infos, acq, ccfg.margin) if guided else None
     ref = yield from refine_job(models, crops, settings, batch_size, record_every, meta, obs)
     out, probs, notes = _paste_back(ref, infos, observed, data, affine, acq, ccfg, out_shape, out_affine,
