@@ -55,9 +55,11 @@ def test_headless_demo_writes_every_promised_file(tmp_path, fitted_tiny_lsdebm, 
 def test_headless_demo_matplotlib_fallback(tmp_path, tiny_ckpts):
     out = tmp_path / "mpl"
     assert main(["demo", "--headless", "--checkpoint", str(tiny_ckpts["lsdebm"]), "--out", str(out),
-                 "--render", "matplotlib", "--K", "2", "--steps", "1"]) == 0
+                 "--render", "matplotlib", "--K", "2", "--steps", "1", "--sample", "phantom"]) == 0
     _, metrics = check_outputs(out, n_views_min=2)
     assert metrics["render_backend"] == "matplotlib"
+    assert metrics["case"] == "L3-seed0" and metrics["attribution"] is None  # the phantom, on the model grid
+    assert "run_pasted_without_output_step_vs_hq" not in metrics
 
 
 def test_demo_without_bundled_checkpoint_says_so_in_one_line(tmp_path, capsys, monkeypatch):
@@ -81,4 +83,17 @@ def test_headless_demo_with_bundled_checkpoint(tmp_path):
     assert main(["demo", "--headless", "--out", str(out), "--K", "5", "--device", "cpu"]) == 0
     _, metrics = check_outputs(out)
     assert metrics["provenance"]["checkpoints"][0]["name"] == "lsdebm-default"
-    assert metrics["reconstruction_vs_hq"]["dsc"] > 0.5
+    # the real sample (a validation subject): the output comes back better than the thick-slice input,
+    # on the input's own 1 mm grid, with the data's attribution
+    assert metrics["case"] == "L3_verse009" and "CC BY-SA 4.0" in metrics["attribution"]
+    assert metrics["reconstruction_vs_hq"]["dsc"] > metrics["input_lq_vs_hq"]["dsc"] + 0.005
+    assert metrics["run_pasted_without_output_step_vs_hq"]["dsc"] < metrics["reconstruction_vs_hq"]["dsc"]
+    rec = nib.load(out / "reconstruction.nii.gz")
+    np.testing.assert_allclose(nib.affines.voxel_sizes(rec.affine), 1.0)
+
+
+def test_demo_refuses_a_level_the_real_sample_does_not_have(tmp_path, tiny_ckpts, capsys):
+    assert main(["demo", "--headless", "--checkpoint", str(tiny_ckpts["lsdebm"]), "--out", str(tmp_path / "x"),
+                 "--level", "L9"]) == 2
+    err = capsys.readouterr().err
+    assert "L9_verse009" in err and "L3" in err and "Traceback" not in err

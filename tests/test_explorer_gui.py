@@ -278,21 +278,31 @@ def test_view_command_opens_files_with_explorer(qapp, mock_app_model, tiny_ckpts
         viewer.close()
 
 
-def test_demo_with_display_opens_recorded_run(qapp, qtbot, fitted_tiny_lsdebm, monkeypatch):
+@pytest.mark.parametrize("sample", ["real", "phantom"])
+def test_demo_with_display_opens_recorded_run(qapp, qtbot, fitted_tiny_lsdebm, monkeypatch, sample):
     import napari
 
     from lsdebm.cli import view
     from lsdebm.cli.main import main
+    from lsdebm.data.samples import REAL_ATTRIBUTION
 
     monkeypatch.setattr(view, "has_display", lambda: True)
     monkeypatch.setattr(napari, "run", lambda *a, **k: None)
     monkeypatch.setattr(napari, "Viewer", lambda show=True, _cls=napari.Viewer: _cls(show=False))
-    assert main(["demo", "--checkpoint", str(fitted_tiny_lsdebm), "--K", "2"]) == 0
+    assert main(["demo", "--checkpoint", str(fitted_tiny_lsdebm), "--K", "2", "--sample", sample]) == 0
     viewer = napari.current_viewer()
     try:
-        names = [lay.name for lay in viewer.layers]
-        assert "LSD-EBM trajectory" in names and "LQ thick-slice (L3-seed0)" in names
+        layers = {lay.name: lay for lay in viewer.layers}
+        assert "LSD-EBM trajectory" in layers
         assert viewer.dims.axis_labels[:2] == ("t", "k") and viewer.dims.ndisplay == 3
+        if sample == "phantom":
+            assert "LQ thick-slice (L3-seed0)" in layers
+        else:  # the real sample: attributed input and truth, and the result on the input's 1 mm grid
+            lq = layers[f"LQ thick-slice (L3_verse009, {REAL_ATTRIBUTION})"]
+            assert lq.metadata["role"] == "input" and lq.metadata["attribution"] == REAL_ATTRIBUTION
+            hq = layers[f"HQ (L3_verse009, {REAL_ATTRIBUTION})"]
+            result = layers["LSD-EBM reconstruction (input grid)"]
+            assert result.data.shape == lq.data.shape == hq.data.shape and result.data.any()
     finally:
         viewer.close()
         shutil.rmtree("lsdebm-demo", ignore_errors=True)  # never written with a display; guard anyway

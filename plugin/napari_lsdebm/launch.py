@@ -16,6 +16,7 @@ from lsdebm.data.nifti import read_volume
 from lsdebm.errors import InputError
 from lsdebm.explore.demo import DemoCase
 from lsdebm.explore.record import RunOutput
+from lsdebm.explore.result import result_layer_data
 from lsdebm.runtime.checkpoint import LoadedCheckpoint, load_checkpoint
 from lsdebm.sampling import Trajectory
 
@@ -123,19 +124,32 @@ def show_final_frame(viewer: napari.Viewer, explorer: ExplorerWidget, layers: li
 
 
 def show_demo(ckpt: LoadedCheckpoint, case: DemoCase, output: RunOutput, show: bool = True) -> Launched:
-    """Open the explorer on a recorded demo run: the phantom pair (HQ hidden), the result and its trajectory.
+    """Open the explorer on a recorded demo run: the sample pair (HQ hidden), the result and its trajectory.
 
     Args:
         ckpt: The checkpoint that recorded ``output``.
-        case: The demo phantom pair (:func:`lsdebm.explore.demo.demo_case`).
+        case: The demo's sample pair (:func:`lsdebm.explore.demo.demo_case`); a real one carries its
+            attribution in the layers' names and metadata.
         output: The recorded run (:func:`lsdebm.explore.demo.record_demo`).
         show: Show the window.
     """
+    from napari_lsdebm._ui.layers import volume_layer
+    from napari_lsdebm._ui.roles import INPUT, TRUTH, role_metadata
+
     viewer, explorer = launched = open_viewer(checkpoint=str(ckpt.path), show=show)
-    scale = (case.spacing,) * 3
-    viewer.add_labels(case.hq, name=f"HQ ({case.name})", scale=scale, metadata={"affine": case.affine}, visible=False)
-    lq = viewer.add_labels(case.lq, name=f"LQ thick-slice ({case.name})", scale=scale, metadata={"affine": case.affine})
-    explorer.show_result(output, {"ckpt": ckpt, "source": lq, "crop": None, "affine": case.affine})
+    pair = case.pair
+    credit = f", {pair.attribution}" if pair.attribution else ""
+    layers = {}
+    for key, data, role, what in (("hq", pair.truth, TRUTH, "HQ"), ("lq", pair.lq, INPUT, "LQ thick-slice")):
+        data, kwargs, _ = volume_layer(data, pair.affine, f"{what} ({case.name}{credit})",
+                                       str(pair.path) if pair.path else None)
+        kwargs["metadata"].update(role_metadata(role), attribution=pair.attribution)
+        layers[key] = viewer.add_labels(data, visible=key == "lq", **kwargs)
+    ctx = {"ckpt": ckpt, "source": layers["lq"], "crop": case.crop, "affine": case.model_affine,
+           "translate": (0, 0, 0) if case.crop is not None else tuple(layers["lq"].translate)[-3:]}
+    if case.crop is not None:
+        ctx["pasted"] = result_layer_data(output, case.crop, pair.lq, ckpt.model)
+    explorer.show_result(output, ctx)
     return launched
 
 

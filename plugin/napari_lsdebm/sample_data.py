@@ -5,40 +5,22 @@ from __future__ import annotations
 import numpy as np
 
 from lsdebm.data.digits import digit_mosaic, load_digits
-from lsdebm.data.phantoms import make_vertebra
-from lsdebm.data.thickslice import ThickSliceParams, simulate_thick_slice
+from lsdebm.data.samples import REAL_ATTRIBUTION, phantom_sample, real_sample
 from napari_lsdebm._ui.layers import volume_layer
 from napari_lsdebm._ui.roles import INPUT, TRUTH, tag_tuple
-
-REAL_SAMPLE = "L3_verse009"
-REAL_ATTRIBUTION = "VerSe 2019 (Sekuboyina et al. 2021; Löffler et al. 2020), CC BY-SA 4.0"
-REAL_PARAMS = ThickSliceParams(plane="sagittal", thickness=5.0, gap=0.0, inplane_blur=0.7,
-                               noise_amplitude=0.2, noise_smoothness=3.0)
 
 
 def phantom_pair():
     """L3 phantom (seed 0, 64³ at 2 mm): HQ mask (role truth), simulated thick-slice LQ mask (role input), parts."""
-    phantom = make_vertebra("L3", seed=0, size=64, spacing=2.0)
-    lq = simulate_thick_slice(phantom.mask, 2.0, ThickSliceParams(), np.random.default_rng(0))
+    pair, phantom = phantom_sample("L3", seed=0, size=64, spacing=2.0)
     layers = [
-        tag_tuple(volume_layer(phantom.mask, phantom.affine, "HQ (L3)"), TRUTH),
-        tag_tuple(volume_layer(lq, phantom.affine, "LQ thick-slice (L3)"), INPUT),
-        volume_layer(phantom.parts, phantom.affine, "parts (L3)"),
+        tag_tuple(volume_layer(pair.truth, pair.affine, "HQ (L3)"), TRUTH),
+        tag_tuple(volume_layer(pair.lq, pair.affine, "LQ thick-slice (L3)"), INPUT),
+        volume_layer(phantom.parts, pair.affine, "parts (L3)"),
     ]
     layers[1][1]["visible"] = False
     layers[2][1]["visible"] = False
     return layers
-
-
-def _real_vertebra(name: str = REAL_SAMPLE):
-    """The shipped validation-split vertebra ``name`` (never trained on)."""
-    from lsdebm.data.real import load_real_masks
-
-    level = name.split("_")[0]
-    for real in load_real_masks(split="val", levels=(level,)):
-        if real.name == name:
-            return real
-    raise LookupError(f"{name} is not among the shipped validation masks")
 
 
 def _attributed(layer: tuple, role: str) -> tuple:
@@ -50,22 +32,19 @@ def real_pair():
     """A real lumbar vertebra (VerSe L3 of verse009, validation split) at 1 mm and its thick-slice version.
 
     The ground truth is resampled to 1 mm isotropic and degraded with 5 mm sagittal slabs
-    (no gap, in-plane blur 0.7 mm, noise 0.2, seed 0). Returns the degraded input (visible)
-    and the ground truth (hidden); both carry the data's attribution in their names and in
-    ``metadata['attribution']``, and their role in ``metadata['role']``.
+    (no gap, in-plane blur 0.7 mm, noise 0.2, seed 0; :func:`lsdebm.data.samples.real_sample`).
+    Returns the degraded input (visible) and the ground truth (hidden); both carry the data's
+    attribution in their names and in ``metadata['attribution']``, and their role in ``metadata['role']``.
     """
-    from lsdebm.data.real import degrade, isotropic
-
-    real = _real_vertebra()
-    truth, affine = isotropic(real.mask, real.affine, spacing=1.0)
-    lq = degrade(truth, affine, REAL_PARAMS, np.random.default_rng(0))
-    source = str(real.path)
+    pair = real_sample("L3", seed=0)
+    source = str(pair.path)
     layers = [
-        _attributed(volume_layer(lq, affine, "LQ 5 mm sagittal (L3, VerSe 2019, CC BY-SA 4.0)", source), INPUT),
-        _attributed(volume_layer(truth, affine, "GT (L3, VerSe 2019, CC BY-SA 4.0)", source), TRUTH),
+        _attributed(volume_layer(pair.lq, pair.affine, "LQ 5 mm sagittal (L3, VerSe 2019, CC BY-SA 4.0)", source),
+                    INPUT),
+        _attributed(volume_layer(pair.truth, pair.affine, "GT (L3, VerSe 2019, CC BY-SA 4.0)", source), TRUTH),
     ]
     layers[1][1]["visible"] = False
-    _announce(f"Real sample {REAL_SAMPLE}: {REAL_ATTRIBUTION}")
+    _announce(f"Real sample {pair.name}: {REAL_ATTRIBUTION}")
     return layers
 
 
