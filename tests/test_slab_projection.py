@@ -241,3 +241,14 @@ def test_the_output_step_on_the_structures_box_gives_the_whole_grid_result(learn
     given_box, _ = measured_output(probs, info, BoxedVolume.around(big, 1), affine, acq, ccfg, shape, out_affine,
                                    interpolator)  # the observation handed over on its own box, as reconstruct does
     np.testing.assert_array_equal(given_box.values, boxed.values)
+
+
+def test_the_projection_box_does_not_move_with_the_thickness_estimates_rounding():
+    """5 mm slabs found on two fields of view read 4.999999999999998 and 5.000000000000008 mm (the lattice fit's
+    rounding); the projection's box, to which SlabNet's box is cut, must be the same for both: with a plain
+    ceil it grew by a voxel, and a lumbar spine placed in a whole-body map came back 1268 voxels different."""
+    from lsdebm.data.slab_projection import slab_pad
+
+    for thickness in (4.999999999999998, 5.0, 5.000000000000008):
+        assert slab_pad(Acquisition(0, thickness, 2.0, "staircase"), np.eye(4)) == [6, 6, 6]
+    assert slab_pad(Acquisition(0, 5.2, 2.0, "staircase"), np.diag([1.0, 0.5, 2.0, 1.0])) == [7, 12, 4]

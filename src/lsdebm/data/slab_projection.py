@@ -166,9 +166,14 @@ def observed_boxed(source_mask) -> BoxedVolume:
 
 def slab_pad(acq: Acquisition, out_affine) -> list[int]:
     """Output voxels per axis that hold one whole slab and one voxel more: how far the projection's box
-    reaches past the structure, so that every slab it touches is whole."""
-    return [int(np.ceil(acq.thickness_mm / float(np.linalg.norm(np.asarray(out_affine)[:3, d])))) + 1
-            for d in range(3)]
+    reaches past the structure, so that every slab it touches is whole.
+
+    A found thickness carries the least-squares fit's rounding (5 mm reads 4.999999999999998 or
+    5.000000000000008 mm depending on where the volume starts); the pad must not change with it, since
+    SlabNet's box is cut to the projection's and the network is not shift-invariant by one voxel.
+    """
+    spacing = np.linalg.norm(np.asarray(out_affine, float)[:3, :3], axis=0)
+    return [int(np.ceil(acq.thickness_mm / float(s) - 1e-6)) + 1 for s in spacing]
 
 
 def consistent_probabilities(probs: np.ndarray, source_mask, in_affine, acq: Acquisition | None,
