@@ -53,3 +53,15 @@ def test_demo_prints_metrics(tmp_path, tiny_ckpts, capsys):
                  "--K", "1", "--steps", "1", "--render", "matplotlib"]) == 0
     out = capsys.readouterr().out
     assert "DSC" in out and "metrics.json" in out
+
+
+def test_the_command_line_is_ready_without_importing_torch():
+    """Every subcommand's parser is built from light modules: `lsdebm --help` or a mistyped option answers
+    without loading torch (it took 2.5 s when `evaluate` imported its rows from the torch-based module)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from lsdebm.cli.main import build_parser; build_parser(); "
+            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('lsdebm'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -12,8 +12,9 @@ import pytest
 from lsdebm.cli.main import main
 from lsdebm.config import get_preset
 from lsdebm.evaluation.metrics import METRIC_NAMES, confusion
-from lsdebm.evaluation.phantoms import ROW_KEYS, part_dice, part_regions, quality_bars, select_rows
+from lsdebm.evaluation.phantoms import part_dice, part_regions, quality_bars
 from lsdebm.evaluation.report import recorded_metrics
+from lsdebm.evaluation.rows import ROW_KEYS, select_rows
 from lsdebm.nn import build_model
 from lsdebm.runtime import checkpoint as checkpoint_module
 from lsdebm.runtime.checkpoint import save_checkpoint

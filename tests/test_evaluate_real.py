@@ -12,7 +12,6 @@ from lsdebm.cli.main import main
 from lsdebm.data.real import bundled_manifest, level_from_name, load_real_masks, slab_axis
 from lsdebm.errors import InputError
 from lsdebm.evaluation.metrics import dice
-from lsdebm.evaluation.phantoms import select_rows
 from lsdebm.evaluation.real import (
     REAL_SIMULATOR,
     evaluate_real,
@@ -22,6 +21,7 @@ from lsdebm.evaluation.real import (
     row_models,
     summarize_real,
 )
+from lsdebm.evaluation.rows import select_rows
 from lsdebm.runtime.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")

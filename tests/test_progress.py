@@ -77,7 +77,8 @@ def test_teaching_and_evaluation_jobs(tiny_ckpts, tiny_cfg):
     import torch
 
     from lsdebm.data.phantom_set import generate_pairs
-    from lsdebm.evaluation.phantoms import EvalResult, evaluation_job, row_checkpoints, select_rows
+    from lsdebm.evaluation.phantoms import EvalResult, evaluation_job, row_checkpoints
+    from lsdebm.evaluation.rows import select_rows
     from lsdebm.nn import build_model
     from lsdebm.teach.generate import GenerationFrames, generation_job
 

@@ -226,3 +226,26 @@ def test_unguided_turns_every_consistency_step_off(tmp_path, lq_file, tiny_ckpts
     assert used["weight"] == 0 and used["projection"] == 0 and used["interpolation"] == 0
     assert main(["reconstruct", str(lq_file), "-o", str(tmp_path / "x.nii.gz"), *_ckpt_args(tiny_ckpts),
                  "--unguided", "--projection", "1"]) == 2
+
+
+def test_the_command_line_selects_once_and_records_why_a_label_was_skipped(tmp_path, tiny_ckpts, monkeypatch):
+    """The structures are chosen once (a census of a whole-body map costs a pass over it) and the provenance
+    gives each skipped label's real reason, not "not named with --label"."""
+    import lsdebm.data.labelmaps as labelmaps
+
+    data = np.zeros((20, 18, 16), np.int16)
+    data[2:8, 3:9, 3:9] = 5
+    data[15, 15, 12] = 9  # one voxel: far from a vertebra's size
+    src = tmp_path / "labels.nii.gz"
+    write_volume(src, data, AFFINE)
+    calls = []
+    original = labelmaps.select_structures
+    monkeypatch.setattr(labelmaps, "select_structures", lambda *a, **k: calls.append(1) or original(*a, **k))
+    out = tmp_path / "out.nii.gz"
+    assert main(["reconstruct", str(src), "-o", str(out), "--checkpoint", str(tiny_ckpts["vae"]), "--no-reconnet",
+                 "--native-grid"]) == 0
+    assert len(calls) == 1
+    prov = json.loads((tmp_path / "out.provenance.json").read_text())
+    assert prov["labels"] == [5]
+    (skipped,) = prov["skipped"]
+    assert skipped["label"] == 9 and "far from a vertebra" in skipped["reason"]

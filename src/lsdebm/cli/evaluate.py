@@ -13,7 +13,7 @@ TEST_SEED = 90000
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``evaluate`` subcommand."""
-    from lsdebm.evaluation.phantoms import ROW_KEYS
+    from lsdebm.evaluation.rows import ROW_KEYS
 
     p = subparsers.add_parser(
         "evaluate", help="score raw LQ, ReconNet, ReconNet+VAE/LEBM/LSD-EBM and LSD-EBM on a test set",

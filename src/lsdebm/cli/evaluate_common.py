@@ -10,7 +10,7 @@ import os
 
 def parse_methods(text: str | None):
     """The rows named by ``--methods`` (comma-separated; None or empty: all rows)."""
-    from lsdebm.evaluation.phantoms import select_rows
+    from lsdebm.evaluation.rows import select_rows
 
     return select_rows([m.strip() for m in text.split(",") if m.strip()] if text else None)
 

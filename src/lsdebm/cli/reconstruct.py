@@ -261,7 +261,7 @@ def _refine_input(args, models, settings, path: Path, selection, acq, grid, n_in
     traj_path = _trajectory_path(args.trajectory, n_inputs, path)
     with warnings.catch_warnings():  # the skipped structures were just listed
         warnings.filterwarnings("ignore", message="skipping label")
-        result = reconstruct_volume(models, volume.data, volume.affine, selection.labels, settings,
+        result = reconstruct_volume(models, volume.data, volume.affine, selection, settings,
                                     with_probabilities=args.save_probs, batch_size=args.batch_size,
                                     record_every=args.record_every if traj_path else None,
                                     input_name=str(path), out_grid=grid, acquisition=acq)

@@ -1,6 +1,6 @@
 """Evaluation of the paper's Table 1 / Table 3 on a held-out phantom test set.
 
-Rows (:data:`ROWS`): the raw low-quality input, ReconNet, ReconNet followed by each
+Rows (:data:`lsdebm.evaluation.rows.ROWS`): the raw low-quality input, ReconNet, ReconNet followed by each
 post-processing model (VAE, LEBM, LSD-EBM), and LSD-EBM applied directly to the raw input.
 Columns: the metrics of :func:`lsdebm.evaluation.metrics.compute_metrics` plus a Dice per anatomical
 part and for all posterior elements together.
@@ -27,9 +27,10 @@ import torch
 
 from lsdebm.data.frame import crop_to_model, on_model_grid, paste_back
 from lsdebm.data.phantoms import PART_LABELS
-from lsdebm.errors import CheckpointError, InputError
+from lsdebm.errors import CheckpointError
 from lsdebm.evaluation.metrics import METRIC_NAMES, compute_metrics
 from lsdebm.evaluation.parts import part_regions
+from lsdebm.evaluation.rows import ROW_KEYS, Row
 from lsdebm.methods import RunSettings, make_generator, run_events
 from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints, read_metadata
 from lsdebm.runtime.device import model_device
@@ -39,37 +40,6 @@ from lsdebm.tasks.progress import Job, Progress, drain
 POSTERIOR_PARTS = ("pedicles", "laminae", "spinous", "transverse", "articular")
 PART_COLUMNS = tuple(f"dice_{name}" for name in PART_LABELS.values()) + ("dice_posterior",)
 COMPAT_COLUMNS = ("sen_ref", "spec_ref", "nmi_ref")
-
-
-@dataclass(frozen=True)
-class Row:
-    """One table row: an optional ReconNet stage followed by an optional method."""
-
-    key: str
-    title: str
-    method: str | None
-    reconnet: bool
-
-
-ROWS = (
-    Row("raw", "Raw LQ input", None, False),
-    Row("reconnet", "ReconNet", None, True),
-    Row("reconnet+vae", "ReconNet+VAE", "vae", True),
-    Row("reconnet+lebm", "ReconNet+LEBM", "lebm", True),
-    Row("reconnet+lsdebm", "ReconNet+LSD-EBM", "lsdebm", True),
-    Row("lsdebm", "LSD-EBM (raw input)", "lsdebm", False),
-)
-ROW_KEYS = tuple(r.key for r in ROWS)
-
-
-def select_rows(keys: Sequence[str] | None) -> list[Row]:
-    """Rows in table order; ``keys`` None means all."""
-    if not keys:
-        return list(ROWS)
-    unknown = [k for k in keys if k not in ROW_KEYS]
-    if unknown:
-        raise InputError(f"unknown method row {unknown[0]!r}; expected some of {', '.join(ROW_KEYS)}")
-    return [r for r in ROWS if r.key in keys]
 
 
 def needed_kinds(rows: Sequence[Row]) -> list[str]:

@@ -14,7 +14,7 @@ case, so a case is the same whatever else is selected). A case comes in one or t
   1 x 1 x 2 mm, padded like the truth) and scored there against the mask itself -- what a user
   whose ground truth lives on a CT grid sees.
 
-Every row of :data:`lsdebm.evaluation.phantoms.ROWS` is scored on the truth grid (1 mm) with
+Every row of :data:`lsdebm.evaluation.rows.ROWS` is scored on the truth grid (1 mm) with
 :func:`lsdebm.evaluation.metrics.compute_metrics`; ``raw`` is the input itself (a native input resampled
 onto the truth grid by nearest neighbour).
 
@@ -35,7 +35,8 @@ from lsdebm.data.real import degrade, isotropic, load_real_masks, slab_axis
 from lsdebm.data.thickslice import PLANE_AXES, ThickSliceParams, slab_weights
 from lsdebm.errors import InputError
 from lsdebm.evaluation.metrics import METRIC_NAMES, compute_metrics
-from lsdebm.evaluation.phantoms import EvalResult, Row, column_stats
+from lsdebm.evaluation.phantoms import EvalResult, column_stats
+from lsdebm.evaluation.rows import Row
 from lsdebm.evaluation.second_simulator import SecondSimulator
 from lsdebm.methods import RunSettings
 from lsdebm.runtime.loading import Models

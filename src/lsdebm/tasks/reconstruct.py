@@ -26,7 +26,7 @@ import torch
 from lsdebm.data.acquisition import Acquisition, observed_acquisition
 from lsdebm.data.boxes import BoxedVolume, grown_box, resample
 from lsdebm.data.frame import CropInfo, crop_to_model, replace_label
-from lsdebm.data.labelmaps import describe, present_labels, select_structures
+from lsdebm.data.labelmaps import Selection, describe, present_labels, select_structures
 from lsdebm.data.slab_projection import measured_output
 from lsdebm.data.validate import foreground
 from lsdebm.errors import InputError, InputWarning
@@ -191,7 +191,8 @@ def structure_observations(models: Models, observed: list, affine, infos: list[C
             for seen, info in zip(observed, infos)]
 
 
-def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray, labels: Sequence[int] | None = None,
+def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray,
+                       labels: Sequence[int] | Selection | None = None,
                        settings: RunSettings = RunSettings(), with_probabilities: bool = False, batch_size: int = 8,
                        record_every: int | None = None, on_event: Callable[[Any], None] | None = None,
                        input_name: str | None = None, out_grid: tuple | None = None,
@@ -251,7 +252,8 @@ def _provenance(models: Models, settings: RunSettings, ccfg, input_name: str | N
                                   "device": str(models.device), "seconds": round(seconds, 3)})
 
 
-def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray, labels: Sequence[int] | None = None,
+def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray,
+                    labels: Sequence[int] | Selection | None = None,
                     settings: RunSettings = RunSettings(), with_probabilities: bool = False, batch_size: int = 8,
                     record_every: int | None = None, input_name: str | None = None, out_grid: tuple | None = None,
                     acquisition: Acquisition | str | None = "auto") -> Job[ReconstructionResult]:
@@ -266,13 +268,17 @@ def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray, labels
     over by nearest neighbour. The refined probabilities are pasted with linear interpolation and
     thresholded on the output grid itself, never as a coarse model-grid mask.
 
+    ``labels``: the label ids to refine (None: every vertebra, :func:`select_structures`), or a
+    :class:`Selection` already made from ``data`` (its labels, reasons and boxes are used as they
+    are: the command line selects once, reports, then refines).
+
     ``acquisition``: the input's thick-slice geometry (:class:`lsdebm.data.acquisition.Acquisition`),
     ``"auto"`` to find it from the spacing or the staircase, or None for none. When known, the
     checkpoint's ``consistency`` settings (with ``settings``' overrides) guide LSD-EBM with the
     data term and project the output probabilities onto the observed slabs.
     """
     data = np.asarray(data)
-    selection = select_structures(data, affine, labels)
+    selection = labels if isinstance(labels, Selection) else select_structures(data, affine, labels)
     for line in describe(selection) if selection.skipped else ():
         if line.startswith("skipping"):
             warnings.warn(line, InputWarning, stacklevel=2)
