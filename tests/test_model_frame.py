@@ -45,11 +45,12 @@ def test_explorer_and_compare_crop_the_same_volumes(tiny_pair, spacing):
 def test_evaluation_uses_the_rule(tiny_ckpts, monkeypatch):
     from lsdebm.data.phantom_set import generate_pairs
     from lsdebm.evaluation import phantoms
+    from lsdebm.evaluation.rows import select_rows
 
     calls = []
     real = frame.on_model_grid
     monkeypatch.setattr(phantoms, "on_model_grid", lambda *a: calls.append(a) or real(*a))
-    rows = phantoms.select_rows(["raw", "reconnet"])
+    rows = select_rows(["raw", "reconnet"])
     models = phantoms.row_checkpoints(rows, tiny_ckpts["reconnet"].parent)
     phantoms.evaluate(generate_pairs(2, 5, 16, 8.0), models, rows, timing_cases=0)
     assert len(calls) == 2 and all(real(*a) for a in calls)
@@ -151,3 +152,17 @@ def test_a_crop_given_its_structures_box_reads_only_that_box_and_gets_the_same_c
     np.testing.assert_array_equal(boxed_info.crop_affine, info.crop_affine)
     assert (boxed_info.source_shape, boxed_info.centroid_mm, boxed_info.tilt_deg) == \
         (info.source_shape, info.centroid_mm, info.tilt_deg)
+
+
+def test_a_boxed_volume_is_its_whole_volume():
+    from lsdebm.data.boxes import BoxedVolume
+
+    rng = np.random.default_rng(1)
+    whole = np.zeros((12, 10, 8), np.float32)
+    whole[3:7, 2:9, 1:5] = rng.random((4, 7, 4))
+    boxed = BoxedVolume.around(whole, 1)
+    assert boxed.box == ((slice(2, 8), slice(1, 10), slice(0, 6))) and boxed.values.shape == (6, 9, 6)
+    np.testing.assert_array_equal(boxed.full(), whole)
+    np.testing.assert_array_equal(boxed.mask(0.5), (whole >= 0.5).astype(np.uint8))
+    empty = BoxedVolume.around(np.zeros((4, 4, 4)))
+    assert empty.values.size == 0 and not empty.full().any() and empty.mask().shape == (4, 4, 4)

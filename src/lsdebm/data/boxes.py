@@ -90,6 +90,13 @@ class BoxedVolume:
         out[self.box] = self.values
         return out
 
+    def mask(self, level: float = 0.5) -> np.ndarray:
+        """The whole volume's uint8 mask of values >= ``level`` (``level`` > 0: zero outside the box), without a
+        whole-size copy of the values."""
+        out = np.zeros(self.shape, np.uint8)
+        out[self.box] = self.values >= level
+        return out
+
 
 def as_boxed(volume, dtype=None) -> BoxedVolume:
     """``volume`` as a :class:`BoxedVolume` (a whole array becomes one box over itself), values as ``dtype``."""

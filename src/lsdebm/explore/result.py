@@ -26,7 +26,7 @@ def result_on_grid(probs: np.ndarray, crop: CropInfo, source_data, model, out_sh
     ccfg, interpolator = output_step(model, bundled_slab())
     pasted, _ = measured_output(probs, crop, observed, crop.source_affine, acq, ccfg, out_shape, out_affine,
                                 interpolator)
-    return (pasted.full() >= 0.5).astype(np.uint8)
+    return pasted.mask()
 
 
 def result_layer_data(output, crop: CropInfo, source_data=None, model=None) -> tuple[np.ndarray, tuple | None]:

@@ -177,8 +177,8 @@ def output_on_input(x, affine, info, models: dict[str, LoadedCheckpoint], settin
     def output(key: str, probs: np.ndarray) -> np.ndarray:
         c, interpolator = output_step(models[key].model, slab, settings) if acq is not None else (None, None)
         if info is not None and c is not None:
-            on_input = measured_output(probs, info, observed, affine, acq, c, interpolator=interpolator)[0].full()
-        elif info is not None:
+            return measured_output(probs, info, observed, affine, acq, c, interpolator=interpolator)[0].mask()
+        if info is not None:
             on_input = paste_probabilities(probs, info)
         elif c is not None:  # already on the model grid: project there
             on_input, _ = consistent_probabilities(np.asarray(probs, np.float32), observed, affine, acq, x.shape,
