@@ -91,6 +91,40 @@ def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
     assert widget.comparison is not None
 
 
+def test_compare_one_vertebra_of_a_label_map(viewer, qtbot, tiny_ckpts):
+    """A label map as input (a spine): without a label the widget says to choose one; with one, every cell and
+    the TP/FP/FN view are that structure, against the same label of a label-map ground truth."""
+    from napari_lsdebm._ui.layers import volume_layer
+    from napari_lsdebm.widgets.compare import COMPARE_KEY, SHOW_MODES, CompareWidget
+
+    lq, hq = np.asarray(viewer.layers["LQ"].data), np.asarray(viewer.layers["HQ"].data)
+    spine, truth = 3 * (lq != 0).astype(np.int16), 3 * (hq != 0).astype(np.int16)
+    for volume in (spine, truth):
+        volume[0:2, 0:2, 0:2] = 9  # another structure of the map, in a corner
+    affine = grid_affine(16, 8.0)
+    for data, name in ((spine, "spine"), (truth, "spine truth")):
+        data, kwargs, _ = volume_layer(data, affine, name)
+        viewer.add_labels(data, **kwargs)
+    widget = CompareWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    for kind, row in widget.paths.items():
+        row.edit.setText(str(tiny_ckpts[kind]))
+    widget.input_combo.set_layer(viewer.layers["spine"])
+    widget.reference_combo.set_layer(viewer.layers["spine truth"])
+    widget.run_button.click()
+    assert widget.worker is None and widget.comparison is None
+    assert "holds 2 labels (3, 9); choose the structure" in widget.status.text()
+    widget.label_spin.setValue(3)
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: widget.comparison is not None and widget.worker is None, timeout=TIMEOUT)
+    raw = widget.comparison.results[0]
+    assert np.array_equal(raw.mask, lq != 0) and raw.metrics["dsc"] < 1.0
+    np.testing.assert_array_equal(widget.comparison.reference, hq != 0)  # label 3 of the truth, not label 9
+    widget.mode.setCurrentText(SHOW_MODES[1])
+    cells = [lay for lay in viewer.layers if COMPARE_KEY in lay.metadata]
+    assert not np.asarray(cells[0].data)[0:2, 0:2, 0:2].any()  # label 9 is neither compared nor missed
+
+
 def test_review_overlap_and_metrics_table(viewer, qtbot, tmp_path):
     from qtpy.QtWidgets import QApplication
 

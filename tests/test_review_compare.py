@@ -171,3 +171,27 @@ def test_compare_takes_the_slab_interpolation_of_choice_and_records_it(tiny_ckpt
     assert "slab interpolation" not in [c["role"] for c in classical.provenance["checkpoints"]]
     with pytest.raises(CheckpointError, match="expected 'default'"):
         compare_methods(lq, p.affine, models, settings, slab="/nonexistent/slab.safetensors")
+
+
+def test_the_compared_structure_is_one_label_of_a_map():
+    """A spine's label map is compared one vertebra at a time: the input's label, the reference's same label
+    (or a binary reference as it is); a map of several labels without a choice is refused in one line."""
+    from lsdebm.review.compare import compared_structure
+
+    labels = np.zeros((12, 12, 12), np.int16)
+    labels[1:5, 1:5, 1:5] = 20
+    labels[7:11, 7:11, 7:11] = 21
+    truth = labels.copy()
+    truth[7:11, 7:11, 6] = 21
+    x, ref = compared_structure(labels, 21, "layer 'spine'", truth)
+    np.testing.assert_array_equal(x, labels == 21)
+    np.testing.assert_array_equal(ref, truth == 21)
+    assert x.dtype == ref.dtype == np.uint8
+    _, binary = compared_structure(labels, 20, "layer 'spine'", (truth > 0).astype(np.uint8))
+    np.testing.assert_array_equal(binary, truth > 0)  # a binary truth is used as it is
+    with pytest.raises(InputError, match=r"layer 'spine' holds 2 labels \(20, 21\); choose the structure"):
+        compared_structure(labels, None, "layer 'spine'")
+    with pytest.raises(InputError, match=r"label 5 not found in the volume; labels present: \[20, 21\]"):
+        compared_structure(labels, 5, "layer 'spine'")
+    one, _ = compared_structure((labels == 20).astype(np.float32) * 0.9, None, "layer 'p'")
+    np.testing.assert_array_equal(one, labels == 20)  # a probability map: thresholded at one half

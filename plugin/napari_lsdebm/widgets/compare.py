@@ -22,8 +22,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from lsdebm.errors import InputError
 from lsdebm.methods import RunSettings
-from lsdebm.review.compare import LABELS, METHODS, Comparison, compare_events, load_compare_checkpoints
+from lsdebm.review.compare import (
+    LABELS,
+    METHODS,
+    Comparison,
+    compare_events,
+    compared_structure,
+    load_compare_checkpoints,
+)
 from lsdebm.review.overlap import OVERLAP_COLORS, overlap_map
 from lsdebm.tasks.progress import Progress
 from napari_lsdebm._ui.jobs import Outcome, start_job
@@ -82,7 +90,8 @@ def show_comparison(viewer, comparison: Comparison, source, reference=None, mode
     old = [lay for lay in viewer.layers if COMPARE_KEY in lay.metadata]
     for lay in old:
         viewer.layers.remove(lay)
-    ref_mask = mask_of(reference) if reference is not None else None
+    ref_mask = comparison.reference if comparison.reference is not None else \
+        (mask_of(reference) if reference is not None else None)  # the label compared, in a label map
     cells = [(r.key, cell_name(r), r.mask, r.provenance) for r in comparison.results]
     if reference is not None:
         cells.append(("reference", LABELS["reference"], ref_mask.astype(np.uint8), None))
@@ -155,6 +164,9 @@ class CompareWidget(QWidget):
         self.slab = PathRow("SlabNet; 'none': classical")
         self.slab.setToolTip("The output step's slab interpolation: empty for the bundled SlabNet, 'none' for the "
                              "classical shape-based interpolation, or a SlabNet .safetensors file")
+        self.label_spin = QSpinBox(maximum=100000, specialValueText="the whole mask")
+        self.label_spin.setToolTip("The structure of a label map to compare (e.g. 22 for VerSe's L3), in the input "
+                                   "and, when it is a label map too, in the ground truth")
         self.seed = QSpinBox(maximum=2 ** 31 - 1)
         self.K = QSpinBox(minimum=0, maximum=100000, specialValueText="checkpoint default")
         self.steps = QSpinBox(minimum=-1, maximum=1000, value=-1, specialValueText="checkpoint default")
@@ -186,6 +198,7 @@ class CompareWidget(QWidget):
         form = QFormLayout()
         form.addRow("low-quality input", self.input_combo)
         form.addRow("ground truth", self.reference_combo)
+        form.addRow("label", self.label_spin)
         for kind, row in self.paths.items():
             form.addRow(f"{LABELS[kind]} checkpoint", row)
         form.addRow("slab interpolation", self.slab)
@@ -222,8 +235,13 @@ class CompareWidget(QWidget):
             return
         sources = {k: row.value() for k, row in self.paths.items()}
         slab = self.slab.value() or "default"
-        x, affine = mask_of(source).astype(np.uint8), affine_of(source)
-        ref = mask_of(reference) if reference is not None else None
+        try:
+            x, ref = compared_structure(source.data, self.label_spin.value() or None, f"layer '{source.name}'",
+                                        None if reference is None else reference.data)
+        except InputError as exc:
+            self.status.setText(str(exc))
+            return
+        affine = affine_of(source)
 
         settings = self.settings()
 

@@ -28,6 +28,7 @@ import torch
 
 from lsdebm.data.acquisition import observed_acquisition
 from lsdebm.data.frame import affine_spacing, paste_probabilities, to_model_grid
+from lsdebm.data.labelmaps import present_labels
 from lsdebm.data.slab_projection import consistent_probabilities, measured_output
 from lsdebm.data.validate import foreground
 from lsdebm.errors import InputError
@@ -70,14 +71,46 @@ class MethodResult:
 
 @dataclass
 class Comparison:
-    """All results in display order, plus the input affine and spacing they live on."""
+    """All results in display order, plus the input affine and spacing they live on, and the reference mask
+    the metrics were computed against (None without one)."""
 
     results: list[MethodResult]
     affine: np.ndarray
     spacing: tuple
+    reference: np.ndarray | None = None
 
     def by_key(self) -> dict[str, MethodResult]:
         return {r.key: r for r in self.results}
+
+
+def compared_structure(data, label: int | None, what: str, reference=None):
+    """``(x, reference)``: the one structure a comparison runs on, as uint8 masks.
+
+    ``label`` picks it from a label map (a VerSe or TotalSegmentator spine): the input's voxels of
+    that label, and the reference's too when the reference is a label map holding it (a binary
+    reference is used as it is). Without a label an integer map must hold a single structure; a
+    real-valued input is thresholded at 0.5.
+
+    Raises:
+        InputError: If the label is absent (the present ones are listed), or no label is given for a
+            map of several labels (``what`` names the input in the message).
+    """
+    data = np.asarray(data)
+    ref = None if reference is None else np.asarray(reference)
+    if label is None:
+        if data.dtype.kind in "biu" and data.any():
+            present = present_labels(data)
+            if len(present) > 1:
+                listed = ", ".join(map(str, present[:8])) + (", ..." if len(present) > 8 else "")
+                raise InputError(f"{what} holds {len(present)} labels ({listed}); choose the structure to compare "
+                                 "by its label")
+        x = data >= 0.5 if data.dtype.kind == "f" else data != 0
+        return x.astype(np.uint8), (None if ref is None else (ref != 0).astype(np.uint8))
+    x = foreground(data, int(label))  # one line naming the labels present when it is absent
+    if ref is not None:
+        ref = (ref == label) if ref.dtype.kind in "iu" and (ref == label).any() else (ref != 0)
+        ref = ref.astype(np.uint8)
+    return x.astype(np.uint8), ref
 
 
 def load_compare_checkpoints(sources: dict[str, str | None] | None = None,
@@ -240,7 +273,7 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
         inp, stage1_records, stage1 = _reconnet_stage(models["reconnet"], inp, output, settings, finish)
         results.append(stage1)
     results += yield from _refinement_events(models, inp, settings, device, output, stage1_records, finish)
-    return Comparison(results, affine, spacing)
+    return Comparison(results, affine, spacing, None if reference is None else (np.asarray(reference) != 0))
 
 
 def compare_methods(x, affine, models: dict[str, LoadedCheckpoint], settings: RunSettings = RunSettings(),
