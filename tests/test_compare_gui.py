@@ -204,6 +204,19 @@ def test_uncertainty_layers(viewer, qtbot, tiny_ckpts):
     assert var.colorbar.visible  # napari's colour bar on the canvas, and a labelled one in the dock
     assert not widget.colour_bar.isHidden() and "variance" in widget.colour_bar.label
     assert widget.colour_bar.limits == pytest.approx((0.0, max(float(var.data.max()), 1e-6)))
+    # a label map: refused without a label, run on the chosen one with it
+    first = np.array(mean.data)
+    spine = 3 * (np.asarray(viewer.layers["LQ"].data) != 0).astype(np.int16)
+    spine[0:2, 0:2, 0:2] = 9
+    viewer.add_labels(spine, name="spine", scale=viewer.layers["LQ"].scale, metadata=dict(viewer.layers["LQ"].metadata))
+    widget.input_combo.set_layer(viewer.layers["spine"])
+    widget.run()
+    assert widget.worker is None and "holds 2 labels (3, 9)" in widget.status.text()
+    widget.label_spin.setValue(3)
+    widget.run()
+    wait_worker(qtbot, widget)
+    again = viewer.layers["mean probability (LSD-EBM, N=3)"]
+    np.testing.assert_allclose(again.data, first, atol=1e-6)  # label 3 is the LQ mask: the same runs
 
 
 def test_export_widget_files_and_sidecars(viewer, qtbot, tmp_path):

@@ -17,14 +17,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from lsdebm.errors import InputError
 from lsdebm.methods import RunSettings
 from lsdebm.provenance import checkpoint_record, make_provenance
-from lsdebm.review.compare import LABELS, METHODS
+from lsdebm.review.compare import LABELS, METHODS, compared_structure
 from lsdebm.review.uncertainty import input_grid_uncertainty
 from lsdebm.runtime.loading import load_models
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import ColourBar, show_layer_colorbar
-from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, geometry_kwargs, mask_of, put_layer
+from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, geometry_kwargs, put_layer
 from napari_lsdebm._ui.roles import RESULT, AutoPick, pick_input, role_metadata
 from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_volume_layer
 
@@ -54,6 +55,8 @@ class UncertaintyWidget(QWidget):
         self.path = PathRow("bundled <method>-default")
         self.use_reconnet = QCheckBox("ReconNet first stage", checked=True)
         self.reconnet_path = PathRow("bundled reconnet-default")
+        self.label_spin = QSpinBox(maximum=100000, specialValueText="the whole mask")
+        self.label_spin.setToolTip("The structure of a label map to run on (e.g. 22 for VerSe's L3)")
         self.n = QSpinBox(minimum=2, maximum=1000, value=8)
         self.seed = QSpinBox(maximum=2 ** 31 - 1)
         self.sample_encoder = QCheckBox("sample z0 ~ q(z0|x) (else the posterior mean)", checked=True)
@@ -69,6 +72,7 @@ class UncertaintyWidget(QWidget):
         self.colour_bar = ColourBar()  # the variance scale, shown with the first result
         form = QFormLayout()
         form.addRow("input", self.input_combo)
+        form.addRow("label", self.label_spin)
         form.addRow("method", self.method)
         form.addRow("checkpoint", self.path)
         form.addRow(self.use_reconnet)
@@ -97,7 +101,12 @@ class UncertaintyWidget(QWidget):
             return
         method, n = self.method.currentData(), self.n.value()
         settings = RunSettings(seed=self.seed.value(), use_mean=not self.sample_encoder.isChecked())
-        x, affine = mask_of(source).astype("uint8"), affine_of(source)
+        try:  # one structure: a label of a label map, or the whole mask
+            x, _ = compared_structure(source.data, self.label_spin.value() or None, f"layer '{source.name}'")
+        except InputError as exc:
+            self.status.setText(str(exc))
+            return
+        affine = affine_of(source)
         paths = (self.path.value(), self.use_reconnet.isChecked(), self.reconnet_path.value())
 
         def work(job):  # on the worker thread; a cancel stops after the current batch, keeping the runs done
