@@ -35,18 +35,26 @@ def wait_worker(qtbot, widget):
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT)
 
 
-def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
-    from napari.layers import Surface
-
-    from napari_lsdebm._ui.pickers import grid_of
-    from napari_lsdebm.widgets.compare import COMPARE_KEY, SHOW_MODES, CompareWidget
+def compare_widget(viewer, tiny_ckpts, source: str, reference: str):
+    """A docked Compare widget on the tiny checkpoints, with its input and ground truth chosen."""
+    from napari_lsdebm.widgets.compare import CompareWidget
 
     widget = CompareWidget(viewer)
     viewer.window.add_dock_widget(widget)
     for kind, row in widget.paths.items():
         row.edit.setText(str(tiny_ckpts[kind]))
-    widget.input_combo.set_layer(viewer.layers["LQ"])
-    widget.reference_combo.set_layer(viewer.layers["HQ"])
+    widget.input_combo.set_layer(viewer.layers[source])
+    widget.reference_combo.set_layer(viewer.layers[reference])
+    return widget
+
+
+def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
+    from napari.layers import Surface
+
+    from napari_lsdebm._ui.pickers import grid_of
+    from napari_lsdebm.widgets.compare import COMPARE_KEY, SHOW_MODES
+
+    widget = compare_widget(viewer, tiny_ckpts, "LQ", "HQ")
     widget.run_button.click()
     qtbot.waitUntil(lambda: widget.comparison is not None and widget.worker is None, timeout=TIMEOUT)
     visible = [lay for lay in viewer.layers if lay.visible]
@@ -95,7 +103,7 @@ def test_compare_one_vertebra_of_a_label_map(viewer, qtbot, tiny_ckpts):
     """A label map as input (a spine): without a label the widget says to choose one; with one, every cell and
     the TP/FP/FN view are that structure, against the same label of a label-map ground truth."""
     from napari_lsdebm._ui.layers import volume_layer
-    from napari_lsdebm.widgets.compare import COMPARE_KEY, SHOW_MODES, CompareWidget
+    from napari_lsdebm.widgets.compare import COMPARE_KEY, SHOW_MODES
 
     lq, hq = np.asarray(viewer.layers["LQ"].data), np.asarray(viewer.layers["HQ"].data)
     spine, truth = 3 * (lq != 0).astype(np.int16), 3 * (hq != 0).astype(np.int16)
@@ -105,12 +113,7 @@ def test_compare_one_vertebra_of_a_label_map(viewer, qtbot, tiny_ckpts):
     for data, name in ((spine, "spine"), (truth, "spine truth")):
         data, kwargs, _ = volume_layer(data, affine, name)
         viewer.add_labels(data, **kwargs)
-    widget = CompareWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    for kind, row in widget.paths.items():
-        row.edit.setText(str(tiny_ckpts[kind]))
-    widget.input_combo.set_layer(viewer.layers["spine"])
-    widget.reference_combo.set_layer(viewer.layers["spine truth"])
+    widget = compare_widget(viewer, tiny_ckpts, "spine", "spine truth")
     widget.run_button.click()
     assert widget.worker is None and widget.comparison is None
     assert "holds 2 labels (3, 9); choose the structure" in widget.status.text()
