@@ -285,6 +285,7 @@ def test_demo_with_display_opens_recorded_run(qapp, qtbot, fitted_tiny_lsdebm, m
     from lsdebm.cli import view
     from lsdebm.cli.main import main
     from lsdebm.data.samples import REAL_ATTRIBUTION
+    from napari_lsdebm.widgets.explorer import ExplorerWidget
 
     monkeypatch.setattr(view, "has_display", lambda: True)
     monkeypatch.setattr(napari, "run", lambda *a, **k: None)
@@ -294,6 +295,8 @@ def test_demo_with_display_opens_recorded_run(qapp, qtbot, fitted_tiny_lsdebm, m
     try:
         layers = {lay.name: lay for lay in viewer.layers}
         assert "LSD-EBM trajectory" in layers
+        (explorer,) = viewer.window._qt_window.findChildren(ExplorerWidget)
+        assert explorer.input_combo.currentText().startswith("LQ thick-slice")  # Run goes on the input
         assert viewer.dims.axis_labels[:2] == ("t", "k") and viewer.dims.ndisplay == 3
         if sample == "phantom":
             assert "LQ thick-slice (L3-seed0)" in layers

@@ -145,6 +145,7 @@ def show_demo(ckpt: LoadedCheckpoint, case: DemoCase, output: RunOutput, show: b
                                        str(pair.path) if pair.path else None)
         kwargs["metadata"].update(role_metadata(role), attribution=pair.attribution)
         layers[key] = viewer.add_labels(data, visible=key == "lq", **kwargs)
+    explorer.input_combo.setCurrentText(layers["lq"].name)  # Run re-runs on the thick-slice input, not the truth
     ctx = {"ckpt": ckpt, "source": layers["lq"], "crop": case.crop, "affine": case.model_affine,
            "translate": (0, 0, 0) if case.crop is not None else tuple(layers["lq"].translate)[-3:]}
     if case.crop is not None:
