@@ -190,11 +190,11 @@ def _small_ints(data: np.ndarray) -> bool:
     return data.dtype.kind in "biu" and data.size > 0 and data.min() >= 0 and data.max() < 2**24
 
 
-def _bincount(data: np.ndarray, minlength: int = 0) -> np.ndarray:
+def _bincount(data: np.ndarray) -> np.ndarray:
     """``np.bincount(data.ravel())`` a chunk at a time: NumPy casts its input to intp, which for a
     400x400x500 uint8 map is a 640 MB copy and 2.5 s; chunks of 4 M voxels take 0.17 s."""
     flat = np.asarray(data).ravel()
-    counts = np.zeros(max(int(minlength), int(flat.max(initial=0)) + 1), np.int64)
+    counts = np.zeros(int(flat.max(initial=0)) + 1, np.int64)
     for start in range(0, flat.size, BINCOUNT_CHUNK):
         part = np.bincount(flat[start:start + BINCOUNT_CHUNK])
         counts[:part.size] += part

@@ -161,6 +161,8 @@ def observed_boxed(source_mask) -> BoxedVolume:
     reads on the whole grid."""
     if not isinstance(source_mask, BoxedVolume):
         source_mask = BoxedVolume.around(np.asarray(source_mask) != 0, 1)
+    elif source_mask.values.dtype == np.uint8:
+        return source_mask  # already the observation (measured_output hands it on to the projection)
     return BoxedVolume(source_mask.shape, source_mask.box, np.asarray(source_mask.values != 0, np.uint8))
 
 

@@ -75,7 +75,7 @@ class SlabInterpolator:
         """Logits (float32, ``observed``'s shape) for ``observed`` on ``grid_affine``; slabs along ``axis``.
 
         ``source`` is the input mask (nonzero = observed, uint8 avoids a copy; whole or a
-        :class:`lsdebm.data.frame.BoxedVolume`) on ``in_affine`` that ``observed`` was resampled
+        :class:`lsdebm.data.boxes.BoxedVolume`) on ``in_affine`` that ``observed`` was resampled
         from; on an output grid that is not 1 mm SlabNet's own observation is resampled from it
         directly.
 

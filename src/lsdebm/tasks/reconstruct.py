@@ -204,10 +204,11 @@ def reconstruct_volume(models: Models, data: np.ndarray, affine: np.ndarray,
 
 
 def _observed(data: np.ndarray, label: int, box: tuple[slice, ...] | None) -> BoxedVolume:
-    """A structure's observed foreground on the input grid, kept on its box (grown by one voxel) when known."""
+    """A structure's observed foreground on the input grid (uint8), kept on its box grown by one voxel."""
     if box is None:
-        return BoxedVolume.around(foreground(data, label), 1)
-    return BoxedVolume(tuple(data.shape), box, foreground(data[box], label))
+        return BoxedVolume.around(foreground(data, label).astype(np.uint8), 1)
+    box = grown_box(box, 1, data.shape)
+    return BoxedVolume(tuple(data.shape), box, foreground(data[box], label).astype(np.uint8))
 
 
 def _paste_back(ref: Refinement, infos: list[CropInfo], observed: list, data: np.ndarray, affine, acq, ccfg,
@@ -291,7 +292,7 @@ def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray,
     wanted = guided or ccfg.projection > 0 or ccfg.interpolation > 0  # else the slabs are not looked at
     acq = (observed_acquisition(data, affine) if wanted else None) if isinstance(acquisition, str) else acquisition
     cfg = models.any().config.model
-    boxes = {label: grown_box(box, 1, data.shape) for label, box in selection.boxes.items()}
+    boxes = selection.boxes
     pairs = [crop_to_model(data, affine, label, models.grid, models.spacing, cfg, models.input_values,
                            box=boxes.get(label)) for label in chosen]
     crops = np.stack([c for c, _ in pairs])
