@@ -21,12 +21,11 @@ def bounding_box(mask: np.ndarray, margin=0) -> tuple[slice, ...] | None:
     mask = np.asarray(mask) != 0
     if not mask.any():
         return None
-    margins = np.broadcast_to(np.asarray(margin, dtype=int), (mask.ndim,))
     box = []
-    for d, (n, m) in enumerate(zip(mask.shape, margins)):
+    for d in range(mask.ndim):
         idx = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != d)))
-        box.append(slice(max(int(idx[0]) - int(m), 0), min(int(idx[-1]) + int(m) + 1, n)))
-    return tuple(box)
+        box.append(slice(int(idx[0]), int(idx[-1]) + 1))
+    return grown_box(tuple(box), margin, mask.shape)
 
 
 def grown_box(box: tuple[slice, ...], margin, shape) -> tuple[slice, ...]:

@@ -44,11 +44,6 @@ class SamplePair:
     attribution: str | None = None
     path: Path | None = None
 
-    @property
-    def spacing(self) -> float:
-        """The grid's finest voxel size in mm."""
-        return float(np.linalg.norm(np.asarray(self.affine)[:3, :3], axis=0).min())
-
 
 def real_sample(level: str = "L3", seed: int = 0) -> SamplePair:
     """verse009's ``level`` (L1-L5, validation split) at 1 mm and its 5 mm sagittal thick-slice version.
