@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lsdebm.data.acquisition import find_acquisition
+from lsdebm.data.boxes import BoxedVolume
 from lsdebm.data.frame import crop_to_model, resample
 from lsdebm.data.real import degrade, isotropic, load_real_masks
 from lsdebm.data.thickslice import ThickSliceParams
@@ -46,6 +47,17 @@ def test_observation_prefers_the_truth(case):
     means = obs.slab_means(as_tensor(case["hq"]))
     fg = obs.observed > 0
     assert float((means[fg] >= 0.5).float().mean()) > 0.8
+
+
+def test_observation_from_a_box_is_the_one_from_the_whole_grid(case):
+    """A vertebra of a whole-body map is observed on its box: the same columns and values, to the bit, as
+    from a whole-grid copy."""
+    lq, affine, ck, info, acq = case["lq"], case["affine"], case["ck"], case["info"], case["acq"]
+    grid, spacing = ck.config.model.grid, ck.config.model.spacing
+    whole = build_observation(lq, affine, acq, info.crop_affine, grid, spacing)
+    boxed = build_observation(BoxedVolume.around(lq, 1), affine, acq, info.crop_affine, grid, spacing)
+    assert whole is not None and boxed is not None and whole.columns > 500
+    assert torch.equal(whole.observed, boxed.observed) and torch.equal(whole.grid, boxed.grid)
 
 
 def test_guided_events_split_prior_and_data_and_lower_the_data_term(case):

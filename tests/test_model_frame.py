@@ -166,3 +166,18 @@ def test_a_boxed_volume_is_its_whole_volume():
     np.testing.assert_array_equal(boxed.mask(0.5), (whole >= 0.5).astype(np.uint8))
     empty = BoxedVolume.around(np.zeros((4, 4, 4)))
     assert empty.values.size == 0 and not empty.full().any() and empty.mask().shape == (4, 4, 4)
+
+
+def test_a_boxed_read_is_the_whole_volumes_with_edge_voxels_repeated():
+    """Points past the volume's edge read its edge voxel (clipped indices), as a whole-grid read does; points
+    outside the box read background."""
+    from lsdebm.data.boxes import BoxedVolume
+
+    rng = np.random.default_rng(0)
+    full = np.zeros((20, 16, 12), bool)
+    full[3:20, 5:9, 0:7] = rng.random((17, 4, 7)) > 0.3  # touches the last slice of axis 0 and the first of axis 2
+    boxed = BoxedVolume.around(full, 1)
+    index = [rng.integers(-6, n + 6, size=shape) for n, shape in zip(full.shape, [(40, 1, 1), (1, 30, 1), (1, 1, 25)])]
+    expected = full[tuple(np.clip(i, 0, n - 1) for i, n in zip(index, full.shape))]
+    assert expected.any() and not expected.all()
+    np.testing.assert_array_equal(boxed.at(index), expected)

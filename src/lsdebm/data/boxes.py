@@ -89,6 +89,17 @@ class BoxedVolume:
         out[self.box] = self.values
         return out
 
+    def at(self, index: list[np.ndarray]) -> np.ndarray:
+        """``volume[index]`` for one integer index array per axis (broadcast against each other), without
+        the whole volume: indices are clipped to the volume first (a point past its edge reads the edge
+        voxel, as a clipped whole-grid read does), then points outside the box read zero."""
+        local, inside = [], True
+        for a, idx in enumerate(index):
+            i = np.clip(idx, 0, self.shape[a] - 1) - self.box[a].start
+            inside = inside & (i >= 0) & (i < self.values.shape[a])
+            local.append(np.clip(i, 0, max(self.values.shape[a] - 1, 0)))
+        return np.where(inside, self.values[tuple(local)], np.zeros((), self.values.dtype))
+
     def mask(self, level: float = 0.5) -> np.ndarray:
         """The whole volume's uint8 mask of values >= ``level`` (``level`` > 0: zero outside the box), without a
         whole-size copy of the values."""

@@ -31,6 +31,7 @@ import torch
 from torch.nn import functional as F
 
 from lsdebm.data.acquisition import Acquisition
+from lsdebm.data.boxes import as_boxed
 from lsdebm.sampling.events import LangevinEvent
 from lsdebm.sampling.langevin import langevin_iter
 
@@ -72,23 +73,28 @@ class SlabObservation:
         return (low.pow(2) + high.pow(2)).sum()
 
 
-def _box(mask: np.ndarray, spacing: np.ndarray) -> list[tuple[int, int]]:
-    where = np.argwhere(mask)
+def _box(mask: np.ndarray, origin: np.ndarray, spacing: np.ndarray) -> list[tuple[int, int]]:
+    where = np.argwhere(mask) + origin
     pad = np.ceil(BOX_MARGIN_MM / spacing).astype(int)
     return [(int(lo - p), int(hi + p)) for lo, hi, p in zip(where.min(0), where.max(0), pad)]
 
 
-def build_observation(source_mask: np.ndarray, in_affine: np.ndarray, acq: Acquisition, crop_affine: np.ndarray,
+def build_observation(source_mask, in_affine: np.ndarray, acq: Acquisition, crop_affine: np.ndarray,
                       grid: int, model_spacing: float, margin: float = 0.02) -> SlabObservation | None:
-    """The :class:`SlabObservation` of one structure (``source_mask`` on the input grid), or None if empty."""
-    mask = np.asarray(source_mask) != 0
+    """The :class:`SlabObservation` of one structure, or None if empty.
+
+    ``source_mask`` is the structure on the input grid: a whole array, or a
+    :class:`lsdebm.data.boxes.BoxedVolume` of one (a vertebra of a whole-body map is read on its box only).
+    """
+    seen = as_boxed(source_mask, bool)
+    mask, origin = seen.values, np.array([s.start for s in seen.box])
     if not mask.any():
         return None
     in_affine = np.asarray(in_affine, dtype=np.float64)
     spacing = np.linalg.norm(in_affine[:3, :3], axis=0)
     axis = acq.axis
     others = [a for a in range(3) if a != axis]
-    box = _box(mask, spacing)
+    box = _box(mask, origin, spacing)
     lo_mm, hi_mm = box[axis][0] * spacing[axis], (box[axis][1] + 1) * spacing[axis]
     slabs = np.arange(acq.slab_of(lo_mm), acq.slab_of(hi_mm) + 1)
     n_sub = max(2, int(np.ceil(acq.thickness_mm / model_spacing)))
@@ -99,12 +105,10 @@ def build_observation(source_mask: np.ndarray, in_affine: np.ndarray, acq: Acqui
     pu, pv = np.meshgrid(*plane, indexing="ij")
     pu, pv = pu.ravel(), pv.ravel()
     # observed value: nearest input voxel at the slab centre
-    idx_axis = np.clip(np.round(centre / spacing[axis] - 0.5).astype(int), 0, mask.shape[axis] - 1)
-    iu = np.clip(np.round(pu).astype(int), 0, mask.shape[others[0]] - 1)
-    iv = np.clip(np.round(pv).astype(int), 0, mask.shape[others[1]] - 1)
     index = [None, None, None]
-    index[axis], index[others[0]], index[others[1]] = idx_axis[:, None], iu[None, :], iv[None, :]
-    observed = mask[tuple(index)].astype(np.float32)  # (S, M)
+    index[axis] = np.round(centre / spacing[axis] - 0.5).astype(int)[:, None]
+    index[others[0]], index[others[1]] = np.round(pu).astype(int)[None, :], np.round(pv).astype(int)[None, :]
+    observed = seen.at(index).astype(np.float32)  # (S, M)
     # sample points (n_sub, S, M) in input voxel coordinates -> model voxel coordinates
     coords = np.empty((3, n_sub, len(slabs), len(pu)))
     coords[axis] = (sub.T / spacing[axis] - 0.5)[:, :, None]

@@ -187,7 +187,7 @@ def structure_observations(models: Models, observed: list, affine, infos: list[C
     nothing to observe)."""
     if acq is None:
         return None
-    return [build_observation(seen.full(), affine, acq, info.crop_affine, models.grid, models.spacing, margin)
+    return [build_observation(seen, affine, acq, info.crop_affine, models.grid, models.spacing, margin)
             for seen, info in zip(observed, infos)]
 
 
