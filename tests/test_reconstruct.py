@@ -228,10 +228,11 @@ def test_unguided_turns_every_consistency_step_off(tmp_path, lq_file, tiny_ckpts
                  "--unguided", "--projection", "1"]) == 2
 
 
-def test_the_command_line_selects_once_and_records_why_a_label_was_skipped(tmp_path, tiny_ckpts, monkeypatch):
-    """The structures are chosen once (a census of a whole-body map costs a pass over it) and the provenance
-    gives each skipped label's real reason, not "not named with --label"."""
+def test_the_command_line_reads_and_selects_once_and_records_why_a_label_was_skipped(tmp_path, tiny_ckpts, monkeypatch):
+    """The input is read and its structures chosen once (a census of a whole-body map costs a pass over it), and
+    the provenance gives each skipped label's real reason, not "not named with --label"."""
     import lsdebm.data.labelmaps as labelmaps
+    import lsdebm.data.nifti as nifti
 
     data = np.zeros((20, 18, 16), np.int16)
     data[2:8, 3:9, 3:9] = 5
@@ -241,10 +242,13 @@ def test_the_command_line_selects_once_and_records_why_a_label_was_skipped(tmp_p
     calls = []
     original = labelmaps.select_structures
     monkeypatch.setattr(labelmaps, "select_structures", lambda *a, **k: calls.append(1) or original(*a, **k))
+    reads, read = [], nifti.read_volume
+    monkeypatch.setattr(nifti, "read_volume", lambda path, *a, **k: reads.append(str(path)) or read(path, *a, **k))
     out = tmp_path / "out.nii.gz"
     assert main(["reconstruct", str(src), "-o", str(out), "--checkpoint", str(tiny_ckpts["vae"]), "--no-reconnet",
                  "--native-grid"]) == 0
     assert len(calls) == 1
+    assert reads == [str(src)]  # a single input is read once (a whole-body .nii.gz takes half a second)
     prov = json.loads((tmp_path / "out.provenance.json").read_text())
     assert prov["labels"] == [5]
     (skipped,) = prov["skipped"]

@@ -233,28 +233,31 @@ def _planned_targets(args, mine: list[tuple[Path, Path]], n_inputs: int) -> list
     return targets
 
 
-def _read_inputs(args, mine: list[tuple[Path, Path]]) -> tuple[dict, dict, dict]:
-    """Output grid, selected structures and acquisition of every input, read once so a bad one fails first."""
+def _read_inputs(args, mine: list[tuple[Path, Path]]) -> tuple[dict, dict, dict, object]:
+    """Output grid, selected structures and acquisition of every input, read once so a bad one fails first;
+    the first input's volume is kept (the one refined first: a single input is read once)."""
     from lsdebm.data.labelmaps import select_structures
     from lsdebm.data.nifti import read_volume
 
     like = like_grid(args.like) if args.like else None
-    grids, selections, acquisitions = {}, {}, {}
+    grids, selections, acquisitions, first = {}, {}, {}, None
     for path, _ in mine:  # read every input once up front so a bad one fails before any output
         volume = read_volume(path)
         selections[path] = select_structures(volume.data, volume.affine, args.label)
         acquisitions[path] = _acquisition(args, volume)
         grids[path] = _output_grid(args, volume, like)
-    return grids, selections, acquisitions
+        first = volume if first is None else first
+    return grids, selections, acquisitions, first
 
 
-def _refine_input(args, models, settings, path: Path, selection, acq, grid, n_inputs: int):
-    """Read ``path`` again, report its structures and acquisition, and refine it: ``(volume, result, traj_path)``."""
+def _refine_input(args, models, settings, path: Path, volume, selection, acq, grid, n_inputs: int):
+    """Report ``path``'s structures and acquisition and refine it (``volume`` None: read it again):
+    ``(volume, result, traj_path)``."""
     from lsdebm.data.labelmaps import describe
     from lsdebm.data.nifti import read_volume
     from lsdebm.tasks.reconstruct import reconstruct_volume
 
-    volume = read_volume(path)
+    volume = read_volume(path) if volume is None else volume
     for line in describe(selection):
         print(f"{path}: {line}", file=sys.stderr)
     print(f"{path}: acquisition: {acq.describe()}", file=sys.stderr)
@@ -307,7 +310,7 @@ def run(args) -> int:
     outputs = plan_outputs(inputs, Path(args.out))
     mine = shard(list(zip(inputs, outputs)), rank, world)
     _check_targets(_planned_targets(args, mine, len(inputs)), args.overwrite)
-    grids, selections, acquisitions = _read_inputs(args, mine)
+    grids, selections, acquisitions, first = _read_inputs(args, mine)
 
     set_threads(args.threads)
     device = resolve_device(args.device, local_rank=rank if world > 1 else None)
@@ -319,8 +322,9 @@ def run(args) -> int:
     settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size,
                            repeats=args.repeats, seed=args.seed, **consistency_overrides(args))
     for index, (path, out) in enumerate(mine, start=1):
-        volume, result, traj_path = _refine_input(args, models, settings, path, selections[path],
-                                                  acquisitions[path], grids[path], len(inputs))
+        volume, result, traj_path = _refine_input(args, models, settings, path, first if index == 1 else None,
+                                                  selections[path], acquisitions[path], grids[path], len(inputs))
+        first = None  # not held while the other inputs are refined
         _write_outputs(args, path, out, volume, result, grids[path], traj_path, len(inputs), rank, world)
         grid = describe_grid(result.mask.shape, result.affine)
         kind = "input grid" if grids[path] is None else "output grid"
