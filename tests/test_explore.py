@@ -193,15 +193,29 @@ def test_prepare_input_keeps_grid_volumes_and_crops_others(tiny_pair):
     from lsdebm.data.phantoms import make_vertebra
 
     affine = np.diag([8.0, 8.0, 8.0, 1.0])
-    x, crop = prepare_input(tiny_pair[2], affine, 16, 8.0, label=None)
+    x, crop = prepare_input(tiny_pair[1] * 7, affine, 16, 8.0, label=None)
     assert crop is None and x.dtype == np.uint8 and set(np.unique(x)) == {0, 1}
     phantom = make_vertebra("L2", 0, 32, 4.0)
     x, crop = prepare_input(phantom.mask, phantom.affine, 16, 8.0)
     assert x.shape == (16, 16, 16) and crop is not None and x.sum() > 0
     with pytest.raises(InputError, match="label 9"):
-        prepare_input(tiny_pair[2], affine, 16, 8.0, label=9)
+        prepare_input(tiny_pair[1] * 7, affine, 16, 8.0, label=9)
     with pytest.raises(InputError, match="3D"):
         prepare_input(np.zeros((4, 4)), affine, 16, 8.0)
+
+
+def test_prepare_input_wants_a_label_for_a_map_of_several_structures():
+    """One trajectory explores one structure: a spine's label map without a label is refused, naming its labels
+    (it used to be cropped as one "vertebra", with only a warning); with a label it is that label's voxels."""
+    spine = np.zeros((40, 30, 30), np.int16)
+    spine[4:16, 8:22, 8:22], spine[22:34, 8:22, 8:22] = 22, 23
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    with pytest.raises(InputError, match=r"layer 'spine' holds 2 labels \(22, 23\); choose the structure to explore"):
+        prepare_input(spine, affine, 16, 8.0, what="layer 'spine'")
+    x, crop = prepare_input(spine, affine, 16, 8.0, label=23)
+    y, _ = prepare_input((spine == 23).astype(np.uint8), affine, 16, 8.0)
+    np.testing.assert_array_equal(x, y)
+    assert crop is not None and x.any()
 
 
 def test_find_checkpoint_by_path_next_to_file_and_sha(tiny_ckpts, tmp_path):

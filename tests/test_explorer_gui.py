@@ -312,13 +312,19 @@ def test_demo_with_display_opens_recorded_run(qapp, qtbot, fitted_tiny_lsdebm, m
 
 
 def test_run_on_a_verse_label_names_the_level(explorer, qtbot, tiny_ckpts):
+    """A spine's label map: refused without a label (one trajectory is one structure), run on the chosen one."""
     viewer, w = explorer
     w.open_sample()
     source = viewer.layers[w.input_combo.currentText()]
-    source.data = (np.asarray(source.data) > 0).astype(np.uint8) * 22  # VerSe: 22 is L3
+    spine = (np.asarray(source.data) > 0).astype(np.uint8) * 22  # VerSe: 22 is L3
+    spine[:2, :2, :2] = 23
+    source.data = spine
     assert w.checkpoint_panel.load(tiny_ckpts["lsdebm"]) is not None, w.checkpoint_panel.error.text()
     w.run_panel.K.setValue(2)
     w.run_panel.depth.setValue(1)
+    w.run()
+    assert w.worker is None
+    assert f"layer '{source.name}' holds 2 labels (22, 23); choose the structure to explore" in w.status.text()
     w.label_spin.setValue(22)
     w.run()
     assert "label 22 (L3, VerSe)" in w.status.text()

@@ -96,7 +96,8 @@ def record(source, checkpoint: LoadedCheckpoint, affine=None, *, settings: RunSe
     """Run ``checkpoint``'s method on one structure and keep every latent of the chain.
 
     The input is cropped into the checkpoint's model frame (unless it is already on the model
-    grid); ``stage1`` (a ReconNet checkpoint) runs first, as in the default pipeline.
+    grid); ``stage1`` (a ReconNet checkpoint) runs first, as in the default pipeline. A label map
+    of several structures (a spine) needs ``label``: an :class:`InputError` lists its labels otherwise.
     """
     data, aff, _ = _volume(source, affine)
     m = checkpoint.config.model

@@ -95,7 +95,7 @@ class ExplorerWidget(QWidget):
         self.input_combo = QComboBox()
         self.label_spin = QSpinBox()
         self.label_spin.setRange(0, 100000)
-        self.label_spin.setToolTip("Label to reconstruct (0: every nonzero voxel)")
+        self.label_spin.setToolTip("Label to explore (0: the whole mask; a map of several labels needs one)")
         self.sample_button = QPushButton("Open phantom sample")
         self.sample_button.clicked.connect(self.open_sample)
         self.clean_box = QCheckBox("predicted clean z_t / ā_t")
@@ -204,7 +204,7 @@ class ExplorerWidget(QWidget):
         m = ckpt.config.model
         affine = layer_affine({"metadata": dict(source.metadata), "scale": source.scale, "translate": source.translate})
         x, crop = prepare_input(np.asarray(source.data), affine, m.grid, m.spacing, self.label_spin.value() or None,
-                                 model_cfg=m)
+                                 model_cfg=m, what=f"layer '{source.name}'")
         settings, every = self.noise_panel.run_settings(ckpt, self.run_panel.settings()), self.run_panel.every.value()
         data, label = np.asarray(source.data), self.label_spin.value() or None
         meta = run_metadata(ckpt, settings, stage1, every, input_name=source.name,

@@ -115,3 +115,18 @@ def foreground(data: np.ndarray, label: int | None) -> np.ndarray:
         warnings.warn(f"the volume holds {values.size} labels ({shown}); all nonzero voxels are cropped as one "
                       "structure (pass a label, e.g. --label, to crop one)", InputWarning, stacklevel=3)
     return binary
+
+
+def require_one_structure(data: np.ndarray, label: int | None, what: str, action: str) -> None:
+    """Refuse an integer map of several labels (a VerSe or TotalSegmentator spine) when no ``label`` picks one:
+    "``what`` holds N labels (...); choose the structure to ``action`` by its label"."""
+    data = np.asarray(data)
+    if label is not None or data.dtype.kind not in "biu" or not data.any():
+        return
+    from lsdebm.data.labelmaps import present_labels  # its census counts in chunks (a whole-body map)
+
+    present = present_labels(data)
+    if len(present) > 1:
+        listed = ", ".join(map(str, present[:8])) + (", ..." if len(present) > 8 else "")
+        raise InputError(f"{what} holds {len(present)} labels ({listed}); choose the structure to {action} by "
+                         "its label")

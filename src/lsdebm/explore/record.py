@@ -21,7 +21,7 @@ import numpy as np
 from lsdebm import __version__
 from lsdebm.data.acquisition import observed_acquisition
 from lsdebm.data.frame import CropInfo, crop_to_model, on_model_grid
-from lsdebm.data.validate import foreground
+from lsdebm.data.validate import foreground, require_one_structure
 from lsdebm.errors import CheckpointError, InputError
 from lsdebm.methods import RunSettings, method_class, method_for, run, run_events
 from lsdebm.nn.registry import LABELS, REFINEMENT_KINDS, is_first_stage, is_refinement
@@ -76,16 +76,18 @@ def count_events(model, settings: RunSettings, guided: bool = False) -> int:
 
 
 def prepare_input(data, affine, grid: int, spacing: float, label: int | None = None,
-                  model_cfg=None) -> tuple[np.ndarray, CropInfo | None]:
+                  model_cfg=None, what: str = "the input") -> tuple[np.ndarray, CropInfo | None]:
     """A {0, 1} uint8 volume on the model grid, and how it was cropped (None: used as is).
 
     A volume already on the model grid (:func:`lsdebm.data.frame.on_model_grid`) is only
     binarised (``label`` or nonzero; float images at 0.5); anything else is cropped around the
-    centroid and resampled (:func:`lsdebm.data.frame.crop_to_model`).
+    centroid and resampled (:func:`lsdebm.data.frame.crop_to_model`). A map of several labels needs
+    ``label`` (one trajectory explores one structure; ``what`` names the input in the refusal).
     """
     data = np.asarray(data)
     if data.ndim != 3:
         raise InputError(f"input has shape {data.shape}; the explorer needs a 3D mask or label map")
+    require_one_structure(data, label, what, "explore")
     if data.dtype.kind == "f":
         if not np.all(np.isfinite(data)):  # before thresholding, which would hide NaN as background
             foreground(data, label)  # raises the shared one-line NaN/inf error

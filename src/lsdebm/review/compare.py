@@ -28,9 +28,8 @@ import torch
 
 from lsdebm.data.acquisition import observed_acquisition
 from lsdebm.data.frame import affine_spacing, paste_probabilities, to_model_grid
-from lsdebm.data.labelmaps import present_labels
 from lsdebm.data.slab_projection import consistent_probabilities, measured_output
-from lsdebm.data.validate import foreground
+from lsdebm.data.validate import foreground, require_one_structure
 from lsdebm.errors import InputError
 from lsdebm.evaluation.metrics import check_mask, compute_metrics
 from lsdebm.methods import RunSettings, make_generator, method_for, run, run_events
@@ -98,12 +97,7 @@ def compared_structure(data, label: int | None, what: str, reference=None):
     data = np.asarray(data)
     ref = None if reference is None else np.asarray(reference)
     if label is None:
-        if data.dtype.kind in "biu" and data.any():
-            present = present_labels(data)
-            if len(present) > 1:
-                listed = ", ".join(map(str, present[:8])) + (", ..." if len(present) > 8 else "")
-                raise InputError(f"{what} holds {len(present)} labels ({listed}); choose the structure to compare "
-                                 "by its label")
+        require_one_structure(data, label, what, "compare")
         x = data >= 0.5 if data.dtype.kind == "f" else data != 0
         return x.astype(np.uint8), (None if ref is None else (ref != 0).astype(np.uint8))
     x = foreground(data, int(label))  # one line naming the labels present when it is absent
