@@ -176,9 +176,12 @@ def test_surface_coloured_by_signed_distance(viewer, qtbot):
     widget.mask_combo.set_layer(viewer.layers["LQ"])
     widget.ref_combo.set_layer(viewer.layers["HQ"])
     widget.smooth.setValue(5)
+    viewer.layers["LQ"].visible = True
     widget.build()
     qtbot.waitUntil(lambda: "surface: LQ" in viewer.layers and widget.button.isEnabled(), timeout=TIMEOUT)
     surface = viewer.layers["surface: LQ"]
+    # drawn instead of the mask, whose volume would hide it in 3D; the status says so
+    assert surface.visible and not viewer.layers["LQ"].visible and "Layer 'LQ' is hidden" in widget.status.text()
     vertices, faces, values = surface.data
     assert len(values) == len(vertices) and values.min() < 0  # LQ lies inside HQ: negative distances
     lo, hi = surface.contrast_limits
@@ -197,9 +200,13 @@ def test_uncertainty_layers(viewer, qtbot, tiny_ckpts):
     widget.path.edit.setText(str(tiny_ckpts["lsdebm"]))
     widget.reconnet_path.edit.setText(str(tiny_ckpts["reconnet"]))
     widget.n.setValue(3)
+    viewer.layers["LQ"].visible = True
     widget.run()
     wait_worker(qtbot, widget)
     mean, var = viewer.layers["mean probability (LSD-EBM, N=3)"], viewer.layers["variance (LSD-EBM, N=3)"]
+    # the mean surface (the default rendering) is drawn instead of the input, whose volume would hide it in 3D
+    assert viewer.layers["mean surface (LSD-EBM, N=3)"].visible and not viewer.layers["LQ"].visible
+    assert "Layer 'LQ' is hidden" in widget.status.text()
     assert mean.data.shape == var.data.shape == (16, 16, 16)
     assert 0.0 <= mean.data.min() and mean.data.max() <= 1.0 and var.data.min() >= 0.0
     assert widget.progress.value() == 3

@@ -158,3 +158,7 @@ def test_compare_and_uncertainty_mesh_option(make_napari_viewer, tiny_pair):
     vertices, faces, values = surface.data
     assert isinstance(surface, Surface) and len(faces) > 0 and len(values) == len(vertices)
     assert values.max() <= variance.max() and not viewer.layers["mean probability (LSD-EBM, N=3)"].visible
+    # a settled surface (variance 0) is drawn light, not black on the black canvas; the dock's bar has its colours
+    low, high = surface.colormap.map(np.array([0.0, 1.0]))[:, :3]
+    assert low.mean() > 0.6 and high[0] > 0.6 > high[1]
+    assert "mean surface" in widget.colour_bar.label

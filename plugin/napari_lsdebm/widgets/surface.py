@@ -121,9 +121,12 @@ class SurfaceWidget(QWidget):
         geo["scale"] = (1.0,) * 3  # vertices are already in mm along the array axes
         geo["translate"] = tuple(layer.translate)[-3:]
         name = f"surface: {layer.name}"
+        hidden = ""
+        if layer.visible:  # the surface is drawn instead of the mask, whose volume would hide it in 3D
+            layer.visible, hidden = False, f" Layer '{layer.name}' is hidden (its eye shows it again)."
         if mesh.values is None:
             surface = put_layer(self.viewer, "surface", mesh.layer_data(), name, **geo)
-            self.status.setText(f"{len(mesh.vertices):,} vertices, {len(mesh.faces):,} triangles.")
+            self.status.setText(f"{len(mesh.vertices):,} vertices, {len(mesh.faces):,} triangles.{hidden}")
             return surface
         limit = symmetric_limit(mesh.values)
         surface = put_layer(self.viewer, "surface", mesh.layer_data(), name, colormap=distance_colormap(),
@@ -134,5 +137,5 @@ class SurfaceWidget(QWidget):
                                       f"(colour bar ±{limit:.2f} mm) · red outside, blue inside")
         self.status.setText(f"{len(mesh.vertices):,} vertices; distance {mesh.values.min():+.2f} .. "
                             f"{mesh.values.max():+.2f} mm (mean |d| {abs(mesh.values).mean():.2f} mm). "
-                            "Red: outside the reference (over-segmented); blue: inside (missed).")
+                            f"Red: outside the reference (over-segmented); blue: inside (missed).{hidden}")
         return surface

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from napari.layers import Image, Labels
+from napari.utils.colormaps import Colormap
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -38,6 +39,17 @@ def load_for_uncertainty(method: str, path: str | None, use_reconnet: bool, reco
 
 
 VARIANCE_LABEL = "per-voxel variance of p(x|z) over the N runs (probability², no unit)"
+# The mean surface's colours: most of it has a variance near zero, which magma draws black, on a black canvas.
+# Bone grey (settled) -> yellow -> orange -> red (the runs disagree).
+SURFACE_VARIANCE_COLORS = [(0.80, 0.80, 0.76, 1), (0.98, 0.82, 0.38, 1), (0.95, 0.45, 0.15, 1), (0.85, 0.08, 0.12, 1)]
+
+
+def surface_variance_colormaps():
+    """The mean surface's colormap for napari and the same colours for the dock's matplotlib colour bar."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return (Colormap(SURFACE_VARIANCE_COLORS, name="lsdebm surface variance"),
+            LinearSegmentedColormap.from_list("lsdebm surface variance", [c[:3] for c in SURFACE_VARIANCE_COLORS]))
 
 
 class UncertaintyWidget(QWidget):
@@ -137,10 +149,13 @@ class UncertaintyWidget(QWidget):
                              contrast_limits=(0.0, vmax), blending="additive", **geometry_kwargs(source, prov))
         show_layer_colorbar(variance)  # napari's colour bar on the canvas, values of the variance layer
         self.colour_bar.show_bar("magma", 0.0, vmax, VARIANCE_LABEL)
+        hidden = ""
         if self.render.currentText() == "mesh":
             self._show_surface(u, label, vmax, source, prov)
+            if source.visible:  # in 3D the input's volume would hide the surface drawn inside it
+                source.visible, hidden = False, f" Layer '{source.name}' is hidden (its eye shows it again)."
         self.status.setText(f"{u.n} runs: max variance {vmax:.4f}, voxels with variance > 0.01: "
-                            f"{int((u.variance > 0.01).sum()):,}.")
+                            f"{int((u.variance > 0.01).sum()):,}.{hidden}")
 
     def _show_surface(self, u, label: str, vmax: float, source, prov) -> None:
         """The mean's p = 0.5 surface coloured by variance, drawn instead of the two volumes."""
@@ -150,10 +165,12 @@ class UncertaintyWidget(QWidget):
         for volume_name in (f"mean probability ({label})", f"variance ({label})"):
             self.viewer.layers[volume_name].visible = False  # kept for slices, values and saving
         geometry = geometry_kwargs(source, prov)
-        surface = add_volume_layer(self.viewer, u.mean, name, "mesh", colormap="magma", values=u.variance,
+        on_canvas, in_dock = surface_variance_colormaps()
+        surface = add_volume_layer(self.viewer, u.mean, name, "mesh", colormap=on_canvas, values=u.variance,
                                    contrast_limits=(0.0, vmax), **geometry)
         if surface is not None:
             show_layer_colorbar(surface)
+            self.colour_bar.show_bar(in_dock, 0.0, vmax, "variance over the N runs, on the mean surface (probability²)")
 
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setValue(done)
