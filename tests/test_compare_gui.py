@@ -51,12 +51,15 @@ def compare_widget(viewer, tiny_ckpts, source: str, reference: str):
 def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
     from napari.layers import Surface
 
+    from napari_lsdebm._ui.legends import canvas_note, show_canvas_note
     from napari_lsdebm._ui.pickers import grid_of
     from napari_lsdebm.widgets.compare import COMPARE_KEY, SHOW_MODES
 
     widget = compare_widget(viewer, tiny_ckpts, "LQ", "HQ")
+    show_canvas_note(viewer, "the explorer's note of a trajectory now hidden")
     widget.run_button.click()
     qtbot.waitUntil(lambda: widget.comparison is not None and widget.worker is None, timeout=TIMEOUT)
+    assert canvas_note(viewer) == ""  # the grid takes the canvas: a note would cover the first cell's title
     visible = [lay for lay in viewer.layers if lay.visible]
     names = [lay.name.split(" · ")[0] for lay in visible]
     assert names == ["raw input", "ReconNet", "VAE", "LEBM", "LSD-EBM", "ground truth"]

@@ -330,3 +330,30 @@ def test_run_on_a_verse_label_names_the_level(explorer, qtbot, tiny_ckpts):
     assert "label 22 (L3, VerSe)" in w.status.text()
     qtbot.waitUntil(lambda: w.worker is None, timeout=RUN_TIMEOUT_MS)
     assert w.layer is not None, w.status.text()
+
+
+def test_result_is_framed_and_the_canvas_note_is_the_explorers_only_while_its_trajectory_shows(
+        explorer, qtbot, tiny_ckpts):
+    """A run on one vertebra of a large map is framed on the vertebra (hidden layers far away do not set the
+    view); the explorer's canvas note goes with its trajectory and never overwrites another dock's note."""
+    from napari_lsdebm._ui.capture import companions
+    from napari_lsdebm._ui.legends import canvas_note, show_canvas_note
+    from napari_lsdebm._ui.pickers import camera_of
+
+    viewer, w = explorer
+    viewer.add_labels(np.zeros((4, 4, 4), np.uint8), name="far away", translate=(900, 900, 900), visible=False)
+    layer = run_sample(qtbot, w, tiny_ckpts["lsdebm"])
+    lo, hi = np.asarray(layer.extent.world)[:, -3:]
+    centre = np.asarray(camera_of(viewer).center)[-3:]
+    assert np.all(centre >= lo) and np.all(centre <= hi), (centre, lo, hi)
+    assert "reverse t=0" in canvas_note(viewer)
+    drawn = [layer, *companions(viewer, layer)]
+    for lay in drawn:
+        lay.visible = False
+    assert canvas_note(viewer) == ""  # its own note goes with the trajectory
+    show_canvas_note(viewer, "another dock's note")
+    ta, _ = t_k_axes(viewer)
+    viewer.dims.set_current_step(ta, 1)  # moving the sliders of a hidden trajectory writes nothing
+    assert canvas_note(viewer) == "another dock's note"
+    drawn[-1].visible = True  # shown again (the mesh, or the volume): its note is back
+    assert "t=" in canvas_note(viewer) and "another" not in canvas_note(viewer)

@@ -44,6 +44,11 @@ def companions(viewer, layer) -> list:
     return [lay for lay in viewer.layers if lay.metadata.get(SURFACE_OF_KEY) == layer.name]
 
 
+def is_shown(viewer, layer) -> bool:
+    """Whether the canvas draws ``layer``: it, or a companion drawing it, is visible."""
+    return any(lay.visible for lay in [layer, *companions(viewer, layer)])
+
+
 def shown_layers(viewer, layer) -> list:
     """The layers a capture of ``layer`` keeps visible; refuses a layer that is missing or hidden."""
     if layer is None or layer not in viewer.layers:

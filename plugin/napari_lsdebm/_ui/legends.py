@@ -61,6 +61,19 @@ def canvas_note(viewer) -> str:
     return note.text.replace("\n", " ") if note.visible else ""
 
 
+class OwnedNote:
+    """The canvas note of one dock: it writes its text, and clears the note only while the note is still its
+    own (another dock's note, written since, stays)."""
+
+    def __init__(self, viewer) -> None:
+        self.viewer, self.text = viewer, ""
+
+    def show(self, text: str) -> None:
+        if text or canvas_note(self.viewer) == self.text:
+            show_canvas_note(self.viewer, text)
+            self.text = canvas_note(self.viewer)
+
+
 def overlap_rows(counts: dict[str, int] | None = None) -> list[tuple[str, str, tuple, int | None]]:
     """(class, description, RGBA, voxels or None) of TP, FP and FN."""
     return [(OVERLAP_CLASSES[v], OVERLAP_DESCRIPTIONS[v], OVERLAP_COLORS[v],
@@ -126,5 +139,5 @@ def show_layer_colorbar(layer) -> bool:
     return True
 
 
-__all__ = ["ColourBar", "OverlapLegend", "canvas_note", "canvas_overlay", "overlap_rows", "show_canvas_note",
-           "show_layer_colorbar", "wrap_note"]
+__all__ = ["ColourBar", "OverlapLegend", "OwnedNote", "canvas_note", "canvas_overlay", "overlap_rows",
+           "show_canvas_note", "show_layer_colorbar", "wrap_note"]

@@ -143,3 +143,16 @@ def grid_of(viewer):
     canvas = getattr(viewer, "canvas", None)
     return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
 
+
+def fit_view(viewer, layers) -> None:
+    """Reset the view to fit ``layers`` only (hidden layers, such as a whole spine beside one vertebra's result,
+    would otherwise set the extent). Every layer is fitted where napari cannot fit a subset: before napari 0.6,
+    or when the layers have fewer dimensions than the viewer (napari 0.9 indexes their extent by the viewer's)."""
+    layers = list(layers)
+    if any(lay.ndim != viewer.dims.ndim for lay in layers):
+        viewer.reset_view()
+        return
+    try:
+        viewer.reset_view(layers=layers)
+    except TypeError:
+        viewer.reset_view()

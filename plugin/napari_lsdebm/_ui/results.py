@@ -14,6 +14,7 @@ from lsdebm.explore import RunOutput, TrajectoryVolumes, make_decoder
 from lsdebm.explore.decode_cache import DecodeCache
 from lsdebm.explore.result import result_layer_data
 from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES
+from napari_lsdebm._ui.pickers import fit_view
 from napari_lsdebm._ui.roles import RESULT, role_metadata
 from napari_lsdebm._ui.trajectory_layer import slider_axes, trajectory_layer_data
 
@@ -71,7 +72,7 @@ def add_result_layers(viewer, output: RunOutput, ctx: dict, cache: DecodeCache, 
     axes = slider_axes(viewer, layer)
     viewer.dims.set_current_step(axes[0], traj.n_frames - 1)
     viewer.dims.set_current_step(axes[1], max(traj.n_k - 1, 0))
-    viewer.reset_view()
+    fit_view(viewer, [layer])  # the structure, not the whole (hidden) spine it was cropped from
     if ndisplay == 3:
         viewer.camera.angles = CAMERA_ANGLES
     return layer

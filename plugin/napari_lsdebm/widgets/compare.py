@@ -35,7 +35,7 @@ from lsdebm.review.compare import (
 from lsdebm.review.overlap import OVERLAP_COLORS, overlap_map
 from lsdebm.tasks.progress import Progress
 from napari_lsdebm._ui.jobs import Outcome, start_job
-from napari_lsdebm._ui.legends import OverlapLegend
+from napari_lsdebm._ui.legends import OverlapLegend, show_canvas_note
 from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, camera_of, geometry_kwargs, grid_of, mask_of
 from napari_lsdebm._ui.roles import RESULT, AutoPick, pick_input, pick_truth, role_metadata, self_comparison
 from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_volume_layer
@@ -138,6 +138,7 @@ def _lay_out_grid(viewer, layers: list, ndisplay: int) -> None:
     grid.spacing = 0.05
     grid.enabled = True
     viewer.dims.ndisplay = ndisplay
+    show_canvas_note(viewer, "")  # the cells carry their titles; another dock's note would cover the first
     viewer.reset_view()
     if ndisplay == 3:
         camera = camera_of(viewer)

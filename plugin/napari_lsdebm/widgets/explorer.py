@@ -34,10 +34,11 @@ from lsdebm.explore.result import result_layer_data
 from lsdebm.runtime.checkpoint import bundled_checkpoints
 from lsdebm.runtime.device import resolve_device
 from lsdebm.runtime.loading import same_frame
+from napari_lsdebm._ui.capture import is_shown
 from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES, CheckpointPanel
 from napari_lsdebm._ui.docking import CloseWatcher, close_explorer, dock_below_canvas, scroll_with_footer
 from napari_lsdebm._ui.jobs import Outcome, start_job
-from napari_lsdebm._ui.legends import show_canvas_note
+from napari_lsdebm._ui.legends import OwnedNote
 from napari_lsdebm._ui.noise_panel import NoisePanel, explorer_note, generation_context, start_generation
 from napari_lsdebm._ui.plots import TrajectoryPlots
 from napari_lsdebm._ui.preview import LivePreview
@@ -80,6 +81,7 @@ class ExplorerWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._on_removed)
         self.viewer.layers.selection.events.active.connect(self._on_active)
         self.viewer.dims.events.current_step.connect(self._on_dims)
+        self.note = OwnedNote(napari_viewer)
         # "3D view" ticked means the canvas is in 3D: apply it now, and follow napari's own 2D/3D button
         self.viewer.dims.ndisplay = 3 if self.view3d_box.isChecked() else 2
         self.viewer.dims.events.ndisplay.connect(self._on_ndisplay)
@@ -328,9 +330,9 @@ class ExplorerWidget(QWidget):
 
     def _update_note(self) -> None:
         """The canvas note: method, diffusion step t, Langevin iteration k and which latent is decoded."""
-        pos = self.position()
-        traj = trajectory_of(self.layer) if pos is not None else None
-        show_canvas_note(self.viewer, "" if traj is None else explorer_note(traj, *pos, self.clean_box.isChecked()))
+        pos = self.position()  # written while the trajectory is drawn; never over another dock's note
+        traj = trajectory_of(self.layer) if pos is not None and is_shown(self.viewer, self.layer) else None
+        self.note.show("" if traj is None else explorer_note(traj, *pos, self.clean_box.isChecked()))
 
     def _on_ndisplay(self, event=None) -> None:
         """Keep "3D view" ticked exactly while the canvas is in 3D."""
@@ -370,6 +372,7 @@ class ExplorerWidget(QWidget):
     # layer list ------------------------------------------------------------------------------
     def _on_inserted(self, event) -> None:
         self._refresh_inputs()
+        event.value.events.visible.connect(self._update_note)  # hiding or showing the trajectory (or its mesh)
         if trajectory_of(event.value) is not None:
             self.adopt(event.value)
 
