@@ -131,6 +131,28 @@ def test_compare_one_vertebra_of_a_label_map(viewer, qtbot, tiny_ckpts):
     assert not np.asarray(cells[0].data)[0:2, 0:2, 0:2].any()  # label 9 is neither compared nor missed
 
 
+def test_compare_frames_one_vertebra_of_a_large_map(viewer):
+    """One vertebra of a spine's map (whose layers span the whole map) fills its cell: the camera is centred on
+    the voxels the cells hold and zoomed in by the ratio of the map's extent to theirs."""
+    from napari_lsdebm._ui.pickers import camera_of
+    from napari_lsdebm.widgets.compare import _lay_out_grid, _world_box
+
+    big = np.zeros((100, 100, 100), np.uint8)
+    big[70:80, 60:80, 65:75] = 1  # 10 x 20 x 10 voxels of 2 mm, far from the map's centre
+    source = viewer.add_labels(big, name="spine map", scale=(2.0, 2.0, 2.0), translate=(10.0, 0.0, 0.0))
+    lo, hi = _world_box(source, [big, np.zeros_like(big)])
+    np.testing.assert_allclose(lo, [10 + 69.5 * 2, 59.5 * 2, 64.5 * 2])  # voxel edges: centres -/+ half a voxel
+    np.testing.assert_allclose(hi, [10 + 79.5 * 2, 79.5 * 2, 74.5 * 2])
+    assert _world_box(source, [np.zeros_like(big)]) is None
+    _lay_out_grid(viewer, [source], 3)  # framed on the whole map
+    whole_zoom = camera_of(viewer).zoom
+    _lay_out_grid(viewer, [source], 3, (lo, hi))
+    camera = camera_of(viewer)
+    np.testing.assert_allclose(camera.center, (lo + hi) / 2)
+    # the map is 200 mm across, the structure 40 mm: about 5x, less a tenth of room for the oblique view
+    assert 4 * whole_zoom < camera.zoom < 5.5 * whole_zoom
+
+
 def test_review_overlap_and_metrics_table(viewer, qtbot, tmp_path):
     from qtpy.QtWidgets import QApplication
 

@@ -156,3 +156,20 @@ def fit_view(viewer, layers) -> None:
         viewer.reset_view(layers=layers)
     except TypeError:
         viewer.reset_view()
+
+
+def frame_box(viewer, lo_world, hi_world) -> None:
+    """After a reset of the view, centre the camera on the world box ``lo``..``hi`` (the displayed axes, the last
+    three) and zoom so that it fills the view as the whole scene did: one vertebra of a spine's label map, whose
+    layers span the whole map. Needs napari's shared-camera grid (0.9); before, grid cells are offsets of one
+    scene and a shared centre would frame only one of them, so the view is left as it is."""
+    if getattr(viewer, "canvas", None) is None or not hasattr(viewer.canvas, "grid"):
+        return
+    lo, hi = np.asarray(lo_world, float)[-3:], np.asarray(hi_world, float)[-3:]
+    scene = np.asarray(viewer.layers.extent.world, float)[:, -3:]
+    size, whole = float(np.max(hi - lo)), float(np.max(scene[1] - scene[0]))
+    if size <= 0 or whole <= size:
+        return
+    camera = camera_of(viewer)
+    camera.center = tuple((lo + hi) / 2)
+    camera.zoom = camera.zoom * 0.9 * whole / size  # a little room for the oblique 3D view

@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from lsdebm.data.boxes import bounding_box, union_box
 from lsdebm.errors import InputError
 from lsdebm.methods import RunSettings
 from lsdebm.review.compare import (
@@ -36,7 +37,16 @@ from lsdebm.review.overlap import OVERLAP_COLORS, overlap_map
 from lsdebm.tasks.progress import Progress
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import OverlapLegend, show_canvas_note
-from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, camera_of, geometry_kwargs, grid_of, mask_of
+from napari_lsdebm._ui.pickers import (
+    LayerCombo,
+    PathRow,
+    affine_of,
+    camera_of,
+    frame_box,
+    geometry_kwargs,
+    grid_of,
+    mask_of,
+)
 from napari_lsdebm._ui.roles import RESULT, AutoPick, pick_input, pick_truth, role_metadata, self_comparison
 from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_volume_layer
 
@@ -98,8 +108,20 @@ def show_comparison(viewer, comparison: Comparison, source, reference=None, mode
     layers = []
     for key, name, mask, prov in cells:
         layers.append(_add_cell(viewer, source, key, name, mask, prov, ref_mask, mode, ndisplay, render))
-    _lay_out_grid(viewer, layers, ndisplay)
+    _lay_out_grid(viewer, layers, ndisplay, _world_box(source, [mask for _, _, mask, _ in cells]))
     return layers
+
+
+def _world_box(source, masks) -> tuple | None:
+    """World corners (lo, hi) of the voxels any cell holds, on ``source``'s grid (None if all are empty)."""
+    box = None
+    for mask in masks:  # box by box: a whole-body map's masks are never stacked
+        box = union_box(box, bounding_box(mask))
+    if box is None:
+        return None
+    scale, translate = np.asarray(source.scale, float)[-3:], np.asarray(source.translate, float)[-3:]
+    lo, hi = np.array([b.start for b in box]), np.array([b.stop for b in box])
+    return translate + (lo - 0.5) * scale, translate + (hi - 0.5) * scale
 
 
 def _add_cell(viewer, source, key: str, name: str, mask, prov, ref_mask, mode: str, ndisplay: int, render: str):
@@ -127,8 +149,9 @@ def _add_cell(viewer, source, key: str, name: str, mask, prov, ref_mask, mode: s
     return layer
 
 
-def _lay_out_grid(viewer, layers: list, ndisplay: int) -> None:
-    """Hide every other layer, show ``layers`` in a two-row grid and aim the 3D camera obliquely."""
+def _lay_out_grid(viewer, layers: list, ndisplay: int, box=None) -> None:
+    """Hide every other layer, show ``layers`` in a two-row grid framed on the world ``box`` (lo, hi) the
+    structure occupies (one vertebra of a spine's map fills its cell) and aim the 3D camera obliquely."""
     for lay in viewer.layers:
         if lay not in layers:
             lay.visible = False
@@ -140,6 +163,8 @@ def _lay_out_grid(viewer, layers: list, ndisplay: int) -> None:
     viewer.dims.ndisplay = ndisplay
     show_canvas_note(viewer, "")  # the cells carry their titles; another dock's note would cover the first
     viewer.reset_view()
+    if box is not None:
+        frame_box(viewer, *box)
     if ndisplay == 3:
         camera = camera_of(viewer)
         camera.angles = VIEW_ANGLES
