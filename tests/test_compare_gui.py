@@ -193,6 +193,29 @@ def test_review_overlap_and_metrics_table(viewer, qtbot, tmp_path):
     assert csv.read_text().count("\n") == len(widget.rows) + 1
 
 
+def test_review_one_vertebra_against_a_spine_map(viewer, qtbot):
+    """A VerSe spine as the reference of a one-vertebra result: refused without a label (a spine against one
+    vertebra means nothing), scored against the chosen label with it, in the table and the overlap view."""
+    from napari_lsdebm.widgets.review import ReviewWidget
+
+    hq, lq = np.asarray(viewer.layers["HQ"].data), np.asarray(viewer.layers["LQ"].data)
+    spine = 22 * (hq != 0).astype(np.int16)
+    spine[:2, :2, :2] = 23  # the next vertebra, in a corner
+    viewer.add_labels(spine, name="spine truth", scale=(8.0, 8.0, 8.0))
+    widget = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.parts_combo.set_layer(None)
+    widget.pred_combo.set_layer(viewer.layers["LQ"])
+    widget.ref_combo.set_layer(viewer.layers["spine truth"])
+    widget.update_metrics()
+    assert widget.worker is None and "reference 'spine truth' holds 2 labels (22, 23)" in widget.status.text()
+    widget.label_spin.setValue(22)
+    qtbot.waitUntil(lambda: bool(widget.rows) and widget.worker is None, timeout=TIMEOUT)
+    assert widget.rows[0].metrics == pytest.approx(compute_metrics(lq, hq, (8.0, 8.0, 8.0)))
+    overlap = widget.show_overlap()
+    assert not np.asarray(overlap.data)[:2, :2, :2].any()  # label 23 is not missed by a result of label 22
+
+
 def test_surface_coloured_by_signed_distance(viewer, qtbot):
     from napari_lsdebm.widgets.surface import SurfaceWidget
 

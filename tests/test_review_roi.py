@@ -3,7 +3,7 @@ import pytest
 
 from lsdebm.errors import InputError, LsdebmError
 from lsdebm.evaluation.metrics import METRIC_NAMES, compute_metrics, confusion
-from lsdebm.review.roi import box_from_points, box_mask, part_regions, region_metrics, review_metrics
+from lsdebm.review.roi import box_from_points, box_mask, part_regions, region_metrics, review_metrics, reviewed_pair
 from lsdebm.review.table import COLUMNS, to_text, write_csv
 
 SPACING = (2.0, 1.0, 1.5)
@@ -105,3 +105,26 @@ def test_review_table_rows_and_text(tmp_path, tiny_pair):
     assert len(lines) == len(rows) + 1 and lines[1].startswith("whole volume,4096,")
     with pytest.raises(LsdebmError, match="exists"):
         write_csv(path, rows)
+
+
+def test_reviewed_pair_scores_one_structure_of_a_label_map():
+    """A spine's label map as reference: with a label, its voxels of that label against a one-structure
+    prediction (or the same label of a label-map prediction); without one, a map of several labels is refused."""
+    spine = np.zeros((12, 10, 10), np.int16)
+    spine[1:5, 2:8, 2:8], spine[7:11, 2:8, 2:8] = 22, 23
+    recon = np.zeros(spine.shape, np.uint8)
+    recon[1:6, 2:8, 2:8] = 1  # one vertebra, one slice too many
+    p, r = reviewed_pair(recon, spine, 22)
+    np.testing.assert_array_equal(p, recon != 0)
+    np.testing.assert_array_equal(r, spine == 22)
+    p, r = reviewed_pair(spine, spine, 23)  # a label map on both sides: the same label of each
+    np.testing.assert_array_equal(p, spine == 23)
+    np.testing.assert_array_equal(r, spine == 23)
+    with pytest.raises(InputError, match=r"reference 'gt' holds 2 labels \(22, 23\); choose the structure to review"):
+        reviewed_pair(recon, spine, None, "prediction 'p'", "reference 'gt'")
+    with pytest.raises(InputError, match=r"reference 'gt' has no label 9; labels present: \[22, 23\]"):
+        reviewed_pair(recon, spine, 9, "prediction 'p'", "reference 'gt'")
+    prob = recon.astype(np.float32) * 0.7  # a probability image: thresholded at 0.5
+    p, r = reviewed_pair(prob, (spine == 22).astype(np.float32), None)
+    np.testing.assert_array_equal(p, recon != 0)
+    np.testing.assert_array_equal(r, spine == 22)

@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -27,7 +28,7 @@ from qtpy.QtWidgets import (
 
 from lsdebm.errors import InputError
 from lsdebm.review.overlap import OVERLAP_CLASSES, overlap_map
-from lsdebm.review.roi import box_from_points, review_metrics
+from lsdebm.review.roi import box_from_points, review_metrics, reviewed_pair
 from lsdebm.review.table import table_rows, to_text, write_csv
 from napari_lsdebm._ui.jobs import Outcome, error_text, start_job
 from napari_lsdebm._ui.legends import OverlapLegend
@@ -36,7 +37,6 @@ from napari_lsdebm._ui.pickers import (
     geometry_kwargs,
     grid_of,
     is_mask_layer,
-    mask_of,
     put_layer,
     spacing_of,
 )
@@ -66,9 +66,11 @@ def roi_region(roi_layer, like) -> tuple | np.ndarray:
     return mask
 
 
-def overlap_layer(viewer, pred_layer, ref_layer):
-    """Add or update the TP/FP/FN Labels layer of ``pred_layer`` against ``ref_layer``; returns (layer, overlap)."""
-    ov = overlap_map(mask_of(pred_layer), mask_of(ref_layer))
+def overlap_layer(viewer, pred_layer, ref_layer, label: int | None = None):
+    """Add or update the TP/FP/FN Labels layer of ``pred_layer`` against ``ref_layer`` (of one structure of a
+    label map with ``label``, as :func:`lsdebm.review.roi.reviewed_pair`); returns (layer, overlap)."""
+    ov = overlap_map(*reviewed_pair(pred_layer.data, ref_layer.data, label, f"prediction {pred_layer.name!r}",
+                                    f"reference {ref_layer.name!r}"))
     features = {"index": list(OVERLAP_CLASSES), "class": list(OVERLAP_CLASSES.values()),
                 "voxels": [ov.counts[c] for c in OVERLAP_CLASSES.values()]}
     kwargs = geometry_kwargs(pred_layer, pred_layer.metadata.get("provenance"), **{OVERLAP_KEY: True})
@@ -92,6 +94,8 @@ class ReviewWidget(QWidget):
         self.ref_combo = LayerCombo(napari_viewer, (Labels, Image), accept=not_helper)
         self.parts_combo = LayerCombo(napari_viewer, (Labels,), optional=True)
         self.roi_combo = LayerCombo(napari_viewer, (Shapes, Labels), optional=True)
+        self.label_spin = QSpinBox(maximum=100000, specialValueText="the whole mask")
+        self.label_spin.setToolTip("The structure of a label-map reference to score (e.g. 22 for VerSe's L3)")
         self.follow = QCheckBox("follow the layer selection", checked=True)
         self.overlap_button = QPushButton("Overlap view (TP/FP/FN)")
         self.roi_button = QPushButton("New ROI box")
@@ -105,6 +109,7 @@ class ReviewWidget(QWidget):
         form = QFormLayout()
         form.addRow("prediction", self.pred_combo)
         form.addRow("reference", self.ref_combo)
+        form.addRow("label", self.label_spin)
         form.addRow("part labels", self.parts_combo)
         form.addRow("ROI", self.roi_combo)
         form.addRow(self.follow)
@@ -125,6 +130,7 @@ class ReviewWidget(QWidget):
         self._timer.timeout.connect(self.update_metrics)
         for combo in (self.pred_combo, self.ref_combo, self.parts_combo, self.roi_combo):
             combo.layer_changed.connect(self._schedule)
+        self.label_spin.valueChanged.connect(self._schedule)
         self.roi_combo.layer_changed.connect(self._watch_roi)
         self.overlap_button.clicked.connect(self.show_overlap)
         self.roi_button.clicked.connect(self.new_roi)
@@ -191,7 +197,7 @@ class ReviewWidget(QWidget):
             self.status.setText(self_comparison(pred, ref))
             return None
         try:
-            layer, ov = overlap_layer(self.viewer, pred, ref)
+            layer, ov = overlap_layer(self.viewer, pred, ref, self.label_spin.value() or None)
         except InputError as exc:
             self.status.setText(str(exc))
             return None
@@ -214,7 +220,8 @@ class ReviewWidget(QWidget):
             return
         parts_layer, roi_layer = self.parts_combo.layer(), self.roi_combo.layer()
         try:
-            p, r = mask_of(pred), mask_of(ref)
+            p, r = reviewed_pair(pred.data, ref.data, self.label_spin.value() or None, f"prediction {pred.name!r}",
+                                 f"reference {ref.name!r}")
             if p.shape != r.shape:
                 raise InputError(f"{pred.name!r} {p.shape} and {ref.name!r} {r.shape} are on different grids")
             parts = np.asarray(parts_layer.data) if parts_layer is not None else None

@@ -113,6 +113,33 @@ def region_metrics(pred, ref, spacing, region, reference_compat: bool = False) -
     return {k: (overlap[k] if k in OVERLAP_KEYS else distance[k]) for k in METRIC_NAMES}
 
 
+def reviewed_pair(pred, ref, label: int | None = None, pred_name: str = "the prediction",
+                  ref_name: str = "the reference") -> tuple[np.ndarray, np.ndarray]:
+    """The (prediction, reference) masks the review scores: of one structure when ``label`` is given.
+
+    With a label, the reference is its voxels of that label (a VerSe or TotalSegmentator spine as
+    ground truth), and so is the prediction when it is a label map holding the label; a prediction of
+    one structure (a reconstruction) is used whole. Without a label, a map of several labels on either
+    side is refused, naming its labels. Images are thresholded at 0.5.
+
+    Raises:
+        InputError: The reference lacks the label, or a map of several labels was given without one.
+    """
+    from lsdebm.data.validate import require_one_structure
+
+    def one(data, name: str, must_hold: bool) -> np.ndarray:
+        data = np.asarray(data)
+        if label is not None and data.dtype.kind in "biu" and (data == label).any():
+            return data == label
+        if label is not None and must_hold:
+            present = [int(v) for v in np.unique(data) if v != 0][:20]
+            raise InputError(f"{name} has no label {label}; labels present: {present or 'none'}")
+        require_one_structure(data, None, name, "review")
+        return data >= 0.5 if data.dtype.kind == "f" else data != 0
+
+    return one(pred, pred_name, False), one(ref, ref_name, True)
+
+
 def review_metrics(pred, ref, spacing, parts=None, part_names: dict | None = None, roi=None,
                    roi_name: str = "ROI", reference_compat: bool = False) -> list[MetricsRow]:
     """The review table: whole volume, one row per anatomical part (if ``parts``), the ROI (if ``roi``).
