@@ -237,6 +237,18 @@ def test_surface_coloured_by_signed_distance(viewer, qtbot):
     assert surface.metadata["frame"] == "grid-mm" and surface.colorbar.visible
     from napari_lsdebm._ui.legends import canvas_note
     assert "signed distance to HQ in mm" in canvas_note(viewer)  # the unit on the canvas, beside its colour bar
+    # one vertebra against a spine's map: refused without a label, the chosen label's surface with it
+    spine = 22 * (np.asarray(viewer.layers["HQ"].data) != 0).astype(np.int16)
+    spine[:2, :2, :2] = 23
+    viewer.add_labels(spine, name="spine truth", scale=(8.0, 8.0, 8.0))
+    widget.ref_combo.set_layer(viewer.layers["spine truth"])
+    widget.build()
+    assert widget.worker is None and "reference 'spine truth' holds 2 labels (22, 23)" in widget.status.text()
+    widget.label_spin.setValue(22)
+    widget.build()
+    qtbot.waitUntil(lambda: widget.worker is None and widget.button.isEnabled(), timeout=TIMEOUT)
+    again = viewer.layers["surface: LQ"].data
+    np.testing.assert_allclose(again[2], values)  # label 22 is HQ: the same distances
 
 
 def test_uncertainty_layers(viewer, qtbot, tiny_ckpts):

@@ -109,7 +109,8 @@ def test_review_table_rows_and_text(tmp_path, tiny_pair):
 
 def test_reviewed_pair_scores_one_structure_of_a_label_map():
     """A spine's label map as reference: with a label, its voxels of that label against a one-structure
-    prediction (or the same label of a label-map prediction); without one, a map of several labels is refused."""
+    prediction (or the same label of a label-map prediction); without one, one structure against a map of several
+    is refused, and two maps of several are compared whole (a refined spine against its truth)."""
     spine = np.zeros((12, 10, 10), np.int16)
     spine[1:5, 2:8, 2:8], spine[7:11, 2:8, 2:8] = 22, 23
     recon = np.zeros(spine.shape, np.uint8)
@@ -122,6 +123,11 @@ def test_reviewed_pair_scores_one_structure_of_a_label_map():
     np.testing.assert_array_equal(r, spine == 23)
     with pytest.raises(InputError, match=r"reference 'gt' holds 2 labels \(22, 23\); choose the structure to review"):
         reviewed_pair(recon, spine, None, "prediction 'p'", "reference 'gt'")
+    with pytest.raises(InputError, match=r"prediction 'p' holds 2 labels"):
+        reviewed_pair(spine, recon, None, "prediction 'p'", "reference 'gt'")
+    p, r = reviewed_pair(spine, spine, None)
+    np.testing.assert_array_equal(p, spine != 0)
+    np.testing.assert_array_equal(r, spine != 0)
     with pytest.raises(InputError, match=r"reference 'gt' has no label 9; labels present: \[22, 23\]"):
         reviewed_pair(recon, spine, 9, "prediction 'p'", "reference 'gt'")
     prob = recon.astype(np.float32) * 0.7  # a probability image: thresholded at 0.5

@@ -10,10 +10,12 @@ from napari.layers import Image, Labels
 from napari.utils.colormaps import Colormap
 from qtpy.QtWidgets import QDoubleSpinBox, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
+from lsdebm.errors import InputError
+from lsdebm.review.roi import reviewed_pair
 from lsdebm.review.surface import distance_surface, mask_mesh, symmetric_limit
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import show_canvas_note, show_layer_colorbar
-from napari_lsdebm._ui.pickers import LayerCombo, geometry_kwargs, mask_of, put_layer, spacing_of
+from napari_lsdebm._ui.pickers import LayerCombo, geometry_kwargs, put_layer, spacing_of
 
 SURFACE_KEY = "lsdebm_surface"
 # Blue (inside the reference, under-segmented) -> white (on it) -> red (outside, over-segmented).
@@ -67,6 +69,9 @@ class SurfaceWidget(QWidget):
         self.smooth = QSpinBox(minimum=0, maximum=500, value=20)
         self.pass_band = QDoubleSpinBox(minimum=0.001, maximum=1.99, value=0.1, singleStep=0.05, decimals=3)
         self.decimate = QDoubleSpinBox(minimum=0.0, maximum=0.95, value=0.0, singleStep=0.1)
+        self.label_spin = QSpinBox(maximum=100000, specialValueText="the whole mask")
+        self.label_spin.setToolTip("One structure of a label map (e.g. 22 for VerSe's L3): of the reference, and of "
+                                   "the mask when it holds the label")
         self.button = QPushButton("Build surface")
         self.colorbar = ColorBar()
         self.status = QLabel("Positive distance: outside the reference (over-segmented); "
@@ -75,6 +80,7 @@ class SurfaceWidget(QWidget):
         form = QFormLayout()
         form.addRow("mask", self.mask_combo)
         form.addRow("reference", self.ref_combo)
+        form.addRow("label", self.label_spin)
         form.addRow("Taubin smoothing iterations", self.smooth)
         form.addRow("smoothing pass band", self.pass_band)
         form.addRow("decimation (fraction removed)", self.decimate)
@@ -92,11 +98,17 @@ class SurfaceWidget(QWidget):
         if layer is None:
             self.status.setText("Choose a mask layer.")
             return
-        mask, spacing = mask_of(layer), spacing_of(layer)
+        label, spacing = self.label_spin.value() or None, spacing_of(layer)
+        try:  # one structure of a label map, as Review scores it
+            mask, reference = reviewed_pair(layer.data, layer.data if ref is None else ref.data, label,
+                                            f"mask {layer.name!r}",
+                                            f"mask {layer.name!r}" if ref is None else f"reference {ref.name!r}")
+        except InputError as exc:
+            self.status.setText(str(exc))
+            return
         opts = dict(smooth_iterations=self.smooth.value(), pass_band=self.pass_band.value(),
                     decimate=self.decimate.value())
         if ref is not None:
-            reference = mask_of(ref)
             work = lambda job: distance_surface(mask, reference, spacing, **opts)  # noqa: E731
         else:
             work = lambda job: mask_mesh(mask, spacing, **opts)  # noqa: E731

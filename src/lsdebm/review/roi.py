@@ -119,25 +119,28 @@ def reviewed_pair(pred, ref, label: int | None = None, pred_name: str = "the pre
 
     With a label, the reference is its voxels of that label (a VerSe or TotalSegmentator spine as
     ground truth), and so is the prediction when it is a label map holding the label; a prediction of
-    one structure (a reconstruction) is used whole. Without a label, a map of several labels on either
-    side is refused, naming its labels. Images are thresholded at 0.5.
+    one structure (a reconstruction) is used whole. Without a label both are used whole (a refined
+    spine against its ground-truth spine), except one structure against a map of several, which is
+    refused, naming the map's labels. Images are thresholded at 0.5.
 
     Raises:
-        InputError: The reference lacks the label, or a map of several labels was given without one.
+        InputError: The reference lacks the label, or one structure meets a map of several without a label.
     """
+    from lsdebm.data.labelmaps import present_labels
     from lsdebm.data.validate import require_one_structure
 
-    def one(data, name: str, must_hold: bool) -> np.ndarray:
-        data = np.asarray(data)
-        if label is not None and data.dtype.kind in "biu" and (data == label).any():
-            return data == label
-        if label is not None and must_hold:
-            present = [int(v) for v in np.unique(data) if v != 0][:20]
-            raise InputError(f"{name} has no label {label}; labels present: {present or 'none'}")
-        require_one_structure(data, None, name, "review")
-        return data >= 0.5 if data.dtype.kind == "f" else data != 0
-
-    return one(pred, pred_name, False), one(ref, ref_name, True)
+    pred, ref = np.asarray(pred), np.asarray(ref)
+    if label is None:
+        several = [d.dtype.kind in "biu" and d.any() and len(present_labels(d)) > 1 for d in (pred, ref)]
+        if several[0] != several[1]:  # names the map's labels
+            require_one_structure(*((pred, None, pred_name) if several[0] else (ref, None, ref_name)), "review")
+        return tuple(d >= 0.5 if d.dtype.kind == "f" else d != 0 for d in (pred, ref))
+    if ref.dtype.kind not in "biu" or not (ref == label).any():
+        present = [int(v) for v in np.unique(ref) if v != 0][:20]
+        raise InputError(f"{ref_name} has no label {label}; labels present: {present or 'none'}")
+    one = pred == label if pred.dtype.kind in "biu" and (pred == label).any() else \
+        (pred >= 0.5 if pred.dtype.kind == "f" else pred != 0)
+    return one, ref == label
 
 
 def review_metrics(pred, ref, spacing, parts=None, part_names: dict | None = None, roi=None,
