@@ -138,3 +138,6 @@ def test_energy_plot_splits_prior_and_data(case):
     data_line = next(line for line in ax_e.get_lines() if line.get_label() == "data λ·D")
     assert np.allclose(data_line.get_ydata(), traj.guided_energy[0, :, 1])
     assert ax_e.get_xlim()[1] > traj.k_values[-1] + 2  # the guided iterations follow the chain
+    (inset,) = ax_e.child_axes  # ... and are magnified, the split readable beside hundreds of chain iterations
+    assert [len(line.get_xdata()) for line in inset.get_lines()] == [3, 3, 3]
+    assert np.allclose(inset.get_lines()[2].get_ydata(), traj.guided_energy[0, :, 1])

@@ -49,18 +49,30 @@ def langevin_series(traj: Trajectory, s: int) -> tuple[np.ndarray, np.ndarray, n
     return k_numbers(traj), traj.energy[:, t], traj.grad_norm[:, t]
 
 
+GUIDED_STYLES = (("total (guided)", "black", "-", 1.2), ("prior E", "tab:blue", "--", 1.0),
+                 ("data λ·D", "tab:green", ":", 1.0))
+
+
 def draw_guided(ax, traj: Trajectory, k_last: int) -> int:
     """The measurement-guided iterations after the chain: prior part, data part and their sum.
 
-    Returns the last iteration number drawn (``k_last`` + number of guided iterations).
+    They follow the chain on the same axis (a few iterations after hundreds, at its right edge), and an inset
+    magnifies them so the split between the prior and the data term can be read. Returns the last iteration
+    number drawn (``k_last`` + number of guided iterations).
     """
     split = traj.guided_energy  # (repeat, j, 2): prior, weighted data term
     k = k_last + np.arange(1, split.shape[1] + 1)
+    series = (split[0, :, 0] + split[0, :, 1], split[0, :, 0], split[0, :, 1])
     ax.axvspan(k_last + 0.5, k[-1] + 0.5, color="tab:green", alpha=0.08, lw=0)
-    ax.plot(k, split[0, :, 0] + split[0, :, 1], color="black", lw=1.2, label="total (guided)")
-    ax.plot(k, split[0, :, 0], color="tab:blue", lw=1, ls="--", label="prior E")
-    ax.plot(k, split[0, :, 1], color="tab:green", lw=1, ls=":", label="data λ·D")
-    ax.legend(fontsize=6, loc="best")
+    inset = ax.inset_axes([0.1, 0.24, 0.45, 0.46])  # between the chain (low) and the legend (upper right)
+    for values, (label, color, style, width) in zip(series, GUIDED_STYLES):
+        ax.plot(k, values, color=color, lw=width, ls=style, label=label)
+        inset.plot(k, values, color=color, lw=width, ls=style, marker=".", ms=3)
+    inset.set_title("guided iterations, magnified", fontsize=6, pad=2)
+    inset.set_xticks(k)
+    inset.tick_params(labelsize=5, length=2, pad=1)
+    inset.set_facecolor((0.94, 0.98, 0.94))
+    ax.legend(fontsize=6, loc="upper right")
     return int(k[-1])
 
 
