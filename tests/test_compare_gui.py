@@ -131,6 +131,39 @@ def test_compare_one_vertebra_of_a_label_map(viewer, qtbot, tiny_ckpts):
     assert not np.asarray(cells[0].data)[0:2, 0:2, 0:2].any()  # label 9 is neither compared nor missed
 
 
+def test_compare_on_a_large_map_runs_on_the_structures_box_and_review_reads_the_whole_truth(viewer, qtbot,
+                                                                                              tiny_ckpts):
+    """One vertebra of a map much larger than it: the cells hold the box the comparison can touch, placed where
+    the vertebra is, and Review scores a cell against the whole map's ground truth (cut to the cell's grid)."""
+    from napari_lsdebm.widgets.review import ReviewWidget
+
+    lq, hq = np.asarray(viewer.layers["LQ"].data), np.asarray(viewer.layers["HQ"].data)
+    body, truth = np.zeros((48, 48, 48), np.int16), np.zeros((48, 48, 48), np.int16)
+    body[30:46, 2:18, 28:44], truth[30:46, 2:18, 28:44] = 22 * (lq != 0), 22 * (hq != 0)
+    body[2, 40, 2] = truth[2, 40, 2] = 9  # another structure, far away
+    for data, name in ((body, "body"), (truth, "body truth")):
+        viewer.add_labels(data, name=name, scale=(8.0, 8.0, 8.0), translate=(-40.0, 0.0, 16.0))
+    widget = compare_widget(viewer, tiny_ckpts, "body", "body truth")
+    widget.label_spin.setValue(22)
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: widget.comparison is not None and widget.worker is None, timeout=TIMEOUT)
+    cell = next(lay for lay in viewer.layers if lay.name.startswith("ReconNet") and lay.name.endswith("(mask)"))
+    assert np.prod(cell.data.shape) < body.size / 2
+    start = (np.asarray(cell.translate)[-3:] - (-40.0, 0.0, 16.0)) / 8.0  # whole voxels of the map
+    assert np.allclose(start, np.round(start)) and np.all(start >= 0)
+    lo = np.round(start).astype(int)
+    np.testing.assert_array_equal(np.asarray(cell.data) != 0, widget.comparison.by_key()["reconnet"].mask != 0)
+    assert (body[tuple(slice(a, a + n) for a, n in zip(lo, cell.data.shape))] == 22).sum() == (body == 22).sum()
+    review = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(review)
+    review.parts_combo.set_layer(None)
+    review.pred_combo.set_layer(cell)
+    review.ref_combo.set_layer(viewer.layers["body truth"])
+    review.label_spin.setValue(22)
+    qtbot.waitUntil(lambda: bool(review.rows) and review.worker is None, timeout=TIMEOUT)
+    assert review.rows[0].metrics["dsc"] == pytest.approx(widget.comparison.by_key()["reconnet"].metrics["dsc"])
+
+
 def test_compare_frames_one_vertebra_of_a_large_map(viewer):
     """One vertebra of a spine's map (whose layers span the whole map) fills its cell: the camera is centred on
     the voxels the cells hold and zoomed in by the ratio of the map's extent to theirs."""

@@ -195,3 +195,40 @@ def test_the_compared_structure_is_one_label_of_a_map():
         compared_structure(labels, 5, "layer 'spine'")
     one, _ = compared_structure((labels == 20).astype(np.float32) * 0.9, None, "layer 'p'")
     np.testing.assert_array_equal(one, labels == 20)  # a probability map: thresholded at one half
+
+
+def test_a_structure_of_a_large_map_is_compared_on_its_box_with_the_same_result(models):
+    """A vertebra of a whole-body map is compared on its box (the structure plus a margin, and the model crop's
+    reach): the same masks, DSC and surface distances as on the whole grid, the box's affine placing it in the same
+    world position."""
+    from lsdebm.data.phantoms import make_vertebra
+    from lsdebm.data.real import degrade
+    from lsdebm.data.thickslice import ThickSliceParams
+    from lsdebm.review.compare import structure_box
+
+    p = make_vertebra("L3", 4, 40, 4.0)  # 4 mm voxels; thick slices of 8 mm
+    lq = degrade(p.mask, p.affine, ThickSliceParams(plane="axial", thickness=8.0, offset=3.0, inplane_blur=0.0,
+                                                    noise_amplitude=0.0), np.random.default_rng(0))
+    body, truth = np.zeros((90, 80, 100), np.uint8), np.zeros((90, 80, 100), np.uint8)
+    at = (30, 12, 44)
+    where = tuple(slice(a, a + n) for a, n in zip(at, lq.shape))
+    body[where], truth[where] = lq, p.mask
+    affine = p.affine.copy()
+    affine[:3, 3] -= affine[:3, :3] @ np.array(at)
+    x, ref, box_affine, box = structure_box(body, truth, affine, models)
+    assert x.size < body.size / 2 and np.allclose(box_affine[:3, 3], affine[:3, :3] @ [b.start for b in box]
+                                                  + affine[:3, 3])
+    whole = compare_methods(body, affine, models, reference=truth)
+    cut = compare_methods(x, box_affine, models, reference=ref)
+    for a, b in zip(whole.results, cut.results):
+        assert a.mask.sum() == a.mask[box].sum() and np.array_equal(a.mask[box], b.mask), a.key
+        # an empty result's surface distances are the grid's diagonal by convention, so they follow the grid
+        for key in ("dsc", "vs", "hd95", "assd") if a.mask.any() else ("dsc", "vs"):
+            assert a.metrics[key] == pytest.approx(b.metrics[key]), (a.key, key)
+    assert any(r.mask.any() for r in whole.results[1:])
+    assert structure_box(np.zeros((5, 5, 5)), None, affine)[3] is None
+    from lsdebm.data.phantoms import grid_affine
+
+    on_grid = np.zeros((16, 16, 16), np.uint8)
+    on_grid[6:9, 6:9, 6:9] = 1  # a volume on the models' grid runs as it is, so it is not cut
+    assert structure_box(on_grid, None, grid_affine(16, 8.0), models)[3] is None

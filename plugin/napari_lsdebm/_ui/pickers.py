@@ -173,3 +173,37 @@ def frame_box(viewer, lo_world, hi_world) -> None:
     camera = camera_of(viewer)
     camera.center = tuple((lo + hi) / 2)
     camera.zoom = camera.zoom * 0.9 * whole / size  # a little room for the oblique 3D view
+
+
+def boxed_geometry(layer, box, affine):
+    """What :func:`geometry_kwargs` reads of ``layer``, for its index ``box`` (a structure cut from a whole-body
+    map): its name, scale and metadata, the translate moved to the box's first voxel, the box's ``affine``.
+    ``box`` None: the layer itself."""
+    if box is None:
+        return layer
+    from types import SimpleNamespace
+
+    scale, translate = np.asarray(layer.scale, float), np.array(layer.translate, float)
+    translate[-3:] += np.array([b.start for b in box]) * scale[-3:]
+    return SimpleNamespace(name=layer.name, scale=tuple(scale), translate=tuple(translate),
+                           metadata={**dict(layer.metadata), "affine": np.asarray(affine, float)})
+
+
+def on_grid_of(layer, other) -> np.ndarray:
+    """``other``'s data on ``layer``'s grid when the two differ in shape but only by a whole-voxel shift at the
+    same scale (Compare's cells, cut to a vertebra's box, against the whole map's ground truth): cut out, zero
+    where ``other`` does not reach. Any other ``other`` is returned as it is (the caller refuses a mismatch)."""
+    data, shape = np.asarray(other.data), np.shape(layer.data)
+    scale = np.asarray(layer.scale, float)[-3:]
+    if data.shape == shape or data.ndim != 3 or len(shape) != 3 or \
+            not np.allclose(scale, np.asarray(other.scale, float)[-3:]):
+        return data
+    shift = (np.asarray(layer.translate, float)[-3:] - np.asarray(other.translate, float)[-3:]) / scale
+    if not np.allclose(shift, np.round(shift), atol=1e-3):
+        return data
+    shift = np.round(shift).astype(int)  # index i of layer is index i + shift of other
+    src = tuple(slice(max(o, 0), min(o + n, m)) for o, n, m in zip(shift, shape, data.shape))
+    out = np.zeros(shape, data.dtype)
+    if all(s.stop > s.start for s in src):
+        out[tuple(slice(s.start - o, s.stop - o) for s, o in zip(src, shift))] = data[src]
+    return out

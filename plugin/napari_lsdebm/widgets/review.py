@@ -37,6 +37,7 @@ from napari_lsdebm._ui.pickers import (
     geometry_kwargs,
     grid_of,
     is_mask_layer,
+    on_grid_of,
     put_layer,
     spacing_of,
 )
@@ -69,8 +70,8 @@ def roi_region(roi_layer, like) -> tuple | np.ndarray:
 def overlap_layer(viewer, pred_layer, ref_layer, label: int | None = None):
     """Add or update the TP/FP/FN Labels layer of ``pred_layer`` against ``ref_layer`` (of one structure of a
     label map with ``label``, as :func:`lsdebm.review.roi.reviewed_pair`); returns (layer, overlap)."""
-    ov = overlap_map(*reviewed_pair(pred_layer.data, ref_layer.data, label, f"prediction {pred_layer.name!r}",
-                                    f"reference {ref_layer.name!r}"))
+    ov = overlap_map(*reviewed_pair(pred_layer.data, on_grid_of(pred_layer, ref_layer), label,
+                                    f"prediction {pred_layer.name!r}", f"reference {ref_layer.name!r}"))
     features = {"index": list(OVERLAP_CLASSES), "class": list(OVERLAP_CLASSES.values()),
                 "voxels": [ov.counts[c] for c in OVERLAP_CLASSES.values()]}
     kwargs = geometry_kwargs(pred_layer, pred_layer.metadata.get("provenance"), **{OVERLAP_KEY: True})
@@ -220,8 +221,8 @@ class ReviewWidget(QWidget):
             return
         parts_layer, roi_layer = self.parts_combo.layer(), self.roi_combo.layer()
         try:
-            p, r = reviewed_pair(pred.data, ref.data, self.label_spin.value() or None, f"prediction {pred.name!r}",
-                                 f"reference {ref.name!r}")
+            p, r = reviewed_pair(pred.data, on_grid_of(pred, ref), self.label_spin.value() or None,
+                                 f"prediction {pred.name!r}", f"reference {ref.name!r}")
             if p.shape != r.shape:
                 raise InputError(f"{pred.name!r} {p.shape} and {ref.name!r} {r.shape} are on different grids")
             parts = np.asarray(parts_layer.data) if parts_layer is not None else None

@@ -15,7 +15,7 @@ from lsdebm.review.roi import reviewed_pair
 from lsdebm.review.surface import distance_surface, mask_mesh, symmetric_limit
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import show_canvas_note, show_layer_colorbar
-from napari_lsdebm._ui.pickers import LayerCombo, geometry_kwargs, put_layer, spacing_of
+from napari_lsdebm._ui.pickers import LayerCombo, geometry_kwargs, on_grid_of, put_layer, spacing_of
 
 SURFACE_KEY = "lsdebm_surface"
 # Blue (inside the reference, under-segmented) -> white (on it) -> red (outside, over-segmented).
@@ -100,9 +100,12 @@ class SurfaceWidget(QWidget):
             return
         label, spacing = self.label_spin.value() or None, spacing_of(layer)
         try:  # one structure of a label map, as Review scores it
-            mask, reference = reviewed_pair(layer.data, layer.data if ref is None else ref.data, label,
-                                            f"mask {layer.name!r}",
+            mask, reference = reviewed_pair(layer.data, layer.data if ref is None else on_grid_of(layer, ref),
+                                            label, f"mask {layer.name!r}",
                                             f"mask {layer.name!r}" if ref is None else f"reference {ref.name!r}")
+            if mask.shape != reference.shape:
+                raise InputError(f"{layer.name!r} {mask.shape} and {ref.name!r} {reference.shape} are on different "
+                                 "grids")
         except InputError as exc:
             self.status.setText(str(exc))
             return
