@@ -227,6 +227,8 @@ def test_a_structure_of_a_large_map_is_compared_on_its_box_with_the_same_result(
             assert a.metrics[key] == pytest.approx(b.metrics[key]), (a.key, key)
     assert any(r.mask.any() for r in whole.results[1:])
     assert structure_box(np.zeros((5, 5, 5)), None, affine)[3] is None
+    with pytest.raises(InputError, match=r"reference shape \(91, 80, 100\) differs from the input shape"):
+        structure_box(body, np.pad(truth, ((0, 1), (0, 0), (0, 0))), affine, models)  # not cut to look alike
     from lsdebm.data.phantoms import grid_affine
 
     on_grid = np.zeros((16, 16, 16), np.uint8)

@@ -121,10 +121,15 @@ def structure_box(x, reference, affine, models: dict[str, LoadedCheckpoint] | No
     box's background voxels rather than the body's, and an empty result's surface distances (the grid's
     diagonal by convention) the box's. ``box`` is the index box on the input grid (None: nothing cut, as
     for a volume already on the models' grid, which runs as it is).
+
+    Raises:
+        InputError: If the reference's shape differs from the input's.
     """
     from lsdebm.data.boxes import bounding_box, box_affine, grown_box, mapped_box, union_box
 
     x, affine = np.asarray(x), np.asarray(affine, dtype=np.float64)
+    if reference is not None and np.shape(reference) != x.shape:  # before a cut would hide the mismatch
+        raise InputError(f"reference shape {np.shape(reference)} differs from the input shape {x.shape}")
     tight = union_box(bounding_box(x), None if reference is None else bounding_box(reference))
     if tight is None:
         return x, reference, affine, None
