@@ -320,6 +320,27 @@ def test_uncertainty_layers(viewer, qtbot, tiny_ckpts):
     wait_worker(qtbot, widget)
     again = viewer.layers["mean probability (LSD-EBM, N=3)"]
     np.testing.assert_allclose(again.data, first, atol=1e-6)  # label 3 is the LQ mask: the same runs
+    # the same vertebra in a map three times its size: the runs and their maps on the box they can touch, in place
+    big = np.zeros((48, 48, 48), np.int16)
+    big[30:46, 2:18, 28:44] = spine
+    viewer.add_labels(big, name="big", scale=(8.0, 8.0, 8.0), translate=(-240.0, -16.0, 0.0))
+    widget.input_combo.set_layer(viewer.layers["big"])
+    widget.run()
+    wait_worker(qtbot, widget)
+    moved = viewer.layers["mean probability (LSD-EBM, N=3)"]
+    lo = np.round((np.asarray(moved.translate)[-3:] - (-240.0, -16.0, 0.0)) / 8.0).astype(int)
+    assert np.prod(moved.data.shape) < big.size / 2 and np.all(lo >= 0)
+    from lsdebm.methods import RunSettings
+    from lsdebm.review.uncertainty import input_grid_uncertainty
+    from napari_lsdebm._ui.pickers import affine_of
+    from napari_lsdebm.widgets.uncertainty import load_for_uncertainty
+
+    ckpt, stage1 = load_for_uncertainty("lsdebm", str(tiny_ckpts["lsdebm"]), True, str(tiny_ckpts["reconnet"]))
+    direct = input_grid_uncertainty(ckpt.model, (big == 3).astype(np.uint8), affine_of(viewer.layers["big"]), 3,
+                                    RunSettings(seed=0, use_mean=False), stage1.model)  # on the whole map
+    box = tuple(slice(a, a + n) for a, n in zip(lo, moved.data.shape))
+    np.testing.assert_allclose(moved.data, direct.mean[box], atol=1e-6)  # the same runs, where the vertebra is
+    assert float(direct.mean[box].sum()) == pytest.approx(float(direct.mean.sum()), rel=1e-6)  # nothing outside
 
 
 def test_export_widget_files_and_sidecars(viewer, qtbot, tmp_path):

@@ -153,7 +153,7 @@ def test_compare_and_uncertainty_mesh_option(make_napari_viewer, tiny_pair):
     assert widget.render.currentText() == "mesh"  # the default (deliberately, as in the explorer)
     mean = hq.astype(np.float32) * 0.8
     variance = mean * (1 - mean)
-    widget._show((SimpleNamespace(mean=mean, variance=variance, n=3), {}), source, "lsdebm")
+    widget._show((SimpleNamespace(mean=mean, variance=variance, n=3), {}, source), source, "lsdebm")
     surface = viewer.layers["mean surface (LSD-EBM, N=3)"]
     vertices, faces, values = surface.data
     assert isinstance(surface, Surface) and len(faces) > 0 and len(values) == len(vertices)

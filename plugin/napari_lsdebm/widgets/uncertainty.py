@@ -21,12 +21,12 @@ from qtpy.QtWidgets import (
 from lsdebm.errors import InputError
 from lsdebm.methods import RunSettings
 from lsdebm.provenance import checkpoint_record, make_provenance
-from lsdebm.review.compare import LABELS, METHODS, compared_structure
+from lsdebm.review.compare import LABELS, METHODS, compared_structure, structure_box
 from lsdebm.review.uncertainty import input_grid_uncertainty
 from lsdebm.runtime.loading import load_models
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import ColourBar, show_layer_colorbar
-from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, geometry_kwargs, put_layer
+from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, boxed_geometry, geometry_kwargs, put_layer
 from napari_lsdebm._ui.roles import RESULT, AutoPick, pick_input, role_metadata
 from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_volume_layer
 
@@ -123,13 +123,15 @@ class UncertaintyWidget(QWidget):
 
         def work(job):  # on the worker thread; a cancel stops after the current batch, keeping the runs done
             ckpt, stage1 = load_for_uncertainty(method, *paths)
-            u = input_grid_uncertainty(ckpt.model, x, affine, n, settings, stage1.model if stage1 else None,
+            # on the box the runs can touch (a vertebra of a whole-body map: not two body-sized float maps)
+            cut, _, cut_affine, box = structure_box(x, None, affine, {method: ckpt})
+            u = input_grid_uncertainty(ckpt.model, cut, cut_affine, n, settings, stage1.model if stage1 else None,
                                        progress=lambda done, total: job.report((done, total)),
                                        should_stop=job.cancelled)
             records = ([checkpoint_record(stage1, "reconnet")] if stage1 else []) + [checkpoint_record(ckpt, "method")]
             prov = make_provenance(records, settings.seed, {**asdict(settings), "runs": u.n},
                                    extra={"method": method, "uncertainty": "mean and variance of p(x|z) over runs"})
-            return u, prov
+            return u, prov, boxed_geometry(source, box, cut_affine)
 
         self.progress.setRange(0, n)
         self.progress.setValue(0)
@@ -140,18 +142,18 @@ class UncertaintyWidget(QWidget):
                                 lambda done_total: self._on_progress(*done_total), what="uncertainty")
 
     def _show(self, result, source, method) -> None:
-        u, prov = result
+        u, prov, at = result  # ``at``: the geometry of the box the runs ran on, within ``source``'s grid
         label = f"{LABELS[method]}, N={u.n}"
         vmax = max(float(u.variance.max()), 1e-6)
         put_layer(self.viewer, "image", u.mean, f"mean probability ({label})", colormap="gray",
-                  contrast_limits=(0.0, 1.0), **geometry_kwargs(source, prov, **role_metadata(RESULT)))
+                  contrast_limits=(0.0, 1.0), **geometry_kwargs(at, prov, **role_metadata(RESULT)))
         variance = put_layer(self.viewer, "image", u.variance, f"variance ({label})", colormap="magma",
-                             contrast_limits=(0.0, vmax), blending="additive", **geometry_kwargs(source, prov))
+                             contrast_limits=(0.0, vmax), blending="additive", **geometry_kwargs(at, prov))
         show_layer_colorbar(variance)  # napari's colour bar on the canvas, values of the variance layer
         self.colour_bar.show_bar("magma", 0.0, vmax, VARIANCE_LABEL)
         hidden = ""
         if self.render.currentText() == "mesh":
-            self._show_surface(u, label, vmax, source, prov)
+            self._show_surface(u, label, vmax, at, prov)
             if source.visible:  # in 3D the input's volume would hide the surface drawn inside it
                 source.visible, hidden = False, f" Layer '{source.name}' is hidden (its eye shows it again)."
         self.status.setText(f"{u.n} runs: max variance {vmax:.4f}, voxels with variance > 0.01: "
