@@ -124,3 +124,12 @@ def add_volume_layer(viewer, volume, name: str, render: str = "mesh", colormap=S
     geometry = {k: v for k, v in (("scale", scale), ("translate", translate)) if v is not None}
     return viewer.add_image(data, name=name, rendering="iso", iso_threshold=LEVEL, contrast_limits=(0, 1),
                             colormap=colormap, metadata=dict(metadata or {}), **geometry, **kwargs)
+
+
+def hide_under_surface(layer) -> str:
+    """Hide ``layer`` (a mask or input whose volume would hide, in 3D, the surface drawn from it) and return the
+    sentence for the status line ("" when it was already hidden)."""
+    if not layer.visible:
+        return ""
+    layer.visible = False
+    return f" Layer '{layer.name}' is hidden (its eye shows it again)."

@@ -16,6 +16,7 @@ from lsdebm.review.surface import distance_surface, mask_mesh, symmetric_limit
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import show_canvas_note, show_layer_colorbar
 from napari_lsdebm._ui.pickers import LayerCombo, geometry_kwargs, on_grid_of, put_layer, spacing_of
+from napari_lsdebm._ui.surface_layer import hide_under_surface
 
 SURFACE_KEY = "lsdebm_surface"
 # Blue (inside the reference, under-segmented) -> white (on it) -> red (outside, over-segmented).
@@ -136,9 +137,7 @@ class SurfaceWidget(QWidget):
         geo["scale"] = (1.0,) * 3  # vertices are already in mm along the array axes
         geo["translate"] = tuple(layer.translate)[-3:]
         name = f"surface: {layer.name}"
-        hidden = ""
-        if layer.visible:  # the surface is drawn instead of the mask, whose volume would hide it in 3D
-            layer.visible, hidden = False, f" Layer '{layer.name}' is hidden (its eye shows it again)."
+        hidden = hide_under_surface(layer)  # the surface is drawn instead of the mask
         if mesh.values is None:
             surface = put_layer(self.viewer, "surface", mesh.layer_data(), name, **geo)
             self.status.setText(f"{len(mesh.vertices):,} vertices, {len(mesh.faces):,} triangles.{hidden}")

@@ -28,7 +28,7 @@ from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import ColourBar, show_layer_colorbar
 from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, boxed_geometry, geometry_kwargs, put_layer
 from napari_lsdebm._ui.roles import RESULT, AutoPick, pick_input, role_metadata
-from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_volume_layer
+from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_volume_layer, hide_under_surface
 
 
 def load_for_uncertainty(method: str, path: str | None, use_reconnet: bool, reconnet_path: str | None):
@@ -154,8 +154,7 @@ class UncertaintyWidget(QWidget):
         hidden = ""
         if self.render.currentText() == "mesh":
             self._show_surface(u, label, vmax, at, prov)
-            if source.visible:  # in 3D the input's volume would hide the surface drawn inside it
-                source.visible, hidden = False, f" Layer '{source.name}' is hidden (its eye shows it again)."
+            hidden = hide_under_surface(source)  # in 3D the input's volume would hide the surface inside it
         self.status.setText(f"{u.n} runs: max variance {vmax:.4f}, voxels with variance > 0.01: "
                             f"{int((u.variance > 0.01).sum()):,}.{hidden}")
 

@@ -127,6 +127,10 @@ def require_one_structure(data: np.ndarray, label: int | None, what: str, action
 
     present = present_labels(data)
     if len(present) > 1:
-        listed = ", ".join(map(str, present[:8])) + (", ..." if len(present) > 8 else "")
-        raise InputError(f"{what} holds {len(present)} labels ({listed}); choose the structure to {action} by "
-                         "its label")
+        raise several_labels(what, present, action)
+
+
+def several_labels(what: str, present: list[int], action: str) -> InputError:
+    """The refusal of :func:`require_one_structure`, for callers that already hold the labels present."""
+    listed = ", ".join(map(str, present[:8])) + (", ..." if len(present) > 8 else "")
+    return InputError(f"{what} holds {len(present)} labels ({listed}); choose the structure to {action} by its label")

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from lsdebm.data.acquisition import observed_acquisition
+from lsdebm.data.boxes import bounding_box, box_affine, grown_box, mapped_box, union_box
 from lsdebm.data.frame import affine_spacing, paste_probabilities, to_model_grid
 from lsdebm.data.slab_projection import consistent_probabilities, measured_output
 from lsdebm.data.validate import foreground, require_one_structure
@@ -125,8 +126,6 @@ def structure_box(x, reference, affine, models: dict[str, LoadedCheckpoint] | No
     Raises:
         InputError: If the reference's shape differs from the input's.
     """
-    from lsdebm.data.boxes import bounding_box, box_affine, grown_box, mapped_box, union_box
-
     x, affine = np.asarray(x), np.asarray(affine, dtype=np.float64)
     if reference is not None and np.shape(reference) != x.shape:  # before a cut would hide the mismatch
         raise InputError(f"reference shape {np.shape(reference)} differs from the input shape {x.shape}")

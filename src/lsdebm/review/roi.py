@@ -127,20 +127,25 @@ def reviewed_pair(pred, ref, label: int | None = None, pred_name: str = "the pre
         InputError: The reference lacks the label, or one structure meets a map of several without a label.
     """
     from lsdebm.data.labelmaps import present_labels
-    from lsdebm.data.validate import require_one_structure
+    from lsdebm.data.validate import several_labels
+
+    def whole(d):
+        return d >= 0.5 if d.dtype.kind == "f" else d != 0
 
     pred, ref = np.asarray(pred), np.asarray(ref)
     if label is None:
-        several = [d.dtype.kind in "biu" and d.any() and len(present_labels(d)) > 1 for d in (pred, ref)]
-        if several[0] != several[1]:  # names the map's labels
-            require_one_structure(*((pred, None, pred_name) if several[0] else (ref, None, ref_name)), "review")
-        return tuple(d >= 0.5 if d.dtype.kind == "f" else d != 0 for d in (pred, ref))
-    if ref.dtype.kind not in "biu" or not (ref == label).any():
-        present = [int(v) for v in np.unique(ref) if v != 0][:20]
-        raise InputError(f"{ref_name} has no label {label}; labels present: {present or 'none'}")
-    one = pred == label if pred.dtype.kind in "biu" and (pred == label).any() else \
-        (pred >= 0.5 if pred.dtype.kind == "f" else pred != 0)
-    return one, ref == label
+        masks = whole(pred), whole(ref)
+        present = [present_labels(d) if d.dtype.kind in "biu" and m.any() else [] for d, m in zip((pred, ref), masks)]
+        if (len(present[0]) > 1) != (len(present[1]) > 1):  # one structure against a map of several
+            i = 0 if len(present[0]) > 1 else 1
+            raise several_labels((pred_name, ref_name)[i], present[i], "review")
+        return masks
+    ref_one = ref == label if ref.dtype.kind in "biu" else None
+    if ref_one is None or not ref_one.any():
+        listed = [int(v) for v in np.unique(ref) if v != 0][:20]
+        raise InputError(f"{ref_name} has no label {label}; labels present: {listed or 'none'}")
+    pred_one = pred == label if pred.dtype.kind in "biu" else None
+    return (pred_one if pred_one is not None and pred_one.any() else whole(pred)), ref_one
 
 
 def review_metrics(pred, ref, spacing, parts=None, part_names: dict | None = None, roi=None,
