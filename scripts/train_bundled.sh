@@ -18,14 +18,20 @@
 # On the 2-core machine the four were trained as two lanes side by side, one thread each:
 #     scripts/train_bundled.sh reconnet & scripts/train_bundled.sh lsdebm & wait
 #     scripts/train_bundled.sh vae & scripts/train_bundled.sh lebm & wait
-# On a GPU drop --device cpu --threads 1 (COMMON), set AMP=auto, and run them one after another.
+# On a GPU (one card, 16 cores), the four side by side, each with 3 processes drawing pairs, each
+# capped at MINUTES (the 150 planned epochs usually come first):
+#     export DEVICE=cuda AMP=auto WORKERS=3 MINUTES=5
+#     for m in reconnet lsdebm vae lebm; do scripts/train_bundled.sh $m & done; wait
+# Environment: DEVICE (cpu), THREADS (1), WORKERS (0: pairs drawn in the training process),
+# AMP (off), MINUTES (each step's cap; default 40/38/35/35/44 as above), RUNS, DEST, LSDEBM, PYTHON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LSDEBM=${LSDEBM:-.venv/bin/lsdebm}
 RUNS=${RUNS:-outputs/bundled}
 DEST=${DEST:-src/lsdebm/checkpoints}
 COMMON=(--preset default --data bundled --real-fraction 0.6 --pairs 400 --redraw 0.05 --data-seed 1000
-        --val-phantoms 20 --val-seed 2000 --device cpu --threads 1 --seed 0 --batch-size 4 --amp "${AMP:-off}" --overwrite)
+        --val-phantoms 20 --val-seed 2000 --device "${DEVICE:-cpu}" --threads "${THREADS:-1}" --workers "${WORKERS:-0}"
+        --seed 0 --batch-size 4 --amp "${AMP:-off}" --overwrite)
 
 CONSISTENCY_REASON="real val split (11 vertebrae of 3 subjects, sagittal+axial 3/5/7 mm, 66 cases): ReconNet Dice 0.9151 raw -> 0.9265 projection alone, 0.9291 with shape interpolation x2 (worse than raw on 1/66)"
 GUIDED_REASON="real val split (22 cases, 5 mm): ReconNet+LSD-EBM 0.7616 unguided without projection, 0.9240 projection + interpolation, 0.9243 guided lambda 1, 0.9251 guided lambda 10 (4 steps); raw 0.9144"
@@ -41,23 +47,23 @@ same_output() {  # the ReconNet default's measurement-aware output, so every row
 
 train_model() {
   case "$1" in
-    reconnet) "$LSDEBM" train --model reconnet "${COMMON[@]}" --lr 1e-3 --epochs 150 --max-minutes 40 \
+    reconnet) "$LSDEBM" train --model reconnet "${COMMON[@]}" --lr 1e-3 --epochs 150 --max-minutes ${MINUTES:-40} \
                 --val-every 2 --out "$RUNS/reconnet-default.safetensors"
               # measurement-aware output defaults chosen on the real val split (docs/real-anatomy.md)
               "${PYTHON:-.venv/bin/python}" scripts/set_sampling.py "$RUNS/reconnet-default.safetensors" \
                 "$RUNS/reconnet-default.safetensors" --overwrite --set consistency.projection=1.0 \
                 --set consistency.interpolation=2.0 --reason "$CONSISTENCY_REASON" ;;
     lsdebm)   "$LSDEBM" train --model lsdebm "${COMMON[@]}" --lr 1e-3 --kl-weight 1.0 --set langevin.recon_steps=2 \
-                --epochs 150 --max-minutes 40 --val-every 5 --out "$RUNS/lsdebm-default.safetensors"
+                --epochs 150 --max-minutes ${MINUTES:-40} --val-every 5 --out "$RUNS/lsdebm-default.safetensors"
               "${PYTHON:-.venv/bin/python}" scripts/set_sampling.py "$RUNS/lsdebm-default.safetensors" \
                 "$RUNS/lsdebm-default.safetensors" --overwrite --set consistency.weight=10.0 \
                 --set consistency.steps=4 --set consistency.projection=1.0 --set consistency.interpolation=2.0 \
                 --reason "$GUIDED_REASON" ;;
-    vae)      "$LSDEBM" train --model vae "${COMMON[@]}" --lr 1e-3 --kl-weight 1.0 --epochs 150 --max-minutes 35 \
+    vae)      "$LSDEBM" train --model vae "${COMMON[@]}" --lr 1e-3 --kl-weight 1.0 --epochs 150 --max-minutes ${MINUTES:-35} \
                 --val-every 2 --out "$RUNS/vae-default.safetensors"
               same_output "$RUNS/vae-default.safetensors" ;;
     lebm)     "$LSDEBM" train --model lebm "${COMMON[@]}" --lr 1e-3 --energy-lr 1e-4 --set loss.energy_reg=0.01 \
-                --lebm-steps 2 --epochs 150 --max-minutes 35 --val-every 5 --val-phantoms 10 \
+                --lebm-steps 2 --epochs 150 --max-minutes ${MINUTES:-35} --val-every 5 --val-phantoms 10 \
                 --out "$RUNS/lebm-default.safetensors"
               # test-time inference defaults chosen for the previous (phantom-only) LEBM on its validation
               # pipeline (docs/training.md, LEBM), kept for this one (not re-tuned on the real val split)
@@ -68,7 +74,7 @@ train_model() {
     slabnet)  # the learned slab interpolation of the output step (1 mm patches; one process, 2 threads)
               "$LSDEBM" train --model slabnet --data bundled --real-fraction 0.7 --pairs 120 --redraw 0.05 \
                 --data-seed 1000 --val-phantoms 12 --val-seed 2000 --seed 0 --batch-size 4 --lr 2e-3 \
-                --epochs 1000 --max-minutes 44 --val-every 5 --device "${SLAB_DEVICE:-cpu}" --threads 2 --overwrite \
+                --epochs 1000 --max-minutes ${MINUTES:-44} --val-every 5 --device "${SLAB_DEVICE:-cpu}" --threads 2 --overwrite \
                 --out "$RUNS/slabnet-default.safetensors"
               "${PYTHON:-.venv/bin/python}" scripts/set_sampling.py "$RUNS/slabnet-default.safetensors" \
                 "$RUNS/slabnet-default.safetensors" --overwrite --set consistency.interpolation="$SLAB_WEIGHT" \

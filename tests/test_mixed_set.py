@@ -86,6 +86,19 @@ def test_same_seed_same_bank_and_refresh_redraws_a_fraction(bank, sources, frame
     assert again.refresh(2) == 1
 
 
+def test_workers_draw_the_same_bank_and_refresh(bank, sources, frame):
+    """Pairs drawn by forked worker processes are the ones drawn in this process, epoch by epoch."""
+    par = MixedPairs(sources, N, FRACTION, *frame, seed=SEED, redraw=REDRAW, workers=2)
+    assert torch.equal(par.hq, bank.hq) and torch.equal(par.lq, bank.lq)
+    one = MixedPairs(sources, N, FRACTION, *frame, seed=SEED, redraw=2 / 3)
+    par.redraw = 2 / 3
+    assert par.refresh(1) == one.refresh(1) == 2
+    assert torch.equal(par.hq, one.hq) and torch.equal(par.lq, one.lq)
+    assert not torch.equal(par.hq, bank.hq)  # the refresh did draw new pairs
+    with pytest.raises(InputError, match="workers -1 must be >= 0"):
+        MixedPairs(sources, N, FRACTION, *frame, workers=-1)
+
+
 def test_no_redraw_and_bad_arguments(sources, frame):
     with pytest.raises(InputError, match="needs real masks"):
         MixedPairs([], 2, 0.5, *frame)

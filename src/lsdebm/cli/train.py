@@ -60,6 +60,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--pairs", type=int, default=400, help="real data: pairs in the training bank (default 400)")
     p.add_argument("--redraw", type=float, default=0.05,
                    help="real data: share of the bank re-drawn (new augmentation) every epoch (default 0.05)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="real data: processes drawing the bank's pairs (default 0 = this process; the bank is "
+                        "the same for any number; worth it on a GPU, which a pair every ~0.3 s keeps waiting)")
     p.add_argument("--split", default="train",
                    help="real data: manifest split to train on (default train; 'all' for every row)")
     p.add_argument("--val-split", default="val",
@@ -98,6 +101,7 @@ def run(args) -> int:
         device=args.device, threads=args.threads, amp=args.amp, max_minutes=args.max_minutes,
         lebm_steps=args.lebm_steps, val_every=args.val_every, max_shift=args.max_shift, half=args.half,
         command=command_line(args), real_fraction=args.real_fraction, pairs=args.pairs, redraw=args.redraw,
+        workers=args.workers,
         split=None if args.split == "all" else args.split,
         val_split=None if args.val_split == "none" else args.val_split)
     if args.model == SLAB_MODEL:

@@ -71,6 +71,7 @@ class TrainOptions:
     real_fraction: float = 0.6
     pairs: int = 400
     redraw: float = 0.05
+    workers: int = 0
     split: str | None = "train"
     val_split: str | None = "val"
 
@@ -113,9 +114,9 @@ def check_common(o: TrainOptions) -> None:
     if o.data is not None and str(o.data) != "bundled" and not Path(o.data).exists():
         raise InputError(f"--data {o.data}: not found; expected a phantom set, a folder of real masks, a "
                          "manifest.csv or 'bundled'")
-    if not 0.0 <= o.real_fraction <= 1.0 or not 0.0 <= o.redraw <= 1.0 or o.pairs < 1:
+    if not 0.0 <= o.real_fraction <= 1.0 or not 0.0 <= o.redraw <= 1.0 or o.pairs < 1 or o.workers < 0:
         raise InputError(f"--real-fraction {o.real_fraction} and --redraw {o.redraw} must be in [0, 1], "
-                         f"--pairs {o.pairs} >= 1")
+                         f"--pairs {o.pairs} >= 1, --workers {o.workers} >= 0")
     if o.max_minutes is not None and o.max_minutes <= 0:
         raise InputError(f"--max-minutes {o.max_minutes} must be > 0")
     if o.val_phantoms < 0 or o.val_every < 1:
@@ -138,7 +139,7 @@ def load_data(o: TrainOptions, cfg: Config) -> tuple[MaskSet, MaskSet | None]:
     real = o.data is not None and not is_phantom_set(o.data)
     source = None if str(o.data) == "bundled" else o.data
     if real:
-        train = mixed_set(source, o.split, o.pairs, o.real_fraction, cfg, o.data_seed, o.redraw)
+        train = mixed_set(source, o.split, o.pairs, o.real_fraction, cfg, o.data_seed, o.redraw, o.workers)
     elif o.data is not None:
         train = directory_set(o.data, m.grid, m.spatial_dims, need_lq=o.model == "reconnet")
     else:
@@ -148,7 +149,7 @@ def load_data(o: TrainOptions, cfg: Config) -> tuple[MaskSet, MaskSet | None]:
     if o.val_phantoms <= 0:
         return train, None
     if real and o.val_split and has_split(source, o.val_split):  # real subjects never trained on
-        return train, mixed_set(source, o.val_split, o.val_phantoms, 1.0, cfg, o.val_seed, 0.0)
+        return train, mixed_set(source, o.val_split, o.val_phantoms, 1.0, cfg, o.val_seed, 0.0, o.workers)
     return train, generated_set(o.val_phantoms, o.val_seed, m.grid, m.spacing, dims=m.spatial_dims)
 
 

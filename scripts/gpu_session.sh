@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# One session on a lent GPU, as one prepared script (the device time is short and starts are
+# costly): the four bundled models trained side by side on the GPU, the CUDA tests, the
+# benchmarks on CUDA, and a real reconstruction and a recorded run (the explorer's scrub) on it.
+#
+# Usage: OUT=DIR scripts/gpu_session.sh
+#   OUT      everything written goes here: <model>-default.safetensors (trained, with the
+#            measurement-aware output settings of scripts/train_bundled.sh) and logs.tgz
+#            (training logs and per-epoch CSVs, pytest output, bench JSON, timings)
+#   MINUTES  training cap per model (default 5); LANES (default "reconnet lsdebm vae lebm")
+#   DEADLINE seconds after which everything still running is stopped (default 560)
+#   PY, LSDEBM  the python and the lsdebm command (default python3 and `python3 -m lsdebm.cli.main`)
+# On the device machine the project is not installed: its packages travel as wheels in .whl/
+# (nibabel), and src/ goes on PYTHONPATH; see docs/training.md, "On a GPU".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:?set OUT to the output folder}
+PY=${PY:-python3}
+LOGS=$(mktemp -d)
+RUNS=$LOGS/runs
+T0=$(date +%s)
+DEADLINE=${DEADLINE:-560}
+if [ -z "${LSDEBM:-}" ]; then
+  mkdir -p "$LOGS/bin"
+  printf '#!/bin/sh\nexec %s -m lsdebm.cli.main "$@"\n' "$PY" > "$LOGS/bin/lsdebm"
+  chmod +x "$LOGS/bin/lsdebm"
+  LSDEBM=$LOGS/bin/lsdebm
+fi
+export LSDEBM PYTHON=$PY RUNS DEST=$LOGS/installed PYTHONUNBUFFERED=1
+
+elapsed() { echo $(( $(date +%s) - T0 )); }
+left() { echo $(( DEADLINE - $(elapsed) )); }
+step() { echo "== $(elapsed) s: $*" | tee -a "$LOGS/steps.txt"; }
+limited() {  # limited SECONDS NAME CMD...: run CMD with its output in LOGS/NAME.txt, never past the deadline
+  local s=$1 name=$2; shift 2
+  [ "$(left)" -lt "$s" ] && s=$(left)
+  if [ "$s" -le 5 ]; then step "skipped $name (deadline)"; return 0; fi
+  step "$name (up to $s s)"
+  timeout "$s" "$@" > "$LOGS/$name.txt" 2>&1
+  step "$name: exit $?"
+}
+
+step "environment"
+{ nvidia-smi; "$PY" -c "import torch, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda,
+  torch.cuda.get_device_name(0), 'numpy', numpy.__version__)"; nproc; } > "$LOGS/environment.txt" 2>&1
+cat "$LOGS/environment.txt"
+
+# 1. the four models side by side (scripts/train_bundled.sh, the GPU settings documented there)
+step "training: ${LANES:-reconnet lsdebm vae lebm}, ${MINUTES:-5} min each"
+export DEVICE=cuda AMP=auto WORKERS=${WORKERS:-3} THREADS=1 MINUTES=${MINUTES:-5}
+pids=()
+for m in ${LANES:-reconnet lsdebm vae lebm}; do
+  timeout "$(left)" bash scripts/train_bundled.sh "$m" > "$LOGS/train-$m.txt" 2>&1 &
+  pids+=($!)
+done
+# the CUDA tests meanwhile (correctness, not timing): the device resolver, the graphed Langevin chain,
+# CUDA training and the CUDA benchmark request
+limited 150 pytest-cuda "$PY" -m pytest -q -p no:cacheprovider tests/test_device.py tests/test_fast_sampler.py \
+  tests/test_train.py tests/test_bench.py -k "cuda or device or graph" -o addopts=-ra
+for p in "${pids[@]}"; do wait "$p"; done
+step "training done"
+tail -n 3 "$LOGS"/train-*.txt
+
+# 2. timings on the GPU, nothing else running
+limited 90 bench-sampling "$LSDEBM" bench --device cuda --repeats 3 --only energy,chain,decode,scrub \
+  --json "$LOGS/bench-sampling.json"
+limited 60 bench-end-to-end "$LSDEBM" bench --device cuda --repeats 3 --only end_to_end,peak,training,memory --quick \
+  --json "$LOGS/bench-end-to-end.json"
+limited 60 bench-real "$PY" benchmarks/bench_real.py --device cuda --vertebrae 5
+limited 45 demo "$LSDEBM" demo --headless --device cuda --out "$LOGS/demo" --overwrite
+for m in reconnet lsdebm; do
+  limited 45 "reconstruct-$m" bash -c "time '$LSDEBM' reconstruct '$LOGS/demo/input_lq.nii.gz' --method $m \
+    -o '$LOGS/reconstructed-$m.nii.gz' --device cuda --overwrite"
+done
+
+# 3. what is left of the time: the rest of the Qt-free suite, with the GPU visible ("auto" is CUDA here)
+limited 200 pytest-core "$PY" -m pytest -q -p no:cacheprovider -n 12 -m "not gui" --continue-on-collection-errors \
+  -o addopts=-ra --timeout 120 tests
+
+step "packing"
+cp "$LOGS"/installed/*-default.safetensors "$OUT"/ 2>/dev/null
+for m in ${LANES:-reconnet lsdebm vae lebm}; do  # a lane stopped by the deadline: its last epoch's checkpoint
+  [ -f "$OUT/$m-default.safetensors" ] || cp "$RUNS/$m-default.safetensors" "$OUT/$m-partial.safetensors" 2>/dev/null
+done
+rm -rf "$LOGS"/demo/*.nii.gz "$LOGS"/demo/*.npz "$LOGS"/*.nii.gz "$RUNS"/*.safetensors "$LOGS"/installed
+tar -czf "$OUT/logs.tgz" -C "$LOGS" .
+ls -la "$OUT"
+step "end"
