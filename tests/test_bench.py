@@ -117,3 +117,14 @@ def test_the_real_anatomy_benchmark_refuses_bad_options_in_one_line(args, messag
     done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+def test_bench_times_the_bundled_models_not_fresh_ones():
+    """The bundled checkpoints carry the frame offset they were trained with; the benchmark still takes them."""
+    import torch
+
+    from lsdebm.bench.runner import bench_models
+
+    models = bench_models("default", torch.device("cpu"), kinds=("reconnet", "lsdebm"))
+    assert {kind: source for kind, (_, source) in models.items()} == {
+        "reconnet": "bundled reconnet-default", "lsdebm": "bundled lsdebm-default"}

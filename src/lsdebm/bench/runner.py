@@ -27,6 +27,8 @@ def bench_models(preset: str, device: torch.device, kinds=("lsdebm", "vae", "leb
     The bundled ones load through the one loader (:func:`lsdebm.runtime.loading.load_checkpoints`).
     Timing does not depend on the weights; ``source`` says which was used.
     """
+    import dataclasses
+
     import torch
 
     from lsdebm.config import get_preset
@@ -40,7 +42,8 @@ def bench_models(preset: str, device: torch.device, kinds=("lsdebm", "vae", "leb
         name = f"{kind}-{preset}"
         if kind in found:
             loaded = found[kind]
-            if loaded.config.model == cfg.model:
+            # the frame offset is stored at training time (the crop, not the network): same architecture
+            if dataclasses.replace(loaded.config.model, centroid_offset_mm=cfg.model.centroid_offset_mm) == cfg.model:
                 out[kind] = (loaded.model, f"bundled {name}")
                 continue
         torch.manual_seed(0)
