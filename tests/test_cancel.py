@@ -51,11 +51,14 @@ def test_closing_the_event_stream_mid_run_releases_everything(kind, steps, tiny_
     alive = weakref.ref(taken[-1].z)
     events.close()
     assert events.gi_frame is None  # the generator has finished
-    with pytest.raises(StopIteration):
-        next(events)
     del taken
     gc.collect()
     assert alive() is None  # no tensor of the cancelled run is kept
+    # after the check above: on the GPU machine (Python 3.12, torch 2.11) the check failed when it came
+    # after pytest.raises, whose traceback holds this frame (suspected: a snapshot of its locals taken
+    # while `taken` was bound); not reproducible on Python 3.11
+    with pytest.raises(StopIteration):
+        next(events)
     assert torch.is_grad_enabled()
     assert not model.training and all(p.requires_grad and p.grad is None for p in model.parameters())
     assert torch.equal(run(model, x, settings).probs, reference)  # the next run is unaffected

@@ -51,7 +51,8 @@ def test_digits_bad_size_and_split():
 def _write_idx(path, array, gz=False):
     code = {np.uint8: 0x08}[array.dtype.type]
     raw = bytes([0, 0, code, array.ndim]) + b"".join(struct.pack(">I", s) for s in array.shape) + array.tobytes()
-    (gzip.open if gz else open)(path, "wb").write(raw)
+    with (gzip.open if gz else open)(path, "wb") as f:  # closed: Python 3.12's GzipFile buffers writes
+        f.write(raw)
     return path
 
 
