@@ -139,7 +139,8 @@ def _refine(boundaries: np.ndarray, period: float, offset: float) -> tuple[float
         return period, offset
     e, k = boundaries[near], k[near]
     (o, p), *_ = np.linalg.lstsq(np.stack([np.ones(len(k)), k], axis=1), e, rcond=None)
-    periods = p + np.linspace(-0.1, 0.1, 801)
+    step = 0.00025  # candidates on a fixed lattice of periods, not around p itself: lstsq's last digits
+    periods = (np.round(p / step) + np.arange(-400, 401)) * step  # differ between libraries, the pick must not
     lo = (e[None] - 0.5 - k[None] * periods[:, None]).max(1)
     hi = (e[None] + 0.5 - k[None] * periods[:, None]).min(1)
     feasible = np.flatnonzero(hi >= lo)
