@@ -19,7 +19,8 @@
 #     scripts/train_bundled.sh reconnet & scripts/train_bundled.sh lsdebm & wait
 #     scripts/train_bundled.sh vae & scripts/train_bundled.sh lebm & wait
 # On a GPU (one card, 16 cores), the four side by side, each with 3 processes drawing pairs, each
-# capped at MINUTES (the 150 planned epochs usually come first):
+# capped at MINUTES; the bundled ReconNet, VAE and LSD-EBM are such a run (session 13, an H200, 5 min
+# each: 28-33 epochs; LEBM stayed the CPU run, better on the real val split; docs/training.md):
 #     export DEVICE=cuda AMP=auto WORKERS=3 MINUTES=5
 #     for m in reconnet lsdebm vae lebm; do scripts/train_bundled.sh $m & done; wait
 # Environment: DEVICE (cpu), THREADS (1), WORKERS (0: pairs drawn in the training process),
