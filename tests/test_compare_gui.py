@@ -266,7 +266,8 @@ def test_surface_coloured_by_signed_distance(viewer, qtbot):
     vertices, faces, values = surface.data
     assert len(values) == len(vertices) and values.min() < 0  # LQ lies inside HQ: negative distances
     lo, hi = surface.contrast_limits
-    assert lo == pytest.approx(-hi) and widget.colorbar.limit == pytest.approx(hi)
+    assert lo == pytest.approx(-hi) and widget.colorbar.limits == pytest.approx((-hi, hi))
+    assert not widget.colorbar.isHidden() and widget.colorbar.label == "signed distance to HQ (mm)"
     assert surface.metadata["frame"] == "grid-mm" and surface.colorbar.visible
     from napari_lsdebm._ui.legends import canvas_note
     assert "signed distance to HQ in mm" in canvas_note(viewer)  # the unit on the canvas, beside its colour bar

@@ -14,7 +14,7 @@ from lsdebm.errors import InputError
 from lsdebm.review.roi import reviewed_pair
 from lsdebm.review.surface import distance_surface, mask_mesh, symmetric_limit
 from napari_lsdebm._ui.jobs import Outcome, start_job
-from napari_lsdebm._ui.legends import show_canvas_note, show_layer_colorbar
+from napari_lsdebm._ui.legends import ColourBar, show_canvas_note, show_layer_colorbar
 from napari_lsdebm._ui.pickers import LayerCombo, geometry_kwargs, on_grid_of, put_layer, spacing_of
 from napari_lsdebm._ui.surface_layer import hide_under_surface
 
@@ -28,34 +28,11 @@ def distance_colormap() -> Colormap:
     return Colormap(DISTANCE_COLORS, name="lsdebm signed distance")
 
 
-class ColorBar(QWidget):
-    """A horizontal matplotlib colour bar labelled in mm."""
+def distance_bar_colormap():
+    """The same colours as a matplotlib colormap, for the dock's colour bar."""
+    from matplotlib.colors import LinearSegmentedColormap
 
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self.figure = Figure(figsize=(3.2, 0.9), tight_layout=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(70)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.canvas)
-        self.limit = None
-
-    def show_limits(self, limit: float, label: str) -> None:
-        from matplotlib.cm import ScalarMappable
-        from matplotlib.colors import LinearSegmentedColormap, Normalize
-
-        self.limit = limit
-        self.figure.clear()
-        ax = self.figure.add_subplot(111)
-        cmap = LinearSegmentedColormap.from_list("d", [c[:3] for c in DISTANCE_COLORS])
-        bar = self.figure.colorbar(ScalarMappable(Normalize(-limit, limit), cmap), cax=ax, orientation="horizontal")
-        bar.set_label(label, fontsize=8)
-        ax.tick_params(labelsize=7)
-        self.canvas.draw_idle()
+    return LinearSegmentedColormap.from_list("lsdebm signed distance", [c[:3] for c in DISTANCE_COLORS])
 
 
 class SurfaceWidget(QWidget):
@@ -74,7 +51,7 @@ class SurfaceWidget(QWidget):
         self.label_spin.setToolTip("One structure of a label map (e.g. 22 for VerSe's L3): of the reference, and of "
                                    "the mask when it holds the label")
         self.button = QPushButton("Build surface")
-        self.colorbar = ColorBar()
+        self.colorbar = ColourBar()  # shown with the first surface
         self.status = QLabel("Positive distance: outside the reference (over-segmented); "
                              "negative: inside (missed).")
         self.status.setWordWrap(True)
@@ -146,7 +123,7 @@ class SurfaceWidget(QWidget):
         surface = put_layer(self.viewer, "surface", mesh.layer_data(), name, colormap=distance_colormap(),
                             contrast_limits=(-limit, limit), **geo)
         show_layer_colorbar(surface)  # values on the canvas; the note there gives the unit
-        self.colorbar.show_limits(limit, f"signed distance to {ref.name} (mm)")
+        self.colorbar.show_bar(distance_bar_colormap(), -limit, limit, f"signed distance to {ref.name} (mm)")
         show_canvas_note(self.viewer, f"{name} · colour: signed distance to {ref.name} in mm "
                                       f"(colour bar ±{limit:.2f} mm) · red outside, blue inside")
         self.status.setText(f"{len(mesh.vertices):,} vertices; distance {mesh.values.min():+.2f} .. "
