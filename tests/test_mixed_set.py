@@ -99,6 +99,14 @@ def test_workers_draw_the_same_bank_and_refresh(bank, sources, frame):
         MixedPairs(sources, N, FRACTION, *frame, workers=-1)
 
 
+def test_workers_without_fork_are_refused_by_name(sources, frame, monkeypatch):
+    import multiprocessing
+
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    with pytest.raises(InputError, match="workers 2: .*'fork' start method"):
+        MixedPairs(sources, N, FRACTION, *frame, workers=2)
+
+
 def test_no_redraw_and_bad_arguments(sources, frame):
     with pytest.raises(InputError, match="needs real masks"):
         MixedPairs([], 2, 0.5, *frame)

@@ -109,6 +109,9 @@ class MixedPairs:
             raise InputError(f"real fraction {real_fraction} and redraw {redraw} must be in [0, 1]")
         if workers < 0:
             raise InputError(f"workers {workers} must be >= 0 (0 = draw pairs in this process)")
+        if workers > 1 and "fork" not in multiprocessing.get_all_start_methods():
+            raise InputError(f"workers {workers}: drawing pairs in worker processes needs the 'fork' start "
+                             "method (Linux, macOS); use workers 0 on this platform")
         if real_fraction > 0 and not real:
             raise InputError("a real fraction above 0 needs real masks (--data FOLDER or manifest)")
         self.real, self.n, self.seed, self.redraw = real, int(n), int(seed), float(redraw)
