@@ -95,6 +95,15 @@ def test_workers_draw_the_same_bank_and_refresh(bank, sources, frame):
     assert par.refresh(1) == one.refresh(1) == 2
     assert torch.equal(par.hq, one.hq) and torch.equal(par.lq, one.lq)
     assert not torch.equal(par.hq, bank.hq)  # the refresh did draw new pairs
+    assert par._ahead is not None and par._ahead[0] == 2  # epoch 2's pairs are being drawn meanwhile
+    for epoch in (2, 4):  # the prefetched epoch, then one after a skipped epoch (its prefetch unused)
+        assert par.refresh(epoch) == one.refresh(epoch) == 2
+        assert torch.equal(par.hq, one.hq) and torch.equal(par.lq, one.lq), epoch
+    import pickle
+    again = pickle.loads(pickle.dumps(par))  # a bank travels without its processes
+    assert again._workers_pool is None and torch.equal(again.hq, par.hq)
+    par.close()
+    assert par._workers_pool is None and par._ahead is None
     with pytest.raises(InputError, match="workers -1 must be >= 0"):
         MixedPairs(sources, N, FRACTION, *frame, workers=-1)
 

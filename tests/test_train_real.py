@@ -59,3 +59,19 @@ def test_train_on_a_plain_folder_of_masks_validates_on_phantoms(tmp_path):
     assert info["train_data"]["real_source"] == str(folder)
     assert sorted(info["train_data"]["real_masks"]) == ["L3_verse004", "sub-004_mask"]
     assert info["val_data"]["source"] == "generated"  # no 'val' subjects in a plain folder
+
+
+def test_workers_train_the_same_weights(tmp_path, capsys):
+    """--workers 2 (pairs drawn in forked processes, the next epoch's while this one trains) trains the
+    model bit for bit as drawing in the training process does."""
+    from safetensors.torch import load_file
+
+    outs = []
+    for workers in ("0", "2"):
+        out = tmp_path / f"w{workers}.safetensors"
+        assert main(["train", "--model", "reconnet", "--preset", "tiny", "--data", "bundled", "--pairs", "8",
+                     "--epochs", "3", "--redraw", "0.25", "--val-phantoms", "2", "--batch-size", "4",
+                     "--workers", workers, "--threads", "1", "--device", "cpu", "--out", str(out)]) == 0
+        outs.append(load_file(out))
+    assert outs[0].keys() == outs[1].keys()
+    assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])

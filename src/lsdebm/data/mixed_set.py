@@ -19,6 +19,7 @@ as one (a GPU is otherwise kept waiting for the CPU: one pair takes ~0.3 s on on
 from __future__ import annotations
 
 import multiprocessing
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +117,7 @@ class MixedPairs:
             raise InputError("a real fraction above 0 needs real masks (--data FOLDER or manifest)")
         self.real, self.n, self.seed, self.redraw = real, int(n), int(seed), float(redraw)
         self.workers = int(workers)
+        self._workers_pool, self._ahead = None, None
         self.n_real = int(round(n * real_fraction))
         self.frame_args = (grid, spacing, frame, offset_world, ranges, augment, values)
         self.hq = torch.zeros((n, 1) + (grid,) * 3, dtype=torch.uint8)
@@ -133,26 +135,64 @@ class MixedPairs:
         rng = np.random.default_rng([self.seed, index, epoch])
         return make_pair(self.source(index, epoch), rng, *self.frame_args)
 
-    def _draw_all(self, indices, epoch: int) -> None:
-        indices = [int(i) for i in indices]
-        if self.workers > 1 and len(indices) > 1:
-            with multiprocessing.get_context("fork").Pool(min(self.workers, len(indices)), _worker_init,
-                                                          (self,)) as pool:
-                pairs = pool.starmap(_worker_pair, [(i, epoch) for i in indices], chunksize=1)
-        else:
-            pairs = (self.pair(i, epoch) for i in indices)
-        for i, (hq, lq) in zip(indices, pairs):
-            self.hq[i, 0] = torch.from_numpy(hq)
-            self.lq[i, 0] = torch.from_numpy(lq)
-
-    def refresh(self, epoch: int) -> int:
-        """Re-draw ``redraw * n`` pairs for ``epoch`` (>= 1); returns how many."""
+    def _chosen(self, epoch: int) -> np.ndarray:
+        """The slots re-drawn for ``epoch`` (empty for epoch 0 or no re-draw)."""
         k = int(round(self.redraw * self.n))
         if k == 0 or epoch < 1:
+            return np.zeros(0, dtype=np.int64)
+        return np.random.default_rng([self.seed, epoch, 11]).choice(self.n, size=k, replace=False)
+
+    def _pool(self):
+        """The worker processes, forked once and kept (they read only the sources and the frame)."""
+        global _BANK
+        if self._workers_pool is None:
+            _BANK = self  # what the forked workers inherit (never pickled; the pool keeps no reference to the bank)
+            self._workers_pool = multiprocessing.get_context("fork").Pool(self.workers, _worker_init)
+            weakref.finalize(self, self._workers_pool.terminate)
+        return self._workers_pool
+
+    def _start(self, indices, epoch: int):
+        """Begin drawing ``indices`` for ``epoch``: a pending result in the workers, or the pairs drawn here."""
+        jobs = [(int(i), epoch) for i in indices]
+        if self.workers > 1 and len(jobs) > 1:
+            return self._pool().starmap_async(_worker_pair, jobs, chunksize=1)
+        return [self.pair(i, e) for i, e in jobs]
+
+    def _store(self, indices, pairs) -> None:
+        pairs = pairs.get() if hasattr(pairs, "get") else pairs
+        for i, (hq, lq) in zip(indices, pairs):
+            self.hq[int(i), 0] = torch.from_numpy(hq)
+            self.lq[int(i), 0] = torch.from_numpy(lq)
+
+    def _draw_all(self, indices, epoch: int) -> None:
+        indices = [int(i) for i in indices]
+        self._store(indices, self._start(indices, epoch))
+
+    def refresh(self, epoch: int) -> int:
+        """Re-draw ``redraw * n`` pairs for ``epoch`` (>= 1); returns how many.
+
+        With workers, the next epoch's pairs are drawn in the background as soon as this one's are
+        in (so the training steps of an epoch and the drawing of the next overlap); the pairs are
+        the same either way, each drawn from its own (seed, slot, epoch).
+        """
+        chosen = self._chosen(epoch)
+        if len(chosen) == 0:
             return 0
-        chosen = np.random.default_rng([self.seed, epoch, 11]).choice(self.n, size=k, replace=False)
-        self._draw_all(chosen, epoch)
-        return k
+        ahead = self._ahead if self._ahead is not None and self._ahead[0] == epoch else None
+        self._store(chosen, ahead[1] if ahead is not None else self._start(chosen, epoch))
+        self._ahead = None
+        if self.workers > 1:
+            self._ahead = (epoch + 1, self._start(self._chosen(epoch + 1), epoch + 1))
+        return len(chosen)
+
+    def close(self) -> None:
+        """Stop the worker processes (also done when the bank is garbage-collected or Python exits)."""
+        if self._workers_pool is not None:
+            self._workers_pool.terminate()
+            self._workers_pool, self._ahead = None, None
+
+    def __getstate__(self) -> dict:  # a bank travels without its processes
+        return {**self.__dict__, "_workers_pool": None, "_ahead": None}
 
     def description(self) -> dict:
         return {"source": "mixed", "n": self.n, "real_pairs": self.n_real, "phantom_pairs": self.n - self.n_real,
@@ -165,9 +205,7 @@ class MixedPairs:
 _BANK: MixedPairs | None = None  # the bank a forked worker draws for (inherited, never pickled)
 
 
-def _worker_init(bank: MixedPairs) -> None:
-    global _BANK
-    _BANK = bank
+def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
