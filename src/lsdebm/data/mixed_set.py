@@ -123,6 +123,8 @@ class MixedPairs:
         self.hq = torch.zeros((n, 1) + (grid,) * 3, dtype=torch.uint8)
         self.lq = torch.zeros_like(self.hq, dtype=torch.float16 if values == "fraction" else torch.uint8)
         self._draw_all(range(n), 0)
+        if self._chosen(1).size == 0:  # nothing is ever re-drawn (a validation bank): no processes kept
+            self.close()
 
     def source(self, index: int, epoch: int) -> Source:
         if index < self.n_real:
