@@ -7,7 +7,8 @@
 #   OUT      everything written goes here: <model>-default.safetensors (trained, with the
 #            measurement-aware output settings of scripts/train_bundled.sh) and logs.tgz
 #            (training logs and per-epoch CSVs, pytest output, bench JSON, timings)
-#   MINUTES  training cap per model (default 5); LANES (default "reconnet lsdebm vae lebm")
+#   MINUTES  training cap per model (default 5); LANES (default "reconnet lsdebm vae lebm");
+#            DEVICE (default cuda; cpu for a dry run of the training part)
 #   DEADLINE seconds after which everything still running is stopped (default 560)
 #   PY, LSDEBM  the python and the lsdebm command (default python3 and `python3 -m lsdebm.cli.main`)
 # On the device machine the project is not installed: its packages travel as wheels in .whl/
@@ -45,18 +46,24 @@ step "environment"
   torch.cuda.get_device_name(0), 'numpy', numpy.__version__)"; nproc; } > "$LOGS/environment.txt" 2>&1
 cat "$LOGS/environment.txt"
 
-# 1. the four models side by side (scripts/train_bundled.sh, the GPU settings documented there)
+# 1. the four models side by side (scripts/train_bundled.sh, the GPU settings documented there); the
+# first lane draws the shared bank with 12 processes, the others start once it is on disk
 step "training: ${LANES:-reconnet lsdebm vae lebm}, ${MINUTES:-5} min each"
-export DEVICE=cuda AMP=auto WORKERS=${WORKERS:-3} THREADS=1 MINUTES=${MINUTES:-5}
-pids=()
-for m in ${LANES:-reconnet lsdebm vae lebm}; do
-  timeout "$(left)" bash scripts/train_bundled.sh "$m" > "$LOGS/train-$m.txt" 2>&1 &
-  pids+=($!)
-done
+export DEVICE=${DEVICE:-cuda} AMP=auto WORKERS=${WORKERS:-3} THREADS=1 MINUTES=${MINUTES:-5} BANK_CACHE=$LOGS/bank
+set -- ${LANES:-reconnet lsdebm vae lebm}
+WORKERS=12 timeout "$(left)" bash scripts/train_bundled.sh "$1" > "$LOGS/train-$1.txt" 2>&1 &
+pids=($!)
 # the CUDA tests meanwhile (correctness, not timing): the device resolver, the graphed Langevin chain,
 # CUDA training and the CUDA benchmark request
 limited 150 pytest-cuda "$PY" -m pytest -q -p no:cacheprovider tests/test_device.py tests/test_fast_sampler.py \
   tests/test_train.py tests/test_bench.py -k "cuda or device or graph" -o addopts=-ra
+while ! ls "$BANK_CACHE"/bank-*.safetensors > /dev/null 2>&1 && kill -0 "${pids[0]}" 2> /dev/null; do sleep 2; done
+step "bank ready; the other lanes start"
+shift
+for m in "$@"; do
+  timeout "$(left)" bash scripts/train_bundled.sh "$m" > "$LOGS/train-$m.txt" 2>&1 &
+  pids+=($!)
+done
 for p in "${pids[@]}"; do wait "$p"; done
 step "training done"
 tail -n 3 "$LOGS"/train-*.txt
@@ -82,7 +89,7 @@ cp "$LOGS"/installed/*-default.safetensors "$OUT"/ 2>/dev/null
 for m in ${LANES:-reconnet lsdebm vae lebm}; do  # a lane stopped by the deadline: its last epoch's checkpoint
   [ -f "$OUT/$m-default.safetensors" ] || cp "$RUNS/$m-default.safetensors" "$OUT/$m-partial.safetensors" 2>/dev/null
 done
-rm -rf "$LOGS"/demo/*.nii.gz "$LOGS"/demo/*.npz "$LOGS"/*.nii.gz "$RUNS"/*.safetensors "$LOGS"/installed
+rm -rf "$LOGS"/demo/*.nii.gz "$LOGS"/demo/*.npz "$LOGS"/*.nii.gz "$RUNS"/*.safetensors "$LOGS"/installed "$LOGS"/bank
 tar -czf "$OUT/logs.tgz" -C "$LOGS" .
 ls -la "$OUT"
 step "end"

@@ -24,7 +24,8 @@
 #     export DEVICE=cuda AMP=auto WORKERS=3 MINUTES=5
 #     for m in reconnet lsdebm vae lebm; do scripts/train_bundled.sh $m & done; wait
 # Environment: DEVICE (cpu), THREADS (1), WORKERS (0: pairs drawn in the training process),
-# AMP (off), MINUTES (each step's cap; default 40/38/35/35/44 as above), RUNS, DEST, LSDEBM, PYTHON.
+# AMP (off), MINUTES (each step's cap; default 40/38/35/35/44 as above), BANK_CACHE (a folder: the
+# four share one first draw of the bank, `--bank-cache`), RUNS, DEST, LSDEBM, PYTHON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LSDEBM=${LSDEBM:-.venv/bin/lsdebm}
@@ -32,6 +33,7 @@ RUNS=${RUNS:-outputs/bundled}
 DEST=${DEST:-src/lsdebm/checkpoints}
 COMMON=(--preset default --data bundled --real-fraction 0.6 --pairs 400 --redraw 0.05 --data-seed 1000
         --val-phantoms 20 --val-seed 2000 --device "${DEVICE:-cpu}" --threads "${THREADS:-1}" --workers "${WORKERS:-0}"
+        ${BANK_CACHE:+--bank-cache "$BANK_CACHE"}
         --seed 0 --batch-size 4 --amp "${AMP:-off}" --overwrite)
 
 CONSISTENCY_REASON="real val split (11 vertebrae of 3 subjects, sagittal+axial 3/5/7 mm, 66 cases): ReconNet Dice 0.9151 raw -> 0.9265 projection alone, 0.9291 with shape interpolation x2 (worse than raw on 1/66)"

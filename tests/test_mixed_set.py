@@ -129,3 +129,24 @@ def test_no_redraw_and_bad_arguments(sources, frame):
     assert only.n_real == 0 and only.source(0, 0).kind == "phantom"
     before = only.hq.clone()
     assert only.refresh(1) == 0 and torch.equal(only.hq, before)
+
+
+def test_bank_cache_draws_once_and_only_for_the_same_settings(bank, sources, frame, tmp_path, monkeypatch):
+    import lsdebm.data.mixed_set as ms
+
+    first = MixedPairs(sources, N, FRACTION, *frame, seed=SEED, redraw=REDRAW, cache=tmp_path)
+    assert not first.from_cache and first.cache_file.is_file() and first.cache_file.parent == tmp_path
+    assert torch.equal(first.hq, bank.hq) and torch.equal(first.lq, bank.lq)
+    assert first.description()["bank_cache"] == str(first.cache_file)
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("a cached bank must not be drawn again")
+
+    monkeypatch.setattr(ms, "make_pair", no_drawing)
+    again = MixedPairs(sources, N, FRACTION, *frame, seed=SEED, redraw=REDRAW, cache=tmp_path)
+    assert again.from_cache and torch.equal(again.hq, bank.hq) and torch.equal(again.lq, bank.lq)
+    with pytest.raises(AssertionError, match="must not be drawn"):  # another seed is another bank
+        MixedPairs(sources, N, FRACTION, *frame, seed=SEED + 1, redraw=REDRAW, cache=tmp_path)
+    first.cache_file.write_bytes(b"not safetensors")
+    with pytest.raises(InputError, match="not a readable bank cache.*delete it"):
+        MixedPairs(sources, N, FRACTION, *frame, seed=SEED, redraw=REDRAW, cache=tmp_path)

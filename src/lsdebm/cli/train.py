@@ -63,6 +63,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0,
                    help="real data: processes drawing the bank's pairs (default 0 = this process; the bank is "
                         "the same for any number; worth it on a GPU, which a pair every ~0.3 s keeps waiting)")
+    p.add_argument("--bank-cache", type=Path, metavar="DIR",
+                   help="real data: keep the training bank's first draw in DIR and reuse it when every setting "
+                        "it depends on is the same (runs side by side draw it once)")
     p.add_argument("--split", default="train",
                    help="real data: manifest split to train on (default train; 'all' for every row)")
     p.add_argument("--val-split", default="val",
@@ -101,7 +104,7 @@ def run(args) -> int:
         device=args.device, threads=args.threads, amp=args.amp, max_minutes=args.max_minutes,
         lebm_steps=args.lebm_steps, val_every=args.val_every, max_shift=args.max_shift, half=args.half,
         command=command_line(args), real_fraction=args.real_fraction, pairs=args.pairs, redraw=args.redraw,
-        workers=args.workers,
+        workers=args.workers, bank_cache=args.bank_cache,
         split=None if args.split == "all" else args.split,
         val_split=None if args.val_split == "none" else args.val_split)
     if args.model == SLAB_MODEL:

@@ -21,11 +21,13 @@ from __future__ import annotations
 import multiprocessing
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from lsdebm.data.augment import AugmentRanges, random_warp
+from lsdebm.data.bank_cache import cache_path, load_bank, save_bank
 from lsdebm.data.frame import crop_label, resample
 from lsdebm.data.phantoms import LEVELS, make_vertebra
 from lsdebm.data.real import RealMask, degrade, isotropic
@@ -99,11 +101,13 @@ class MixedPairs:
         redraw: Fraction of the bank re-drawn by each :meth:`refresh`.
         values: ``binary`` lq crops (uint8) or ``fraction`` (float16, the share of each voxel covered).
         workers: Processes drawing pairs (forked, one thread each; 0 or 1 = in this process).
+        cache: A folder where the first draw is kept and found again (:mod:`lsdebm.data.bank_cache`).
     """
 
     def __init__(self, real: list[Source], n: int, real_fraction: float, grid: int, spacing: float, frame: str,
                  offset_world, seed: int = 0, redraw: float = 0.1, ranges: ParamRanges = WIDE_RANGES,
-                 augment: AugmentRanges = AugmentRanges(), values: str = "binary", workers: int = 0):
+                 augment: AugmentRanges = AugmentRanges(), values: str = "binary", workers: int = 0,
+                 cache: str | Path | None = None):
         if n < 1:
             raise InputError(f"the training bank needs at least one pair; got {n}")
         if not 0.0 <= real_fraction <= 1.0 or not 0.0 <= redraw <= 1.0:
@@ -122,7 +126,16 @@ class MixedPairs:
         self.frame_args = (grid, spacing, frame, offset_world, ranges, augment, values)
         self.hq = torch.zeros((n, 1) + (grid,) * 3, dtype=torch.uint8)
         self.lq = torch.zeros_like(self.hq, dtype=torch.float16 if values == "fraction" else torch.uint8)
-        self._draw_all(range(n), 0)
+        self.cache_file = None if cache is None else cache_path(cache, self)
+        cached = None if cache is None else load_bank(self.cache_file, tuple(self.hq.shape))
+        if cached is not None:
+            self.hq.copy_(cached[0].to(self.hq.dtype))
+            self.lq.copy_(cached[1].to(self.lq.dtype))
+        else:
+            self._draw_all(range(n), 0)
+            if self.cache_file is not None:
+                save_bank(self.cache_file, self.hq, self.lq)
+        self.from_cache = cached is not None
         if self._chosen(1).size == 0:  # nothing is ever re-drawn (a validation bank): no processes kept
             self.close()
 
@@ -201,7 +214,9 @@ class MixedPairs:
                 "real_masks": [s.name for s in self.real], "redraw_per_epoch": self.redraw, "seed": self.seed,
                 "simulator_ranges": {k: list(v) if isinstance(v, tuple) else v
                                      for k, v in vars(self.frame_args[4]).items()},
-                "augmentation": vars(self.frame_args[5]), "frame": self.frame_args[2]}
+                "augmentation": vars(self.frame_args[5]), "frame": self.frame_args[2],
+                **({} if self.cache_file is None else
+                   {"bank_cache": str(self.cache_file), "bank_from_cache": self.from_cache})}
 
 
 _BANK: MixedPairs | None = None  # the bank a forked worker draws for (inherited, never pickled)

@@ -68,7 +68,7 @@ def is_phantom_set(directory: str | Path) -> bool:
 
 
 def mixed_set(source, split: str | None, n: int, real_fraction: float, cfg, seed: int, redraw: float,
-              workers: int = 0) -> MaskSet:
+              workers: int = 0, cache=None) -> MaskSet:
     """A :class:`MixedPairs` bank of real masks (``source``: folder, manifest or None = bundled) and phantoms.
 
     Every lumbar and lower thoracic vertebra of ``split`` (T10-L5, complete ones) is used, and every
@@ -83,7 +83,7 @@ def mixed_set(source, split: str | None, n: int, real_fraction: float, cfg, seed
         raise InputError("real masks train 3D models only; use --phantoms for a 2D preset")
     real = real_sources(load_real_masks(source, split=split, levels=REAL_LEVELS)) if real_fraction > 0 else []
     bank = MixedPairs(real, n, real_fraction, m.grid, m.spacing, m.frame, centroid_offset_world(m, m.grid, m.spacing),
-                      seed=seed, redraw=redraw, values=m.input_values, workers=workers)
+                      seed=seed, redraw=redraw, values=m.input_values, workers=workers, cache=cache)
     desc = {**bank.description(), "real_source": str(source) if source is not None else "bundled (lsdebm.realdata)",
             "split": split}
     return MaskSet(bank.hq, bank.lq, desc, bank.refresh)

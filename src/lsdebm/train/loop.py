@@ -72,6 +72,7 @@ class TrainOptions:
     pairs: int = 400
     redraw: float = 0.05
     workers: int = 0
+    bank_cache: Path | None = None
     split: str | None = "train"
     val_split: str | None = "val"
 
@@ -139,7 +140,8 @@ def load_data(o: TrainOptions, cfg: Config) -> tuple[MaskSet, MaskSet | None]:
     real = o.data is not None and not is_phantom_set(o.data)
     source = None if str(o.data) == "bundled" else o.data
     if real:
-        train = mixed_set(source, o.split, o.pairs, o.real_fraction, cfg, o.data_seed, o.redraw, o.workers)
+        train = mixed_set(source, o.split, o.pairs, o.real_fraction, cfg, o.data_seed, o.redraw, o.workers,
+                          o.bank_cache)
     elif o.data is not None:
         train = directory_set(o.data, m.grid, m.spatial_dims, need_lq=o.model == "reconnet")
     else:
