@@ -95,3 +95,20 @@ def test_fp16_on_cpu_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "fp16" in err[0] and "bf16" in err[0]
     assert not (tmp_path / "x.safetensors").exists()
+
+
+@pytest.mark.parametrize("extra, words", [(["--workers", "-1"], "--workers -1: expected 0"),
+                                          (["--bank-cache", "FILE"], "a file; expected a folder")])
+def test_bank_options_refused_in_one_line_before_any_pair_is_drawn(tmp_path, capsys, monkeypatch, extra, words):
+    import lsdebm.data.mixed_set as ms
+
+    monkeypatch.setattr(ms, "make_pair", lambda *a, **k: pytest.fail("a pair was drawn before the refusal"))
+    afile = tmp_path / "a_file"
+    afile.write_text("x")
+    extra = [str(afile) if e == "FILE" else e for e in extra]
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--model", "reconnet", "--preset", "tiny", "--data", "bundled", "--pairs", "4", "--epochs", "1",
+            "--device", "cpu", "--threads", "1", "--out", str(out), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and not out.exists()

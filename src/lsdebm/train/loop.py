@@ -115,9 +115,13 @@ def check_common(o: TrainOptions) -> None:
     if o.data is not None and str(o.data) != "bundled" and not Path(o.data).exists():
         raise InputError(f"--data {o.data}: not found; expected a phantom set, a folder of real masks, a "
                          "manifest.csv or 'bundled'")
-    if not 0.0 <= o.real_fraction <= 1.0 or not 0.0 <= o.redraw <= 1.0 or o.pairs < 1 or o.workers < 0:
+    if not 0.0 <= o.real_fraction <= 1.0 or not 0.0 <= o.redraw <= 1.0 or o.pairs < 1:
         raise InputError(f"--real-fraction {o.real_fraction} and --redraw {o.redraw} must be in [0, 1], "
-                         f"--pairs {o.pairs} >= 1, --workers {o.workers} >= 0")
+                         f"--pairs {o.pairs} >= 1")
+    if o.workers < 0:
+        raise InputError(f"--workers {o.workers}: expected 0 (draw pairs in the training process) or more")
+    if o.bank_cache is not None and Path(o.bank_cache).exists() and not Path(o.bank_cache).is_dir():
+        raise InputError(f"--bank-cache {o.bank_cache}: a file; expected a folder (created if missing)")
     if o.max_minutes is not None and o.max_minutes <= 0:
         raise InputError(f"--max-minutes {o.max_minutes} must be > 0")
     if o.val_phantoms < 0 or o.val_every < 1:
