@@ -129,10 +129,10 @@ class MixedPairs:
         self.cache_file = None if cache is None else cache_path(cache, self)
         cached = None if cache is None else load_bank(self.cache_file, tuple(self.hq.shape))
         if cached is not None:
-            self.hq.copy_(cached[0].to(self.hq.dtype))
-            self.lq.copy_(cached[1].to(self.lq.dtype))
+            self.hq.copy_(cached[0])
+            self.lq.copy_(cached[1])
         else:
-            self._draw_all(range(n), 0)
+            self._store(range(n), self._start(range(n), 0))
             if self.cache_file is not None:
                 save_bank(self.cache_file, self.hq, self.lq)
         self.from_cache = cached is not None
@@ -178,10 +178,6 @@ class MixedPairs:
         for i, (hq, lq) in zip(indices, pairs):
             self.hq[int(i), 0] = torch.from_numpy(hq)
             self.lq[int(i), 0] = torch.from_numpy(lq)
-
-    def _draw_all(self, indices, epoch: int) -> None:
-        indices = [int(i) for i in indices]
-        self._store(indices, self._start(indices, epoch))
 
     def refresh(self, epoch: int) -> int:
         """Re-draw ``redraw * n`` pairs for ``epoch`` (>= 1); returns how many.
