@@ -1,4 +1,5 @@
 """Qt-free explorer core: lazy trajectory volumes, recorded runs with cancel, inputs, plots, PNGs."""
+import os
 import threading
 import time
 
@@ -270,3 +271,31 @@ def test_render_iso_png_draws_the_mask(tmp_path, backend):
     assert img.std() > 5  # not a blank canvas
     render_iso_png(np.zeros_like(prob), 8.0, tmp_path / "empty.png", backend=backend)
     assert (tmp_path / "empty.png").stat().st_size > 0
+
+
+def test_headless_pyvista_render_opens_egl_without_an_x_warning(tmp_path, monkeypatch, capfd):
+    pytest.importorskip("pyvista")
+    import ctypes.util
+    import sys
+
+    from PIL import Image
+
+    from lsdebm.explore import render
+
+    if not sys.platform.startswith("linux") or not ctypes.util.find_library("EGL"):
+        pytest.skip("needs Linux with libEGL")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv(render.WINDOW_VARIABLE, raising=False)
+    assert render.headless_window() == "vtkEGLRenderWindow"
+    prob = np.zeros((16, 16, 16), np.float32)
+    prob[4:12, 5:11, 6:10] = 1.0
+    assert render.render_iso_png(prob, 8.0, tmp_path / "a.png", backend="pyvista") == "pyvista"
+    assert "bad X server" not in capfd.readouterr().err
+    assert np.asarray(Image.open(tmp_path / "a.png").convert("L"), float).std() > 5
+    assert render.WINDOW_VARIABLE not in os.environ  # the process environment is left as it was
+    monkeypatch.setenv(render.WINDOW_VARIABLE, "vtkOSOpenGLRenderWindow")
+    assert render.headless_window() is None  # the user's choice is kept
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.delenv(render.WINDOW_VARIABLE)
+    assert render.headless_window() is None  # a display: VTK's own choice

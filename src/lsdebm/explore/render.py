@@ -1,7 +1,9 @@
 """Headless PNGs of decoded volumes: an iso-surface at p = 0.5 (Qt-free).
 
 Backends, tried in order for ``backend="auto"``:
-  * ``pyvista``: VTK off-screen (EGL/OSMesa when there is no X display), smooth shading.
+  * ``pyvista``: VTK off-screen, smooth shading. Without an X or Wayland display VTK is told to
+    open an EGL window (when libEGL is installed) instead of first trying X and printing a
+    "bad X server connection" warning on the way to the same EGL window.
   * ``matplotlib``: marching cubes (scikit-image) drawn as a 3D polygon collection; works on
     any machine with no display at all.
 Array axes are the model frame of :func:`lsdebm.data.phantoms.grid_affine`: (superior,
@@ -9,7 +11,10 @@ posterior, right). Every view looks at the vertebra from behind-left and above, 
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes.util
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +50,43 @@ def render_iso_png(prob: np.ndarray, spacing: float, path: str | Path, title: st
     raise LsdebmError(f"{path}: could not render a PNG ({'; '.join(errors)})")
 
 
+WINDOW_VARIABLE = "VTK_DEFAULT_OPENGL_WINDOW"
+
+
+def headless_window() -> str | None:
+    """The VTK render window to ask for on a Linux machine with no display (None: VTK's own choice).
+
+    VTK's default factory tries X first; with no ``DISPLAY`` it logs a warning and then opens an
+    EGL window anyway. A user's choice in ``VTK_DEFAULT_OPENGL_WINDOW`` is always kept.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get(WINDOW_VARIABLE):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return "vtkEGLRenderWindow" if ctypes.util.find_library("EGL") else None
+
+
+@contextlib.contextmanager
+def _window_choice():
+    """Set :func:`headless_window`'s choice while a plotter is created; the environment is restored after."""
+    choice = headless_window()
+    if choice is None:
+        yield
+        return
+    os.environ[WINDOW_VARIABLE] = choice
+    try:
+        yield
+    finally:
+        os.environ.pop(WINDOW_VARIABLE, None)
+
+
 def _pyvista(prob, spacing, tmp: Path, title: str, level: float, size: int) -> None:
     import pyvista as pv
 
     grid = pv.ImageData(dimensions=prob.shape, spacing=(spacing,) * 3)
     grid.point_data["p"] = prob.ravel(order="F")
-    plotter = pv.Plotter(off_screen=True, window_size=(size, size))
+    with _window_choice():
+        plotter = pv.Plotter(off_screen=True, window_size=(size, size))
     try:
         plotter.set_background("white")
         if prob.max() >= level:
