@@ -258,9 +258,12 @@ def test_surface_coloured_by_signed_distance(viewer, qtbot):
     widget.ref_combo.set_layer(viewer.layers["HQ"])
     widget.smooth.setValue(5)
     viewer.layers["LQ"].visible = True
+    viewer.dims.ndisplay = 2
     widget.build()
     qtbot.waitUntil(lambda: "surface: LQ" in viewer.layers and widget.button.isEnabled(), timeout=TIMEOUT)
     surface = viewer.layers["surface: LQ"]
+    # a surface is a 3D object: the viewer leaves 2D, where only the slice's cut through it shows
+    assert viewer.dims.ndisplay == 3 and "now in 3D" in widget.status.text()
     # drawn instead of the mask, whose volume would hide it in 3D; the status says so
     assert surface.visible and not viewer.layers["LQ"].visible and "Layer 'LQ' is hidden" in widget.status.text()
     vertices, faces, values = surface.data

@@ -105,6 +105,13 @@ class SurfaceWidget(QWidget):
         self.button.setEnabled(True)
         self.worker = None
 
+    def _to_3d(self) -> str:
+        """Show the viewer in 3D, where a surface is whole (2D shows only its cut); the status says so."""
+        if self.viewer.dims.ndisplay == 3:
+            return ""
+        self.viewer.dims.ndisplay = 3
+        return " The viewer is now in 3D (in 2D a surface shows only where the slice cuts it)."
+
     def _show(self, mesh, layer, ref):
         geo = geometry_kwargs(layer, layer.metadata.get("provenance"), **{SURFACE_KEY: True, "frame": "grid-mm",
                                                                           "mesh_options": {
@@ -114,7 +121,7 @@ class SurfaceWidget(QWidget):
         geo["scale"] = (1.0,) * 3  # vertices are already in mm along the array axes
         geo["translate"] = tuple(layer.translate)[-3:]
         name = f"surface: {layer.name}"
-        hidden = hide_under_surface(layer)  # the surface is drawn instead of the mask
+        hidden = hide_under_surface(layer) + self._to_3d()  # the surface is drawn instead of the mask
         if mesh.values is None:
             surface = put_layer(self.viewer, "surface", mesh.layer_data(), name, **geo)
             self.status.setText(f"{len(mesh.vertices):,} vertices, {len(mesh.faces):,} triangles.{hidden}")
