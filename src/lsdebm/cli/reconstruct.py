@@ -261,6 +261,12 @@ def _refine_input(args, models, settings, path: Path, volume, selection, acq, gr
     for line in describe(selection):
         print(f"{path}: {line}", file=sys.stderr)
     print(f"{path}: acquisition: {acq.describe()}", file=sys.stderr)
+    if not acq.thick_slice:  # say why such an input comes back as it went in
+        from lsdebm.data.tilted_slabs import find_tilted_slabs
+
+        tilted = find_tilted_slabs(volume.data, volume.affine)
+        if tilted is not None:
+            print(f"{path}: {tilted.describe()}", file=sys.stderr)
     traj_path = _trajectory_path(args.trajectory, n_inputs, path)
     with warnings.catch_warnings():  # the skipped structures were just listed
         warnings.filterwarnings("ignore", message="skipping label")
