@@ -1,6 +1,8 @@
 """Thick slices resampled onto a grid they are oblique to are recognised, and nothing else is."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -52,12 +54,21 @@ def test_smooth_aligned_and_linearly_resampled_masks_are_not_taken_for_tilted_sl
     assert find_tilted_slabs(np.zeros((8, 8, 8), np.uint8), np.eye(4)) is None
 
 
-def test_reconstruct_says_why_a_tilted_staircase_comes_back_unchanged(vertebra, tmp_path, capsys):
+def test_reconstruct_refines_a_tilted_staircase_on_its_own_slab_grid(vertebra, tmp_path, capsys):
     from lsdebm.cli.main import main
+    from lsdebm.data.nifti import read_volume
+    from lsdebm.evaluation.metrics import dice
 
     mask, affine = vertebra
-    src = tmp_path / "tilted.nii.gz"
-    write_volume(src, thick_slices(mask, 15.0), affine)
-    assert main(["reconstruct", str(src), "-o", str(tmp_path / "out.nii.gz"), "--threads", "1"]) == 0
+    lq = thick_slices(mask, 15.0)
+    src, out = tmp_path / "tilted.nii.gz", tmp_path / "out.nii.gz"
+    write_volume(src, lq, affine)
+    assert main(["reconstruct", str(src), "-o", str(out), "--threads", "1"]) == 0
     err = capsys.readouterr().err
-    assert "no thick slices found" in err and "slabs look tilted by 15°" in err and "own slab grid" in err
+    assert "no thick slices found" in err and "slabs are tilted by 15°" in err and "own slab grid" in err
+    result = read_volume(out)
+    assert result.data.shape == mask.shape and np.allclose(result.affine, affine)  # back on the input's grid
+    before, after = dice(lq, mask), dice(result.data, mask)
+    assert after > before + 0.01, (before, after)  # unchanged (gain 0) before the slab grid was used
+    prov = json.loads((tmp_path / "out.provenance.json").read_text())
+    assert prov["acquisition"]["source"] == "tilted" and abs(prov["acquisition"]["tilt_deg"] - 15.0) <= 1.0

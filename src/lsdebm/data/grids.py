@@ -63,6 +63,13 @@ def isotropic_grid(shape, affine, spacing: float | None = None) -> tuple[tuple[i
     return tuple(int(c) for c in counts), out
 
 
+def given_grid(shape, affine, out_grid=None) -> tuple[tuple[int, ...], np.ndarray]:
+    """``out_grid`` = ``(shape, affine)`` as a tuple of ints and a float array; None: the input's own grid."""
+    if out_grid is None:
+        return tuple(int(v) for v in shape), np.asarray(affine, float)
+    return tuple(int(v) for v in out_grid[0]), np.asarray(out_grid[1], float)
+
+
 def like_grid(path: str | os.PathLike) -> tuple[tuple[int, ...], np.ndarray]:
     """The grid ``(shape, affine)`` of another NIfTI file (read errors are one-line InputErrors)."""
     from lsdebm.data.nifti import read_volume

@@ -16,8 +16,7 @@ so the acquisition falls back to the input's own voxels and the output is the in
    the same distance apart inside one slab (``contrast``). On the shipped high-quality masks the
    ratio is at most 2.4; on tilted 5 and 7 mm slabs it is 4.5 and above.
 
-Today the result is reported (``lsdebm reconstruct`` says why such an input comes back
-unchanged and what to do); refining on the slab grid is not built yet.
+:mod:`lsdebm.tasks.tilted` then refines such an input on its own slab grid.
 """
 from __future__ import annotations
 
@@ -61,9 +60,9 @@ class TiltedSlabs:
     contrast: float
 
     def describe(self) -> str:
-        return (f"its slabs look tilted by {self.tilt_deg:.0f}° against array axis {self.axis} "
-                f"({self.thickness_mm:.1f} mm thick): a thick-slice mask resampled onto a grid oblique to its "
-                f"slabs, which is refined only on its own slab grid; give the mask on that grid (e.g. the MRI's)")
+        return (f"its slabs are tilted by {self.tilt_deg:.0f}° against array axis {self.axis} "
+                f"({self.thickness_mm:.1f} mm thick; a thick-slice mask resampled onto a grid oblique to them): "
+                f"refined on their own slab grid, then resampled onto the output grid")
 
 
 def _directions(unit_axes: np.ndarray, axis: int | None = None, around=None, step_deg: float = 4.0):

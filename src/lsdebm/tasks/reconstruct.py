@@ -26,8 +26,10 @@ import torch
 from lsdebm.data.acquisition import Acquisition, observed_acquisition
 from lsdebm.data.boxes import BoxedVolume, grown_box, resample
 from lsdebm.data.frame import CropInfo, crop_to_model, replace_label
+from lsdebm.data.grids import given_grid
 from lsdebm.data.labelmaps import Selection, describe, present_labels, select_structures
 from lsdebm.data.slab_projection import measured_output
+from lsdebm.data.tilted_slabs import TiltedSlabs, find_tilted_slabs
 from lsdebm.data.validate import foreground
 from lsdebm.errors import InputError, InputWarning
 from lsdebm.methods import RunSettings, make_generator, resolve, run, run_events, sampling_schedule
@@ -36,6 +38,7 @@ from lsdebm.runtime.loading import Models
 from lsdebm.sampling import Trajectory, TrajectoryRecorder
 from lsdebm.sampling.guidance import build_observation
 from lsdebm.tasks.progress import Job, Progress, drain
+from lsdebm.tasks.tilted import on_slab_grid
 
 
 def set_threads(threads: int | None) -> None:
@@ -253,6 +256,17 @@ def _provenance(models: Models, settings: RunSettings, ccfg, input_name: str | N
                                   "device": str(models.device), "seconds": round(seconds, 3)})
 
 
+def _resolved_acquisition(data, affine, acquisition, wanted: bool):
+    """The acquisition as given, or for ``"auto"`` the one found (tilted slabs where no aligned ones are; None
+    when the output step does not look at the slabs)."""
+    if not isinstance(acquisition, str):
+        return acquisition
+    if not wanted:
+        return None
+    acq = observed_acquisition(data, affine)
+    return acq if acq.thick_slice else (find_tilted_slabs(data, affine) or acq)
+
+
 def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray,
                     labels: Sequence[int] | Selection | None = None,
                     settings: RunSettings = RunSettings(), with_probabilities: bool = False, batch_size: int = 8,
@@ -276,7 +290,8 @@ def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray,
     ``acquisition``: the input's thick-slice geometry (:class:`lsdebm.data.acquisition.Acquisition`),
     ``"auto"`` to find it from the spacing or the staircase, or None for none. When known, the
     checkpoint's ``consistency`` settings (with ``settings``' overrides) guide LSD-EBM with the
-    data term and project the output probabilities onto the observed slabs.
+    data term and project the output probabilities onto the observed slabs; tilted slabs are refined on their
+    own slab grid (:mod:`lsdebm.tasks.tilted`).
     """
     data = np.asarray(data)
     selection = labels if isinstance(labels, Selection) else select_structures(data, affine, labels)
@@ -284,13 +299,16 @@ def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray,
         if line.startswith("skipping"):
             warnings.warn(line, InputWarning, stacklevel=2)
     chosen = selection.labels
-    out_shape, out_affine = (tuple(data.shape), np.asarray(affine, float)) if out_grid is None else \
-        (tuple(int(v) for v in out_grid[0]), np.asarray(out_grid[1], float))
+    out_shape, out_affine = given_grid(data.shape, affine, out_grid)
     start = time.perf_counter()
     ccfg, interpolator = models.output_step(settings)
     guided = models.method is not None and ccfg.weight > 0 and ccfg.steps > 0
     wanted = guided or ccfg.projection > 0 or ccfg.interpolation > 0  # else the slabs are not looked at
-    acq = (observed_acquisition(data, affine) if wanted else None) if isinstance(acquisition, str) else acquisition
+    acq = _resolved_acquisition(data, affine, acquisition, wanted)
+    if isinstance(acq, TiltedSlabs):  # slabs oblique to the grid
+        return (yield from on_slab_grid(reconstruct_job, data, affine, acq, out_grid, models=models,
+                                        labels=list(chosen), settings=settings, with_probabilities=with_probabilities,
+                                        batch_size=batch_size, record_every=record_every, input_name=input_name))
     cfg = models.any().config.model
     boxes = selection.boxes
     pairs = [crop_to_model(data, affine, label, models.grid, models.spacing, cfg, models.input_values,

@@ -1,0 +1,72 @@
+"""Refining a thick-slice mask that was resampled onto a grid oblique to its slabs.
+
+:func:`lsdebm.data.tilted_slabs.find_tilted_slabs` finds the slabs; here the input is sampled
+back onto its own slab grid (one sample per slab at its centre, the input's spacing in-plane),
+refined there by the ordinary pipeline (the acquisition is then read from the spacing, as for any
+native thick-slice grid), and the refined structures are resampled onto the output grid asked
+for. On real validation vertebrae given on their own tilted slab grid the default gains
++0.026-0.029 Dice (docs/real-anatomy.md), where the resampled input alone came back unchanged.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from lsdebm.data.boxes import resample
+from lsdebm.data.frame import replace_label
+from lsdebm.data.grids import given_grid, isotropic_grid
+from lsdebm.data.tilted_slabs import TiltedSlabs
+
+
+def slab_grid(shape, affine, slabs: TiltedSlabs) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The grid of ``slabs`` over the input's field of view: ``slabs.axis`` along the normal, one voxel per
+    slab centred in it; the two other axes the input's, made orthogonal to the normal, at its spacing."""
+    affine = np.asarray(affine, float)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    normal = np.asarray(slabs.normal, float)
+    directions, steps = np.zeros((3, 3)), np.zeros(3)
+    directions[:, slabs.axis], steps[slabs.axis] = normal, slabs.thickness_mm
+    done = [normal]
+    for a in [a for a in range(3) if a != slabs.axis]:
+        d = affine[:3, a] / spacing[a]
+        for e in done:
+            d = d - (d @ e) * e
+        directions[:, a], steps[a] = d / np.linalg.norm(d), spacing[a]
+        done.append(directions[:, a])
+    edges = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float) * np.asarray(shape) - 0.5
+    along = (edges @ affine[:3, :3].T + affine[:3, 3]) @ directions  # FOV corners along each new axis
+    lo, hi = along.min(0), along.max(0)
+    first = lo + steps / 2
+    k0 = np.floor((lo[slabs.axis] - slabs.face_mm) / slabs.thickness_mm)
+    first[slabs.axis] = slabs.face_mm + (k0 + 0.5) * slabs.thickness_mm
+    counts = np.maximum(1, np.ceil((hi - (first - steps / 2)) / steps)).astype(int)
+    out = np.eye(4)
+    out[:3, :3] = directions * steps
+    out[:3, 3] = directions @ first
+    return tuple(int(c) for c in counts), out
+
+
+def on_slab_grid(job, data, affine, slabs: TiltedSlabs, out_grid, **run):
+    """``job`` (:func:`lsdebm.tasks.reconstruct.reconstruct_job`) run on the slab grid and brought back onto
+    ``out_grid`` (None: the input's grid); ``run`` holds its other arguments. A job, like ``job``."""
+    affine = np.asarray(affine, float)
+    shape, grid = slab_grid(data.shape, affine, slabs)
+    native = resample(np.asarray(data), shape, grid, affine, order=0)
+    fine = isotropic_grid(shape, grid, float(np.linalg.norm(affine[:3, :3], axis=0).min()))
+    inner = yield from job(data=native, affine=grid, out_grid=fine, acquisition="auto", **run)
+    out_shape, out_affine = given_grid(data.shape, affine, out_grid)
+    same = out_shape == tuple(data.shape) and np.allclose(out_affine, affine)
+    out = np.array(data if same else resample(np.asarray(data), out_shape, out_affine, affine, order=0), copy=True)
+    for label in inner.labels:
+        region = resample((np.asarray(inner.mask) == label).astype(np.float32), out_shape, out_affine,
+                          inner.affine, order=1) >= 0.5
+        replace_label(out, region, label, in_place=True)
+    probs = None if inner.probabilities is None else \
+        resample(inner.probabilities, out_shape, out_affine, inner.affine, order=1)
+    prov = dict(inner.provenance)
+    prov["acquisition"] = {**(prov.get("acquisition") or {}), "source": "tilted", "normal": list(slabs.normal),
+                           "tilt_deg": round(slabs.tilt_deg, 2), "slab_grid": {"shape": list(shape)}}
+    prov["output_grid"] = {"shape": list(out_shape),
+                           "spacing_mm": [round(float(v), 6) for v in np.linalg.norm(out_affine[:3, :3], axis=0)]}
+    return replace(inner, mask=out, probabilities=probs, provenance=prov, affine=out_affine)
