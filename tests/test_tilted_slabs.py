@@ -72,3 +72,24 @@ def test_reconstruct_refines_a_tilted_staircase_on_its_own_slab_grid(vertebra, t
     assert after > before + 0.01, (before, after)  # unchanged (gain 0) before the slab grid was used
     prov = json.loads((tmp_path / "out.provenance.json").read_text())
     assert prov["acquisition"]["source"] == "tilted" and abs(prov["acquisition"]["tilt_deg"] - 15.0) <= 1.0
+
+
+def test_a_label_map_keeps_its_other_labels_and_warns_once(vertebra):
+    import warnings
+
+    from lsdebm.errors import InputWarning
+    from lsdebm.evaluation.metrics import dice
+    from lsdebm.runtime.loading import load_models
+    from lsdebm.tasks.reconstruct import reconstruct_volume
+
+    mask, affine = vertebra
+    lq = thick_slices(mask, 12.0).astype(np.int16) * 22
+    lq[:3, :3, :3] = 99
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = reconstruct_volume(load_models("reconnet"), lq, affine, labels=[22])
+    assert result.provenance["acquisition"]["source"] == "tilted" and result.mask.shape == lq.shape
+    assert int((result.mask == 99).sum()) == 27  # carried over, on the input's own grid
+    assert dice(result.mask == 22, mask) > dice(lq == 22, mask) + 0.01
+    skips = [w for w in caught if issubclass(w.category, InputWarning) and "skipping label 99" in str(w.message)]
+    assert len(skips) == 1  # the slab-grid pass does not repeat what the caller already reported

@@ -16,6 +16,7 @@ import numpy as np
 from lsdebm.data.boxes import resample
 from lsdebm.data.frame import replace_label
 from lsdebm.data.grids import given_grid, isotropic_grid
+from lsdebm.data.labelmaps import select_structures
 from lsdebm.data.tilted_slabs import TiltedSlabs
 
 
@@ -54,7 +55,8 @@ def on_slab_grid(job, data, affine, slabs: TiltedSlabs, out_grid, **run):
     shape, grid = slab_grid(data.shape, affine, slabs)
     native = resample(np.asarray(data), shape, grid, affine, order=0)
     fine = isotropic_grid(shape, grid, float(np.linalg.norm(affine[:3, :3], axis=0).min()))
-    inner = yield from job(data=native, affine=grid, out_grid=fine, acquisition="auto", **run)
+    chosen = replace(select_structures(native, grid, run.pop("labels")), skipped=[])  # the caller reported those
+    inner = yield from job(data=native, affine=grid, labels=chosen, out_grid=fine, acquisition="auto", **run)
     out_shape, out_affine = given_grid(data.shape, affine, out_grid)
     same = out_shape == tuple(data.shape) and np.allclose(out_affine, affine)
     out = np.array(data if same else resample(np.asarray(data), out_shape, out_affine, affine, order=0), copy=True)
