@@ -189,11 +189,6 @@ def _check_consistency_options(args) -> None:
         raise InputError(f"--projection {args.projection} must be between 0 and 1")
 
 
-def _declared(args) -> bool:
-    """True when the user declared the acquisition (--slice-axis / --slice-thickness)."""
-    return args.slice_axis is not None or args.slice_thickness is not None
-
-
 def _acquisition(args, volume):
     """The input's acquisition from --slice-axis/--slice-thickness, found, or the input grid itself."""
     from lsdebm.data.acquisition import observed_acquisition
@@ -266,13 +261,12 @@ def _refine_input(args, models, settings, path: Path, volume, selection, acq, gr
     for line in describe(selection):
         print(f"{path}: {line}", file=sys.stderr)
     print(f"{path}: acquisition: {acq.describe()}", file=sys.stderr)
-    if not acq.thick_slice and not _declared(args):  # slabs oblique to the grid: refined on their own grid
-        from lsdebm.data.tilted_slabs import find_tilted_slabs
+    if not acq.thick_slice:  # no slabs found (a declared acquisition always is some): oblique to the grid?
+        from lsdebm.data.tilted_slabs import TiltedSlabs, or_tilted
 
-        tilted = find_tilted_slabs(volume.data, volume.affine)
-        if tilted is not None:
-            print(f"{path}: {tilted.describe()}", file=sys.stderr)
-            acq = tilted
+        acq = or_tilted(acq, volume.data, volume.affine)
+        if isinstance(acq, TiltedSlabs):
+            print(f"{path}: {acq.describe()}", file=sys.stderr)
     traj_path = _trajectory_path(args.trajectory, n_inputs, path)
     with warnings.catch_warnings():  # the skipped structures were just listed
         warnings.filterwarnings("ignore", message="skipping label")

@@ -37,6 +37,8 @@ MIN_TILT_DEG = 3.0  # closer to an array axis the slabs are detect_staircase's
 MIN_VOXELS_PER_SLAB = 3.0
 MIN_CONTRAST = 3.5
 NFFT = 8192
+FREQS = np.fft.rfftfreq(NFFT, BIN_MM)
+BAND = (FREQS >= 1 / PERIOD_RANGE_MM[1]) & (FREQS <= 1 / PERIOD_RANGE_MM[0])
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,6 @@ def _boundary_points(mask: np.ndarray, affine: np.ndarray) -> np.ndarray | None:
 def _histogram(pts: np.ndarray, normal: np.ndarray) -> tuple[np.ndarray, float]:
     d = pts @ normal
     return np.bincount(((d - d.min()) / BIN_MM).astype(int)).astype(np.float64), float(d.min())
-
-
-FREQS = np.fft.rfftfreq(NFFT, BIN_MM)
-BAND = (FREQS >= 1 / PERIOD_RANGE_MM[1]) & (FREQS <= 1 / PERIOD_RANGE_MM[0])
 
 
 def _period(pts: np.ndarray, normal: np.ndarray) -> tuple[float, float]:
@@ -181,3 +179,8 @@ def find_tilted_slabs(mask: np.ndarray, affine) -> TiltedSlabs | None:
     if contrast < MIN_CONTRAST:
         return None
     return TiltedSlabs(tuple(float(x) for x in normal), int(axis), tilt, period, face, contrast)
+
+
+def or_tilted(acquisition, mask: np.ndarray, affine):
+    """``acquisition``, or the tilted slabs found when it is the input grid itself (no thick slices found)."""
+    return acquisition if acquisition.thick_slice else (find_tilted_slabs(mask, affine) or acquisition)

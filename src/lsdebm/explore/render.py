@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes.util
+import functools
 import os
 import sys
 from pathlib import Path
@@ -63,7 +64,13 @@ def headless_window() -> str | None:
         return None
     if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
         return None
-    return "vtkEGLRenderWindow" if ctypes.util.find_library("EGL") else None
+    return "vtkEGLRenderWindow" if _has_egl() else None
+
+
+@functools.cache
+def _has_egl() -> bool:
+    """Whether libEGL is installed (asked once: ``find_library`` runs ``ldconfig`` each time)."""
+    return ctypes.util.find_library("EGL") is not None
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ from lsdebm.data.frame import CropInfo, crop_to_model, replace_label
 from lsdebm.data.grids import given_grid
 from lsdebm.data.labelmaps import Selection, describe, present_labels, select_structures
 from lsdebm.data.slab_projection import measured_output
-from lsdebm.data.tilted_slabs import TiltedSlabs, find_tilted_slabs
+from lsdebm.data.tilted_slabs import TiltedSlabs, or_tilted
 from lsdebm.data.validate import foreground
 from lsdebm.errors import InputError, InputWarning
 from lsdebm.methods import RunSettings, make_generator, resolve, run, run_events, sampling_schedule
@@ -263,8 +263,7 @@ def _resolved_acquisition(data, affine, acquisition, wanted: bool):
         return acquisition
     if not wanted:
         return None
-    acq = observed_acquisition(data, affine)
-    return acq if acq.thick_slice else (find_tilted_slabs(data, affine) or acq)
+    return or_tilted(observed_acquisition(data, affine), data, affine)
 
 
 def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray,
