@@ -24,8 +24,8 @@ def canvas_overlay(viewer, name: str):
     return getattr(viewer, {"text": "text_overlay", "axes": "axes", "scale_bar": "scale_bar"}[name])
 
 
-NOTE_FONT_SIZE = 10  # canvas note size: a 48-character line fits a ~575 px canvas (1280 px window, docks open)
-NOTE_LINE_CHARS = 48
+NOTE_FONT_SIZE = 10  # canvas note size: a 44-character line fits a ~400 px canvas (1280 px window, two docks open)
+NOTE_LINE_CHARS = 44
 
 
 def wrap_note(text: str, width: int = NOTE_LINE_CHARS) -> str:
@@ -135,6 +135,8 @@ def show_layer_colorbar(layer) -> bool:
     bar = getattr(layer, "colorbar", None)
     if bar is None or not hasattr(bar, "visible"):
         return False
+    if hasattr(bar, "position"):
+        bar.position = "bottom_right"  # the canvas note holds the top left and, on a narrow canvas, the top right
     bar.visible = True
     return True
 

@@ -24,6 +24,9 @@ class LayerCombo(QComboBox):
         self.viewer, self.types, self.optional = viewer, types, optional
         self.accept = accept or (lambda layer: True)
         self._last = None
+        # long layer names (a sample's carries its licence) are cut short, not widening the dock over the canvas
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(22)
         events = viewer.layers.events
         for ev in (events.inserted, events.removed, events.reordered):
             ev.connect(self.refresh)

@@ -15,7 +15,8 @@ from lsdebm.review.roi import reviewed_pair
 from lsdebm.review.surface import distance_surface, mask_mesh, symmetric_limit
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import ColourBar, show_canvas_note, show_layer_colorbar
-from napari_lsdebm._ui.pickers import LayerCombo, geometry_kwargs, on_grid_of, put_layer, spacing_of
+from napari_lsdebm._ui.pickers import LayerCombo, fit_view, geometry_kwargs, on_grid_of, put_layer, spacing_of
+from napari_lsdebm._ui.results import CAMERA_ANGLES
 from napari_lsdebm._ui.surface_layer import hide_under_surface
 
 SURFACE_KEY = "lsdebm_surface"
@@ -105,11 +106,14 @@ class SurfaceWidget(QWidget):
         self.button.setEnabled(True)
         self.worker = None
 
-    def _to_3d(self) -> str:
-        """Show the viewer in 3D, where a surface is whole (2D shows only its cut); the status says so."""
+    def _in_3d(self, surface) -> str:
+        """Show a 2D viewer in 3D, where a surface is whole (2D shows only its cut), fitted to the surface and seen
+        obliquely; a viewer already in 3D keeps its camera. The status says so."""
         if self.viewer.dims.ndisplay == 3:
             return ""
         self.viewer.dims.ndisplay = 3
+        fit_view(self.viewer, [surface])
+        self.viewer.camera.angles = CAMERA_ANGLES
         return " The viewer is now in 3D (in 2D a surface shows only where the slice cuts it)."
 
     def _show(self, mesh, layer, ref):
@@ -121,14 +125,16 @@ class SurfaceWidget(QWidget):
         geo["scale"] = (1.0,) * 3  # vertices are already in mm along the array axes
         geo["translate"] = tuple(layer.translate)[-3:]
         name = f"surface: {layer.name}"
-        hidden = hide_under_surface(layer) + self._to_3d()  # the surface is drawn instead of the mask
+        hidden = hide_under_surface(layer)  # the surface is drawn instead of the mask
         if mesh.values is None:
             surface = put_layer(self.viewer, "surface", mesh.layer_data(), name, **geo)
+            hidden += self._in_3d(surface)
             self.status.setText(f"{len(mesh.vertices):,} vertices, {len(mesh.faces):,} triangles.{hidden}")
             return surface
         limit = symmetric_limit(mesh.values)
         surface = put_layer(self.viewer, "surface", mesh.layer_data(), name, colormap=distance_colormap(),
                             contrast_limits=(-limit, limit), **geo)
+        hidden += self._in_3d(surface)
         show_layer_colorbar(surface)  # values on the canvas; the note there gives the unit
         self.colorbar.show_bar(distance_bar_colormap(), -limit, limit, f"signed distance to {ref.name} (mm)")
         show_canvas_note(self.viewer, f"{name} · colour: signed distance to {ref.name} in mm "
