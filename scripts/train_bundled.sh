@@ -46,6 +46,10 @@ case "${DEVICE:-cpu}" in
   *)   LEBM_SIGMA=${LEBM_SIGMA:-1.0}
        LEBM_REASON="session 14, chosen on both validation sets: phantom validation (seed 2000, 40 cases) ReconNet+LEBM 0.741 at sigma 1 vs 0.735 at sigma 8; real val split 5 mm (22 cases) 0.9373 vs 0.9346; 80 posterior steps" ;;
 esac
+if ! [[ "$LEBM_SIGMA" =~ ^[0-9]+([.][0-9]+)?$ ]] || [[ "$LEBM_SIGMA" =~ ^0+([.]0+)?$ ]]; then
+  echo "LEBM_SIGMA=$LEBM_SIGMA: expected a positive number such as 1.0 or 8.0 (refused before any training)" >&2
+  exit 2
+fi
 
 SLAB_WEIGHT=2.0
 SLAB_REASON="real val split (11 vertebrae of 3 unseen subjects, sagittal+axial 3/5/7 mm, 66 cases), ReconNet default output step: Dice 0.9152 raw; classical interpolation x2 0.9288; SlabNet weight 0.5/1/1.5/2: 0.9342/0.9350/0.9352/0.9353 (worse than raw on 2/0/0/0 cases); 2 = the classical interpolation's weight, the differences above 0.5 are within noise"
