@@ -264,6 +264,8 @@ def test_surface_coloured_by_signed_distance(viewer, qtbot):
     surface = viewer.layers["surface: LQ"]
     # a surface is a 3D object: the viewer leaves 2D, where only the slice's cut through it shows
     assert viewer.dims.ndisplay == 3 and "now in 3D" in widget.status.text()
+    from napari_lsdebm._ui.results import CAMERA_ANGLES
+    assert tuple(viewer.camera.angles) == pytest.approx(CAMERA_ANGLES)  # seen obliquely, not face-on
     # drawn instead of the mask, whose volume would hide it in 3D; the status says so
     assert surface.visible and not viewer.layers["LQ"].visible and "Layer 'LQ' is hidden" in widget.status.text()
     vertices, faces, values = surface.data
@@ -272,6 +274,7 @@ def test_surface_coloured_by_signed_distance(viewer, qtbot):
     assert lo == pytest.approx(-hi) and widget.colorbar.limits == pytest.approx((-hi, hi))
     assert not widget.colorbar.isHidden() and widget.colorbar.label == "signed distance to HQ (mm)"
     assert surface.metadata["frame"] == "grid-mm" and surface.colorbar.visible
+    assert str(surface.colorbar.position).endswith("bottom_right")  # clear of the canvas note at the top
     from napari_lsdebm._ui.legends import canvas_note
     assert "signed distance to HQ in mm" in canvas_note(viewer)  # the unit on the canvas, beside its colour bar
     # one vertebra against a spine's map: refused without a label, the chosen label's surface with it
