@@ -93,3 +93,29 @@ def test_a_label_map_keeps_its_other_labels_and_warns_once(vertebra):
     assert dice(result.mask == 22, mask) > dice(lq == 22, mask) + 0.01
     skips = [w for w in caught if issubclass(w.category, InputWarning) and "skipping label 99" in str(w.message)]
     assert len(skips) == 1  # the slab-grid pass does not repeat what the caller already reported
+
+
+def test_unguided_runs_do_not_use_the_slab_grid_from_the_cli_or_the_api(vertebra, tmp_path, capsys):
+    """--unguided looks at no slabs: the CLI neither reports nor uses the slab grid, as the API does not."""
+    from lsdebm.cli.main import main
+    from lsdebm.data.nifti import read_volume
+    from lsdebm.data.tilted_slabs import find_tilted_slabs
+    from lsdebm.methods import RunSettings
+    from lsdebm.runtime.loading import load_models
+    from lsdebm.tasks.reconstruct import reconstruct_volume
+
+    mask, affine = vertebra
+    lq = thick_slices(mask, 15.0)
+    src, out = tmp_path / "oblique.nii.gz", tmp_path / "out.nii.gz"
+    write_volume(src, lq, affine)
+    assert main(["reconstruct", str(src), "-o", str(out), "--threads", "1", "--unguided"]) == 0
+    err = capsys.readouterr().err
+    assert "no thick slices found" in err and "slabs are tilted" not in err
+    prov = json.loads((tmp_path / "out.provenance.json").read_text())
+    assert (prov.get("acquisition") or {}).get("source") != "tilted"
+    settings = RunSettings(consistency_weight=0.0, projection=0.0, interpolation=0.0)
+    models = load_models("reconnet")
+    api = reconstruct_volume(models, lq, affine, settings=settings)
+    assert np.array_equal(api.mask, read_volume(out).data)
+    given = reconstruct_volume(models, lq, affine, settings=settings, acquisition=find_tilted_slabs(lq, affine))
+    assert np.array_equal(given.mask, api.mask)  # tilted slabs given to an unguided run are not used either

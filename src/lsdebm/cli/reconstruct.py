@@ -255,13 +255,13 @@ def _refine_input(args, models, settings, path: Path, volume, selection, acq, gr
     ``(volume, result, traj_path)``."""
     from lsdebm.data.labelmaps import describe
     from lsdebm.data.nifti import read_volume
-    from lsdebm.tasks.reconstruct import reconstruct_volume
+    from lsdebm.tasks.reconstruct import looks_at_slabs, reconstruct_volume
 
     volume = read_volume(path) if volume is None else volume
     for line in describe(selection):
         print(f"{path}: {line}", file=sys.stderr)
     print(f"{path}: acquisition: {acq.describe()}", file=sys.stderr)
-    if not acq.thick_slice:  # no slabs found (a declared acquisition always is some): oblique to the grid?
+    if not acq.thick_slice and looks_at_slabs(models, settings):  # no slabs found: oblique to the grid?
         from lsdebm.data.tilted_slabs import TiltedSlabs, or_tilted
 
         acq = or_tilted(acq, volume.data, volume.affine)

@@ -256,11 +256,19 @@ def _provenance(models: Models, settings: RunSettings, ccfg, input_name: str | N
                                   "device": str(models.device), "seconds": round(seconds, 3)})
 
 
+def looks_at_slabs(models: Models, settings: RunSettings) -> bool:
+    """Whether a run with ``settings`` looks at the observed slabs (data term, projection or interpolation);
+    ``--unguided`` does not, and then tilted slabs are not looked for either."""
+    ccfg, _ = models.output_step(settings)
+    guided = models.method is not None and ccfg.weight > 0 and ccfg.steps > 0
+    return guided or ccfg.projection > 0 or ccfg.interpolation > 0
+
+
 def _resolved_acquisition(data, affine, acquisition, wanted: bool):
     """The acquisition as given, or for ``"auto"`` the one found (tilted slabs where no aligned ones are; None
-    when the output step does not look at the slabs)."""
+    when the output step does not look at the slabs: then no slab grid is used, tilted slabs given or not)."""
     if not isinstance(acquisition, str):
-        return acquisition
+        return None if isinstance(acquisition, TiltedSlabs) and not wanted else acquisition
     if not wanted:
         return None
     return or_tilted(observed_acquisition(data, affine), data, affine)
@@ -302,8 +310,7 @@ def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray,
     start = time.perf_counter()
     ccfg, interpolator = models.output_step(settings)
     guided = models.method is not None and ccfg.weight > 0 and ccfg.steps > 0
-    wanted = guided or ccfg.projection > 0 or ccfg.interpolation > 0  # else the slabs are not looked at
-    acq = _resolved_acquisition(data, affine, acquisition, wanted)
+    acq = _resolved_acquisition(data, affine, acquisition, looks_at_slabs(models, settings))
     if isinstance(acq, TiltedSlabs):  # slabs oblique to the grid
         return (yield from on_slab_grid(reconstruct_job, data, affine, acq, out_grid, models=models,
                                         labels=list(chosen), settings=settings, with_probabilities=with_probabilities,

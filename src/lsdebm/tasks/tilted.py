@@ -9,15 +9,16 @@ for. On real validation vertebrae given on their own tilted slab grid the defaul
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from lsdebm.data.acquisition import Acquisition, observed_acquisition
 from lsdebm.data.boxes import resample
 from lsdebm.data.frame import replace_label
 from lsdebm.data.grids import given_grid, isotropic_grid
 from lsdebm.data.labelmaps import select_structures
-from lsdebm.data.tilted_slabs import TiltedSlabs
+from lsdebm.data.tilted_slabs import TiltedSlabs, find_tilted_slabs
 
 
 def slab_grid(shape, affine, slabs: TiltedSlabs) -> tuple[tuple[int, int, int], np.ndarray]:
@@ -48,21 +49,66 @@ def slab_grid(shape, affine, slabs: TiltedSlabs) -> tuple[tuple[int, int, int], 
     return tuple(int(c) for c in counts), out
 
 
+@dataclass(frozen=True)
+class SlabView:
+    """An input whose thick slices are oblique to its grid, seen on its own slab grid.
+
+    ``data`` is the input sampled at the slab centres (labels kept) on the grid ``affine``; there the
+    acquisition is read from the spacing (``acquisition``) as for any native thick-slice input, and
+    ``fine`` is the isotropic grid (the input's finest spacing) that a result is made on before
+    :meth:`back` brings it onto the input's grid (``shape``, ``source_affine``).
+    """
+
+    slabs: TiltedSlabs
+    data: np.ndarray
+    affine: np.ndarray
+    acquisition: Acquisition
+    fine: tuple
+    shape: tuple
+    source_affine: np.ndarray
+
+    def back(self, values: np.ndarray, affine, out_grid=None) -> np.ndarray:
+        """uint8 mask of ``values`` (probabilities or a mask on the grid ``affine``) on ``out_grid`` (None: the
+        input's grid): linear interpolation, then 0.5, so that a surface moves by no more than resampling does."""
+        out_shape, out_affine = given_grid(self.shape, self.source_affine, out_grid)
+        region = resample(np.asarray(values, np.float32), out_shape, out_affine, np.asarray(affine, float), order=1)
+        return (region >= 0.5).astype(np.uint8)
+
+
+def view_of(data, affine, slabs: TiltedSlabs) -> SlabView:
+    """``data`` (grid ``affine``) seen on the grid of its tilted ``slabs``."""
+    affine = np.asarray(affine, float)
+    shape, grid = slab_grid(np.shape(data), affine, slabs)
+    native = resample(np.asarray(data), shape, grid, affine, order=0)
+    fine = isotropic_grid(shape, grid, float(np.linalg.norm(affine[:3, :3], axis=0).min()))
+    return SlabView(slabs, native, grid, observed_acquisition(native != 0, grid), fine,
+                    tuple(int(n) for n in np.shape(data)), affine)
+
+
+def slab_view(data, affine, label: int | None = None) -> SlabView | None:
+    """The slab view of ``data``'s structure (``label``, or all nonzero voxels) when its slabs are tilted to the
+    grid; None when they are aligned with it (a native or staircase input) or no slabs are found."""
+    data = np.asarray(data)
+    observed = data == label if label is not None else (data >= 0.5 if data.dtype.kind == "f" else data != 0)
+    if not observed.any() or observed_acquisition(observed, affine).thick_slice:
+        return None  # an empty structure is the caller's to report
+    slabs = find_tilted_slabs(observed, affine)
+    return None if slabs is None else view_of(data, affine, slabs)
+
+
 def on_slab_grid(job, data, affine, slabs: TiltedSlabs, out_grid, **run):
     """``job`` (:func:`lsdebm.tasks.reconstruct.reconstruct_job`) run on the slab grid and brought back onto
     ``out_grid`` (None: the input's grid); ``run`` holds its other arguments. A job, like ``job``."""
     affine = np.asarray(affine, float)
-    shape, grid = slab_grid(data.shape, affine, slabs)
-    native = resample(np.asarray(data), shape, grid, affine, order=0)
-    fine = isotropic_grid(shape, grid, float(np.linalg.norm(affine[:3, :3], axis=0).min()))
+    view = view_of(data, affine, slabs)
+    native, grid, shape = view.data, view.affine, view.data.shape
     chosen = replace(select_structures(native, grid, run.pop("labels")), skipped=[])  # the caller reported those
-    inner = yield from job(data=native, affine=grid, labels=chosen, out_grid=fine, acquisition="auto", **run)
+    inner = yield from job(data=native, affine=grid, labels=chosen, out_grid=view.fine, acquisition="auto", **run)
     out_shape, out_affine = given_grid(data.shape, affine, out_grid)
     same = out_shape == tuple(data.shape) and np.allclose(out_affine, affine)
     out = np.array(data if same else resample(np.asarray(data), out_shape, out_affine, affine, order=0), copy=True)
     for label in inner.labels:
-        region = resample((np.asarray(inner.mask) == label).astype(np.float32), out_shape, out_affine,
-                          inner.affine, order=1) >= 0.5
+        region = view.back(np.asarray(inner.mask) == label, inner.affine, (out_shape, out_affine)).astype(bool)
         replace_label(out, region, label, in_place=True)
     probs = None if inner.probabilities is None else \
         resample(inner.probabilities, out_shape, out_affine, inner.affine, order=1)
