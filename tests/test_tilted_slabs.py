@@ -119,3 +119,23 @@ def test_unguided_runs_do_not_use_the_slab_grid_from_the_cli_or_the_api(vertebra
     assert np.array_equal(api.mask, read_volume(out).data)
     given = reconstruct_volume(models, lq, affine, settings=settings, acquisition=find_tilted_slabs(lq, affine))
     assert np.array_equal(given.mask, api.mask)  # tilted slabs given to an unguided run are not used either
+
+
+def test_compare_refines_a_tilted_staircase_on_its_slab_grid_as_the_cli_does(vertebra):
+    from lsdebm.evaluation.metrics import dice
+    from lsdebm.methods import RunSettings
+    from lsdebm.review.compare import compare_methods, load_compare_checkpoints
+    from lsdebm.runtime.loading import load_models
+    from lsdebm.tasks.reconstruct import reconstruct_volume
+
+    mask, affine = vertebra
+    lq = thick_slices(mask, 15.0)
+    comparison = compare_methods(lq, affine, load_compare_checkpoints(), RunSettings(seed=0), reference=mask)
+    assert comparison.tilted is not None and abs(comparison.tilted.tilt_deg - 15.0) <= 1.0
+    results = comparison.by_key()
+    assert results["reconnet"].provenance["acquisition"]["source"] == "tilted"
+    for key in ("reconnet", "lsdebm"):
+        assert results[key].mask.shape == lq.shape
+        assert results[key].metrics["dsc"] > results["input"].metrics["dsc"] + 0.01, key  # was no output step
+    cli = reconstruct_volume(load_models("reconnet"), lq, affine).mask  # what lsdebm reconstruct writes
+    assert dice(results["reconnet"].mask, cli) > 0.999

@@ -293,7 +293,10 @@ class CompareWidget(QWidget):
     def _show(self, comparison: Comparison, source, reference) -> None:
         self.comparison, self._source, self._reference = comparison, source, reference
         self._redisplay()
-        self.status.setText("Done: " + ", ".join(f"{r.label} {r.seconds:.1f} s" for r in comparison.results[1:]))
+        tilted = comparison.tilted
+        self.status.setText("Done: " + ", ".join(f"{r.label} {r.seconds:.1f} s" for r in comparison.results[1:])
+                            + (f"; slabs tilted {tilted.tilt_deg:.0f}° to the grid: refined on their own grid"
+                               if tilted is not None else ""))
 
     def _redisplay(self, *_) -> None:
         if self.comparison is None:

@@ -9,7 +9,6 @@ trajectory and goes with the explorer; a new run replaces the last one's layers 
 """
 from __future__ import annotations
 
-import numpy as np
 from napari.layers import Image, Labels
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
@@ -25,12 +24,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from lsdebm.data.labelmaps import describe, select_structures
 from lsdebm.errors import LsdebmError
-from lsdebm.explore import TrajectoryVolumes, prepare_input, record_run, run_metadata
+from lsdebm.explore import TrajectoryVolumes, record_run, run_metadata
 from lsdebm.explore.decode_cache import DecodeCache
 from lsdebm.explore.record import observe
-from lsdebm.explore.result import result_layer_data
+from lsdebm.explore.run_input import run_input
 from lsdebm.runtime.checkpoint import bundled_checkpoints
 from lsdebm.runtime.device import resolve_device
 from lsdebm.runtime.loading import same_frame
@@ -203,12 +201,11 @@ class ExplorerWidget(QWidget):
         for c in (ckpt, stage1):
             if c is not None:
                 c.model.to(device)
-        m = ckpt.config.model
+        m, label = ckpt.config.model, self.label_spin.value() or None
         affine = layer_affine({"metadata": dict(source.metadata), "scale": source.scale, "translate": source.translate})
-        x, crop = prepare_input(np.asarray(source.data), affine, m.grid, m.spacing, self.label_spin.value() or None,
-                                 model_cfg=m, what=f"layer '{source.name}'")
+        given = run_input(source.data, affine, m.grid, m.spacing, label, m, f"layer '{source.name}'")
+        x, crop, data, affine = given.x, given.crop, given.data, given.affine  # tilted slabs: their own grid
         settings, every = self.noise_panel.run_settings(ckpt, self.run_panel.settings()), self.run_panel.every.value()
-        data, label = np.asarray(source.data), self.label_spin.value() or None
         meta = run_metadata(ckpt, settings, stage1, every, input_name=source.name,
                             affine=(crop.crop_affine if crop else affine).tolist())
         self._run_context = {"ckpt": ckpt, "source": source, "crop": crop, "affine": crop.crop_affine if crop
@@ -218,18 +215,15 @@ class ExplorerWidget(QWidget):
                            self.render_combo.currentText() if self.view3d_box.isChecked() else "volume")
         source.visible = False
         self.run_panel.set_running(True)
-        what = source.name
-        if self.label_spin.value():  # name the vertebra: "label 22 (L3, VerSe)"
-            chosen = select_structures(np.asarray(source.data), affine, [self.label_spin.value()])
-            what += ", " + describe(chosen)[0].removeprefix("refining ")
-        self._say(f"running {KIND_NAMES[ckpt.kind]} on {what} ({device})…")
+        what = source.name + (f", {given.named}" if given.named else "")  # the vertebra: "label 22 (L3, VerSe)"
+        self._say(f"running {KIND_NAMES[ckpt.kind]} on {what} ({device}){given.note()}…")
         ctx = self._run_context
 
         def work(job):  # in the worker thread: the run, then its result on the input's grid
             output = yield from record_run(ckpt, x, settings, stage1, every, meta, job.cancel_event,
                                            observe(ckpt, data, affine, crop, label, settings))
             if crop is not None:
-                ctx["pasted"] = result_layer_data(output, crop, data, ckpt.model)
+                ctx["pasted"] = given.result(output, ckpt.model)
             return output
 
         self.worker = start_job(work, self._on_outcome, self._on_progress, throttle=0.1,

@@ -8,7 +8,8 @@ is pasted back into the input grid as probabilities, so all results align with t
 reference. Every method's output goes through the same measurement-aware step as ``lsdebm
 reconstruct`` (held to the input's thick slices, found from its spacing or staircase, or else to
 the input's own voxels: :func:`lsdebm.data.acquisition.observed_acquisition`; each checkpoint's
-``consistency`` settings: shape interpolation and projection onto the observed slabs), so Compare shows what the command
+``consistency`` settings: shape interpolation and projection onto the observed slabs; slabs oblique to the
+input's grid on their own slab grid, :mod:`lsdebm.tasks.tilted`), so Compare shows what the command
 line writes; ``consistency=False`` shows the raw model outputs instead. The guided Langevin
 iterations of LSD-EBM are not run here (the unguided chain is compared).
 
@@ -30,6 +31,7 @@ from lsdebm.data.acquisition import observed_acquisition
 from lsdebm.data.boxes import bounding_box, box_affine, grown_box, mapped_box, union_box
 from lsdebm.data.frame import affine_spacing, paste_probabilities, to_model_grid
 from lsdebm.data.slab_projection import consistent_probabilities, measured_output
+from lsdebm.data.tilted_slabs import TiltedSlabs
 from lsdebm.data.validate import foreground, require_one_structure
 from lsdebm.errors import InputError
 from lsdebm.evaluation.metrics import check_mask, compute_metrics
@@ -41,6 +43,7 @@ from lsdebm.runtime.device import model_device
 from lsdebm.runtime.loading import load_checkpoints, output_step, slab_of
 from lsdebm.tasks.progress import Job, Progress, drain
 from lsdebm.tasks.reconstruct import effective_settings
+from lsdebm.tasks.tilted import SlabView, slab_view
 
 METHODS = ("vae", "lebm", "lsdebm")
 LABELS = {"input": "raw input", **{k: KIND_LABELS[k] for k in ("reconnet",) + METHODS}, "reference": "ground truth"}
@@ -78,6 +81,7 @@ class Comparison:
     affine: np.ndarray
     spacing: tuple
     reference: np.ndarray | None = None
+    tilted: TiltedSlabs | None = None  # the input's slabs when they are oblique to its grid (refined on theirs)
 
     def by_key(self) -> dict[str, MethodResult]:
         return {r.key: r for r in self.results}
@@ -227,18 +231,21 @@ def _refinement_events(models: dict[str, LoadedCheckpoint], inp: torch.Tensor, s
 
 
 def output_on_input(x, affine, info, models: dict[str, LoadedCheckpoint], settings: RunSettings,
-                    consistency: bool = True, slab: LoadedCheckpoint | None = None):
+                    consistency: bool = True, slab: LoadedCheckpoint | None = None, view: SlabView | None = None):
     """``output(key, probs)``: a method's model-grid probabilities as a uint8 mask on the input grid.
 
     With ``consistency`` the probabilities pass through the method's measurement-aware output
     step first (as in ``lsdebm reconstruct``), with ``slab`` as the learned slab interpolation
-    (None: the classical one).
+    (None: the classical one); with a ``view`` (slabs oblique to the grid, :func:`slab_view`) that step
+    runs on the slab grid and its result is resampled onto the input grid, as ``lsdebm reconstruct`` does.
     """
     acq = observed_acquisition(x, affine) if consistency else None
     observed = x != 0
 
     def output(key: str, probs: np.ndarray) -> np.ndarray:
         c, interpolator = output_step(models[key].model, slab, settings) if acq is not None else (None, None)
+        if view is not None and info is not None and c is not None:
+            return view.output(probs, info, c, interpolator)
         if info is not None and c is not None:
             return measured_output(probs, info, observed, affine, acq, c, interpolator=interpolator)[0].mask()
         if info is not None:
@@ -281,10 +288,15 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
     spacing = affine_spacing(affine)
     grid, model_spacing = _model_frame(models)
     settings = replace(settings, repeats=1)
-    crop, info = to_model_grid(x, affine, grid, model_spacing, next(iter(models.values())).config.model)
+    view = slab_view(x, affine) if consistency else None  # slabs oblique to the grid: the model sees them on theirs
+    seen = (x, affine) if view is None else (view.data, view.affine)
+    crop, info = to_model_grid(*seen, grid, model_spacing, next(iter(models.values())).config.model)
     slab = slab_of(slab) if consistency else None
-    output = output_on_input(x, affine, info, models, settings, consistency, slab)
+    output = output_on_input(x, affine, info, models, settings, consistency, slab, view)
     slab_records = [checkpoint_record(slab, "slab interpolation")] if slab is not None else []
+
+    tilted = {} if view is None else {"acquisition": {"source": "tilted", "tilt_deg": round(view.slabs.tilt_deg, 2),
+                                                      "thickness_mm": round(view.slabs.thickness_mm, 3)}}
 
     def finish(key: str, mask: np.ndarray, probs, seconds: float, records: list, s: RunSettings | None):
         metrics = compute_metrics(mask, reference, spacing, reference_compat) if reference is not None else None
@@ -292,7 +304,7 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
         records = records + (slab_records if key != "input" else [])
         prov = make_provenance(records, s.seed if s is not None else None, used,
                                extra={"method": key, "seconds": round(seconds, 3), "input_shape": list(x.shape),
-                                      "cropped_to_model_grid": info is not None})
+                                      "cropped_to_model_grid": info is not None, **tilted})
         return MethodResult(key, LABELS[key], mask, probs, metrics, seconds, prov)
 
     results = [finish("input", (x != 0).astype(np.uint8), None, 0.0, [], None)]
@@ -303,7 +315,8 @@ def compare_events(x, affine, models: dict[str, LoadedCheckpoint], settings: Run
         inp, stage1_records, stage1 = _reconnet_stage(models["reconnet"], inp, output, settings, finish)
         results.append(stage1)
     results += yield from _refinement_events(models, inp, settings, device, output, stage1_records, finish)
-    return Comparison(results, affine, spacing, None if reference is None else (np.asarray(reference) != 0))
+    return Comparison(results, affine, spacing, None if reference is None else (np.asarray(reference) != 0),
+                      None if view is None else view.slabs)
 
 
 def compare_methods(x, affine, models: dict[str, LoadedCheckpoint], settings: RunSettings = RunSettings(),

@@ -18,6 +18,7 @@ from lsdebm.data.boxes import resample
 from lsdebm.data.frame import replace_label
 from lsdebm.data.grids import given_grid, isotropic_grid
 from lsdebm.data.labelmaps import select_structures
+from lsdebm.data.slab_projection import measured_output
 from lsdebm.data.tilted_slabs import TiltedSlabs, find_tilted_slabs
 
 
@@ -74,6 +75,15 @@ class SlabView:
         region = resample(np.asarray(values, np.float32), out_shape, out_affine, np.asarray(affine, float), order=1)
         return (region >= 0.5).astype(np.uint8)
 
+    def output(self, probs, info, ccfg, interpolator=None, label: int | None = None) -> np.ndarray:
+        """Model-grid ``probs`` (crop ``info``) through the measurement-aware output step on the slab grid's
+        ``fine`` grid (:func:`lsdebm.data.slab_projection.measured_output`; observed: ``label`` or all
+        nonzero voxels), then :meth:`back` on the input's grid: a uint8 mask."""
+        observed = self.data != 0 if label is None else self.data == label
+        on_fine, _ = measured_output(probs, info, observed, self.affine, self.acquisition, ccfg, *self.fine,
+                                     interpolator)
+        return self.back(on_fine.full(), self.fine[1])
+
 
 def view_of(data, affine, slabs: TiltedSlabs) -> SlabView:
     """``data`` (grid ``affine``) seen on the grid of its tilted ``slabs``."""
@@ -103,15 +113,17 @@ def on_slab_grid(job, data, affine, slabs: TiltedSlabs, out_grid, **run):
     view = view_of(data, affine, slabs)
     native, grid, shape = view.data, view.affine, view.data.shape
     chosen = replace(select_structures(native, grid, run.pop("labels")), skipped=[])  # the caller reported those
-    inner = yield from job(data=native, affine=grid, labels=chosen, out_grid=view.fine, acquisition="auto", **run)
+    keep_probs = run.pop("with_probabilities")  # resampled as probabilities, not as a 1 mm mask: +0.002 Dice
+    inner = yield from job(data=native, affine=grid, labels=chosen, out_grid=view.fine, acquisition="auto",
+                           with_probabilities=True, **run)
     out_shape, out_affine = given_grid(data.shape, affine, out_grid)
     same = out_shape == tuple(data.shape) and np.allclose(out_affine, affine)
     out = np.array(data if same else resample(np.asarray(data), out_shape, out_affine, affine, order=0), copy=True)
-    for label in inner.labels:
-        region = view.back(np.asarray(inner.mask) == label, inner.affine, (out_shape, out_affine)).astype(bool)
-        replace_label(out, region, label, in_place=True)
-    probs = None if inner.probabilities is None else \
-        resample(inner.probabilities, out_shape, out_affine, inner.affine, order=1)
+    fine_mask, fine_probs = np.asarray(inner.mask), np.asarray(inner.probabilities)
+    for label in inner.labels:  # the refined probabilities where the label or nothing is, 0 on other labels
+        own = np.where((fine_mask == label) | (fine_mask == 0), fine_probs, 0.0)
+        replace_label(out, view.back(own, inner.affine, (out_shape, out_affine)).astype(bool), label, in_place=True)
+    probs = resample(fine_probs, out_shape, out_affine, inner.affine, order=1) if keep_probs else None
     prov = dict(inner.provenance)
     prov["acquisition"] = {**(prov.get("acquisition") or {}), "source": "tilted", "normal": list(slabs.normal),
                            "tilt_deg": round(slabs.tilt_deg, 2), "slab_grid": {"shape": list(shape)}}
