@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from lsdebm.data.acquisition import Acquisition, observed_acquisition
-from lsdebm.data.boxes import resample
+from lsdebm.data.boxes import bounding_box, box_affine, grown_box, resample, resample_box
 from lsdebm.data.frame import replace_label
 from lsdebm.data.grids import given_grid, isotropic_grid
 from lsdebm.data.labelmaps import select_structures
@@ -22,9 +22,23 @@ from lsdebm.data.slab_projection import measured_output
 from lsdebm.data.tilted_slabs import TiltedSlabs, find_tilted_slabs
 
 
+def _extent(shape, affine, directions) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest position of the field of view of (``shape``, ``affine``) along each column of
+    ``directions`` (outer voxel edges)."""
+    edges = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float) * np.asarray(shape) - 0.5
+    along = (edges @ np.asarray(affine, float)[:3, :3].T + np.asarray(affine, float)[:3, 3]) @ directions
+    return along.min(0), along.max(0)
+
+
 def slab_grid(shape, affine, slabs: TiltedSlabs) -> tuple[tuple[int, int, int], np.ndarray]:
     """The grid of ``slabs`` over the input's field of view: ``slabs.axis`` along the normal, one voxel per
-    slab centred in it; the two other axes the input's, made orthogonal to the normal, at its spacing."""
+    slab centred in it; the two other axes the input's, made orthogonal to the normal, at its spacing.
+
+    The grid's voxel centres lie on a lattice fixed by the input's grid, not by its field of view (slab
+    centres along the normal; along the others, steps of the spacing from the input's voxel centre nearest
+    the world origin), so a structure is sampled the same way whether the whole map or a box of it is seen
+    (the command line, the explorer, Compare).
+    """
     affine = np.asarray(affine, float)
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     normal = np.asarray(slabs.normal, float)
@@ -37,10 +51,11 @@ def slab_grid(shape, affine, slabs: TiltedSlabs) -> tuple[tuple[int, int, int], 
             d = d - (d @ e) * e
         directions[:, a], steps[a] = d / np.linalg.norm(d), spacing[a]
         done.append(directions[:, a])
-    edges = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float) * np.asarray(shape) - 0.5
-    along = (edges @ affine[:3, :3].T + affine[:3, 3]) @ directions  # FOV corners along each new axis
-    lo, hi = along.min(0), along.max(0)
-    first = lo + steps / 2
+    lo, hi = _extent(shape, affine, directions)
+    # in-plane, the lattice passes through the input's voxel centre nearest the world origin: the same for any
+    # box of the input, and on the input's own centres along an axis the tilt leaves alone
+    anchor = directions.T @ (affine[:3, :3] @ np.round(np.linalg.solve(affine[:3, :3], -affine[:3, 3])) + affine[:3, 3])
+    first = anchor + np.floor((lo - anchor) / steps + 0.5) * steps  # the centre whose voxel holds the lowest edge
     k0 = np.floor((lo[slabs.axis] - slabs.face_mm) / slabs.thickness_mm)
     first[slabs.axis] = slabs.face_mm + (k0 + 0.5) * slabs.thickness_mm
     counts = np.maximum(1, np.ceil((hi - (first - steps / 2)) / steps)).astype(int)
@@ -48,6 +63,8 @@ def slab_grid(shape, affine, slabs: TiltedSlabs) -> tuple[tuple[int, int, int], 
     out[:3, :3] = directions * steps
     out[:3, 3] = directions @ first
     return tuple(int(c) for c in counts), out
+
+VIEW_MARGIN_MM = 10.0  # around the structure's box: slabs cut by the box edge are still seen whole
 
 
 @dataclass(frozen=True)
@@ -72,7 +89,7 @@ class SlabView:
         """uint8 mask of ``values`` (probabilities or a mask on the grid ``affine``) on ``out_grid`` (None: the
         input's grid): linear interpolation, then 0.5, so that a surface moves by no more than resampling does."""
         out_shape, out_affine = given_grid(self.shape, self.source_affine, out_grid)
-        region = resample(np.asarray(values, np.float32), out_shape, out_affine, np.asarray(affine, float), order=1)
+        region = resample_box(np.asarray(values, np.float32), out_shape, out_affine, np.asarray(affine, float), 1)
         return (region >= 0.5).astype(np.uint8)
 
     def output(self, probs, info, ccfg, interpolator=None, label: int | None = None) -> np.ndarray:
@@ -85,25 +102,33 @@ class SlabView:
         return self.back(on_fine.full(), self.fine[1])
 
 
-def view_of(data, affine, slabs: TiltedSlabs) -> SlabView:
-    """``data`` (grid ``affine``) seen on the grid of its tilted ``slabs``."""
+def view_of(data, affine, slabs: TiltedSlabs, source_grid=None) -> SlabView:
+    """``data`` (grid ``affine``) seen on the grid of its tilted ``slabs``; ``source_grid`` = ``(shape, affine)``
+    the grid results go back to (default ``data``'s own; ``data`` may be a box of it)."""
     affine = np.asarray(affine, float)
+    source_shape, source_affine = given_grid(np.shape(data), affine, source_grid)
     shape, grid = slab_grid(np.shape(data), affine, slabs)
     native = resample(np.asarray(data), shape, grid, affine, order=0)
     fine = isotropic_grid(shape, grid, float(np.linalg.norm(affine[:3, :3], axis=0).min()))
-    return SlabView(slabs, native, grid, observed_acquisition(native != 0, grid), fine,
-                    tuple(int(n) for n in np.shape(data)), affine)
+    return SlabView(slabs, native, grid, observed_acquisition(native != 0, grid), fine, source_shape, source_affine)
 
 
 def slab_view(data, affine, label: int | None = None) -> SlabView | None:
     """The slab view of ``data``'s structure (``label``, or all nonzero voxels) when its slabs are tilted to the
-    grid; None when they are aligned with it (a native or staircase input) or no slabs are found."""
-    data = np.asarray(data)
+    grid; None when they are aligned with it (a native or staircase input) or no slabs are found. Only the
+    structure's box (grown by :data:`VIEW_MARGIN_MM`) is looked at and seen on the slab grid: one vertebra of
+    a whole-body map costs what the vertebra costs."""
+    data, affine = np.asarray(data), np.asarray(affine, float)
     observed = data == label if label is not None else (data >= 0.5 if data.dtype.kind == "f" else data != 0)
-    if not observed.any() or observed_acquisition(observed, affine).thick_slice:
+    box = bounding_box(observed)
+    if box is None:
         return None  # an empty structure is the caller's to report
-    slabs = find_tilted_slabs(observed, affine)
-    return None if slabs is None else view_of(data, affine, slabs)
+    box = grown_box(box, np.ceil(VIEW_MARGIN_MM / np.linalg.norm(affine[:3, :3], axis=0)), data.shape)
+    part, part_affine = observed[box], box_affine(affine, box)
+    if observed_acquisition(part, part_affine).thick_slice:
+        return None
+    slabs = find_tilted_slabs(part, part_affine)
+    return None if slabs is None else view_of(data[box], part_affine, slabs, (data.shape, affine))
 
 
 def on_slab_grid(job, data, affine, slabs: TiltedSlabs, out_grid, **run):
