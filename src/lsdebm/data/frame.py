@@ -86,12 +86,24 @@ def _warn_if_cut_off(where: str, voxels: np.ndarray, shape: tuple, affine: np.nd
     if touching:
         warnings.warn(f"{where} touches the volume border along axis {touching}; it may be cut off "
                       "(the crop is padded with background)", InputWarning, stacklevel=3)
-    in_crop = (np.linalg.inv(crop_affine) @ affine)[:3]
-    coords = voxels @ in_crop[:, :3].T + in_crop[:, 3]
-    if coords.min() < -0.5 or coords.max() > grid - 0.5:
+    coords = in_crop_index(voxels, affine, crop_affine)
+    if beyond_crop(coords, grid):
         reach = float(np.abs(coords - (grid - 1) / 2).max() * spacing)
         warnings.warn(f"{where} reaches {reach:.0f} mm from the crop centre, beyond the model's field of view "
-                      f"(+-{grid * spacing / 2:g} mm); the parts outside are cut off", InputWarning, stacklevel=3)
+                      f"(+-{grid * spacing / 2:g} mm); the model sees only that part (beyond it the measurement-aware "
+                      "output step shapes the observed slabs alone; --unguided cuts it off)", InputWarning,
+                      stacklevel=3)
+
+
+def in_crop_index(voxels: np.ndarray, affine, crop_affine) -> np.ndarray:
+    """Index coordinates (n, 3) of the voxels ``voxels`` (n, 3) of the grid ``affine`` in the crop ``crop_affine``."""
+    in_crop = (np.linalg.inv(np.asarray(crop_affine, float)) @ np.asarray(affine, float))[:3]
+    return np.asarray(voxels, float) @ in_crop[:, :3].T + in_crop[:, 3]
+
+
+def beyond_crop(coords: np.ndarray, grid: int) -> bool:
+    """Whether any of the crop index coordinates ``coords`` (:func:`in_crop_index`) lies outside the crop."""
+    return bool(len(coords)) and bool(coords.min() < -0.5 or coords.max() > grid - 0.5)
 
 
 def _crop_values(binary: np.ndarray, affine: np.ndarray, crop_affine: np.ndarray, grid: int, values: str):

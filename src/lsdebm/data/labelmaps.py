@@ -282,14 +282,19 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}" if value < 10 else f"{value:.0f}"
 
 
+LARGER = "; larger than one"  # in a size reason: the structure is too large rather than too small
+
+
 def size_reason(volume_cm3: float, extent_mm: float) -> str | None:
     """Why a structure of this size is not a vertebra, or None when it could be one."""
     lo, hi = VOLUME_CM3
     if not lo <= volume_cm3 <= hi:
-        return f"{_fmt(volume_cm3)} cm3, far from a vertebra ({lo:g}-{hi:g} cm3)"
+        more = LARGER if volume_cm3 > hi else ""
+        return f"{_fmt(volume_cm3)} cm3, far from a vertebra ({lo:g}-{hi:g} cm3{more})"
     lo, hi = EXTENT_MM
     if not lo <= extent_mm <= hi:
-        return f"largest extent {_fmt(extent_mm)} mm, far from a vertebra ({lo:g}-{hi:g} mm)"
+        more = LARGER if extent_mm > hi else ""
+        return f"largest extent {_fmt(extent_mm)} mm, far from a vertebra ({lo:g}-{hi:g} mm{more})"
     return None
 
 
@@ -316,6 +321,11 @@ def _nothing_left(skipped: list[tuple[int, str]], table: str | None, hint: str |
     by_size = sum("far from a vertebra" in r for _, r in skipped)
     parts = [f"{by_size} far from a vertebra's size ({VOLUME_CM3[0]:g}-{VOLUME_CM3[1]:g} cm3, "
              f"{EXTENT_MM[0]:g}-{EXTENT_MM[1]:g} mm)"] if by_size else []
+    if len(skipped) == 1 and by_size and hint is None:  # one structure: say how far, and what it may be
+        label, reason = skipped[0]
+        return InputError(f"no vertebra to refine: label {label} is {reason}"
+                          + ("; several vertebrae in one label?" if LARGER in reason else ";")
+                          + f" --label {label} refines it as one structure")
     if len(skipped) - by_size:
         parts.append(f"{len(skipped) - by_size} not vertebrae in the {TABLE_NAMES.get(table, table)} table")
     hint = f"name the labels to refine with --label, e.g. --label {skipped[0][0]}" if hint is None else hint

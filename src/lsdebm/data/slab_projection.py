@@ -29,7 +29,7 @@ from scipy.special import expit
 
 from lsdebm.data.acquisition import Acquisition
 from lsdebm.data.boxes import BoxedVolume, bounding_box, box_affine, grown_box, mapped_box, resample_boxed, union_box
-from lsdebm.data.frame import CropInfo, paste_probabilities
+from lsdebm.data.frame import CropInfo, beyond_crop, in_crop_index, paste_probabilities
 
 LOGIT_CLIP = 12.0
 BISECTION_STEPS = 24
@@ -222,6 +222,12 @@ def consistent_probabilities(probs: np.ndarray, source_mask, in_affine, acq: Acq
     return out, f"{done} {acq.describe()}{how}"
 
 
+def _beyond_model_view(source: BoxedVolume, in_affine, info: CropInfo, grid: int) -> bool:
+    """Whether observed voxels of ``source`` (grid ``in_affine``) lie outside the model crop ``info``."""
+    voxels = np.argwhere(source.values) + np.array([s.start for s in source.box])
+    return beyond_crop(in_crop_index(voxels, in_affine, info.crop_affine), grid)
+
+
 def measured_output(probs, info: CropInfo, observed, in_affine, acq: Acquisition | None, ccfg,
                     out_shape=None, out_affine=None, interpolator=None) -> tuple[BoxedVolume, str]:
     """Model-grid ``probs`` pasted onto the output grid, then :func:`consistent_probabilities`.
@@ -250,6 +256,11 @@ def measured_output(probs, info: CropInfo, observed, in_affine, acq: Acquisition
     region = grown_box(reach, slab_pad(acq, affine) if acq is not None else 0, shape)
     sub_shape, sub_affine = tuple(s.stop - s.start for s in region), box_affine(affine, region)
     pasted = paste_probabilities(probs, info, sub_shape, sub_affine)
+    if seen and _beyond_model_view(source, in_affine, info, np.shape(probs)[0]):
+        # a structure larger than the model's field of view (a whole spine in one label): beyond that view the
+        # model has no opinion (probability 0.5, logit 0), not "background"; the slabs decide there
+        seen_by_model = paste_probabilities(np.ones(np.shape(probs), np.float32), info, sub_shape, sub_affine)
+        pasted[seen_by_model < 0.5] = 0.5
     values, note = consistent_probabilities(pasted, source, in_affine, acq, sub_shape, sub_affine, ccfg.projection,
                                             ccfg.margin, ccfg.interpolation, interpolator)
     return BoxedVolume(shape, region, values), note
