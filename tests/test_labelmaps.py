@@ -38,9 +38,19 @@ def test_tables_follow_the_published_numbering():
 @pytest.mark.parametrize("ids, expected", [
     ({1}, "binary"), ({20, 21, 22, 23, 24, 26}, "verse"), ({18, 19, 28, 20}, "verse"),
     ({5, 27, 28, 29, 30, 31}, "totalsegmentator"), ({3, 17}, None), (set(range(1, 301)), None), (set(), None),
+    ({22}, "verse"), ({31}, "totalsegmentator"),  # one vertebra, named
+    ({5}, "verse"), ({100}, "binary"), ({26}, None), ({255}, None),  # one structure: never skipped for its number
 ])
 def test_recognise_table(ids, expected):
     assert recognise_table(ids) == expected
+
+
+def test_a_mask_stored_with_another_value_is_refined_when_vertebra_sized():
+    """0/100 is a plain mask: refined (it was skipped as TotalSegmentator's class 100, 'not a vertebra')."""
+    data = np.zeros((70, 50, 40), np.uint8)
+    data[5:65, 5:45, 5:35] = 100
+    sel = select_structures(data, grid(0.5))
+    assert sel.labels == [100] and sel.table == "binary" and describe(sel) == ["refining label 100"]
 
 
 def test_verse_lumbar_spine_with_sacrum_picks_l1_to_l5():

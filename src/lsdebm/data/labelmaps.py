@@ -166,6 +166,10 @@ def recognise_table(label_ids) -> str | None:
        view does; the sacrum (26) may accompany them.
     4. Otherwise None (unknown; no names are guessed). TotalSegmentator v1 is never guessed.
 
+    A map of one label that rule 2 or 3 would not call a vertebra (a mask stored as 0/100) is
+    ``'binary'`` too: one structure alone is a plain mask, refined when its size is a vertebra's,
+    never skipped for its number.
+
     Args:
         label_ids: The nonzero label ids present in the map.
     """
@@ -174,11 +178,14 @@ def recognise_table(label_ids) -> str | None:
         return None
     if ids == {1}:
         return "binary"
+    guess = None
     if ids <= set(TOTALSEGMENTATOR) and (max(ids) > 28 or 27 in ids):
-        return "totalsegmentator"
-    if ids <= set(VERSE) and 27 not in ids and _verse_contiguous(ids):
-        return "verse"
-    return None
+        guess = "totalsegmentator"
+    elif ids <= set(VERSE) and 27 not in ids and _verse_contiguous(ids):
+        guess = "verse"
+    if len(ids) == 1 and guess is not None and not is_vertebra(TABLES[guess].get(min(ids))):
+        return "binary"
+    return guess
 
 
 #: Voxels per chunk of :func:`_bincount` (a whole-body map cast to intp at once is 8 bytes a voxel).
