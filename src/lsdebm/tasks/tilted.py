@@ -6,6 +6,10 @@ refined there by the ordinary pipeline (the acquisition is then read from the sp
 native thick-slice grid), and the refined structures are resampled onto the output grid asked
 for. On real validation vertebrae given on their own tilted slab grid the default gains
 +0.026-0.029 Dice (docs/real-anatomy.md), where the resampled input alone came back unchanged.
+
+:func:`on_slab_grid` does this for :func:`lsdebm.tasks.reconstruct.reconstruct_job`; the explorer and
+Compare, which run a model on one structure themselves, use :func:`slab_view` (the structure seen on
+its slab grid) and :meth:`SlabView.output` (the output step there, the result on the input's grid).
 """
 from __future__ import annotations
 
@@ -63,6 +67,7 @@ def slab_grid(shape, affine, slabs: TiltedSlabs) -> tuple[tuple[int, int, int], 
     out[:3, :3] = directions * steps
     out[:3, 3] = directions @ first
     return tuple(int(c) for c in counts), out
+
 
 VIEW_MARGIN_MM = 10.0  # around the structure's box: slabs cut by the box edge are still seen whole
 
