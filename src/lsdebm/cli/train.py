@@ -46,6 +46,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="override any config field, e.g. --set train.train_K=20 (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and noise")
     p.add_argument("--resume", type=Path, help="continue from this checkpoint and its .optim.safetensors sidecar")
+    p.add_argument("--init-from", type=Path, metavar="CKPT",
+                   help="slabnet: start from this SlabNet's weights (a 1 mm block it lacks starts at zero), "
+                        "with a fresh optimiser and schedule")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="torch CPU threads per process")
@@ -100,7 +103,8 @@ def run(args) -> int:
         model=args.model, out=args.out, preset=args.preset, data=args.data, phantoms=args.phantoms,
         data_seed=args.data_seed, val_phantoms=args.val_phantoms, val_seed=args.val_seed, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, energy_lr=args.energy_lr, kl_weight=args.kl_weight,
-        overrides=parse_sets(args.sets), seed=args.seed, resume=args.resume, overwrite=args.overwrite,
+        overrides=parse_sets(args.sets), seed=args.seed, resume=args.resume, init_from=args.init_from,
+        overwrite=args.overwrite,
         device=args.device, threads=args.threads, amp=args.amp, max_minutes=args.max_minutes,
         lebm_steps=args.lebm_steps, val_every=args.val_every, max_shift=args.max_shift, half=args.half,
         command=command_line(args), real_fraction=args.real_fraction, pairs=args.pairs, redraw=args.redraw,

@@ -70,6 +70,9 @@ class ModelConfig:
             resampled to the model grid and thresholded, older checkpoints) or ``fraction``
             (the share of each model voxel the input covers, 2x2x2 sub-samples: the input's
             sub-voxel boundary survives the coarser model grid). Stored with the weights.
+        slab_refine: SlabNet only: channels of its 1 mm refinement block (two 3x3x3 convolutions
+            added to the logits, the second starting at zero); 0 (older checkpoints) is none, only
+            the pointwise head at 1 mm.
     """
 
     spatial_dims: int = 3
@@ -85,11 +88,14 @@ class ModelConfig:
     frame: str = "world"
     centroid_offset_mm: tuple[float, ...] = ()
     input_values: str = "binary"
+    slab_refine: int = 0
 
     def __post_init__(self) -> None:
         _choice("spatial_dims", self.spatial_dims, (2, 3))
         _choice("frame", self.frame, ("world", "pose"))
         _choice("input_values", self.input_values, INPUT_VALUES)
+        if not 0 <= self.slab_refine <= 64:
+            raise ConfigError(f"slab_refine={self.slab_refine!r} must be 0 (no 1 mm block) to 64 channels")
         if len(self.centroid_offset_mm) not in (0, 3):
             raise ConfigError(f"centroid_offset_mm={self.centroid_offset_mm!r} must be empty or 3 numbers (mm)")
         _choice("time_embedding", self.time_embedding, TIME_EMBEDDINGS)

@@ -10,8 +10,10 @@ The work happens at 2, 4 and 8 mm (a 2x2x2 strided patch embedding, two levels o
 at 1 mm there is only a pointwise head over the upsampled features and the input channels,
 which keeps the cost low enough for the default reconstruction (0.35-0.47 s per vertebra on one
 CPU thread, run on the observed box by :class:`lsdebm.methods.slab.SlabInterpolator`).
-The architecture is fixed (:data:`WIDTHS`); the checkpoint's config records the output step it
-was chosen for. Input sizes must be multiples of :data:`MULTIPLE`
+The widths are fixed (:data:`WIDTHS`); ``model.slab_refine`` > 0 adds a 1 mm refinement block (two
+3x3x3 convolutions on the head's features, the second starting at zero, so a SlabNet fine-tuned from
+one without it starts as that model). The checkpoint's config records it and the output step it was
+chosen for. Input sizes must be multiples of :data:`MULTIPLE`
 (:meth:`SlabNet.logits` pads).
 """
 from __future__ import annotations
@@ -61,6 +63,12 @@ class SlabNet(nn.Module):
         self.h2 = nn.Conv3d(HEAD, 1, 1)
         nn.init.zeros_(self.h2.weight)
         nn.init.zeros_(self.h2.bias)
+        refine = int(getattr(getattr(cfg, "model", None), "slab_refine", 0) or 0)
+        self.refine = None
+        if refine:  # the 1 mm block: spatial context where the slabs' through-plane detail lives
+            self.refine = nn.Sequential(_conv(HEAD, refine), nn.SiLU(), _conv(refine, 1))
+            nn.init.zeros_(self.refine[2].weight)
+            nn.init.zeros_(self.refine[2].bias)
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         """The U-Net's features at 2 mm (N, WIDTHS[0], D/2, H/2, W/2) that the 1 mm head reads."""
@@ -81,7 +89,9 @@ class SlabNet(nn.Module):
         # 1 mm concatenation is never built (SlabNet per vertebra 0.39-0.65 s -> 0.35-0.47 s, one thread).
         w, n = self.h1.weight.flatten(1), a.shape[1]
         h = F.interpolate(_linear(a, w[:, :n]), size=x.shape[2:], mode="trilinear") + _linear(x, w[:, n:], self.h1.bias)
-        return x[:, 1:2] * BASE_SCALE + _linear(F.silu(h), self.h2.weight.flatten(1), self.h2.bias)
+        h = F.silu(h)
+        out = x[:, 1:2] * BASE_SCALE + _linear(h, self.h2.weight.flatten(1), self.h2.bias)
+        return out if self.refine is None else out + self.refine(h)
 
     @torch.no_grad()
     def logits(self, features: torch.Tensor) -> torch.Tensor:

@@ -58,6 +58,7 @@ class TrainOptions:
     overrides: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     resume: Path | None = None
+    init_from: Path | None = None
     overwrite: bool = False
     device: str = "auto"
     threads: int | None = None

@@ -29,7 +29,7 @@ from lsdebm.data.real import load_real_masks
 from lsdebm.data.slab_pairs import SlabBank, SlabExample
 from lsdebm.errors import InputError
 from lsdebm.nn.slabnet import LAYOUT, SlabNet
-from lsdebm.runtime.checkpoint import read_metadata, save_checkpoint
+from lsdebm.runtime.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from lsdebm.runtime.device import resolve_device
 from lsdebm.train.data import REAL_LEVELS
 from lsdebm.train.log import write_csv
@@ -44,6 +44,7 @@ FINAL_LR_FRACTION = 0.025
 #: records the weight chosen on validation (scripts/train_bundled.sh).
 DEFAULT_WEIGHT = 1.0
 IGNORED = ("phantoms", "energy_lr", "kl_weight", "lebm_steps")
+REFINE_KEY = "model.slab_refine"
 
 
 def check_slab_options(o) -> None:
@@ -55,8 +56,17 @@ def check_slab_options(o) -> None:
                          "phantoms)")
     if o.data is None:
         raise InputError("--model slabnet trains on real masks: give --data FOLDER, a manifest.csv or 'bundled'")
-    if o.preset != "default" or o.overrides:
-        raise InputError("--model slabnet has a fixed architecture; --preset and --set do not apply")
+    if o.preset != "default" or set(o.overrides) - {REFINE_KEY}:
+        raise InputError(f"--model slabnet has a fixed architecture; --preset and --set do not apply (except "
+                         f"--set {REFINE_KEY}=N, its 1 mm block)")
+    if o.resume is not None and o.overrides:
+        raise InputError(f"--resume continues a run with the architecture it started with; drop --set {REFINE_KEY}")
+    if o.init_from is not None:
+        if o.resume is not None:
+            raise InputError("--init-from starts a new run from a SlabNet's weights; --resume continues one: "
+                             "give one of them")
+        if not Path(o.init_from).is_file():
+            raise InputError(f"--init-from {o.init_from}: checkpoint file not found")
 
 
 @dataclass
@@ -77,7 +87,12 @@ def _source(o):
 
 def _setup(o, device: torch.device) -> _SlabRun:
     torch.manual_seed(o.seed)
-    model = SlabNet(get_preset("default").replace(**{"consistency.interpolation": DEFAULT_WEIGHT}))
+    cfg = get_preset("default").replace(**{"consistency.interpolation": DEFAULT_WEIGHT}, **o.overrides)
+    if o.resume is not None:  # the architecture the run was started with
+        cfg = read_metadata(o.resume, {SlabNet.kind: SlabNet})["config"]
+    model = SlabNet(cfg)
+    if o.init_from is not None:
+        _init_from(model, o.init_from)
     model = model.to(device=device, memory_format=LAYOUT)
     lr = o.lr if o.lr is not None else DEFAULT_LR
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -95,6 +110,21 @@ def _setup(o, device: torch.device) -> _SlabRun:
         for epoch in range(1, run.epoch + 1):
             bank.refresh(epoch)
     return run
+
+
+def _init_from(model: SlabNet, path) -> None:
+    """Copy a SlabNet checkpoint's weights into ``model``; a refinement block the checkpoint lacks keeps its
+    zero start, so ``model`` starts as that checkpoint. Other mismatches are refused by name."""
+    source = load_checkpoint(path, expect_kind=SlabNet.kind, extra_kinds={SlabNet.kind: SlabNet}).model.state_dict()
+    own = model.state_dict()
+    wrong = [k for k in source if k not in own or own[k].shape != source[k].shape]
+    if wrong:
+        raise InputError(f"--init-from {path}: weights {wrong[:3]} do not fit this SlabNet (a SlabNet with another "
+                         "1 mm block?); expected a SlabNet without one, or with the same")
+    model.load_state_dict(source, strict=False)
+    missing = [k for k in own if k not in source]
+    print(f"slabnet: started from {path}" + (f"; new (the block's output starts at zero): {', '.join(missing)}"
+                                             if missing else ""), file=sys.stderr, flush=True)
 
 
 def loss_of(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
