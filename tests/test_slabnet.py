@@ -218,6 +218,35 @@ def test_train_slabnet_writes_a_loadable_checkpoint_and_resumes(tmp_path):
     assert load_slab_model(weights).config.consistency.interpolation == 1.5
 
 
+def test_a_refinement_block_starts_as_the_slabnet_it_is_fine_tuned_from(tmp_path, capsys):
+    """--set model.slab_refine=N --init-from CKPT: the new 1 mm block starts at zero, so the new SlabNet
+    starts as CKPT; the block is stored with the weights and refused where it does not fit."""
+    from lsdebm.cli.main import main
+
+    source = _tiny_training(tmp_path)
+    plain = load_slab_model(source).model
+    refined = SlabNet(get_preset("default").replace(**{"model.slab_refine": 4}))
+    assert refined.refine is not None and plain.refine is None
+    out = tmp_path / "refined.safetensors"
+    argv = ["train", "--model", "slabnet", "--data", "bundled", "--pairs", "2", "--real-fraction", "1.0",
+            "--val-phantoms", "1", "--epochs", "1", "--batch-size", "1", "--threads", "1", "--lr", "1e-12",
+            "--set", "model.slab_refine=4", "--init-from", str(source), "--out", str(out)]
+    assert main(argv) == 0
+    loaded = load_slab_model(out)
+    assert loaded.config.model.slab_refine == 4 and loaded.model.refine is not None
+    x = torch.randn(1, CHANNELS, 16, 16, 16)
+    with torch.no_grad():  # lr 1e-12: one step moves nothing measurable; the zero block adds nothing
+        assert torch.allclose(loaded.model(x), plain(x), atol=1e-4)
+    capsys.readouterr()
+    assert main([*argv[:-6], "--init-from", str(source), "--resume", str(out), "--out", str(out)]) != 0
+    assert "--init-from starts a new run" in capsys.readouterr().err
+    assert main([*argv[:-4], "--resume", str(out), "--out", str(out)]) != 0
+    assert "drop --set model.slab_refine" in capsys.readouterr().err
+    back = tmp_path / "back.safetensors"  # a SlabNet without the block cannot start from one with it
+    assert main([*argv[:-6], "--init-from", str(out), "--out", str(back)]) != 0
+    assert "do not fit this SlabNet" in capsys.readouterr().err and not back.exists()
+
+
 @pytest.mark.parametrize("extra, message", [(["--phantoms", "3"], "--phantoms"),
                                             (["--set", "train.lr=1e-3"], "fixed architecture")])
 def test_train_slabnet_refuses_options_that_do_not_apply(tmp_path, extra, message):
