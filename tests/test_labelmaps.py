@@ -152,20 +152,20 @@ def test_unknown_table_is_refused():
 def test_counts_and_boxes_of_every_label_match_numpy(monkeypatch, dtype, scale):
     """One (chunked) pass gives each label's voxel count and index box: what np.unique and a per-label scan give,
     for a uint8 map, large ids and a float map; chunks of 1000 voxels so that the chunking itself is exercised."""
-    import lsdebm.data.labelmaps as labelmaps
+    import lsdebm.data.label_census as census
     from lsdebm.data.frame import bounding_box
 
-    monkeypatch.setattr(labelmaps, "BINCOUNT_CHUNK", 1000)
+    monkeypatch.setattr(census, "BINCOUNT_CHUNK", 1000)
     rng = np.random.default_rng(4)
     data = np.zeros((30, 25, 20), dtype)
     for k, label in enumerate((3, 7, 12)):
         lo = rng.integers(0, 12, 3)
         data[lo[0]:lo[0] + 6 + k, lo[1]:lo[1] + 5, lo[2]:lo[2] + 4 + 2 * k] = label * scale
     ids, counts = np.unique(data[data != 0], return_counts=True)
-    assert labelmaps.label_counts(data) == {int(i): int(c) for i, c in zip(ids, counts)}
-    boxes = labelmaps.label_boxes(data, [int(i) for i in ids])
+    assert census.label_counts(data) == {int(i): int(c) for i, c in zip(ids, counts)}
+    boxes = census.label_boxes(data, [int(i) for i in ids])
     assert boxes == {int(i): bounding_box(data == i) for i in ids}
-    sizes = labelmaps.measure(data, np.diag([0.5, 0.5, 2.0, 1.0]), [int(i) for i in ids])
+    sizes = census.measure(data, np.diag([0.5, 0.5, 2.0, 1.0]), [int(i) for i in ids])
     assert sizes[int(ids[0])][0] == pytest.approx(counts[0] * 0.5e-3)
 
 
@@ -173,7 +173,7 @@ def test_a_whole_body_label_map_is_measured_without_an_intp_copy():
     """np.bincount casts its input to intp: 8 bytes a voxel of a whole-body map. Counting goes a chunk at a time."""
     import tracemalloc
 
-    from lsdebm.data.labelmaps import label_counts
+    from lsdebm.data.label_census import label_counts
 
     data = np.zeros((200, 200, 250), np.uint8)  # 10 M voxels: an intp copy would be 80 MB
     data[90:110, 80:120, 100:140] = 21

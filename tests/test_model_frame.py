@@ -135,7 +135,7 @@ def test_a_crop_reads_only_the_structures_box_and_gets_what_the_whole_volume_giv
 def test_a_crop_given_its_structures_box_reads_only_that_box_and_gets_the_same_crop():
     """``crop_label(box=...)`` (the box from the label map's one-pass census) gives the crop and pose of the
     whole-volume computation, and reads nothing outside the box."""
-    from lsdebm.data.labelmaps import label_boxes
+    from lsdebm.data.label_census import label_boxes
 
     rng = np.random.default_rng(6)
     volume = np.zeros((90, 80, 70), np.uint8)

@@ -12,6 +12,15 @@ from lsdebm.errors import InputError
 SLAB_MODEL = "slabnet"
 
 
+def _add_start_options(p: argparse.ArgumentParser) -> None:
+    """Where a run starts from, and whether it may replace its output."""
+    p.add_argument("--resume", type=Path, help="continue from this checkpoint and its .optim.safetensors sidecar")
+    p.add_argument("--init-from", type=Path, metavar="CKPT",
+                   help="slabnet: start from this SlabNet's weights (a 1 mm block it lacks starts at zero), "
+                        "with a fresh optimiser and schedule")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "train", help="train a model and write a .safetensors checkpoint",
@@ -45,11 +54,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override any config field, e.g. --set train.train_K=20 (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and noise")
-    p.add_argument("--resume", type=Path, help="continue from this checkpoint and its .optim.safetensors sidecar")
-    p.add_argument("--init-from", type=Path, metavar="CKPT",
-                   help="slabnet: start from this SlabNet's weights (a 1 mm block it lacks starts at zero), "
-                        "with a fresh optimiser and schedule")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    _add_start_options(p)
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="torch CPU threads per process")
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),

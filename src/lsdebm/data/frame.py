@@ -136,7 +136,7 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
             upright; :func:`paste_back` undoes either through the crop affine.
         values: ``binary`` (linear resampling thresholded at 0.5) or ``fraction`` (the share of
             each model voxel inside the structure, from 2x2x2 linear sub-samples).
-        box: An index box holding every voxel of the structure (:func:`lsdebm.data.labelmaps.label_boxes`).
+        box: An index box holding every voxel of the structure (:func:`lsdebm.data.label_census.label_boxes`).
 
     Returns:
         ``(crop, info)``: an array of shape (grid,)*3 in the model frame (uint8 {0, 1}, or

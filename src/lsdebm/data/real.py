@@ -164,7 +164,8 @@ def split_label_map(data: np.ndarray, affine: np.ndarray, row: dict, root: Path)
     array per vertebra.
     """
     from lsdebm.data.frame import box_affine
-    from lsdebm.data.labelmaps import present_labels, select_structures
+    from lsdebm.data.label_census import present_labels
+    from lsdebm.data.labelmaps import select_structures
 
     path, stem = root / row["file"], Path(row["file"]).name.split(".")[0]
     try:

@@ -123,7 +123,7 @@ def require_one_structure(data: np.ndarray, label: int | None, what: str, action
     data = np.asarray(data)
     if label is not None or data.dtype.kind not in "biu" or not data.any():
         return
-    from lsdebm.data.labelmaps import present_labels  # its census counts in chunks (a whole-body map)
+    from lsdebm.data.label_census import present_labels  # its census counts in chunks (a whole-body map)
 
     present = present_labels(data)
     if len(present) > 1:

@@ -126,7 +126,7 @@ def reviewed_pair(pred, ref, label: int | None = None, pred_name: str = "the pre
     Raises:
         InputError: The reference lacks the label, or one structure meets a map of several without a label.
     """
-    from lsdebm.data.labelmaps import present_labels
+    from lsdebm.data.label_census import present_labels
     from lsdebm.data.validate import several_labels
 
     def whole(d):

@@ -27,7 +27,8 @@ from lsdebm.data.acquisition import Acquisition, observed_acquisition
 from lsdebm.data.boxes import BoxedVolume, grown_box, resample
 from lsdebm.data.frame import CropInfo, crop_to_model, replace_label
 from lsdebm.data.grids import given_grid
-from lsdebm.data.labelmaps import Selection, describe, present_labels, select_structures
+from lsdebm.data.label_census import present_labels
+from lsdebm.data.labelmaps import Selection, describe, select_structures
 from lsdebm.data.slab_projection import measured_output
 from lsdebm.data.tilted_slabs import TiltedSlabs, or_tilted
 from lsdebm.data.validate import foreground
