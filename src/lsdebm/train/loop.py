@@ -101,6 +101,8 @@ def check_options(o: TrainOptions) -> None:
         raise InputError("give exactly one of --data DIR or --phantoms N")
     if o.phantoms is not None and o.phantoms < 1:
         raise InputError(f"--phantoms {o.phantoms} must be >= 1")
+    if o.init_from is not None:
+        raise InputError(f"--init-from applies to --model slabnet; to continue a {o.model} run use --resume")
     check_common(o)
     if o.val_phantoms < 0 or o.val_every < 1 or o.max_shift < 0:
         raise InputError("--val-phantoms and --max-shift must be >= 0 and --val-every >= 1")
