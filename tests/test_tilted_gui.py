@@ -40,6 +40,7 @@ def test_explorer_runs_a_tilted_layer_on_its_slab_grid(make_napari_viewer, qtbot
     assert "slabs tilted 15° to the grid" in w.status.text()
     qtbot.waitUntil(lambda: w.worker is None, timeout=RUN_TIMEOUT_MS)
     assert w.layer is not None, w.status.text()
+    assert "frames" in w.status.text() and "slabs tilted 15° to the grid" in w.status.text()  # said after the run too
     result = viewer.layers["LSD-EBM reconstruction (input grid)"]
     truth, lq = tilted_case[0], tilted_case[1]
     assert result.data.shape == lq.shape and np.allclose(result.scale, source.scale)

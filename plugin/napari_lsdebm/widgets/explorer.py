@@ -209,7 +209,8 @@ class ExplorerWidget(QWidget):
         meta = run_metadata(ckpt, settings, stage1, every, input_name=source.name,
                             affine=(crop.crop_affine if crop else affine).tolist())
         self._run_context = {"ckpt": ckpt, "source": source, "crop": crop, "affine": crop.crop_affine if crop
-                             else affine, "translate": (0, 0, 0) if crop else tuple(source.translate)[-3:]}
+                             else affine, "translate": (0, 0, 0) if crop else tuple(source.translate)[-3:],
+                             "note": given.note()}
         self.run_layers.begin()  # hides the previous results under the live preview; Cancel restores
         self.preview.start(ckpt.model, m.grid, m.spacing, self._run_context["translate"],
                            self.render_combo.currentText() if self.view3d_box.isChecked() else "volume")
@@ -286,7 +287,7 @@ class ExplorerWidget(QWidget):
         self.run_layers.record(before)
         traj = output.trajectory
         self._say(f"{KIND_NAMES[ctx['ckpt'].kind]}: {traj.n_frames} frames × {traj.n_k} recorded iterations in "
-                  f"{output.seconds:.1f} s; scrub with the t and k sliders (other layers hidden)")
+                  f"{output.seconds:.1f} s; scrub with the t and k sliders (other layers hidden){ctx.get('note', '')}")
 
     def adopt(self, layer) -> None:
         """Make ``layer`` (a trajectory) the one the plots and display controls act on."""
