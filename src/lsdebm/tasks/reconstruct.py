@@ -257,12 +257,17 @@ def _provenance(models: Models, settings: RunSettings, ccfg, input_name: str | N
                                   "device": str(models.device), "seconds": round(seconds, 3)})
 
 
-def looks_at_slabs(models: Models, settings: RunSettings) -> bool:
-    """Whether a run with ``settings`` looks at the observed slabs (data term, projection or interpolation);
-    ``--unguided`` does not, and then tilted slabs are not looked for either."""
-    ccfg, _ = models.output_step(settings)
+def _slab_use(models: Models, ccfg) -> tuple[bool, bool]:
+    """``(guided, looks)``: whether the sampler takes the data term, and whether anything (data term,
+    projection or interpolation) looks at the observed slabs under the output settings ``ccfg``."""
     guided = models.method is not None and ccfg.weight > 0 and ccfg.steps > 0
-    return guided or ccfg.projection > 0 or ccfg.interpolation > 0
+    return guided, guided or ccfg.projection > 0 or ccfg.interpolation > 0
+
+
+def looks_at_slabs(models: Models, settings: RunSettings) -> bool:
+    """Whether a run with ``settings`` looks at the observed slabs; ``--unguided`` does not, and then tilted
+    slabs are not looked for either."""
+    return _slab_use(models, models.output_step(settings)[0])[1]
 
 
 def _resolved_acquisition(data, affine, acquisition, wanted: bool):
@@ -310,8 +315,8 @@ def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray,
     out_shape, out_affine = given_grid(data.shape, affine, out_grid)
     start = time.perf_counter()
     ccfg, interpolator = models.output_step(settings)
-    guided = models.method is not None and ccfg.weight > 0 and ccfg.steps > 0
-    acq = _resolved_acquisition(data, affine, acquisition, looks_at_slabs(models, settings))
+    guided, looks = _slab_use(models, ccfg)
+    acq = _resolved_acquisition(data, affine, acquisition, looks)
     if isinstance(acq, TiltedSlabs):  # slabs oblique to the grid
         return (yield from on_slab_grid(reconstruct_job, data, affine, acq, out_grid, models=models,
                                         labels=list(chosen), settings=settings, with_probabilities=with_probabilities,

@@ -23,7 +23,7 @@ from lsdebm.data.frame import replace_label
 from lsdebm.data.grids import given_grid, isotropic_grid
 from lsdebm.data.labelmaps import select_structures
 from lsdebm.data.slab_projection import measured_output
-from lsdebm.data.tilted_slabs import TiltedSlabs, find_tilted_slabs
+from lsdebm.data.tilted_slabs import TiltedSlabs, or_tilted
 
 
 def _extent(shape, affine, directions) -> tuple[np.ndarray, np.ndarray]:
@@ -130,10 +130,8 @@ def slab_view(data, affine, label: int | None = None) -> SlabView | None:
         return None  # an empty structure is the caller's to report
     box = grown_box(box, np.ceil(VIEW_MARGIN_MM / np.linalg.norm(affine[:3, :3], axis=0)), data.shape)
     part, part_affine = observed[box], box_affine(affine, box)
-    if observed_acquisition(part, part_affine).thick_slice:
-        return None
-    slabs = find_tilted_slabs(part, part_affine)
-    return None if slabs is None else view_of(data[box], part_affine, slabs, (data.shape, affine))
+    slabs = or_tilted(observed_acquisition(part, part_affine), part, part_affine)  # the rule reconstruct_job uses
+    return view_of(data[box], part_affine, slabs, (data.shape, affine)) if isinstance(slabs, TiltedSlabs) else None
 
 
 def on_slab_grid(job, data, affine, slabs: TiltedSlabs, out_grid, **run):
