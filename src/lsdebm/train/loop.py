@@ -104,8 +104,6 @@ def check_options(o: TrainOptions) -> None:
     if o.init_from is not None:
         raise InputError(f"--init-from applies to --model slabnet; to continue a {o.model} run use --resume")
     check_common(o)
-    if o.val_phantoms < 0 or o.val_every < 1 or o.max_shift < 0:
-        raise InputError("--val-phantoms and --max-shift must be >= 0 and --val-every >= 1")
     if o.amp not in ("auto", "bf16", "fp16", "off"):
         raise InputError(f"--amp {o.amp!r} is not allowed; expected auto, bf16, fp16 or off")
     if o.amp == "fp16" and (o.device == "cpu" or (o.device == "auto" and not torch.cuda.is_available())):
@@ -127,8 +125,8 @@ def check_common(o: TrainOptions) -> None:
         raise InputError(f"--bank-cache {o.bank_cache}: a file; expected a folder (created if missing)")
     if o.max_minutes is not None and o.max_minutes <= 0:
         raise InputError(f"--max-minutes {o.max_minutes} must be > 0")
-    if o.val_phantoms < 0 or o.val_every < 1:
-        raise InputError("--val-phantoms must be >= 0 and --val-every >= 1")
+    if o.val_phantoms < 0 or o.val_every < 1 or o.max_shift < 0:
+        raise InputError("--val-phantoms and --max-shift must be >= 0 and --val-every >= 1")
 
 
 def check_output(o: TrainOptions) -> None:
