@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+import lsdebm
 from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.train.state import sidecar_path
 
@@ -34,3 +36,18 @@ def _env():
     import os
 
     return dict(os.environ)
+
+
+def test_a_torchrun_worker_leaves_with_its_exit_code_and_its_output():
+    """Under torchrun (WORLD_SIZE > 1) ``lsdebm`` leaves through os._exit: nothing printed may be lost."""
+    env = {**_env(), "WORLD_SIZE": "2"}
+    env.pop("PYTHONUNBUFFERED", None)  # buffered, as in a plain shell: the flush before os._exit is what keeps it
+    one = Path(lsdebm.__file__).parent / "checkpoints" / "reconnet-default.safetensors"
+    listed = subprocess.run([sys.executable, "-m", "lsdebm.cli.main", "checkpoints", str(one)], capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "reconnet" in listed.stdout and "sha256" in listed.stdout  # a short output, lost unless flushed
+    failed = subprocess.run([sys.executable, "-m", "lsdebm.cli.main", "reconstruct", "/no/such/mask.nii.gz",
+                             "--out", "/no/such/out.nii.gz"], capture_output=True, text=True, timeout=120, env=env)
+    assert failed.returncode == 2
+    assert "file not found" in failed.stderr
