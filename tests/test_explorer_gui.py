@@ -111,7 +111,7 @@ def test_load_checkpoint_good_and_bad_files(explorer, tiny_ckpts, tmp_path):
 
 
 def test_run_needs_a_checkpoint_and_an_input(explorer, monkeypatch):
-    import napari_lsdebm.widgets.explorer as module
+    import napari_lsdebm._ui.checkpoint_panel as module
 
     monkeypatch.setattr(module, "bundled_checkpoints", dict)  # as before the bundled ones are installed
     _, w = explorer
@@ -327,7 +327,7 @@ def test_run_on_a_verse_label_names_the_level(explorer, qtbot, tiny_ckpts):
     assert f"layer '{source.name}' holds 2 labels (22, 23); choose the structure to explore" in w.status.text()
     w.label_spin.setValue(22)
     w.run()
-    assert "label 22 (L3, VerSe)" in w.status.text()
+    qtbot.waitUntil(lambda: "label 22 (L3, VerSe)" in w.status.text(), timeout=RUN_TIMEOUT_MS)  # once prepared
     qtbot.waitUntil(lambda: w.worker is None, timeout=RUN_TIMEOUT_MS)
     assert w.layer is not None, w.status.text()
 
@@ -357,3 +357,41 @@ def test_result_is_framed_and_the_canvas_note_is_the_explorers_only_while_its_tr
     assert canvas_note(viewer) == "another dock's note"
     drawn[-1].visible = True  # shown again (the mesh, or the volume): its note is back
     assert "t=" in canvas_note(viewer) and "another" not in canvas_note(viewer)
+
+
+def test_the_input_is_prepared_off_the_gui_thread_and_cancel_stops_it_before_the_run(
+        explorer, qtbot, tiny_ckpts, monkeypatch):
+    """Naming, the tilted-slab search and the crop (~2 s on a whole-body map) run on a worker thread; Cancel
+    while they run starts no run and leaves the layers as they were."""
+    import threading
+    import time
+
+    import napari_lsdebm.widgets.explorer as explorer_module
+
+    viewer, w = explorer
+    w.open_sample()
+    assert w.checkpoint_panel.load(tiny_ckpts["lsdebm"]) is not None, w.checkpoint_panel.error.text()
+    w.run_panel.K.setValue(2)
+    threads, real = [], explorer_module.run_input
+
+    def slow_run_input(*args, **kwargs):
+        threads.append(threading.current_thread())
+        time.sleep(1.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(explorer_module, "run_input", slow_run_input)
+    layers = [(lay.name, lay.visible) for lay in viewer.layers]
+    w.run()
+    assert w.worker is not None and w.status.text().startswith("preparing layer 'LQ")
+    assert w.run_panel.cancel_button.isEnabled() and not w.run_panel.run_button.isEnabled()
+    qtbot.waitUntil(lambda: bool(threads), timeout=10_000)
+    assert threads[0] is not threading.main_thread()
+    w.cancel()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30_000)
+    assert "cancelled" in w.status.text().lower() and w.layer is None
+    assert [(lay.name, lay.visible) for lay in viewer.layers] == layers  # no preview, nothing hidden
+    assert w.run_panel.run_button.isEnabled()
+    monkeypatch.setattr(explorer_module, "run_input", real)
+    w.run()  # and a run after it goes through
+    qtbot.waitUntil(lambda: w.worker is None, timeout=RUN_TIMEOUT_MS)
+    assert w.layer is not None, w.status.text()

@@ -84,7 +84,8 @@ def test_inspect_latents(make_napari_viewer, qtbot, tmp_path):
     panel.run_button.click()
     qtbot.wait(50)
     assert panel.cancel_button.isEnabled() and not panel.run_button.isEnabled()
-    assert on_screen(w.status) and "running LSD-EBM" in w.status.text()
+    qtbot.waitUntil(lambda: "running LSD-EBM" in w.status.text(), timeout=RUN_TIMEOUT_MS)  # once the input is prepared
+    assert on_screen(w.status)
     qtbot.waitUntil(lambda: w.worker is None, timeout=RUN_TIMEOUT_MS)
     layer = w.layer
     assert viewer.dims.ndisplay == 3 and "frames" in w.status.text()

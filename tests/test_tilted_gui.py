@@ -37,7 +37,7 @@ def test_explorer_runs_a_tilted_layer_on_its_slab_grid(make_napari_viewer, qtbot
     w.run_panel.K.setValue(2)
     w.run_panel.run_button.click()
     assert w.worker is not None, w.status.text()
-    assert "slabs tilted 15° to the grid" in w.status.text()
+    qtbot.waitUntil(lambda: "slabs tilted 15° to the grid" in w.status.text(), timeout=RUN_TIMEOUT_MS)  # prepared
     qtbot.waitUntil(lambda: w.worker is None, timeout=RUN_TIMEOUT_MS)
     assert w.layer is not None, w.status.text()
     assert "frames" in w.status.text() and "slabs tilted 15° to the grid" in w.status.text()  # said after the run too

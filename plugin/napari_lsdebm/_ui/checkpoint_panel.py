@@ -22,6 +22,7 @@ from lsdebm.explore.record import checkpoint_name
 from lsdebm.methods import chain_summary
 from lsdebm.nn.registry import KINDS, LABELS
 from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint, read_metadata
+from lsdebm.runtime.loading import same_frame
 from napari_lsdebm._ui.run_panel import checkpoint_defaults
 
 KIND_NAMES = LABELS  # kind -> the name shown (from the one kind table)
@@ -209,6 +210,20 @@ class CheckpointPanel(QWidget):
             self.error.setVisible(True)
             return None
         return self.use(ckpt, announce)
+
+    def for_run(self, run_panel) -> tuple[LoadedCheckpoint, LoadedCheckpoint | None]:
+        """(method checkpoint, ReconNet or None) for ``run_panel``'s method; bundled defaults load on demand."""
+        have = self.checkpoints
+        kinds = [run_panel.kind()] + (["reconnet"] if run_panel.reconnet.isChecked() else [])
+        for kind in kinds:
+            if kind not in have and f"{kind}-default" in bundled_checkpoints():
+                run_panel.register(self.load(f"{kind}-default", announce=False))
+            if kind not in have:
+                raise LsdebmError(f"load a {KIND_NAMES[kind]} checkpoint first (Checkpoint → Browse…)")
+        main, stage1 = have[kinds[0]], have.get("reconnet") if len(kinds) > 1 else None
+        if stage1 is not None and not same_frame(main, stage1):
+            raise LsdebmError(f"ReconNet {stage1.path.name} and {main.path.name} use different model grids")
+        return main, stage1
 
     def use(self, ckpt: LoadedCheckpoint, announce: bool = True) -> LoadedCheckpoint:
         """Keep an already loaded checkpoint as the one of its kind and describe it (as :meth:`load` does)."""

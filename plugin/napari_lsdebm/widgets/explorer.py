@@ -24,14 +24,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from lsdebm.data.validate import require_one_structure
 from lsdebm.errors import LsdebmError
 from lsdebm.explore import TrajectoryVolumes, record_run, run_metadata
 from lsdebm.explore.decode_cache import DecodeCache
 from lsdebm.explore.record import observe
-from lsdebm.explore.run_input import run_input
-from lsdebm.runtime.checkpoint import bundled_checkpoints
+from lsdebm.explore.run_input import RunInput, run_input
 from lsdebm.runtime.device import resolve_device
-from lsdebm.runtime.loading import same_frame
 from napari_lsdebm._ui.capture import is_shown
 from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES, CheckpointPanel
 from napari_lsdebm._ui.docking import CloseWatcher, close_explorer, dock_below_canvas, scroll_with_footer
@@ -168,20 +167,6 @@ class ExplorerWidget(QWidget):
             self.input_combo.setCurrentText(current)
 
     # running ---------------------------------------------------------------------------------
-    def _checkpoints(self):
-        """(method checkpoint, ReconNet or None) for the chosen method; bundled defaults load on demand."""
-        have = self.checkpoint_panel.checkpoints
-        kinds = [self.run_panel.kind()] + (["reconnet"] if self.run_panel.reconnet.isChecked() else [])
-        for kind in kinds:
-            if kind not in have and f"{kind}-default" in bundled_checkpoints():
-                self.run_panel.register(self.checkpoint_panel.load(f"{kind}-default", announce=False))
-            if kind not in have:
-                raise LsdebmError(f"load a {KIND_NAMES[kind]} checkpoint first (Checkpoint → Browse…)")
-        main, stage1 = have[kinds[0]], have.get("reconnet") if len(kinds) > 1 else None
-        if stage1 is not None and not same_frame(main, stage1):
-            raise LsdebmError(f"ReconNet {stage1.path.name} and {main.path.name} use different model grids")
-        return main, stage1
-
     def run(self) -> None:
         """Start a run with the current settings (errors are shown in the status line)."""
         try:
@@ -196,16 +181,37 @@ class ExplorerWidget(QWidget):
         if self.input_combo.currentText() not in names:
             raise LsdebmError("choose an input layer (a 3D Labels or Image layer), or open the phantom sample")
         source = self.viewer.layers[self.input_combo.currentText()]
-        ckpt, stage1 = self._checkpoints()
+        ckpt, stage1 = self.checkpoint_panel.for_run(self.run_panel)
         device = resolve_device(self.run_panel.device.currentText())
         for c in (ckpt, stage1):
             if c is not None:
                 c.model.to(device)
-        m, label = ckpt.config.model, self.label_spin.value() or None
-        affine = layer_affine({"metadata": dict(source.metadata), "scale": source.scale, "translate": source.translate})
-        given = run_input(source.data, affine, m.grid, m.spacing, label, m, f"layer '{source.name}'")
-        x, crop, data, affine = given.x, given.crop, given.data, given.affine  # tilted slabs: their own grid
-        settings, every = self.noise_panel.run_settings(ckpt, self.run_panel.settings()), self.run_panel.every.value()
+        m, label, what = ckpt.config.model, self.label_spin.value() or None, f"layer '{source.name}'"
+        require_one_structure(source.data, label, what, "explore")  # refused at once, in the status line
+        data, affine = source.data, layer_affine({"metadata": dict(source.metadata), "scale": source.scale,
+                                                  "translate": source.translate})
+        run = (label, ckpt, stage1, device, source, self.noise_panel.run_settings(ckpt, self.run_panel.settings()),
+               self.run_panel.every.value())
+        self.run_panel.set_running(True)  # naming, tilted-slab search, crop: ~2 s on a whole-body map, off the GUI
+        self._say(f"preparing {what}…")
+        self.worker = start_job(lambda job: run_input(data, affine, m.grid, m.spacing, label, m, what),
+                                lambda outcome: self._prepared(outcome, *run), what="run", failed="run failed")
+
+    def _prepared(self, outcome: Outcome, *run) -> None:
+        job, self.worker = self.worker, None
+        if outcome.status == "done" and job is not None and job.cancelled():  # Cancel while preparing
+            outcome = Outcome("cancelled", message="Run cancelled.")
+        if outcome.status == "done":
+            try:
+                return self._begin(outcome.output, *run)
+            except LsdebmError as exc:
+                outcome = Outcome("error", message=str(exc))
+        self.run_panel.set_running(False)
+        self._say(outcome.message, error=outcome.status == "error")
+
+    def _begin(self, given: RunInput, label, ckpt, stage1, device, source, settings, every) -> None:
+        """Start the run on the prepared input (GUI thread): live preview, layers hidden, the worker."""
+        x, crop, data, affine, m = given.x, given.crop, given.data, given.affine, ckpt.config.model  # tilted: slab grid
         meta = run_metadata(ckpt, settings, stage1, every, input_name=source.name,
                             affine=(crop.crop_affine if crop else affine).tolist())
         self._run_context = {"ckpt": ckpt, "source": source, "crop": crop, "affine": crop.crop_affine if crop
@@ -215,7 +221,6 @@ class ExplorerWidget(QWidget):
         self.preview.start(ckpt.model, m.grid, m.spacing, self._run_context["translate"],
                            self.render_combo.currentText() if self.view3d_box.isChecked() else "volume")
         source.visible = False
-        self.run_panel.set_running(True)
         what = source.name + (f", {given.named}" if given.named else "")  # the vertebra: "label 22 (L3, VerSe)"
         self._say(f"running {KIND_NAMES[ckpt.kind]} on {what} ({device}){given.note()}…")
         ctx = self._run_context
@@ -235,7 +240,7 @@ class ExplorerWidget(QWidget):
         try:
             if self.worker is not None:
                 raise LsdebmError("a run is already in progress")
-            ckpt = self._checkpoints()[0]
+            ckpt = self.checkpoint_panel.for_run(self.run_panel)[0]
             ckpt.model.to(resolve_device(self.run_panel.device.currentText()))
             self.worker = start_generation(ckpt, self.run_panel.settings(), self.run_panel.every.value(),
                                            self._on_generated, self.run_panel.show_progress)
