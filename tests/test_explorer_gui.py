@@ -361,7 +361,7 @@ def test_result_is_framed_and_the_canvas_note_is_the_explorers_only_while_its_tr
 
 def test_the_input_is_prepared_off_the_gui_thread_and_cancel_stops_it_before_the_run(
         explorer, qtbot, tiny_ckpts, monkeypatch):
-    """Naming, the tilted-slab search and the crop (~2 s on a whole-body map) run on a worker thread; Cancel
+    """Naming, the tilted-slab search and the crop (0.7-2 s in a whole-body map) run on a worker thread; Cancel
     while they run starts no run and leaves the layers as they were."""
     import threading
     import time

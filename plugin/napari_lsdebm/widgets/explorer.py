@@ -192,7 +192,7 @@ class ExplorerWidget(QWidget):
                                                   "translate": source.translate})
         run = (label, ckpt, stage1, device, source, self.noise_panel.run_settings(ckpt, self.run_panel.settings()),
                self.run_panel.every.value())
-        self.run_panel.set_running(True)  # naming, tilted-slab search, crop: ~2 s on a whole-body map, off the GUI
+        self.run_panel.set_running(True)  # naming, tilted-slab search, crop: 0.7-2 s in a whole-body map
         self._say(f"preparing {what}…")
         self.worker = start_job(lambda job: run_input(data, affine, m.grid, m.spacing, label, m, what),
                                 lambda outcome: self._prepared(outcome, *run), what="run", failed="run failed")
