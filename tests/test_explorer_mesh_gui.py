@@ -116,6 +116,7 @@ def test_live_preview_is_a_surface(explorer, qtbot, tiny_ckpts):
     w.run_panel.K.setValue(2)
     w.run_panel.depth.setValue(1)
     w.run()
+    qtbot.waitUntil(lambda: "live preview" in viewer.layers, timeout=RUN_TIMEOUT_MS)  # once the input is prepared
     assert isinstance(viewer.layers["live preview"], Surface)
     qtbot.waitUntil(lambda: w.worker is None, timeout=RUN_TIMEOUT_MS)
     assert "live preview" not in viewer.layers
