@@ -21,6 +21,7 @@ Progress reaches ``on_progress`` on the GUI thread, at most every ``throttle`` s
 that ``keep`` accepts always pass, so a final 100 % is never dropped). Every job ends with one
 ``on_done(Outcome)`` call on the GUI thread, after its last progress item: ``done`` with
 ``output``, ``cancelled``, or ``error`` with a one-line ``message`` for the dock's status line.
+A callback that finds its dock's widgets deleted (the viewer closed while the job ran) ends quietly.
 A user error (:class:`lsdebm.errors.LsdebmError`) gives its own message; anything else is a
 bug: its traceback goes to the log and the message is ``"Type: text"``.
 """
@@ -100,11 +101,21 @@ class Job(QObject):
     @Slot(object)
     def _deliver_progress(self, item) -> None:
         if self._on_progress is not None:
-            self._on_progress(item)
+            _to_the_dock(self._on_progress, item)
 
     @Slot(object)
     def _deliver_outcome(self, outcome: Outcome) -> None:
-        self._on_done(outcome)
+        _to_the_dock(self._on_done, outcome)
+
+
+def _to_the_dock(callback: Callable[[Any], None], value) -> None:
+    """Call a dock's callback; if its widgets are gone (the viewer was closed while the job ran), end quietly."""
+    try:
+        callback(value)
+    except RuntimeError as exc:  # PyQt: "wrapped C/C++ object ... has been deleted"; PySide: "... already deleted"
+        if "C++ object" not in str(exc) or "deleted" not in str(exc):
+            raise
+        log.info("napari-lsdebm: a job ended after its dock was closed (%s)", exc)
 
 
 def run_job(job: Job, work: Callable[[Job], Any], what: str = "job", failed: str = "") -> Outcome:
