@@ -183,27 +183,27 @@ class ExplorerWidget(QWidget):
         source = self.viewer.layers[self.input_combo.currentText()]
         ckpt, stage1 = self.checkpoint_panel.for_run(self.run_panel)
         device = resolve_device(self.run_panel.device.currentText())
-        for c in (ckpt, stage1):
-            if c is not None:
-                c.model.to(device)
+        for c in filter(None, (ckpt, stage1)):
+            c.model.to(device)
         m, label, what = ckpt.config.model, self.label_spin.value() or None, f"layer '{source.name}'"
         require_one_structure(source.data, label, what, "explore")  # refused at once, in the status line
         data, affine = source.data, layer_affine({"metadata": dict(source.metadata), "scale": source.scale,
                                                   "translate": source.translate})
-        run = (label, ckpt, stage1, device, source, self.noise_panel.run_settings(ckpt, self.run_panel.settings()),
-               self.run_panel.every.value())
+        run = dict(label=label, ckpt=ckpt, stage1=stage1, device=device, source=source,
+                   settings=self.noise_panel.run_settings(ckpt, self.run_panel.settings()),
+                   every=self.run_panel.every.value())
         self.run_panel.set_running(True)  # naming, tilted-slab search, crop: 0.7-2 s in a whole-body map
         self._say(f"preparing {what}…")
         self.worker = start_job(lambda job: run_input(data, affine, m.grid, m.spacing, label, m, what),
-                                lambda outcome: self._prepared(outcome, *run), what="run", failed="run failed")
+                                lambda outcome: self._prepared(outcome, run), what="run", failed="run failed")
 
-    def _prepared(self, outcome: Outcome, *run) -> None:
+    def _prepared(self, outcome: Outcome, run: dict) -> None:
         job, self.worker = self.worker, None
         if outcome.status == "done" and job is not None and job.cancelled():  # Cancel while preparing
             outcome = Outcome("cancelled", message="Run cancelled.")
         if outcome.status == "done":
             try:
-                return self._begin(outcome.output, *run)
+                return self._begin(outcome.output, **run)
             except LsdebmError as exc:
                 outcome = Outcome("error", message=str(exc))
         self.run_panel.set_running(False)
