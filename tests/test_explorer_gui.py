@@ -395,3 +395,18 @@ def test_the_input_is_prepared_off_the_gui_thread_and_cancel_stops_it_before_the
     w.run()  # and a run after it goes through
     qtbot.waitUntil(lambda: w.worker is None, timeout=RUN_TIMEOUT_MS)
     assert w.layer is not None, w.status.text()
+
+
+def test_a_label_the_layer_lacks_is_refused_in_the_status_line_after_preparing(explorer, qtbot, tiny_ckpts):
+    """The preparation's user errors (here: a label the layer does not hold) end as one status line; nothing runs."""
+    viewer, w = explorer
+    w.open_sample()
+    assert w.checkpoint_panel.load(tiny_ckpts["lsdebm"]) is not None, w.checkpoint_panel.error.text()
+    layers = [(lay.name, lay.visible) for lay in viewer.layers]
+    w.label_spin.setValue(7)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=RUN_TIMEOUT_MS)
+    text = w.status.text()
+    assert "label 7 not found" in text and "\n" not in text and "Traceback" not in text, text
+    assert w.layer is None and [(lay.name, lay.visible) for lay in viewer.layers] == layers
+    assert w.run_panel.run_button.isEnabled() and not w.run_panel.cancel_button.isEnabled()
