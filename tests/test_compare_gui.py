@@ -425,3 +425,33 @@ def test_animation_of_the_explorer_trajectory_layer(make_napari_viewer, qtbot, t
     frames = capture_frames(viewer, layer, "t")
     assert len(frames) == traj.n_frames and len({f.tobytes() for f in frames}) == traj.n_frames
     refresher.detach()
+
+
+def test_review_overlap_in_3d_before_the_mouse_moved(make_napari_viewer, tiny_pair):
+    """In 3D napari has no view direction until the mouse moves over the canvas, and a new active Labels layer
+    with features asks for its status then (napari 0.9: TypeError in Labels.get_status). The overlap view
+    must still appear with its legend's voxel counts (Compare leaves the canvas in 3D before Review)."""
+    from napari_lsdebm._ui.layers import volume_layer
+    from napari_lsdebm._ui.pickers import grid_of
+    from napari_lsdebm.widgets.review import ReviewWidget
+
+    hq, _, _ = tiny_pair
+    lq = hq.copy()
+    lq[:, :, ::3] = 0
+    viewer = make_napari_viewer(show=True)
+    for data, name in ((hq, "HQ"), (lq, "LQ")):
+        d, kwargs, kind = volume_layer(data, grid_affine(16, 8.0), name)
+        getattr(viewer, f"add_{kind}")(d, **kwargs)
+    viewer.dims.ndisplay = 3
+    grid_of(viewer).enabled = True  # as Compare leaves it
+    viewer.mouse_over_canvas = True  # the pointer rests on the canvas, never moved there in 3D
+    widget = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.pred_combo.set_layer(viewer.layers["LQ"])
+    widget.ref_combo.set_layer(viewer.layers["HQ"])
+    overlap = widget.show_overlap()
+    tp = int((overlap.data == TP).sum())
+    assert tp == int(((lq > 0) & (hq > 0)).sum()) and f"{tp:,} voxels" in widget.legend.text()
+    assert list(overlap.features["class"]) == ["TN", "TP", "FP", "FN"]
+    widget.show_overlap()  # again: the layer is updated in place
+    assert [layer.name for layer in viewer.layers].count(overlap.name) == 1

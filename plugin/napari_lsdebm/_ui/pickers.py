@@ -132,7 +132,11 @@ def put_layer(viewer, kind: str, data, name: str, **kwargs):
             if key in kwargs:
                 setattr(layer, key, kwargs[key])
         return layer
-    return getattr(viewer, f"add_{kind}")(data, name=name, **kwargs)
+    features = kwargs.pop("features", None)
+    layer = getattr(viewer, f"add_{kind}")(data, name=name, **kwargs)
+    if features is not None:  # set after adding: napari 0.9 asks a new active layer with features for its
+        layer.features = features  # status, which raises in 3D before the mouse moved over the canvas
+    return layer
 
 
 def camera_of(viewer):
