@@ -184,3 +184,30 @@ def test_progress_text_gives_events_and_time_left():
     assert progress_text(412, 1200, 4.12) == "412/1200 events, ~8 s left"
     assert progress_text(0, 1200, 1.0) == "0/1200 events"
     assert progress_text(10, 1000, 60.0) == "10/1000 events, ~99 min left"
+    assert progress_text(11, 1000, 0.01, since=1) == "11/1000 events, ~1 s left"  # timed from event 1
+    assert progress_text(1, 1000, 0.0, since=1) == "1/1000 events"
+
+
+def test_time_left_is_timed_from_the_first_event_not_from_run(monkeypatch, qtbot):
+    """Preparing the input and the first model call took seconds; the 600 events after them take
+    milliseconds each: the estimate follows the events (a QA run read "~8 min left" for a 4 s run)."""
+    from lsdebm.explore import Progress
+    from lsdebm.explore.record import RunStep
+    from napari_lsdebm._ui import run_panel as module
+
+    clock = [100.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
+    panel = module.RunPanel()
+    qtbot.addWidget(panel)
+    panel.set_running(True)
+    clock[0] += 3.0  # preparing, encoding
+    panel.show_progress(Progress(1, 610, "encode", RunStep(t=0)))
+    assert panel.status.text() == "encode t=0: 1/610 events"
+    clock[0] += 0.1  # 10 events in 0.1 s: 600 more take 6 s
+    panel.show_progress(Progress(11, 610, "reverse", RunStep(t=1, k=9)))
+    assert panel.status.text().endswith("11/610 events, ~6 s left")
+    panel.set_running(False)
+    panel.set_running(True)  # the next run times its own first event
+    clock[0] += 50.0
+    panel.show_progress(Progress(5, 610, "encode", RunStep(t=0)))
+    assert panel.status.text() == "encode t=0: 5/610 events"

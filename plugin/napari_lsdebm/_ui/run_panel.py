@@ -91,7 +91,7 @@ class RunPanel(QWidget):
         super().__init__(parent)
         self.memory = CheckpointSettings()
         self._applying = False  # True while the panel itself sets T, K, step size
-        self._started = 0.0  # monotonic start of the running job (ETA)
+        self._first: tuple[float, int] | None = None  # (monotonic time, events done) of the run's first event
         self.method = QComboBox()
         for kind, title in METHODS.items():
             self.method.addItem(title, kind)
@@ -195,7 +195,7 @@ class RunPanel(QWidget):
         self.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         if running:
-            self._started = time.monotonic()
+            self._first = None  # (time, events done) of the first progress event of this run
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
         else:
@@ -207,7 +207,10 @@ class RunPanel(QWidget):
         step = p.payload  # a lsdebm.explore.RunStep
         where = f"{p.stage} t={step.t}" + (f" k={step.k}" if step.k else "")
         energy = f", energy {step.energy:.4g}" if step.energy is not None else ""
-        self.status.setText(f"{where}{energy}: {progress_text(p.done, p.total, time.monotonic() - self._started)}")
+        now = time.monotonic()
+        if self._first is None:  # the rate is timed from here: preparing the input and the first model call
+            self._first = (now, p.done)  # before it say nothing about the events still to come
+        self.status.setText(f"{where}{energy}: {progress_text(p.done, p.total, now - self._first[0], self._first[1])}")
 
     def _method_changed(self) -> None:
         info = kind_info(self.kind())
@@ -218,11 +221,12 @@ class RunPanel(QWidget):
         self.apply()
 
 
-def progress_text(done: int, total: int, elapsed: float) -> str:
-    """``"412/1200 events, ~8 s left"`` (no estimate before the first event or after the last)."""
+def progress_text(done: int, total: int, elapsed: float, since: int = 0) -> str:
+    """``"412/1200 events, ~8 s left"``: ``elapsed`` seconds went by since event ``since`` (no estimate before
+    the first event after it, or after the last)."""
     text = f"{done}/{total} events"
-    if 0 < done < total:
-        left = elapsed * (total - done) / done
+    if since < done < total:
+        left = elapsed * (total - done) / (done - since)
         text += f", ~{left:.0f} s left" if left < 120 else f", ~{left / 60:.0f} min left"
     return text
 
