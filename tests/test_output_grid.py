@@ -39,6 +39,24 @@ def test_isotropic_grid_keeps_field_of_view_and_orientation(affine):
     np.testing.assert_allclose(out[:3, 3], affine[:3, 3] - 1.5 * directions[:, 2])
 
 
+def test_a_float32_header_of_a_rotated_scan_keeps_its_voxel_edges():
+    """A real VerSe header (verse007 L3, 1 x 1 x 3 mm, rotated, stored as float32): its 1 mm axes come out
+    1.00000003 and 0.99999998 mm long. The 1 mm grid over it keeps the input's outer voxel edges, as for an
+    exact header (a strict ceil had made 104 x 65 x 100 voxels, every centre half a voxel off along axis 1)."""
+    rotated = np.array([[0.04578, 0.07575, 2.98823, -36.5], [-0.99895, 0.0, 0.13773, -50.9],
+                        [0.00348, -0.99713, 0.22700, -120.8], [0.0, 0.0, 0.0, 1.0]])
+    directions = rotated[:3, :3] / np.linalg.norm(rotated[:3, :3], axis=0)
+    exact = rotated.copy()
+    exact[:3, :3] = directions * np.array([1.0, 1.0, 3.0])
+    stored = exact.astype(np.float32).astype(float)  # what a NIfTI sform holds
+    assert not np.allclose(np.linalg.norm(stored[:3, :3], axis=0), (1.0, 1.0, 3.0), rtol=0, atol=1e-8)
+    for affine in (exact, stored):
+        shape, out = isotropic_grid((104, 64, 33), affine)
+        assert shape == (104, 64, 99)
+        for a, b in zip(_edges((104, 64, 33), affine), _edges(shape, out)):
+            np.testing.assert_allclose(a, b, atol=1e-4)
+
+
 def test_grid_rule_and_limits(tmp_path):
     assert is_anisotropic(PIR) and not is_anisotropic(np.diag([1.0, 1.1, 1.0, 1.0]))
     assert output_grid((10, 10, 10), np.eye(4)) is None

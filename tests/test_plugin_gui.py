@@ -33,6 +33,29 @@ def test_reader_and_writer_keep_affine(make_napari_viewer, tmp_path):
     assert np.array_equal(volume.data, phantom.mask)
 
 
+def test_files_of_one_scan_open_in_their_scanner_positions(make_napari_viewer):
+    """L3 and L4 of one VerSe scan are two crops 29 mm apart along the spine (axes permuted and flipped
+    against the scanner's): in the viewer too, not piled up at the origin; each voxel's centre is where the
+    affine puts it, seen along the volume's axes; a saved layer keeps the file's affine exactly."""
+    from lsdebm.data.nifti import read_volume
+    from lsdebm.realdata import DATA_DIR
+
+    viewer = make_napari_viewer()
+    paths = [DATA_DIR / "verse" / f"{level}_verse009.nii.gz" for level in ("L3", "L4")]
+    layers = [viewer.open(str(path), plugin="napari-lsdebm")[0] for path in paths]
+    centres = []
+    for layer, path in zip(layers, paths):
+        volume = read_volume(path)
+        index = np.argwhere(volume.data > 0).mean(axis=0)
+        world = volume.affine[:3, :3] @ index + volume.affine[:3, 3]
+        directions = volume.affine[:3, :3] / np.linalg.norm(volume.affine[:3, :3], axis=0)
+        np.testing.assert_allclose(layer.data_to_world(index), np.linalg.solve(directions, world), atol=1e-6)
+        centres.append((np.asarray(layer.data_to_world(index)), world))
+    (shown_l3, world_l3), (shown_l4, world_l4) = centres
+    assert np.linalg.norm(shown_l3 - shown_l4) == pytest.approx(np.linalg.norm(world_l3 - world_l4))
+    assert np.linalg.norm(shown_l3 - shown_l4) > 20  # about one vertebra apart
+
+
 def test_real_sample_opens_with_attribution(make_napari_viewer):
     from napari_lsdebm.sample_data import REAL_ATTRIBUTION
 

@@ -35,6 +35,9 @@ def is_anisotropic(affine, tolerance: float = 1.2) -> bool:
     return bool(spacing.max() / spacing.min() > tolerance)
 
 
+GRID_SLACK = 1e-3  # new voxels: an extent this close to a whole number of them is that number
+
+
 def isotropic_grid(shape, affine, spacing: float | None = None) -> tuple[tuple[int, ...], np.ndarray]:
     """An isotropic grid with the input's orientation and field of view (outer voxel edges).
 
@@ -54,7 +57,9 @@ def isotropic_grid(shape, affine, spacing: float | None = None) -> tuple[tuple[i
     new = float(old.min() if spacing is None else spacing)
     directions = affine[:3, :3] / old
     extent = np.asarray(shape[:3], float) * old
-    counts = np.maximum(1, np.ceil(extent / new - 1e-6)).astype(int)
+    # a thousandth of a voxel of slack: a header's float32 sform makes a 1 mm axis 1.00000003 mm, which over 64
+    # voxels is 64.000002 new voxels; a strict ceil added a 65th and shifted every centre by half a voxel
+    counts = np.maximum(1, np.ceil(extent / new - GRID_SLACK)).astype(int)
     overhang = (counts * new - extent) / 2.0
     first_edge = affine[:3, :3] @ np.full(3, -0.5) + affine[:3, 3]
     out = np.eye(4)
