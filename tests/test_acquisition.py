@@ -218,6 +218,13 @@ def test_option_errors_name_the_option(clean):
         find_acquisition(small, native, slice_thickness=3.0)  # axis from the spacing
     # as thick as the voxels is fine
     assert find_acquisition(small, native, slice_axis=2, slice_thickness=5.0).thickness_mm == 5.0
+    # a thickness that leaves fewer than two slabs, or a unit mistake (um, cm), is refused by name
+    with pytest.raises(InputError, match="--slice-thickness 16 mm leaves fewer than two slabs in the input's 30 mm"):
+        find_acquisition(small, native, slice_axis=2, slice_thickness=16.0)
+    assert find_acquisition(small, native, slice_axis=2, slice_thickness=15.0).thickness_mm == 15.0
+    for absurd in (120.0, 5000.0, 1e9, float("inf"), float("nan")):
+        with pytest.raises(InputError, match="expected a slab thickness in mm"):
+            find_acquisition(small, native, slice_axis=2, slice_thickness=absurd)
 
 
 def test_slab_of_is_floor_of_position_over_thickness():

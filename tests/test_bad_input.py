@@ -553,3 +553,24 @@ def test_nan_volume_on_the_model_grid_is_refused_by_explorer_and_compare(tiny_cf
         prepare_input(x, affine, g, tiny_cfg.model.spacing)
     with pytest.raises(InputError, match="NaN or infinite"):
         next(iter(compare_events(x, affine, {})))
+
+
+def test_bad_slab_and_recording_options_write_nothing(tmp_path, tiny_ckpts, capsys):
+    """--slice-thickness beyond the volume and --record-every 0 with a trajectory used to end in a traceback,
+    the second after writing the mask without its sidecar: now one line, exit 2, nothing written."""
+    from lsdebm.data.nifti import write_volume
+
+    mask = np.zeros((40, 40, 6), np.uint8)
+    mask[5:35, 5:35, 1:5] = 1  # 18 cm3 in 30 mm along the slab axis
+    src = write_volume(tmp_path / "thick.nii.gz", mask, np.diag([1.0, 1.0, 5.0, 1.0]))
+    out = tmp_path / "out"
+    for extra, fragment in ((["--slice-thickness", "120"], "--slice-thickness 120: expected a slab thickness"),
+                            (["--slice-thickness", "16"], "leaves fewer than two slabs in the input's 30 mm"),
+                            (["--record-every", "0", "--trajectory", str(out / "t.npz")],
+                             "--record-every 0 must be >= 1")):
+        argv = ["reconstruct", str(src), "-o", str(out / "r.nii.gz"), "--checkpoint", str(tiny_ckpts["lsdebm"]),
+                "--no-reconnet", "--threads", "1", *extra]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert fragment in err and len(err.splitlines()) == 1, err
+        assert not out.exists() or not any(out.iterdir())

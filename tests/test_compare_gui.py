@@ -170,6 +170,7 @@ def test_compare_frames_one_vertebra_of_a_large_map(viewer):
     from napari_lsdebm._ui.pickers import camera_of
     from napari_lsdebm.widgets.compare import _lay_out_grid, _world_box
 
+    viewer.layers.clear()  # the map alone sets the scene's extent
     big = np.zeros((100, 100, 100), np.uint8)
     big[70:80, 60:80, 65:75] = 1  # 10 x 20 x 10 voxels of 2 mm, far from the map's centre
     source = viewer.add_labels(big, name="spine map", scale=(2.0, 2.0, 2.0), translate=(10.0, 0.0, 0.0))

@@ -209,6 +209,8 @@ def _check_sampling_options(args) -> None:
     """One-line errors for bad --repeats, --steps, --langevin-steps or --step-size values."""
     if args.repeats < 1:
         raise InputError(f"--repeats {args.repeats} must be >= 1")
+    if args.record_every < 1:
+        raise InputError(f"--record-every {args.record_every} must be >= 1 (keep every N-th Langevin iteration)")
     for name in ("steps", "langevin_steps", "step_size"):
         value = getattr(args, name)
         if value is not None and (value < 0 if name == "steps" else value <= 0):

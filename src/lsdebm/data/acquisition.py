@@ -174,6 +174,9 @@ def detect_staircase(mask: np.ndarray, affine) -> Acquisition | None:
     return Acquisition(axis, float(thickness), float(offset), "staircase")
 
 
+MAX_THICKNESS_MM = 20.0  # --slice-thickness above this is a unit mistake (um, cm) rather than a slab
+
+
 def find_acquisition(mask: np.ndarray, affine, slice_axis: int | None = None,
                      slice_thickness: float | None = None) -> Acquisition | None:
     """The acquisition of a low-quality mask (see the module doc for the order of the rules).
@@ -192,8 +195,9 @@ def find_acquisition(mask: np.ndarray, affine, slice_axis: int | None = None,
     spacing = _spacing(affine)
     if slice_axis is not None and slice_axis not in (0, 1, 2):
         raise InputError(f"--slice-axis {slice_axis} must be 0, 1 or 2 (an array axis of the input)")
-    if slice_thickness is not None and not slice_thickness > 0:
-        raise InputError(f"--slice-thickness {slice_thickness} must be > 0 mm")
+    if slice_thickness is not None and not 0 < slice_thickness <= MAX_THICKNESS_MM:
+        raise InputError(f"--slice-thickness {slice_thickness:g}: expected a slab thickness in mm, > 0 and at most "
+                         f"{MAX_THICKNESS_MM:g} (thick-slice MRI: 3-8 mm)")
     found = detect_staircase(mask, affine)
     native = int(np.argmax(spacing)) if spacing.max() > ANISOTROPY * spacing.min() else None
     if slice_axis is None and slice_thickness is None:
@@ -211,6 +215,10 @@ def find_acquisition(mask: np.ndarray, affine, slice_axis: int | None = None,
     if thickness < spacing[axis] - 1e-6:
         raise InputError(f"--slice-thickness {thickness:g} mm is thinner than the input's {spacing[axis]:g} mm "
                          f"voxels along axis {axis}")
+    extent = mask.shape[axis] * float(spacing[axis])
+    if thickness > extent / 2:
+        raise InputError(f"--slice-thickness {thickness:g} mm leaves fewer than two slabs in the input's {extent:g} mm "
+                         f"along axis {axis}; expected the thickness of one slab")
     offset = found.offset_mm if found is not None and found.axis == axis else 0.0
     return Acquisition(int(axis), float(thickness), float(offset), "options")
 

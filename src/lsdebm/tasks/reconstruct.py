@@ -104,6 +104,8 @@ def refine_job(models: Models, crops: np.ndarray, settings: RunSettings = RunSet
     n, grid = crops.shape[0], crops.shape[1:]
     if batch_size < 1:
         raise InputError(f"batch size {batch_size} must be >= 1")
+    if record_every is not None and record_every < 1:
+        raise InputError(f"record_every {record_every} must be >= 1 (or None: no trajectory)")
     step = n if record_every else batch_size
     probs = np.empty(crops.shape, np.float32)
     stage1 = np.empty(crops.shape, np.uint8) if models.reconnet is not None else None
