@@ -574,3 +574,27 @@ def test_bad_slab_and_recording_options_write_nothing(tmp_path, tiny_ckpts, caps
         err = capsys.readouterr().err.strip()
         assert fragment in err and len(err.splitlines()) == 1, err
         assert not out.exists() or not any(out.iterdir())
+
+
+def test_with_several_inputs_errors_and_warnings_name_the_file(tmp_path, tiny_ckpts, capsys):
+    """Eight files, one of them bad: the message says which (it used to say only 'label 1 is 0.40 cm3')."""
+    from lsdebm.data.nifti import write_volume
+
+    affine = np.diag([1.0, 1.0, 5.0, 1.0])
+    good = np.zeros((40, 40, 6), np.uint8)
+    good[5:35, 5:35, 1:5] = 1
+    border = np.roll(good, 5, axis=0)  # touches the volume's edge along axis 0
+    tiny = np.zeros_like(good)
+    tiny[10:12, 10:12, 2] = 1
+    paths = [write_volume(tmp_path / name, data, affine)
+             for name, data in (("a.nii.gz", good), ("edge.nii.gz", border), ("tiny.nii.gz", tiny))]
+    base = ["reconstruct", "-o", str(tmp_path / "out"), "--checkpoint", str(tiny_ckpts["lsdebm"]), "--no-reconnet",
+            "--threads", "1"]
+    assert main([*base[:1], *map(str, paths), *base[1:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"lsdebm: error: {paths[2]}: no vertebra to refine") and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    assert main([*base[:1], *map(str, paths[:2]), *base[1:], "--steps", "1", "--langevin-steps", "2"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lsdebm: warning:")]
+    assert warned == [f"lsdebm: warning: {paths[1]}: label 1 touches the volume border along axis [0]; it may be "
+                      "cut off (the crop is padded with background)"]

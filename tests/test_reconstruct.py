@@ -158,6 +158,9 @@ def test_bad_input_files(tmp_path, lq_file, tiny_ckpts, capsys):
     cases = [([str(tmp_path / "nope.nii.gz")], "file not found"), ([str(bad)], "non-integer"),
              ([str(lq_file), str(tmp_path / "nope.nii.gz")], "file not found"),
              ([str(lq_file), str(lq_file)], "collide")]
+    plain = tmp_path / (lq_file.name.removesuffix(".gz"))  # the same name, uncompressed: one sidecar for both
+    write_volume(plain, read_volume(lq_file).data, read_volume(lq_file).affine)
+    cases.append(([str(lq_file), str(plain)], f"({lq_file}, {plain}); their outputs would collide"))
     for inputs, needle in cases:
         out = tmp_path / ("o.nii.gz" if len(inputs) == 1 else "odir")
         assert main(["reconstruct", *inputs, "-o", str(out), *ck]) == 2

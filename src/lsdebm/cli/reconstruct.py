@@ -10,6 +10,7 @@ split across ranks (``RANK``/``WORLD_SIZE``); each rank writes its own share.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import warnings
 from pathlib import Path
@@ -98,10 +99,12 @@ def plan_outputs(inputs: list[Path], out: Path) -> list[Path]:
         return [out]
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: several inputs need an output directory, but this is a file")
-    names = [p.name for p in inputs]
+    names = [_stem(p) for p in inputs]  # cc.nii and cc.nii.gz would share cc.provenance.json
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise InputError(f"several inputs are named {dupes[0]}; their outputs would collide in {out}")
+        same = [str(p) for p in inputs if _stem(p) == dupes[0]]
+        raise InputError(f"several inputs are named {dupes[0]} ({', '.join(same)}); their outputs would collide "
+                         f"in {out}")
     return [out / n for n in names]
 
 
@@ -235,6 +238,22 @@ def _planned_targets(args, mine: list[tuple[Path, Path]], n_inputs: int) -> list
     return targets
 
 
+@contextlib.contextmanager
+def _about(path: Path):
+    """Errors and warnings raised while ``path`` is read or refined name it (several inputs: which one?)."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # each input's warnings, even if an earlier one gave the same
+            yield
+    except InputError as exc:
+        if str(path) in str(exc):
+            raise
+        raise InputError(f"{path}: {exc}") from exc
+    finally:  # outside the recording (a warning re-emitted inside it would be recorded again), each once
+        for text, category in dict.fromkeys((str(w.message), w.category) for w in caught):
+            warnings.warn(text if str(path) in text else f"{path}: {text}", category, stacklevel=2)
+
+
 def _read_inputs(args, mine: list[tuple[Path, Path]]) -> tuple[dict, dict, dict, object]:
     """Output grid, selected structures and acquisition of every input, read once so a bad one fails first;
     the first input's volume is kept (the one refined first: a single input is read once)."""
@@ -244,10 +263,11 @@ def _read_inputs(args, mine: list[tuple[Path, Path]]) -> tuple[dict, dict, dict,
     like = like_grid(args.like) if args.like else None
     grids, selections, acquisitions, first = {}, {}, {}, None
     for path, _ in mine:  # read every input once up front so a bad one fails before any output
-        volume = read_volume(path)
-        selections[path] = select_structures(volume.data, volume.affine, args.label)
-        acquisitions[path] = _acquisition(args, volume)
-        grids[path] = _output_grid(args, volume, like)
+        with _about(path):
+            volume = read_volume(path)
+            selections[path] = select_structures(volume.data, volume.affine, args.label)
+            acquisitions[path] = _acquisition(args, volume)
+            grids[path] = _output_grid(args, volume, like)
         first = volume if first is None else first
     return grids, selections, acquisitions, first
 
@@ -270,7 +290,7 @@ def _refine_input(args, models, settings, path: Path, volume, selection, acq, gr
         if isinstance(acq, TiltedSlabs):
             print(f"{path}: {acq.describe()}", file=sys.stderr)
     traj_path = _trajectory_path(args.trajectory, n_inputs, path)
-    with warnings.catch_warnings():  # the skipped structures were just listed
+    with _about(path), warnings.catch_warnings():  # the skipped structures were just listed
         warnings.filterwarnings("ignore", message="skipping label")
         result = reconstruct_volume(models, volume.data, volume.affine, selection, settings,
                                     with_probabilities=args.save_probs, batch_size=args.batch_size,
