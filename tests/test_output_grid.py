@@ -126,6 +126,27 @@ def test_like_and_native_grid(tmp_path, thick, tiny_ckpts):
     assert native.data.shape == SHAPE and np.allclose(native.affine, PIR)
 
 
+def test_a_like_grid_that_misses_or_cuts_the_structure(tmp_path, thick, tiny_ckpts, capsys):
+    """An image of another scan (its grid a metre away) used to give an empty mask and exit 0; half of the
+    structure on it, a mask cut in half without a word."""
+    far = np.diag([2.0, 2.0, 2.0, 1.0])
+    far[:3, 3] = [940.0, -40.0, -10.0]
+    far_image = write_volume(tmp_path / "far.nii.gz", np.zeros((40, 40, 30), np.int16), far)
+    assert _run(thick, tmp_path / "far_out.nii.gz", tiny_ckpts, "--like", str(far_image)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not hold any of the structures to refine" in err and len(err.splitlines()) == 1
+    assert not list(tmp_path.glob("far_out*"))
+    lo, hi = _edges(SHAPE, PIR)
+    half = np.diag([1.0, 1.0, 1.0, 1.0])
+    half[:3, 3] = np.minimum(lo, hi) + 0.5
+    half_shape = (int(abs(hi - lo)[0] / 2), int(abs(hi - lo)[1]), int(abs(hi - lo)[2]))  # the lower half along x
+    half_image = write_volume(tmp_path / "half.nii.gz", np.zeros(half_shape, np.int16), half)
+    assert _run(thick, tmp_path / "half_out.nii.gz", tiny_ckpts, "--like", str(half_image)) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "% of the structures' voxels lie in its field of view" in warned[0]
+    assert 40 <= int(warned[0].split("only ")[1].split("%")[0]) <= 60
+
+
 @pytest.mark.parametrize("extra, fragment", [
     (["--out-spacing", "0"], "--out-spacing 0 must be > 0"),
     (["--like", "missing.nii.gz"], "missing.nii.gz"),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsdebm.data.grids import check_out_spacing, describe_grid, like_grid, output_grid
+from lsdebm.data.grids import check_out_spacing, describe_grid, like_grid, output_grid, share_on_grid
 from lsdebm.errors import InputError
 from lsdebm.review.meshfile import check_mesh_path, require_marching_cubes, world_surface, write_stl
 
@@ -140,11 +140,21 @@ def _check_grid_options(args) -> None:
         require_marching_cubes()
 
 
-def _output_grid(args, volume, like):
-    """``(shape, affine)`` the result is written on, or None for the input grid."""
+def _output_grid(args, volume, like, selection):
+    """``(shape, affine)`` the result is written on, or None for the input grid. A ``--like`` grid that misses
+    the structures to refine is refused, one that cuts them is warned about."""
     if args.native_grid:
         return None
-    return output_grid(volume.data.shape, volume.affine, args.out_spacing, like)
+    grid = output_grid(volume.data.shape, volume.affine, args.out_spacing, like)
+    if like is not None:
+        share = share_on_grid(np.isin(volume.data, selection.labels), volume.affine, grid)
+        if share == 0:
+            raise InputError(f"--like {args.like}: its grid does not hold any of the structures to refine (none of "
+                             "their voxels lies in its field of view); expected an image of the same scan or subject")
+        if share < 0.99:
+            warnings.warn(f"--like {args.like}: only {share:.0%} of the structures' voxels lie in its field of view; "
+                          "the result is cut at its edges", stacklevel=2)
+    return grid
 
 
 def _result_mesh(result, path: Path):
@@ -267,7 +277,7 @@ def _read_inputs(args, mine: list[tuple[Path, Path]]) -> tuple[dict, dict, dict,
             volume = read_volume(path)
             selections[path] = select_structures(volume.data, volume.affine, args.label)
             acquisitions[path] = _acquisition(args, volume)
-            grids[path] = _output_grid(args, volume, like)
+            grids[path] = _output_grid(args, volume, like, selections[path])
         first = volume if first is None else first
     return grids, selections, acquisitions, first
 

@@ -129,6 +129,19 @@ def output_grid(shape, affine, out_spacing: float | None = None, like=None):
     return grid
 
 
+def share_on_grid(mask: np.ndarray, affine, grid, max_points: int = 200_000) -> float:
+    """The share of ``mask``'s nonzero voxels (their centres; at most ``max_points`` of them, evenly spaced)
+    that fall inside ``grid`` = ``(shape, affine)``; 1.0 for an empty mask."""
+    voxels = np.argwhere(np.asarray(mask) != 0)
+    if not len(voxels):
+        return 1.0
+    voxels = voxels[:: max(1, len(voxels) // max_points)].astype(float)
+    to_grid = np.linalg.solve(np.asarray(grid[1], float), np.asarray(affine, float))
+    index = voxels @ to_grid[:3, :3].T + to_grid[:3, 3]
+    inside = np.all((index >= -0.5) & (index <= np.asarray(grid[0][:3], float) - 0.5), axis=1)
+    return float(inside.mean())
+
+
 def describe_grid(shape, affine) -> str:
     """``"103x79x104 at 1x1x1 mm"`` for log lines."""
     spacing = "x".join(f"{v:g}" for v in np.round(_spacing(affine), 3))
