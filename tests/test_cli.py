@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from lsdebm import __version__
@@ -39,6 +40,25 @@ def test_phantoms_then_metrics(tmp_path, capsys):
     assert main(["phantoms", "--out", str(out), "--n", "3", "--size", "32", "--spacing", "4"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lsdebm: error:") and "--overwrite" in err and "Traceback" not in err
+
+
+def test_metrics_of_a_probability_map_threshold_it_at_one_half(tmp_path, capsys):
+    """A --save-probs output scored as 'nonzero is foreground' gave DSC 0.16 for a 0.98 result, silently."""
+    from lsdebm.data.nifti import write_volume
+
+    truth = np.zeros((20, 20, 20), np.uint8)
+    truth[5:15, 5:15, 5:15] = 1
+    probs = np.where(truth > 0, 0.9, 1e-6).astype(np.float32)
+    probs[5, 5:15, 5:15] = 0.4  # one face below one half: 90 of 1000 voxels missed
+    paths = [write_volume(tmp_path / name, data, np.eye(4))
+             for name, data in (("t.nii.gz", truth), ("p.nii.gz", probs), ("x.nii.gz", probs * 3))]
+    assert main(["metrics", str(paths[1]), str(paths[0]), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["dsc"] == pytest.approx(2 * 900 / 1900)
+    assert "holds probabilities (values between 0 and 1); scored as the mask where they are >= 0.5" in captured.err
+    assert main(["metrics", str(paths[2]), str(paths[0])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "x.nii.gz holds non-integer values such as" in err and "probabilities in [0, 1]" in err
 
 
 def test_user_error_is_one_line(tmp_path, capsys):

@@ -16,7 +16,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "metrics",
         help="DSC, VS, SEN, SPEC, NMI, CK, HD95, ASSD of a prediction against a reference",
-        description="Nonzero voxels are foreground (use --label to pick one label). "
+        description="Nonzero voxels are foreground (use --label to pick one label); a probability map (values "
+        "in [0, 1]) is thresholded at 0.5. "
         "Distances are in mm from the reference's affine.",
     )
     parser.add_argument("pred", help="predicted mask (.nii/.nii.gz)")
@@ -39,23 +40,39 @@ def _check_label(path: str, data: np.ndarray, label: int) -> None:
     raise InputError(f"{path}: label {label} not found; labels present: {shown or 'none (the volume is all zero)'}")
 
 
+def _as_mask(path: str, data: np.ndarray) -> np.ndarray:
+    """Integer masks and label maps as they are; probabilities (non-integer values in [0, 1], e.g. a
+    ``--save-probs`` output) thresholded at 0.5 with a warning; other non-integer values refused."""
+    data = np.asarray(data)
+    if data.dtype.kind != "f" or np.array_equal(data, np.round(data)):
+        return data
+    if np.nanmin(data) >= 0 and np.nanmax(data) <= 1:
+        warnings.warn(f"{path} holds probabilities (values between 0 and 1); scored as the mask where they are "
+                      ">= 0.5", InputWarning, stacklevel=2)
+        return (data >= 0.5).astype(np.uint8)
+    example = data[data != np.round(data)].flat[0]
+    raise InputError(f"{path} holds non-integer values such as {example}; expected a mask, a label map or "
+                     "probabilities in [0, 1]")
+
+
 def run(args) -> int:
     """Print the metrics."""
     from lsdebm.data.nifti import read_volume
     from lsdebm.evaluation.metrics import compute_metrics
 
     pred, gt = read_volume(args.pred), read_volume(args.gt)
+    pred_data, gt_data = _as_mask(args.pred, pred.data), _as_mask(args.gt, gt.data)
     if pred.data.shape != gt.data.shape:
         raise InputError(f"{args.pred} has shape {pred.data.shape} but {args.gt} has {gt.data.shape}")
     if not np.allclose(pred.affine, gt.affine, atol=1e-3):
         raise InputError(f"{args.pred} and {args.gt} have different affines (resample one first)")
     if args.label is not None:
-        _check_label(args.gt, gt.data, args.label)  # nothing to score against
-        if not np.any(pred.data == args.label):  # a prediction that lost the structure scores as empty
+        _check_label(args.gt, gt_data, args.label)  # nothing to score against
+        if not np.any(pred_data == args.label):  # a prediction that lost the structure scores as empty
             warnings.warn(f"{args.pred}: label {args.label} not found; scored as an empty prediction",
                           InputWarning, stacklevel=2)
     select = (lambda d: d == args.label) if args.label is not None else (lambda d: d != 0)
-    result = compute_metrics(select(pred.data), select(gt.data), gt.spacing,
+    result = compute_metrics(select(pred_data), select(gt_data), gt.spacing,
                              reference_compat=args.reference_compat)
     if args.json:
         print(json.dumps(result, indent=2))

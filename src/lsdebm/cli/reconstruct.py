@@ -99,13 +99,13 @@ def plan_outputs(inputs: list[Path], out: Path) -> list[Path]:
         return [out]
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: several inputs need an output directory, but this is a file")
-    names = [_stem(p) for p in inputs]  # cc.nii and cc.nii.gz would share cc.provenance.json
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    stems = [_stem(p) for p in inputs]  # cc.nii and cc.nii.gz would share cc.provenance.json
+    dupes = sorted({n for n in stems if stems.count(n) > 1})
     if dupes:
         same = [str(p) for p in inputs if _stem(p) == dupes[0]]
         raise InputError(f"several inputs are named {dupes[0]} ({', '.join(same)}); their outputs would collide "
                          f"in {out}")
-    return [out / n for n in names]
+    return [out / p.name for p in inputs]
 
 
 def _trajectory_path(arg: str | None, n_inputs: int, input_path: Path) -> Path | None:

@@ -48,7 +48,7 @@ def label_counts(data: np.ndarray) -> dict[int, int]:
     if values.size == 0:
         raise InputError("the volume has no foreground voxels (expected a binary mask or a label map)")
     if data.dtype.kind == "f" and not np.all(values == np.round(values)):
-        raise InputError(f"the volume holds non-integer values such as {values[values != np.round(values)][0]:g}; "
+        raise InputError(f"the volume holds non-integer values such as {values[values != np.round(values)][0]}; "
                          "expected a binary mask or an integer label map")
     return {int(v): int(c) for v, c in zip(values, counts)}
 
