@@ -40,6 +40,11 @@ def test_tables_follow_the_published_numbering():
     ({5, 27, 28, 29, 30, 31}, "totalsegmentator"), ({3, 17}, None), (set(range(1, 301)), None), (set(), None),
     ({22}, "verse"), ({31}, "totalsegmentator"),  # one vertebra, named
     ({5}, "verse"), ({100}, "binary"), ({26}, None), ({255}, None),  # one structure: never skipped for its number
+    # SPINEPS / TPTBox: VerSe vertebrae with discs (100 + id), endplates (200 + id), cord and canal (60, 61)
+    ({18, 19, 20, 21, 22, 23, 24, 26, 60, 61, 118, 119, 120, 121, 122, 123, 218, 224}, "verse"),
+    ({20, 21, 22, 23, 24, 120, 121, 122, 123, 124}, "verse"),
+    ({20, 21, 22, 23, 24, 100}, "totalsegmentator"),  # every id a TotalSegmentator class: ambiguous, documented
+    ({22, 122}, None), ({5, 27, 120, 200}, None),  # one vertebra only; a 27 (TotalSegmentator's L5)
 ])
 def test_recognise_table(ids, expected):
     assert recognise_table(ids) == expected
@@ -63,6 +68,22 @@ def test_verse_lumbar_spine_with_sacrum_picks_l1_to_l5():
     assert "refining label 22 (L3, VerSe)" in lines
     assert lines[-1] == ("skipping label 26 (sacrum, VerSe): sacrum is not a vertebra in the VerSe table; "
                          "name it with --label 26 to refine it anyway")
+
+
+def test_a_spineps_map_refines_its_vertebrae_and_not_its_discs():
+    """Discs (100 + vertebra) are vertebra-sized: without the table they were refined as vertebrae."""
+    data = spine_map([20, 21, 22, 23, 24, 121, 122, 123, 124, 224])
+    sel = select_structures(data, grid(2.0))
+    assert sel.table == "verse" and sel.labels == [20, 21, 22, 23, 24]
+    assert dict(sel.skipped)[122] == "unknown label is not a vertebra in the VerSe table"
+
+
+def test_a_map_read_as_the_wrong_table_says_how_to_read_it_otherwise():
+    data = spine_map([20, 21, 22, 23, 24], extra={100: (0, 0, 0)})  # VerSe L1-L5 and one id read as a rib
+    with pytest.raises(InputError, match="read as TotalSegmentator's; --label-table verse"):
+        select_structures(data, grid(2.0))
+    sel = select_structures(data, grid(2.0), table="verse")
+    assert sel.labels == [20, 21, 22, 23, 24] and sel.levels[22] == "L3"
 
 
 def test_totalsegmentator_map_refines_only_vertebrae():
@@ -183,3 +204,18 @@ def test_a_whole_body_label_map_is_measured_without_an_intp_copy():
     tracemalloc.stop()
     assert counts == {21: 20 * 40 * 40}
     assert peak < 50e6
+
+
+def test_label_table_option_of_reconstruct(tmp_path, tiny_ckpts, capsys):
+    from lsdebm.cli.main import main
+    from lsdebm.data.nifti import write_volume
+
+    data = spine_map([21, 22], extra={100: (0, 0, 0)})
+    src = write_volume(tmp_path / "map.nii.gz", data, grid(2.0))
+    base = ["reconstruct", str(src), "-o", str(tmp_path / "out.nii.gz"), "--checkpoint", str(tiny_ckpts["vae"]),
+            "--no-reconnet", "--threads", "1"]
+    assert main(base) == 2
+    assert "--label-table verse" in capsys.readouterr().err
+    assert main([*base, "--label-table", "verse"]) == 0
+    err = capsys.readouterr().err
+    assert "L2" in err and "L3" in err and "not a vertebra in the VerSe table" in err, err

@@ -73,6 +73,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "slabnet-default), a .safetensors file, or 'none' for the classical shape-based interpolation")
     p.add_argument("--record-every", type=int, default=1, help="keep every N-th Langevin iteration (default 1)")
     p.add_argument("--label", type=int, action="append", help="refine only this label id (repeatable)")
+    p.add_argument("--label-table", choices=["auto", "verse", "totalsegmentator", "totalsegmentator_v1", "none"],
+                   default="auto", help="how a label map's ids are read: auto (recognise VerSe or TotalSegmentator; "
+                   "the default), one of those tables, or none (every label judged by its size alone)")
     p.add_argument("--batch-size", type=int, default=8, help="structures per batch (default 8)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
@@ -275,7 +278,8 @@ def _read_inputs(args, mine: list[tuple[Path, Path]]) -> tuple[dict, dict, dict,
     for path, _ in mine:  # read every input once up front so a bad one fails before any output
         with _about(path):
             volume = read_volume(path)
-            selections[path] = select_structures(volume.data, volume.affine, args.label)
+            selections[path] = select_structures(volume.data, volume.affine, args.label,
+                                                 None if args.label_table == "auto" else args.label_table)
             acquisitions[path] = _acquisition(args, volume)
             grids[path] = _output_grid(args, volume, like, selections[path])
         first = volume if first is None else first

@@ -153,6 +153,12 @@ def _verse_contiguous(ids: set[int]) -> bool:
     return all(i in ids or i in _VERSE_OPTIONAL for i in span)
 
 
+def _verse_run(ids: set[int]) -> bool:
+    """The ids up to 28 hold no 27 and are a contiguous VerSe run of at least two vertebrae."""
+    low = {i for i in ids if i <= 28}
+    return 27 not in low and len(low - {26}) >= 2 and _verse_contiguous(low)
+
+
 def recognise_table(label_ids) -> str | None:
     """Guess the labelling convention of a map from its nonzero label ids.
 
@@ -163,7 +169,10 @@ def recognise_table(label_ids) -> str | None:
        VerSe: an id above 28, or 27 (TotalSegmentator's L5; VerSe's coccyx is never labelled).
     3. ``'verse'`` when every id is a VerSe label (1-28) and the vertebrae among them form one
        contiguous run of the spine (C1 ... T12, [T13], L1 ... L5, [L6]), as a scan's field of
-       view does; the sacrum (26) may accompany them.
+       view does; the sacrum (26) may accompany them. Also when the ids up to 28 are such a run of
+       at least two vertebrae and some other id lies beyond every TotalSegmentator class (> 117):
+       VerSe's numbering extended with more structures, as SPINEPS / TPTBox maps add discs
+       (100 + vertebra) and endplates (200 + vertebra); those extra ids are not vertebrae.
     4. Otherwise None (unknown; no names are guessed). TotalSegmentator v1 is never guessed.
 
     A map of one label that rule 2 or 3 would not call a vertebra (a mask stored as 0/100) is
@@ -182,6 +191,8 @@ def recognise_table(label_ids) -> str | None:
     if ids <= set(TOTALSEGMENTATOR) and (max(ids) > 28 or 27 in ids):
         guess = "totalsegmentator"
     elif ids <= set(VERSE) and 27 not in ids and _verse_contiguous(ids):
+        guess = "verse"
+    elif max(ids) > max(TOTALSEGMENTATOR) and _verse_run(ids):
         guess = "verse"
     if len(ids) == 1 and guess is not None and not is_vertebra(TABLES[guess].get(min(ids))):
         return "binary"
@@ -227,7 +238,8 @@ def _explicit(data: np.ndarray, present: list[int], labels, levels: dict, table:
     return Selection(chosen, levels, skipped, table, label_boxes(data, chosen))
 
 
-def _nothing_left(skipped: list[tuple[int, str]], table: str | None, hint: str | None) -> InputError:
+def _nothing_left(skipped: list[tuple[int, str]], table: str | None, hint: str | None,
+                  guessed: bool = False) -> InputError:
     by_size = sum("far from a vertebra" in r for _, r in skipped)
     parts = [f"{by_size} far from a vertebra's size ({VOLUME_CM3[0]:g}-{VOLUME_CM3[1]:g} cm3, "
              f"{EXTENT_MM[0]:g}-{EXTENT_MM[1]:g} mm)"] if by_size else []
@@ -239,6 +251,9 @@ def _nothing_left(skipped: list[tuple[int, str]], table: str | None, hint: str |
     if len(skipped) - by_size:
         parts.append(f"{len(skipped) - by_size} not vertebrae in the {TABLE_NAMES.get(table, table)} table")
     hint = f"name the labels to refine with --label, e.g. --label {skipped[0][0]}" if hint is None else hint
+    if guessed and table in TABLES and len(skipped) - by_size:  # the numbering may be another convention's
+        hint += (f" (the ids were read as {TABLE_NAMES[table]}'s; --label-table verse, totalsegmentator or none "
+                 "reads them otherwise)")
     return InputError(f"no vertebra to refine among {len(skipped)} labels ({'; '.join(parts)}); {hint}")
 
 
@@ -266,6 +281,7 @@ def select_structures(data: np.ndarray, affine: np.ndarray, labels=None, table: 
     """
     counts = label_counts(data)
     present = list(counts)
+    guessed = table is None
     table = _resolve_table(present, table)
     names = TABLES.get(table, {})
     levels = {i: names.get(i) for i in present}
@@ -283,7 +299,7 @@ def select_structures(data: np.ndarray, affine: np.ndarray, labels=None, table: 
         else:
             chosen.append(i)
     if not chosen:
-        raise _nothing_left(skipped, table, hint)
+        raise _nothing_left(skipped, table, hint, guessed)
     return Selection(chosen, levels, skipped, table, {i: boxes[i] for i in chosen})
 
 
