@@ -598,3 +598,23 @@ def test_with_several_inputs_errors_and_warnings_name_the_file(tmp_path, tiny_ck
     warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lsdebm: warning:")]
     assert warned == [f"lsdebm: warning: {paths[1]}: label 1 touches the volume border along axis [0]; it may be "
                       "cut off (the crop is padded with background)"]
+
+
+def test_small_reconstruct_option_gaps(tmp_path, tiny_ckpts, capsys):
+    """-o out/ for one input is a folder (as the README writes it), a --slice-axis across thin voxels of a
+    thick-slice grid is warned about, and a non-finite --step-size is refused."""
+    from lsdebm.data.nifti import write_volume
+
+    mask = np.zeros((40, 8, 40), np.uint8)
+    mask[5:35, 1:7, 5:35] = 1
+    src = write_volume(tmp_path / "thick.nii.gz", mask, np.diag([1.0, 5.0, 1.0, 1.0]))
+    base = ["reconstruct", str(src), "--checkpoint", str(tiny_ckpts["vae"]), "--no-reconnet", "--threads", "1"]
+    assert main([*base, "-o", f"{tmp_path / 'fresh'}/"]) == 0
+    assert (tmp_path / "fresh" / "thick.nii.gz").is_file()
+    capsys.readouterr()
+    assert main([*base, "-o", str(tmp_path / "axis0.nii.gz"), "--slice-axis", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "--slice-axis 0: its slabs are taken as thin as its 1 mm voxels" in err and "axis 1 has 5 mm" in err
+    for bad in ("inf", "nan"):
+        assert main([*base, "-o", str(tmp_path / "s.nii.gz"), "--method", "lsdebm", "--step-size", bad]) == 2
+        assert "--step-size" in capsys.readouterr().err

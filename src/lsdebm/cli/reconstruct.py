@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -91,12 +92,13 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
-def plan_outputs(inputs: list[Path], out: Path) -> list[Path]:
-    """Output file per input: OUT itself for one input (unless OUT is a directory), else OUT/<name>."""
+def plan_outputs(inputs: list[Path], out: Path, as_dir: bool = False) -> list[Path]:
+    """Output file per input: OUT itself for one input (unless OUT is a directory, or ``as_dir``: it was
+    written with a trailing slash, ``-o out/``), else OUT/<name>."""
     for path in inputs:
         if not path.name.endswith(NIFTI):
             raise InputError(f"{path}: not a NIfTI file name (expected .nii or .nii.gz)")
-    if len(inputs) == 1 and not out.is_dir():
+    if len(inputs) == 1 and not out.is_dir() and not as_dir:
         if not out.name.endswith(NIFTI):
             raise InputError(f"{out}: output name must end with .nii or .nii.gz (or be an existing directory)")
         return [out]
@@ -218,7 +220,16 @@ def _acquisition(args, volume):
             axis = slab_axis(volume.affine, str(axis))
         else:
             raise InputError(f"--slice-axis {axis!r}: expected 0, 1, 2, sagittal, coronal or axial")
-    return observed_acquisition(volume.data, volume.affine, axis, args.slice_thickness)
+    acq = observed_acquisition(volume.data, volume.affine, axis, args.slice_thickness)
+    spacing = np.asarray(volume.spacing, float)
+    coarse = int(np.argmax(spacing))
+    if axis is not None and args.slice_thickness is None and acq.thickness_mm <= spacing[acq.axis] * (1 + 1e-6) \
+            and spacing[coarse] > 1.2 * spacing[acq.axis]:  # slabs as thin as voxels: nothing to refine there
+        warnings.warn(f"--slice-axis {args.slice_axis}: its slabs are taken as thin as its {spacing[acq.axis]:g} mm "
+                      f"voxels (no thicker ones show), so the output keeps the input; axis {coarse} has "
+                      f"{spacing[coarse]:g} mm voxels: the slabs are probably along it (or give --slice-thickness)",
+                      stacklevel=2)
+    return acq
 
 
 def _check_sampling_options(args) -> None:
@@ -227,6 +238,8 @@ def _check_sampling_options(args) -> None:
         raise InputError(f"--repeats {args.repeats} must be >= 1")
     if args.record_every < 1:
         raise InputError(f"--record-every {args.record_every} must be >= 1 (keep every N-th Langevin iteration)")
+    if args.step_size is not None and not np.isfinite(args.step_size):
+        raise InputError(f"--step-size {args.step_size} must be a finite number > 0")
     for name in ("steps", "langevin_steps", "step_size"):
         value = getattr(args, name)
         if value is not None and (value < 0 if name == "steps" else value <= 0):
@@ -349,7 +362,7 @@ def run(args) -> int:
     _check_consistency_options(args)
     rank, world = dist_rank()
     inputs = [Path(p) for p in args.inputs]
-    outputs = plan_outputs(inputs, Path(args.out))
+    outputs = plan_outputs(inputs, Path(args.out), args.out.endswith(("/", os.sep)))
     mine = shard(list(zip(inputs, outputs)), rank, world)
     _check_targets(_planned_targets(args, mine, len(inputs)), args.overwrite)
     grids, selections, acquisitions, first = _read_inputs(args, mine)
