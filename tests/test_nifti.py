@@ -106,3 +106,34 @@ def test_phantom_set_round_trip(tmp_path):
         assert loaded.name == made.name and loaded.sim_params == made.sim_params
         assert np.array_equal(loaded.hq, made.hq) and np.array_equal(loaded.lq, made.lq)
         np.testing.assert_allclose(np.linalg.norm(loaded.affine[:3, :3], axis=0), 4.0)
+
+
+def test_the_input_space_and_units_survive_a_new_output_grid(tmp_path):
+    """An MNI-registered (sform code 4) thick-slice mask written on a 1 mm grid stays MNI, in mm, with its
+    description; a fresh file says mm; a file without any transform still gets one (codes 1)."""
+    import nibabel as nib
+
+    from lsdebm.data.nifti import grid_free_header, read_volume, write_volume
+
+    image = nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.diag([1.0, 1.0, 5.0, 1.0]))
+    image.set_sform(image.affine, code=4)
+    image.set_qform(image.affine, code=2)
+    image.header["descrip"] = b"registered to MNI"
+    image.header.set_xyzt_units("mm", "sec")
+    nib.save(image, tmp_path / "in.nii.gz")
+    volume = read_volume(tmp_path / "in.nii.gz")
+    write_volume(tmp_path / "out.nii.gz", np.zeros((4, 4, 20), np.uint8), np.eye(4), grid_free_header(volume.header))
+    header = nib.load(tmp_path / "out.nii.gz").header
+    assert (int(header["sform_code"]), int(header["qform_code"])) == (4, 2)
+    assert header["descrip"].item() == b"registered to MNI" and header.get_xyzt_units()[0] == "mm"
+    assert header.get_zooms() == (1.0, 1.0, 1.0)
+    write_volume(tmp_path / "fresh.nii.gz", np.zeros((4, 4, 4), np.uint8), np.eye(4))
+    fresh = nib.load(tmp_path / "fresh.nii.gz").header
+    assert (int(fresh["sform_code"]), fresh.get_xyzt_units()[0]) == (1, "mm")
+    bare = nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), None)
+    bare.set_sform(None, code=0)
+    bare.set_qform(None, code=0)
+    nib.save(bare, tmp_path / "bare.nii.gz")
+    write_volume(tmp_path / "bare_out.nii.gz", np.zeros((4, 4, 4), np.uint8), np.eye(4),
+                 read_volume(tmp_path / "bare.nii.gz").header)
+    assert int(nib.load(tmp_path / "bare_out.nii.gz").header["sform_code"]) == 1

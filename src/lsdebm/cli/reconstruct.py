@@ -329,12 +329,12 @@ def _refine_input(args, models, settings, path: Path, volume, selection, acq, gr
 def _write_outputs(args, path: Path, out: Path, volume, result, grid, traj_path, n_inputs: int, rank: int,
                    world: int) -> None:
     """Write the result, the asked-for probabilities, mesh and trajectory, then the provenance sidecar."""
-    from lsdebm.data.nifti import write_volume
+    from lsdebm.data.nifti import grid_free_header, write_volume
     from lsdebm.provenance import command_line, write_provenance
 
     mesh_path = _mesh_path(args.mesh, n_inputs, path)
     mesh = _result_mesh(result, path) if mesh_path else None  # built (and may fail) before any output
-    header = volume.header if grid is None else None  # the input header describes the input grid
+    header = volume.header if grid is None else grid_free_header(volume.header)  # that one describes the input grid
     written = [write_volume(out, result.mask, result.affine, header, overwrite=args.overwrite)]
     if args.save_probs:
         written.append(write_volume(out.with_name(_stem(out) + "_probs.nii.gz"), result.probabilities,

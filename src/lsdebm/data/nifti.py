@@ -165,6 +165,20 @@ def write_volume(path, data, affine, header=None, overwrite: bool = False):
     header = header.copy() if header is not None else None
     image = nib.Nifti1Image(data, affine, header, dtype=data.dtype)
     image.set_data_dtype(data.dtype)
-    image.set_qform(image.affine, code=1)
-    image.set_sform(image.affine, code=1)
+    sform, qform = (int(header["sform_code"]), int(header["qform_code"])) if header is not None else (0, 0)
+    image.set_qform(image.affine, code=qform or 1)  # the input's space (scanner, aligned, MNI, ...), else scanner
+    image.set_sform(image.affine, code=sform or 1)
+    if header is None:
+        image.header.set_xyzt_units("mm")
     return atomic_write(path, lambda tmp: nib.save(image, str(tmp)), overwrite=overwrite)
+
+
+def grid_free_header(header):
+    """What of ``header`` still holds on another grid: the space codes, units and description (None: None)."""
+    if header is None:
+        return None
+    out = nib.Nifti1Header()
+    for key in ("sform_code", "qform_code", "descrip", "intent_name"):
+        out[key] = header[key]
+    out.set_xyzt_units(*header.get_xyzt_units())
+    return out
