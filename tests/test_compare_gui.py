@@ -265,7 +265,7 @@ def test_surface_coloured_by_signed_distance(viewer, qtbot):
     surface = viewer.layers["surface: LQ"]
     # a surface is a 3D object: the viewer leaves 2D, where only the slice's cut through it shows
     assert viewer.dims.ndisplay == 3 and "now in 3D" in widget.status.text()
-    from napari_lsdebm._ui.results import CAMERA_ANGLES
+    from napari_lsdebm._ui.placement import CAMERA_ANGLES
     assert tuple(viewer.camera.angles) == pytest.approx(CAMERA_ANGLES)  # seen obliquely, not face-on
     # drawn instead of the mask, whose volume would hide it in 3D; the status says so
     assert surface.visible and not viewer.layers["LQ"].visible and "Layer 'LQ' is hidden" in widget.status.text()

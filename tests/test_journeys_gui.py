@@ -61,6 +61,23 @@ def cursors_agree(viewer, w) -> tuple[int, int]:
     return s, k
 
 
+def world_box(layer, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The viewer-coordinate bounding box of some of ``layer``'s data points (every 20th)."""
+    world = np.array([layer.data_to_world(p) for p in points[::20]], float)[:, -3:]
+    return world.min(axis=0), world.max(axis=0)
+
+
+def share_inside(source, other) -> float:
+    """The share of ``source``'s foreground voxels (every 50th) that land in ``other``'s foreground where the
+    viewer draws them."""
+    data = np.asarray(other.data)
+    hits = []
+    for index in np.argwhere(np.asarray(source.data) > 0)[::50]:
+        there = np.rint(np.asarray(other.world_to_data(source.data_to_world(index)))).astype(int)
+        hits.append(bool(np.all((there >= 0) & (there < data.shape)) and data[tuple(there)] > 0))
+    return float(np.mean(hits))
+
+
 def claims_descent(text: str) -> bool:
     """True when an Explain text calls Langevin sampling a descent (the 'not a descent' caveat aside)."""
     text = text.lower().replace("not a descent", "")
@@ -91,6 +108,24 @@ def test_inspect_latents(make_napari_viewer, qtbot, tmp_path):
     assert viewer.dims.ndisplay == 3 and "frames" in w.status.text()
     surface = drawn_surface(viewer, layer)
     assert isinstance(surface, Surface) and not layer.visible  # the canvas draws a mesh, not a volume
+    # the model-frame layers lie on the input (they were 10-20 mm off, at the origin, before session 17)
+    source = viewer.layers[REAL_INPUT]
+    assert share_inside(source, viewer.layers["LSD-EBM reconstruction"]) > 0.6  # 0.78 (a 2 mm model after K = 2)
+    lo, hi = world_box(source, np.argwhere(np.asarray(source.data) > 0))
+    mesh_lo, mesh_hi = world_box(surface, np.asarray(surface.data[0]))
+    np.testing.assert_allclose(mesh_lo, lo, atol=8.0)  # a process tip short by up to 6.4 mm
+    np.testing.assert_allclose(mesh_hi, hi, atol=8.0)
+    # napari cannot slice a turned layer in 2D (its slices come out empty): there it is only moved, its
+    # centre kept where it was; back in 3D it is turned onto the input again
+    rec = viewer.layers["LSD-EBM reconstruction"]
+    centre = (np.array(rec.data.shape) - 1) / 2
+    in_3d = np.asarray(rec.data_to_world(centre))
+    viewer.dims.ndisplay = 2
+    np.testing.assert_allclose(np.asarray(rec.affine.affine_matrix)[:3, :3], np.eye(3))
+    np.testing.assert_allclose(np.asarray(layer.affine.affine_matrix)[2:5, 2:5], np.eye(3))
+    np.testing.assert_allclose(rec.data_to_world(centre), in_3d, atol=1e-6)
+    viewer.dims.ndisplay = 3
+    assert share_inside(source, rec) > 0.6
     n_s, n_k = layer.data.shape[:2]
     meshes = {}
     for pos in ((n_s - 1, n_k - 1), (n_s - 2, 0), (0, n_k - 1)):  # result, first k of reverse t=1, encoding

@@ -134,6 +134,7 @@ def show_demo(ckpt: LoadedCheckpoint, case: DemoCase, output: RunOutput, show: b
         show: Show the window.
     """
     from napari_lsdebm._ui.layers import volume_layer
+    from napari_lsdebm._ui.placement import model_placement
     from napari_lsdebm._ui.roles import INPUT, TRUTH, role_metadata
 
     viewer, explorer = launched = open_viewer(checkpoint=str(ckpt.path), show=show)
@@ -147,7 +148,7 @@ def show_demo(ckpt: LoadedCheckpoint, case: DemoCase, output: RunOutput, show: b
         layers[key] = viewer.add_labels(data, visible=key == "lq", **kwargs)
     explorer.input_combo.setCurrentText(layers["lq"].name)  # Run re-runs on the thick-slice input, not the truth
     ctx = {"ckpt": ckpt, "source": layers["lq"], "crop": case.crop, "affine": case.model_affine,
-           "translate": (0, 0, 0) if case.crop is not None else tuple(layers["lq"].translate)[-3:]}
+           "placement": model_placement(layers["lq"], case.model_affine, ckpt.config.model.spacing)}
     if case.crop is not None:
         ctx["pasted"] = result_layer_data(output, case.crop, pair.lq, ckpt.model)
     explorer.show_result(output, ctx)

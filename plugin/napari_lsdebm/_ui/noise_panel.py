@@ -46,8 +46,7 @@ class NoisePanel(QWidget):
 def generation_context(ckpt) -> dict:
     """The result context of a generation: no input layer, no crop, the model grid at the origin."""
     spacing = float(ckpt.config.model.spacing)
-    return {"ckpt": ckpt, "source": None, "crop": None, "affine": np.diag([spacing] * 3 + [1.0]),
-            "translate": (0.0, 0.0, 0.0)}
+    return {"ckpt": ckpt, "source": None, "crop": None, "affine": np.diag([spacing] * 3 + [1.0]), "placement": None}
 
 
 def start_generation(ckpt, settings, every: int, on_outcome, on_progress):

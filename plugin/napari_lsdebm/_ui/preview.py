@@ -15,6 +15,7 @@ from qtpy.QtCore import QObject, Signal
 from lsdebm.explore import make_decoder
 from lsdebm.explore.background import JobQueue
 from lsdebm.review.surface import empty_mesh
+from napari_lsdebm._ui.placement import follow_display, frame_centre, placed_layer
 from napari_lsdebm._ui.surface_layer import add_mesh_layer, set_mesh, volume_mesh
 
 LAYER_NAME = "live preview"
@@ -34,19 +35,22 @@ class LivePreview(QObject):
         self._spacing = None  # voxel spacing when the preview is a mesh
         self.ready.connect(self._show)
 
-    def start(self, model, grid: int, spacing: float, translate, render: str = "volume") -> None:
+    def start(self, model, grid: int, spacing: float, placement, render: str = "volume") -> None:
         """Add an empty iso-surface layer on the model grid and decode with ``model`` from now on.
 
-        ``render`` is ``mesh`` (a Surface layer) or ``volume`` (an iso-rendered Image layer).
+        ``placement`` puts the model frame on the input (:mod:`napari_lsdebm._ui.placement`); ``render`` is
+        ``mesh`` (a Surface layer) or ``volume`` (an iso-rendered Image layer).
         """
         # the throttle counts from the start: a run that ends within 0.5 s (a VAE) is not slowed by a preview
         self._decode, self._last, self._cost = make_decoder(model), time.monotonic(), 0.0
         self._spacing = (float(spacing),) * 3 if render == "mesh" else None
+        where = placed_layer(placement, 3, self.viewer.dims.ndisplay, frame_centre(grid, spacing))
+        follow_display(self.viewer)
         if render == "mesh":
-            self.layer = add_mesh_layer(self.viewer, empty_mesh(), LAYER_NAME, translate)
+            self.layer = add_mesh_layer(self.viewer, empty_mesh(), LAYER_NAME, where or None)
             return
         self.layer = self.viewer.add_image(np.zeros((grid,) * 3, np.float32), name=LAYER_NAME,
-                                           scale=(spacing,) * 3, translate=translate, rendering="iso",
+                                           scale=(spacing,) * 3, **where, rendering="iso",
                                            iso_threshold=0.5, contrast_limits=(0, 1), colormap="bone")
 
     def update(self, z: np.ndarray | None) -> None:

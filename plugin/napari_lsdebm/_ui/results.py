@@ -14,11 +14,10 @@ from lsdebm.explore import RunOutput, TrajectoryVolumes, make_decoder
 from lsdebm.explore.decode_cache import DecodeCache
 from lsdebm.explore.result import result_layer_data
 from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES
-from napari_lsdebm._ui.pickers import fit_view
+from napari_lsdebm._ui.pickers import camera_of, fit_view
+from napari_lsdebm._ui.placement import aim_camera, follow_display, frame_centre, placed_layer
 from napari_lsdebm._ui.roles import RESULT, role_metadata
 from napari_lsdebm._ui.trajectory_layer import slider_axes, trajectory_layer_data
-
-CAMERA_ANGLES = (-15.0, 35.0, 60.0)  # napari Euler angles (degrees): oblique view from behind and above
 
 
 def pasted_layer(output: RunOutput, crop, src, model=None, computed=None) -> tuple[np.ndarray, dict]:
@@ -49,12 +48,15 @@ def add_result_layers(viewer, output: RunOutput, ctx: dict, cache: DecodeCache, 
     """Add the result layers of ``output`` and show its final frame; returns the trajectory layer.
 
     ``ctx`` holds ``ckpt`` (the LoadedCheckpoint that ran), ``source`` (input layer), ``crop``
-    (CropInfo or None), ``affine`` (model-frame affine) and ``translate`` (model-frame offset).
+    (CropInfo or None), ``affine`` (model-frame affine) and ``placement`` (model-frame mm to the viewer,
+    :mod:`napari_lsdebm._ui.placement`; None: at the origin).
     """
     ckpt, traj = ctx["ckpt"], output.trajectory
     m = ckpt.config.model
-    common = {"scale": (m.spacing,) * 3, "translate": tuple(ctx.get("translate", (0, 0, 0)))}
-    meta = {"affine": np.asarray(ctx.get("affine", np.diag([m.spacing] * 3 + [1.0])))}
+    follow_display(viewer)
+    where = placed_layer(ctx.get("placement"), 3, ndisplay, frame_centre(m.grid, m.spacing))
+    common = {"scale": (m.spacing,) * 3, **{k: v for k, v in where.items() if k != "metadata"}}
+    meta = {"affine": np.asarray(ctx.get("affine", np.diag([m.spacing] * 3 + [1.0]))), **where.get("metadata", {})}
     method = KIND_NAMES[ckpt.kind]
     for other in viewer.layers:
         other.visible = False  # the decoded trajectory is what the canvas shows; toggle the rest back on
@@ -66,7 +68,9 @@ def add_result_layers(viewer, output: RunOutput, ctx: dict, cache: DecodeCache, 
         viewer.add_labels(data, name=f"{method} reconstruction ({kwargs.pop('grid')})", visible=False, **kwargs)
     volumes = TrajectoryVolumes(traj, make_decoder(ckpt.model), (m.grid,) * 3, cache=cache)
     data, kwargs, _ = trajectory_layer_data(volumes, m.spacing, f"{method} trajectory")
-    kwargs["translate"] = (0, 0, *common["translate"])
+    placed5 = placed_layer(ctx.get("placement"), 5, ndisplay, frame_centre(m.grid, m.spacing))
+    kwargs["metadata"] = {**kwargs["metadata"], **placed5.pop("metadata", {})}
+    kwargs.update(placed5)
     layer = viewer.add_image(data, **kwargs)
     viewer.dims.ndisplay = ndisplay
     axes = slider_axes(viewer, layer)
@@ -74,5 +78,5 @@ def add_result_layers(viewer, output: RunOutput, ctx: dict, cache: DecodeCache, 
     viewer.dims.set_current_step(axes[1], max(traj.n_k - 1, 0))
     fit_view(viewer, [layer])  # the structure, not the whole (hidden) spine it was cropped from
     if ndisplay == 3:
-        viewer.camera.angles = CAMERA_ANGLES
+        aim_camera(camera_of(viewer), ctx.get("placement"))
     return layer

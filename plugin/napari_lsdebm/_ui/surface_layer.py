@@ -45,16 +45,23 @@ def sample_at_vertices(volume, mesh: Mesh, scale=None) -> np.ndarray:
 
 
 def mesh_kwargs(name: str, translate=None, metadata: dict | None = None, **style) -> dict:
-    """Surface layer kwargs for grid-mm vertices drawn at the spatial ``translate`` of an Image layer."""
+    """Surface layer kwargs for grid-mm vertices drawn at the spatial ``translate`` of an Image layer, or where
+    :func:`napari_lsdebm._ui.placement.placed_layer` says (a model frame on its input)."""
     meta = dict(metadata or {})
     if meta.get("affine") is not None:
         meta["frame"] = "grid-mm"  # the export dock maps grid-mm vertices to world mm with the affine
-    return {"name": name, "translate": spatial(translate, 0.0), "scale": (1.0, 1.0, 1.0), "metadata": meta,
+    if isinstance(translate, dict):  # placed on its input (napari_lsdebm._ui.placement.placed_layer)
+        where = dict(translate)
+        meta.update(where.pop("metadata", {}))
+    else:
+        where = {"translate": spatial(translate, 0.0)}
+    return {"name": name, **where, "scale": (1.0, 1.0, 1.0), "metadata": meta,
             "colormap": SURFACE_COLORMAP, "shading": "smooth", **style}
 
 
 def add_mesh_layer(viewer, mesh: Mesh, name: str, translate=None, metadata: dict | None = None, **style):
-    """Add ``mesh`` (grid-mm vertices) as a Surface layer placed like an Image layer at ``translate``."""
+    """Add ``mesh`` (grid-mm vertices) as a Surface layer placed like an Image layer at ``translate`` (or as
+    :func:`napari_lsdebm._ui.placement.placed_layer` says)."""
     return viewer.add_surface(surface_data(mesh), **mesh_kwargs(name, translate, metadata, **style))
 
 

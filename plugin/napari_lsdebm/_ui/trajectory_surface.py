@@ -12,6 +12,7 @@ from __future__ import annotations
 from qtpy.QtCore import QObject
 
 from lsdebm.review.surface import Mesh, empty_mesh
+from napari_lsdebm._ui.placement import placed_layer, placement_of
 from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_mesh_layer, keep_shaders, set_mesh, spatial
 from napari_lsdebm._ui.trajectory_layer import FrameRefresher, real_layer, slider_axes
 
@@ -82,8 +83,11 @@ class TrajectorySurface(QObject):
         shown = self.layer.visible or (self.surface is not None and self.surface.visible)
         self.volumes.meshes = active
         if active and self.surface is None:
+            placement, centre = placement_of(self.layer)
+            where = placed_layer(placement, 3, self.viewer.dims.ndisplay, centre)
             self.surface = add_mesh_layer(self.viewer, empty_mesh(), f"{self.layer.name} (mesh)",
-                                          self.layer.translate, {SURFACE_OF_KEY: self.layer.name}, visible=shown)
+                                          where or self.layer.translate, {SURFACE_OF_KEY: self.layer.name},
+                                          visible=shown)
             keep_shaders(self.viewer, self.surface)  # a slider step then only uploads triangles
             self.surface.events.visible.connect(self.update)
             self.shown = None

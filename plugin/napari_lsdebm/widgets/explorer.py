@@ -37,6 +37,7 @@ from napari_lsdebm._ui.docking import CloseWatcher, close_explorer, dock_below_c
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import OwnedNote
 from napari_lsdebm._ui.noise_panel import NoisePanel, explorer_note, generation_context, start_generation
+from napari_lsdebm._ui.placement import model_placement
 from napari_lsdebm._ui.plots import TrajectoryPlots
 from napari_lsdebm._ui.preview import LivePreview
 from napari_lsdebm._ui.results import add_result_layers
@@ -212,13 +213,12 @@ class ExplorerWidget(QWidget):
     def _begin(self, given: RunInput, label, ckpt, stage1, device, source, settings, every) -> None:
         """Start the run on the prepared input (GUI thread): live preview, layers hidden, the worker."""
         x, crop, data, affine, m = given.x, given.crop, given.data, given.affine, ckpt.config.model  # tilted: slab grid
-        meta = run_metadata(ckpt, settings, stage1, every, input_name=source.name,
-                            affine=(crop.crop_affine if crop else affine).tolist())
-        self._run_context = {"ckpt": ckpt, "source": source, "crop": crop, "affine": crop.crop_affine if crop
-                             else affine, "translate": (0, 0, 0) if crop else tuple(source.translate)[-3:],
-                             "note": given.note()}
+        model_affine = crop.crop_affine if crop else affine
+        meta = run_metadata(ckpt, settings, stage1, every, input_name=source.name, affine=model_affine.tolist())
+        self._run_context = {"ckpt": ckpt, "source": source, "crop": crop, "affine": model_affine, "note": given.note(),
+                             "placement": model_placement(source, model_affine, m.spacing)}
         self.run_layers.begin()  # hides the previous results under the live preview; Cancel restores
-        self.preview.start(ckpt.model, m.grid, m.spacing, self._run_context["translate"],
+        self.preview.start(ckpt.model, m.grid, m.spacing, self._run_context["placement"],
                            self.render_combo.currentText() if self.view3d_box.isChecked() else "volume")
         source.visible = False
         what = source.name + (f", {given.named}" if given.named else "")  # the vertebra: "label 22 (L3, VerSe)"

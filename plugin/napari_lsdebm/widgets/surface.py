@@ -16,7 +16,7 @@ from lsdebm.review.surface import distance_surface, mask_mesh, symmetric_limit
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import ColourBar, show_canvas_note, show_layer_colorbar
 from napari_lsdebm._ui.pickers import LayerCombo, fit_view, geometry_kwargs, on_grid_of, put_layer, spacing_of
-from napari_lsdebm._ui.results import CAMERA_ANGLES
+from napari_lsdebm._ui.placement import CAMERA_ANGLES
 from napari_lsdebm._ui.surface_layer import hide_under_surface
 
 SURFACE_KEY = "lsdebm_surface"

@@ -1,0 +1,115 @@
+"""Where the model frame lies in the viewer: on the input layer, as the crop took it from there.
+
+A run's model-frame layers (the reconstruction, the trajectory and its mesh, the live preview) hold
+the vertebra in its own upright 64³ frame; the crop's affine says where that frame lies in the
+world, and the input layer's affine (metadata) and display transform say where the world is drawn.
+Their composition, a 4x4 *placement* from model-frame millimetres (voxel index x spacing) to the
+viewer's coordinates, puts those layers on the input: toggling the input on shows both in one place.
+With pose normalisation the placement turns the frame (the vertebra's tilt, and the input's axis
+order), which napari draws in 3D but cannot slice in 2D (a turned layer's slices come out empty): in
+2D those layers are only moved, the model frame's centre onto the same point of the input, upright
+as the model sees the vertebra (:func:`follow_display` switches them with napari's 2D/3D button).
+"""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from napari_lsdebm.io.nifti import layer_affine
+
+CAMERA_ANGLES = (-15.0, 35.0, 60.0)  # napari Euler angles (degrees) in the model frame: from behind and above
+
+
+def display_matrix(layer) -> np.ndarray:
+    """4x4 from ``layer``'s (last three) data indices to the viewer's coordinates (napari's transforms)."""
+    ndim = layer.ndim
+    lead = np.zeros(ndim - 3)
+
+    def to_world(index) -> np.ndarray:
+        return np.asarray(layer.data_to_world(np.concatenate([lead, index])), float)[-3:]
+
+    origin = to_world(np.zeros(3))
+    out = np.eye(4)
+    out[:3, :3] = np.stack([to_world(np.eye(3)[i]) - origin for i in range(3)], axis=1)
+    out[:3, 3] = origin
+    return out
+
+
+def frame_centre(grid: int, spacing: float) -> tuple[float, float, float]:
+    """The model frame's centre in its own mm (voxel index x spacing)."""
+    return ((grid - 1) / 2 * float(spacing),) * 3
+
+
+def model_placement(source, model_affine, spacing: float) -> np.ndarray:
+    """4x4 from model-frame mm to the viewer, for a run on ``source`` (the input layer) whose model frame
+    has ``model_affine`` (voxel index to world; the crop's affine, or the input's own when it needed none)."""
+    world = layer_affine({"metadata": dict(source.metadata), "scale": source.scale, "translate": source.translate})
+    to_index = np.diag([1.0 / float(spacing)] * 3 + [1.0])
+    return display_matrix(source) @ np.linalg.inv(world) @ np.asarray(model_affine, float) @ to_index
+
+
+PLACEMENT_KEY = "lsdebm_placement"  # layer metadata: the 3D placement and the model frame's centre (mm)
+_FOLLOWED: weakref.WeakSet = weakref.WeakSet()  # viewers whose 2D/3D switch re-places their layers
+
+
+def placed(placement, ndim: int = 3, ndisplay: int = 3, centre=None) -> dict:
+    """Layer kwargs that draw model-frame mm (times the layer's own scale) at ``placement``: napari's
+    ``affine`` for the last three of ``ndim`` dims, no translate. For 2D (``ndisplay`` 2) only the
+    placement's shift of ``centre`` (model-frame mm; default the placement's own origin). None: where
+    napari puts it by itself."""
+    if placement is None:
+        return {}
+    placement = np.asarray(placement, float)
+    if ndisplay == 2:
+        centre = np.zeros(3) if centre is None else np.asarray(centre, float)
+        moved = np.eye(4)
+        moved[:3, 3] = placement[:3, :3] @ centre + placement[:3, 3] - centre
+        placement = moved
+    out = np.eye(ndim + 1)
+    out[ndim - 3:ndim, ndim - 3:ndim] = placement[:3, :3]
+    out[ndim - 3:ndim, ndim] = placement[:3, 3]
+    return {"affine": out, "translate": (0.0,) * ndim}
+
+
+def placed_layer(placement, ndim: int, ndisplay: int, centre) -> dict:
+    """:func:`placed` plus the metadata :func:`follow_display` reads (``metadata`` to merge into a layer's)."""
+    if placement is None:
+        return {}
+    record = {"placement": np.asarray(placement, float).tolist(), "centre": [float(v) for v in centre]}
+    return {**placed(placement, ndim, ndisplay, centre), "metadata": {PLACEMENT_KEY: record}}
+
+
+def follow_display(viewer) -> None:
+    """Keep every placed layer of ``viewer`` drawable when napari switches between 2D and 3D (connect once)."""
+    if viewer in _FOLLOWED:
+        return
+    _FOLLOWED.add(viewer)
+
+    def switch(event=None) -> None:
+        for layer in list(viewer.layers):
+            record = layer.metadata.get(PLACEMENT_KEY)
+            if record:
+                kwargs = placed(record["placement"], layer.ndim, viewer.dims.ndisplay, record["centre"])
+                layer.affine, layer.translate = kwargs["affine"], kwargs["translate"]
+
+    viewer.dims.events.ndisplay.connect(switch)
+
+
+def placement_of(layer):
+    """``(placement, centre)`` a layer was given (3D; None, None when it has none), for the layers that
+    follow it (the trajectory's mesh)."""
+    record = layer.metadata.get(PLACEMENT_KEY)
+    return (np.asarray(record["placement"], float), record["centre"]) if record else (None, None)
+
+
+def aim_camera(camera, placement) -> None:
+    """Look at the model frame from :data:`CAMERA_ANGLES` (behind and above the vertebra) wherever the
+    placement turned it: the model frame's view and up directions, turned with it."""
+    camera.angles = CAMERA_ANGLES
+    if placement is None:
+        return
+    turn = np.asarray(placement, float)[:3, :3]
+    view, up = turn @ np.asarray(camera.view_direction), turn @ np.asarray(camera.up_direction)
+    up = up - view * (up @ view) / (view @ view)  # square again after any shear or reflection
+    camera.set_view_direction(tuple(view / np.linalg.norm(view)), tuple(up / np.linalg.norm(up)))
