@@ -50,6 +50,26 @@ def test_generate_side_by_side_and_scrub(make_napari_viewer, qtbot):
     assert "Algorithm 3" in widget.explain.toPlainText()
 
 
+def test_teaching_beside_a_5d_trajectory_reads_its_own_sliders(make_napari_viewer, qtbot):
+    """With the explorer's (t, k, z, y, x) trajectory in the viewer, napari lines the teaching layers up with
+    world axes 1-4: Explain and the plots follow those sliders (they read axes 0-1, another layer's)."""
+    from napari_lsdebm.widgets.teach import TeachingWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((3, 2, 4, 4, 4), np.float32), name="a 5-dim trajectory")
+    widget = TeachingWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.n.setValue(4)
+    widget.every.setValue(10)
+    widget.generate()
+    qtbot.waitUntil(lambda: widget.generate_button.isEnabled(), timeout=300_000)
+    assert tuple(viewer.dims.axis_labels)[1:] == ("t", "k", "y", "x")
+    assert widget.current_tk() == (0, 2)  # the final frame, on the teaching layers' own axes
+    viewer.dims.current_step = (2, 5, 1, 0, 0)
+    assert widget.current_tk() == (5, 1)
+    assert "t = 5" in widget.explain.toPlainText() and "k = 19" in widget.explain.toPlainText()
+
+
 def test_generate_needs_a_method(make_napari_viewer):
     from napari_lsdebm.widgets.teach import TeachingWidget
 

@@ -53,6 +53,28 @@ def trajectory_of(layer) -> Trajectory | None:
     return traj if isinstance(traj, Trajectory) else None
 
 
+def leading_axes(viewer, layer_ndim: int = 4) -> tuple[int, int]:
+    """World axes of the first two dims (t, k) of ``layer_ndim``-dim layers: napari lines layers up by their
+    last dims, so beside a 5-dim trajectory the teaching docks' 4-dim (t, k, y, x) layers start at axis 1."""
+    offset = max(viewer.dims.ndim - layer_ndim, 0)
+    return offset, offset + 1
+
+
+def label_axes(viewer, labels: tuple[str, ...]) -> None:
+    """Name the last ``len(labels)`` world axes (the others keep their names)."""
+    names = list(viewer.dims.axis_labels)
+    names[len(names) - len(labels):] = labels
+    viewer.dims.axis_labels = tuple(names)
+
+
+def set_leading(viewer, t: int, k: int, layer_ndim: int = 4) -> None:
+    """Move the t and k sliders of ``layer_ndim``-dim layers (:func:`leading_axes`)."""
+    ta, ka = leading_axes(viewer, layer_ndim)
+    step = list(viewer.dims.current_step)
+    step[ta], step[ka] = t, k
+    viewer.dims.current_step = tuple(step)
+
+
 def slider_axes(viewer, layer) -> tuple[int, int] | None:
     """World axes of the layer's ``t`` and ``k`` dims in ``viewer.dims``, or None."""
     labels = list(layer.axis_labels)

@@ -23,6 +23,7 @@ from lsdebm.teach.explain import explain, landscape_text
 from lsdebm.teach.toy import ParticleRun, energy_grid, mixture_of_gaussians, run_particles
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import ColourBar, canvas_overlay, show_canvas_note, show_layer_colorbar
+from napari_lsdebm._ui.trajectory_layer import label_axes, leading_axes, set_leading
 
 EXTENT = (-2.5, 2.5, -2.5, 2.5)
 GRID = 121
@@ -149,8 +150,8 @@ class LandscapeWidget(QWidget):
         layers = self.viewer.layers
         for name in ("focused particle", "z_{t+1}"):  # drawn above the other particles
             layers.move(layers.index(name), len(layers))
-        self.viewer.dims.axis_labels = ("t", "k", "z2", "z1")
-        self.viewer.dims.current_step = (T - 1, 0) + tuple(self.viewer.dims.current_step[2:])
+        label_axes(self.viewer, ("t", "k", "z2", "z1"))
+        set_leading(self.viewer, T - 1, 0)
         axes = canvas_overlay(self.viewer, "axes")  # z1 to the right, z2 up, labelled on the canvas
         axes.labels, axes.visible = True, True
         self.viewer.reset_view()
@@ -193,7 +194,8 @@ class LandscapeWidget(QWidget):
             return
         step = self.viewer.dims.current_step
         T, K1 = self.run.y.shape[:2]
-        t, k = (int(step[0]), int(step[1])) if len(step) >= 4 else (T - 1, 0)
+        ta, ka = leading_axes(self.viewer)
+        t, k = (int(step[ta]), int(step[ka])) if len(step) >= 4 else (T - 1, 0)
         t = min(t, T - 1)
         self.explain.setPlainText(landscape_text(t, T, float(self.run.sigma[t]), self.terms(), min(k, K1 - 1), K1 - 1))
         show_canvas_note(self.viewer, f"2-D toy · reverse t={t} · k={min(k, K1 - 1)}/{K1 - 1} · colour: "

@@ -35,6 +35,7 @@ from napari_lsdebm._ui.docking import dock_below_canvas
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import show_canvas_note
 from napari_lsdebm._ui.plots import TrajectoryPlots
+from napari_lsdebm._ui.trajectory_layer import label_axes, leading_axes, set_leading
 
 METHODS = ("ebm", "lebm", "lsdebm")
 GAP = 6  # pixels between the method grids
@@ -173,16 +174,18 @@ class TeachingWidget(QWidget):
                                border_color="transparent",
                                features={"method": captions},
                                text={"string": "{method}", "color": "white", "size": 11, "anchor": "center"})
-        self.viewer.dims.axis_labels = ("t", "k", "y", "x")
+        label_axes(self.viewer, ("t", "k", "y", "x"))
         self.viewer.reset_view()
-        n_k = max(len(f.k_values) for f in results.values())
-        self.viewer.dims.current_step = (0, n_k - 1) + tuple(self.viewer.dims.current_step[2:])
+        set_leading(self.viewer, 0, max(len(f.k_values) for f in results.values()) - 1)
         self._plot_method_changed()
 
     # ------------------------------------------------------------------ sliders, plots, explain
     def current_tk(self) -> tuple[int, int]:
         step = self.viewer.dims.current_step
-        return (int(step[0]), int(step[1])) if len(step) >= 4 else (0, 0)
+        if len(step) < 4:
+            return 0, 0
+        ta, ka = leading_axes(self.viewer)
+        return int(step[ta]), int(step[ka])
 
     def _plot_frames(self) -> GenerationFrames | None:
         return self.frames.get(METHODS[self.plot_method.currentIndex()])
