@@ -233,3 +233,21 @@ def test_explorer_result_goes_through_the_same_output_step_as_reconstruct():
     np.testing.assert_array_equal(shown, (expected.full() >= 0.5).astype(np.uint8))
     plain, _ = pasted_layer(output, info, src)
     assert not np.array_equal(shown, plain)
+
+
+def test_the_python_api_writes_where_the_command_line_does(tmp_path, thick, tiny_ckpts):
+    """`lsdebm.reconstruct(thick_file)` used to keep the 1 x 1 x 4 mm grid, where the projection onto the
+    slabs returns the input unchanged; now it takes the command line's isotropic grid (None: the input's)."""
+    import lsdebm
+    from lsdebm.runtime.loading import load_models
+
+    models = load_models(checkpoint=str(tiny_ckpts["vae"]), reconnet=False)
+    assert _run(thick, tmp_path / "cli.nii.gz", tiny_ckpts) == 0
+    cli = read_volume(tmp_path / "cli.nii.gz")
+    api = lsdebm.reconstruct(str(thick), models=models)
+    assert api.mask.shape == cli.data.shape == (48, 40, 48) and np.allclose(api.affine, cli.affine)
+    assert np.array_equal(api.mask, cli.data)
+    native = lsdebm.reconstruct(str(thick), models=models, out_grid=None)
+    assert native.mask.shape == SHAPE and np.allclose(native.affine, PIR)
+    with pytest.raises(InputError, match="out_grid='isotropic'"):
+        lsdebm.reconstruct(str(thick), models=models, out_grid="isotropic")

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from lsdebm.data.frame import CropInfo, paste_probabilities
+from lsdebm.data.grids import output_grid
 from lsdebm.data.nifti import read_volume
 from lsdebm.errors import InputError
 from lsdebm.explore.record import RunOutput, prepare_input, record_run
@@ -51,16 +52,24 @@ def _volume(source, affine) -> tuple[np.ndarray, np.ndarray, str | None]:
 
 
 def reconstruct(source, affine=None, *, models: Models | None = None, method: str | None = None,
-                settings: RunSettings | None = None, labels=None, out_grid=None,
+                settings: RunSettings | None = None, labels=None, out_grid="auto",
                 with_probabilities: bool = False) -> ReconstructionResult:
     """Refine every vertebra of a mask or label map (a NIfTI path, or an array with its affine).
 
     ``models`` defaults to :func:`load_models` of ``method`` (the bundled default pipeline when
-    None). ``labels`` restricts the structures; ``out_grid`` = ``(shape, affine)`` writes the
-    result on another grid (see :func:`lsdebm.data.grids.output_grid`). The result holds the
-    label map (``mask``, on ``result.affine``), optional probabilities and the provenance.
+    None). ``labels`` restricts the structures. ``out_grid`` is where the result is written:
+    ``"auto"`` (the default) as ``lsdebm reconstruct`` does, an isotropic grid at the finest
+    spacing for an anisotropic (thick-slice) input and the input's own grid otherwise
+    (:func:`lsdebm.data.grids.output_grid`); None the input's own grid (on a thick-slice grid the
+    result then agrees with every observed slab and adds no through-plane detail); or a
+    ``(shape, affine)`` pair. The result holds the label map (``mask``, on ``result.affine``),
+    optional probabilities and the provenance.
     """
     data, aff, name = _volume(source, affine)
+    if isinstance(out_grid, str):
+        if out_grid != "auto":
+            raise InputError(f"out_grid={out_grid!r}: expected 'auto', None or a (shape, affine) pair")
+        out_grid = output_grid(np.shape(data), aff)
     models = models if models is not None else load_models(method)
     return reconstruct_volume(models, data, aff, labels=labels, settings=settings or RunSettings(),
                               with_probabilities=with_probabilities, input_name=name, out_grid=out_grid)

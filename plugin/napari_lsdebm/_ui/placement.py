@@ -72,28 +72,32 @@ def placed(placement, ndim: int = 3, ndisplay: int = 3, centre=None) -> dict:
     return {"affine": out, "translate": (0.0,) * ndim}
 
 
-def placed_layer(placement, ndim: int, ndisplay: int, centre) -> dict:
-    """:func:`placed` plus the metadata :func:`follow_display` reads (``metadata`` to merge into a layer's)."""
+def placed_layer(placement, ndim: int, centre) -> dict:
+    """Layer kwargs of a placed layer: :func:`placed` as for 2D, plus the metadata :func:`follow_display`
+    reads (``metadata`` to merge into the layer's), which turns it once it is in a 3D viewer. (napari
+    slices a new layer in 2D while building it, and a turned one would warn of non-orthogonal slicing.)"""
     if placement is None:
         return {}
     record = {"placement": np.asarray(placement, float).tolist(), "centre": [float(v) for v in centre]}
-    return {**placed(placement, ndim, ndisplay, centre), "metadata": {PLACEMENT_KEY: record}}
+    return {**placed(placement, ndim, 2, centre), "metadata": {PLACEMENT_KEY: record}}
 
 
 def follow_display(viewer) -> None:
-    """Keep every placed layer of ``viewer`` drawable when napari switches between 2D and 3D (connect once)."""
+    """Place every placed layer of ``viewer`` for its 2D or 3D display, as it is added and whenever napari
+    switches between them (connect once per viewer)."""
     if viewer in _FOLLOWED:
         return
     _FOLLOWED.add(viewer)
 
-    def switch(event=None) -> None:
-        for layer in list(viewer.layers):
-            record = layer.metadata.get(PLACEMENT_KEY)
-            if record:
-                kwargs = placed(record["placement"], layer.ndim, viewer.dims.ndisplay, record["centre"])
-                layer.affine, layer.translate = kwargs["affine"], kwargs["translate"]
+    def apply(layer) -> None:
+        record = layer.metadata.get(PLACEMENT_KEY)
+        if record:
+            kwargs = placed(record["placement"], layer.ndim, viewer.dims.ndisplay, record["centre"])
+            layer.affine, layer.translate = kwargs["affine"], kwargs["translate"]
 
-    viewer.dims.events.ndisplay.connect(switch)
+    # napari runs its own callbacks first, so the switch to 2D slices a turned layer once (it warns once)
+    viewer.dims.events.ndisplay.connect(lambda event=None: [apply(layer) for layer in list(viewer.layers)])
+    viewer.layers.events.inserted.connect(lambda event: apply(event.value))
 
 
 def placement_of(layer):

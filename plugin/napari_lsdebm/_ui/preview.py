@@ -44,7 +44,7 @@ class LivePreview(QObject):
         # the throttle counts from the start: a run that ends within 0.5 s (a VAE) is not slowed by a preview
         self._decode, self._last, self._cost = make_decoder(model), time.monotonic(), 0.0
         self._spacing = (float(spacing),) * 3 if render == "mesh" else None
-        where = placed_layer(placement, 3, self.viewer.dims.ndisplay, frame_centre(grid, spacing))
+        where = placed_layer(placement, 3, frame_centre(grid, spacing))
         follow_display(self.viewer)
         if render == "mesh":
             self.layer = add_mesh_layer(self.viewer, empty_mesh(), LAYER_NAME, where or None)

@@ -84,7 +84,7 @@ class TrajectorySurface(QObject):
         self.volumes.meshes = active
         if active and self.surface is None:
             placement, centre = placement_of(self.layer)
-            where = placed_layer(placement, 3, self.viewer.dims.ndisplay, centre)
+            where = placed_layer(placement, 3, centre)
             self.surface = add_mesh_layer(self.viewer, empty_mesh(), f"{self.layer.name} (mesh)",
                                           where or self.layer.translate, {SURFACE_OF_KEY: self.layer.name},
                                           visible=shown)
