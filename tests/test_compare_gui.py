@@ -217,7 +217,8 @@ def test_review_overlap_and_metrics_table(viewer, qtbot, tmp_path):
     box = (slice(0, 16), slice(2, 12), slice(3, 13))
     assert widget.rows[-1].metrics == pytest.approx(region_metrics(lq, hq, (8.0,) * 3, box))
     # selecting another Labels layer in the layer list makes it the prediction
-    shifted = viewer.add_labels(np.roll(hq, 2, axis=1), name="shifted", scale=(8.0, 8.0, 8.0))
+    shifted = viewer.add_labels(np.roll(hq, 2, axis=1), name="shifted", scale=(8.0, 8.0, 8.0),
+                                translate=viewer.layers["HQ"].translate)  # on HQ's grid, where it is drawn
     viewer.layers.selection.active = shifted
     qtbot.waitUntil(lambda: widget.rows and widget.rows[0].metrics["dsc"] == pytest.approx(
         compute_metrics(shifted.data, hq, 8.0)["dsc"]) and widget.worker is None, timeout=TIMEOUT)
@@ -235,14 +236,18 @@ def test_review_one_vertebra_against_a_spine_map(viewer, qtbot):
     hq, lq = np.asarray(viewer.layers["HQ"].data), np.asarray(viewer.layers["LQ"].data)
     spine = 22 * (hq != 0).astype(np.int16)
     spine[:2, :2, :2] = 23  # the next vertebra, in a corner
-    viewer.add_labels(spine, name="spine truth", scale=(8.0, 8.0, 8.0))
+    viewer.add_labels(spine, name="spine truth", scale=(8.0, 8.0, 8.0), translate=viewer.layers["HQ"].translate)
     widget = ReviewWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.parts_combo.set_layer(None)
     widget.pred_combo.set_layer(viewer.layers["LQ"])
+    widget.ref_combo.set_layer(viewer.layers["HQ"])
+    widget.update_metrics()
+    qtbot.waitUntil(lambda: bool(widget.rows) and widget.worker is None, timeout=TIMEOUT)
     widget.ref_combo.set_layer(viewer.layers["spine truth"])
     widget.update_metrics()
     assert widget.worker is None and "reference 'spine truth' holds 2 labels (22, 23)" in widget.status.text()
+    assert widget.rows == [] and widget.table.rowCount() == 0  # not the previous pair's numbers
     widget.label_spin.setValue(22)
     qtbot.waitUntil(lambda: bool(widget.rows) and widget.worker is None, timeout=TIMEOUT)
     assert widget.rows[0].metrics == pytest.approx(compute_metrics(lq, hq, (8.0, 8.0, 8.0)))
@@ -281,7 +286,7 @@ def test_surface_coloured_by_signed_distance(viewer, qtbot):
     # one vertebra against a spine's map: refused without a label, the chosen label's surface with it
     spine = 22 * (np.asarray(viewer.layers["HQ"].data) != 0).astype(np.int16)
     spine[:2, :2, :2] = 23
-    viewer.add_labels(spine, name="spine truth", scale=(8.0, 8.0, 8.0))
+    viewer.add_labels(spine, name="spine truth", scale=(8.0, 8.0, 8.0), translate=viewer.layers["HQ"].translate)
     widget.ref_combo.set_layer(viewer.layers["spine truth"])
     widget.build()
     assert widget.worker is None and "reference 'spine truth' holds 2 labels (22, 23)" in widget.status.text()
@@ -456,3 +461,34 @@ def test_review_overlap_in_3d_before_the_mouse_moved(make_napari_viewer, tiny_pa
     assert list(overlap.features["class"]) == ["TN", "TP", "FP", "FN"]
     widget.show_overlap()  # again: the layer is updated in place
     assert [layer.name for layer in viewer.layers].count(overlap.name) == 1
+
+
+def test_review_and_surface_compare_files_where_they_lie(make_napari_viewer, qtbot, tmp_path):
+    """Two files of one shape were compared voxel by voxel: a mask moved by 20 mm scored DSC 1, the same mask
+    stored with flipped axes 0.32. Now the reference is brought onto the prediction's grid through both
+    affines (the plugin's reader keeps them)."""
+    from lsdebm.data.nifti import write_volume
+    from lsdebm.data.real import load_real_masks
+    from napari_lsdebm.widgets.review import ReviewWidget
+
+    m = load_real_masks(split="val", levels=("L3",))[0]
+    mask, affine = (m.mask > 0).astype(np.uint8), np.asarray(m.affine, float)
+    moved = affine.copy()
+    moved[:3, 3] += affine[:3, :3] @ np.array([0.0, 0.0, 20.0 / np.linalg.norm(affine[:3, 2])])
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    flip[:2, 3] = np.array(mask.shape[:2]) - 1  # index i -> n - 1 - i along axes 0 and 1
+    files = {"truth": write_volume(tmp_path / "truth.nii.gz", mask, affine),
+             "moved": write_volume(tmp_path / "moved.nii.gz", mask, moved),
+             "flipped": write_volume(tmp_path / "flipped.nii.gz", mask[::-1, ::-1].copy(), affine @ flip)}
+    viewer = make_napari_viewer()
+    layers = {k: viewer.open(str(path), plugin="napari-lsdebm")[0] for k, path in files.items()}
+    widget = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.ref_combo.set_layer(layers["truth"])
+    for name, expected in (("flipped", 1.0), ("moved", None)):
+        widget.pred_combo.set_layer(layers[name])
+        widget.rows = []
+        widget.update_metrics()
+        qtbot.waitUntil(lambda: bool(widget.rows) and widget.worker is None, timeout=TIMEOUT)
+        dsc = widget.rows[0].metrics["dsc"]
+        assert dsc == pytest.approx(1.0) if expected else dsc < 0.7, (name, dsc)

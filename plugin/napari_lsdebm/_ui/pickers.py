@@ -5,6 +5,8 @@ import numpy as np
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QWidget
 
+from lsdebm.data.boxes import resample
+from napari_lsdebm._ui.placement import display_matrix
 from napari_lsdebm.io.nifti import layer_affine
 
 NONE = "(none)"
@@ -197,17 +199,22 @@ def boxed_geometry(layer, box, affine):
 
 
 def on_grid_of(layer, other) -> np.ndarray:
-    """``other``'s data on ``layer``'s grid when the two differ in shape but only by a whole-voxel shift at the
-    same scale (Compare's cells, cut to a vertebra's box, against the whole map's ground truth): cut out, zero
-    where ``other`` does not reach. Any other ``other`` is returned as it is (the caller refuses a mismatch)."""
+    """``other``'s data on ``layer``'s grid, through the two layers' affines (world, scanner mm): as it is when
+    the grids are the same; cut out (zero where ``other`` does not reach) when they differ by a whole-voxel
+    shift (Compare's cells, cut to a vertebra's box, against the whole map's ground truth); else resampled
+    (nearest neighbour). Data that is not 3D is returned as it is (the caller refuses a mismatch)."""
     data, shape = np.asarray(other.data), np.shape(layer.data)
-    scale = np.asarray(layer.scale, float)[-3:]
-    if data.shape == shape or data.ndim != 3 or len(shape) != 3 or \
-            not np.allclose(scale, np.asarray(other.scale, float)[-3:]):
+    if data.ndim != 3 or len(shape) != 3:
         return data
-    shift = (np.asarray(layer.translate, float)[-3:] - np.asarray(other.translate, float)[-3:]) / scale
-    if not np.allclose(shift, np.round(shift), atol=1e-3):
+    frames = [affine_of(x) if all(y.metadata.get("affine") is not None for y in (layer, other)) else
+              display_matrix(x) for x in (layer, other)]  # world when both know it, else where they are drawn
+    to_other = np.linalg.solve(frames[1], frames[0])  # layer index -> other index
+    same_axes = np.allclose(to_other[:3, :3], np.eye(3), atol=1e-4)
+    shift = to_other[:3, 3]
+    if same_axes and data.shape == shape and np.allclose(shift, 0, atol=1e-3):
         return data
+    if not same_axes or not np.allclose(shift, np.round(shift), atol=1e-3):
+        return resample(data, shape, frames[0], frames[1], 0).astype(data.dtype)
     shift = np.round(shift).astype(int)  # index i of layer is index i + shift of other
     src = tuple(slice(max(o, 0), min(o + n, m)) for o, n, m in zip(shift, shape, data.shape))
     out = np.zeros(shape, data.dtype)

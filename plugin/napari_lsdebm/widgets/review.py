@@ -230,6 +230,8 @@ class ReviewWidget(QWidget):
                 raise InputError(f"part labels {parts_layer.name!r} have shape {parts.shape}; expected {p.shape}")
             roi = roi_region(roi_layer, pred) if roi_layer is not None else None
         except InputError as exc:
+            self.rows = []  # the previous pair's numbers would read as this pair's
+            self.table.setRowCount(0)
             self.status.setText(str(exc))
             return
         spacing = spacing_of(pred)
