@@ -115,6 +115,16 @@ def test_inspect_latents(make_napari_viewer, qtbot, tmp_path):
     mesh_lo, mesh_hi = world_box(surface, np.asarray(surface.data[0]))
     np.testing.assert_allclose(mesh_lo, lo, atol=8.0)  # a process tip short by up to 6.4 mm
     np.testing.assert_allclose(mesh_hi, hi, atol=8.0)
+    # exported, the mesh lands in the scanner's mm, around the input file's voxels (it was model-frame mm)
+    from lsdebm.review.export import world_mesh
+    from napari_lsdebm._ui.layer_records import surface_mesh
+
+    mesh, affine = surface_mesh(surface)
+    exported = world_mesh(mesh, affine).vertices
+    voxels = np.argwhere(np.asarray(source.data) > 0) @ source.metadata["affine"][:3, :3].T
+    voxels += source.metadata["affine"][:3, 3]
+    np.testing.assert_allclose(exported.min(axis=0), voxels.min(axis=0), atol=8.0)
+    np.testing.assert_allclose(exported.max(axis=0), voxels.max(axis=0), atol=8.0)
     # napari cannot slice a turned layer in 2D (its slices come out empty): there it is only moved, its
     # centre kept where it was; back in 3D it is turned onto the input again
     rec = viewer.layers["LSD-EBM reconstruction"]

@@ -9,12 +9,13 @@ again. In 2D, or with ``render="volume"``, the Image layer is shown as before.
 """
 from __future__ import annotations
 
+import numpy as np
 from qtpy.QtCore import QObject
 
 from lsdebm.review.surface import Mesh, empty_mesh
 from napari_lsdebm._ui.placement import placed_layer, placement_of
 from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_mesh_layer, keep_shaders, set_mesh, spatial
-from napari_lsdebm._ui.trajectory_layer import FrameRefresher, real_layer, slider_axes
+from napari_lsdebm._ui.trajectory_layer import FrameRefresher, real_layer, slider_axes, trajectory_of
 
 SURFACE_OF_KEY = "lsdebm_surface_of"  # metadata of the Surface layer: the name of its trajectory layer
 
@@ -85,9 +86,12 @@ class TrajectorySurface(QObject):
         if active and self.surface is None:
             placement, centre = placement_of(self.layer)
             where = placed_layer(placement, 3, centre)
+            meta = {SURFACE_OF_KEY: self.layer.name}
+            recorded = getattr(trajectory_of(self.layer), "metadata", {}).get("affine")
+            if recorded is not None:  # the model frame's voxel-to-world affine: exports land in scanner mm
+                meta["affine"] = np.asarray(recorded, float)
             self.surface = add_mesh_layer(self.viewer, empty_mesh(), f"{self.layer.name} (mesh)",
-                                          where or self.layer.translate, {SURFACE_OF_KEY: self.layer.name},
-                                          visible=shown)
+                                          where or self.layer.translate, meta, visible=shown)
             keep_shaders(self.viewer, self.surface)  # a slider step then only uploads triangles
             self.surface.events.visible.connect(self.update)
             self.shown = None
