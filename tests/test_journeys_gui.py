@@ -128,7 +128,7 @@ def test_inspect_latents(make_napari_viewer, qtbot, tmp_path):
     # napari cannot slice a turned layer in 2D (its slices come out empty): there it is only moved, its
     # centre kept where it was; back in 3D it is turned onto the input again
     rec = viewer.layers["LSD-EBM reconstruction"]
-    centre = (np.array(rec.data.shape) - 1) / 2
+    centre = np.argwhere(np.asarray(rec.data) > 0).mean(axis=0)  # the vertebra's centroid stays put
     in_3d = np.asarray(rec.data_to_world(centre))
     viewer.dims.ndisplay = 2
     np.testing.assert_allclose(np.asarray(rec.affine.affine_matrix)[:3, :3], np.eye(3))
@@ -152,6 +152,17 @@ def test_inspect_latents(make_napari_viewer, qtbot, tmp_path):
     # save, then reopen in a fresh viewer with the plugin's reader
     path = w.save_trajectory(str(tmp_path / "run.npz"))
     assert path.endswith("run.npz") and "saved" in w.status.text()
+    # `lsdebm view FILE run.npz`: the reopened run lies on its input again (it opened about 1 m away)
+    from lsdebm.data.nifti import write_volume
+    from napari_lsdebm.launch import open_viewer
+
+    source_file = write_volume(tmp_path / "input.nii.gz", np.asarray(source.data), source.metadata["affine"])
+    reopened, _ = open_viewer([str(path), str(source_file)], show=False)
+    try:
+        run_rec = next(lay for lay in reopened.layers if lay.name.startswith("reconstruction ("))
+        assert share_inside(reopened.layers["input"], run_rec) > 0.6
+    finally:
+        reopened.close()
     viewer.close()
     viewer2, w2 = docked(make_napari_viewer())
     again = viewer2.open(path, plugin="napari-lsdebm")[1]

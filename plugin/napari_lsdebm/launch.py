@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+import numpy as np
+
 from lsdebm.data.nifti import read_volume
 from lsdebm.errors import InputError
 from lsdebm.explore.demo import DemoCase
@@ -82,13 +84,39 @@ def open_viewer(files: Iterable[str | Path] = (), checkpoint: str | Path | Loade
         if sample:
             explorer.open_sample()
         opened = []
-        for f in files:
-            opened += viewer.open(f, plugin=PLUGIN if f.lower().endswith(PLUGIN_SUFFIXES) else None) or []
+        for f in sorted(files, key=lambda f: f.lower().endswith(".npz")):  # volumes first: runs go on them
+            layers = viewer.open(f, plugin=PLUGIN if f.lower().endswith(PLUGIN_SUFFIXES) else None) or []
+            place_runs(viewer, layers, [lay for lay in opened if lay.metadata.get("affine") is not None])
+            opened += layers
         show_final_frame(viewer, explorer, opened, load_checkpoint=ckpt is None)
     except BaseException:
         viewer.close()
         raise
     return Launched(viewer, explorer)
+
+
+def place_runs(viewer: napari.Viewer, layers: list, volumes: list) -> None:
+    """Put the layers of a reopened run (its trajectory and reconstruction, model frame) on the first volume
+    opened before it, through the model frame's recorded affine, as the explorer places a run on its input."""
+    from napari_lsdebm._ui.placement import PLACEMENT_KEY, follow_display, frame_centre, model_placement, placed
+    from napari_lsdebm._ui.trajectory_layer import trajectory_of
+
+    runs = [trajectory_of(lay) for lay in layers if trajectory_of(lay) is not None]
+    affine = runs[0].metadata.get("affine") if runs and volumes else None
+    if affine is None:
+        return
+    grid, spacing = runs[0].metadata.get("grid"), runs[0].metadata.get("spacing")
+    if grid is None or spacing is None:
+        return
+    placement = model_placement(volumes[0], np.asarray(affine, float), float(spacing))
+    masks = [lay.data for lay in layers if trajectory_of(lay) is None and np.ndim(lay.data) == 3]
+    centre = frame_centre(int(grid), float(spacing), masks[0] if masks else None)
+    record = {"placement": placement.tolist(), "centre": list(centre)}
+    follow_display(viewer)
+    for lay in layers:
+        lay.metadata[PLACEMENT_KEY] = record
+        kwargs = placed(placement, lay.ndim, viewer.dims.ndisplay, record["centre"])
+        lay.affine, lay.translate = kwargs["affine"], kwargs["translate"]
 
 
 def show_final_frame(viewer: napari.Viewer, explorer: ExplorerWidget, layers: list,

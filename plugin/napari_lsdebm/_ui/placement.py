@@ -36,8 +36,12 @@ def display_matrix(layer) -> np.ndarray:
     return out
 
 
-def frame_centre(grid: int, spacing: float) -> tuple[float, float, float]:
-    """The model frame's centre in its own mm (voxel index x spacing)."""
+def frame_centre(grid: int, spacing: float, mask=None) -> tuple[float, float, float]:
+    """The point kept in place in 2D, in the model frame's mm (voxel index x spacing): the centroid of
+    ``mask`` (the reconstruction) when it has one, else the frame's centre. The vertebra sits off the frame's
+    centre (the pose puts its body there), so its centroid is what should stay on the input."""
+    if mask is not None and np.any(mask):
+        return tuple(float(v) * float(spacing) for v in np.argwhere(np.asarray(mask) > 0).mean(axis=0))
     return ((grid - 1) / 2 * float(spacing),) * 3
 
 

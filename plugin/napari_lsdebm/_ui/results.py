@@ -54,7 +54,8 @@ def add_result_layers(viewer, output: RunOutput, ctx: dict, cache: DecodeCache, 
     ckpt, traj = ctx["ckpt"], output.trajectory
     m = ckpt.config.model
     follow_display(viewer)
-    where = placed_layer(ctx.get("placement"), 3, frame_centre(m.grid, m.spacing))
+    centre = frame_centre(m.grid, m.spacing, output.mask)  # kept on the input in 2D
+    where = placed_layer(ctx.get("placement"), 3, centre)
     common = {"scale": (m.spacing,) * 3, **{k: v for k, v in where.items() if k != "metadata"}}
     meta = {"affine": np.asarray(ctx.get("affine", np.diag([m.spacing] * 3 + [1.0]))), **where.get("metadata", {})}
     method = KIND_NAMES[ckpt.kind]
@@ -68,7 +69,7 @@ def add_result_layers(viewer, output: RunOutput, ctx: dict, cache: DecodeCache, 
         viewer.add_labels(data, name=f"{method} reconstruction ({kwargs.pop('grid')})", visible=False, **kwargs)
     volumes = TrajectoryVolumes(traj, make_decoder(ckpt.model), (m.grid,) * 3, cache=cache)
     data, kwargs, _ = trajectory_layer_data(volumes, m.spacing, f"{method} trajectory")
-    placed5 = placed_layer(ctx.get("placement"), 5, frame_centre(m.grid, m.spacing))
+    placed5 = placed_layer(ctx.get("placement"), 5, centre)
     kwargs["metadata"] = {**kwargs["metadata"], **placed5.pop("metadata", {})}
     kwargs.update(placed5)
     layer = viewer.add_image(data, **kwargs)
