@@ -237,3 +237,22 @@ def test_a_label_map_without_vertebrae_is_refused_without_a_reconstruct_only_hin
     with pytest.raises(InputError, match=r"specks\.nii\.gz: no vertebra .* expected one vertebra per file") as err:
         load_real_masks(tmp_path)
     assert "--label" not in str(err.value)
+
+
+def test_a_plain_folder_leaves_out_a_cut_vertebra_and_names_a_spine_before_any_work(tmp_path):
+    """A vertebra cut in half by its volume's edge was evaluated as complete, and a whole spine in one label
+    stopped `evaluate --real` after 12 of 18 cases with an unnamed error (training took it silently)."""
+    from lsdebm.data.nifti import read_volume, write_volume
+
+    whole = read_volume(bundled_manifest().parent / MASK)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    shutil.copy(bundled_manifest().parent / MASK, folder / "L3_tight.nii.gz")  # a tight crop: touches its box
+    data = np.asarray(whole.data)
+    half = data[:, :, : data.shape[2] // 2].copy()
+    write_volume(folder / "L3_cut.nii.gz", half, whole.affine)
+    assert [m.name for m in load_real_masks(folder)] == ["L3_tight"]
+    spine = np.concatenate([data] * 6, axis=0)  # six vertebrae in one label: far above a vertebra's size
+    write_volume(folder / "spine.nii.gz", spine, whole.affine)
+    with pytest.raises(InputError, match=r"spine\.nii\.gz: no vertebra to refine"):
+        load_real_masks(folder)
