@@ -85,3 +85,12 @@ def test_the_command_line_is_ready_without_importing_torch():
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('lsdebm'))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`lsdebm checkpoints --json | head -1` printed a BrokenPipeError traceback when head left early."""
+    proc = subprocess.Popen([sys.executable, "-m", "lsdebm.cli.main", "checkpoints", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -100,7 +100,12 @@ def entry() -> None:
     active exception" (1 run in ~55 of ``tests/test_distributed.py`` on 2 busy cores), which
     turns a finished training run into a failed one.
     """
-    code = main()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `lsdebm ... | head`: the reader left; say nothing more, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        sys.exit(141)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         sys.stdout.flush()
         sys.stderr.flush()
