@@ -75,3 +75,27 @@ def test_workers_train_the_same_weights(tmp_path, capsys):
         outs.append(load_file(out))
     assert outs[0].keys() == outs[1].keys()
     assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
+
+
+def test_a_resumed_run_on_real_masks_trains_the_weights_of_an_unbroken_one(tmp_path):
+    """The bank's per-epoch re-draws were not replayed on --resume, so a run resumed at epoch 2 trained on
+    other pairs from epoch 3 on than one run straight to 4 (phantom runs were bit-identical already)."""
+    import shutil
+
+    import torch
+
+    from lsdebm.data.real import bundled_manifest
+    from lsdebm.runtime.checkpoint import load_checkpoint
+
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    for name in ("L3_verse004", "L4_verse004"):
+        shutil.copy(bundled_manifest().parent / "verse" / f"{name}.nii.gz", folder / f"{name}.nii.gz")
+    common = ["train", "--model", "reconnet", "--preset", "tiny", "--data", str(folder), "--pairs", "8",
+              "--redraw", "0.25", "--val-phantoms", "2", "--batch-size", "2", "--threads", "1", "--device", "cpu"]
+    straight, broken = tmp_path / "straight.safetensors", tmp_path / "broken.safetensors"
+    assert main([*common, "--epochs", "4", "--out", str(straight)]) == 0
+    assert main([*common, "--epochs", "2", "--out", str(broken)]) == 0
+    assert main([*common, "--epochs", "4", "--resume", str(broken), "--out", str(broken)]) == 0
+    a, b = load_checkpoint(straight).model.state_dict(), load_checkpoint(broken).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

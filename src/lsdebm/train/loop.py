@@ -221,6 +221,8 @@ def _train(o: TrainOptions, ctx: D.DistContext) -> dict[str, Any]:
     bar = tqdm(total=max(epochs - run.start_epoch, 0) * steps_per_epoch, disable=not ctx.is_main, file=sys.stderr,
                mininterval=1.0 if sys.stderr.isatty() else 30.0, desc=f"train {o.model}", unit="it")
     t_start = time.perf_counter()
+    for epoch in range(1, run.start_epoch if run.train_set.refresh is not None else 0):
+        run.train_set.refresh(epoch)  # a resumed run's bank: the pairs the stopped run had re-drawn up to here
     for epoch in range(run.start_epoch, epochs):
         sampler.set_epoch(epoch)
         if run.train_set.refresh is not None and epoch > 0:
