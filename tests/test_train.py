@@ -123,3 +123,22 @@ def test_augment_is_shared_and_preserves_masks():
     assert torch.equal(x, y)  # the same transform for lq and hq
     assert torch.equal(x.flatten(1).sum(1), a.flatten(1).sum(1))  # flips and circular shifts keep volume
     assert not torch.equal(x, a)
+
+
+def test_resume_keeps_its_data_and_names_the_options_it_ignores(tmp_path, capsys):
+    """--resume with other data (32 phantoms of seed 5 after 8 of seed 1000) was accepted and trained on them;
+    --batch-size / --kl-weight / --set were ignored without a word (the config is the checkpoint's)."""
+    out = tmp_path / "vae.safetensors"
+    assert main([*BASE, "--model", "vae", "--epochs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    resume = ["--model", "vae", "--epochs", "2", "--resume", str(out), "--out", str(out)]
+    other = [a if a != "8" else "32" for a in BASE]
+    assert main([*other, *resume, "--data-seed", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "continues a run on the data it started with" in err and len(err.splitlines()) == 1
+    assert _rows(tmp_path / "vae.csv")[-1]["epoch"] == "1"  # nothing trained
+    assert main([*BASE, *resume, "--kl-weight", "0.01", "--set", "train.train_K=7"]) == 0
+    err = capsys.readouterr().err
+    assert "the run's config comes from its checkpoint; ignored: --kl-weight 0.01 (the run's: 1)" in err
+    assert "--set train.train_K=7" in err
+    assert [int(r["epoch"]) for r in _rows(tmp_path / "vae.csv")] == [1, 2]

@@ -33,7 +33,8 @@ from lsdebm.runtime import distributed as D
 from lsdebm.runtime.checkpoint import read_metadata, save_checkpoint
 from lsdebm.train.data import MaskSet, augment, directory_set, generated_set, is_phantom_set, mixed_set
 from lsdebm.train.log import checkpoint_info, write_csv
-from lsdebm.train.state import load_state, save_state, sidecar_path
+from lsdebm.train.resume import check_same_run, resume_state
+from lsdebm.train.state import save_state, sidecar_path
 from lsdebm.train.steps import TrainStep, make_optimizers
 from lsdebm.train.validate import validation_dice
 
@@ -274,33 +275,16 @@ def _setup(o: TrainOptions, ctx: D.DistContext) -> _Run:
     model = model.to(device=ctx.device, memory_format=fmt)
     optimizers = make_optimizers(model, cfg.train.lr, cfg.train.energy_lr)
     train_set, val_set = load_data(o, cfg)
+    if resume_meta:
+        check_same_run(o, cfg, resume_meta["info"].get("train_data"), train_set.description)
     latents = None
     if o.model == "lebm":  # persistent posterior chains start, like Pang et al.'s, from the reference N(0, s^2 I)
         latents = reference_latents(cfg, len(train_set), torch.Generator().manual_seed(o.seed))
     run = _Run(cfg, model, fmt, optimizers, train_set, val_set, o.lebm_steps or cfg.lebm.posterior_steps, latents,
                previous_commands)
     if o.resume:
-        _resume_state(o, run)
+        resume_state(o, run)
     return run
-
-
-def _resume_state(o: TrainOptions, run: _Run) -> None:
-    """Load the sidecar's optimiser state, rows, counters and LEBM latents, then restore the configured rates."""
-    side = sidecar_path(o.resume)
-    if not side.is_file():
-        raise InputError(f"--resume {o.resume}: training-state sidecar {side} not found (it holds the "
-                         "optimiser state; copy it next to the checkpoint)")
-    meta, saved_latents = load_state(side, run.model, run.optimizers)
-    run.start_epoch, run.rows = int(meta["epoch"]), meta.get("rows", [])
-    run.train_seconds, run.samples0 = float(meta.get("train_seconds", 0.0)), int(meta.get("samples", 0))
-    if run.latents is not None and saved_latents is not None and saved_latents.shape == run.latents.shape:
-        run.latents = saved_latents
-    if run.start_epoch >= run.cfg.train.epochs:
-        raise InputError(f"--resume {o.resume}: already trained for {run.start_epoch} epochs; pass --epochs "
-                         f"above {run.start_epoch} to continue")
-    for opt, lr in zip(run.optimizers, (run.cfg.train.lr, run.cfg.train.energy_lr)):
-        for group in opt.param_groups:
-            group["lr"] = lr
 
 
 def _step(o, ctx, run: _Run, wrapped, autocast, scaler, idx: torch.Tensor, gens, sums: dict[str, float]) -> bool:
