@@ -112,3 +112,27 @@ def test_cli_label_absent_is_an_error(tmp_path, capsys):
     empty = _save(tmp_path / "empty.nii.gz", np.zeros((8, 8, 8), np.uint8))
     assert main(["metrics", full, empty, "--label", "20"]) == 2
     assert "labels present: none (the volume is all zero)" in capsys.readouterr().err
+
+
+def test_the_python_api_refuses_bad_arguments_in_one_line(tiny_ckpts):
+    """They raised IndexError / TypeError / RuntimeError from deep inside numpy and the pipeline."""
+    import lsdebm
+    from lsdebm.errors import InputError
+    from lsdebm.runtime.loading import load_models
+
+    models = load_models(checkpoint=str(tiny_ckpts["vae"]), reconnet=False)
+    data = np.zeros((16, 16, 16), np.uint8)
+    data[4:12, 4:12, 4:12] = 22
+    for kwargs, fragment in ((dict(affine=np.eye(3)), "expected 4x4"),
+                             (dict(affine=np.diag([8.0, 8.0, 8.0, 1.0]), labels="L3"), "expected label ids"),
+                             (dict(affine=np.diag([8.0, 8.0, 8.0, 1.0]), out_grid=((10, 10), np.eye(4))),
+                              "expected three positive sizes")):
+        with pytest.raises(InputError, match=fragment):
+            lsdebm.reconstruct(data, models=models, **kwargs)
+    result = lsdebm.reconstruct(data, np.diag([8.0, 8.0, 8.0, 1.0]), models=models, labels=22)  # one id
+    assert result.labels == [22]
+    ckpt = lsdebm.load_checkpoint(str(tiny_ckpts["lsdebm"]))
+    rec = lsdebm.record(data, ckpt, np.diag([8.0, 8.0, 8.0, 1.0]), label=22)
+    with pytest.raises(InputError, match="k=999"):
+        lsdebm.decode_frame(ckpt, rec.trajectory, frame=-1, k=999)
+    assert lsdebm.decode_frame(ckpt, rec.trajectory, frame=-1, k=-1).shape == (16, 16, 16)

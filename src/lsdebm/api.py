@@ -28,7 +28,9 @@ import numpy as np
 
 from lsdebm.data.frame import CropInfo, paste_probabilities
 from lsdebm.data.grids import output_grid
+from lsdebm.data.labelmaps import Selection
 from lsdebm.data.nifti import read_volume
+from lsdebm.data.validate import check_affine
 from lsdebm.errors import InputError
 from lsdebm.explore.record import RunOutput, prepare_input, record_run
 from lsdebm.methods import RunSettings, decode
@@ -48,7 +50,36 @@ def _volume(source, affine) -> tuple[np.ndarray, np.ndarray, str | None]:
         return np.asarray(volume.data), np.asarray(volume.affine, float), str(source)
     if affine is None:
         raise InputError("an array needs its 4x4 voxel-to-world affine (affine=...); e.g. np.diag([sx, sy, sz, 1])")
-    return np.asarray(source), np.asarray(affine, float), None
+    return np.asarray(source), check_affine(affine), None
+
+
+def _labels(labels) -> list[int] | None:
+    """``labels`` as a list of label ids (one int is one label); anything else is refused by name."""
+    if labels is None or isinstance(labels, Selection):
+        return labels
+    ids = [labels] if np.ndim(labels) == 0 else list(np.ravel(labels))
+    if not ids or not all(isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and
+                                                               float(v).is_integer()) for v in ids):
+        raise InputError(f"labels={labels!r}: expected label ids, e.g. 22 or [20, 21, 22]")
+    return [int(v) for v in ids]
+
+
+def _grid(out_grid, data, affine):
+    """``out_grid`` as :func:`reconstruct` documents it: 'auto', None or a (3-int shape, 4x4 affine) pair."""
+    if isinstance(out_grid, str):
+        if out_grid != "auto":
+            raise InputError(f"out_grid={out_grid!r}: expected 'auto', None or a (shape, affine) pair")
+        return output_grid(np.shape(data), affine)
+    if out_grid is None:
+        return None
+    try:
+        shape, grid_affine = out_grid
+        shape = tuple(int(v) for v in shape)
+    except (TypeError, ValueError):
+        raise InputError("out_grid: expected a (shape, affine) pair, e.g. ((128, 128, 96), affine)") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise InputError(f"out_grid shape {shape}: expected three positive sizes")
+    return shape, check_affine(grid_affine, "out_grid")
 
 
 def reconstruct(source, affine=None, *, models: Models | None = None, method: str | None = None,
@@ -66,10 +97,7 @@ def reconstruct(source, affine=None, *, models: Models | None = None, method: st
     optional probabilities and the provenance.
     """
     data, aff, name = _volume(source, affine)
-    if isinstance(out_grid, str):
-        if out_grid != "auto":
-            raise InputError(f"out_grid={out_grid!r}: expected 'auto', None or a (shape, affine) pair")
-        out_grid = output_grid(np.shape(data), aff)
+    out_grid, labels = _grid(out_grid, data, aff), _labels(labels)
     models = models if models is not None else load_models(method)
     return reconstruct_volume(models, data, aff, labels=labels, settings=settings or RunSettings(),
                               with_probabilities=with_probabilities, input_name=name, out_grid=out_grid)
@@ -128,6 +156,10 @@ def decode_frame(checkpoint: LoadedCheckpoint, trajectory: Trajectory, frame: in
     s = frame + n if frame < 0 else frame
     if not 0 <= s < n:
         raise InputError(f"frame {frame} is outside the trajectory's {n} frames")
+    n_k = max(trajectory.n_k, 1)
+    if not -n_k <= k < n_k or not -trajectory.repeats <= repeat < trajectory.repeats:
+        raise InputError(f"k={k}, repeat={repeat}: the trajectory records {n_k} Langevin iterations (k) of "
+                         f"{trajectory.repeats} chain(s) (repeat); negative values count from the end")
     z = trajectory.latent(s, k, repeat, clean)
     device = next(checkpoint.model.parameters()).device
     probs = decode(checkpoint.model, torch.as_tensor(np.asarray(z)[None], dtype=torch.float32, device=device))
