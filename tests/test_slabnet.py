@@ -399,3 +399,20 @@ def test_on_a_1_5mm_grid_the_result_does_not_jump_with_a_tenth_of_a_millimetre_o
     scores = [dice(reconstruct_volume(models, lq, affine, acquisition=a).mask, truth) for a in declared]
     assert abs(scores[0] - scores[1]) < 0.003
     assert min(scores) > dice(lq, truth) + 0.015
+
+
+def test_train_slabnet_on_a_plain_folder_validates_on_phantoms(tmp_path):
+    """A folder without a 'val' split failed after drawing the bank ('no real masks match split=val');
+    like the other models, SlabNet now validates on phantoms there."""
+    import shutil
+
+    from lsdebm.cli.main import main
+    from lsdebm.data.real import bundled_manifest
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    shutil.copy(bundled_manifest().parent / "verse" / "L3_verse004.nii.gz", folder / "L3_verse004.nii.gz")
+    out = tmp_path / "slab.safetensors"
+    assert main(["train", "--model", "slabnet", "--data", str(folder), "--pairs", "2", "--real-fraction", "1.0",
+                 "--val-phantoms", "1", "--epochs", "1", "--batch-size", "1", "--threads", "1", "--out", str(out)]) == 0
+    assert load_slab_model(out).info["final_val_dsc"] is not None

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from lsdebm.config import get_preset
 from lsdebm.data.mixed_set import real_sources
-from lsdebm.data.real import load_real_masks
+from lsdebm.data.real import has_split, load_real_masks
 from lsdebm.data.slab_pairs import SlabBank, SlabExample
 from lsdebm.errors import InputError
 from lsdebm.nn.slabnet import LAYOUT, SlabNet
@@ -99,9 +99,11 @@ def _setup(o, device: torch.device) -> _SlabRun:
     real = real_sources(load_real_masks(_source(o), split=o.split, levels=REAL_LEVELS)) if o.real_fraction > 0 else []
     bank = SlabBank(real, o.pairs, o.real_fraction, seed=o.data_seed, redraw=o.redraw)
     val = []
-    if o.val_split and o.val_phantoms > 0:
+    if o.val_split and o.val_phantoms > 0 and has_split(_source(o), o.val_split):  # subjects never trained on
         held_out = real_sources(load_real_masks(_source(o), split=o.val_split, levels=REAL_LEVELS))
         val = SlabBank(held_out, o.val_phantoms, 1.0, seed=o.val_seed, redraw=0.0).examples
+    elif o.val_phantoms > 0:  # 'none', or a folder without that split: phantoms of their own seed, as the others
+        val = SlabBank([], o.val_phantoms, 0.0, seed=o.val_seed, redraw=0.0).examples
     run = _SlabRun(model, optimizer, bank, val, [])
     if o.resume is not None:
         meta, _ = load_state(sidecar_path(o.resume), model, [optimizer])
