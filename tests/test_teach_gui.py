@@ -17,16 +17,22 @@ def test_teaching_sample_data(make_napari_viewer):
     assert layer.data.shape == (169, 169) and 0.0 <= layer.data.min() and layer.data.max() <= 1.0
 
 
-def test_generate_side_by_side_and_scrub(make_napari_viewer, qtbot):
-    from napari_lsdebm.widgets.teach import METHODS, TeachingWidget
-
-    viewer = make_napari_viewer()
-    widget = TeachingWidget(viewer)
+def generated(viewer, qtbot, widget_type):
+    """A docked teaching widget that has generated 4 digits per method, recording every 10th iteration."""
+    widget = widget_type(viewer)
     viewer.window.add_dock_widget(widget)
     widget.n.setValue(4)
     widget.every.setValue(10)
     widget.generate()
     qtbot.waitUntil(lambda: widget.generate_button.isEnabled(), timeout=300_000)
+    return widget
+
+
+def test_generate_side_by_side_and_scrub(make_napari_viewer, qtbot):
+    from napari_lsdebm.widgets.teach import METHODS, TeachingWidget
+
+    viewer = make_napari_viewer()
+    widget = generated(viewer, qtbot, TeachingWidget)
     layers = [layer for layer in viewer.layers if layer.name.startswith("teach:")]
     assert [layer.metadata["teach_method"] for layer in layers] == list(METHODS)
     shapes = {layer.data.shape for layer in layers}
@@ -57,12 +63,7 @@ def test_teaching_beside_a_5d_trajectory_reads_its_own_sliders(make_napari_viewe
 
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((3, 2, 4, 4, 4), np.float32), name="a 5-dim trajectory")
-    widget = TeachingWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    widget.n.setValue(4)
-    widget.every.setValue(10)
-    widget.generate()
-    qtbot.waitUntil(lambda: widget.generate_button.isEnabled(), timeout=300_000)
+    widget = generated(viewer, qtbot, TeachingWidget)
     assert tuple(viewer.dims.axis_labels)[1:] == ("t", "k", "y", "x")
     assert widget.current_tk() == (0, 2)  # the final frame, on the teaching layers' own axes
     viewer.dims.current_step = (2, 5, 1, 0, 0)
