@@ -416,3 +416,16 @@ def test_train_slabnet_on_a_plain_folder_validates_on_phantoms(tmp_path):
     assert main(["train", "--model", "slabnet", "--data", str(folder), "--pairs", "2", "--real-fraction", "1.0",
                  "--val-phantoms", "1", "--epochs", "1", "--batch-size", "1", "--threads", "1", "--out", str(out)]) == 0
     assert load_slab_model(out).info["final_val_dsc"] is not None
+
+
+def test_a_time_capped_slabnet_epoch_is_run_again_once_on_resume(tmp_path):
+    """A run stopped by --max-minutes inside an epoch saved that epoch's cut row; --resume ran the epoch again
+    and the CSV held it twice."""
+    import csv
+
+    out = _tiny_training(tmp_path, "--max-minutes", "0.001")  # 60 ms: stops after the first of two steps
+    with open(out.with_name("slab.csv"), newline="") as handle:
+        assert [(r["epoch"], r["steps"]) for r in csv.DictReader(handle)] == [("1", "1")]
+    _tiny_training(tmp_path, "--resume", str(out))
+    with open(out.with_name("slab.csv"), newline="") as handle:
+        assert [(r["epoch"], r["steps"]) for r in csv.DictReader(handle)] == [("1", "2")]

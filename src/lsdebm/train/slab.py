@@ -109,6 +109,8 @@ def _setup(o, device: torch.device) -> _SlabRun:
         meta, _ = load_state(sidecar_path(o.resume), model, [optimizer])
         run.epoch, run.step, run.seconds = int(meta["epoch"]), int(meta["step"]), float(meta["seconds"])
         run.rows = list(meta.get("rows", []))
+        if run.rows and int(run.rows[-1]["epoch"]) > run.epoch:  # cut short by --max-minutes: run again whole
+            run.rows.pop()
         for epoch in range(1, run.epoch + 1):
             bank.refresh(epoch)
     return run
