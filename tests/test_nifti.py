@@ -137,3 +137,12 @@ def test_the_input_space_and_units_survive_a_new_output_grid(tmp_path):
     write_volume(tmp_path / "bare_out.nii.gz", np.zeros((4, 4, 4), np.uint8), np.eye(4),
                  read_volume(tmp_path / "bare.nii.gz").header)
     assert int(nib.load(tmp_path / "bare_out.nii.gz").header["sform_code"]) == 1
+
+
+def test_an_existing_output_names_the_option_of_the_python_api_too(tmp_path):
+    """From Python the refusal said only 'pass --overwrite', a command-line flag the API does not have."""
+    write_volume(tmp_path / "a.nii.gz", np.zeros((2, 2, 2), np.uint8), np.eye(4))
+    with pytest.raises(LsdebmError, match=r"pass --overwrite \(overwrite=True from Python\)"):
+        write_volume(tmp_path / "a.nii.gz", np.zeros((2, 2, 2), np.uint8), np.eye(4))
+    write_volume(tmp_path / "a.nii.gz", np.ones((2, 2, 2), np.uint8), np.eye(4), overwrite=True)
+    assert read_volume(tmp_path / "a.nii.gz").data.all()

@@ -13,6 +13,8 @@ from lsdebm.errors import LsdebmError
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+EXISTS = "already exists; pass --overwrite (overwrite=True from Python) to replace it"
+
 
 def _fsync_dir(directory: Path) -> None:
     """Make a rename durable (best effort: not every platform can open a directory)."""
@@ -40,10 +42,10 @@ def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise LsdebmError(f"{path} already exists; pass --overwrite to replace it") from None
+        raise LsdebmError(f"{path} {EXISTS}") from None
     except OSError:
         if path.exists():
-            raise LsdebmError(f"{path} already exists; pass --overwrite to replace it") from None
+            raise LsdebmError(f"{path} {EXISTS}") from None
         os.replace(tmp, path)
         return
     tmp.unlink()
@@ -78,7 +80,7 @@ def atomic_write(
     if path.is_dir():
         raise LsdebmError(f"{path} is a directory; expected a file name to write")
     if path.exists() and not overwrite:
-        raise LsdebmError(f"{path} already exists; pass --overwrite to replace it")
+        raise LsdebmError(f"{path} {EXISTS}")
     blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise LsdebmError(f"cannot write {path}: {blocking} is a file, not a directory")
