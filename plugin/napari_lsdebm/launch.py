@@ -98,7 +98,7 @@ def open_viewer(files: Iterable[str | Path] = (), checkpoint: str | Path | Loade
 def place_runs(viewer: napari.Viewer, layers: list, volumes: list) -> None:
     """Put the layers of a reopened run (its trajectory and reconstruction, model frame) on the first volume
     opened before it, through the model frame's recorded affine, as the explorer places a run on its input."""
-    from napari_lsdebm._ui.placement import PLACEMENT_KEY, follow_display, frame_centre, model_placement, placed
+    from napari_lsdebm._ui.placement import frame_centre, model_placement, place
     from napari_lsdebm._ui.trajectory_layer import trajectory_of
 
     runs = [trajectory_of(lay) for lay in layers if trajectory_of(lay) is not None]
@@ -110,13 +110,7 @@ def place_runs(viewer: napari.Viewer, layers: list, volumes: list) -> None:
         return
     placement = model_placement(volumes[0], np.asarray(affine, float), float(spacing))
     masks = [lay.data for lay in layers if trajectory_of(lay) is None and np.ndim(lay.data) == 3]
-    centre = frame_centre(int(grid), float(spacing), masks[0] if masks else None)
-    record = {"placement": placement.tolist(), "centre": list(centre)}
-    follow_display(viewer)
-    for lay in layers:
-        lay.metadata[PLACEMENT_KEY] = record
-        kwargs = placed(placement, lay.ndim, viewer.dims.ndisplay, record["centre"])
-        lay.affine, lay.translate = kwargs["affine"], kwargs["translate"]
+    place(viewer, layers, placement, frame_centre(int(grid), float(spacing), masks[0] if masks else None))
 
 
 def show_final_frame(viewer: napari.Viewer, explorer: ExplorerWidget, layers: list,

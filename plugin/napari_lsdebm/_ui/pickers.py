@@ -6,7 +6,6 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QWidget
 
 from lsdebm.data.boxes import resample
-from napari_lsdebm._ui.placement import display_matrix
 from napari_lsdebm.io.nifti import layer_affine
 
 NONE = "(none)"
@@ -97,6 +96,21 @@ class PathRow(QWidget):
 def affine_of(layer) -> np.ndarray:
     """The source affine of a layer (metadata), else one built from its scale and translate."""
     return layer_affine({"metadata": dict(layer.metadata), "scale": layer.scale, "translate": layer.translate})
+
+
+def display_matrix(layer) -> np.ndarray:
+    """4x4 from ``layer``'s (last three) data indices to the viewer's coordinates (napari's transforms)."""
+    ndim = layer.ndim
+    lead = np.zeros(ndim - 3)
+
+    def to_world(index) -> np.ndarray:
+        return np.asarray(layer.data_to_world(np.concatenate([lead, index])), float)[-3:]
+
+    origin = to_world(np.zeros(3))
+    out = np.eye(4)
+    out[:3, :3] = np.stack([to_world(np.eye(3)[i]) - origin for i in range(3)], axis=1)
+    out[:3, 3] = origin
+    return out
 
 
 def mask_of(layer) -> np.ndarray:

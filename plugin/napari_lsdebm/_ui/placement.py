@@ -16,24 +16,9 @@ import weakref
 
 import numpy as np
 
-from napari_lsdebm.io.nifti import layer_affine
+from napari_lsdebm._ui.pickers import affine_of, display_matrix
 
 CAMERA_ANGLES = (-15.0, 35.0, 60.0)  # napari Euler angles (degrees) in the model frame: from behind and above
-
-
-def display_matrix(layer) -> np.ndarray:
-    """4x4 from ``layer``'s (last three) data indices to the viewer's coordinates (napari's transforms)."""
-    ndim = layer.ndim
-    lead = np.zeros(ndim - 3)
-
-    def to_world(index) -> np.ndarray:
-        return np.asarray(layer.data_to_world(np.concatenate([lead, index])), float)[-3:]
-
-    origin = to_world(np.zeros(3))
-    out = np.eye(4)
-    out[:3, :3] = np.stack([to_world(np.eye(3)[i]) - origin for i in range(3)], axis=1)
-    out[:3, 3] = origin
-    return out
 
 
 def frame_centre(grid: int, spacing: float, mask=None) -> tuple[float, float, float]:
@@ -48,9 +33,8 @@ def frame_centre(grid: int, spacing: float, mask=None) -> tuple[float, float, fl
 def model_placement(source, model_affine, spacing: float) -> np.ndarray:
     """4x4 from model-frame mm to the viewer, for a run on ``source`` (the input layer) whose model frame
     has ``model_affine`` (voxel index to world; the crop's affine, or the input's own when it needed none)."""
-    world = layer_affine({"metadata": dict(source.metadata), "scale": source.scale, "translate": source.translate})
     to_index = np.diag([1.0 / float(spacing)] * 3 + [1.0])
-    return display_matrix(source) @ np.linalg.inv(world) @ np.asarray(model_affine, float) @ to_index
+    return display_matrix(source) @ np.linalg.inv(affine_of(source)) @ np.asarray(model_affine, float) @ to_index
 
 
 PLACEMENT_KEY = "lsdebm_placement"  # layer metadata: the 3D placement and the model frame's centre (mm)
@@ -76,14 +60,34 @@ def placed(placement, ndim: int = 3, ndisplay: int = 3, centre=None) -> dict:
     return {"affine": out, "translate": (0.0,) * ndim}
 
 
+def _record(placement, centre) -> dict:
+    """What a placed layer keeps in its metadata (:data:`PLACEMENT_KEY`)."""
+    return {"placement": np.asarray(placement, float).tolist(), "centre": [float(v) for v in centre]}
+
+
 def placed_layer(placement, ndim: int, centre) -> dict:
     """Layer kwargs of a placed layer: :func:`placed` as for 2D, plus the metadata :func:`follow_display`
     reads (``metadata`` to merge into the layer's), which turns it once it is in a 3D viewer. (napari
     slices a new layer in 2D while building it, and a turned one would warn of non-orthogonal slicing.)"""
     if placement is None:
         return {}
-    record = {"placement": np.asarray(placement, float).tolist(), "centre": [float(v) for v in centre]}
-    return {**placed(placement, ndim, 2, centre), "metadata": {PLACEMENT_KEY: record}}
+    return {**placed(placement, ndim, 2, centre), "metadata": {PLACEMENT_KEY: _record(placement, centre)}}
+
+
+def _apply(viewer, layer) -> None:
+    """Draw a placed layer as ``viewer``'s current 2D or 3D display needs (other layers are left alone)."""
+    record = layer.metadata.get(PLACEMENT_KEY)
+    if record:
+        kwargs = placed(record["placement"], layer.ndim, viewer.dims.ndisplay, record["centre"])
+        layer.affine, layer.translate = kwargs["affine"], kwargs["translate"]
+
+
+def place(viewer, layers, placement, centre) -> None:
+    """Place layers already in ``viewer`` (a reopened run) at ``placement``, and keep them placed."""
+    follow_display(viewer)
+    for layer in layers:
+        layer.metadata[PLACEMENT_KEY] = _record(placement, centre)
+        _apply(viewer, layer)
 
 
 def follow_display(viewer) -> None:
@@ -92,16 +96,9 @@ def follow_display(viewer) -> None:
     if viewer in _FOLLOWED:
         return
     _FOLLOWED.add(viewer)
-
-    def apply(layer) -> None:
-        record = layer.metadata.get(PLACEMENT_KEY)
-        if record:
-            kwargs = placed(record["placement"], layer.ndim, viewer.dims.ndisplay, record["centre"])
-            layer.affine, layer.translate = kwargs["affine"], kwargs["translate"]
-
     # napari runs its own callbacks first, so the switch to 2D slices a turned layer once (it warns once)
-    viewer.dims.events.ndisplay.connect(lambda event=None: [apply(layer) for layer in list(viewer.layers)])
-    viewer.layers.events.inserted.connect(lambda event: apply(event.value))
+    viewer.dims.events.ndisplay.connect(lambda event=None: [_apply(viewer, layer) for layer in list(viewer.layers)])
+    viewer.layers.events.inserted.connect(lambda event: _apply(viewer, event.value))
 
 
 def placement_of(layer):

@@ -135,9 +135,9 @@ def share_on_grid(mask: np.ndarray, affine, grid, max_points: int = 200_000) -> 
     voxels = np.argwhere(np.asarray(mask) != 0)
     if not len(voxels):
         return 1.0
-    voxels = voxels[:: max(1, len(voxels) // max_points)].astype(float)
-    to_grid = np.linalg.solve(np.asarray(grid[1], float), np.asarray(affine, float))
-    index = voxels @ to_grid[:3, :3].T + to_grid[:3, 3]
+    from lsdebm.data.frame import in_crop_index
+
+    index = in_crop_index(voxels[:: max(1, len(voxels) // max_points)], affine, grid[1])
     inside = np.all((index >= -0.5) & (index <= np.asarray(grid[0][:3], float) - 0.5), axis=1)
     return float(inside.mean())
 
