@@ -194,6 +194,22 @@ def test_shape_interpolation_fills_between_slab_centres():
     assert np.array_equal(shape[2] >= 0.5, stair[2])  # at a slab centre it is the observation
 
 
+def test_shape_interpolation_does_not_depend_on_the_direction_of_the_slab_ids():
+    """An output axis that runs against the input's (an LPS file refined onto a RAS grid) numbers its slabs
+    downwards: the interpolation is the same shape (it was an empty volume, Dice 0, with falling ids)."""
+    from lsdebm.data.slab_projection import interpolate_slabs
+
+    grid = np.indices((40, 40, 40)).astype(float)
+    sphere = np.linalg.norm(grid - 19.5, axis=0) < 14
+    stair = sphere.copy()
+    for s in range(10):
+        stair[4 * s:4 * s + 4] = sphere[4 * s + 2]
+    rising = interpolate_slabs(stair, np.arange(40) // 4, 0, (1.0, 1.0, 1.0))
+    falling = interpolate_slabs(stair, 9 - np.arange(40) // 4, 0, (1.0, 1.0, 1.0))
+    assert (rising >= 0.5).sum() > 1000
+    assert np.allclose(falling, rising, atol=1e-6)
+
+
 @pytest.mark.parametrize("learned,spacing,fused", [(False, 1.0, 0.0), (False, 1.0, 2.0), (True, 1.0, 2.0),
                                                    (True, 0.8, 2.0)])
 def test_the_output_step_on_the_structures_box_gives_the_whole_grid_result(learned, spacing, fused):

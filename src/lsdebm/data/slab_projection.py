@@ -92,7 +92,10 @@ def interpolate_slabs(observed: np.ndarray, ids: np.ndarray, axis: int, spacing_
         outside = ndimage.distance_transform_edt(~mask, sampling=inplane) if mask.any() else np.full(mask.shape, 1e3)
         sdf.append((outside - inside).astype(np.float32))
         centres.append(rows.mean())
-    sdf, centres = np.stack(sdf), np.asarray(centres)
+    # slab ids fall along the axis when the output axis runs against the input's (an LPS file, --like
+    # a RAS image): interpolate between centres in the order they lie on this grid
+    order = np.argsort(centres)
+    sdf, centres = np.stack(sdf)[order], np.asarray(centres)[order]
     pos = np.arange(y.shape[0], dtype=np.float64)
     upper = np.clip(np.searchsorted(centres, pos), 1, max(len(centres) - 1, 1))
     lower = upper - 1 if len(centres) > 1 else upper * 0
