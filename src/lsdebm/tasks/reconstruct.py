@@ -17,7 +17,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ from lsdebm.runtime.loading import Models
 from lsdebm.sampling import Trajectory, TrajectoryRecorder
 from lsdebm.sampling.guidance import build_observation
 from lsdebm.tasks.progress import Job, Progress, drain
+from lsdebm.tasks.regrid import on_parallel_grid, parallel
 from lsdebm.tasks.tilted import on_slab_grid
 
 
@@ -319,10 +320,13 @@ def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray,
     ccfg, interpolator = models.output_step(settings)
     guided, looks = _slab_use(models, ccfg)
     acq = _resolved_acquisition(data, affine, acquisition, looks)
+    run = {"models": models, "settings": settings, "with_probabilities": with_probabilities,
+           "batch_size": batch_size, "record_every": record_every, "input_name": input_name}
     if isinstance(acq, TiltedSlabs):  # slabs oblique to the grid
-        return (yield from on_slab_grid(reconstruct_job, data, affine, acq, out_grid, models=models,
-                                        labels=list(chosen), settings=settings, with_probabilities=with_probabilities,
-                                        batch_size=batch_size, record_every=record_every, input_name=input_name))
+        return (yield from on_slab_grid(reconstruct_job, data, affine, acq, out_grid, labels=list(chosen), **run))
+    if acq is not None and not parallel(affine, out_affine):  # an output grid oblique to the slabs
+        return (yield from on_parallel_grid(reconstruct_job, data, affine, acq, out_grid,
+                                            labels=replace(selection, skipped=[]), **run))  # reported above
     cfg = models.any().config.model
     boxes = selection.boxes
     pairs = [crop_to_model(data, affine, label, models.grid, models.spacing, cfg, models.input_values,

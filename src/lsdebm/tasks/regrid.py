@@ -1,0 +1,72 @@
+"""A reconstruction made on one grid and brought onto the output grid asked for.
+
+The output step (projection onto the observed slabs, the slab interpolation) works on a grid whose
+axes are parallel to the slabs. An output grid oblique to them (``--like`` a CT or 3D T1 turned a
+few degrees against the thick-slice series, or the slab grid of tilted slabs) is reached in two
+steps: the structures are refined on a grid parallel to the slabs (:func:`on_parallel_grid`: the
+input's own isotropic grid; :func:`lsdebm.tasks.tilted.on_slab_grid`: the slab grid's), and the
+refined probabilities are resampled onto the output grid with linear interpolation and thresholded
+there (:func:`brought_back`), so that a surface moves by no more than resampling moves it.
+
+Before, an oblique output grid skipped the output step ("the output grid is not parallel to the
+slabs"; 5 mm slabs, real validation vertebrae turned 3-4 degrees: +0.004 Dice, 5-7 of 22 cases worse
+than the input), and one within 2.6 degrees of parallel was projected onto slabs read along the
+wrong grid lines (2 degrees: 9-13 of 22 worse).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from lsdebm.data.boxes import resample, resample_box
+from lsdebm.data.frame import replace_label
+from lsdebm.data.grids import given_grid, is_anisotropic, isotropic_grid
+
+PARALLEL_COS = 1e-6  # |cos| this close to 1 between every axis pair: parallel (0.08 degrees; float32 headers pass)
+
+
+def parallel(affine_a, affine_b) -> bool:
+    """Whether every axis of one grid is parallel (or antiparallel) to an axis of the other."""
+    a = np.asarray(affine_a, float)[:3, :3]
+    b = np.asarray(affine_b, float)[:3, :3]
+    cos = np.abs((a / np.linalg.norm(a, axis=0)).T @ (b / np.linalg.norm(b, axis=0)))
+    return bool(np.all(np.abs(cos.max(1) - 1.0) <= PARALLEL_COS))
+
+
+def parallel_grid(shape, affine) -> tuple[tuple[int, ...], np.ndarray]:
+    """The grid a structure is refined on before an oblique output grid: the input's own, made isotropic at its
+    finest spacing when it is anisotropic (the default output grid of ``lsdebm reconstruct``)."""
+    return isotropic_grid(shape, affine) if is_anisotropic(affine) else given_grid(shape, affine)
+
+
+def brought_back(inner, data, affine, out_grid, keep_probs: bool, tag: dict | None = None):
+    """``inner`` (a :class:`lsdebm.tasks.reconstruct.ReconstructionResult` with probabilities, on its own grid)
+    on ``out_grid`` (None: ``data``'s grid): labels that were not refined carried over from ``data`` by nearest
+    neighbour, each refined label its probabilities resampled linearly and thresholded at 0.5; ``tag`` is merged
+    into the provenance's ``acquisition`` record."""
+    affine = np.asarray(affine, float)
+    out_shape, out_affine = given_grid(np.shape(data), affine, out_grid)
+    same = out_shape == tuple(np.shape(data)) and np.allclose(out_affine, affine)
+    out = np.array(data if same else resample(np.asarray(data), out_shape, out_affine, affine, order=0), copy=True)
+    mask, probs = np.asarray(inner.mask), np.asarray(inner.probabilities)
+    for label in inner.labels:  # the refined probabilities where the label or nothing is, 0 on other labels
+        own = np.where((mask == label) | (mask == 0), probs, 0.0).astype(np.float32)
+        region = resample_box(own, out_shape, out_affine, np.asarray(inner.affine, float), 1)
+        replace_label(out, region >= 0.5, label, in_place=True)
+    prov = dict(inner.provenance)
+    if tag:
+        prov["acquisition"] = {**(prov.get("acquisition") or {}), **tag}
+    prov["output_grid"] = {"shape": list(out_shape),
+                           "spacing_mm": [round(float(v), 6) for v in np.linalg.norm(out_affine[:3, :3], axis=0)]}
+    kept = resample(probs, out_shape, out_affine, np.asarray(inner.affine, float), order=1) if keep_probs else None
+    return replace(inner, mask=out, probabilities=kept, provenance=prov, affine=out_affine)
+
+
+def on_parallel_grid(job, data, affine, acquisition, out_grid, **run):
+    """``job`` (:func:`lsdebm.tasks.reconstruct.reconstruct_job`) run on :func:`parallel_grid` with the input's
+    ``acquisition`` and brought back onto the oblique ``out_grid``; ``run`` holds its other arguments. A job."""
+    keep_probs = run.pop("with_probabilities")
+    inner = yield from job(data=data, affine=affine, out_grid=parallel_grid(np.shape(data), affine),
+                           acquisition=acquisition, with_probabilities=True, **run)
+    return brought_back(inner, data, affine, out_grid, keep_probs, {"refined_on": "a grid parallel to the slabs"})
