@@ -283,6 +283,16 @@ def _resolved_acquisition(data, affine, acquisition, wanted: bool):
     return or_tilted(observed_acquisition(data, affine), data, affine)
 
 
+def _refined_elsewhere(data, affine, acq, out_grid, selection: Selection, run: dict):
+    """Slabs oblique to the input grid: refined on their own slab grid (:mod:`lsdebm.tasks.tilted`); an output
+    grid oblique to the slabs: on the input's isotropic grid (:mod:`lsdebm.tasks.regrid`). A job."""
+    if isinstance(acq, TiltedSlabs):
+        return (yield from on_slab_grid(reconstruct_job, data, affine, acq, out_grid, labels=list(selection.labels),
+                                        **run))
+    return (yield from on_parallel_grid(reconstruct_job, data, affine, acq, out_grid,
+                                        labels=replace(selection, skipped=[]), **run))  # the caller reported those
+
+
 def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray,
                     labels: Sequence[int] | Selection | None = None,
                     settings: RunSettings = RunSettings(), with_probabilities: bool = False, batch_size: int = 8,
@@ -322,11 +332,8 @@ def reconstruct_job(models: Models, data: np.ndarray, affine: np.ndarray,
     acq = _resolved_acquisition(data, affine, acquisition, looks)
     run = {"models": models, "settings": settings, "with_probabilities": with_probabilities,
            "batch_size": batch_size, "record_every": record_every, "input_name": input_name}
-    if isinstance(acq, TiltedSlabs):  # slabs oblique to the grid
-        return (yield from on_slab_grid(reconstruct_job, data, affine, acq, out_grid, labels=list(chosen), **run))
-    if acq is not None and not parallel(affine, out_affine):  # an output grid oblique to the slabs
-        return (yield from on_parallel_grid(reconstruct_job, data, affine, acq, out_grid,
-                                            labels=replace(selection, skipped=[]), **run))  # reported above
+    if isinstance(acq, TiltedSlabs) or (acq is not None and not parallel(affine, out_affine)):
+        return (yield from _refined_elsewhere(data, affine, acq, out_grid, selection, run))
     cfg = models.any().config.model
     boxes = selection.boxes
     pairs = [crop_to_model(data, affine, label, models.grid, models.spacing, cfg, models.input_values,
