@@ -168,7 +168,7 @@ def show_demo(ckpt: LoadedCheckpoint, case: DemoCase, output: RunOutput, show: b
                                        str(pair.path) if pair.path else None)
         kwargs["metadata"].update(role_metadata(role), attribution=pair.attribution)
         layers[key] = viewer.add_labels(data, visible=key == "lq", **kwargs)
-    explorer.input_combo.setCurrentText(layers["lq"].name)  # Run re-runs on the thick-slice input, not the truth
+    explorer.input_combo.set_layer(layers["lq"])  # Run re-runs on the thick-slice input, not the truth
     ctx = {"ckpt": ckpt, "source": layers["lq"], "crop": case.crop, "affine": case.model_affine,
            "placement": model_placement(layers["lq"], case.model_affine, ckpt.config.model.spacing)}
     if case.crop is not None:

@@ -6,29 +6,82 @@ close the docks it added (the explorer's plots) and stop following the viewer's 
 """
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
-from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import QGroupBox, QMainWindow, QScrollArea, QVBoxLayout, QWidget
 
 
 class CloseWatcher(QObject):
-    """Calls ``on_close()`` once when ``widget`` leaves the dock napari put it in."""
+    """Calls ``on_close()`` once when ``widget`` leaves the dock napari put it in, or its window closes.
+
+    Closing the viewer (``viewer.close()`` or the window's close button) takes no dock out of the
+    window: it closes the main window, which is deleted later. The watcher watches that window too and
+    calls ``on_close()`` once the window is closed for good (not when a confirmation dialog kept it).
+    """
 
     def __init__(self, widget, on_close: Callable[[], None]) -> None:
         super().__init__(widget)
         self.on_close = on_close
         self.docked = widget.parent() is not None
+        self._window = lambda: None  # weak reference to the QMainWindow watched for its Close event
         widget.installEventFilter(self)
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt's name)
-        if event.type() == QEvent.Type.ParentChange:
+        kind = event.type()
+        if obj is self._window():
+            if kind == QEvent.Type.Close and self.docked:
+                state = {"watcher": self, "window": weakref.ref(obj)}  # a closed window must not be kept alive
+                QTimer.singleShot(0, lambda: _after_window_close(state))  # after closeEvent accepted (or not)
+            return False
+        if kind == QEvent.Type.ParentChange:
             if obj.parent() is not None:
                 self.docked = True
+                self._watch_window()
             elif self.docked:
                 self.docked = False
+                self._unwatch_window()
                 self.on_close()
+        elif kind == QEvent.Type.Show:
+            self._watch_window()
         return False
+
+    def _watch_window(self) -> None:
+        """Watch the main window the widget is docked in (found once the dock is in it)."""
+        parent = self.parent().parentWidget()  # self.parent(): the widget (no reference kept: no cycle)
+        while parent is not None and not isinstance(parent, QMainWindow):
+            parent = parent.parentWidget()
+        if parent is not None and parent is not self._window():
+            if self._window() is not None:
+                self._window().removeEventFilter(self)
+            self._window = weakref.ref(parent)  # the closed window must not be kept alive
+            parent.installEventFilter(self)
+
+    def _unwatch_window(self) -> None:
+        window, self._window = self._window(), lambda: None
+        if window is not None:
+            try:
+                window.removeEventFilter(self)
+            except RuntimeError:  # already deleted
+                pass
+
+    def window_closed(self) -> None:
+        """The main window was closed: the dock goes with it."""
+        if self.docked:
+            self.docked = False
+            self.on_close()
+
+
+def _after_window_close(state: dict) -> None:
+    """Tell the watcher its window closed, unless the window stayed open (the close was refused)."""
+    watcher, window = state["watcher"], state["window"]()
+    try:
+        if window is not None and window.isVisible():
+            return
+    except RuntimeError:  # the window (and perhaps the watcher's widget) is already deleted
+        pass
+    watcher.window_closed()
 
 
 def dock_below_canvas(window, widget, name: str):
@@ -52,7 +105,7 @@ def remove_dock(viewer, dock) -> None:
         return
     try:
         window.remove_dock_widget(dock)
-    except (LookupError, RuntimeError):  # already removed, or deleted with the window
+    except (LookupError, RuntimeError, AttributeError):  # already removed, or deleted (closed) with the window
         pass
 
 
@@ -64,12 +117,15 @@ def disconnect(pairs) -> None:
 
 
 def close_explorer(explorer) -> None:
-    """Stop an explorer whose dock was closed: its run, live preview, plots dock and viewer callbacks.
+    """Stop an explorer whose dock was closed: its run, live preview, plots dock, viewer callbacks and the mesh
+    rendering of its trajectories (their Surface layers go; each trajectory Image layer is shown instead).
 
-    Trajectory layers stay (with their mesh layers); the layer-removed callback stays connected,
-    so removing one still stops its decoder and prefetcher.
+    Trajectory layers stay. Their decoders keep running, but hand frames over as a plain napari layer (decoded when
+    asked): an explorer added later adopts them again. The layer-removed callback stays connected, so removing a
+    trajectory layer still stops its decoder and prefetcher.
     """
     viewer = explorer.viewer
+    explorer.closed = True
     if explorer.worker is not None:
         explorer.worker.cancel()
     explorer.preview.stop()
@@ -77,6 +133,11 @@ def close_explorer(explorer) -> None:
                 (viewer.layers.selection.events.active, explorer._on_active),
                 (viewer.dims.events.current_step, explorer._on_dims),
                 (viewer.dims.events.ndisplay, getattr(explorer, "_on_ndisplay", None))])
+    for surface in explorer.surfaces.values():
+        surface.detach()
+    for refresher in explorer.refreshers.values():
+        refresher.release()
+    explorer.surfaces, explorer.refreshers = {}, {}
     remove_dock(viewer, explorer.plots_dock)
     explorer.plots_dock = explorer.layer = None
 

@@ -96,7 +96,7 @@ class Job(QObject):
         now = time.monotonic()
         if now - self._last >= self.throttle or (self.keep is not None and self.keep(item)):
             self._last = now
-            self.progressed.emit(item)
+            _send(self, "progressed", item)
 
     @Slot(object)
     def _deliver_progress(self, item) -> None:
@@ -106,6 +106,17 @@ class Job(QObject):
     @Slot(object)
     def _deliver_outcome(self, outcome: Outcome) -> None:
         _to_the_dock(self._on_done, outcome)
+
+
+def _send(job: Job, signal: str, value) -> None:
+    """Emit ``job``'s signal from the worker thread; nothing if the Job was deleted (the process is exiting)."""
+    try:
+        getattr(job, signal).emit(value)
+    except RuntimeError as exc:  # PyQt: "wrapped C/C++ object of type Job has been deleted"
+        if "deleted" not in str(exc):
+            raise
+        job.cancel_event.set()  # nobody listens any more: stop the work at its next item
+        log.info("napari-lsdebm: a job's %s went unheard: %s", signal, exc)
 
 
 def _to_the_dock(callback: Callable[[Any], None], value) -> None:
@@ -134,7 +145,7 @@ def run_job(job: Job, work: Callable[[Job], Any], what: str = "job", failed: str
         text = error_text(exc)
         bug = not isinstance(exc, LsdebmError)
         outcome = Outcome("error", message=f"{failed}: {text}" if failed and bug else text)
-    job.ended.emit(outcome)
+    _send(job, "ended", outcome)
     return outcome
 
 

@@ -15,6 +15,7 @@ REVIEW_KEY = "lsdebm_review"  # metadata flag of layers made by the review widge
 class LayerCombo(QComboBox):
     """A combo box of the viewer's layers of the given types, kept in sync with the layer list.
 
+    The choice is a layer object, not a name: renaming the chosen layer (or any other) keeps it chosen.
     Emits ``layer_changed(layer_or_None)`` when the chosen layer changes.
     """
 
@@ -25,6 +26,7 @@ class LayerCombo(QComboBox):
         self.viewer, self.types, self.optional = viewer, types, optional
         self.accept = accept or (lambda layer: True)
         self._last = None
+        self._items: list = []  # the layer of each item (None: the "(none)" item)
         # long layer names (a sample's carries its licence) are cut short, not widening the dock over the canvas
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(22)
@@ -37,28 +39,38 @@ class LayerCombo(QComboBox):
     def _candidates(self) -> list:
         return [lay for lay in self.viewer.layers if isinstance(lay, self.types) and self.accept(lay)]
 
+    def layers(self) -> list:
+        """The layers listed (in list order)."""
+        return [lay for lay in self._items if lay is not None]
+
     def refresh(self, event=None) -> None:
-        current = self.currentText()
+        current = self.layer()
         self.blockSignals(True)
         self.clear()
+        self._items = [None] if self.optional else []
         if self.optional:
             self.addItem(NONE)
         for lay in self._candidates():
             self.addItem(lay.name)
+            self._items.append(lay)
             lay.events.name.disconnect(self.refresh)
             lay.events.name.connect(self.refresh)
-        idx = self.findText(current)
+        idx = self._index_of(current)
         self.setCurrentIndex(idx if idx >= 0 else 0)
         self.blockSignals(False)
         self._emit()
 
+    def _index_of(self, layer) -> int:
+        return next((i for i, lay in enumerate(self._items) if lay is layer and lay is not None), -1)
+
     def layer(self):
-        """The chosen layer, or None."""
-        name = self.currentText()
-        return self.viewer.layers[name] if name and name != NONE and name in self.viewer.layers else None
+        """The chosen layer (while it is in the viewer), or None."""
+        idx = self.currentIndex()
+        lay = self._items[idx] if 0 <= idx < len(self._items) else None
+        return lay if lay is not None and lay in self.viewer.layers else None
 
     def set_layer(self, layer) -> None:
-        idx = self.findText(layer.name if layer is not None else NONE)
+        idx = self._index_of(layer) if layer is not None else (0 if self.optional else -1)
         if idx >= 0:
             self.setCurrentIndex(idx)
 

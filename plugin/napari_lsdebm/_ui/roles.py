@@ -131,7 +131,6 @@ class AutoPick:
             return
         self.user_chose = False
         self.combo.refresh()
-        layers = [lay for lay in self.viewer.layers if self.combo.findText(lay.name) >= 0]
-        layer = self.choose(layers)
+        layer = self.choose(self.combo.layers())
         if layer is not None:
             self.combo.set_layer(layer)

@@ -99,7 +99,8 @@ class FrameRefresher(QObject):
         self.volumes = self.layer.data
         self.frames_shown = 0
         self.ready.connect(self._on_ready)
-        self.volumes.on_ready = self.ready.emit
+        self._emit = self.ready.emit
+        self.volumes.on_ready = self._emit
         self.volumes.wait_s = WAIT_S
         self.volumes.prefetch_delay_s = PREFETCH_DELAY_S
         self.volumes.nonblocking = True
@@ -109,7 +110,13 @@ class FrameRefresher(QObject):
             self.frames_shown += 1
             self.layer.refresh()
 
+    def release(self) -> None:
+        """Stop refreshing the layer; its frames are decoded when napari asks (the decoder stays for a new owner)."""
+        if self.volumes.on_ready is self._emit:  # not already taken over by another refresher
+            self.volumes.on_ready = None
+            self.volumes.nonblocking = False
+
     def detach(self) -> None:
-        self.volumes.on_ready = None
-        self.volumes.nonblocking = False
+        """Stop refreshing and stop the decoder (the layer was removed)."""
+        self.release()
         self.volumes.close()

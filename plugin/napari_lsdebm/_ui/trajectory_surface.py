@@ -70,11 +70,15 @@ class TrajectorySurface(QObject):
             set_mesh(self.surface, mesh)
 
     def detach(self) -> None:
-        """Stop following the sliders and remove the Surface layer."""
+        """Stop following the sliders and remove the Surface layer (the Image layer shows the trajectory if
+        the Surface layer did)."""
         self.viewer.dims.events.current_step.disconnect(self.update)
         self.viewer.dims.events.ndisplay.disconnect(self._apply)
         self.refresher.ready.disconnect(self._on_ready)
+        self.volumes.meshes = False
         if self.surface is not None and self.surface in self.viewer.layers:
+            if self.surface.visible and self.layer in self.viewer.layers:
+                self.layer.visible = True
             self.viewer.layers.remove(self.surface)
         self.surface = None
 

@@ -36,6 +36,7 @@ from lsdebm.review.compare import (
 )
 from lsdebm.review.overlap import OVERLAP_COLORS, overlap_map
 from lsdebm.tasks.progress import Progress
+from napari_lsdebm._ui.docking import CloseWatcher
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import OverlapLegend, show_canvas_note
 from napari_lsdebm._ui.pickers import (
@@ -221,6 +222,14 @@ class CompareWidget(QWidget):
         self.grid_button.clicked.connect(self.toggle_grid)
         self.mode.currentIndexChanged.connect(self._redisplay)
         self.render.currentIndexChanged.connect(self._redisplay)
+        self.closed = False  # the dock (or the viewer) was closed: a run still ending shows nothing
+        self._close_watcher = CloseWatcher(self, self._on_close)
+
+    def _on_close(self) -> None:
+        """The dock or the viewer was closed: cancel the comparison; its results are not laid out."""
+        self.closed = True
+        if self.worker is not None:
+            self.worker.cancel()
 
     def _lay_out(self) -> None:
         """The options form, the buttons, then progress, status, summary and legend, top to bottom."""
@@ -253,6 +262,7 @@ class CompareWidget(QWidget):
 
     def run(self) -> None:
         """Start the comparison in a worker thread."""
+        self.closed = False
         source = self.input_combo.layer()
         if source is None:
             self.status.setText("Add or open a low-quality mask layer first.")
@@ -309,6 +319,9 @@ class CompareWidget(QWidget):
         self.legend.setVisible(self.mode.currentText() != SHOW_MODES[0] and self._reference is not None)
 
     def _finished(self, outcome: Outcome, source=None, reference=None) -> None:
+        self.worker = None
+        if self.closed:  # closed while it ran: leave the viewer's layers and grid alone
+            outcome = Outcome("cancelled", message="Comparison cancelled (the dock was closed).")
         if outcome.status == "done":
             comparison, box = outcome.output  # the cells sit on the structure's box of the source's grid
             self._show(comparison, boxed_geometry(source, box, comparison.affine), reference)
@@ -316,7 +329,6 @@ class CompareWidget(QWidget):
             self.status.setText(f"Comparison failed: {outcome.message}")
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        self.worker = None
 
     def cancel(self) -> None:
         """Stop at the next progress step (the status says so at once)."""

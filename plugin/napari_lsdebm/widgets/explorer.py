@@ -34,9 +34,10 @@ from lsdebm.runtime.device import resolve_device
 from napari_lsdebm._ui.capture import is_shown
 from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES, CheckpointPanel
 from napari_lsdebm._ui.docking import CloseWatcher, close_explorer, dock_below_canvas, scroll_with_footer
-from napari_lsdebm._ui.jobs import Outcome, start_job
+from napari_lsdebm._ui.jobs import Outcome, error_text, start_job
 from napari_lsdebm._ui.legends import OwnedNote
 from napari_lsdebm._ui.noise_panel import NoisePanel, explorer_note, generation_context, start_generation
+from napari_lsdebm._ui.pickers import LayerCombo
 from napari_lsdebm._ui.placement import model_placement
 from napari_lsdebm._ui.plots import TrajectoryPlots
 from napari_lsdebm._ui.preview import LivePreview
@@ -61,6 +62,7 @@ class ExplorerWidget(QWidget):
         self.refreshers: dict[int, FrameRefresher] = {}
         self.surfaces: dict[int, TrajectorySurface] = {}  # mesh rendering of each trajectory layer
         self.worker = None  # the running Job
+        self.closed = False  # the dock or the viewer was closed: a run that still ends shows no result
         self.preview = LivePreview(self.viewer)
         self.checkpoint_panel = CheckpointPanel()
         self.run_panel = RunPanel()
@@ -83,7 +85,6 @@ class ExplorerWidget(QWidget):
         # "3D view" ticked means the canvas is in 3D: apply it now, and follow napari's own 2D/3D button
         self.viewer.dims.ndisplay = 3 if self.view3d_box.isChecked() else 2
         self.viewer.dims.events.ndisplay.connect(self._on_ndisplay)
-        self._refresh_inputs()
         for layer in list(self.viewer.layers):
             self._on_inserted(type("E", (), {"value": layer})())
         window = getattr(self.viewer, "window", None)
@@ -92,7 +93,7 @@ class ExplorerWidget(QWidget):
             self.plots_dock.setVisible(self.layer is not None)  # no empty plot panel before a run
 
     def _build(self) -> None:
-        self.input_combo = QComboBox()
+        self.input_combo = LayerCombo(self.viewer, (Image, Labels), accept=self._is_input)  # follows renames
         self.label_spin = QSpinBox()
         self.label_spin.setRange(0, 100000)
         self.label_spin.setToolTip("Label to explore (0: the whole mask; a map of several labels needs one)")
@@ -154,18 +155,10 @@ class ExplorerWidget(QWidget):
         layers = self.viewer.open_sample("napari-lsdebm", "phantom_pair")
         lq = [layer for layer in layers if layer.name.startswith("LQ")]
         if lq:
-            self.input_combo.setCurrentText(lq[0].name)
+            self.input_combo.set_layer(lq[0])
 
-    def _input_layers(self) -> list:
-        return [layer for layer in self.viewer.layers if isinstance(layer, (Image, Labels))
-                and layer.ndim == 3 and trajectory_of(layer) is None and layer is not self.preview.layer]
-
-    def _refresh_inputs(self) -> None:
-        current = self.input_combo.currentText()
-        self.input_combo.clear()
-        self.input_combo.addItems([layer.name for layer in self._input_layers()])
-        if current:
-            self.input_combo.setCurrentText(current)
+    def _is_input(self, layer) -> bool:
+        return layer.ndim == 3 and trajectory_of(layer) is None and layer is not self.preview.layer
 
     # running ---------------------------------------------------------------------------------
     def run(self) -> None:
@@ -178,10 +171,9 @@ class ExplorerWidget(QWidget):
     def _start(self) -> None:
         if self.worker is not None:
             raise LsdebmError("a run is already in progress")
-        names = [layer.name for layer in self._input_layers()]
-        if self.input_combo.currentText() not in names:
+        source = self.input_combo.layer()
+        if source is None or not self._is_input(source):
             raise LsdebmError("choose an input layer (a 3D Labels or Image layer), or open the phantom sample")
-        source = self.viewer.layers[self.input_combo.currentText()]
         ckpt, stage1 = self.checkpoint_panel.for_run(self.run_panel)
         device = resolve_device(self.run_panel.device.currentText())
         for c in filter(None, (ckpt, stage1)):
@@ -254,7 +246,7 @@ class ExplorerWidget(QWidget):
     def _on_generated(self, outcome: Outcome) -> None:
         self.worker = None
         self.run_panel.set_running(False)
-        if outcome.status != "done":
+        if outcome.status != "done" or self.closed:
             self._say(outcome.message, error=outcome.status == "error")
             return
         self.show_result(outcome.output, self._generation_context)
@@ -270,6 +262,8 @@ class ExplorerWidget(QWidget):
 
     def _on_outcome(self, outcome: Outcome) -> None:
         self.worker = None
+        if self.closed:  # the run ended after the dock was closed, before it saw the cancel
+            outcome = Outcome("cancelled", message="Run cancelled.")
         self.run_panel.set_running(False)
         if outcome.status != "done":
             self.run_layers.restore(self._run_context["source"])  # the layers as they were when Run was clicked
@@ -365,19 +359,21 @@ class ExplorerWidget(QWidget):
             path, _ = QFileDialog.getSaveFileName(self, "Save trajectory", "trajectory.npz", "Trajectory (*.npz)")
             if not path:
                 return None
-        written = write_trajectory(path, None, {"name": self.layer.name, "metadata": self.layer.metadata})[0]
+        try:
+            written = write_trajectory(path, None, {"name": self.layer.name, "metadata": self.layer.metadata})[0]
+        except Exception as exc:  # noqa: BLE001 - an unwritable place: one line in the status, as Export says it
+            self._say(f"Not saved: {error_text(exc)}", error=True)
+            return None
         self._say(f"saved {written}")
         return written
 
     # layer list ------------------------------------------------------------------------------
     def _on_inserted(self, event) -> None:
-        self._refresh_inputs()
         event.value.events.visible.connect(self._update_note)  # hiding or showing the trajectory (or its mesh)
         if trajectory_of(event.value) is not None:
             self.adopt(event.value)
 
     def _on_removed(self, event) -> None:
-        self._refresh_inputs()
         refresher = self.refreshers.pop(id(real_layer(event.value)), None)
         if refresher is not None:
             refresher.detach()
