@@ -73,11 +73,11 @@ def main(argv=None) -> int:
     models = load_compare_checkpoints({k: getattr(args, k) for k in ("reconnet",) + METHODS})
     grid = next(iter(models.values())).config.model.grid
     spacing = next(iter(models.values())).config.model.spacing
-    n = max(args.pick, args.case + 1)
-    pairs = generate_pairs(n, args.seed, grid, spacing, TEST_RANGES)
-    candidates = range(n) if args.pick else [args.case]
     best = load_results(args.cache) if args.cache and Path(args.cache).is_file() else None
-    candidates = [] if best is not None else candidates
+    # a cached run re-renders its own case (which --pick chose), whatever --case/--pick say now
+    n = best[0] + 1 if best is not None else max(args.pick, args.case + 1)
+    pairs = generate_pairs(n, args.seed, grid, spacing, TEST_RANGES)
+    candidates = [] if best is not None else range(n) if args.pick else [args.case]
     for i in candidates:
         start = time.perf_counter()
         c = compare_methods(pairs[i].lq, pairs[i].affine, models, RunSettings(seed=args.seed), pairs[i].hq)

@@ -60,6 +60,16 @@ def test_cli_writes_json_and_refuses_to_overwrite(tmp_path, capsys):
     assert main(argv + ["--overwrite"]) == 0
 
 
+def test_cli_refuses_an_existing_json_before_measuring(tmp_path, capsys, monkeypatch):
+    import lsdebm.bench.runner
+
+    out = tmp_path / "bench.json"
+    out.write_text("{}")
+    monkeypatch.setattr(lsdebm.bench.runner, "run_benchmarks", lambda *a, **k: pytest.fail("measured first"))
+    assert main(["bench", "--preset", "tiny", "--json", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_text() == "{}"
+
+
 def test_bad_arguments_are_one_line_errors(capsys):
     assert main(["bench", "--preset", "tiny", "--only", "nope"]) == 2
     assert "nope" in capsys.readouterr().err

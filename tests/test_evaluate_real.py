@@ -256,3 +256,29 @@ def test_a_plain_folder_leaves_out_a_cut_vertebra_and_names_a_spine_before_any_w
     write_volume(folder / "spine.nii.gz", spine, whole.affine)
     with pytest.raises(InputError, match=r"spine\.nii\.gz: no vertebra to refine"):
         load_real_masks(folder)
+
+
+def test_cli_on_a_plain_folder_names_the_cut_masks_it_leaves_out_and_counts_no_subjects(tmp_path, manifest, capsys):
+    """A plain folder's files are not subjects ("2 real masks of 2 subjects" was wrong), and a vertebra cut by the
+    field of view was left out without a word."""
+    from lsdebm.data.nifti import read_volume, write_volume
+    from lsdebm.data.real import subjects_known
+
+    whole = read_volume(bundled_manifest().parent / MASK)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name in ("L3_a.nii.gz", "L3_b.nii.gz"):
+        shutil.copy(bundled_manifest().parent / MASK, folder / name)
+    data = np.asarray(whole.data)
+    write_volume(folder / "L3_cut.nii.gz", data[:, :, : data.shape[2] // 2].copy(), whole.affine)
+    dropped = []
+    assert [m.name for m in load_real_masks(folder, dropped=dropped)] == ["L3_a", "L3_b"] and dropped == ["L3_cut"]
+    assert not subjects_known(folder) and subjects_known(manifest) and subjects_known(None)
+    out = tmp_path / "o"
+    assert main(["evaluate", "--real", str(folder), "--out", str(out), "--planes", "sagittal", "--thicknesses", "5",
+                 "--forms", "truth", "--methods", "raw"]) == 0
+    err = capsys.readouterr().err
+    assert "left out 1 mask(s) cut by the field of view (incomplete vertebrae): L3_cut" in err
+    described = json.loads((out / "real_summary.json").read_text())["meta"]["test_set"]
+    assert described.startswith("2 real masks in 2 files (subjects not known: pass a manifest.csv with a subject")
+    assert "subjects (" not in described

@@ -58,3 +58,27 @@ def test_compare_methods_screenshot(tmp_path):
     out = run_example("compare_methods.py", "--out", str(png), "--size", "300", "500")
     assert png.is_file() and png.stat().st_size > 1000
     assert "metrics against" in out and "provenance" in out
+
+
+def test_compare_methods_rerenders_the_cached_case_without_pick(tmp_path, monkeypatch):
+    """docs/review.md's second command: re-render from --cache (a --pick run chose case 2) without --pick."""
+    import importlib.util
+
+    import numpy as np
+
+    from lsdebm.review.compare import Comparison, MethodResult
+
+    spec = importlib.util.spec_from_file_location("compare_methods_example", EXAMPLES / "compare_methods.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    metrics = dict.fromkeys(("dsc", "vs", "sen", "spec", "nmi", "ck", "hd95", "assd"), 0.5)
+    cached = Comparison([MethodResult("input", "input", np.zeros((4, 4, 4), np.uint8), None, metrics, 0.0, {})],
+                        np.eye(4), (1.0, 1.0, 1.0))
+    cache = tmp_path / "compare.npz"
+    example.save_results(cache, 2, cached)
+    shown, generated, generate = [], [], example.generate_pairs
+    monkeypatch.setattr(example, "generate_pairs", lambda *a: generated.extend(generate(*a)) or generated)
+    monkeypatch.setattr(example, "compare_methods", lambda *a, **k: pytest.fail("the cached case was re-run"))
+    monkeypatch.setattr(example, "screenshot", lambda args, pair, comparison: shown.append(pair))
+    assert example.main(["--cache", str(cache), "--mode", "overlap", "--out", str(tmp_path / "overlap.png")]) == 0
+    assert len(generated) == 3 and shown == [generated[2]]  # exactly the cached case, rendered from the cache

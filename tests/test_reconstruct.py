@@ -256,3 +256,21 @@ def test_the_command_line_reads_and_selects_once_and_records_why_a_label_was_ski
     assert prov["labels"] == [5]
     (skipped,) = prov["skipped"]
     assert skipped["label"] == 9 and "far from a vertebra" in skipped["reason"]
+
+
+def test_sampler_options_with_reconnet_alone_are_warned_about_and_not_recorded(tmp_path, lq_file, tiny_ckpts, capsys):
+    """--steps/--langevin-steps (README) with the default --method reconnet: no sampler runs, so they are ignored
+    with a warning, and the provenance does not claim them."""
+    out = tmp_path / "r.nii.gz"
+    assert main(["reconstruct", str(lq_file), "-o", str(out), "--checkpoint", str(tiny_ckpts["reconnet"]),
+                 "--native-grid", "--steps", "6", "--langevin-steps", "300", "--consistency-weight", "7",
+                 "--repeats", "3"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --steps, --langevin-steps, --consistency-weight, --repeats: only for --method lsdebm" in err
+    prov = json.loads((tmp_path / "r.provenance.json").read_text())
+    assert prov["method"] == "reconnet"
+    used = prov["settings"]
+    assert used["steps"] is None and used["K"] is None and used["repeats"] == 1 and used["consistency"]["weight"] != 7
+    assert main(["reconstruct", str(lq_file), "-o", str(tmp_path / "q.nii.gz"), "--checkpoint",
+                 str(tiny_ckpts["reconnet"]), "--native-grid"]) == 0
+    assert "warning" not in capsys.readouterr().err

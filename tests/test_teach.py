@@ -258,6 +258,21 @@ def test_cli_generate_png_and_refuse_overwrite(tmp_path, capsys):
     assert main(["teach", "generate", "--model", "ebm", "--n", "4", "--out", str(tmp_path / "s.jpg")]) == 2
 
 
+def test_cli_refuses_existing_outputs_before_the_run(tmp_path, capsys, monkeypatch):
+    import lsdebm.teach.checkpoints
+    import lsdebm.teach.compare  # noqa: F401 -- imported before the patch, so it keeps the real functions
+
+    out = tmp_path / "rows.json"
+    out.write_text("[]")
+    monkeypatch.setattr(lsdebm.teach.checkpoints, "load_teach", lambda *a, **k: pytest.fail("ran first"))
+    assert main(["teach", "compare", "--n", "4", "--json", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    png = tmp_path / "s.png"
+    png.write_bytes(b"x")
+    assert main(["teach", "generate", "--model", "ebm", "--n", "4", "--out", str(png)]) == 2
+    assert "already exists" in capsys.readouterr().err and png.read_bytes() == b"x"
+
+
 def test_cli_train_toy_writes_loadable_checkpoint(tmp_path):
     assert main(["teach", "train", "--model", "toy", "--iterations", "3", "--out", str(tmp_path)]) == 0
     loaded = load_teach(tmp_path / "toy-mog.safetensors", expect_kind="toy")

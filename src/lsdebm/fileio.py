@@ -51,6 +51,24 @@ def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
     tmp.unlink()
 
 
+def check_target(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """The checks :func:`atomic_write` makes before it writes ``path``, made up front: a command that runs for
+    minutes calls this before it starts, so an existing target is refused before the run, not after it.
+
+    Raises:
+        LsdebmError: If ``path`` is a directory, exists and ``overwrite`` is False, or lies under a file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise LsdebmError(f"{path} is a directory; expected a file name to write")
+    if path.exists() and not overwrite:
+        raise LsdebmError(f"{path} {EXISTS}")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise LsdebmError(f"cannot write {path}: {blocking} is a file, not a directory")
+    return path
+
+
 def atomic_write(
     path: str | os.PathLike, write_fn: Callable[[Path], None], overwrite: bool = False
 ) -> Path:
@@ -76,14 +94,7 @@ def atomic_write(
         LsdebmError: If the destination exists and ``overwrite`` is False, is a directory,
             or cannot be written (permissions, disk full, ...; the message names the path).
     """
-    path = Path(path)
-    if path.is_dir():
-        raise LsdebmError(f"{path} is a directory; expected a file name to write")
-    if path.exists() and not overwrite:
-        raise LsdebmError(f"{path} {EXISTS}")
-    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise LsdebmError(f"cannot write {path}: {blocking} is a file, not a directory")
+    path = check_target(path, overwrite)
     try:
         mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~_UMASK
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -49,8 +49,10 @@ def run(args) -> int:
     import torch
 
     from lsdebm.bench.runner import run_benchmarks
-    from lsdebm.fileio import atomic_write
+    from lsdebm.fileio import atomic_write, check_target
 
+    if args.json and args.json != "-":  # refused before minutes of measuring, not after
+        check_target(args.json, args.overwrite)
     if args.repeats < 1:
         raise InputError(f"--repeats {args.repeats} must be >= 1")
     if args.threads is not None:

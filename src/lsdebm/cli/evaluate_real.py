@@ -133,13 +133,19 @@ def _check_out(args) -> Path:
 
 
 def _describe(protocol: dict, cases) -> str:
+    from lsdebm.data.real import subjects_known
+
     masks = sorted({c.mask for c in cases})
     subjects = sorted({c.subject for c in cases})
+    if subjects_known(protocol["source"]):
+        of = f"of {len(subjects)} subjects ({', '.join(subjects)})"
+    else:  # a plain folder: each file would count as a subject of its own
+        of = f"in {len(subjects)} files (subjects not known: pass a manifest.csv with a subject column)"
     unknown = len({c.mask for c in cases if not c.level})
     levels = "all levels" if protocol["levels"] is None else "levels " + ",".join(protocol["levels"])
     levels += f" ({unknown} of unknown level)" if unknown else ""
     split = "every mask" if protocol["split"] is None else f"split {protocol['split']}"
-    return (f"{len(masks)} real masks of {len(subjects)} subjects ({', '.join(subjects)}) from "
+    return (f"{len(masks)} real masks {of} from "
             f"{protocol['source'] or 'the bundled set'}, {split}, {levels}, planes "
             f"{','.join(protocol['planes'])}, thicknesses {','.join(f'{t:g}' for t in protocol['thicknesses'])} mm, "
             f"forms {','.join(protocol['forms'])}, seed {protocol['seed']}")
@@ -167,8 +173,13 @@ def run_real(args) -> int:
     device = resolve_device(args.device)
     loaded = row_checkpoints(rows, args.checkpoint_dir, device)
     slab = load_slab_model(args.slab_model or "default", device)
+    cut = []
     cases = real_cases(protocol["source"], protocol["split"], protocol["planes"], protocol["thicknesses"],
-                       protocol["seed"], protocol["forms"], levels=protocol["levels"], simulator=protocol["simulator"])
+                       protocol["seed"], protocol["forms"], levels=protocol["levels"], simulator=protocol["simulator"],
+                       dropped=cut)
+    if cut:
+        print(f"left out {len(cut)} mask(s) cut by the field of view (incomplete vertebrae): {', '.join(cut)}",
+              file=sys.stderr)
     settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size, seed=protocol["seed"],
                            **consistency_overrides(args))
     start, load_start = time.perf_counter(), load_averages()

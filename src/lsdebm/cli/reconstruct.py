@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lsdebm.data.grids import check_out_spacing, describe_grid, like_grid, output_grid, share_on_grid
-from lsdebm.errors import InputError
+from lsdebm.errors import InputError, InputWarning
 from lsdebm.review.meshfile import check_mesh_path, require_marching_cubes, world_surface, write_stl
 
 NIFTI = (".nii.gz", ".nii")
@@ -246,6 +246,18 @@ def _check_sampling_options(args) -> None:
             raise InputError(f"--{name.replace('_', '-')} {value} must be {'>= 0' if name == 'steps' else '> 0'}")
 
 
+def _sampler_settings(args, models) -> dict:
+    """RunSettings sampler fields; the ReconNet stage alone has none: its options are warned about, never recorded."""
+    if models.method is None:
+        given = [f"--{n.replace('_', '-')}" for n in ("steps", "langevin_steps", "step_size", "consistency_weight")
+                 if getattr(args, n) is not None] + ["--repeats"] * (args.repeats != 1)
+        if given:
+            warnings.warn(f"{', '.join(given)}: only for --method lsdebm/vae/lebm; ignored by the ReconNet stage "
+                          "alone (--method reconnet)", InputWarning, stacklevel=2)
+        return {} if args.unguided else {"consistency_weight": None}
+    return {"steps": args.steps, "K": args.langevin_steps, "step_size": args.step_size, "repeats": args.repeats}
+
+
 def _planned_targets(args, mine: list[tuple[Path, Path]], n_inputs: int) -> list[Path]:
     """Every file this rank would write: outputs, sidecars and the asked-for probabilities, trajectories, meshes."""
     from lsdebm.provenance import sidecar_path
@@ -374,8 +386,7 @@ def run(args) -> int:
     if args.trajectory and models.method is None:
         raise InputError("--trajectory records latents, which the ReconNet stage alone has none of; choose "
                          "--method lsdebm (or vae, lebm)")
-    settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size,
-                           repeats=args.repeats, seed=args.seed, **consistency_overrides(args))
+    settings = RunSettings(seed=args.seed, **{**consistency_overrides(args), **_sampler_settings(args, models)})
     for index, (path, out) in enumerate(mine, start=1):
         volume, result, traj_path = _refine_input(args, models, settings, path, first if index == 1 else None,
                                                   selections[path], acquisitions[path], grids[path], len(inputs))

@@ -123,13 +123,14 @@ def _generate(args) -> int:
 
     from lsdebm.data.digits import digit_mosaic
     from lsdebm.errors import InputError
-    from lsdebm.fileio import atomic_write
+    from lsdebm.fileio import atomic_write, check_target
     from lsdebm.methods import RunSettings
     from lsdebm.teach.checkpoints import load_teach
     from lsdebm.teach.generate import sample_images
 
     if args.out.suffix.lower() not in (".png", ".npy"):
         raise InputError(f"{args.out}: output must end in .png or .npy")
+    check_target(args.out, args.overwrite)  # before sampling, not after
     if args.n < 1:
         raise InputError(f"--n {args.n} must be >= 1")
     model = load_teach(args.model).model
@@ -146,10 +147,12 @@ def _compare(args) -> int:
     import torch
 
     from lsdebm.data.digits import load_digits
-    from lsdebm.fileio import atomic_write
+    from lsdebm.fileio import atomic_write, check_target
     from lsdebm.teach.checkpoints import load_teach
     from lsdebm.teach.compare import compare_methods, format_table
 
+    if args.json:  # refused before the comparison (minutes), not after
+        check_target(args.json, args.overwrite)
     torch.set_num_threads(args.threads)
     models = {role: load_teach(role).model for role in ("ebm", "lebm", "lsdebm")}
     classifier = load_teach("classifier", expect_kind="digits_classifier").model

@@ -6,8 +6,8 @@ A real mask comes in its own spacing, orientation and affine. Everything here ke
 axis nearest to the anatomical axis of the chosen plane (sagittal slabs stack left-right, axial
 ones inferior-superior, coronal ones anterior-posterior), whatever the file's orientation.
 
-The bundled set (``lsdebm.realdata``, 54 masks of 7 subjects with their licences) carries a
-``split`` column: ``train`` and ``val`` subjects never share a vertebra.
+The bundled set (``lsdebm.realdata``, 54 masks of 10 subjects with their licences; 7 of them in
+``train``/``val``) carries a ``split`` column: ``train`` and ``val`` subjects never share a vertebra.
 """
 from __future__ import annotations
 
@@ -83,6 +83,17 @@ def has_split(source, split: str) -> bool:
     return any(r.get("split") == split for r in read_manifest(source)[1])
 
 
+def subjects_known(source: str | Path | None = None) -> bool:
+    """Whether the masks of ``source`` (None = bundled) name their subjects: a manifest with a ``subject`` column
+    does; a plain folder of masks (each file then taken as a subject of its own) or a manifest without one does not."""
+    path = bundled_manifest() if source is None else Path(source)
+    path = path / "manifest.csv" if path.is_dir() else path
+    if not path.is_file():
+        return False
+    with open(path, newline="") as fh:
+        return "subject" in (csv.DictReader(fh).fieldnames or ())
+
+
 def read_manifest(source: str | Path | None = None) -> tuple[Path, list[dict]]:
     """Rows of a real-mask manifest (``file, level, subject, complete, split``) and its root folder.
 
@@ -113,7 +124,7 @@ def read_manifest(source: str | Path | None = None) -> tuple[Path, list[dict]]:
 
 
 def load_real_masks(source: str | Path | None = None, split: str | None = None, levels: tuple | None = None,
-                    complete_only: bool = True) -> list[RealMask]:
+                    complete_only: bool = True, dropped: list | None = None) -> list[RealMask]:
     """Read the real masks of a manifest/folder (see :func:`read_manifest`), filtered.
 
     A file holding one label is one vertebra. A label map (several labels, e.g. a VerSe or
@@ -127,6 +138,7 @@ def load_real_masks(source: str | Path | None = None, split: str | None = None, 
             level is unknown (no manifest level, none in its file name or label table) is always
             kept: it was given to us and nothing says it is another level.
         complete_only: Drop vertebrae cut by the original field of view.
+        dropped: A list the names of the vertebrae ``complete_only`` dropped are appended to (to report them).
     """
     from lsdebm.data.nifti import read_volume
 
@@ -142,6 +154,8 @@ def load_real_masks(source: str | Path | None = None, split: str | None = None, 
             if levels is not None and m.level and m.level not in levels:
                 continue
             if complete_only and not m.complete:
+                if dropped is not None:
+                    dropped.append(m.name)
                 continue
             out.append(m)
     if not out:

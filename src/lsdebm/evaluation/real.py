@@ -130,7 +130,8 @@ def _case_rng(seed: int, name: str, plane: str, thickness: float) -> np.random.G
 
 def real_cases(source=None, split: str | None = "val", planes: Sequence[str] = ("sagittal", "axial"),
                thicknesses: Sequence[float] = (3.0, 5.0, 7.0), seed: int = 0, forms: Sequence[str] = ("truth",),
-               levels: Sequence[str] | None = LUMBAR, simulator: SecondSimulator | None = None) -> list[RealCase]:
+               levels: Sequence[str] | None = LUMBAR, simulator: SecondSimulator | None = None,
+               dropped: list | None = None) -> list[RealCase]:
     """Degraded real cases: one per (complete HQ mask, plane, thickness, form); see the module doc.
 
     Args:
@@ -143,12 +144,14 @@ def real_cases(source=None, split: str | None = "val", planes: Sequence[str] = (
         levels: Vertebral levels to keep; None keeps all.
         simulator: None for the product's simulator (:data:`REAL_SIMULATOR`), or a
             :class:`lsdebm.evaluation.second_simulator.SecondSimulator` (written apart from it).
+        dropped: A list the names of the masks left out as cut by the field of view are appended to.
 
     Raises:
         InputError: Bad planes/thicknesses/forms/split, or no matching masks (before any work).
     """
     check_protocol(planes, thicknesses, forms, split)
-    masks = load_real_masks(source, split=split, levels=tuple(levels) if levels is not None else None)
+    masks = load_real_masks(source, split=split, levels=tuple(levels) if levels is not None else None,
+                            dropped=dropped)
     cases = []
     for m in masks:
         truth, truth_affine = isotropic(m.mask, m.affine, spacing=SPACING_MM, pad_mm=PAD_MM)
