@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lsdebm.data.acquisition import Acquisition, find_acquisition, grid_acquisition, observed_acquisition
+from lsdebm.data.acquisition import Acquisition, detect_staircase, find_acquisition, grid_acquisition, observed_acquisition
 from lsdebm.data.real import degrade, isotropic, load_real_masks, slab_axis
 from lsdebm.data.thickslice import ThickSliceParams
 from lsdebm.errors import InputError
@@ -269,3 +269,12 @@ def test_the_staircase_is_found_on_the_foregrounds_box_in_the_volumes_coordinate
         assert moved.axis == acq.axis and moved.thickness_mm == pytest.approx(acq.thickness_mm, abs=1e-9)
         shift = (moved.offset_mm - acq.offset_mm - before * spacing) % acq.thickness_mm
         assert min(shift, acq.thickness_mm - shift) < 1e-6
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (4, 1, 6)])
+def test_a_structure_in_one_slice_has_no_staircase(shape):
+    """A single voxel (or a one-slice outline) used to fail inside the edge search (reshape of an empty array)."""
+    mask = np.zeros((9, 9, 9), np.uint8)
+    mask[3:3 + shape[0], 4:4 + shape[1], 2:2 + shape[2]] = 1
+    assert detect_staircase(mask, np.eye(4)) is None
+    assert find_acquisition(mask, np.diag([1.0, 1.0, 1.0, 1.0])) is None

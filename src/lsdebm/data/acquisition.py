@@ -83,6 +83,8 @@ def _boundaries(mask: np.ndarray, axis: int) -> tuple[np.ndarray, int]:
     if occupied.size == 0:
         return np.zeros(0), 0
     lo, hi = occupied[0], occupied[-1]
+    if hi == lo:  # one occupied slice (a single voxel, a 2D outline): no edge between slices
+        return np.zeros(0), 1
     m = m[lo:hi + 1]
     counts = (m[1:] != m[:-1]).reshape(m.shape[0] - 1, -1).sum(1)
     return _merged_edges(np.flatnonzero(counts), counts) + lo + 1.0, int(hi - lo + 1)
