@@ -112,6 +112,8 @@ def test_inspect_latents(make_napari_viewer, qtbot, tmp_path):
     source = viewer.layers[REAL_INPUT]
     assert share_inside(source, viewer.layers["LSD-EBM reconstruction"]) > 0.6  # 0.78 (a 2 mm model after K = 2)
     lo, hi = world_box(source, np.argwhere(np.asarray(source.data) > 0))
+    ta, ka = t_k_axes(viewer)  # the mesh of the frame under the sliders (on a loaded machine an earlier one
+    show_frame(qtbot, viewer, layer, viewer.dims.current_step[ta], viewer.dims.current_step[ka])  # shows first)
     mesh_lo, mesh_hi = world_box(surface, np.asarray(surface.data[0]))
     np.testing.assert_allclose(mesh_lo, lo, atol=8.0)  # a process tip short by up to 6.4 mm
     np.testing.assert_allclose(mesh_hi, hi, atol=8.0)
