@@ -4,7 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lsdebm.data.acquisition import Acquisition, detect_staircase, find_acquisition, grid_acquisition, observed_acquisition
+from lsdebm.data.acquisition import (
+    Acquisition,
+    detect_staircase,
+    find_acquisition,
+    grid_acquisition,
+    observed_acquisition,
+)
 from lsdebm.data.real import degrade, isotropic, load_real_masks, slab_axis
 from lsdebm.data.thickslice import ThickSliceParams
 from lsdebm.errors import InputError

@@ -46,6 +46,19 @@ def test_tilted_slabs_are_found_with_their_tilt_and_thickness(vertebra, deg, thi
     assert abs(np.linalg.norm(found.normal) - 1.0) < 1e-9 and "tilted by" in found.describe()
 
 
+@pytest.mark.parametrize("deg", [2.0, 3.0])
+def test_slabs_tilted_by_a_few_degrees_are_found_too(vertebra, deg):
+    """Thick slices sliced in the scanner's frame, put on a truth grid turned 2-3 degrees against it (a VerSe CT's
+    oblique header): the array-axis finder sees faces wandering over several slices, and the tilted finder
+    reached down to 4 degrees only, so the input came back unchanged."""
+    mask, affine = vertebra
+    lq = thick_slices(mask, deg, 5.0)
+    assert detect_staircase(lq, affine) is None
+    found = find_tilted_slabs(lq, affine)
+    assert found is not None and found.axis == 2 and abs(found.tilt_deg - deg) <= 1.0
+    assert abs(found.thickness_mm - 5.0) <= 0.1
+
+
 def test_smooth_aligned_and_linearly_resampled_masks_are_not_taken_for_tilted_slabs(vertebra):
     mask, affine = vertebra
     assert find_tilted_slabs(mask, affine) is None  # the high-quality mask itself

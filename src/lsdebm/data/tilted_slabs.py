@@ -7,7 +7,8 @@ so the acquisition falls back to the input's own voxels and the output is the in
 
 1. the mask's inner and outer boundary voxels (both, so that faces of either orientation sit
    symmetrically about their plane) are projected on candidate normals, 4° then 1° apart, up to
-   30° from each array axis;
+   30° from each array axis (tilts from 1.5°; below, a face wanders by less than 2.5 mm over a
+   vertebra, and the slabs are read along the array axis, :mod:`lsdebm.data.acquisition`);
 2. the projections' histogram, minus its 8 mm moving average (the vertebra's own shape), is
    searched for a period of 2-10 mm; the best normal holds the strongest period;
 3. the period is refined by the unfiltered histogram's Fourier sum within ±4 %, and a slab face's
@@ -33,7 +34,7 @@ BIN_MM = 0.25
 HIGH_PASS_MM = 8.0
 PERIOD_RANGE_MM = (2.0, 10.0)
 MAX_TILT_DEG = 30.0
-MIN_TILT_DEG = 3.0  # closer to an array axis the slabs are detect_staircase's
+MIN_TILT_DEG = 0.5  # the search's inner edge; a normal found within a degree of it is an array axis (aligned slabs)
 MIN_VOXELS_PER_SLAB = 3.0
 MIN_CONTRAST = 3.5
 NFFT = 8192
@@ -160,7 +161,7 @@ def _contrast(mask, affine, normal, axis: int, period: float, face: float, pts: 
 
 
 def find_tilted_slabs(mask: np.ndarray, affine) -> TiltedSlabs | None:
-    """Slabs along a normal 3-30° from every array axis (see the module doc), or None."""
+    """Slabs along a normal 1.5-30° from every array axis (see the module doc), or None."""
     affine = np.asarray(affine, float)
     pts = _boundary_points(mask, affine)
     if pts is None or len(pts) < 100:
