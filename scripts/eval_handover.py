@@ -7,9 +7,11 @@ truth grid against the raw input, in three forms the evaluation never made:
 - ``cubic``: the thick slices resampled onto the truth grid with cubic splines (``scipy.ndimage``'s default
   order) and thresholded at 0.5, instead of the nearest-neighbour staircase;
 - ``turned``: the native file written on the truth grid turned by ``--degrees`` (``--like`` a CT or 3D T1 that is
-  not parallel to the series).
+  not parallel to the series);
+- ``tilted``: slabs cut in a frame turned by ``--degrees`` about an array axis across them, their staircase resampled
+  (nearest) onto the truth grid (a series sliced in the scanner's frame, a truth on an oblique CT header).
 
-    .venv/bin/python scripts/eval_handover.py flipped|cubic|turned [--thickness 5] [--degrees 2]
+    .venv/bin/python scripts/eval_handover.py flipped|cubic|turned|tilted [--thickness 5] [--degrees 2]
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from lsdebm.data.boxes import resample
+from lsdebm.data.real import degrade, slab_axis
 from lsdebm.evaluation.metrics import dice
 from lsdebm.evaluation.real import real_cases
 from lsdebm.runtime.loading import load_models
@@ -53,14 +56,27 @@ def turned(case, degrees):
     return case.lq, case.affine, truth, grid
 
 
-FORMS = {"flipped": flipped, "cubic": cubic, "turned": turned}
+def tilted(case, degrees):
+    """The case's slabs cut in a frame turned by ``degrees`` about an array axis across them, brought back onto the
+    truth grid."""
+    across = np.eye(3)[(slab_axis(case.truth_affine, case.plane) + 1) % 3]
+    turn = Rotation.from_rotvec(np.radians(degrees) * across).as_matrix()
+    centre = (np.array(case.truth.shape) - 1) / 2.0
+    turned_truth = ndimage.affine_transform(case.truth.astype(np.float32), turn, offset=centre - turn @ centre,
+                                            order=1) >= 0.5
+    lq = degrade(turned_truth.astype(np.uint8), case.truth_affine, case.params, np.random.default_rng(0))
+    back = ndimage.affine_transform(lq.astype(np.float32), turn.T, offset=centre - turn.T @ centre, order=0)
+    return (back >= 0.5).astype(np.uint8), case.truth_affine, case.truth, case.truth_affine
+
+
+FORMS = {"flipped": flipped, "cubic": cubic, "turned": turned, "tilted": tilted}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("form", choices=sorted(FORMS))
     parser.add_argument("--thickness", type=float, default=5.0)
-    parser.add_argument("--degrees", type=float, default=2.0, help="turn of the output grid (turned)")
+    parser.add_argument("--degrees", type=float, default=2.0, help="turn of the output grid (turned) or slabs (tilted)")
     args = parser.parse_args()
     set_threads(1)
     models = load_models("reconnet", device="cpu")
