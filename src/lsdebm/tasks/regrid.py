@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from lsdebm.data.boxes import resample, resample_box
+from lsdebm.data.boxes import bounding_box, resample, resample_box
 from lsdebm.data.frame import replace_label
 from lsdebm.data.grids import given_grid, is_anisotropic, isotropic_grid
 
@@ -52,7 +52,9 @@ def brought_back(inner, data, affine, out_grid, keep_probs: bool, tag: dict | No
     mask, probs = np.asarray(inner.mask), np.asarray(inner.probabilities)
     for label in inner.labels:  # the refined probabilities where the label or nothing is, 0 on other labels
         own = np.where((mask == label) | (mask == 0), probs, 0.0).astype(np.float32)
-        region = resample_box(own, out_shape, out_affine, np.asarray(inner.affine, float), 1)
+        box = bounding_box(own > 0, 1)  # only the label's box is resampled, not the whole field of view
+        region = resample_box(own, out_shape, out_affine, np.asarray(inner.affine, float), 1,
+                              box=box or tuple(slice(0, 0) for _ in own.shape))
         replace_label(out, region >= 0.5, label, in_place=True)
     prov = dict(inner.provenance)
     if tag:
