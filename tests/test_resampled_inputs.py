@@ -77,3 +77,21 @@ def test_an_output_grid_turned_against_the_slabs_gets_the_whole_output_step(l3, 
     assert np.allclose(result.affine, grid)
     assert result.provenance["acquisition"]["refined_on"] == "a grid parallel to the slabs"
     assert dice(np.asarray(result.mask) != 0, truth_there) > raw + 0.015
+
+
+def test_the_command_line_says_when_it_refines_for_a_turned_like_grid(l3, tmp_path, capsys):
+    from lsdebm.cli.main import main
+    from lsdebm.data.nifti import write_volume
+
+    truth, affine = l3
+    native, native_affine = _native(truth, affine, 5.0, 1.2)
+    turn = np.eye(4)
+    turn[:3, :3] = Rotation.from_euler("z", 3.0, degrees=True).as_matrix()
+    src = write_volume(tmp_path / "thick.nii.gz", native.astype(np.uint8), native_affine)
+    like = write_volume(tmp_path / "ct.nii.gz", np.zeros(truth.shape, np.uint8), turn @ affine)
+    parallel_like = write_volume(tmp_path / "t1.nii.gz", np.zeros(truth.shape, np.uint8), affine)
+    assert main(["reconstruct", str(src), "--like", str(like), "-o", str(tmp_path / "a.nii.gz"), "--threads", "1"]) == 0
+    assert "output grid turned against the slabs" in capsys.readouterr().err
+    assert main(["reconstruct", str(src), "--like", str(parallel_like), "-o", str(tmp_path / "b.nii.gz"),
+                 "--threads", "1"]) == 0
+    assert "turned against" not in capsys.readouterr().err

@@ -1,11 +1,9 @@
 """``lsdebm reconstruct INPUT... -o OUT``: refine vertebra masks with a trained model.
 
-Each input (a binary mask or a label map) is refined label by label and written with a
-``.provenance.json`` sidecar on its output grid (:mod:`lsdebm.data.grids`): an anisotropic
-(thick-slice) input is written on an isotropic grid at its finest spacing over the same field of
-view, unless ``--native-grid``, ``--out-spacing`` or ``--like`` says otherwise. ``--mesh`` also
-writes the result's surface as binary STL in world mm. Under ``torchrun`` the inputs are
-split across ranks (``RANK``/``WORLD_SIZE``); each rank writes its own share.
+Each input (a mask or label map) is refined label by label and written with a ``.provenance.json`` sidecar
+on its output grid (:mod:`lsdebm.data.grids`; a thick-slice input: isotropic at its finest spacing, unless
+``--native-grid``, ``--out-spacing`` or ``--like``). ``--mesh`` also writes the surface as binary STL in world
+mm. Under ``torchrun`` the inputs are split across ranks (``RANK``/``WORLD_SIZE``).
 """
 from __future__ import annotations
 
@@ -312,11 +310,11 @@ def _read_inputs(args, mine: list[tuple[Path, Path]]) -> tuple[dict, dict, dict,
 
 
 def _refine_input(args, models, settings, path: Path, volume, selection, acq, grid, n_inputs: int):
-    """Report ``path``'s structures and acquisition and refine it (``volume`` None: read it again):
-    ``(volume, result, traj_path)``."""
+    """Report ``path``'s structures and acquisition, refine it (``volume`` None: read again): (volume, result, traj)."""
     from lsdebm.data.labelmaps import describe
     from lsdebm.data.nifti import read_volume
     from lsdebm.tasks.reconstruct import looks_at_slabs, reconstruct_volume
+    from lsdebm.tasks.regrid import parallel
 
     volume = read_volume(path) if volume is None else volume
     for line in describe(selection):
@@ -328,6 +326,8 @@ def _refine_input(args, models, settings, path: Path, volume, selection, acq, gr
         acq = or_tilted(acq, volume.data, volume.affine)
         if isinstance(acq, TiltedSlabs):
             print(f"{path}: {acq.describe()}", file=sys.stderr)
+    elif grid is not None and looks_at_slabs(models, settings) and not parallel(volume.affine, grid[1]):
+        print(f"{path}: output grid turned against the slabs: refined on the input's grid, resampled", file=sys.stderr)
     traj_path = _trajectory_path(args.trajectory, n_inputs, path)
     with _about(path), warnings.catch_warnings():  # the skipped structures were just listed
         warnings.filterwarnings("ignore", message="skipping label")
