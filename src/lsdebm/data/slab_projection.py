@@ -35,14 +35,15 @@ LOGIT_CLIP = 12.0
 BISECTION_STEPS = 24
 
 
-def aligned_axis(in_affine, out_affine, axis: int) -> int | None:
-    """The output array axis parallel to input ``axis`` (None if the grids are not axis-aligned)."""
+def aligned_axis(in_affine, out_affine, axis: int, atol: float = 1e-3, rtol: float = 1e-5) -> int | None:
+    """The output array axis parallel to input ``axis`` (None if the grids are not axis-aligned: some axis's
+    largest |cos| with the other grid's axes is further from 1 than ``np.allclose(atol, rtol)`` allows)."""
     a = np.asarray(in_affine, float)[:3, :3]
     b = np.asarray(out_affine, float)[:3, :3]
     a = a / np.linalg.norm(a, axis=0)
     b = b / np.linalg.norm(b, axis=0)
     cos = np.abs(a.T @ b)
-    if not np.allclose(np.sort(cos, axis=1)[:, -1], 1.0, atol=1e-3):
+    if not np.allclose(np.sort(cos, axis=1)[:, -1], 1.0, atol=atol, rtol=rtol):
         return None
     return int(np.argmax(cos[axis]))
 

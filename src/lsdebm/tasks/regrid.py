@@ -21,23 +21,15 @@ import numpy as np
 
 from lsdebm.data.boxes import bounding_box, resample, resample_box
 from lsdebm.data.frame import replace_label
-from lsdebm.data.grids import given_grid, is_anisotropic, isotropic_grid
+from lsdebm.data.grids import given_grid, output_grid
+from lsdebm.data.slab_projection import aligned_axis
 
 PARALLEL_COS = 1e-6  # |cos| this close to 1 between every axis pair: parallel (0.08 degrees; float32 headers pass)
 
 
 def parallel(affine_a, affine_b) -> bool:
     """Whether every axis of one grid is parallel (or antiparallel) to an axis of the other."""
-    a = np.asarray(affine_a, float)[:3, :3]
-    b = np.asarray(affine_b, float)[:3, :3]
-    cos = np.abs((a / np.linalg.norm(a, axis=0)).T @ (b / np.linalg.norm(b, axis=0)))
-    return bool(np.all(np.abs(cos.max(1) - 1.0) <= PARALLEL_COS))
-
-
-def parallel_grid(shape, affine) -> tuple[tuple[int, ...], np.ndarray]:
-    """The grid a structure is refined on before an oblique output grid: the input's own, made isotropic at its
-    finest spacing when it is anisotropic (the default output grid of ``lsdebm reconstruct``)."""
-    return isotropic_grid(shape, affine) if is_anisotropic(affine) else given_grid(shape, affine)
+    return aligned_axis(affine_a, affine_b, 0, atol=PARALLEL_COS, rtol=0.0) is not None
 
 
 def brought_back(inner, data, affine, out_grid, keep_probs: bool, tag: dict | None = None):
@@ -66,9 +58,10 @@ def brought_back(inner, data, affine, out_grid, keep_probs: bool, tag: dict | No
 
 
 def on_parallel_grid(job, data, affine, acquisition, out_grid, **run):
-    """``job`` (:func:`lsdebm.tasks.reconstruct.reconstruct_job`) run on :func:`parallel_grid` with the input's
-    ``acquisition`` and brought back onto the oblique ``out_grid``; ``run`` holds its other arguments. A job."""
+    """``job`` (:func:`lsdebm.tasks.reconstruct.reconstruct_job`) run on the input's default output grid (its own,
+    made isotropic at its finest spacing when it is anisotropic: parallel to its slabs) with the input's
+    ``acquisition``, and brought back onto the oblique ``out_grid``; ``run`` holds its other arguments. A job."""
     keep_probs = run.pop("with_probabilities")
-    inner = yield from job(data=data, affine=affine, out_grid=parallel_grid(np.shape(data), affine),
+    inner = yield from job(data=data, affine=affine, out_grid=output_grid(np.shape(data), affine),  # the default
                            acquisition=acquisition, with_probabilities=True, **run)
     return brought_back(inner, data, affine, out_grid, keep_probs, {"refined_on": "a grid parallel to the slabs"})
