@@ -4,9 +4,10 @@ The output step (projection onto the observed slabs, the slab interpolation) wor
 axes are parallel to the slabs. An output grid oblique to them (``--like`` a CT or 3D T1 turned a
 few degrees against the thick-slice series, or the slab grid of tilted slabs) is reached in two
 steps: the structures are refined on a grid parallel to the slabs (:func:`on_parallel_grid`: the
-input's own isotropic grid; :func:`lsdebm.tasks.tilted.on_slab_grid`: the slab grid's), and the
-refined probabilities are resampled onto the output grid with linear interpolation and thresholded
-there (:func:`brought_back`), so that a surface moves by no more than resampling moves it.
+input's own grid made isotropic, at the output's resolution when that is coarser than the input's;
+:func:`lsdebm.tasks.tilted.on_slab_grid`: the slab grid's), and the refined probabilities are resampled
+onto the output grid with linear interpolation and thresholded there (:func:`brought_back`), so that a
+surface moves by no more than resampling moves it.
 
 Before, an oblique output grid skipped the output step ("the output grid is not parallel to the
 slabs"; 5 mm slabs, real validation vertebrae turned 3-4 degrees: +0.004 Dice, 5-7 of 22 cases worse
@@ -44,7 +45,7 @@ def brought_back(inner, data, affine, out_grid, keep_probs: bool, tag: dict | No
     mask, probs = np.asarray(inner.mask), np.asarray(inner.probabilities)
     for label in inner.labels:  # the refined probabilities where the label or nothing is, 0 on other labels
         own = np.where((mask == label) | (mask == 0), probs, 0.0).astype(np.float32)
-        box = bounding_box(own > 0, 1)  # only the label's box is resampled, not the whole field of view
+        box = bounding_box(own >= 0.5, 1)  # where the label can come out (linear weights of values < 0.5 stay < 0.5)
         region = resample_box(own, out_shape, out_affine, np.asarray(inner.affine, float), 1,
                               box=box or tuple(slice(0, 0) for _ in own.shape))
         replace_label(out, region >= 0.5, label, in_place=True)
@@ -57,11 +58,21 @@ def brought_back(inner, data, affine, out_grid, keep_probs: bool, tag: dict | No
     return replace(inner, mask=out, probabilities=kept, provenance=prov, affine=out_affine)
 
 
+def parallel_spacing(affine, out_affine) -> float:
+    """The spacing of the grid parallel to the slabs that an oblique output grid is reached through: the input's
+    finest, or the output's finest when that is coarser (refining finer than the output is resolved costs the
+    cube of the ratio and is then resampled away: a 0.6 mm series written on a 0.8 mm grid, 2.4x the time)."""
+    finest = [np.linalg.norm(np.asarray(a, float)[:3, :3], axis=0).min() for a in (affine, out_affine)]
+    return float(max(finest))
+
+
 def on_parallel_grid(job, data, affine, acquisition, out_grid, **run):
-    """``job`` (:func:`lsdebm.tasks.reconstruct.reconstruct_job`) run on the input's default output grid (its own,
-    made isotropic at its finest spacing when it is anisotropic: parallel to its slabs) with the input's
-    ``acquisition``, and brought back onto the oblique ``out_grid``; ``run`` holds its other arguments. A job."""
+    """``job`` (:func:`lsdebm.tasks.reconstruct.reconstruct_job`) run on the input's grid made isotropic (parallel
+    to its slabs) at :func:`parallel_spacing` with the input's ``acquisition``, and brought back onto the oblique
+    ``out_grid``; ``run`` holds its other arguments. A job."""
     keep_probs = run.pop("with_probabilities")
-    inner = yield from job(data=data, affine=affine, out_grid=output_grid(np.shape(data), affine),  # the default
+    step = parallel_spacing(affine, given_grid(np.shape(data), affine, out_grid)[1])
+    inner = yield from job(data=data, affine=affine, out_grid=output_grid(np.shape(data), affine, out_spacing=step),
                            acquisition=acquisition, with_probabilities=True, **run)
-    return brought_back(inner, data, affine, out_grid, keep_probs, {"refined_on": "a grid parallel to the slabs"})
+    return brought_back(inner, data, affine, out_grid, keep_probs,
+                        {"refined_on": "a grid parallel to the slabs", "refined_spacing_mm": round(step, 6)})
