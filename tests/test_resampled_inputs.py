@@ -125,6 +125,7 @@ def test_refined_labels_are_brought_back_as_from_the_whole_field_of_view():
     rng = np.random.default_rng(3)
     field = ndimage.gaussian_filter(rng.random((40, 36, 30)), 2.5)
     probs = np.clip((field - field.mean()) * 40 + 0.3, 0, 1).astype(np.float32)  # several blobs, long tails
+    probs[..., :4] = probs[..., -4:] = 0.0  # outside the crops
     mask = np.zeros(probs.shape, np.uint8)
     mask[:20][probs[:20] >= 0.5], mask[20:][probs[20:] >= 0.5] = 3, 7
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
@@ -132,7 +133,7 @@ def test_refined_labels_are_brought_back_as_from_the_whole_field_of_view():
     grid[:3, :3] = Rotation.from_euler("xyz", (4, -3, 5), degrees=True).as_matrix() * 0.9
     inner = ReconstructionResult(mask=mask, probabilities=probs, labels=[3, 7], crops=np.zeros(0), crop_infos=[],
                                  refinement=None, affine=affine)
-    out = brought_back(inner, mask, affine, ((44, 40, 33), grid), False)
+    out = brought_back(inner, mask, affine, ((44, 40, 33), grid), True)
     expected = resample(mask, (44, 40, 33), grid, affine, 0)
     for label in (3, 7):
         own = np.where((mask == label) | (mask == 0), probs, 0.0).astype(np.float32)
@@ -141,4 +142,5 @@ def test_refined_labels_are_brought_back_as_from_the_whole_field_of_view():
         expected[here] = label
     assert (probs[mask == 0] > 0).mean() > 0.5  # the tails reach most of the background
     assert np.array_equal(np.asarray(out.mask), expected)
+    assert np.array_equal(out.probabilities, resample(probs, (44, 40, 33), grid, affine, 1))
     assert (expected == 3).sum() > 100 and (expected == 7).sum() > 100

@@ -54,7 +54,10 @@ def brought_back(inner, data, affine, out_grid, keep_probs: bool, tag: dict | No
         prov["acquisition"] = {**(prov.get("acquisition") or {}), **tag}
     prov["output_grid"] = {"shape": list(out_shape),
                            "spacing_mm": [round(float(v), 6) for v in np.linalg.norm(out_affine[:3, :3], axis=0)]}
-    kept = resample(probs, out_shape, out_affine, np.asarray(inner.affine, float), order=1) if keep_probs else None
+    kept = None
+    if keep_probs:  # zero outside the crops: only their box is resampled (a whole-body grid is 80 M voxels)
+        kept = resample_box(probs, out_shape, out_affine, np.asarray(inner.affine, float), 1,
+                            box=bounding_box(probs > 0) or tuple(slice(0, 0) for _ in probs.shape))
     return replace(inner, mask=out, probabilities=kept, provenance=prov, affine=out_affine)
 
 
