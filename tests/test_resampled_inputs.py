@@ -140,7 +140,7 @@ def test_refined_labels_are_brought_back_as_from_the_whole_field_of_view():
         here = resample(own, (44, 40, 33), grid, affine, 1) >= 0.5
         expected[expected == label] = 0
         expected[here] = label
-    assert (probs[mask == 0] > 0).mean() > 0.5  # the tails reach most of the background
+    assert (probs[mask == 0] > 0).mean() > 0.3  # the tails reach far into the background
     assert np.array_equal(np.asarray(out.mask), expected)
     assert np.array_equal(out.probabilities, resample(probs, (44, 40, 33), grid, affine, 1))
     assert (expected == 3).sum() > 100 and (expected == 7).sum() > 100
