@@ -57,7 +57,7 @@ def brought_back(inner, data, affine, out_grid, keep_probs: bool, tag: dict | No
     kept = None
     if keep_probs:  # zero outside the crops: only their box is resampled (a whole-body grid is 80 M voxels)
         kept = resample_box(probs, out_shape, out_affine, np.asarray(inner.affine, float), 1,
-                            box=bounding_box(probs > 0) or tuple(slice(0, 0) for _ in probs.shape))
+                            box=bounding_box(probs > 0, 1) or tuple(slice(0, 0) for _ in probs.shape))
     return replace(inner, mask=out, probabilities=kept, provenance=prov, affine=out_affine)
 
 
