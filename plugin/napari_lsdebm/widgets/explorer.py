@@ -34,6 +34,7 @@ from lsdebm.runtime.device import resolve_device
 from napari_lsdebm._ui.capture import is_shown
 from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES, CheckpointPanel
 from napari_lsdebm._ui.docking import CloseWatcher, close_explorer, dock_below_canvas, scroll_with_footer
+from napari_lsdebm._ui.gl_context import keep_canvas_current
 from napari_lsdebm._ui.jobs import Outcome, error_text, start_job
 from napari_lsdebm._ui.legends import OwnedNote
 from napari_lsdebm._ui.noise_panel import NoisePanel, explorer_note, generation_context, start_generation
@@ -79,6 +80,7 @@ class ExplorerWidget(QWidget):
         self.plots.on_pick = self._on_pick
         self.viewer.layers.events.inserted.connect(self._on_inserted)
         self.viewer.layers.events.removed.connect(self._on_removed)
+        keep_canvas_current(self.viewer)  # a removed hidden trajectory segfaulted Mesa (see gl_context)
         self.viewer.layers.selection.events.active.connect(self._on_active)
         self.viewer.dims.events.current_step.connect(self._on_dims)
         self.note = OwnedNote(napari_viewer)

@@ -32,6 +32,7 @@ from lsdebm.teach.checkpoints import load_teach
 from lsdebm.teach.explain import explain
 from lsdebm.teach.generate import METHOD_LABELS, GenerationFrames, record_generation
 from napari_lsdebm._ui.docking import dock_below_canvas
+from napari_lsdebm._ui.gl_context import keep_canvas_current
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import show_canvas_note
 from napari_lsdebm._ui.plots import TrajectoryPlots
@@ -103,6 +104,7 @@ class TeachingWidget(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.plot_method.currentIndexChanged.connect(self._plot_method_changed)
         self.viewer.dims.events.current_step.connect(self._on_step)
+        keep_canvas_current(self.viewer)  # removing a hidden (t, k, y, x) layer segfaulted Mesa (gl_context)
         self._update_explain()
 
     # ------------------------------------------------------------------ generation

@@ -1,0 +1,128 @@
+"""Removing a hidden trajectory layer must not crash the process (run under xvfb-run).
+
+napari deletes a removed layer's OpenGL objects outside a paint, in whatever context Qt left current; with Mesa
+(llvmpipe, softpipe) that segfaulted in the canvas's next ``glDrawElements`` once a hidden 5-dim layer was removed
+(:mod:`napari_lsdebm._ui.gl_context`). A segfault kills the test process, so the canvas-drawing parts run in a
+child Python and the tests look at how it ended.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytestmark = pytest.mark.gui
+
+ROOT = Path(__file__).resolve().parents[1]
+CHILD_TIMEOUT_S = 400  # a tiny run plus napari start-up on the shared 2-core machine
+
+PUMP = textwrap.dedent("""
+    import os, sys, time, faulthandler
+    faulthandler.enable()
+    import numpy as np
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    def pump(seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            QApplication.instance().processEvents()
+            time.sleep(0.01)
+
+    def wait_until(cond, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not cond():
+            pump(0.02)
+        assert cond(), "timed out"
+""")
+
+EXPLORER_RUN = PUMP + textwrap.dedent("""
+    viewer = napari.Viewer(show=True)
+    _, w = viewer.window.add_plugin_dock_widget("napari-lsdebm", "LSD-EBM explorer")
+    w.open_sample()
+    assert w.checkpoint_panel.load(sys.argv[1]) is not None, w.checkpoint_panel.error.text()
+    w.render_combo.setCurrentText(sys.argv[2])
+    w.run_panel.K.setValue(2)
+    w.run_panel.depth.setValue(1)
+    w.run()
+    wait_until(lambda: w.worker is None, 300)
+    pump(1)
+    trajectory = w.layer
+    assert trajectory is not None and trajectory.ndim == 5, w.status.text()
+    recon = next(lay for lay in viewer.layers if lay.name.endswith("reconstruction"))
+    recon.visible = True  # something stays on the canvas to be drawn after the removal
+    pump(0.5)
+    for lay in w.run_layers.layers():  # hidden as a new run hides the last one's results (its mesh too)
+        lay.visible = lay is recon
+    pump(1)
+    viewer.layers.remove(trajectory)  # 5 -> 3 dims; the next paint segfaulted
+    pump(2)
+    assert viewer.dims.ndim == 3
+    print("survived", flush=True)
+    os._exit(0)  # the explorer's decoder threads need not be joined here
+""")
+
+PLAIN_NAPARI = PUMP + textwrap.dedent("""
+    from napari_lsdebm._ui.gl_context import keep_canvas_current
+
+    viewer = napari.Viewer(show=True)
+    if sys.argv[1] == "guarded":  # "plain": napari alone (segfaults with Mesa)
+        assert keep_canvas_current(viewer)
+    labels = viewer.add_labels((np.random.default_rng(0).random((32,) * 3) > 0.5).astype(np.uint8), visible=False)
+    image = viewer.add_image(np.random.default_rng(1).random((3, 2, 32, 32, 32), dtype=np.float32),
+                             rendering="iso")
+    viewer.dims.ndisplay = 3
+    pump(1)
+    labels.visible = True
+    pump(0.5)
+    image.visible = False
+    pump(1)
+    viewer.layers.remove(image)
+    pump(2)
+    print("survived", flush=True)
+    os._exit(0)
+""")
+
+
+def run_child(script: str, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    ours = [str(ROOT / "src"), str(ROOT / "plugin")]  # this checkout, not another editable install
+    env["PYTHONPATH"] = os.pathsep.join(ours + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.setdefault("NAPARI_CATCH_ERRORS", "0")
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
+                          timeout=CHILD_TIMEOUT_S, cwd=ROOT)
+
+
+def ended_well(proc: subprocess.CompletedProcess) -> bool:
+    return proc.returncode == 0 and "survived" in proc.stdout
+
+
+@pytest.mark.parametrize("render", ["volume", "mesh"])
+def test_removing_the_hidden_trajectory_after_a_run_does_not_crash(tiny_ckpts, render):
+    proc = run_child(EXPLORER_RUN, str(tiny_ckpts["lsdebm"]), render)
+    assert ended_well(proc), f"exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+
+
+def test_the_guard_alone_keeps_napari_from_crashing_on_a_hidden_5d_layer():
+    """The same crash without the plugin's docks: napari alone, and napari with :func:`keep_canvas_current`."""
+    proc = run_child(PLAIN_NAPARI, "guarded")
+    assert ended_well(proc), f"exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+
+
+def test_the_explorer_guards_its_viewer(make_napari_viewer):
+    from napari_lsdebm._ui.gl_context import _guarded, keep_canvas_current, scene_canvas
+
+    viewer = make_napari_viewer()
+    viewer.window.add_plugin_dock_widget("napari-lsdebm", "LSD-EBM explorer")
+    canvas = scene_canvas(viewer)
+    assert canvas is not None and canvas in _guarded
+    connected = len(viewer.layers.events.removing.callbacks)
+    assert keep_canvas_current(viewer)  # once per viewer: a second dock adds no second hook
+    assert len(viewer.layers.events.removing.callbacks) == connected
+    layer = viewer.add_labels(np.zeros((4, 4, 4), np.uint8))
+    viewer.layers.remove(layer)  # the hook runs before napari's clean-up without a shown canvas too
+    assert layer not in viewer.layers
