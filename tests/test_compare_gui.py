@@ -228,6 +228,30 @@ def test_review_overlap_and_metrics_table(viewer, qtbot, tmp_path):
     assert csv.read_text().count("\n") == len(widget.rows) + 1
 
 
+def test_review_status_follows_renamed_layers(viewer, qtbot):
+    """The status line names the prediction and the reference as they are called now, not as they were called
+    when the table was computed (a rename does not recompute); a message said since is left alone."""
+    from napari_lsdebm.widgets.review import ReviewWidget
+
+    widget = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.pred_combo.set_layer(viewer.layers["LQ"])
+    widget.ref_combo.set_layer(viewer.layers["HQ"])
+    qtbot.waitUntil(lambda: bool(widget.rows) and widget.worker is None and not widget._timer.isActive(),
+                    timeout=TIMEOUT)  # computed, and no recompute pending
+    n = len(widget.rows)
+    assert widget.status.text() == f"LQ vs HQ: {n} regions"
+    viewer.layers["LQ"].name = "my input"
+    viewer.layers["HQ"].name = "my truth"
+    assert widget.status.text() == f"my input vs my truth: {n} regions"
+    assert widget.worker is None and not widget._timer.isActive()  # followed without a recompute
+    viewer.layers["parts"].name = "my parts"  # not named in the summary
+    assert widget.status.text() == f"my input vs my truth: {n} regions"
+    widget.copy()
+    viewer.layers["my input"].name = "input again"
+    assert widget.status.text() == "Table copied."
+
+
 def test_review_one_vertebra_against_a_spine_map(viewer, qtbot):
     """A VerSe spine as the reference of a one-vertebra result: refused without a label (a spine against one
     vertebra means nothing), scored against the chosen label with it, in the table and the overlap view."""

@@ -211,3 +211,38 @@ def test_time_left_is_timed_from_the_first_event_not_from_run(monkeypatch, qtbot
     clock[0] += 50.0
     panel.show_progress(Progress(5, 610, "encode", RunStep(t=0)))
     assert panel.status.text() == "encode t=0: 5/610 events"
+
+
+def test_plots_draw_a_new_trajectory_once(qtbot, tiny_ckpts):
+    """A new run clears the plots and draws its trajectory: one full matplotlib drawing (about 0.15-0.3 s on
+    the GUI thread here), not one for the cleared figure and another for the new one; and a full drawing for
+    another reason (a resize) makes the one waiting for the sliders to rest unnecessary."""
+    import numpy as np
+
+    from lsdebm.explore import drain, make_settings, record_run
+    from lsdebm.runtime.checkpoint import load_checkpoint
+    from napari_lsdebm._ui.plots import REDRAW_DELAY_MS, TrajectoryPlots
+
+    x = np.zeros((16, 16, 16), np.uint8)
+    x[5:11, 5:11, 5:11] = 1
+    traj = drain(record_run(load_checkpoint(tiny_ckpts["lsdebm"]), x, make_settings("lsdebm", K=2))).trajectory
+    plots = TrajectoryPlots()
+    qtbot.addWidget(plots)
+    plots.show()
+    drawn = []
+    plots.canvas.mpl_connect("draw_event", lambda event: drawn.append(event))
+    plots.set_trajectory(traj)
+    qtbot.waitUntil(lambda: len(drawn) == 1 and not plots._redraw.isActive(), timeout=10_000)
+    qtbot.wait(2 * REDRAW_DELAY_MS)
+    drawn.clear()
+    plots.set_trajectory(None)  # the previous run's layers are removed, then the new run's are added
+    plots.set_trajectory(traj)
+    qtbot.waitUntil(lambda: len(drawn) == 1 and not plots._redraw.isActive(), timeout=10_000)
+    qtbot.wait(2 * REDRAW_DELAY_MS)
+    assert len(drawn) == 1
+    plots.set_position(3, 1, force=True)  # a redraw waits for the sliders to rest...
+    assert plots._redraw.isActive()
+    plots.canvas.draw()  # ...and a drawing meanwhile shows the change
+    assert not plots._redraw.isActive()
+    qtbot.wait(2 * REDRAW_DELAY_MS)
+    assert len(drawn) == 2 and plots.cursor_positions()[0] == 3.0

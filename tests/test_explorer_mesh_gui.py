@@ -76,6 +76,53 @@ def test_recorded_run_draws_a_surface_that_follows_t_and_k(explorer, qtbot, fitt
     assert np.all(surface.data[0] >= inside.min(0) - 8.0) and np.all(surface.data[0] <= inside.max(0) + 8.0)
 
 
+def test_a_run_result_is_shown_without_decoding_or_meshing_on_the_gui_thread(explorer, qtbot, fitted_tiny_lsdebm,
+                                                                           monkeypatch):
+    """The final frame is decoded and meshed on the run's worker thread, so adding the result layers decodes
+    and meshes nothing on the GUI thread and the mesh is on screen when they are added; no frame that nobody
+    looks at (napari's first slider position, the last t at the old k) is decoded or meshed on any thread."""
+    import threading
+
+    from lsdebm.explore import volumes as volumes_module
+
+    viewer, w = explorer
+    done = []  # (what, key or None, on the GUI thread)
+    decode, mesh = volumes_module.TrajectoryVolumes._decode, volumes_module.frame_mesh
+
+    def on_gui() -> bool:
+        return threading.current_thread() is threading.main_thread()
+
+    def decoding(self, keys, store=True):
+        done.extend(("decode", key[2:4], on_gui()) for key in keys)
+        return decode(self, keys, store)
+
+    def meshing(*args, **kwargs):
+        done.append(("mesh", None, on_gui()))
+        return mesh(*args, **kwargs)
+
+    monkeypatch.setattr(volumes_module.TrajectoryVolumes, "_decode", decoding)
+    monkeypatch.setattr(volumes_module, "frame_mesh", meshing)
+    faces_when_shown = []
+    show_result = type(w).show_result
+
+    def showing(self, *args, **kwargs):
+        show_result(self, *args, **kwargs)
+        faces_when_shown.append(len(self.surfaces[id(self.layer)].surface.data[1]))
+
+    monkeypatch.setattr(type(w), "show_result", showing)
+    layer = run_sample(qtbot, w, fitted_tiny_lsdebm, K=3, depth=2)
+    assert layer.data.jobs.wait_idle(60)
+    assert faces_when_shown and faces_when_shown[0] > 1  # the final frame's mesh, not the empty placeholder
+    assert [what for what, _, gui in done if gui] == []
+    n_s, n_k = layer.data.shape[:2]
+    final = (n_s - 1, n_k - 1)
+    assert done[0][:2] == ("decode", final)  # first, on the worker thread
+    # besides it, only its neighbours (prefetched for the next slider step)
+    assert {key for what, key, _ in done if what == "decode"} <= {final, (n_s - 2, n_k - 1), (n_s - 1, n_k - 2)}
+    assert not layer.visible and viewer.layers[f"{layer.name} (mesh)"].visible
+    assert "lsdebm_opens_at" not in layer.metadata
+
+
 def test_reopened_trajectory_draws_a_surface_that_follows_t_and_k(explorer, qtbot, fitted_tiny_lsdebm, tmp_path,
                                                                   monkeypatch):
     viewer, w = explorer

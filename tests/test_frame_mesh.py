@@ -136,3 +136,22 @@ def test_blocking_mesh_and_shown_mesh_and_the_byte_budget():
     gate.set()
     assert vols.jobs.wait_idle(10)
     vols.close()
+
+
+def test_preload_decodes_and_meshes_one_frame_on_the_calling_thread(monkeypatch):
+    """A run's worker thread prepares the frame the result opens at: decoded (and meshed when asked) into the
+    cache on that thread, nothing prefetched, so the viewer's thread then finds it ready at once."""
+    calls = counting_meshes(monkeypatch)
+    dec = ShiftingBoxDecoder()
+    vols = TrajectoryVolumes(trajectory(), dec, (12, 12, 16))
+    vols.mesh_spacing = 2.0
+    vols.preload(5, 1)
+    assert dec.latents == 1 and vols.key(5, 1) in vols.cache and calls == []  # decoded, not meshed
+    vols.preload(5, 1, mesh=True)
+    assert dec.latents == 1 and calls == [threading.current_thread().name]  # not decoded again; meshed here
+    assert vols.jobs._thread is None  # nothing was queued for the background thread (no prefetch)
+    vols.nonblocking, vols.meshes, vols.prefetch = True, True, False
+    mesh = vols.request_mesh(5, 1)  # ready at once: no wait, no placeholder
+    np.testing.assert_array_equal(mesh.vertices, frame_mesh(vols.frame(5, 1), spacing=2.0).vertices)
+    assert dec.latents == 1 and len(calls) == 1
+    vols.close()

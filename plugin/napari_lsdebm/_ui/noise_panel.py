@@ -49,16 +49,24 @@ def generation_context(ckpt) -> dict:
     return {"ckpt": ckpt, "source": None, "crop": None, "affine": np.diag([spacing] * 3 + [1.0]), "placement": None}
 
 
-def start_generation(ckpt, settings, every: int, on_outcome, on_progress):
-    """Start generating from noise on a worker thread; returns the Job (raises LsdebmError if unsupported)."""
+def start_generation(ckpt, settings, every: int, on_outcome, on_progress, then=None):
+    """Start generating from noise on a worker thread; returns the Job (raises LsdebmError if unsupported).
+
+    ``then(output)``, when given, also runs on the worker thread and its value is the job's output
+    (:func:`napari_lsdebm._ui.results.preload_result`)."""
     if not can_generate(ckpt):
         raise LsdebmError(f"{KIND_NAMES[ckpt.kind]} has no diffusion chain: load an LSD-EBM checkpoint "
                           "to generate from noise")
     settings = full_depth(ckpt, settings)
     meta = run_metadata(ckpt, settings, None, every, input_name="noise z_T ~ N(0, I)")
-    return start_job(lambda job: record_generation_run(ckpt, settings, every, meta, job.cancel_event),
+    return start_job(lambda job: _then(record_generation_run(ckpt, settings, every, meta, job.cancel_event), then),
                      on_outcome, on_progress, throttle=0.1, keep=lambda p: p.done >= p.total, what="generation",
                      failed="generation failed")
+
+
+def _then(run, then):
+    output = yield from run
+    return output if then is None else then(output)
 
 
 def explorer_note(traj: Trajectory, s: int, k: int, clean: bool) -> str:

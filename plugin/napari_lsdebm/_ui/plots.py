@@ -6,7 +6,8 @@ plot asks for frame s, clicking an energy/gradient plot for iteration k (``on_pi
 
 Scrubbing must not wait for matplotlib: a full redraw (constrained layout, new Langevin curves)
 takes longer than drawing the 3D frame, so it waits until the sliders rest for
-``REDRAW_DELAY_MS``, while cursor moves alone are blitted onto the last full drawing at once.
+``REDRAW_DELAY_MS``, while cursor moves alone are blitted onto the last full drawing at once. A full
+drawing for another reason meanwhile (the widget resized) cancels the waiting one: it shows the change.
 """
 from __future__ import annotations
 
@@ -64,8 +65,8 @@ class TrajectoryPlots(QWidget):
         self.figure.clear()
         self._langevin_frame = self._background = None
         self.where.setText("")
-        if traj is None:
-            self.canvas.draw_idle()
+        if traj is None:  # drawn after the delay: a new run's trajectory usually follows at once, drawn once
+            self._redraw.start()
             return
         self.ax_var, self.ax_energy, self.ax_grad = self.figure.subplots(1, 3, width_ratios=(2, 1, 1))
         self._t_cursor = draw_variance(self.ax_var, traj)
@@ -105,6 +106,7 @@ class TrajectoryPlots(QWidget):
 
     def _on_draw(self, event=None) -> None:
         """After a full drawing: keep it as the blit background and draw the cursors over it."""
+        self._redraw.stop()  # this drawing shows the latest change: the one waiting for the sliders is not needed
         if self.traj is None:
             return
         self._background = self.canvas.copy_from_bbox(self.figure.bbox)

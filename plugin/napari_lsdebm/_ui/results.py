@@ -8,6 +8,8 @@ refinement's through-plane detail is kept.
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from lsdebm.explore import RunOutput, TrajectoryVolumes, make_decoder
@@ -17,7 +19,9 @@ from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES
 from napari_lsdebm._ui.pickers import camera_of, fit_view
 from napari_lsdebm._ui.placement import aim_camera, follow_display, frame_centre, placed_layer
 from napari_lsdebm._ui.roles import RESULT, role_metadata
-from napari_lsdebm._ui.trajectory_layer import slider_axes, trajectory_layer_data
+from napari_lsdebm._ui.trajectory_layer import OPENS_AT_KEY, slider_axes, trajectory_layer_data
+
+log = logging.getLogger(__name__)
 
 
 def pasted_layer(output: RunOutput, crop, src, model=None, computed=None) -> tuple[np.ndarray, dict]:
@@ -44,12 +48,37 @@ def pasted_layer(output: RunOutput, crop, src, model=None, computed=None) -> tup
                   "metadata": {**dict(src.metadata), "affine": affine}, "grid": "output grid"}
 
 
-def add_result_layers(viewer, output: RunOutput, ctx: dict, cache: DecodeCache, ndisplay: int = 3):
+def final_position(traj) -> tuple[int, int]:
+    """(frame, k index) a finished run opens at: the last reverse step, the last recorded iteration."""
+    return traj.n_frames - 1, max(traj.n_k - 1, 0)
+
+
+def preload_result(ctx: dict, cache: DecodeCache, mesh: bool):
+    """``output -> output`` for the end of a run's worker thread: it makes the result's lazily decoded trajectory
+    (``ctx["volumes"]``) and decodes its final frame into ``cache``, meshed too when ``mesh`` (the frame will be
+    drawn as a mesh), so that showing the result on the GUI thread neither decodes, meshes nor waits for it."""
+    def preload(output: RunOutput) -> RunOutput:
+        m = ctx["ckpt"].config.model
+        volumes = TrajectoryVolumes(output.trajectory, make_decoder(ctx["ckpt"].model), (m.grid,) * 3, cache=cache)
+        volumes.mesh_spacing = (float(m.spacing),) * 3  # as the mesh view sets it: the layer's spatial scale
+        try:
+            volumes.preload(*final_position(output.trajectory), mesh=mesh)
+        except Exception:  # noqa: BLE001 - only a head start: the viewer decodes the frame itself, as before
+            log.exception("napari-lsdebm: the final frame could not be decoded ahead of the viewer")
+        ctx["volumes"] = volumes
+        return output
+    return preload
+
+
+def add_result_layers(viewer, output: RunOutput, ctx: dict, cache: DecodeCache, ndisplay: int = 3,
+                      render: str = "volume"):
     """Add the result layers of ``output`` and show its final frame; returns the trajectory layer.
 
     ``ctx`` holds ``ckpt`` (the LoadedCheckpoint that ran), ``source`` (input layer), ``crop``
-    (CropInfo or None), ``affine`` (model-frame affine) and ``placement`` (model-frame mm to the viewer,
-    :mod:`napari_lsdebm._ui.placement`; None: at the origin).
+    (CropInfo or None), ``affine`` (model-frame affine), ``placement`` (model-frame mm to the viewer,
+    :mod:`napari_lsdebm._ui.placement`; None: at the origin) and, when :func:`preload_result` ran, ``volumes``.
+    With ``render="mesh"`` in 3D the trajectory layer is added hidden (its mesh draws it, :data:`OPENS_AT_KEY`),
+    so napari does not decode the frame at its own first slider position on this thread.
     """
     ckpt, traj = ctx["ckpt"], output.trajectory
     m = ckpt.config.model
@@ -67,16 +96,21 @@ def add_result_layers(viewer, output: RunOutput, ctx: dict, cache: DecodeCache, 
         data, kwargs = pasted_layer(output, ctx["crop"], ctx["source"], ckpt.model, ctx.get("pasted"))
         kwargs["metadata"] = {**kwargs["metadata"], **role_metadata(RESULT)}  # not the source's "input" role
         viewer.add_labels(data, name=f"{method} reconstruction ({kwargs.pop('grid')})", visible=False, **kwargs)
-    volumes = TrajectoryVolumes(traj, make_decoder(ckpt.model), (m.grid,) * 3, cache=cache)
+    volumes = ctx.get("volumes")
+    if volumes is None or volumes.traj is not traj:
+        volumes = TrajectoryVolumes(traj, make_decoder(ckpt.model), (m.grid,) * 3, cache=cache)
     data, kwargs, _ = trajectory_layer_data(volumes, m.spacing, f"{method} trajectory")
     placed5 = placed_layer(ctx.get("placement"), 5, centre)
     kwargs["metadata"] = {**kwargs["metadata"], **placed5.pop("metadata", {})}
     kwargs.update(placed5)
+    if ndisplay == 3 and render == "mesh":
+        kwargs["visible"], kwargs["metadata"][OPENS_AT_KEY] = False, final_position(traj)
     layer = viewer.add_image(data, **kwargs)
     viewer.dims.ndisplay = ndisplay
     axes = slider_axes(viewer, layer)
-    viewer.dims.set_current_step(axes[0], traj.n_frames - 1)
-    viewer.dims.set_current_step(axes[1], max(traj.n_k - 1, 0))
+    step = list(viewer.dims.current_step)  # both sliders in one move: no frame is asked for at (last t, old k)
+    step[axes[0]], step[axes[1]] = final_position(traj)
+    viewer.dims.current_step = tuple(step)
     fit_view(viewer, [layer])  # the structure, not the whole (hidden) spine it was cropped from
     if ndisplay == 3:
         aim_camera(camera_of(viewer), ctx.get("placement"))

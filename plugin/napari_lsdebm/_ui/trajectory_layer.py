@@ -18,6 +18,9 @@ META_KEY = "lsdebm_trajectory"
 WAIT_S = 0.15  # a slider move waits this long for its frame before showing the previous one
 PREFETCH_DELAY_S = 0.15  # neighbours are decoded after the frame under the slider has been drawn
 MESSAGE_KEY = "lsdebm_message"
+# metadata of a trajectory layer that a run added hidden for its mesh to draw it (napari then never slices it):
+# the (t, k) position it opens at; the explorer's TrajectorySurface shows the mesh of that frame and removes the key
+OPENS_AT_KEY = "lsdebm_opens_at"
 
 
 def trajectory_layer_data(volumes: TrajectoryVolumes, spacing: float, name: str) -> tuple:

@@ -15,7 +15,13 @@ from qtpy.QtCore import QObject
 from lsdebm.review.surface import Mesh, empty_mesh
 from napari_lsdebm._ui.placement import placed_layer, placement_of
 from napari_lsdebm._ui.surface_layer import RENDER_MODES, add_mesh_layer, keep_shaders, set_mesh, spatial
-from napari_lsdebm._ui.trajectory_layer import FrameRefresher, real_layer, slider_axes, trajectory_of
+from napari_lsdebm._ui.trajectory_layer import (
+    OPENS_AT_KEY,
+    FrameRefresher,
+    real_layer,
+    slider_axes,
+    trajectory_of,
+)
 
 SURFACE_OF_KEY = "lsdebm_surface_of"  # metadata of the Surface layer: the name of its trajectory layer
 
@@ -50,19 +56,22 @@ class TrajectorySurface(QObject):
         self.render = render
         self._apply()
 
-    def update(self, event=None) -> None:
-        """Show the mesh of the frame under the sliders (the last one stays while it is being made)."""
+    def update(self, event=None, at: tuple[int, int] | None = None) -> None:
+        """Show the mesh of the frame under the sliders, or at position ``at`` (t, k) (the last one stays while it
+        is being made)."""
         if not self.active or self.surface is None or not self.surface.visible \
                 or self.layer not in self.viewer.layers:
             return
-        axes = slider_axes(self.viewer, self.layer)
-        if axes is None:
-            return
-        step = self.viewer.dims.current_step
+        if at is None:
+            axes = slider_axes(self.viewer, self.layer)
+            if axes is None:
+                return
+            step = self.viewer.dims.current_step
+            at = int(step[axes[0]]), int(step[axes[1]])
         # the sliders span every layer: past this trajectory's end (a longer run kept beside it, the
         # teaching dock's layers) show its last frame, as the plots' cursors do, instead of failing
         n_s, n_k = self.volumes.shape[:2]
-        s, k = min(int(step[axes[0]]), n_s - 1), min(int(step[axes[1]]), max(n_k - 1, 0))
+        s, k = min(at[0], n_s - 1), min(at[1], max(n_k - 1, 0))
         mesh = self.volumes.shown_mesh(s, k)
         if mesh is not self.shown:
             self.shown = mesh
@@ -85,7 +94,8 @@ class TrajectorySurface(QObject):
     def _apply(self, event=None) -> None:
         """Draw the trajectory with the Surface or the Image layer (a hidden trajectory stays hidden)."""
         active = self.active
-        shown = self.layer.visible or (self.surface is not None and self.surface.visible)
+        opens_at = self.layer.metadata.pop(OPENS_AT_KEY, None)  # added hidden for the mesh, sliders about to move
+        shown = opens_at is not None or self.layer.visible or (self.surface is not None and self.surface.visible)
         self.volumes.meshes = active
         if active and self.surface is None:
             placement, centre = placement_of(self.layer)
@@ -100,10 +110,10 @@ class TrajectorySurface(QObject):
             self.surface.events.visible.connect(self.update)
             self.shown = None
         if shown:
-            if self.surface is not None:
+            if self.surface is not None and self.surface.visible != active:  # (each set refreshes and updates)
                 self.surface.visible = active
             self.layer.visible = not active
-        self.update()
+        self.update(at=None if opens_at is None else tuple(opens_at))
 
     def _on_ready(self, key) -> None:
         if self.active and key == self.volumes.wanted:

@@ -1,11 +1,10 @@
 """The LSD-EBM explorer dock: load a checkpoint, run it on a layer, scrub the recorded trajectory.
 
-A run (:func:`lsdebm.explore.record_run`, Algorithm 2 for LSD-EBM) happens on a worker thread
-with a progress bar, Cancel and a throttled live preview. The result is a Labels layer (the
-final reconstruction) and a lazily decoded (t, k, Z, Y, X) Image layer that napari's sliders
-scrub; :class:`TrajectoryPlots` beside the sliders follows them and moves them when clicked.
-Settings scroll above a footer (Run, Cancel, progress, status); the plots dock comes with the first
-trajectory and goes with the explorer; a new run replaces the last one's layers (:mod:`.run_layers`).
+A run (:func:`lsdebm.explore.record_run`, Algorithm 2 for LSD-EBM) happens on a worker thread with a progress
+bar, Cancel and a throttled live preview. The result is a Labels layer (the final reconstruction) and a lazily
+decoded (t, k, Z, Y, X) Image layer that napari's sliders scrub; :class:`TrajectoryPlots` beside the sliders
+follows them and moves them when clicked. Settings scroll above a footer (Run, Cancel, progress, status); the
+plots dock comes with the first trajectory and goes with the explorer; a new run replaces the last one's layers.
 """
 from __future__ import annotations
 
@@ -38,17 +37,16 @@ from napari_lsdebm._ui.gl_context import keep_canvas_current
 from napari_lsdebm._ui.jobs import Outcome, error_text, start_job
 from napari_lsdebm._ui.legends import OwnedNote
 from napari_lsdebm._ui.noise_panel import NoisePanel, explorer_note, generation_context, start_generation
-from napari_lsdebm._ui.pickers import LayerCombo
+from napari_lsdebm._ui.pickers import LayerCombo, affine_of
 from napari_lsdebm._ui.placement import model_placement
 from napari_lsdebm._ui.plots import TrajectoryPlots
 from napari_lsdebm._ui.preview import LivePreview
-from napari_lsdebm._ui.results import add_result_layers
+from napari_lsdebm._ui.results import add_result_layers, preload_result
 from napari_lsdebm._ui.run_layers import RunLayers
 from napari_lsdebm._ui.run_panel import RunPanel
 from napari_lsdebm._ui.surface_layer import RENDER_MODES
 from napari_lsdebm._ui.trajectory_layer import MESSAGE_KEY, FrameRefresher, real_layer, slider_axes, trajectory_of
 from napari_lsdebm._ui.trajectory_surface import TrajectorySurface
-from napari_lsdebm.io.nifti import layer_affine
 from napari_lsdebm.io.trajectory import write_trajectory
 
 
@@ -182,8 +180,7 @@ class ExplorerWidget(QWidget):
             c.model.to(device)
         m, label, what = ckpt.config.model, self.label_spin.value() or None, f"layer '{source.name}'"
         require_one_structure(source.data, label, what, "explore")  # refused at once, in the status line
-        data, affine = source.data, layer_affine({"metadata": dict(source.metadata), "scale": source.scale,
-                                                  "translate": source.translate})
+        data, affine = source.data, affine_of(source)
         run = dict(label=label, ckpt=ckpt, stage1=stage1, device=device, source=source,
                    settings=self.noise_panel.run_settings(ckpt, self.run_panel.settings()),
                    every=self.run_panel.every.value())
@@ -212,19 +209,19 @@ class ExplorerWidget(QWidget):
         self._run_context = {"ckpt": ckpt, "source": source, "crop": crop, "affine": model_affine, "note": given.note(),
                              "placement": model_placement(source, model_affine, m.spacing)}
         self.run_layers.begin()  # hides the previous results under the live preview; Cancel restores
-        self.preview.start(ckpt.model, m.grid, m.spacing, self._run_context["placement"],
-                           self.render_combo.currentText() if self.view3d_box.isChecked() else "volume")
+        self.preview.start(ckpt.model, m.grid, m.spacing, self._run_context["placement"], self._display()[1])
         source.visible = False
         what = source.name + (f", {given.named}" if given.named else "")  # the vertebra: "label 22 (L3, VerSe)"
         self._say(f"running {KIND_NAMES[ckpt.kind]} on {what} ({device}){given.note()}…")
         ctx = self._run_context
+        preload = preload_result(ctx, self.cache, self._display() == (3, "mesh"))
 
-        def work(job):  # in the worker thread: the run, then its result on the input's grid
+        def work(job):  # in the worker thread: the run, its result on the input's grid, its final frame decoded
             output = yield from record_run(ckpt, x, settings, stage1, every, meta, job.cancel_event,
                                            observe(ckpt, data, affine, crop, label, settings))
             if crop is not None:
                 ctx["pasted"] = given.result(output, ckpt.model)
-            return output
+            return preload(output)
 
         self.worker = start_job(work, self._on_outcome, self._on_progress, throttle=0.1,
                                 keep=lambda p: p.done >= p.total, what="run", failed="run failed")
@@ -236,12 +233,13 @@ class ExplorerWidget(QWidget):
                 raise LsdebmError("a run is already in progress")
             ckpt = self.checkpoint_panel.for_run(self.run_panel)[0]
             ckpt.model.to(resolve_device(self.run_panel.device.currentText()))
+            ctx = self._generation_context = generation_context(ckpt)
             self.worker = start_generation(ckpt, self.run_panel.settings(), self.run_panel.every.value(),
-                                           self._on_generated, self.run_panel.show_progress)
+                                           self._on_generated, self.run_panel.show_progress,
+                                           preload_result(ctx, self.cache, self._display() == (3, "mesh")))
         except LsdebmError as exc:
             self._say(str(exc), error=True)
             return
-        self._generation_context = generation_context(ckpt)
         self.run_panel.set_running(True)
         self._say(f"generating with {KIND_NAMES[ckpt.kind]} from noise z_T ~ N(0, I)…")
 
@@ -284,7 +282,7 @@ class ExplorerWidget(QWidget):
         leftover, self._leftover = getattr(self, "_leftover", None), None
         self.run_layers.replace(self.keep_box.isChecked(), [leftover] if leftover is not None else [])
         before = list(self.viewer.layers)
-        add_result_layers(self.viewer, output, ctx, self.cache, 3 if self.view3d_box.isChecked() else 2)
+        add_result_layers(self.viewer, output, ctx, self.cache, *self._display())
         self.run_layers.record(before)
         traj = output.trajectory
         self._say(f"{KIND_NAMES[ctx['ckpt'].kind]}: {traj.n_frames} frames × {traj.n_k} recorded iterations in "
@@ -329,6 +327,9 @@ class ExplorerWidget(QWidget):
         pos = self.position()  # written while the trajectory is drawn; never over another dock's note
         traj = trajectory_of(self.layer) if pos is not None and is_shown(self.viewer, self.layer) else None
         self.note.show("" if traj is None else explorer_note(traj, *pos, self.clean_box.isChecked()))
+
+    def _display(self) -> tuple[int, str]:  # (ndisplay, how 3D frames are drawn): (3, mesh | volume) or (2, volume)
+        return (3, self.render_combo.currentText()) if self.view3d_box.isChecked() else (2, "volume")
 
     def _on_ndisplay(self, event=None) -> None:
         """Keep "3D view" ticked exactly while the canvas is in 3D."""

@@ -90,6 +90,7 @@ class ReviewWidget(QWidget):
         self.rows = []
         self.worker = None
         self._pending = False
+        self._summary: tuple | None = None  # (prediction, reference, regions, text) of the status line's summary
         not_helper = lambda lay: OVERLAP_KEY not in lay.metadata  # noqa: E731
         self.pred_combo = LayerCombo(napari_viewer, (Labels, Image), accept=not_helper)
         self.ref_combo = LayerCombo(napari_viewer, (Labels, Image), accept=not_helper)
@@ -260,8 +261,25 @@ class ReviewWidget(QWidget):
             for j, value in enumerate(row):
                 self.table.setItem(i, j, QTableWidgetItem(value))
         self.table.resizeColumnsToContents()
-        self.status.setText(f"{self.pred_combo.currentText()} vs {self.ref_combo.currentText()}: "
-                            f"{len(rows)} regions")
+        self._say_summary(self.pred_combo.layer(), self.ref_combo.layer(), len(rows))
+
+    def _say_summary(self, pred, ref, n: int) -> None:
+        """The summary "<prediction> vs <reference>: n regions" in the status line, following renames of either."""
+        for layer in self._summary[:2] if self._summary is not None else ():
+            layer.events.name.disconnect(self._on_renamed)
+        if pred is None or ref is None:  # removed meanwhile: the names the pickers show
+            self._summary = None
+            self.status.setText(f"{self.pred_combo.currentText()} vs {self.ref_combo.currentText()}: {n} regions")
+            return
+        for layer in (pred, ref):
+            layer.events.name.connect(self._on_renamed)
+        self._summary = (pred, ref, n, f"{pred.name} vs {ref.name}: {n} regions")
+        self.status.setText(self._summary[3])
+
+    def _on_renamed(self, event=None) -> None:
+        """Name a renamed prediction or reference anew, while the status line still shows their summary."""
+        if self._summary is not None and self.status.text() == self._summary[3]:
+            self._say_summary(*self._summary[:3])
 
     def copy(self) -> None:
         """Copy the table as tab-separated text."""

@@ -216,6 +216,16 @@ class TrajectoryVolumes:
                if 0 <= s + ds < self.shape[0] and 0 <= k + dk < self.shape[1]]
         return [n for n in dict.fromkeys(out) if n != own]
 
+    def preload(self, s: int, k: int, mesh: bool = False) -> None:
+        """Decode (s, k) into the cache on this thread, and extract its iso-surface too when ``mesh``; nothing
+        is prefetched. A run's worker thread does it for the frame the result opens at, so the viewer's thread
+        then finds it ready instead of decoding it or waiting for it."""
+        key = self.key(s, k)
+        if key not in self.cache:
+            self._decode([key])
+        if mesh:
+            self._mesh_of(key)
+
     def close(self) -> None:
         self.jobs.close()
 
