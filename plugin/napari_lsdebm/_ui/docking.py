@@ -2,15 +2,21 @@
 
 When the person closes a dock, napari takes the inner widget out of it (``setParent(None)``) and
 deletes the dock. :class:`CloseWatcher` turns that into one ``on_close()`` call, so a widget can
-close the docks it added (the explorer's plots) and stop following the viewer's sliders.
+close the docks it added (the explorer's plots) and stop following the viewer's sliders. The widget itself
+lives on while referenced; it is deleted at interpreter exit before PyQt's clean-up (:mod:`.closed_docks`).
 """
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Callable
 
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import QGroupBox, QMainWindow, QScrollArea, QVBoxLayout, QWidget
+
+from napari_lsdebm._ui.closed_docks import retire
+
+EXIT_WAIT_S = 1.0  # at interpreter exit, the most a closed explorer waits for its run, then for its preview
 
 
 class CloseWatcher(QObject):
@@ -42,6 +48,7 @@ class CloseWatcher(QObject):
             elif self.docked:
                 self.docked = False
                 self._unwatch_window()
+                retire(obj)  # out of its dock, owned by Python: deleted at exit before PyQt's clean-up
                 self.on_close()
         elif kind == QEvent.Type.Show:
             self._watch_window()
@@ -129,6 +136,7 @@ def close_explorer(explorer) -> None:
     if explorer.worker is not None:
         explorer.worker.cancel()
     explorer.preview.stop()
+    explorer.preview.close()  # its thread ends after a decode still running; joined (briefly) at exit
     disconnect([(viewer.layers.events.inserted, explorer._on_inserted),
                 (viewer.layers.selection.events.active, explorer._on_active),
                 (viewer.dims.events.current_step, explorer._on_dims),
@@ -140,6 +148,23 @@ def close_explorer(explorer) -> None:
     explorer.surfaces, explorer.refreshers = {}, {}
     remove_dock(viewer, explorer.plots_dock)
     explorer.plots_dock = explorer.layer = None
+    retire(explorer, stop_explorer)  # the explorer and its plots, both out of their docks now
+    retire(explorer.plots)
+
+
+def stop_explorer(explorer) -> None:
+    """At interpreter exit: wait up to :data:`EXIT_WAIT_S` for a cancelled run to end, then for the preview thread.
+
+    PyQt's exit clean-up deletes the run's Job and the LivePreview while other threads run; neither thread
+    must still be emitting their signals then.
+    """
+    job = explorer.worker
+    if job is not None:
+        job.cancel()
+        end = time.monotonic() + EXIT_WAIT_S
+        while getattr(job.worker, "is_running", False) and time.monotonic() < end:
+            time.sleep(0.01)
+    explorer.preview.close(EXIT_WAIT_S)
 
 
 def scroll_with_footer(widget, groups, footer) -> None:

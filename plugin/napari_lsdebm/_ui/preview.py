@@ -70,6 +70,12 @@ class LivePreview(QObject):
             self.viewer.layers.remove(layer)
         return None if remove else layer
 
+    def close(self, timeout: float = 0.0) -> bool:
+        """Decode no more (its dock was closed): the thread ends after a decode still running, waited for up to
+        ``timeout`` seconds (0: not at all, as on the GUI thread); True once it has ended."""
+        self._decode = None
+        return self.jobs.close(timeout)
+
     def _run(self, z) -> None:
         decode = self._decode
         if decode is None:

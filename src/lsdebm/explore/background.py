@@ -58,12 +58,18 @@ class JobQueue:
         with self._cond:
             return self._cond.wait_for(lambda: not self._jobs and not self._busy, timeout)
 
-    def close(self) -> None:
-        """Drop waiting jobs and stop the thread after the running one."""
+    def close(self, timeout: float = 0.0) -> bool:
+        """Drop waiting jobs and stop the thread after the running one; wait up to ``timeout`` seconds for it.
+
+        Returns True when the thread has ended (or never started)."""
         with self._cond:
             self._closed = True
             self._jobs.clear()
             self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and timeout > 0 and thread is not threading.current_thread():
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
 
     def _loop(self) -> None:
         while True:
