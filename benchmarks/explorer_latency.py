@@ -47,16 +47,16 @@ def main() -> None:
 
     ckpt, path = load(args.preset, args.device)
     m = ckpt.config.model
-    case = demo_case(m.grid, m.spacing)
-    output = drain(record_run(ckpt, case.lq, make_settings("lsdebm", K=10)))
+    case = demo_case(m, "phantom")  # the phantom sample on the model grid, as the plugin opens it
+    output = drain(record_run(ckpt, case.x, make_settings("lsdebm", K=10)))
     result = {"preset": ckpt.config.preset, "grid": m.grid, "device": args.device,
               "threads": torch.get_num_threads(), "load_average": os.getloadavg(), "checkpoint": str(path),
               "bare_decode_s_median": bare_decode(make_decoder(ckpt.model), output.trajectory)}
 
     viewer = napari.Viewer()
     _, explorer = viewer.window.add_plugin_dock_widget("napari-lsdebm", "LSD-EBM explorer")
-    lq = viewer.add_labels(case.lq, scale=(m.spacing,) * 3, name="LQ")
-    explorer.show_result(output, {"ckpt": ckpt, "source": lq, "crop": None, "affine": case.affine})
+    lq = viewer.add_labels(case.x, scale=(m.spacing,) * 3, name="LQ")
+    explorer.show_result(output, {"ckpt": ckpt, "source": lq, "crop": None, "affine": case.model_affine})
     timer = Timer(viewer, explorer)
     result["recorded"] = timer.measure_all(explorer.layer, args.trials, args.volume_trials)
     with tempfile.TemporaryDirectory() as tmp:
