@@ -6,20 +6,16 @@ deletion, SIP moved the full table, and the walk read freed memory (:mod:`napari
 segfault kills the test process, so the session runs in a child Python (with ``PYTHONMALLOC=debug``, freed memory
 is overwritten and a walk that reads it crashes for sure) and the tests look at how it ended.
 """
-import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import pytest
+from child_python import PUMP, run_child, told
 
 pytest.importorskip("napari")
 pytestmark = pytest.mark.gui
 
-ROOT = Path(__file__).resolve().parents[1]
 CHILD_TIMEOUT_S = 300  # napari start-up and two short runs on the shared 2-core machine
 
 # The check is registered after PyQt's exit clean-up (imported with QtCore) and before the plugin's (imported with
@@ -44,19 +40,7 @@ CLOSE_MID_RUN = textwrap.dedent("""
 
     atexit.register(dangling_at_exit)
 
-    import napari
-
-    def pump(seconds):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            QApplication.instance().processEvents()
-            time.sleep(0.01)
-
-    def wait_until(cond, seconds):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end and not cond():
-            pump(0.02)
-        assert cond(), "timed out"
+""") + PUMP + textwrap.dedent("""
 
     viewer = napari.Viewer(show=True)
     for i in range(int(sys.argv[2])):
@@ -79,22 +63,12 @@ CLOSE_MID_RUN = textwrap.dedent("""
 """)
 
 
-def run_child(script: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    ours = [str(ROOT / "src"), str(ROOT / "plugin")]  # this checkout, not another editable install
-    env["PYTHONPATH"] = os.pathsep.join(ours + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env.setdefault("NAPARI_CATCH_ERRORS", "0")
-    env["PYTHONMALLOC"] = "debug"  # freed memory is overwritten: reading it after SIP moved its table crashes
-    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
-                          timeout=CHILD_TIMEOUT_S, cwd=ROOT)
-
-
 def test_exit_with_the_viewer_open_after_closing_the_explorer_mid_run(tiny_ckpts):
-    proc = run_child(CLOSE_MID_RUN, str(tiny_ckpts["lsdebm"]), "2")
-    told = f"exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-    assert "closed 2 explorers mid-run" in proc.stdout, told
-    assert "dangling: [] threads: []" in proc.stdout, told  # deleted and stopped before PyQt's clean-up
-    assert proc.returncode == 0, told
+    # PYTHONMALLOC=debug overwrites freed memory: reading it after SIP moved its table crashes for sure
+    proc = run_child(["-c", CLOSE_MID_RUN, str(tiny_ckpts["lsdebm"]), "2"], CHILD_TIMEOUT_S, PYTHONMALLOC="debug")
+    assert "closed 2 explorers mid-run" in proc.stdout, told(proc)
+    assert "dangling: [] threads: []" in proc.stdout, told(proc)  # deleted and stopped before PyQt's clean-up
+    assert proc.returncode == 0, told(proc)
 
 
 def test_a_closed_preview_ends_its_thread(make_napari_viewer):

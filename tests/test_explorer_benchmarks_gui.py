@@ -4,26 +4,17 @@ They are standalone scripts that drive a shown napari viewer; nothing else impor
 at start for several sessions after an API it used changed (``demo_case``). Each runs here in a child Python with
 the fewest trials, and its JSON is checked for the measurements the docs quote."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from child_python import ROOT, run_child, told
 
 pytest.importorskip("napari")
 pytestmark = pytest.mark.gui
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def run_script(name: str, *args: str) -> dict:
-    env = dict(os.environ)
-    ours = [str(ROOT / "src"), str(ROOT / "plugin")]  # this checkout, not another editable install
-    env["PYTHONPATH"] = os.pathsep.join(ours + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), *args], capture_output=True, text=True,
-                          env=env, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, f"{name} exit {proc.returncode}\n{proc.stderr[-4000:]}"
+    proc = run_child([str(ROOT / "benchmarks" / name), *args], 600)
+    assert proc.returncode == 0, told(proc)
     return json.loads(proc.stdout)
 
 

@@ -5,40 +5,16 @@ napari deletes a removed layer's OpenGL objects outside a paint, in whatever con
 (:mod:`napari_lsdebm._ui.gl_context`). A segfault kills the test process, so the canvas-drawing parts run in a
 child Python and the tests look at how it ended.
 """
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
+from child_python import PUMP, run_child, told
 
 pytest.importorskip("napari")
 pytestmark = pytest.mark.gui
 
-ROOT = Path(__file__).resolve().parents[1]
 CHILD_TIMEOUT_S = 400  # a tiny run plus napari start-up on the shared 2-core machine
-
-PUMP = textwrap.dedent("""
-    import os, sys, time, faulthandler
-    faulthandler.enable()
-    import numpy as np
-    import napari
-    from qtpy.QtWidgets import QApplication
-
-    def pump(seconds):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            QApplication.instance().processEvents()
-            time.sleep(0.01)
-
-    def wait_until(cond, seconds):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end and not cond():
-            pump(0.02)
-        assert cond(), "timed out"
-""")
 
 EXPLORER_RUN = PUMP + textwrap.dedent("""
     viewer = napari.Viewer(show=True)
@@ -88,29 +64,24 @@ PLAIN_NAPARI = PUMP + textwrap.dedent("""
 """)
 
 
-def run_child(script: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    ours = [str(ROOT / "src"), str(ROOT / "plugin")]  # this checkout, not another editable install
-    env["PYTHONPATH"] = os.pathsep.join(ours + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env.setdefault("NAPARI_CATCH_ERRORS", "0")
-    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
-                          timeout=CHILD_TIMEOUT_S, cwd=ROOT)
+def run_script(script: str, *args: str):
+    return run_child(["-c", script, *args], CHILD_TIMEOUT_S)
 
 
-def ended_well(proc: subprocess.CompletedProcess) -> bool:
+def ended_well(proc) -> bool:
     return proc.returncode == 0 and "survived" in proc.stdout
 
 
 @pytest.mark.parametrize("render", ["volume", "mesh"])
 def test_removing_the_hidden_trajectory_after_a_run_does_not_crash(tiny_ckpts, render):
-    proc = run_child(EXPLORER_RUN, str(tiny_ckpts["lsdebm"]), render)
-    assert ended_well(proc), f"exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    proc = run_script(EXPLORER_RUN, str(tiny_ckpts["lsdebm"]), render)
+    assert ended_well(proc), told(proc)
 
 
 def test_the_guard_alone_keeps_napari_from_crashing_on_a_hidden_5d_layer():
     """The same crash without the plugin's docks: napari alone, and napari with :func:`keep_canvas_current`."""
-    proc = run_child(PLAIN_NAPARI, "guarded")
-    assert ended_well(proc), f"exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    proc = run_script(PLAIN_NAPARI, "guarded")
+    assert ended_well(proc), told(proc)
 
 
 def test_the_explorer_guards_its_viewer(make_napari_viewer):
