@@ -64,6 +64,25 @@ PLAIN_NAPARI = PUMP + textwrap.dedent("""
 """)
 
 
+REVIEW_OVERLAP = PUMP + textwrap.dedent("""
+    viewer = napari.Viewer(show=True)
+    viewer.open_sample("napari-lsdebm", "phantom_pair")
+    _, review = viewer.window.add_plugin_dock_widget("napari-lsdebm", "Review metrics and overlap")
+    wait_until(lambda: review.worker is None and "regions" in review.status.text(), 120)
+    pump(0.5)
+    review.show_overlap()  # hides the prediction
+    pump(1)
+    pred, ref = review.pred_combo.layer(), review.ref_combo.layer()
+    assert not pred.visible
+    viewer.layers.remove(ref)
+    pump(1.5)
+    viewer.layers.remove(pred)  # the next paint segfaulted without the hook
+    pump(2)
+    print("survived", flush=True)
+    os._exit(0)
+""")
+
+
 def run_script(script: str, *args: str):
     return run_child(["-c", script, *args], CHILD_TIMEOUT_S)
 
@@ -75,6 +94,12 @@ def ended_well(proc) -> bool:
 @pytest.mark.parametrize("render", ["volume", "mesh"])
 def test_removing_the_hidden_trajectory_after_a_run_does_not_crash(tiny_ckpts, render):
     proc = run_script(EXPLORER_RUN, str(tiny_ckpts["lsdebm"]), render)
+    assert ended_well(proc), told(proc)
+
+
+def test_removing_a_hidden_prediction_after_reviews_overlap_view_does_not_crash():
+    """3D Labels in a 2D view, no dims lost: every dock guards its viewer, not only the explorer's."""
+    proc = run_script(REVIEW_OVERLAP)
     assert ended_well(proc), told(proc)
 
 

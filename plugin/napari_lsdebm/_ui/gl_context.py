@@ -5,14 +5,15 @@ garbage-collects the layer's vispy node and calls ``context.finish()``, which ru
 (glDeleteProgram, glDeleteTextures, glDeleteBuffers) in whatever OpenGL context is current. The canvas, a
 ``QOpenGLWidget``, paints in a context of its own; after each repaint Qt leaves the window's compositing context
 current (another ``QOpenGLContext``, on the window surface), so the deletions happen there. With Mesa (llvmpipe,
-softpipe) a shader program deleted from that other context makes the canvas's next ``glDrawElements`` segfault
-when the removed layer was hidden (drawn before, not since) and its removal lowers the number of the viewer's dims
-(the other layers' transforms change): the explorer's case, where a new run hides the previous (t, k, z, y, x)
-trajectory and removing it (by hand, or with its mesh) takes the viewer from 5 to 3 dims. Plain napari crashes the
-same way with a hidden 5-dim image in 3D or a hidden 4-dim one in 2D.
+softpipe) a shader program deleted from that other context can make the canvas's next draw segfault when the
+removed layer was hidden (drawn before, not since): the explorer's case, where a new run hides the previous
+(t, k, z, y, x) trajectory and removing it takes the viewer from 5 to 3 dims; and plain 3D Labels in a 2D view
+(Review's overlap view hides the prediction; then the reference and the hidden prediction are removed). Plain
+napari crashes the same way (a hidden 5-dim image in 3D; four Labels layers in 2D: hide B, remove A, remove B).
 
 :func:`keep_canvas_current` makes the canvas's context current whenever a layer is about to be removed, as vispy
-does before it draws, so the objects are deleted in the context that made them.
+does before it draws, so the objects are deleted in the context that made them. Every dock of the plugin installs
+it in its viewer (a viewer the plugin never docked into is napari's alone).
 """
 from __future__ import annotations
 

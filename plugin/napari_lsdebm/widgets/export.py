@@ -36,6 +36,7 @@ from napari_lsdebm._ui.capture import (
     shown_layers,
     time_axes,  # noqa: F401 - re-exported (scripts, tests)
 )
+from napari_lsdebm._ui.gl_context import keep_canvas_current
 from napari_lsdebm._ui.jobs import Outcome, error_text
 from napari_lsdebm._ui.layer_records import layer_provenance, surface_mesh
 from napari_lsdebm._ui.pickers import LayerCombo, affine_of, grid_of, is_mask_layer, mask_of
@@ -59,6 +60,7 @@ class ExportWidget(QWidget):
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
+        keep_canvas_current(napari_viewer)  # removed layers' GL objects die in the canvas's context
         self.mask_combo = LayerCombo(napari_viewer, (Labels, Image), accept=is_mask_layer)
         self.mesh_combo = LayerCombo(napari_viewer, (Surface,))
         self.formats = {f: QCheckBox(f.upper(), checked=f in ("stl", "vtp")) for f in MESH_FORMATS}

@@ -13,6 +13,7 @@ from qtpy.QtWidgets import QDoubleSpinBox, QFormLayout, QLabel, QPushButton, QSp
 from lsdebm.errors import InputError
 from lsdebm.review.roi import reviewed_pair
 from lsdebm.review.surface import distance_surface, mask_mesh, symmetric_limit
+from napari_lsdebm._ui.gl_context import keep_canvas_current
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import ColourBar, show_canvas_note, show_layer_colorbar
 from napari_lsdebm._ui.pickers import LayerCombo, fit_view, geometry_kwargs, on_grid_of, put_layer, spacing_of
@@ -42,6 +43,7 @@ class SurfaceWidget(QWidget):
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
+        keep_canvas_current(napari_viewer)  # removed layers' GL objects die in the canvas's context
         self.worker = None
         self.mask_combo = LayerCombo(napari_viewer, (Labels, Image))
         self.ref_combo = LayerCombo(napari_viewer, (Labels, Image), optional=True)

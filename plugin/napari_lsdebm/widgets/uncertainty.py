@@ -24,6 +24,7 @@ from lsdebm.provenance import checkpoint_record, make_provenance
 from lsdebm.review.compare import LABELS, METHODS, compared_structure, structure_box
 from lsdebm.review.uncertainty import input_grid_uncertainty
 from lsdebm.runtime.loading import load_models
+from napari_lsdebm._ui.gl_context import keep_canvas_current
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import ColourBar, show_layer_colorbar
 from napari_lsdebm._ui.pickers import LayerCombo, PathRow, affine_of, boxed_geometry, geometry_kwargs, put_layer
@@ -58,6 +59,7 @@ class UncertaintyWidget(QWidget):
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
+        keep_canvas_current(napari_viewer)  # removed layers' GL objects die in the canvas's context
         self.worker = None
         self.input_combo = LayerCombo(napari_viewer, (Labels, Image))
         self.autopick = AutoPick(napari_viewer, self.input_combo, pick_input)
