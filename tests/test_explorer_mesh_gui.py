@@ -154,6 +154,35 @@ def test_volume_option_and_2d_show_the_image_layer(explorer, qtbot, fitted_tiny_
     assert surface.visible and not layer.visible
 
 
+def test_deleting_the_trajectory_and_its_mesh_together(explorer, qtbot, fitted_tiny_lsdebm):
+    """Both selected and deleted (the layer list's trash button): the explorer removed the mesh with its trajectory
+    while napari's loop over the selection still had it to remove (ValueError: not in list; the rest stayed)."""
+    viewer, w = explorer
+    layer = run_sample(qtbot, w, fitted_tiny_lsdebm, K=2, depth=2)
+    surface = viewer.layers[f"{layer.name} (mesh)"]
+    others = [lay for lay in viewer.layers if lay is not layer and lay is not surface]
+    viewer.layers.selection.clear()
+    viewer.layers.selection.update({layer, surface})
+    viewer.layers.remove_selected()
+    qtbot.wait(50)
+    assert layer not in viewer.layers and surface not in viewer.layers
+    assert [lay for lay in viewer.layers] == others and w.layer is None
+
+
+def test_a_mesh_deleted_by_hand_hands_the_trajectory_to_its_image_layer(explorer, qtbot, fitted_tiny_lsdebm):
+    """The mesh deleted by hand left mesh rendering drawing nothing, for good (it kept the deleted layer)."""
+    viewer, w = explorer
+    layer = run_sample(qtbot, w, fitted_tiny_lsdebm, K=2, depth=2)
+    viewer.layers.remove(viewer.layers[f"{layer.name} (mesh)"])
+    assert layer.visible  # the Image layer draws the trajectory now
+    w.render_combo.setCurrentText("volume")
+    w.render_combo.setCurrentText("mesh")  # asked for again: a new Surface layer
+    surface = viewer.layers[f"{layer.name} (mesh)"]
+    assert surface.visible and not layer.visible
+    show_frame(qtbot, viewer, layer, 0, 1)
+    qtbot.waitUntil(lambda: len(surface.data[1]) > 1, timeout=RUN_TIMEOUT_MS)  # a mesh, not the placeholder
+
+
 def test_live_preview_is_a_surface(explorer, qtbot, tiny_ckpts):
     from napari.layers import Surface
 

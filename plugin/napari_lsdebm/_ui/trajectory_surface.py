@@ -10,7 +10,7 @@ again. In 2D, or with ``render="volume"``, the Image layer is shown as before.
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtCore import QObject
+from qtpy.QtCore import QObject, QTimer
 
 from lsdebm.review.surface import Mesh, empty_mesh
 from napari_lsdebm._ui.placement import placed_layer, placement_of
@@ -42,6 +42,7 @@ class TrajectorySurface(QObject):
         refresher.ready.connect(self._on_ready)
         self.viewer.dims.events.current_step.connect(self.update)
         self.viewer.dims.events.ndisplay.connect(self._apply)
+        self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self._apply()
 
     @property
@@ -83,13 +84,27 @@ class TrajectorySurface(QObject):
         the Surface layer did)."""
         self.viewer.dims.events.current_step.disconnect(self.update)
         self.viewer.dims.events.ndisplay.disconnect(self._apply)
+        self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
         self.refresher.ready.disconnect(self._on_ready)
         self.volumes.meshes = False
-        if self.surface is not None and self.surface in self.viewer.layers:
-            if self.surface.visible and self.layer in self.viewer.layers:
-                self.layer.visible = True
-            self.viewer.layers.remove(self.surface)
-        self.surface = None
+        surface, layers, self.surface = self.surface, self.viewer.layers, None
+        if surface is None or surface not in layers:
+            return
+        if surface.visible and self.layer in layers:
+            self.layer.visible = True
+        if real_layer(surface) in layers.selection:  # deleted with the trajectory: napari's own loop removes it
+            QTimer.singleShot(0, lambda: surface in layers and layers.remove(surface))  # if it did not after all
+        else:
+            layers.remove(surface)
+
+    def _on_layer_removed(self, event) -> None:
+        """The Surface layer deleted by hand: forget it, and let the Image layer draw the trajectory if the mesh
+        did; the next switch to mesh rendering (or back to 3D) makes a new Surface layer."""
+        if self.surface is None or real_layer(event.value) is not real_layer(self.surface):
+            return
+        if self.surface.visible and self.layer in self.viewer.layers:
+            self.layer.visible = True
+        self.surface, self.shown = None, None
 
     def _apply(self, event=None) -> None:
         """Draw the trajectory with the Surface or the Image layer (a hidden trajectory stays hidden)."""
