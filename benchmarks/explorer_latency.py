@@ -38,17 +38,24 @@ def main() -> None:
     parser.add_argument("--volume-trials", type=int, default=3, help="the same for volume rendering (seconds each)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    if args.trials < 1 or args.volume_trials < 0:
+        parser.error(f"--trials {args.trials} / --volume-trials {args.volume_trials}: expected at least 1 / 0")
 
     import napari
     import torch
 
-    from lsdebm.explore import drain, make_decoder, make_settings, record_run
+    from lsdebm.errors import LsdebmError
+    from lsdebm.explore import drain, make_decoder, make_settings, record_run, run_metadata
     from lsdebm.explore.demo import demo_case
 
-    ckpt, path = load(args.preset, args.device)
+    try:
+        ckpt, path = load(args.checkpoint, args.preset, args.device)
+    except LsdebmError as exc:  # a missing or unreadable --checkpoint: one line, before any window opens
+        parser.error(str(exc))
     m = ckpt.config.model
     case = demo_case(m, "phantom")  # the phantom sample on the model grid, as the plugin opens it
-    output = drain(record_run(ckpt, case.x, make_settings("lsdebm", K=10)))
+    settings = make_settings("lsdebm", K=10)  # recorded with the metadata the explorer writes: reopened, it finds
+    output = drain(record_run(ckpt, case.x, settings, metadata=run_metadata(ckpt, settings)))  # its checkpoint
     result = {"preset": ckpt.config.preset, "grid": m.grid, "device": args.device,
               "threads": torch.get_num_threads(), "load_average": os.getloadavg(), "checkpoint": str(path),
               "bare_decode_s_median": bare_decode(make_decoder(ckpt.model), output.trajectory)}
@@ -68,15 +75,16 @@ def main() -> None:
     viewer.close()
 
 
-def load(preset: str, device: str):
-    """(LoadedCheckpoint, path): the bundled lsdebm-default, else an untrained ``preset`` model."""
+def load(checkpoint: str | None, preset: str, device: str):
+    """(LoadedCheckpoint, path): ``checkpoint``, else the bundled lsdebm-default, else an untrained ``preset``
+    model."""
     import torch
 
     from lsdebm.config import get_preset
     from lsdebm.nn import build_model
     from lsdebm.runtime.checkpoint import bundled_checkpoints, load_checkpoint, save_checkpoint
 
-    path = bundled_checkpoints().get("lsdebm-default")
+    path = checkpoint or bundled_checkpoints().get("lsdebm-default")
     if path is None:
         torch.manual_seed(0)
         path = save_checkpoint(build_model("lsdebm", get_preset(preset)), "/tmp/lsdebm-bench.safetensors",

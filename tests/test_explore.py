@@ -299,3 +299,14 @@ def test_headless_pyvista_render_opens_egl_without_an_x_warning(tmp_path, monkey
     monkeypatch.setenv("DISPLAY", ":0")
     monkeypatch.delenv(render.WINDOW_VARIABLE)
     assert render.headless_window() is None  # a display: VTK's own choice
+
+
+def test_a_trajectory_without_a_recorded_checkpoint_finds_none():
+    """Without a sha256, path or name any bundled checkpoint was taken, and a decoder of another model (an 8-dim
+    latent read by a 100-dim one) failed when the reopened file was drawn."""
+    from lsdebm.explore import find_checkpoint
+    from lsdebm.runtime.checkpoint import bundled_checkpoints
+
+    assert bundled_checkpoints()  # there would be candidates
+    assert find_checkpoint({}) is None
+    assert find_checkpoint({"checkpoint_name": "lsdebm-default"}) == bundled_checkpoints()["lsdebm-default"]

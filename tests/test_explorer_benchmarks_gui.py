@@ -26,6 +26,18 @@ def test_the_slider_latency_benchmark_measures_both_render_modes(tiny_ckpts):
                     "volume_t_step_s_median", "mesh_rotate_s_median"):
             assert 0 < result[source][key] < 60, (source, key, result[source][key])
     assert result["bare_decode_s_median"] > 0
+    assert result["checkpoint"] == str(tiny_ckpts["lsdebm"])  # the one asked for, not the bundled model
+    assert result["grid"] == 16
+
+
+@pytest.mark.parametrize("script,args,message", [
+    ("explorer_latency.py", ["--checkpoint", "/nowhere/run.safetensors"], "/nowhere/run.safetensors"),
+    ("explorer_latency.py", ["--trials", "0"], "--trials 0"),
+    ("explorer_repeat.py", ["--runs", "0"], "--runs 0: expected at least 1"),
+])
+def test_the_benchmarks_refuse_bad_options_in_one_line(script, args, message):
+    proc = run_child([str(ROOT / "benchmarks" / script), *args], 300)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, told(proc)
 
 
 def test_the_repeated_runs_benchmark_reports_each_run():

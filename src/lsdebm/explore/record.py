@@ -121,13 +121,15 @@ def run_metadata(ckpt: LoadedCheckpoint, settings: RunSettings, stage1: LoadedCh
 
 def find_checkpoint(meta: dict[str, Any], near: str | Path | None = None) -> Path | None:
     """The checkpoint a trajectory was recorded with: its path, bundled name, a file next to it,
-    or any bundled checkpoint with the same sha256; None if none is found."""
+    or any bundled checkpoint with the same sha256; None if none is found (without a recorded sha256 only the
+    named path or bundled name: another bundled model's decoder does not fit the latents)."""
     sha = meta.get("checkpoint_sha256")
     bundled = bundled_checkpoints()
     candidates = [meta.get("checkpoint_path"), bundled.get(meta.get("checkpoint_name") or "")]
     if near is not None and meta.get("checkpoint_path"):
         candidates.append(Path(near).parent / Path(meta["checkpoint_path"]).name)
-    candidates += list(bundled.values())
+    if sha is not None:
+        candidates += list(bundled.values())
     seen = set()
     for cand in candidates:
         if not cand or not Path(cand).is_file() or Path(cand).resolve() in seen:
