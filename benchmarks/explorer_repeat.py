@@ -87,8 +87,7 @@ def command_line_seconds(w, repeats: int = 5) -> float:
     for _ in range(repeats):
         start = time.perf_counter()
         with torch.no_grad():
-            given = xt if stage1 is None else (run(stage1.model, xt).probs >= 0.5).float()
-            run(ckpt.model, given, w.run_panel.settings())
+            run(ckpt.model, xt, w.run_panel.settings(), stage1=None if stage1 is None else stage1.model)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

@@ -144,8 +144,8 @@ def close_explorer(explorer) -> None:
     for surface in explorer.surfaces.values():
         surface.detach()
     for refresher in explorer.refreshers.values():
-        refresher.release()
-    explorer.surfaces, explorer.refreshers = {}, {}
+        refresher.release()  # kept: removing its layer later still closes the decoder (the removed callback)
+    explorer.surfaces = {}
     remove_dock(viewer, explorer.plots_dock)
     explorer.plots_dock = explorer.layer = None
     retire(explorer, stop_explorer)  # the explorer and its plots, both out of their docks now

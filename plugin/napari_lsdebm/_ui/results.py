@@ -53,14 +53,21 @@ def final_position(traj) -> tuple[int, int]:
     return traj.n_frames - 1, max(traj.n_k - 1, 0)
 
 
+def result_volumes(ckpt, traj, cache: DecodeCache) -> TrajectoryVolumes:
+    """The lazily decoded frames of a run's trajectory, meshed at the model spacing (the trajectory layer's scale,
+    which the mesh view reads too)."""
+    m = ckpt.config.model
+    volumes = TrajectoryVolumes(traj, make_decoder(ckpt.model), (m.grid,) * 3, cache=cache)
+    volumes.mesh_spacing = (float(m.spacing),) * 3
+    return volumes
+
+
 def preload_result(ctx: dict, cache: DecodeCache, mesh: bool):
     """``output -> output`` for the end of a run's worker thread: it makes the result's lazily decoded trajectory
     (``ctx["volumes"]``) and decodes its final frame into ``cache``, meshed too when ``mesh`` (the frame will be
     drawn as a mesh), so that showing the result on the GUI thread neither decodes, meshes nor waits for it."""
     def preload(output: RunOutput) -> RunOutput:
-        m = ctx["ckpt"].config.model
-        volumes = TrajectoryVolumes(output.trajectory, make_decoder(ctx["ckpt"].model), (m.grid,) * 3, cache=cache)
-        volumes.mesh_spacing = (float(m.spacing),) * 3  # as the mesh view sets it: the layer's spatial scale
+        volumes = result_volumes(ctx["ckpt"], output.trajectory, cache)
         try:
             volumes.preload(*final_position(output.trajectory), mesh=mesh)
         except Exception:  # noqa: BLE001 - only a head start: the viewer decodes the frame itself, as before
@@ -98,7 +105,7 @@ def add_result_layers(viewer, output: RunOutput, ctx: dict, cache: DecodeCache, 
         viewer.add_labels(data, name=f"{method} reconstruction ({kwargs.pop('grid')})", visible=False, **kwargs)
     volumes = ctx.get("volumes")
     if volumes is None or volumes.traj is not traj:
-        volumes = TrajectoryVolumes(traj, make_decoder(ckpt.model), (m.grid,) * 3, cache=cache)
+        volumes = result_volumes(ckpt, traj, cache)
     data, kwargs, _ = trajectory_layer_data(volumes, m.spacing, f"{method} trajectory")
     placed5 = placed_layer(ctx.get("placement"), 5, centre)
     kwargs["metadata"] = {**kwargs["metadata"], **placed5.pop("metadata", {})}

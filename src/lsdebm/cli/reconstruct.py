@@ -314,7 +314,7 @@ def _refine_input(args, models, settings, path: Path, volume, selection, acq, gr
     from lsdebm.data.labelmaps import describe
     from lsdebm.data.nifti import read_volume
     from lsdebm.tasks.reconstruct import looks_at_slabs, reconstruct_volume
-    from lsdebm.tasks.regrid import parallel
+    from lsdebm.tasks.regrid import PARALLEL_GRID
 
     volume = read_volume(path) if volume is None else volume
     for line in describe(selection):
@@ -326,8 +326,6 @@ def _refine_input(args, models, settings, path: Path, volume, selection, acq, gr
         acq = or_tilted(acq, volume.data, volume.affine)
         if isinstance(acq, TiltedSlabs):
             print(f"{path}: {acq.describe()}", file=sys.stderr)
-    elif grid is not None and looks_at_slabs(models, settings) and not parallel(volume.affine, grid[1]):
-        print(f"{path}: output grid turned against the slabs: refined on the input's grid, resampled", file=sys.stderr)
     traj_path = _trajectory_path(args.trajectory, n_inputs, path)
     with _about(path), warnings.catch_warnings():  # the skipped structures were just listed
         warnings.filterwarnings("ignore", message="skipping label")
@@ -335,6 +333,8 @@ def _refine_input(args, models, settings, path: Path, volume, selection, acq, gr
                                     with_probabilities=args.save_probs, batch_size=args.batch_size,
                                     record_every=args.record_every if traj_path else None,
                                     input_name=str(path), out_grid=grid, acquisition=acq)
+    if (result.provenance.get("acquisition") or {}).get("refined_on") == PARALLEL_GRID:  # the job's own decision
+        print(f"{path}: output grid turned against the slabs: refined on the input's grid, resampled", file=sys.stderr)
     return volume, result, traj_path
 
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from lsdebm.data.acquisition import Acquisition, observed_acquisition
-from lsdebm.data.boxes import bounding_box, box_affine, grown_box, resample, resample_box
+from lsdebm.data.boxes import bounding_box, box_affine, grown_box, resample
 from lsdebm.data.grids import given_grid, isotropic_grid
 from lsdebm.data.labelmaps import select_structures
 from lsdebm.data.slab_projection import measured_output
 from lsdebm.data.tilted_slabs import TiltedSlabs, or_tilted
-from lsdebm.tasks.regrid import brought_back
+from lsdebm.tasks.regrid import brought_back, thresholded_on
 
 
 def _extent(shape, affine, directions) -> tuple[np.ndarray, np.ndarray]:
@@ -94,8 +94,7 @@ class SlabView:
         """uint8 mask of ``values`` (probabilities or a mask on the grid ``affine``) on ``out_grid`` (None: the
         input's grid): linear interpolation, then 0.5, so that a surface moves by no more than resampling does."""
         out_shape, out_affine = given_grid(self.shape, self.source_affine, out_grid)
-        region = resample_box(np.asarray(values, np.float32), out_shape, out_affine, np.asarray(affine, float), 1)
-        return (region >= 0.5).astype(np.uint8)
+        return thresholded_on(values, affine, out_shape, out_affine).astype(np.uint8)
 
     def output(self, probs, info, ccfg, interpolator=None, label: int | None = None) -> np.ndarray:
         """Model-grid ``probs`` (crop ``info``) through the measurement-aware output step on the slab grid's
