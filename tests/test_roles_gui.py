@@ -98,6 +98,41 @@ def test_self_comparison_is_refused(tagged, qtbot):
     assert review.show_overlap() is None and "itself" in review.status.text()
 
 
+def test_deleting_the_reference_does_not_make_the_prediction_its_own_reference(tagged, qtbot):
+    from napari_lsdebm.widgets.compare import CompareWidget
+    from napari_lsdebm.widgets.review import ReviewWidget
+
+    def choose(combo, layer):  # as a user does: the picker's choice is theirs from then on
+        combo.set_layer(layer)
+        combo.activated.emit(combo.currentIndex())
+
+    viewer, layers = tagged
+    review, compare = ReviewWidget(viewer), CompareWidget(viewer)
+    choose(review.pred_combo, layers["truth"])
+    choose(review.ref_combo, layers["input"])
+    choose(compare.input_combo, layers["input"])
+    choose(compare.reference_combo, layers["old"])
+    viewer.layers.remove(layers["input"])
+    assert review.pred_combo.layer() is layers["truth"]
+    assert review.ref_combo.layer() is not None and review.ref_combo.layer() is not layers["truth"]
+    assert compare.input_combo.layer() is not None and compare.input_combo.layer() is not layers["old"]
+    qtbot.waitUntil(lambda: review.worker is None and bool(review.rows), timeout=TIMEOUT)
+    assert "itself" not in review.status.text()
+
+
+def test_the_self_comparison_refusal_follows_a_rename(tagged, qtbot):
+    from napari_lsdebm.widgets.review import ReviewWidget
+
+    viewer, layers = tagged
+    review = ReviewWidget(viewer)
+    review.pred_combo.set_layer(layers["truth"])
+    review.ref_combo.set_layer(layers["truth"])
+    review.update_metrics()
+    assert "'mask A' is chosen twice" in review.status.text()
+    layers["truth"].name = "vertebra"
+    assert "'vertebra' is chosen twice" in review.status.text() and "mask A" not in review.status.text()
+
+
 def test_view_file_traj_opens_in_3d_at_the_final_frame(qapp, mock_app_model, tiny_ckpts, tmp_path):
     """(mock_app_model: a fresh napari app for the viewer open_viewer makes, whatever tests ran before.)"""
     from lsdebm.data.nifti import write_volume

@@ -16,16 +16,20 @@ class LayerCombo(QComboBox):
     """A combo box of the viewer's layers of the given types, kept in sync with the layer list.
 
     The choice is a layer object, not a name: renaming the chosen layer (or any other) keeps it chosen.
-    Emits ``layer_changed(layer_or_None)`` when the chosen layer changes.
+    When the chosen layer leaves the viewer, the picker falls back to the first layer that is not
+    ``avoid()`` (set it to a sibling picker's ``layer``, so that deleting a reference does not make
+    the prediction its own reference). Emits ``layer_changed(layer_or_None)`` when the choice changes.
     """
 
     layer_changed = Signal(object)
+    renamed = Signal(object)  # the chosen layer, renamed
 
     def __init__(self, viewer, types: tuple, optional: bool = False, accept=None, parent=None) -> None:
         super().__init__(parent)
         self.viewer, self.types, self.optional = viewer, types, optional
         self.accept = accept or (lambda layer: True)
         self._last = None
+        self.avoid = lambda: None  # a layer not to fall back to (a sibling picker's choice)
         self._items: list = []  # the layer of each item (None: the "(none)" item)
         # long layer names (a sample's carries its licence) are cut short, not widening the dock over the canvas
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -53,12 +57,22 @@ class LayerCombo(QComboBox):
         for lay in self._candidates():
             self.addItem(lay.name)
             self._items.append(lay)
-            lay.events.name.disconnect(self.refresh)
-            lay.events.name.connect(self.refresh)
+            lay.events.name.disconnect(self._on_name)
+            lay.events.name.connect(self._on_name)
         idx = self._index_of(current)
-        self.setCurrentIndex(idx if idx >= 0 else 0)
+        self.setCurrentIndex(idx if idx >= 0 else self._fallback())
         self.blockSignals(False)
         self._emit()
+
+    def _on_name(self, event) -> None:
+        self.refresh()
+        if event.source is self.layer():
+            self.renamed.emit(event.source)
+
+    def _fallback(self) -> int:
+        """The "(none)" item of an optional picker, else the first layer other than ``avoid()`` (else the first)."""
+        avoided = self.avoid()
+        return next((i for i, lay in enumerate(self._items) if lay is None or lay is not avoided), 0)
 
     def _index_of(self, layer) -> int:
         return next((i for i, lay in enumerate(self._items) if lay is layer and lay is not None), -1)

@@ -187,6 +187,7 @@ class CompareWidget(QWidget):
         self.comparison: Comparison | None = None
         self.input_combo = LayerCombo(napari_viewer, (Labels, Image))
         self.reference_combo = LayerCombo(napari_viewer, (Labels,), optional=True)
+        self.input_combo.avoid = self.reference_combo.layer  # a deleted input is not replaced by the reference
         for combo in (self.input_combo, self.reference_combo):  # long layer names must not widen the dock
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(20)

@@ -93,6 +93,7 @@ class ReviewWidget(QWidget):
         self.worker = None
         self._pending = False
         self._summary: tuple | None = None  # (prediction, reference, regions, text) of the status line's summary
+        self._refusal: str | None = None  # the status line's self-comparison refusal, renamed with its layer
         not_helper = lambda lay: OVERLAP_KEY not in lay.metadata  # noqa: E731
         self.pred_combo = LayerCombo(napari_viewer, (Labels, Image), accept=not_helper)
         self.ref_combo = LayerCombo(napari_viewer, (Labels, Image), accept=not_helper)
@@ -136,6 +137,7 @@ class ReviewWidget(QWidget):
             combo.layer_changed.connect(self._schedule)
         self.label_spin.valueChanged.connect(self._schedule)
         self.roi_combo.layer_changed.connect(self._watch_roi)
+        self.pred_combo.renamed.connect(self._on_chosen_renamed)
         self.overlap_button.clicked.connect(self.show_overlap)
         self.roi_button.clicked.connect(self.new_roi)
         self.copy_button.clicked.connect(self.copy)
@@ -147,8 +149,10 @@ class ReviewWidget(QWidget):
     def _guess_defaults(self) -> None:
         """Pick a part map by name; prediction = newest result (else the input), reference = the truth.
 
-        Both follow the layer roles (:mod:`napari_lsdebm._ui.roles`) until the user picks a layer.
+        Both follow the layer roles (:mod:`napari_lsdebm._ui.roles`) until the user picks a layer;
+        neither falls back to the other's layer when its own is deleted.
         """
+        self.pred_combo.avoid, self.ref_combo.avoid = self.ref_combo.layer, self.pred_combo.layer
         parts = [lay for lay in self.viewer.layers if is_part_map(lay)]
         if parts:
             self.parts_combo.set_layer(parts[0])
@@ -198,7 +202,7 @@ class ReviewWidget(QWidget):
             self.status.setText("Choose a prediction and a reference layer.")
             return None
         if self_comparison(pred, ref):
-            self.status.setText(self_comparison(pred, ref))
+            self._refuse(pred, ref)
             return None
         try:
             layer, ov = overlap_layer(self.viewer, pred, ref, self.label_spin.value() or None)
@@ -217,7 +221,7 @@ class ReviewWidget(QWidget):
         if self_comparison(pred, ref):
             self.rows = []
             self.table.setRowCount(0)
-            self.status.setText(self_comparison(pred, ref))
+            self._refuse(pred, ref)
             return
         if self.worker is not None:
             self._pending = True
@@ -277,6 +281,15 @@ class ReviewWidget(QWidget):
             layer.events.name.connect(self._on_renamed)
         self._summary = (pred, ref, n, f"{pred.name} vs {ref.name}: {n} regions")
         self.status.setText(self._summary[3])
+
+    def _refuse(self, pred, ref) -> None:
+        self._refusal = self_comparison(pred, ref)
+        self.status.setText(self._refusal)
+
+    def _on_chosen_renamed(self, layer) -> None:
+        """A refusal to compare a layer with itself names that layer anew when it is renamed."""
+        if self._refusal is not None and self.status.text() == self._refusal:
+            self._refuse(layer, self.ref_combo.layer())
 
     def _on_renamed(self, event=None) -> None:
         """Name a renamed prediction or reference anew, while the status line still shows their summary."""
