@@ -83,11 +83,16 @@ def has_split(source, split: str) -> bool:
     return any(r.get("split") == split for r in read_manifest(source)[1])
 
 
+def _resolved(source: str | Path | None) -> Path:
+    """The manifest ``source`` names (None: the bundled one; a folder holding one: its file), else the folder."""
+    path = bundled_manifest() if source is None else Path(source)
+    return path / "manifest.csv" if path.is_dir() and (path / "manifest.csv").is_file() else path
+
+
 def subjects_known(source: str | Path | None = None) -> bool:
     """Whether the masks of ``source`` (None = bundled) name their subjects: a manifest with a ``subject`` column
     does; a plain folder of masks (each file then taken as a subject of its own) or a manifest without one does not."""
-    path = bundled_manifest() if source is None else Path(source)
-    path = path / "manifest.csv" if path.is_dir() else path
+    path = _resolved(source)
     if not path.is_file():
         return False
     with open(path, newline="") as fh:
@@ -101,9 +106,7 @@ def read_manifest(source: str | Path | None = None) -> tuple[Path, list[dict]]:
     file is one training vertebra of its own subject, the level read from a ``L3_...`` prefix).
     None is the bundled set.
     """
-    path = bundled_manifest() if source is None else Path(source)
-    if path.is_dir() and (path / "manifest.csv").is_file():
-        path = path / "manifest.csv"
+    path = _resolved(source)
     if path.is_dir():
         rows = _rows_from_folder(path)
         if not rows:
