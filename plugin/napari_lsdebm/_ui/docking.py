@@ -7,7 +7,6 @@ lives on while referenced; it is deleted at interpreter exit before PyQt's clean
 """
 from __future__ import annotations
 
-import time
 import weakref
 from collections.abc import Callable
 
@@ -158,12 +157,8 @@ def stop_explorer(explorer) -> None:
     PyQt's exit clean-up deletes the run's Job and the LivePreview while other threads run; neither thread
     must still be emitting their signals then.
     """
-    job = explorer.worker
-    if job is not None:
-        job.cancel()
-        end = time.monotonic() + EXIT_WAIT_S
-        while getattr(job.worker, "is_running", False) and time.monotonic() < end:
-            time.sleep(0.01)
+    if explorer.worker is not None:
+        explorer.worker.stop(EXIT_WAIT_S)
     explorer.preview.close(EXIT_WAIT_S)
 
 

@@ -24,25 +24,35 @@ that ``keep`` accepts always pass, so a final 100 % is never dropped). Every job
 A callback that finds its dock's widgets deleted (the viewer closed while the job ran) ends quietly.
 A user error (:class:`lsdebm.errors.LsdebmError`) gives its own message; anything else is a
 bug: its traceback goes to the log and the message is ``"Type: text"``.
+
+At interpreter exit, jobs still running are cancelled and waited for (at most :data:`EXIT_WAIT_S`
+in all) before PyQt's exit clean-up deletes their worker's signals: a worker that ended after that
+printed ``RuntimeError: wrapped C/C++ object of type WorkerBaseSignals has been deleted`` (a script
+that leaves Python with a run going and the viewer open).
 """
 from __future__ import annotations
 
+import atexit
 import inspect
 import logging
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from napari.qt.threading import create_worker
-from qtpy.QtCore import QObject, Signal, Slot
+from qtpy.QtCore import QObject, QThreadPool, Signal, Slot
 
 from lsdebm.errors import LsdebmError
 from lsdebm.explore import RunCancelled
 
 log = logging.getLogger(__name__)
+
+EXIT_WAIT_S = 1.0  # at interpreter exit, the most all running jobs together are waited for
+_started: weakref.WeakSet = weakref.WeakSet()  # jobs started; a running one is kept alive by its worker
 
 
 @dataclass
@@ -90,6 +100,18 @@ class Job(QObject):
     def cancelled(self) -> bool:
         """True once :meth:`cancel` was called."""
         return self.cancel_event.is_set()
+
+    def running(self) -> bool:
+        """True while the worker thread runs the work."""
+        return bool(getattr(self.worker, "is_running", False))
+
+    def stop(self, wait_s: float) -> bool:
+        """Cancel, then wait up to ``wait_s`` seconds for the worker to end; True if it did."""
+        self.cancel()
+        end = time.monotonic() + wait_s
+        while self.running() and time.monotonic() < end:
+            time.sleep(0.01)
+        return not self.running()
 
     def report(self, item) -> None:
         """Send ``item`` to ``on_progress`` on the GUI thread unless throttled; call from any thread."""
@@ -179,4 +201,21 @@ def start_job(work: Callable[[Job], Any], on_done: Callable[[Outcome], None],
     job = Job(on_done, on_progress, throttle, keep)
     job.worker = create_worker(run_job, job, work, what, failed, _start_thread=False)
     job.worker.start()
+    _started.add(job)
     return job
+
+
+def stop_running_jobs(wait_s: float = EXIT_WAIT_S) -> int:
+    """Cancel every running job and wait up to ``wait_s`` seconds for the thread pool; returns how many ran.
+
+    The pool, not :meth:`Job.running`: a worker emits ``finished`` after it stops counting as running.
+    """
+    running = [job for job in list(_started) if job.running()]
+    for job in running:
+        job.cancel()
+    if running:
+        QThreadPool.globalInstance().waitForDone(int(wait_s * 1000))
+    return len(running)
+
+
+atexit.register(stop_running_jobs)  # registered after PyQt's exit clean-up (QtCore is imported above): runs first
