@@ -6,6 +6,7 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QWidget
 
 from lsdebm.data.boxes import resample
+from lsdebm.data.nifti import affine_spacing
 from napari_lsdebm.io.nifti import layer_affine
 
 NONE = "(none)"
@@ -75,6 +76,7 @@ class LayerCombo(QComboBox):
         return next((i for i, lay in enumerate(self._items) if lay is None or lay is not avoided), 0)
 
     def _index_of(self, layer) -> int:
+        layer = getattr(layer, "__wrapped__", layer)  # napari's plugin proxy of a layer is not the layer itself
         return next((i for i, lay in enumerate(self._items) if lay is layer and lay is not None), -1)
 
     def layer(self):
@@ -120,8 +122,19 @@ class PathRow(QWidget):
 
 
 def affine_of(layer) -> np.ndarray:
-    """The source affine of a layer (metadata), else one built from its scale and translate."""
+    """The source affine of a layer (metadata), else where napari draws it: scale, translate, rotate, shear and
+    napari's own ``affine`` (a layer shown with ``affine=nifti_affine`` has scale 1 and its spacing there)."""
+    if layer.metadata.get("affine") is None and hasattr(layer, "data_to_world"):
+        return display_matrix(layer)
     return layer_affine({"metadata": dict(layer.metadata), "scale": layer.scale, "translate": layer.translate})
+
+
+def drawn_as(layer) -> dict:
+    """Layer kwargs that draw a layer on ``layer``'s grid where it is drawn: napari's own ``affine`` of a layer
+    that napari places by itself (no source affine in its metadata; the others are placed by scale/translate)."""
+    if layer.metadata.get("affine") is not None or getattr(layer, "affine", None) is None:
+        return {}
+    return {"affine": np.asarray(layer.affine.affine_matrix, float)}
 
 
 def display_matrix(layer) -> np.ndarray:
@@ -153,7 +166,8 @@ def is_mask_layer(layer) -> bool:
 
 
 def spacing_of(layer) -> tuple:
-    return tuple(float(s) for s in np.asarray(layer.scale)[-3:])
+    """Voxel size in mm along the array axes (the layer's world affine, not only its ``scale``)."""
+    return tuple(float(s) for s in affine_spacing(affine_of(layer)))
 
 
 def geometry_kwargs(layer, provenance: dict | None = None, **metadata) -> dict:
@@ -161,7 +175,7 @@ def geometry_kwargs(layer, provenance: dict | None = None, **metadata) -> dict:
     meta = {"affine": affine_of(layer), "source": layer.metadata.get("source"), REVIEW_KEY: True, **metadata}
     if provenance:
         meta["provenance"] = provenance
-    return {"scale": tuple(layer.scale), "translate": tuple(layer.translate), "metadata": meta}
+    return {"scale": tuple(layer.scale), "translate": tuple(layer.translate), "metadata": meta, **drawn_as(layer)}
 
 
 def put_layer(viewer, kind: str, data, name: str, **kwargs):
@@ -170,7 +184,7 @@ def put_layer(viewer, kind: str, data, name: str, **kwargs):
             and type(viewer.layers[name]).__name__.lower() == kind:
         layer = viewer.layers[name]
         layer.data = data
-        for key in ("scale", "translate", "metadata", "colormap", "contrast_limits", "features"):
+        for key in ("scale", "translate", "affine", "metadata", "colormap", "contrast_limits", "features"):
             if key in kwargs:
                 setattr(layer, key, kwargs[key])
         return layer

@@ -16,7 +16,7 @@ from lsdebm.explore import RunOutput, TrajectoryVolumes, make_decoder
 from lsdebm.explore.decode_cache import DecodeCache
 from lsdebm.explore.result import result_layer_data
 from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES
-from napari_lsdebm._ui.pickers import camera_of, fit_view
+from napari_lsdebm._ui.pickers import camera_of, drawn_as, fit_view
 from napari_lsdebm._ui.placement import aim_camera, follow_display, frame_centre, placed_layer
 from napari_lsdebm._ui.roles import RESULT, role_metadata
 from napari_lsdebm._ui.trajectory_layer import OPENS_AT_KEY, slider_axes, trajectory_layer_data
@@ -38,14 +38,14 @@ def pasted_layer(output: RunOutput, crop, src, model=None, computed=None) -> tup
         result_layer_data(output, crop, getattr(src, "data", None), model)
     if grid is None:
         return mask, {"scale": src.scale, "translate": src.translate, "metadata": dict(src.metadata),
-                      "grid": "input grid"}
+                      "grid": "input grid", **drawn_as(src)}
     shape, affine = grid
     # same orientation: old index = diag(ratio) @ new index + offset, so the layer is scaled and shifted
     old_from_new = np.linalg.inv(crop.source_affine) @ affine
     src_scale, src_translate = np.asarray(src.scale, float)[-3:], np.asarray(src.translate, float)[-3:]
     return mask, {"scale": tuple(np.diag(old_from_new)[:3] * src_scale),
                   "translate": tuple(old_from_new[:3, 3] * src_scale + src_translate),
-                  "metadata": {**dict(src.metadata), "affine": affine}, "grid": "output grid"}
+                  "metadata": {**dict(src.metadata), "affine": affine}, "grid": "output grid", **drawn_as(src)}
 
 
 def final_position(traj) -> tuple[int, int]:

@@ -38,19 +38,30 @@ def read_nifti(path):
 
 
 def layer_affine(meta: dict) -> np.ndarray:
-    """The source affine from layer metadata, else a diagonal affine from ``scale``."""
+    """The source affine from layer metadata, else where napari draws the layer's last three axes.
+
+    napari's own transform is ``affine`` (physical to world) after ``translate + rotate @ shear @ scale``: a
+    layer shown with ``affine=`` (as scripts show a NIfTI) is written where it is drawn, not at unit spacing."""
     affine = meta.get("metadata", {}).get("affine")
     if affine is not None:
         return np.asarray(affine, dtype=float)
     scale = meta.get("scale")
-    ndim = 3
-    scale = np.ones(ndim) if scale is None else np.asarray(scale, float)[-ndim:]
-    affine = np.eye(4)
-    affine[:3, :3] = np.diag(scale)
-    translate = meta.get("translate")
-    if translate is not None:
-        affine[:3, 3] = np.asarray(translate, float)[-ndim:]
-    return affine
+    ndim = 3 if scale is None else len(scale)
+    inner = np.diag(np.ones(ndim) if scale is None else np.asarray(scale, float)).astype(float)
+    inner = np.pad(inner, ((0, 1), (0, 1)))
+    inner[ndim, ndim] = 1.0
+    if meta.get("translate") is not None:
+        inner[:ndim, ndim] = np.asarray(meta["translate"], float)
+    if meta.get("rotate") is not None or meta.get("shear") is not None:
+        from napari.utils.transforms import Affine
+
+        inner = Affine(scale=scale, translate=meta.get("translate"), rotate=meta.get("rotate"),
+                       shear=meta.get("shear"), ndim=ndim).affine_matrix
+    outer = meta.get("affine")
+    full = inner if outer is None else np.asarray(getattr(outer, "affine_matrix", outer), float) @ inner
+    out = np.eye(4)
+    out[:3, :3], out[:3, 3] = full[ndim - 3:ndim, ndim - 3:ndim], full[ndim - 3:ndim, ndim]
+    return out
 
 
 def write_labels(path: str, data, meta: dict) -> list[str]:

@@ -6,6 +6,7 @@ the widget shows the same colour bar (matplotlib) with the sign convention spell
 """
 from __future__ import annotations
 
+import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.colormaps import Colormap
 from qtpy.QtWidgets import QDoubleSpinBox, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
@@ -124,7 +125,8 @@ class SurfaceWidget(QWidget):
                                                                               "smooth": self.smooth.value(),
                                                                               "pass_band": self.pass_band.value(),
                                                                               "decimate": self.decimate.value()}})
-        geo["scale"] = (1.0,) * 3  # vertices are already in mm along the array axes
+        # vertices are in mm along the array axes: back to the layer's own units (1 unless napari's affine scales)
+        geo["scale"] = tuple(np.asarray(layer.scale, float)[-3:] / np.asarray(spacing_of(layer)))
         geo["translate"] = tuple(layer.translate)[-3:]
         name = f"surface: {layer.name}"
         hidden = hide_under_surface(layer)  # the surface is drawn instead of the mask
