@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lsdebm.cli.reconstruct_files import all_or_none, check_targets, plan_outputs, probs_path
+from lsdebm.cli.reconstruct_files import mesh_path as _mesh_path
+from lsdebm.cli.reconstruct_files import trajectory_path as _trajectory_path
 from lsdebm.data.grids import check_out_spacing, describe_grid, like_grid, output_grid, share_on_grid
 from lsdebm.errors import InputError, InputWarning
-from lsdebm.review.meshfile import check_mesh_path, require_marching_cubes, world_surface, write_stl
-
-NIFTI = (".nii.gz", ".nii")
+from lsdebm.review.meshfile import require_marching_cubes, world_surface, write_stl
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -82,55 +83,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in NIFTI:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
-def plan_outputs(inputs: list[Path], out: Path, as_dir: bool = False) -> list[Path]:
-    """Output file per input: OUT itself for one input (unless OUT is a directory, or ``as_dir``: it was
-    written with a trailing slash, ``-o out/``), else OUT/<name>."""
-    for path in inputs:
-        if not path.name.endswith(NIFTI):
-            raise InputError(f"{path}: not a NIfTI file name (expected .nii or .nii.gz)")
-    if len(inputs) == 1 and not out.is_dir() and not as_dir:
-        if not out.name.endswith(NIFTI):
-            raise InputError(f"{out}: output name must end with .nii or .nii.gz (or be an existing directory)")
-        return [out]
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: several inputs need an output directory, but this is a file")
-    stems = [_stem(p) for p in inputs]  # cc.nii and cc.nii.gz would share cc.provenance.json
-    dupes = sorted({n for n in stems if stems.count(n) > 1})
-    if dupes:
-        same = [str(p) for p in inputs if _stem(p) == dupes[0]]
-        raise InputError(f"several inputs are named {dupes[0]} ({', '.join(same)}); their outputs would collide "
-                         f"in {out}")
-    return [out / p.name for p in inputs]
-
-
-def _trajectory_path(arg: str | None, n_inputs: int, input_path: Path) -> Path | None:
-    if arg is None:
-        return None
-    path = Path(arg)
-    if n_inputs == 1 and not path.is_dir():
-        return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
-    return path / f"{_stem(input_path)}.trajectory.npz"
-
-
-def _mesh_path(arg: str | None, n_inputs: int, input_path: Path) -> Path | None:
-    if arg is None:
-        return None
-    path = Path(arg)
-    if n_inputs == 1 and not path.is_dir():
-        return check_mesh_path(path)
-    if path.exists() and not path.is_dir():
-        raise InputError(f"{path}: several inputs need a --mesh directory, but this is a file")
-    return path / f"{_stem(input_path)}.stl"
-
-
 def _check_grid_options(args) -> None:
     """One-line errors for conflicting or bad output-grid and mesh options (before any output)."""
     chosen = [name for name, on in (("--out-spacing", args.out_spacing is not None), ("--like", args.like),
@@ -177,14 +129,6 @@ def _grid_rule(args, grid) -> str:
     if args.out_spacing is not None:
         return f"isotropic {args.out_spacing:g} mm (--out-spacing)"
     return "isotropic at the finest input spacing (anisotropic input)"
-
-
-def _check_targets(targets: list[Path], overwrite: bool) -> None:
-    if overwrite:
-        return
-    for target in targets:
-        if target.exists():
-            raise InputError(f"{target} already exists; pass --overwrite to replace it")
 
 
 def consistency_overrides(args) -> dict:
@@ -264,7 +208,7 @@ def _planned_targets(args, mine: list[tuple[Path, Path]], n_inputs: int) -> list
     for path, out in mine:
         targets += [out, sidecar_path(out)]
         if args.save_probs:
-            targets.append(out.with_name(_stem(out) + "_probs.nii.gz"))
+            targets.append(probs_path(out))
         traj = _trajectory_path(args.trajectory, n_inputs, path)
         if traj is not None:
             targets.append(traj)
@@ -347,19 +291,20 @@ def _write_outputs(args, path: Path, out: Path, volume, result, grid, traj_path,
     mesh_path = _mesh_path(args.mesh, n_inputs, path)
     mesh = _result_mesh(result, path) if mesh_path else None  # built (and may fail) before any output
     header = volume.header if grid is None else grid_free_header(volume.header)  # that one describes the input grid
-    written = [write_volume(out, result.mask, result.affine, header, overwrite=args.overwrite)]
-    if args.save_probs:
-        written.append(write_volume(out.with_name(_stem(out) + "_probs.nii.gz"), result.probabilities,
-                                    result.affine, overwrite=args.overwrite))
-    if mesh is not None:
-        written.append(write_stl(mesh_path, mesh, overwrite=args.overwrite))
-    if traj_path is not None:
-        written.append(result.trajectory.save(traj_path, overwrite=args.overwrite))
-    prov = {**result.provenance, "command": command_line(getattr(args, "argv", None)),
-            "outputs": [str(w) for w in written], "rank": rank, "world_size": world,
-            "output_grid": {**result.provenance.get("output_grid", {}), "rule": _grid_rule(args, grid),
-                            "affine": np.round(result.affine, 6).tolist()}}
-    write_provenance(out, prov, overwrite=args.overwrite)
+    with all_or_none() as written:  # a failed mesh, trajectory or sidecar takes the files before it along
+        written.append(write_volume(out, result.mask, result.affine, header, overwrite=args.overwrite))
+        if args.save_probs:
+            written.append(write_volume(probs_path(out), result.probabilities, result.affine,
+                                        overwrite=args.overwrite))
+        if mesh is not None:
+            written.append(write_stl(mesh_path, mesh, overwrite=args.overwrite))
+        if traj_path is not None:
+            written.append(result.trajectory.save(traj_path, overwrite=args.overwrite))
+        prov = {**result.provenance, "command": command_line(getattr(args, "argv", None)),
+                "outputs": [str(w) for w in written], "rank": rank, "world_size": world,
+                "output_grid": {**result.provenance.get("output_grid", {}), "rule": _grid_rule(args, grid),
+                                "affine": np.round(result.affine, 6).tolist()}}
+        write_provenance(out, prov, overwrite=args.overwrite)
 
 
 def run(args) -> int:
@@ -376,7 +321,8 @@ def run(args) -> int:
     inputs = [Path(p) for p in args.inputs]
     outputs = plan_outputs(inputs, Path(args.out), args.out.endswith(("/", os.sep)))
     mine = shard(list(zip(inputs, outputs)), rank, world)
-    _check_targets(_planned_targets(args, mine, len(inputs)), args.overwrite)
+    check_targets(_planned_targets(args, mine, len(inputs)), args.overwrite,
+                  protected=inputs + ([Path(args.like)] if args.like else []))
     grids, selections, acquisitions, first = _read_inputs(args, mine)
 
     set_threads(args.threads)

@@ -151,6 +151,9 @@ def resample(data: np.ndarray, out_shape, out_affine, in_affine, order: int) -> 
         linear, offset = np.diag(linear), matrix[:3, 3]
     else:
         linear, offset = matrix, 0.0
+    # nearest neighbour: a voxel covers half a voxel around its centre, so the outer half voxel of the input's field
+    # of view (which an isotropic output grid keeps) reads the edge voxel; SciPy's "constant" mode gives 0 there
+    mode = "grid-constant" if order == 0 else "constant"
     return ndimage.affine_transform(
-        data, linear, offset=offset, output_shape=tuple(out_shape), order=order, mode="constant", cval=0.0
+        data, linear, offset=offset, output_shape=tuple(out_shape), order=order, mode=mode, cval=0.0
     )
