@@ -602,7 +602,7 @@ def test_with_several_inputs_errors_and_warnings_name_the_file(tmp_path, tiny_ck
 
 def test_small_reconstruct_option_gaps(tmp_path, tiny_ckpts, capsys):
     """-o out/ for one input is a folder (as the README writes it), a --slice-axis across thin voxels of a
-    thick-slice grid is warned about, and a non-finite --step-size is refused."""
+    thick-slice grid is warned about (with or without --slice-thickness), and a non-finite --step-size is refused."""
     from lsdebm.data.nifti import write_volume
 
     mask = np.zeros((40, 8, 40), np.uint8)
@@ -615,6 +615,12 @@ def test_small_reconstruct_option_gaps(tmp_path, tiny_ckpts, capsys):
     assert main([*base, "-o", str(tmp_path / "axis0.nii.gz"), "--slice-axis", "0"]) == 0
     err = capsys.readouterr().err
     assert "--slice-axis 0: its slabs are taken as thin as its 1 mm voxels" in err and "axis 1 has 5 mm" in err
+    args = ["-o", str(tmp_path / "axis0t.nii.gz"), "--slice-axis", "0", "--slice-thickness", "5"]
+    assert main([*base, *args]) == 0  # refined as declared, with a word on the likely mix-up
+    err = capsys.readouterr().err
+    assert "--slice-axis 0: 5 mm slabs declared along axis 0 (1 mm voxels), but axis 1 has 5 mm" in err
+    assert main([*base, "-o", str(tmp_path / "axis1t.nii.gz"), "--slice-axis", "1", "--slice-thickness", "5"]) == 0
+    assert "--slice-axis" not in capsys.readouterr().err  # declared along the thick axis: nothing to say
     for bad in ("inf", "nan"):
         assert main([*base, "-o", str(tmp_path / "s.nii.gz"), "--method", "lsdebm", "--step-size", bad]) == 2
         assert "--step-size" in capsys.readouterr().err

@@ -165,12 +165,17 @@ def _acquisition(args, volume):
     acq = observed_acquisition(volume.data, volume.affine, axis, args.slice_thickness)
     spacing = np.asarray(volume.spacing, float)
     coarse = int(np.argmax(spacing))
-    if axis is not None and args.slice_thickness is None and acq.thickness_mm <= spacing[acq.axis] * (1 + 1e-6) \
-            and spacing[coarse] > 1.2 * spacing[acq.axis]:  # slabs as thin as voxels: nothing to refine there
+    if axis is None or spacing[coarse] <= 1.2 * spacing[acq.axis]:
+        return acq
+    if args.slice_thickness is None and acq.thickness_mm <= spacing[acq.axis] * (1 + 1e-6):  # nothing to refine
         warnings.warn(f"--slice-axis {args.slice_axis}: its slabs are taken as thin as its {spacing[acq.axis]:g} mm "
                       f"voxels (no thicker ones show), so the output keeps the input; axis {coarse} has "
                       f"{spacing[coarse]:g} mm voxels: the slabs are probably along it (or give --slice-thickness)",
                       stacklevel=2)
+    else:  # declared across thin voxels of a thick-slice grid: refined as declared, but likely a mix-up of axes
+        warnings.warn(f"--slice-axis {args.slice_axis}: {acq.thickness_mm:g} mm slabs declared along axis {acq.axis} "
+                      f"({spacing[acq.axis]:g} mm voxels), but axis {coarse} has {spacing[coarse]:g} mm voxels: the "
+                      "slabs are probably along it (refined as declared)", stacklevel=2)
     return acq
 
 
