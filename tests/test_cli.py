@@ -67,6 +67,21 @@ def test_user_error_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "a.nii.gz" in err
 
 
+def test_a_bad_option_value_is_named_as_the_option_typed(tmp_path, tiny_ckpts, capsys):
+    """The core checks parameters by their Python names; the command line names the option instead."""
+    demo = ["demo", "--headless", "--checkpoint", str(tiny_ckpts["lsdebm"]), "--out", str(tmp_path / "d")]
+    for option, value, said in (("--K", "0", "--K 0 must be >= 1"), ("--repeats", "0", "--repeats 0 must be >= 1"),
+                                ("--step-size", "-1", "--step-size -1.0 must be > 0")):
+        assert main([*demo, option, value]) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == f"lsdebm: error: {said}"
+    train = ["train", "--model", "vae", "--phantoms", "4", "--preset", "tiny", "--out", str(tmp_path / "t.safetensors")]
+    assert main([*train, "--epochs", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "lsdebm: error: --epochs 0 must be > 0"
+    assert main([*train, "--set", "train.epochs=0"]) == 2  # not an option of its own: the config's name stays
+    assert capsys.readouterr().err.strip() == "lsdebm: error: epochs=0 must be > 0"
+    assert not any(tmp_path.iterdir())
+
+
 def test_demo_prints_metrics(tmp_path, tiny_ckpts, capsys):
     # the full demo is covered by tests/test_demo.py; here: it runs headless and prints its metrics
     assert main(["demo", "--headless", "--checkpoint", str(tiny_ckpts["lsdebm"]), "--out", str(tmp_path / "demo"),

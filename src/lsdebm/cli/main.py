@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import warnings
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         except LsdebmError as exc:
             if debug:
                 raise
-            print(f"lsdebm: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            print(f"lsdebm: error: {as_option(' '.join(str(exc).split()), args)}", file=sys.stderr)
             return 2
         except MemoryError:
             if debug:
@@ -78,6 +79,15 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("lsdebm: interrupted", file=sys.stderr)
             return 130
+
+
+def as_option(text: str, args) -> str:
+    """An error the core words with a parameter name (``epochs=0 must be > 0``), worded with the option the
+    user typed (``--epochs 0 must be > 0``) when this command has that option and it holds that value."""
+    match = re.match(r"([A-Za-z]\w*)=(\S+) (.*)", text)
+    if match is None or str(getattr(args, match[1], None)) != match[2]:
+        return text
+    return f"--{match[1].replace('_', '-')} {match[2]} {match[3]}"
 
 
 def _debug() -> bool:
