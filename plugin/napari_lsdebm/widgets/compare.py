@@ -103,17 +103,18 @@ def show_comparison(viewer, comparison: Comparison, source, reference=None, mode
         The comparison layers in grid order.
     """
     old = [lay for lay in viewer.layers if COMPARE_KEY in lay.metadata]
-    for lay in old:
-        viewer.layers.remove(lay)
     ref_mask = comparison.reference if comparison.reference is not None else \
         (mask_of(reference) if reference is not None else None)  # the label compared, in a label map
     cells = [(r.key, cell_name(r), r.mask, r.provenance) for r in comparison.results]
     if reference is not None:
         cells.append(("reference", LABELS["reference"], ref_mask.astype(np.uint8), None))
     layers = []
-    for key, name, mask, prov in cells:
-        layers.append(_add_cell(viewer, source, key, name, mask, prov, ref_mask, mode, ndisplay, render))
-    _lay_out_grid(viewer, layers, ndisplay, _world_box(source, [mask for _, _, mask, _ in cells]))
+    with viewer.layers.batched_update():  # one scene-graph update (napari gc.collects per removal, re-grids per add)
+        for lay in old:
+            viewer.layers.remove(lay)
+        for key, name, mask, prov in cells:
+            layers.append(_add_cell(viewer, source, key, name, mask, prov, ref_mask, mode, ndisplay, render))
+        _lay_out_grid(viewer, layers, ndisplay, _world_box(source, [mask for _, _, mask, _ in cells]))
     return layers
 
 
