@@ -7,6 +7,7 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QPush
 
 from lsdebm.data.boxes import resample
 from lsdebm.data.nifti import affine_spacing
+from lsdebm.errors import InputError
 from napari_lsdebm.io.nifti import layer_affine
 
 NONE = "(none)"
@@ -138,8 +139,14 @@ def drawn_as(layer) -> dict:
 
 
 def display_matrix(layer) -> np.ndarray:
-    """4x4 from ``layer``'s (last three) data indices to the viewer's coordinates (napari's transforms)."""
+    """4x4 from ``layer``'s (last three) data indices to the viewer's coordinates (napari's transforms).
+
+    Raises:
+        InputError: If the layer has fewer than three dimensions (a 2D image is no volume).
+    """
     ndim = layer.ndim
+    if ndim < 3:
+        raise InputError(f"layer {layer.name!r} is {ndim}D (shape {tuple(np.shape(layer.data))}); expected a 3D volume")
     lead = np.zeros(ndim - 3)
 
     def to_world(index) -> np.ndarray:
@@ -180,9 +187,10 @@ def geometry_kwargs(layer, provenance: dict | None = None, **metadata) -> dict:
 
 def put_layer(viewer, kind: str, data, name: str, **kwargs):
     """Add a layer, or update the review layer of the same name in place (keeps its position)."""
-    if name in viewer.layers and viewer.layers[name].metadata.get(REVIEW_KEY) \
-            and type(viewer.layers[name]).__name__.lower() == kind:
-        layer = viewer.layers[name]
+    existing = viewer.layers[name] if name in viewer.layers else None
+    real = getattr(existing, "__wrapped__", existing)  # a docked widget gets napari's proxies: type PublicOnlyProxy
+    if real is not None and real.metadata.get(REVIEW_KEY) and type(real).__name__.lower() == kind:
+        layer = existing
         layer.data = data
         for key in ("scale", "translate", "affine", "metadata", "colormap", "contrast_limits", "features"):
             if key in kwargs:

@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 )
 
 from lsdebm.provenance import make_provenance
-from lsdebm.review.animation import animation_estimate, export_animation
+from lsdebm.review.animation import animation_estimate, check_animation_target, export_animation
 from lsdebm.review.export import export_image, export_mask, export_mesh
 from napari_lsdebm._ui.capture import (
     SECONDS_PER_FRAME,
@@ -160,7 +160,8 @@ class ExportWidget(QWidget):
         def write(frames, grabber, job):  # on the worker thread
             return export_animation(path, frames, fps, provenance, overwrite, should_stop=job.cancelled,
                                     along=along, layer=grabber.layer.name, captured_layers=grabber.captured)
-        try:
+        try:  # a name the writer would refuse is refused before the capture, not after it
+            check_animation_target(path, overwrite)
             self.animation = AnimationJob(self.viewer, layer, along, write, self._anim_progress, self._anim_done)
         except Exception as exc:  # noqa: BLE001 - a hidden or missing layer: one line in the dock
             self.status.setText(f"Not saved: {error_text(exc)}")

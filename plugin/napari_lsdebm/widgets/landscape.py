@@ -21,6 +21,7 @@ from lsdebm.methods import RunSettings
 from lsdebm.teach.checkpoints import load_teach
 from lsdebm.teach.explain import explain, landscape_text
 from lsdebm.teach.toy import ParticleRun, energy_grid, mixture_of_gaussians, run_particles
+from napari_lsdebm._ui.docking import CloseWatcher
 from napari_lsdebm._ui.gl_context import keep_canvas_current
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import ColourBar, canvas_overlay, show_canvas_note, show_layer_colorbar
@@ -94,6 +95,13 @@ class LandscapeWidget(QWidget):
         self.quadratic.toggled.connect(lambda on: self._toggled(self.quadratic, self.learned, on))
         self.viewer.dims.events.current_step.connect(self._update_explain)
         self._update_explain()
+        self.closed = False  # the dock was closed: particles still running are not drawn
+        self._close_watcher = CloseWatcher(self, self._on_close)
+
+    def _on_close(self) -> None:
+        """The dock was closed: stop following the sliders (it wrote the canvas note over other docks' notes)."""
+        self.closed = True
+        self.viewer.dims.events.current_step.disconnect(self._update_explain)
 
     # ------------------------------------------------------------------ running
     def terms(self) -> str:
@@ -121,8 +129,8 @@ class LandscapeWidget(QWidget):
     def _finished(self, outcome: Outcome) -> None:
         self.worker = None
         self.run_button.setEnabled(True)
-        if outcome.status != "done":
-            self.status.setText(f"error: {outcome.message}")
+        if outcome.status != "done" or self.closed:
+            self.status.setText(f"error: {outcome.message}" if outcome.status == "error" else "")
             return
         self.model, self.run = outcome.output
         self.focus.setMaximum(self.run.y.shape[2] - 1)

@@ -80,8 +80,9 @@ class SurfaceWidget(QWidget):
         if layer is None:
             self.status.setText("Choose a mask layer.")
             return
-        label, spacing = self.label_spin.value() or None, spacing_of(layer)
+        label = self.label_spin.value() or None
         try:  # one structure of a label map, as Review scores it
+            spacing = spacing_of(layer)  # refuses a 2D layer
             mask, reference = reviewed_pair(layer.data, layer.data if ref is None else on_grid_of(layer, ref),
                                             label, f"mask {layer.name!r}",
                                             f"mask {layer.name!r}" if ref is None else f"reference {ref.name!r}")

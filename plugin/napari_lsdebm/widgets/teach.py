@@ -31,7 +31,8 @@ from lsdebm.methods import RunSettings
 from lsdebm.teach.checkpoints import load_teach
 from lsdebm.teach.explain import explain
 from lsdebm.teach.generate import METHOD_LABELS, GenerationFrames, record_generation
-from napari_lsdebm._ui.docking import dock_below_canvas
+from napari_lsdebm._ui.closed_docks import retire
+from napari_lsdebm._ui.docking import CloseWatcher, dock_below_canvas, remove_dock
 from napari_lsdebm._ui.gl_context import keep_canvas_current
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import show_canvas_note
@@ -97,8 +98,9 @@ class TeachingWidget(QWidget):
         layout.addWidget(QLabel("Explain"))
         layout.addWidget(self.explain, 1)
         window = getattr(self.viewer, "window", None)
+        self.plots_dock = None
         if window is not None and hasattr(window, "add_dock_widget"):  # plots under the canvas, as in the explorer
-            dock_below_canvas(window, self.plots, "Teaching plots")
+            self.plots_dock = dock_below_canvas(window, self.plots, "Teaching plots")
 
         self.generate_button.clicked.connect(self.generate)
         self.cancel_button.clicked.connect(self.cancel)
@@ -106,6 +108,17 @@ class TeachingWidget(QWidget):
         self.viewer.dims.events.current_step.connect(self._on_step)
         keep_canvas_current(self.viewer)  # removing a hidden (t, k, y, x) layer segfaulted Mesa (gl_context)
         self._update_explain()
+        self.closed = False  # the dock (or the viewer) was closed: a generation still ending shows nothing
+        self._close_watcher = CloseWatcher(self, self._on_close)
+
+    def _on_close(self) -> None:
+        """The dock was closed: stop generating and following the sliders (the canvas note), close the plots."""
+        self.closed = True
+        self.cancel()
+        self.viewer.dims.events.current_step.disconnect(self._on_step)
+        remove_dock(self.viewer, self.plots_dock)
+        self.plots_dock = None
+        retire(self.plots)  # out of its dock: deleted at exit before PyQt's clean-up (closed_docks)
 
     # ------------------------------------------------------------------ generation
     def selected_methods(self) -> list[str]:
@@ -146,8 +159,8 @@ class TeachingWidget(QWidget):
         self.worker = None
         self.generate_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        if outcome.status != "done":
-            self.status.setText(outcome.message if outcome.status == "cancelled" else f"error: {outcome.message}")
+        if outcome.status != "done" or self.closed:
+            self.status.setText(outcome.message if outcome.status != "error" else f"error: {outcome.message}")
             return
         self.show_frames(outcome.output)
         self.status.setText("Done. Drag the t and k sliders (t = 0 and the last k are the final digits).")
@@ -156,6 +169,8 @@ class TeachingWidget(QWidget):
         """Add or replace one layer per method, side by side, and label the sliders t and k."""
         self.frames = dict(results)
         n_t = max(f.images.shape[0] for f in results.values())
+        for layer in [lay for lay in self.viewer.layers if lay.metadata.get("teach_method") not in (None, *results)]:
+            self.viewer.layers.remove(layer)  # a method not run this time: its old digits would pass for new ones
         x = 0.0
         captions, anchors = [], []
         for m in METHODS:
@@ -195,7 +210,9 @@ class TeachingWidget(QWidget):
     def _plot_method_changed(self, *_) -> None:
         frames = self._plot_frames()
         traj = None if frames is None else frames.plot_trajectory(4)
-        self.plots.set_trajectory(traj, "" if frames else "Generate to see the sampler's plots.")
+        method = METHOD_LABELS[METHODS[self.plot_method.currentIndex()]]
+        self.plots.set_trajectory(traj, "" if frames else f"{method} was not in the last generation; tick it and "
+                                  "generate." if self.frames else "Generate to see the sampler's plots.")
         self._on_step()
 
     def _on_step(self, *_) -> None:

@@ -24,6 +24,7 @@ from lsdebm.provenance import checkpoint_record, make_provenance
 from lsdebm.review.compare import LABELS, METHODS, compared_structure, structure_box
 from lsdebm.review.uncertainty import input_grid_uncertainty
 from lsdebm.runtime.loading import load_models
+from napari_lsdebm._ui.docking import CloseWatcher
 from napari_lsdebm._ui.gl_context import keep_canvas_current
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import ColourBar, show_layer_colorbar
@@ -107,6 +108,14 @@ class UncertaintyWidget(QWidget):
         layout.addStretch(1)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
+        self.closed = False  # the dock (or the viewer) was closed: runs still ending add no layers
+        self._close_watcher = CloseWatcher(self, self._on_close)
+
+    def _on_close(self) -> None:
+        """The dock or the viewer was closed: stop the runs after the current batch; their maps are not shown."""
+        self.closed = True
+        if self.worker is not None:
+            self.worker.cancel()
 
     def run(self) -> None:
         source = self.input_combo.layer()
@@ -116,11 +125,14 @@ class UncertaintyWidget(QWidget):
         method, n = self.method.currentData(), self.n.value()
         settings = RunSettings(seed=self.seed.value(), use_mean=not self.sample_encoder.isChecked())
         try:  # one structure: a label of a label map, or the whole mask
+            affine = affine_of(source)  # refuses a 2D layer
+            if source.ndim != 3:
+                raise InputError(f"layer {source.name!r} is {source.ndim}D (shape {tuple(source.data.shape)}); "
+                                 "expected a 3D mask or label map")
             x, _ = compared_structure(source.data, self.label_spin.value() or None, f"layer '{source.name}'")
         except InputError as exc:
             self.status.setText(str(exc))
             return
-        affine = affine_of(source)
         paths = (self.path.value(), self.use_reconnet.isChecked(), self.reconnet_path.value())
 
         def work(job):  # on the worker thread; a cancel stops after the current batch, keeping the runs done
@@ -157,6 +169,11 @@ class UncertaintyWidget(QWidget):
         if self.render.currentText() == "mesh":
             self._show_surface(u, label, vmax, at, prov)
             hidden = hide_under_surface(source)  # in 3D the input's volume would hide the surface inside it
+        else:  # the volumes, also when a mesh run of the same name had hidden them; not its stale surface
+            for name in (f"mean probability ({label})", f"variance ({label})"):
+                self.viewer.layers[name].visible = True
+            if f"mean surface ({label})" in self.viewer.layers:
+                self.viewer.layers.remove(f"mean surface ({label})")
         self.status.setText(f"{u.n} runs: max variance {vmax:.4f}, voxels with variance > 0.01: "
                             f"{int((u.variance > 0.01).sum()):,}.{hidden}")
 
@@ -180,7 +197,9 @@ class UncertaintyWidget(QWidget):
         self.status.setText(f"{done} / {total} runs…")
 
     def _finished(self, outcome: Outcome, source, method) -> None:
-        if outcome.status == "done":
+        if self.closed:
+            self.status.setText("Stopped: the dock was closed.")
+        elif outcome.status == "done":
             self._show(outcome.output, source, method)
         else:
             self.status.setText(f"Failed: {outcome.message}")

@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from lsdebm.errors import InputError, LsdebmError
-from lsdebm.review.export import _write_with_sidecar, export_record
+from lsdebm.fileio import check_target
+from lsdebm.provenance import sidecar_path
+from lsdebm.review.export import _check_targets, _write_with_sidecar, export_record
 from lsdebm.tasks.progress import Cancelled
 
 ORDERS = ("t", "tk", "k")
@@ -147,6 +149,26 @@ def _writer(path: Path, frames: list[np.ndarray], fps: float, should_stop: Calla
     return write
 
 
+def check_animation_target(path, overwrite: bool = False) -> Path:
+    """The checks :func:`export_animation` makes of its file name, made before any frame is captured (capturing
+    along t and k takes minutes; a name it then refuses wasted them): the suffix, MP4's encoder, the file and its
+    sidecar (existing, a directory, under a file).
+
+    Raises:
+        InputError: If the suffix is not .gif or .mp4.
+        LsdebmError: If the file cannot be written (see :func:`lsdebm.fileio.check_target`), or an MP4 has no encoder.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in ANIMATION_SUFFIXES:
+        raise InputError(f"{path}: animations must end with {' or '.join(ANIMATION_SUFFIXES)}")
+    if path.suffix.lower() == ".mp4":
+        _writer(path, [], 1.0)  # raises when imageio-ffmpeg is missing; writes nothing
+    for target in (path, sidecar_path(path)):
+        check_target(target, overwrite=True)
+    _check_targets(path, overwrite)
+    return path
+
+
 def export_animation(path, frames: Iterable[np.ndarray], fps: float = 8.0, provenance: dict | None = None,
                      overwrite: bool = False, should_stop: Callable[[], bool] | None = None,
                      **details) -> tuple[Path, Path]:
@@ -156,9 +178,7 @@ def export_animation(path, frames: Iterable[np.ndarray], fps: float = 8.0, prove
     ``should_stop()`` turns true while encoding, :class:`lsdebm.tasks.progress.Cancelled` is
     raised and neither the file nor its sidecar (nor a temporary file) is left behind.
     """
-    path = Path(path)
-    if path.suffix.lower() not in ANIMATION_SUFFIXES:
-        raise InputError(f"{path}: animations must end with {' or '.join(ANIMATION_SUFFIXES)}")
+    path = check_animation_target(path, overwrite)
     if fps <= 0:
         raise InputError(f"fps={fps} must be > 0")
     frames = [_rgb(f) for f in frames]

@@ -148,6 +148,8 @@ def export_image(path, image, provenance: dict | None = None, overwrite: bool = 
     image = np.asarray(image)
     if image.ndim not in (2, 3) or image.size == 0:
         raise InputError(f"{path}: expected an (H, W) or (H, W, C) image; got shape {image.shape}")
+    if path.suffix.lower() in (".jpg", ".jpeg") and image.ndim == 3 and image.shape[2] == 4:
+        image = image[..., :3]  # JPEG has no alpha channel (a screenshot is RGBA)
     record = export_record(provenance, path, kind, shape=list(image.shape))
     return _write_with_sidecar(path, lambda tmp: iio.imwrite(tmp, image.astype(np.uint8), extension=path.suffix),
                                record, overwrite)
