@@ -141,3 +141,20 @@ def test_energy_plot_splits_prior_and_data(case):
     (inset,) = ax_e.child_axes  # ... and are magnified, the split readable beside hundreds of chain iterations
     assert [len(line.get_xdata()) for line in inset.get_lines()] == [3, 3, 3]
     assert np.allclose(inset.get_lines()[2].get_ydata(), traj.guided_energy[0, :, 1])
+    # neither the inset nor the legend covers a curve (on a real vertebra the inset hid the chain's noise wherever
+    # it reached a quarter of the axes' height): a guided total just above a chain that spans the axes
+    spread = float(np.ptp(traj.energy[0, 0]))
+    traj.guided_energy[..., 1] = np.nanmax(traj.energy[0, 0]) + 0.2 * spread - traj.guided_energy[..., 0]
+    fig = Figure(figsize=(9.3, 2.4), layout="constrained")
+    ax_e, ax_g = fig.subplots(1, 3, width_ratios=(2, 1, 1))[1:]
+    draw_langevin(ax_e, ax_g, traj, traj.n_frames - 1)
+    (inset,) = ax_e.child_axes
+    fig.canvas.draw()
+    boxes = [inset.get_window_extent(), ax_e.get_legend().get_window_extent()]
+    for line in ax_e.get_lines():
+        if line.get_transform() is not ax_e.transData:  # the cursor spans the axes by design
+            continue
+        ends = ax_e.transData.transform(np.column_stack([line.get_xdata(), line.get_ydata()]))
+        points = np.concatenate([a + np.linspace(0, 1, 20)[:, None] * (b - a) for a, b in zip(ends[:-1], ends[1:])])
+        for box in boxes:  # the drawn segments, not only the recorded points
+            assert not any(box.contains(x, y) for x, y in points), line.get_label()

@@ -64,16 +64,31 @@ def draw_guided(ax, traj: Trajectory, k_last: int) -> int:
     k = k_last + np.arange(1, split.shape[1] + 1)
     series = (split[0, :, 0] + split[0, :, 1], split[0, :, 0], split[0, :, 1])
     ax.axvspan(k_last + 0.5, k[-1] + 0.5, color="tab:green", alpha=0.08, lw=0)
-    inset = ax.inset_axes([0.1, 0.24, 0.45, 0.46])  # between the chain (low) and the legend (upper right)
     for values, (label, color, style, width) in zip(series, GUIDED_STYLES):
         ax.plot(k, values, color=color, lw=width, ls=style, label=label)
+    lo, hi = _data_range(ax)
+    ax.set_ylim(lo - 0.05 * (hi - lo), lo + (hi - lo) / GUIDED_DATA_SHARE)  # the curves low, the upper part free
+    inset = ax.inset_axes(GUIDED_INSET)  # upper left, above every curve; the legend beside it
+    for values, (label, color, style, width) in zip(series, GUIDED_STYLES):
         inset.plot(k, values, color=color, lw=width, ls=style, marker=".", ms=3)
-    inset.set_title("guided iterations, magnified", fontsize=6, pad=2)
+    inset.set_title("guided, magnified", fontsize=6, pad=2)
     inset.set_xticks(k)
-    inset.tick_params(labelsize=5, length=2, pad=1)
+    inset.tick_params(labelsize=6, length=2, pad=1)
     inset.set_facecolor((0.94, 0.98, 0.94))
-    ax.legend(fontsize=6, loc="upper right")
+    ax.legend(fontsize=6, loc="upper right", handlelength=1.4, borderpad=0.3, labelspacing=0.25, framealpha=0.9)
     return int(k[-1])
+
+
+GUIDED_DATA_SHARE = 0.55  # of the energy axes' height, the chain and the guided curves take the lower part
+GUIDED_INSET = (0.06, 0.58, 0.4, 0.32)  # axes fractions (x, y, width, height): upper left, over no curve
+
+
+def _data_range(ax) -> tuple[float, float]:
+    """The smallest and largest y value of the lines drawn on ``ax``."""
+    values = np.concatenate([np.asarray(line.get_ydata(), float).ravel() for line in ax.get_lines()])
+    values = values[np.isfinite(values)]
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    return lo, hi if hi > lo else lo + 1.0
 
 
 def update_langevin(ax_energy, ax_grad, traj: Trajectory, s: int, shown: int) -> bool:
@@ -105,7 +120,7 @@ def draw_langevin(ax_energy, ax_grad, traj: Trajectory, s: int):
     phase, t = traj.frame_info(s)
     for ax, ylabel in ((ax_energy, "energy U (a.u.)"), (ax_grad, "|grad U| (a.u.)")):
         ax.set_ylabel(ylabel)
-        ax.set_xlabel("Langevin iteration k (from 0)", fontsize=9)  # a long label: constrained layout lets it overflow
+        ax.set_xlabel("Langevin iteration k", fontsize=8)  # k counts from 0, as the ticks show; short in a narrow dock
         if series is None:
             ax.text(0.5, 0.5, f"forward t={t}: no Langevin iterations", transform=ax.transAxes,
                     ha="center", va="center", fontsize=8)
