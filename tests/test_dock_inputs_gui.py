@@ -87,6 +87,28 @@ def test_uncertainty_closed_mid_run_adds_no_layers(make_napari_viewer, qtbot, ti
     assert [layer.name for layer in viewer.layers] == ["HQ"] and "closed" in widget.status.text()
 
 
+def test_uncertainty_cancelled_says_how_many_runs_it_shows(make_napari_viewer, qtbot, tiny_ckpts, tiny_pair):
+    """A cancelled run shows the runs done so far; its status read like a finished one ("4 runs: ...")."""
+    from napari_lsdebm.widgets.uncertainty import UncertaintyWidget
+
+    viewer = make_napari_viewer()
+    add_hq(viewer, tiny_pair)
+    widget = UncertaintyWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.path.edit.setText(str(tiny_ckpts["lsdebm"]))
+    widget.reconnet_path.edit.setText(str(tiny_ckpts["reconnet"]))
+    widget.render.setCurrentText("volume")
+    widget.n.setValue(400)
+    widget.run()
+    qtbot.waitUntil(lambda: widget.progress.value() > 0, timeout=TIMEOUT)
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT)
+    done = [layer for layer in viewer.layers if layer.name.startswith("mean probability")]
+    assert len(done) == 1 and "N=400" not in done[0].name
+    runs = int(done[0].name.split("N=")[1].rstrip(")"))
+    assert widget.status.text().startswith(f"Cancelled after {runs} of 400 runs: max variance")
+
+
 def test_uncertainty_volume_rerun_shows_the_volumes_not_the_old_surface(make_napari_viewer, qtbot, tiny_ckpts,
                                                                        tiny_pair):
     from napari.utils._proxies import PublicOnlyProxy

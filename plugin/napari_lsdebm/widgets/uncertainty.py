@@ -152,10 +152,10 @@ class UncertaintyWidget(QWidget):
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText(f"{n} runs of {LABELS[method]}…")
-        self.worker = start_job(work, lambda outcome: self._finished(outcome, source, method),
+        self.worker = start_job(work, lambda outcome: self._finished(outcome, source, method, n),
                                 lambda done_total: self._on_progress(*done_total), what="uncertainty")
 
-    def _show(self, result, source, method) -> None:
+    def _show(self, result, source, method, requested: int | None = None) -> None:
         u, prov, at = result  # ``at``: the geometry of the box the runs ran on, within ``source``'s grid
         label = f"{LABELS[method]}, N={u.n}"
         vmax = max(float(u.variance.max()), 1e-6)
@@ -174,7 +174,8 @@ class UncertaintyWidget(QWidget):
                 self.viewer.layers[name].visible = True
             if f"mean surface ({label})" in self.viewer.layers:
                 self.viewer.layers.remove(f"mean surface ({label})")
-        self.status.setText(f"{u.n} runs: max variance {vmax:.4f}, voxels with variance > 0.01: "
+        runs = f"Cancelled after {u.n} of {requested} runs" if requested and u.n < requested else f"{u.n} runs"
+        self.status.setText(f"{runs}: max variance {vmax:.4f}, voxels with variance > 0.01: "
                             f"{int((u.variance > 0.01).sum()):,}.{hidden}")
 
     def _show_surface(self, u, label: str, vmax: float, source, prov) -> None:
@@ -196,11 +197,11 @@ class UncertaintyWidget(QWidget):
         self.progress.setValue(done)
         self.status.setText(f"{done} / {total} runs…")
 
-    def _finished(self, outcome: Outcome, source, method) -> None:
+    def _finished(self, outcome: Outcome, source, method, requested: int | None = None) -> None:
         if self.closed:
             self.status.setText("Stopped: the dock was closed.")
         elif outcome.status == "done":
-            self._show(outcome.output, source, method)
+            self._show(outcome.output, source, method, requested)
         else:
             self.status.setText(f"Failed: {outcome.message}")
         self.run_button.setEnabled(True)
