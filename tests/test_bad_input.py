@@ -169,6 +169,23 @@ def test_singleton_4d_5d_are_squeezed_with_a_warning(tmp_path, capsys):
     assert lines and all(line.startswith("lsdebm: warning:") for line in lines) and "squeezed" in lines[0]
 
 
+def test_a_header_nibabel_fixes_is_one_warning_line(tmp_path, capsys):
+    """nibabel repairs negative pixdims as it reads and printed its own bare stderr line about it."""
+    import nibabel as nib
+
+    image = nib.Nifti1Image(BLOB.astype(np.uint8), np.diag([-1.0, 1.0, 1.0, 1.0]))
+    image.header["pixdim"][1] = -1.0
+    path = tmp_path / "negative_pixdim.nii.gz"
+    nib.save(image, path)
+    with pytest.warns(InputWarning, match="pixdim.*should be positive.*nibabel fixed the header"):
+        volume = read_volume(path)
+    assert np.allclose(volume.affine, np.diag([-1.0, 1.0, 1.0, 1.0]))
+    capsys.readouterr()
+    assert main(["metrics", str(path), str(path), "--json"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert lines and all(line.startswith("lsdebm: warning:") for line in lines), lines
+
+
 def test_sheared_affine_is_handled_and_kept(tmp_path):
     affine = np.array([[2.0, 0.6, 0, -10], [0, 2.0, 0.3, 5], [0, 0, 2.5, 1], [0, 0, 0, 1]])
     data = np.zeros((40, 40, 32), np.uint8)

@@ -7,7 +7,10 @@ structure to and from the model grid lives in :mod:`lsdebm.data.frame`.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,10 +58,41 @@ def _check_file(path: Path) -> None:
     check_compression(path)
 
 
+_NIBABEL_LOG = logging.getLogger("nibabel.global")  # header fixes nibabel makes while reading, printed bare
+_NIBABEL_LOG_LOCK = threading.Lock()
+
+
+class _Collected(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _header_fixes_as_warnings(path: Path):
+    """nibabel's reports on a header it fixes as it reads (``pixdim[1,2,3] should be positive; setting to abs of
+    pixdim values``), printed on stderr by nibabel's own handler, become one :class:`InputWarning` each, naming the
+    file."""
+    collected = _Collected()
+    with _NIBABEL_LOG_LOCK:
+        handlers, _NIBABEL_LOG.handlers = _NIBABEL_LOG.handlers, [collected]
+        try:
+            yield
+        finally:
+            _NIBABEL_LOG.handlers = handlers
+    for message in dict.fromkeys(m for m in collected.messages if m.strip()):
+        warnings.warn(f"{path}: {' '.join(message.split())} (nibabel fixed the header as it read it)", InputWarning,
+                      stacklevel=4)
+
+
 def _read_header(path: Path):
     """The parsed NIfTI image (voxels not read yet), its stored shape and float64 affine."""
     try:
-        image = nib.load(str(path), mmap=False)
+        with _header_fixes_as_warnings(path):
+            image = nib.load(str(path), mmap=False)
         if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
             raise TypeError(f"a {type(image).__name__} file, not NIfTI")
         shape = tuple(int(v) for v in image.header.get_data_shape())
