@@ -48,6 +48,7 @@ def run(args) -> int:
     from lsdebm.explore import make_settings
     from lsdebm.explore.demo import check_out, demo_case, demo_checkpoint, record_demo, write_demo
     from lsdebm.explore.record import METHODS
+    from lsdebm.methods import check_settings
     from lsdebm.nn.registry import is_refinement
     from lsdebm.runtime.checkpoint import load_checkpoint
     from lsdebm.runtime.device import resolve_device
@@ -62,6 +63,7 @@ def run(args) -> int:
     m = ckpt.config.model
     case = demo_case(m, args.sample, args.level, args.seed)
     settings = make_settings(ckpt.kind, args.steps, args.K, args.step_size, args.seed, args.repeats)
+    check_settings(ckpt.model, settings)  # a bad --K or --steps is refused before the progress bar starts
     print(f"{METHODS[ckpt.kind]} {ckpt.path.name} on {args.sample} {case.name} ({m.grid}^3 at {m.spacing:g} mm)"
           + (f"; data: {case.pair.attribution}" if case.pair.attribution else ""))
     with tqdm(unit="event", desc="sampling") as bar:

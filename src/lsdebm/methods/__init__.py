@@ -94,15 +94,22 @@ def run_events(model: torch.nn.Module, x: torch.Tensor, settings: RunSettings = 
     make LSD-EBM measurement-aware when the checkpoint's ``consistency`` settings enable it.
     The last event is a :class:`ResultEvent` with probabilities of shape (B*repeats, 1, *grid).
     """
-    if settings.repeats < 1:
-        raise InputError(f"repeats={settings.repeats} must be >= 1")
+    resolved = check_settings(model, settings)
     method = method_for(model)
     device = next(model.parameters()).device
     x = check_input(model, torch.as_tensor(x)).to(device)
     x = x.repeat_interleave(settings.repeats, dim=0)
     g = generator if generator is not None else make_generator(settings.seed, device)
     observations = method.prepare_observations(observations, x.shape[0], settings.repeats, device)
-    return method.events(x, method.resolve(settings), g, observations)
+    return method.events(x, resolved, g, observations)
+
+
+def check_settings(model: torch.nn.Module, settings: RunSettings) -> Resolved:
+    """``settings`` resolved for ``model``'s method; bad values (K, steps, step size, repeats...) are refused in one
+    line, before anything runs (a command checks them before it starts its progress bar)."""
+    if settings.repeats < 1:
+        raise InputError(f"repeats={settings.repeats} must be >= 1")
+    return method_for(model).resolve(settings)
 
 
 def run(model: torch.nn.Module, x: torch.Tensor, settings: RunSettings = RunSettings(),
@@ -126,6 +133,7 @@ def generate_events(model: torch.nn.Module, n: int, settings: RunSettings = RunS
 
 
 __all__ = ["METHOD_CLASSES", "LEBMMethod", "LSDEBMMethod", "Method", "ReconNetMethod", "Resolved", "RunSettings",
-           "VAEMethod", "chain_summary", "check_input", "consistency_config", "decode", "generate_events", "iterations",
-           "langevin_config", "make_generator", "method_class", "method_for", "method_for_config",
-           "posterior_energy", "prior_energy", "resolve", "result_event", "run", "run_events", "sampling_schedule"]
+           "VAEMethod", "chain_summary", "check_input", "check_settings", "consistency_config", "decode",
+           "generate_events", "iterations", "langevin_config", "make_generator", "method_class", "method_for",
+           "method_for_config", "posterior_energy", "prior_energy", "resolve", "result_event", "run", "run_events",
+           "sampling_schedule"]
