@@ -148,10 +148,18 @@ def test_cli_writes_the_three_files(tmp_path, manifest, capsys):
     assert report["meta"]["protocol"]["simulator"] == REAL_SIMULATOR and "verse009" in report["summary"]["by_subject"]
     md = (out / "real_report.md").read_text()
     for title in ("Raw LQ input", "ReconNet", "DSC per subject", "Paired against the raw input",
-                  " ± ", "lsdebm evaluate --real"):
+                  " ± ", "lsdebm evaluate --real", "Scored on the 1 mm truth grid;"):
         assert title in md
     capsys.readouterr()
     assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
+
+
+def test_the_report_says_where_the_original_form_is_scored(tmp_path, manifest):
+    """It said "Scored on the 1 mm truth grid" for --forms original, which is scored on the mask's own grid."""
+    out = tmp_path / "original"
+    assert main(["evaluate", "--real", str(manifest), "--out", str(out), "--planes", "sagittal", "--thicknesses",
+                 "5", "--forms", "original", "--methods", "raw", "--threads", "1"]) == 0
+    assert "Scored on each mask's own grid;" in (out / "real_report.md").read_text()
 
 
 @pytest.mark.parametrize("stem, level", [("L3_verse009", "L3"), ("vertebrae_L3", "L3"), ("sub-01_l3_mask", "L3"),

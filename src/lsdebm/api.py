@@ -27,14 +27,15 @@ from typing import Any
 import numpy as np
 
 from lsdebm.data.frame import CropInfo, paste_probabilities
-from lsdebm.data.grids import output_grid
+from lsdebm.data.grids import check_grid_size, output_grid
 from lsdebm.data.labelmaps import Selection
 from lsdebm.data.nifti import read_volume
-from lsdebm.data.validate import check_affine
-from lsdebm.errors import InputError
-from lsdebm.explore.record import RunOutput, prepare_input, record_run
+from lsdebm.data.validate import check_affine, one_line
+from lsdebm.errors import CheckpointError, InputError
+from lsdebm.explore.record import RunOutput, prepare_input, record_run, run_metadata
 from lsdebm.methods import RunSettings, decode
-from lsdebm.runtime.checkpoint import LoadedCheckpoint
+from lsdebm.nn.registry import is_refinement
+from lsdebm.runtime.checkpoint import LoadedCheckpoint, load_checkpoint
 from lsdebm.runtime.loading import Models, load_models
 from lsdebm.sampling.trajectory import Trajectory
 from lsdebm.tasks.progress import drain
@@ -48,9 +49,38 @@ def _volume(source, affine) -> tuple[np.ndarray, np.ndarray, str | None]:
             raise InputError(f"{source}: a file carries its own affine; pass affine only with an array")
         volume = read_volume(source)
         return np.asarray(volume.data), np.asarray(volume.affine, float), str(source)
+    if hasattr(source, "dataobj") and hasattr(source, "affine"):  # a nibabel image
+        raise InputError("a nibabel image: pass its file path, or np.asanyarray(img.dataobj) with img.affine")
     if affine is None:
         raise InputError("an array needs its 4x4 voxel-to-world affine (affine=...); e.g. np.diag([sx, sy, sz, 1])")
-    return np.asarray(source), check_affine(affine), None
+    return _array(source), _affine(affine), None
+
+
+def _array(source) -> np.ndarray:
+    """``source`` as a 3D numeric array (a view, never modified); anything else is one InputError."""
+    try:
+        data = np.asarray(source)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"the volume could not be read as an array ({one_line(exc)}); expected a 3D mask or "
+                         "label map") from None
+    if data.ndim != 3:
+        raise InputError(f"the volume has shape {data.shape} ({data.ndim}D); expected a 3D mask or label map "
+                         "(squeeze or select axes first)")
+    if data.dtype.kind not in "biuf":
+        raise InputError(f"the volume holds {data.dtype} values; expected a boolean, integer or real mask or "
+                         "label map")
+    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+        raise InputError("the volume contains NaN or infinite values; expected a finite mask or label map")
+    return data
+
+
+def _affine(affine, name: str = "affine") -> np.ndarray:
+    """:func:`check_affine`, with values that are not numbers refused by name too."""
+    try:
+        return check_affine(affine, name)
+    except (TypeError, ValueError):
+        raise InputError(f"{name}: {affine!r:.60} is not a 4x4 matrix of numbers; expected e.g. "
+                         "np.diag([sx, sy, sz, 1])") from None
 
 
 def _labels(labels) -> list[int] | None:
@@ -74,12 +104,35 @@ def _grid(out_grid, data, affine):
         return None
     try:
         shape, grid_affine = out_grid
-        shape = tuple(int(v) for v in shape)
+        sizes = np.asarray(shape, dtype=float)
     except (TypeError, ValueError):
         raise InputError("out_grid: expected a (shape, affine) pair, e.g. ((128, 128, 96), affine)") from None
-    if len(shape) != 3 or min(shape) < 1:
-        raise InputError(f"out_grid shape {shape}: expected three positive sizes")
-    return shape, check_affine(grid_affine, "out_grid")
+    if sizes.shape != (3,) or not np.all(np.isfinite(sizes)) or np.any(sizes < 1) or np.any(sizes % 1):
+        raise InputError(f"out_grid shape {shape}: expected three positive sizes (whole numbers of voxels)")
+    shape = tuple(int(v) for v in sizes)
+    check_grid_size(shape, "out_grid")
+    return shape, _affine(grid_affine, "out_grid")
+
+
+def _settings(settings) -> RunSettings:
+    if settings is None:
+        return RunSettings()
+    if not isinstance(settings, RunSettings):
+        raise InputError(f"settings={settings!r:.60}: expected lsdebm.RunSettings(...), e.g. RunSettings(seed=1)")
+    return settings
+
+
+def _kind(models: Models) -> str:
+    return models.method.kind if models.method is not None else "reconnet"
+
+
+def _checkpoint(checkpoint, what: str = "checkpoint") -> LoadedCheckpoint:
+    """A loaded checkpoint, or a bundled name / ``.safetensors`` path loaded now; anything else refused."""
+    if isinstance(checkpoint, (str, Path)):
+        return load_checkpoint(checkpoint)
+    if not isinstance(checkpoint, LoadedCheckpoint):
+        raise InputError(f"{what}={checkpoint!r:.60}: expected lsdebm.load_checkpoint(...) or a checkpoint name")
+    return checkpoint
 
 
 def reconstruct(source, affine=None, *, models: Models | None = None, method: str | None = None,
@@ -97,9 +150,11 @@ def reconstruct(source, affine=None, *, models: Models | None = None, method: st
     optional probabilities and the provenance.
     """
     data, aff, name = _volume(source, affine)
-    out_grid, labels = _grid(out_grid, data, aff), _labels(labels)
+    out_grid, labels, settings = _grid(out_grid, data, aff), _labels(labels), _settings(settings)
+    if models is not None and method is not None and method != _kind(models):
+        raise InputError(f"method={method!r} but models holds a {_kind(models)} pipeline; pass one of them")
     models = models if models is not None else load_models(method)
-    return reconstruct_volume(models, data, aff, labels=labels, settings=settings or RunSettings(),
+    return reconstruct_volume(models, data, aff, labels=labels, settings=settings,
                               with_probabilities=with_probabilities, input_name=name, out_grid=out_grid)
 
 
@@ -124,34 +179,51 @@ class Recording:
     def to_input_grid(self, volume: np.ndarray) -> np.ndarray:
         """A model-grid probability volume (e.g. from :func:`decode_frame`) on the input's grid, float32."""
         volume = np.asarray(volume, np.float32)
+        if volume.shape != np.shape(self.output.input):
+            raise InputError(f"volume of shape {volume.shape}: expected the model grid's "
+                             f"{np.shape(self.output.input)} (e.g. from decode_frame)")
         return volume if self.crop is None else paste_probabilities(volume, self.crop)
 
 
-def record(source, checkpoint: LoadedCheckpoint, affine=None, *, settings: RunSettings | None = None,
-           stage1: LoadedCheckpoint | None = None, label: int | None = None, every: int = 1,
+def record(source, checkpoint: LoadedCheckpoint | str, affine=None, *, settings: RunSettings | None = None,
+           stage1: LoadedCheckpoint | str | None = None, label: int | None = None, every: int = 1,
            metadata: dict[str, Any] | None = None) -> Recording:
     """Run ``checkpoint``'s method on one structure and keep every latent of the chain.
 
-    The input is cropped into the checkpoint's model frame (unless it is already on the model
-    grid); ``stage1`` (a ReconNet checkpoint) runs first, as in the default pipeline. A label map
-    of several structures (a spine) needs ``label``: an :class:`InputError` lists its labels otherwise.
+    ``checkpoint`` (and ``stage1``) is a :func:`load_checkpoint` result, or a bundled name or
+    ``.safetensors`` path loaded on the CPU. The input is cropped into the checkpoint's model frame
+    (unless it is already on the model grid); ``stage1`` (a ReconNet checkpoint) runs first, as in
+    the default pipeline. A label map of several structures (a spine) needs ``label``: an
+    :class:`InputError` lists its labels otherwise. The trajectory's metadata names the checkpoint
+    (as the explorer's does), so a saved run reopens decoded in ``lsdebm view``; ``metadata`` adds to it.
     """
-    data, aff, _ = _volume(source, affine)
+    data, aff, name = _volume(source, affine)
+    checkpoint, settings = _checkpoint(checkpoint), _settings(settings)
+    stage1 = None if stage1 is None else _checkpoint(stage1, "stage1")
     m = checkpoint.config.model
     x, crop = prepare_input(data, aff, m.grid, m.spacing, label, m)
-    return Recording(drain(record_run(checkpoint, x, settings or RunSettings(), stage1, every, metadata)), crop)
+    model_affine = crop.crop_affine if crop is not None else aff
+    meta = {**run_metadata(checkpoint, settings, stage1, every, input_name=name, affine=model_affine.tolist()),
+            **(metadata or {})}
+    return Recording(drain(record_run(checkpoint, x, settings, stage1, every, meta)), crop)
 
 
-def decode_frame(checkpoint: LoadedCheckpoint, trajectory: Trajectory, frame: int = -1, k: int = -1,
+def decode_frame(checkpoint: LoadedCheckpoint | str, trajectory: Trajectory, frame: int = -1, k: int = -1,
                  repeat: int = 0, clean: bool = False) -> np.ndarray:
     """The decoded probability volume (model grid, float32 in [0, 1]) of one trajectory frame.
 
     ``frame`` counts forward frames first, then reverse steps (negative counts from the end:
     -1 is the final reverse step); ``k`` is the recorded Langevin iteration (-1: the last);
     ``clean`` decodes the predicted clean latent z_t / a_cum[t] instead of the current one.
+    A trajectory that names its checkpoint (sha256) is decoded only by that checkpoint.
     """
     import torch
 
+    checkpoint = _checkpoint(checkpoint)
+    _check_decoder(checkpoint, trajectory)
+    for what, value in (("frame", frame), ("k", k), ("repeat", repeat)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise InputError(f"{what}={value!r}: expected an integer index")
     n = trajectory.n_frames
     s = frame + n if frame < 0 else frame
     if not 0 <= s < n:
@@ -164,6 +236,17 @@ def decode_frame(checkpoint: LoadedCheckpoint, trajectory: Trajectory, frame: in
     device = next(checkpoint.model.parameters()).device
     probs = decode(checkpoint.model, torch.as_tensor(np.asarray(z)[None], dtype=torch.float32, device=device))
     return probs[0, 0].float().cpu().numpy()
+
+
+def _check_decoder(checkpoint: LoadedCheckpoint, trajectory: Trajectory) -> None:
+    """Refuse a checkpoint without a decoder, or another one than the trajectory names."""
+    if not is_refinement(checkpoint.kind):
+        raise CheckpointError(f"{checkpoint.path}: a {checkpoint.kind} checkpoint has no decoder; decode with the "
+                              "LSD-EBM, VAE or LEBM checkpoint that recorded the trajectory")
+    recorded = trajectory.metadata.get("checkpoint_sha256")
+    if recorded and recorded != checkpoint.sha256:
+        raise CheckpointError(f"the trajectory was recorded with checkpoint {recorded[:12]}…, not "
+                              f"{checkpoint.path} ({checkpoint.sha256[:12]}…); its latents only fit that decoder")
 
 
 __all__ = ["Recording", "decode_frame", "record", "reconstruct"]

@@ -47,8 +47,9 @@ def label_counts(data: np.ndarray) -> dict[int, int]:
         values, counts = np.unique(data[data != 0], return_counts=True)
     if values.size == 0:
         raise InputError("the volume has no foreground voxels (expected a binary mask or a label map)")
-    if data.dtype.kind == "f" and not np.all(values == np.round(values)):
-        raise InputError(f"the volume holds non-integer values such as {values[values != np.round(values)][0]}; "
+    odd = (values != np.round(values)) | ~np.isfinite(values) if data.dtype.kind == "f" else None
+    if odd is not None and odd.any():
+        raise InputError(f"the volume holds non-integer values such as {values[odd][0]}; "
                          "expected a binary mask or an integer label map")
     return {int(v): int(c) for v, c in zip(values, counts)}
 

@@ -12,6 +12,7 @@ sliced: sagittal slices stack along X (axis 2), coronal along Y (axis 1), axial 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -164,6 +165,21 @@ def slab_weights(n: int, spacing: float, params: ThickSliceParams):
     return overlap / overlap.sum(1, keepdims=True), starts + params.thickness / 2.0
 
 
+def _checked(mask, spacing, params, rng) -> tuple[np.ndarray, np.random.Generator]:
+    """:func:`simulate_thick_slice`'s arguments checked: one InputError naming a bad one."""
+    mask = np.asarray(mask)
+    if mask.ndim != 3 or mask.dtype.kind not in "biuf":
+        raise InputError(f"mask must be a 3D (Z, Y, X) array of numbers; got shape {mask.shape}, {mask.dtype}")
+    if isinstance(spacing, bool) or not isinstance(spacing, (int, float, np.integer, np.floating)) \
+            or not (math.isfinite(spacing) and spacing > 0):
+        raise InputError(f"spacing {spacing!r} must be one positive number of mm (the grid is isotropic)")
+    if not isinstance(params, ThickSliceParams):
+        raise InputError(f"params={params!r:.60}: expected ThickSliceParams(...)")
+    if not isinstance(rng, np.random.Generator):
+        raise InputError(f"rng={rng!r:.60}: expected a numpy Generator, e.g. np.random.default_rng(0)")
+    return mask, rng
+
+
 def simulate_thick_slice(
     mask: np.ndarray, spacing: float, params: ThickSliceParams, rng: np.random.Generator
 ) -> np.ndarray:
@@ -178,8 +194,7 @@ def simulate_thick_slice(
     Returns:
         The low-quality mask, uint8 {0, 1}, same shape as ``mask``.
     """
-    if mask.ndim != 3:
-        raise InputError(f"mask must be 3D (Z, Y, X); got shape {mask.shape}")
+    mask, rng = _checked(mask, spacing, params, rng)
     axis = PLANE_AXES[params.plane]
     volume = np.moveaxis(np.asarray(mask, dtype=np.float32) > 0, axis, 0).astype(np.float32)
     n = volume.shape[0]

@@ -14,7 +14,8 @@ case, so a case is the same whatever else is selected). A case comes in one or t
   1 x 1 x 2 mm, padded like the truth) and scored there against the mask itself -- what a user
   whose ground truth lives on a CT grid sees.
 
-Every row of :data:`lsdebm.evaluation.rows.ROWS` is scored on the truth grid (1 mm) with
+Every row of :data:`lsdebm.evaluation.rows.ROWS` is scored on the truth grid (1 mm; the ``original`` form on the
+mask's own grid) with
 :func:`lsdebm.evaluation.metrics.compute_metrics`; ``raw`` is the input itself (a native input resampled
 onto the truth grid by nearest neighbour).
 

@@ -64,8 +64,12 @@ def _bars(bars: list[dict]) -> str:
 def render_real_markdown(result: EvalResult, summary: dict, meta: dict[str, Any]) -> str:
     """The human-readable real-anatomy report (see docs/evaluation.md, "Real anatomy")."""
     n = len({c["case"] for c in result.cases})
+    forms = {c.get("form") for c in result.cases}
+    grid = "the 1 mm truth grid" if "original" not in forms else \
+        ("each mask's own grid" if forms == {"original"} else
+         "the 1 mm truth grid (the original form: each mask's own grid)")
     parts = [f"# LSD-EBM evaluation on real anatomy\n\n{n} cases; {meta.get('test_set', '')}. "
-             "Scored on the 1 mm truth grid; mean ± sample std (ddof=1).\n",
+             f"Scored on {grid}; mean ± sample std (ddof=1).\n",
              "## Table 1: segmentation quality against the real high-quality mask\n", main_table(result, summary),
              "\n## Paired against the raw input\n", paired_table(result, summary)]
     for group, title in GROUP_TITLES.items():
