@@ -18,6 +18,20 @@ from napari_lsdebm._ui.closed_docks import retire
 EXIT_WAIT_S = 1.0  # at interpreter exit, the most a closed explorer waits for its run, then for its preview
 
 
+def dock_viewer(napari_viewer):
+    """The viewer itself, which every dock keeps instead of the ``PublicOnlyProxy`` napari hands it.
+
+    Behind the proxy (Plugins menu, ``viewer.window.add_plugin_dock_widget``) each napari object a dock reaches
+    is a new proxy: the layer ``add_*()`` returns, ``viewer.layers[name]``, ``layers.selection.active``; while
+    iterating ``viewer.layers`` and event values give the layers themselves. ``==``, ``in`` and ``isinstance``
+    see through a proxy, ``is`` and ``type()`` do not, so a layer a dock added was not the layer in the list
+    (the explorer offered its own live preview as input). The proxy marshals nothing to the GUI thread: it warns
+    of private attribute access and, with ``NAPARI_ENSURE_PLUGIN_MAIN_THREAD`` set, refuses attribute writes
+    off it; no dock touches the viewer from its worker threads.
+    """
+    return getattr(napari_viewer, "__wrapped__", napari_viewer)
+
+
 class CloseWatcher(QObject):
     """Calls ``on_close()`` once when ``widget`` leaves the dock napari put it in, or its window closes.
 

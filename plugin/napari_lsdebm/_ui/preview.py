@@ -19,6 +19,7 @@ from napari_lsdebm._ui.placement import follow_display, frame_centre, placed_lay
 from napari_lsdebm._ui.surface_layer import add_mesh_layer, set_mesh, volume_mesh
 
 LAYER_NAME = "live preview"
+PREVIEW_KEY = "lsdebm_live_preview"  # metadata of the preview layer: never an input (known while it is inserted)
 
 
 class LivePreview(QObject):
@@ -45,12 +46,13 @@ class LivePreview(QObject):
         self._decode, self._last, self._cost = make_decoder(model), time.monotonic(), 0.0
         self._spacing = (float(spacing),) * 3 if render == "mesh" else None
         where = placed_layer(placement, 3, frame_centre(grid, spacing))
+        meta = {**where.pop("metadata", {}), PREVIEW_KEY: True}
         follow_display(self.viewer)
         if render == "mesh":
-            self.layer = add_mesh_layer(self.viewer, empty_mesh(), LAYER_NAME, where or None)
+            self.layer = add_mesh_layer(self.viewer, empty_mesh(), LAYER_NAME, where or None, meta)
             return
         self.layer = self.viewer.add_image(np.zeros((grid,) * 3, np.float32), name=LAYER_NAME,
-                                           scale=(spacing,) * 3, **where, rendering="iso",
+                                           scale=(spacing,) * 3, **where, metadata=meta, rendering="iso",
                                            iso_threshold=0.5, contrast_limits=(0, 1), colormap="bone")
 
     def update(self, z: np.ndarray | None) -> None:

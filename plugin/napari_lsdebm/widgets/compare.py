@@ -36,7 +36,7 @@ from lsdebm.review.compare import (
 )
 from lsdebm.review.overlap import OVERLAP_COLORS, overlap_map
 from lsdebm.tasks.progress import Progress
-from napari_lsdebm._ui.docking import CloseWatcher
+from napari_lsdebm._ui.docking import CloseWatcher, dock_viewer
 from napari_lsdebm._ui.gl_context import keep_canvas_current
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import OverlapLegend, show_canvas_note
@@ -182,7 +182,7 @@ class CompareWidget(QWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = napari_viewer = dock_viewer(napari_viewer)  # not napari's plugin proxy (docking)
         keep_canvas_current(napari_viewer)  # removed layers' GL objects die in the canvas's context
         self.worker = None
         self.comparison: Comparison | None = None

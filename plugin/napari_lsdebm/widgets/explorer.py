@@ -32,7 +32,7 @@ from lsdebm.explore.run_input import RunInput, run_input
 from lsdebm.runtime.device import resolve_device
 from napari_lsdebm._ui.capture import is_shown
 from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES, CheckpointPanel
-from napari_lsdebm._ui.docking import CloseWatcher, close_explorer, dock_below_canvas, scroll_with_footer
+from napari_lsdebm._ui.docking import CloseWatcher, close_explorer, dock_below_canvas, dock_viewer, scroll_with_footer
 from napari_lsdebm._ui.gl_context import keep_canvas_current
 from napari_lsdebm._ui.jobs import Outcome, error_text, start_job
 from napari_lsdebm._ui.legends import OwnedNote
@@ -40,7 +40,7 @@ from napari_lsdebm._ui.noise_panel import NoisePanel, explorer_note, generation_
 from napari_lsdebm._ui.pickers import LayerCombo, affine_of
 from napari_lsdebm._ui.placement import model_placement
 from napari_lsdebm._ui.plots import TrajectoryPlots
-from napari_lsdebm._ui.preview import LivePreview
+from napari_lsdebm._ui.preview import PREVIEW_KEY, LivePreview
 from napari_lsdebm._ui.results import add_result_layers, preload_result
 from napari_lsdebm._ui.run_layers import RunLayers
 from napari_lsdebm._ui.run_panel import RunPanel
@@ -55,7 +55,7 @@ class ExplorerWidget(QWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = napari_viewer = dock_viewer(napari_viewer)  # not napari's plugin proxy (docking)
         self.cache = DecodeCache(512 * 2 ** 20)
         self.layer = None  # the trajectory layer the plots follow
         self.refreshers: dict[int, FrameRefresher] = {}
@@ -158,7 +158,7 @@ class ExplorerWidget(QWidget):
             self.input_combo.set_layer(lq[0])
 
     def _is_input(self, layer) -> bool:
-        return layer.ndim == 3 and trajectory_of(layer) is None and layer is not self.preview.layer
+        return layer.ndim == 3 and trajectory_of(layer) is None and PREVIEW_KEY not in layer.metadata
 
     # running ---------------------------------------------------------------------------------
     def run(self) -> None:

@@ -36,6 +36,7 @@ from napari_lsdebm._ui.capture import (
     shown_layers,
     time_axes,  # noqa: F401 - re-exported (scripts, tests)
 )
+from napari_lsdebm._ui.docking import dock_viewer
 from napari_lsdebm._ui.gl_context import keep_canvas_current
 from napari_lsdebm._ui.jobs import Outcome, error_text
 from napari_lsdebm._ui.layer_records import layer_provenance, surface_mesh
@@ -59,7 +60,7 @@ class ExportWidget(QWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = napari_viewer = dock_viewer(napari_viewer)  # not napari's plugin proxy (docking)
         keep_canvas_current(napari_viewer)  # removed layers' GL objects die in the canvas's context
         self.mask_combo = LayerCombo(napari_viewer, (Labels, Image), accept=is_mask_layer)
         self.mesh_combo = LayerCombo(napari_viewer, (Surface,))

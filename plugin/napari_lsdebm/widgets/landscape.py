@@ -21,7 +21,7 @@ from lsdebm.methods import RunSettings
 from lsdebm.teach.checkpoints import load_teach
 from lsdebm.teach.explain import explain, landscape_text
 from lsdebm.teach.toy import ParticleRun, energy_grid, mixture_of_gaussians, run_particles
-from napari_lsdebm._ui.docking import CloseWatcher
+from napari_lsdebm._ui.docking import CloseWatcher, dock_viewer
 from napari_lsdebm._ui.gl_context import keep_canvas_current
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import ColourBar, canvas_overlay, show_canvas_note, show_layer_colorbar
@@ -59,7 +59,7 @@ class LandscapeWidget(QWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = napari_viewer = dock_viewer(napari_viewer)  # not napari's plugin proxy (docking)
         keep_canvas_current(napari_viewer)  # removed layers' GL objects die in the canvas's context
         self.model = None
         self.run: ParticleRun | None = None

@@ -30,6 +30,7 @@ from lsdebm.errors import InputError
 from lsdebm.review.overlap import OVERLAP_CLASSES, overlap_map
 from lsdebm.review.roi import box_from_points, review_metrics, reviewed_pair
 from lsdebm.review.table import table_rows, to_text, write_csv
+from napari_lsdebm._ui.docking import dock_viewer
 from napari_lsdebm._ui.gl_context import keep_canvas_current
 from napari_lsdebm._ui.jobs import Outcome, error_text, start_job
 from napari_lsdebm._ui.legends import OverlapLegend
@@ -87,7 +88,7 @@ class ReviewWidget(QWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = napari_viewer = dock_viewer(napari_viewer)  # not napari's plugin proxy (docking)
         keep_canvas_current(napari_viewer)  # removed layers' GL objects die in the canvas's context
         self.rows = []
         self.worker = None

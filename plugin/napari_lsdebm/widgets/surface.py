@@ -14,10 +14,19 @@ from qtpy.QtWidgets import QDoubleSpinBox, QFormLayout, QLabel, QPushButton, QSp
 from lsdebm.errors import InputError
 from lsdebm.review.roi import reviewed_pair
 from lsdebm.review.surface import distance_surface, mask_mesh, symmetric_limit
+from napari_lsdebm._ui.docking import dock_viewer
 from napari_lsdebm._ui.gl_context import keep_canvas_current
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import ColourBar, show_canvas_note, show_layer_colorbar
-from napari_lsdebm._ui.pickers import LayerCombo, fit_view, geometry_kwargs, on_grid_of, put_layer, spacing_of
+from napari_lsdebm._ui.pickers import (
+    LayerCombo,
+    camera_of,
+    fit_view,
+    geometry_kwargs,
+    on_grid_of,
+    put_layer,
+    spacing_of,
+)
 from napari_lsdebm._ui.placement import CAMERA_ANGLES
 from napari_lsdebm._ui.surface_layer import hide_under_surface
 
@@ -43,7 +52,7 @@ class SurfaceWidget(QWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = napari_viewer = dock_viewer(napari_viewer)  # not napari's plugin proxy (docking)
         keep_canvas_current(napari_viewer)  # removed layers' GL objects die in the canvas's context
         self.worker = None
         self.mask_combo = LayerCombo(napari_viewer, (Labels, Image))
@@ -117,7 +126,7 @@ class SurfaceWidget(QWidget):
             return ""
         self.viewer.dims.ndisplay = 3
         fit_view(self.viewer, [surface])
-        self.viewer.camera.angles = CAMERA_ANGLES
+        camera_of(self.viewer).angles = CAMERA_ANGLES  # viewer.camera is deprecated in napari 0.9
         return " The viewer is now in 3D (in 2D a surface shows only where the slice cuts it)."
 
     def _show(self, mesh, layer, ref):

@@ -32,7 +32,7 @@ from lsdebm.teach.checkpoints import load_teach
 from lsdebm.teach.explain import explain
 from lsdebm.teach.generate import METHOD_LABELS, GenerationFrames, record_generation
 from napari_lsdebm._ui.closed_docks import retire
-from napari_lsdebm._ui.docking import CloseWatcher, dock_below_canvas, remove_dock
+from napari_lsdebm._ui.docking import CloseWatcher, dock_below_canvas, dock_viewer, remove_dock
 from napari_lsdebm._ui.gl_context import keep_canvas_current
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import show_canvas_note
@@ -58,7 +58,7 @@ class TeachingWidget(QWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = napari_viewer = dock_viewer(napari_viewer)  # not napari's plugin proxy (docking)
         self.frames: dict[str, GenerationFrames] = {}
         self._models: dict = {}
         self.worker = None

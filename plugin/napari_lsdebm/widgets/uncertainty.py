@@ -24,7 +24,7 @@ from lsdebm.provenance import checkpoint_record, make_provenance
 from lsdebm.review.compare import LABELS, METHODS, compared_structure, structure_box
 from lsdebm.review.uncertainty import input_grid_uncertainty
 from lsdebm.runtime.loading import load_models
-from napari_lsdebm._ui.docking import CloseWatcher
+from napari_lsdebm._ui.docking import CloseWatcher, dock_viewer
 from napari_lsdebm._ui.gl_context import keep_canvas_current
 from napari_lsdebm._ui.jobs import Outcome, start_job
 from napari_lsdebm._ui.legends import ColourBar, show_layer_colorbar
@@ -59,7 +59,7 @@ class UncertaintyWidget(QWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = napari_viewer = dock_viewer(napari_viewer)  # not napari's plugin proxy (docking)
         keep_canvas_current(napari_viewer)  # removed layers' GL objects die in the canvas's context
         self.worker = None
         self.input_combo = LayerCombo(napari_viewer, (Labels, Image))
