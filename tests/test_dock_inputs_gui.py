@@ -69,18 +69,25 @@ def test_export_refuses_a_2d_mask_in_words(make_napari_viewer, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_uncertainty_closed_mid_run_adds_no_layers(make_napari_viewer, qtbot, tiny_ckpts, tiny_pair):
-    """Closing the dock cancels the runs (after the current batch) and lays out nothing, as Compare does."""
+def long_uncertainty_run(viewer, tiny_ckpts, tiny_pair, render: str = "mesh"):
+    """An Uncertainty dock on the tiny HQ mask, started on 400 runs of the tiny LSD-EBM (long enough to stop)."""
     from napari_lsdebm.widgets.uncertainty import UncertaintyWidget
 
-    viewer = make_napari_viewer()
     add_hq(viewer, tiny_pair)
     widget = UncertaintyWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.path.edit.setText(str(tiny_ckpts["lsdebm"]))
     widget.reconnet_path.edit.setText(str(tiny_ckpts["reconnet"]))
+    widget.render.setCurrentText(render)
     widget.n.setValue(400)
     widget.run()
+    return widget
+
+
+def test_uncertainty_closed_mid_run_adds_no_layers(make_napari_viewer, qtbot, tiny_ckpts, tiny_pair):
+    """Closing the dock cancels the runs (after the current batch) and lays out nothing, as Compare does."""
+    viewer = make_napari_viewer()
+    widget = long_uncertainty_run(viewer, tiny_ckpts, tiny_pair)
     assert widget.worker is not None
     viewer.window.remove_dock_widget(widget)
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT)
@@ -89,17 +96,8 @@ def test_uncertainty_closed_mid_run_adds_no_layers(make_napari_viewer, qtbot, ti
 
 def test_uncertainty_cancelled_says_how_many_runs_it_shows(make_napari_viewer, qtbot, tiny_ckpts, tiny_pair):
     """A cancelled run shows the runs done so far; its status read like a finished one ("4 runs: ...")."""
-    from napari_lsdebm.widgets.uncertainty import UncertaintyWidget
-
     viewer = make_napari_viewer()
-    add_hq(viewer, tiny_pair)
-    widget = UncertaintyWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    widget.path.edit.setText(str(tiny_ckpts["lsdebm"]))
-    widget.reconnet_path.edit.setText(str(tiny_ckpts["reconnet"]))
-    widget.render.setCurrentText("volume")
-    widget.n.setValue(400)
-    widget.run()
+    widget = long_uncertainty_run(viewer, tiny_ckpts, tiny_pair, render="volume")
     qtbot.waitUntil(lambda: widget.progress.value() > 0, timeout=TIMEOUT)
     widget.cancel()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT)
@@ -138,15 +136,21 @@ def generate(widget, qtbot, methods):
     qtbot.waitUntil(lambda: widget.worker is None, timeout=300_000)
 
 
-def test_teaching_rerun_with_fewer_methods_drops_the_others(make_napari_viewer, qtbot):
-    """Unticked methods kept their digits of the previous run on the canvas, uncaptioned, beside the new ones."""
+def teaching_dock(viewer):
+    """A docked Teaching widget generating one digit per method, every 30th iteration recorded (quick)."""
     from napari_lsdebm.widgets.teach import TeachingWidget
 
-    viewer = make_napari_viewer()
     widget = TeachingWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.n.setValue(1)
     widget.every.setValue(30)
+    return widget
+
+
+def test_teaching_rerun_with_fewer_methods_drops_the_others(make_napari_viewer, qtbot):
+    """Unticked methods kept their digits of the previous run on the canvas, uncaptioned, beside the new ones."""
+    viewer = make_napari_viewer()
+    widget = teaching_dock(viewer)
     generate(widget, qtbot, ("lebm", "lsdebm"))
     generate(widget, qtbot, ("lebm",))
     assert [layer.name for layer in viewer.layers if "teach_method" in layer.metadata] == ["teach: LEBM (latent prior)"]
@@ -155,13 +159,9 @@ def test_teaching_rerun_with_fewer_methods_drops_the_others(make_napari_viewer, 
 
 def test_closing_the_teaching_dock_closes_its_plots_and_stops_following_the_sliders(make_napari_viewer, qtbot):
     from napari_lsdebm._ui.legends import canvas_note, show_canvas_note
-    from napari_lsdebm.widgets.teach import TeachingWidget
 
     viewer = make_napari_viewer()
-    widget = TeachingWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    widget.n.setValue(1)
-    widget.every.setValue(30)
+    widget = teaching_dock(viewer)
     generate(widget, qtbot, ("lebm",))
     assert "Teaching plots" in viewer.window.dock_widgets
     viewer.window.remove_dock_widget(widget)
