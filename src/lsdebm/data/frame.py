@@ -208,7 +208,9 @@ def paste_back(crop_result, info: CropInfo, base=None) -> np.ndarray:
         crop_result: Mask (or probability map in [0, 1]) on the crop grid.
         info: The :class:`CropInfo` returned by :func:`crop_label`.
         base: Optional original label map; the result replaces ``info.label`` in a copy
-            of it (other labels are kept). Without it a uint8 {0, 1} mask is returned.
+            of it: the label's old voxels are cleared and every voxel of the result takes the
+            label, also where another label was (other labels keep their remaining voxels).
+            Without it a uint8 {0, 1} mask is returned.
 
     Returns:
         An array with the original shape: the pasted mask, or the updated label map.
