@@ -314,6 +314,10 @@ def test_writers_refuse_and_leave_nothing(tmp_path):
         write_volume(target, np.zeros((4, 4)), np.eye(4))
     with pytest.raises(InputError, match="singular"):
         write_volume(target, BLOB, np.diag([1.0, 1.0, 0.0, 1.0]))
+    nan = BLOB.astype(np.float32)
+    nan[0, 0, 0] = np.nan  # written before, then refused by read_volume
+    with pytest.raises(InputError, match="1 NaN and 0 infinite"):
+        write_volume(target, nan, np.eye(4))
     (tmp_path / "file").write_text("x")
     with pytest.raises(LsdebmError, match="is a file, not a directory"):
         write_volume(tmp_path / "file" / "out.nii", BLOB, np.eye(4))

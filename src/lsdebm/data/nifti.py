@@ -178,8 +178,8 @@ def write_volume(path, data, affine, header=None, overwrite: bool = False):
 
     Raises:
         LsdebmError: If the file exists and ``overwrite`` is False, or cannot be written.
-        InputError: If the name is not .nii/.nii.gz, the data is not 3D or of a type NIfTI
-            cannot store, or the affine is not finite and invertible.
+        InputError: If the name is not .nii/.nii.gz, the data is not 3D, of a type NIfTI
+            cannot store or not finite (NaN, inf), or the affine is not finite and invertible.
     """
     path = Path(path)
     if not path.name.endswith(NIFTI_SUFFIXES):
@@ -193,6 +193,7 @@ def write_volume(path, data, affine, header=None, overwrite: bool = False):
         data = data.astype(np.float32)
     if data.dtype.kind not in "iuf":
         raise InputError(f"{path}: cannot store {data.dtype} voxels; expected integer or real values")
+    _check_finite(path, data)  # never write a file read_volume would refuse
     if data.dtype.kind in "iu" and data.dtype.itemsize == 8:  # nibabel refuses implicit 64-bit ints
         data = data.astype(compact_int_dtype(data))
     affine = check_affine(affine, str(path))
