@@ -208,6 +208,10 @@ def test_extreme_spacing_warns(tmp_path, spacing):
     if spacing < 1:  # a 4 um structure cannot be seen on a 2 mm model grid: refused, not silently empty
         with pytest.raises(InputError, match="smaller than one 2 mm model voxel"):
             crop_label(volume.data, volume.affine, None, grid=16, spacing=2.0)
+    sheet = np.zeros((40, 40, 40), np.uint8)
+    sheet[20, 5:35, 5:35] = 1  # 900 voxels of 1 mm, but one voxel thick: said so, not "smaller than a voxel"
+    with pytest.raises(InputError, match="only 1 mm thick along array axis 0, thinner than one 2 mm model voxel"):
+        crop_label(sheet, np.eye(4), None, grid=16, spacing=2.0)
 
 
 def test_anisotropic_spacing_is_resampled(tmp_path):
