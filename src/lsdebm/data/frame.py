@@ -168,16 +168,21 @@ def crop_label(data, affine, label: int | None = None, grid: int = 64, spacing: 
     _warn_if_cut_off(where, voxels, data.shape, affine, crop_affine, grid, spacing)
     crop = _crop_values(binary, box_aff, crop_affine, grid, values)
     if not (crop >= 0.5).any():
-        vox = affine_spacing(affine)
-        extent = (np.ptp(voxels, axis=0) + 1) * vox  # the structure's mm along each array axis
-        size = (f"only {extent.min():g} mm thick along array axis {int(np.argmin(extent))}, thinner than"
-                if extent.min() < spacing <= extent.max() else "smaller than")
-        raise InputError(f"{where} ({len(voxels)} voxels of {tuple(round(v, 4) for v in vox)} mm) is {size} one "
-                         f"{spacing:g} mm model voxel; check the file's spacing (units?) and that it holds a whole "
-                         "3D structure")
+        raise _unseen(where, voxels, affine, spacing)
     info = CropInfo(tuple(data.shape), affine, crop_affine, label, tuple(float(v) for v in pose.centroid_mm),
                     pose.method, round(pose.tilt_deg(), 2))
     return crop, info
+
+
+def _unseen(where: str, voxels: np.ndarray, affine, spacing: float) -> InputError:
+    """The error for a structure the model grid cannot see: smaller than one of its voxels, or thinner along an axis."""
+    vox = affine_spacing(affine)
+    extent = (np.ptp(voxels, axis=0) + 1) * vox  # the structure's mm along each array axis
+    size = (f"only {extent.min():g} mm thick along array axis {int(np.argmin(extent))}, thinner than"
+            if extent.min() < spacing <= extent.max() else "smaller than")
+    return InputError(f"{where} ({len(voxels)} voxels of {tuple(round(v, 4) for v in vox)} mm) is {size} one "
+                      f"{spacing:g} mm model voxel; check the file's spacing (units?) and that it holds a whole 3D "
+                      "structure")
 
 
 def paste_probabilities(crop_result, info: CropInfo, out_shape=None, out_affine=None) -> np.ndarray:
