@@ -215,7 +215,9 @@ def decode_frame(checkpoint: LoadedCheckpoint | str, trajectory: Trajectory, fra
     ``frame`` counts forward frames first, then reverse steps (negative counts from the end:
     -1 is the final reverse step); ``k`` is the recorded Langevin iteration (-1: the last);
     ``clean`` decodes the predicted clean latent z_t / a_cum[t] instead of the current one.
-    A trajectory that names its checkpoint (sha256) is decoded only by that checkpoint.
+    A trajectory that names its checkpoint (sha256) is decoded only by that checkpoint. A name or
+    path is loaded (and verified) on every call: load it once with :func:`load_checkpoint` to
+    decode many frames.
     """
     import torch
 

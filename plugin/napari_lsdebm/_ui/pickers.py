@@ -77,7 +77,6 @@ class LayerCombo(QComboBox):
         return next((i for i, lay in enumerate(self._items) if lay is None or lay is not avoided), 0)
 
     def _index_of(self, layer) -> int:
-        layer = getattr(layer, "__wrapped__", layer)  # napari's plugin proxy of a layer is not the layer itself
         return next((i for i, lay in enumerate(self._items) if lay is layer and lay is not None), -1)
 
     def layer(self):
@@ -188,7 +187,7 @@ def geometry_kwargs(layer, provenance: dict | None = None, **metadata) -> dict:
 def put_layer(viewer, kind: str, data, name: str, **kwargs):
     """Add a layer, or update the review layer of the same name in place (keeps its position)."""
     existing = viewer.layers[name] if name in viewer.layers else None
-    real = getattr(existing, "__wrapped__", existing)  # a docked widget gets napari's proxies: type PublicOnlyProxy
+    real = getattr(existing, "__wrapped__", existing)  # a script may hand napari's proxy (type PublicOnlyProxy)
     if real is not None and real.metadata.get(REVIEW_KEY) and type(real).__name__.lower() == kind:
         layer = existing
         layer.data = data

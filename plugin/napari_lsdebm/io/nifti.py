@@ -45,18 +45,11 @@ def layer_affine(meta: dict) -> np.ndarray:
     affine = meta.get("metadata", {}).get("affine")
     if affine is not None:
         return np.asarray(affine, dtype=float)
-    scale = meta.get("scale")
-    ndim = 3 if scale is None else len(scale)
-    inner = np.diag(np.ones(ndim) if scale is None else np.asarray(scale, float)).astype(float)
-    inner = np.pad(inner, ((0, 1), (0, 1)))
-    inner[ndim, ndim] = 1.0
-    if meta.get("translate") is not None:
-        inner[:ndim, ndim] = np.asarray(meta["translate"], float)
-    if meta.get("rotate") is not None or meta.get("shear") is not None:
-        from napari.utils.transforms import Affine
+    from napari.utils.transforms import Affine
 
-        inner = Affine(scale=scale, translate=meta.get("translate"), rotate=meta.get("rotate"),
-                       shear=meta.get("shear"), ndim=ndim).affine_matrix
+    given = {key: meta[key] for key in ("scale", "translate", "rotate", "shear") if meta.get(key) is not None}
+    ndim = len(given["scale"]) if "scale" in given else 3
+    inner = Affine(ndim=ndim, **given).affine_matrix  # napari's own composition of the four
     outer = meta.get("affine")
     full = inner if outer is None else np.asarray(getattr(outer, "affine_matrix", outer), float) @ inner
     out = np.eye(4)

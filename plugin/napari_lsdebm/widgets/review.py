@@ -93,8 +93,7 @@ class ReviewWidget(QWidget):
         self.rows = []
         self.worker = None
         self._pending = False
-        self._summary: tuple | None = None  # (prediction, reference, regions, text) of the status line's summary
-        self._refusal: str | None = None  # the status line's self-comparison refusal, renamed with its layer
+        self._said: tuple | None = None  # (say, text): a status line naming the chosen layers, said anew on a rename
         not_helper = lambda lay: OVERLAP_KEY not in lay.metadata  # noqa: E731
         self.pred_combo = LayerCombo(napari_viewer, (Labels, Image), accept=not_helper)
         self.ref_combo = LayerCombo(napari_viewer, (Labels, Image), accept=not_helper)
@@ -138,7 +137,8 @@ class ReviewWidget(QWidget):
             combo.layer_changed.connect(self._schedule)
         self.label_spin.valueChanged.connect(self._schedule)
         self.roi_combo.layer_changed.connect(self._watch_roi)
-        self.pred_combo.renamed.connect(self._on_chosen_renamed)
+        for combo in (self.pred_combo, self.ref_combo):
+            combo.renamed.connect(self._on_chosen_renamed)
         self.overlap_button.clicked.connect(self.show_overlap)
         self.roi_button.clicked.connect(self.new_roi)
         self.copy_button.clicked.connect(self.copy)
@@ -272,30 +272,24 @@ class ReviewWidget(QWidget):
 
     def _say_summary(self, pred, ref, n: int) -> None:
         """The summary "<prediction> vs <reference>: n regions" in the status line, following renames of either."""
-        for layer in self._summary[:2] if self._summary is not None else ():
-            layer.events.name.disconnect(self._on_renamed)
         if pred is None or ref is None:  # removed meanwhile: the names the pickers show
-            self._summary = None
+            self._said = None
             self.status.setText(f"{self.pred_combo.currentText()} vs {self.ref_combo.currentText()}: {n} regions")
             return
-        for layer in (pred, ref):
-            layer.events.name.connect(self._on_renamed)
-        self._summary = (pred, ref, n, f"{pred.name} vs {ref.name}: {n} regions")
-        self.status.setText(self._summary[3])
+        self._say(lambda: f"{pred.name} vs {ref.name}: {n} regions")
 
     def _refuse(self, pred, ref) -> None:
-        self._refusal = self_comparison(pred, ref)
-        self.status.setText(self._refusal)
+        self._say(lambda: self_comparison(pred, ref))
+
+    def _say(self, say) -> None:
+        """Show ``say()`` in the status line; renaming the chosen prediction or reference says it anew."""
+        self._said = (say, say())
+        self.status.setText(self._said[1])
 
     def _on_chosen_renamed(self, layer) -> None:
-        """A refusal to compare a layer with itself names that layer anew when it is renamed."""
-        if self._refusal is not None and self.status.text() == self._refusal:
-            self._refuse(layer, self.ref_combo.layer())
-
-    def _on_renamed(self, event=None) -> None:
-        """Name a renamed prediction or reference anew, while the status line still shows their summary."""
-        if self._summary is not None and self.status.text() == self._summary[3]:
-            self._say_summary(*self._summary[:3])
+        """Name a renamed prediction or reference anew, while the status line still shows what named it."""
+        if self._said is not None and self.status.text() == self._said[1]:
+            self._say(self._said[0])
 
     def copy(self) -> None:
         """Copy the table as tab-separated text."""
