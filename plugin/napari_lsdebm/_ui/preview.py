@@ -4,10 +4,16 @@ Decoding competes with the sampler for the CPU, so a new preview starts only whe
 one is done and at least ``max(0.5 s, 3 x the last decode time)`` has passed (the first one 0.5 s
 after the start, so a run that ends sooner, such as a VAE, decodes no preview at all). With
 ``render="mesh"`` the preview is a Surface layer whose iso-surface is made on the same thread.
+
+At interpreter exit every preview still open is closed (its decode waited for, at most
+:data:`napari_lsdebm._ui.jobs.EXIT_WAIT_S`) before PyQt's clean-up deletes the ``LivePreview``: a decode
+that ended after that emitted into a deleted object (a script leaving Python mid-run, the explorer docked).
 """
 from __future__ import annotations
 
+import atexit
 import time
+import weakref
 
 import numpy as np
 from qtpy.QtCore import QObject, Signal
@@ -15,11 +21,13 @@ from qtpy.QtCore import QObject, Signal
 from lsdebm.explore import make_decoder
 from lsdebm.explore.background import JobQueue
 from lsdebm.review.surface import empty_mesh
+from napari_lsdebm._ui.jobs import EXIT_WAIT_S
 from napari_lsdebm._ui.placement import follow_display, frame_centre, placed_layer
 from napari_lsdebm._ui.surface_layer import add_mesh_layer, set_mesh, volume_mesh
 
 LAYER_NAME = "live preview"
 PREVIEW_KEY = "lsdebm_live_preview"  # metadata of the preview layer: never an input (known while it is inserted)
+_OPEN: weakref.WeakSet = weakref.WeakSet()  # previews whose thread may still decode
 
 
 class LivePreview(QObject):
@@ -35,6 +43,7 @@ class LivePreview(QObject):
         self._last = self._cost = 0.0
         self._spacing = None  # voxel spacing when the preview is a mesh
         self.ready.connect(self._show)
+        _OPEN.add(self)
 
     def start(self, model, grid: int, spacing: float, placement, render: str = "volume") -> None:
         """Add an empty iso-surface layer on the model grid and decode with ``model`` from now on.
@@ -96,3 +105,13 @@ class LivePreview(QObject):
             self.layer.data = shown
         elif self.layer.__class__.__name__ == "Surface":
             set_mesh(self.layer, shown)
+
+
+def close_previews(timeout: float = EXIT_WAIT_S) -> None:
+    """Close every preview still open, waiting up to ``timeout`` seconds in all for their threads."""
+    end = time.monotonic() + timeout
+    for preview in list(_OPEN):
+        preview.close(max(0.0, end - time.monotonic()))
+
+
+atexit.register(close_previews)  # registered after PyQt's exit clean-up (QtCore is imported above): runs first
