@@ -62,6 +62,30 @@ def test_validation_names_allowed_values():
         ThickSliceParams(thickness=50.0)
 
 
+@pytest.mark.parametrize("field, value, expected", [
+    ("thickness", "5", "ThickSliceParams.thickness='5': expected a number of mm in [1.0, 10.0]"),  # was TypeError
+    ("thickness", None, "ThickSliceParams.thickness=None: expected a number of mm in [1.0, 10.0]"),  # was TypeError
+    ("thickness", -1.0, "ThickSliceParams.thickness=-1.0: expected a number of mm in [1.0, 10.0]"),
+    ("gap", float("nan"), "ThickSliceParams.gap=nan: expected a number of mm in [0.0, 5.0]"),
+    ("noise_amplitude", float("inf"), "ThickSliceParams.noise_amplitude=inf: expected a number in [0.0, 0.5]"),
+    ("threshold", True, "ThickSliceParams.threshold=True: expected a number in [0.1, 0.9]"),
+    ("offset", "1", "ThickSliceParams.offset='1': expected a number of mm in [0, thickness + gap) = [0, 5)"),
+    ("offset", float("nan"), "ThickSliceParams.offset=nan: expected a number of mm in [0, thickness + gap) = [0, 5)"),
+    ("plane", ["axial"], "ThickSliceParams.plane=['axial']: expected one of axial, coronal, sagittal"),  # unhashable
+    ("interpolation", None, "ThickSliceParams.interpolation=None: expected one of nearest, linear"),
+])
+def test_wrong_typed_or_out_of_range_fields_are_one_input_error_naming_them(field, value, expected):
+    with pytest.raises(InputError) as info:
+        ThickSliceParams(**{field: value})
+    assert str(info.value) == expected
+
+
+def test_numpy_numbers_are_taken_as_floats():
+    params = ThickSliceParams(thickness=np.int64(5), noise_amplitude=np.float32(0.25), offset=np.float64(1))
+    assert params == ThickSliceParams(thickness=5.0, noise_amplitude=0.25, offset=1.0)
+    assert all(type(v) is float for k, v in params.as_dict().items() if k not in ("plane", "interpolation"))
+
+
 def test_sample_params_deterministic_and_in_range():
     a = sample_params(np.random.default_rng(4), TRAIN_RANGES)
     assert a == sample_params(np.random.default_rng(4), TRAIN_RANGES)

@@ -22,6 +22,21 @@ from lsdebm.errors import InputError
 
 PLANE_AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
 INTERPOLATIONS = ("nearest", "linear")
+#: The numeric :class:`ThickSliceParams` fields: (low, high, unit in the message); offset is checked on its own.
+_RANGES = {
+    "thickness": (1.0, 10.0, " of mm"),
+    "gap": (0.0, 5.0, " of mm"),
+    "inplane_blur": (0.0, 5.0, " of mm"),
+    "noise_amplitude": (0.0, 0.5, ""),
+    "noise_smoothness": (0.5, 20.0, " of mm"),
+    "threshold": (0.1, 0.9, ""),
+}
+
+
+def _is_number(value) -> bool:
+    """Whether ``value`` is one finite real number (Python or numpy; not a bool, string or None)."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+            and math.isfinite(value))
 
 
 @dataclass(frozen=True)
@@ -59,28 +74,20 @@ class ThickSliceParams:
     interpolation: str = "nearest"
 
     def __post_init__(self):
-        if self.plane not in PLANE_AXES:
-            raise InputError(f"plane must be one of {', '.join(PLANE_AXES)}; got {self.plane!r}")
-        if self.interpolation not in INTERPOLATIONS:
-            raise InputError(
-                f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {self.interpolation!r}"
-            )
-        checks = {
-            "thickness": (1.0, 10.0),
-            "gap": (0.0, 5.0),
-            "inplane_blur": (0.0, 5.0),
-            "noise_amplitude": (0.0, 0.5),
-            "noise_smoothness": (0.5, 20.0),
-            "threshold": (0.1, 0.9),
-        }
-        for name, (lo, hi) in checks.items():
+        for name, allowed in (("plane", tuple(PLANE_AXES)), ("interpolation", INTERPOLATIONS)):
             value = getattr(self, name)
-            if not lo <= value <= hi:
-                raise InputError(f"{name} must be in [{lo}, {hi}]; got {value}")
-        if not 0.0 <= self.offset < self.thickness + self.gap:
-            raise InputError(
-                f"offset must be in [0, thickness + gap) = [0, {self.thickness + self.gap}); got {self.offset}"
-            )
+            if not isinstance(value, str) or value not in allowed:
+                raise InputError(f"ThickSliceParams.{name}={value!r:.60}: expected one of {', '.join(allowed)}")
+        for name, (lo, hi, unit) in _RANGES.items():
+            value = getattr(self, name)
+            if not (_is_number(value) and lo <= value <= hi):
+                raise InputError(f"ThickSliceParams.{name}={value!r:.60}: expected a number{unit} in [{lo}, {hi}]")
+            object.__setattr__(self, name, float(value))  # numpy scalars too: as_dict stays JSON
+        period = self.thickness + self.gap
+        if not (_is_number(self.offset) and 0.0 <= self.offset < period):
+            raise InputError(f"ThickSliceParams.offset={self.offset!r:.60}: expected a number of mm in "
+                             f"[0, thickness + gap) = [0, {period:g})")
+        object.__setattr__(self, "offset", float(self.offset))
 
     def as_dict(self) -> dict:
         """Return the settings as a plain dict (for manifests)."""
@@ -170,8 +177,7 @@ def _checked(mask, spacing, params, rng) -> tuple[np.ndarray, np.random.Generato
     mask = np.asarray(mask)
     if mask.ndim != 3 or mask.dtype.kind not in "biuf":
         raise InputError(f"mask must be a 3D (Z, Y, X) array of numbers; got shape {mask.shape}, {mask.dtype}")
-    if isinstance(spacing, bool) or not isinstance(spacing, (int, float, np.integer, np.floating)) \
-            or not (math.isfinite(spacing) and spacing > 0):
+    if not (_is_number(spacing) and spacing > 0):
         raise InputError(f"spacing {spacing!r} must be one positive number of mm (the grid is isotropic)")
     if not isinstance(params, ThickSliceParams):
         raise InputError(f"params={params!r:.60}: expected ThickSliceParams(...)")
