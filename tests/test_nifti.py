@@ -146,3 +146,37 @@ def test_an_existing_output_names_the_option_of_the_python_api_too(tmp_path):
         write_volume(tmp_path / "a.nii.gz", np.zeros((2, 2, 2), np.uint8), np.eye(4))
     write_volume(tmp_path / "a.nii.gz", np.ones((2, 2, 2), np.uint8), np.eye(4), overwrite=True)
     assert read_volume(tmp_path / "a.nii.gz").data.all()
+
+
+def _scaled_file(path, stored, slope, inter):
+    import nibabel as nib
+
+    image = nib.Nifti1Image(stored, np.diag([2.0, 2.0, 2.0, 1.0]))
+    image.header.set_slope_inter(slope, inter)
+    nib.save(image, str(path))
+    return path
+
+
+@pytest.mark.parametrize("slope, inter, dtype", [(2.0, 0.0, np.uint8), (1.0, 0.0, np.uint8), (2.0, -300.0, np.int16),
+                                                 (1.0, 20.0, np.uint8), (3.0, 0.0, np.int16)])
+def test_a_scaled_integer_label_map_reads_and_writes_as_integers(tmp_path, slope, inter, dtype):
+    """A uint8 label map stored with scl_slope 2 was read as float64 (nibabel scales to floats), and so was
+    every output made from it: its reconstruction was written as a float64 file."""
+    import nibabel as nib
+
+    stored = np.zeros((6, 5, 4), np.uint8)
+    stored[1:3, 1:3, 1:3], stored[4, 3, 2], stored[0, 0, 0] = 1, 2, 100
+    labels = stored.astype(np.int64) * int(slope) + int(inter)
+    volume = read_volume(_scaled_file(tmp_path / "in.nii.gz", stored, slope, inter))
+    assert volume.data.dtype == dtype and np.array_equal(volume.data, labels)
+    out = write_volume(tmp_path / "out.nii.gz", volume.data, volume.affine, volume.header)
+    with gzip.open(out) as f:  # the header as stored, before nibabel moves the scaling into the data proxy
+        header = nib.Nifti1Header.from_fileobj(f)
+    assert header.get_data_dtype() == dtype and header.get_slope_inter() in ((None, None), (1.0, 0.0))
+    assert np.array_equal(np.asarray(nib.load(out).dataobj), labels)  # exactly the label ids
+
+
+def test_a_fractional_scaling_still_reads_as_floats(tmp_path):
+    stored = np.arange(6 * 5 * 4, dtype=np.uint8).reshape(6, 5, 4)
+    volume = read_volume(_scaled_file(tmp_path / "p.nii", stored, 1 / 255, 0.0))  # a probability map
+    assert volume.data.dtype == np.float64 and np.allclose(volume.data, stored / 255, atol=1e-6)

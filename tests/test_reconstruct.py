@@ -84,6 +84,25 @@ def test_label_map_with_label_choice(tmp_path, tiny_ckpts):
     assert (outdir / "one.nii.gz").is_file()
 
 
+def test_a_label_map_stored_with_a_scl_slope_is_written_as_integer_label_ids(tmp_path, tiny_ckpts):
+    """A uint8 map stored with scl_slope 2 (label ids 2 and 4) was read as float64 and written as a float64 file."""
+    stored = np.zeros((20, 18, 16), np.uint8)
+    stored[2:8, 3:9, 3:9], stored[12:18, 9:15, 8:14] = 1, 2
+    image = nib.Nifti1Image(stored, AFFINE)
+    image.header.set_slope_inter(2.0, 0.0)
+    src, out = tmp_path / "scaled.nii", tmp_path / "out.nii"
+    nib.save(image, str(src))
+    assert main(["reconstruct", str(src), "-o", str(out), "--checkpoint", str(tiny_ckpts["vae"]), "--no-reconnet",
+                 "--label", "4", "--native-grid"]) == 0
+    with out.open("rb") as f:  # the header as stored: nib.load moves the scaling into the data proxy
+        header = nib.Nifti1Header.from_fileobj(f)
+    assert header.get_data_dtype() == np.uint8 and header.get_slope_inter() in ((None, None), (1.0, 0.0))
+    result = np.asarray(nib.load(out).dataobj)
+    assert result.dtype == np.uint8 and set(np.unique(result)) <= {0, 2, 4}
+    kept = (stored == 1) & (result != 4)  # label 2 is carried over as id 2 wherever label 4's result did not land
+    assert kept.any() and (result[kept] == 2).all() and not ((result == 2) & (stored != 1)).any()
+
+
 def test_pipeline_api_reconnet_stage_and_batching(tiny_ckpts, tiny_pair):
     models = load_models("lsdebm", str(tiny_ckpts["lsdebm"]), reconnet_checkpoint=str(tiny_ckpts["reconnet"]))
     assert models.reconnet is not None and models.grid == 16

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import threading
 import warnings
@@ -114,6 +115,30 @@ def _check_finite(path: Path, data: np.ndarray) -> None:
                              "values (a binary mask, label map or probability map)")
 
 
+def _integer_scaled(image) -> np.ndarray | None:
+    """Integer voxels whose ``scl_slope``/``scl_inter`` are whole numbers, scaled exactly into an integer type.
+
+    nibabel returns every scaled volume as float64: a uint8 label map stored with ``scl_slope`` 2 was read as
+    floats and its reconstruction written as a float64 file. Its labels are whole numbers, so they stay integers:
+    in the stored type where it holds them, else the smallest integer type that does. None: no such scaling
+    (or one beyond int64); nibabel's reading is kept.
+    """
+    stored = np.dtype(image.get_data_dtype())
+    slope, inter = (float(getattr(image.dataobj, key, default)) for key, default in (("slope", 1.0), ("inter", 0.0)))
+    if stored.kind not in "iu" or (slope, inter) == (1.0, 0.0) \
+            or not all(math.isfinite(v) and v.is_integer() for v in (slope, inter)):
+        return None
+    raw = np.asarray(image.dataobj.get_unscaled())
+    products = [int(v) * int(slope) for v in ((raw.min(), raw.max()) if raw.size else (0, 0))]
+    ends = [v + int(inter) for v in products]
+    wide = np.iinfo(np.int64)
+    if not all(wide.min <= int(v) <= wide.max for v in (slope, inter, *products, *ends)):
+        return None
+    info = np.iinfo(stored)
+    dtype = stored if info.min <= min(ends) <= max(ends) <= info.max else compact_int_dtype(np.array(ends))
+    return (raw.astype(np.int64) * int(slope) + int(inter)).astype(dtype)
+
+
 def read_volume(path: str | os.PathLike) -> Volume:
     """Read a 3D NIfTI file, keeping its affine and header.
 
@@ -124,6 +149,8 @@ def read_volume(path: str | os.PathLike) -> Volume:
     (:func:`lsdebm.limits.check_memory`) and the affine is finite and invertible. Then the
     voxels are read and must be finite. A spacing outside 0.05-20 mm (usually a units error in
     the header) and a non-orthogonal (sheared) affine are accepted with an :class:`InputWarning`.
+    Integer voxels under a whole-number ``scl_slope``/``scl_inter`` (a scaled label map) come back
+    as integers holding the scaled values; other scaled voxels as float64.
 
     Raises:
         InputError: For every problem above; the message names the file, the problem and
@@ -142,7 +169,8 @@ def read_volume(path: str | os.PathLike) -> Volume:
             raise InputError(f"{path}: file is truncated ({path.stat().st_size} bytes; the header needs {need}); "
                              "expected the complete volume")
     try:
-        data = np.asarray(image.dataobj).reshape(shape3)
+        data = _integer_scaled(image)
+        data = (np.asarray(image.dataobj) if data is None else data).reshape(shape3)
     except Exception as exc:  # truncated data, bad gzip stream, short reads
         raise InputError(f"{path}: voxel data cannot be read ({one_line(exc)}); the file is truncated or "
                          "corrupt, expected the complete volume") from None
