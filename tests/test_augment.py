@@ -163,8 +163,30 @@ def test_bad_inputs_are_input_errors(real):
                                          ("scale", -0.1), ("elastic_mm", 11.0), ("elastic_smoothness_mm", 0.5),
                                          ("flip", 1.5), ("flip", -0.1)])
 def test_augment_ranges_validation(field, value):
-    with pytest.raises(InputError, match=f"augmentation {field} must be in"):
+    with pytest.raises(InputError, match=f"AugmentRanges.{field}={value}: expected a number"):
         AugmentRanges(**{field: value})
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("rotation_deg", "15", "AugmentRanges.rotation_deg='15': expected a number of degrees in [0.0, 180.0]"),
+    ("scale", None, "AugmentRanges.scale=None: expected a number in [0.0, 0.5]"),
+    ("elastic_mm", [1.0, 2.0], "AugmentRanges.elastic_mm=[1.0, 2.0]: expected a number of mm in [0.0, 10.0]"),
+    ("elastic_smoothness_mm", float("nan"),
+     "AugmentRanges.elastic_smoothness_mm=nan: expected a number of mm in [1.0, 50.0]"),
+    ("flip", True, "AugmentRanges.flip=True: expected a number (a probability) in [0.0, 1.0]"),
+    ("flip", np.array([0.5]), "AugmentRanges.flip=array([0.5]): expected a number (a probability) in [0.0, 1.0]"),
+])
+def test_wrong_typed_fields_are_one_input_error_naming_them(field, value, expected):
+    """A string, None, a list, NaN or a bool was a bare TypeError (or a misleading range message) from the check."""
+    with pytest.raises(InputError) as info:
+        AugmentRanges(**{field: value})
+    assert str(info.value) == expected
+
+
+def test_numpy_numbers_are_taken_as_floats():
+    ranges = AugmentRanges(rotation_deg=np.int64(20), scale=np.float32(0.25))
+    assert ranges == AugmentRanges(rotation_deg=20.0, scale=0.25)
+    assert type(ranges.rotation_deg) is float and type(ranges.scale) is float
 
 
 def test_augment_ranges_bounds_are_accepted():

@@ -15,7 +15,17 @@ import torch
 from scipy import ndimage
 from torch.nn import functional as F
 
+from lsdebm.data.validate import is_number
 from lsdebm.errors import InputError
+
+#: The :class:`AugmentRanges` fields: (low, high, unit in the message).
+_RANGES = {
+    "rotation_deg": (0.0, 180.0, " of degrees"),
+    "scale": (0.0, 0.5, ""),
+    "elastic_mm": (0.0, 10.0, " of mm"),
+    "elastic_smoothness_mm": (1.0, 50.0, " of mm"),
+    "flip": (0.0, 1.0, " (a probability)"),
+}
 
 
 @dataclass(frozen=True)
@@ -37,11 +47,11 @@ class AugmentRanges:
     flip: float = 0.5
 
     def __post_init__(self):
-        checks = {"rotation_deg": (0.0, 180.0), "scale": (0.0, 0.5), "elastic_mm": (0.0, 10.0),
-                  "elastic_smoothness_mm": (1.0, 50.0), "flip": (0.0, 1.0)}
-        for name, (lo, hi) in checks.items():
-            if not lo <= getattr(self, name) <= hi:
-                raise InputError(f"augmentation {name} must be in [{lo}, {hi}]; got {getattr(self, name)}")
+        for name, (lo, hi, unit) in _RANGES.items():
+            value = getattr(self, name)
+            if not (is_number(value) and lo <= value <= hi):
+                raise InputError(f"AugmentRanges.{name}={value!r:.60}: expected a number{unit} in [{lo}, {hi}]")
+            object.__setattr__(self, name, float(value))  # numpy scalars too, as ThickSliceParams does
 
 
 def rotation_matrix(degrees) -> np.ndarray:

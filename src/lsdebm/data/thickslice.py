@@ -12,12 +12,12 @@ sliced: sagittal slices stack along X (axis 2), coronal along Y (axis 1), axial 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import ndimage
 
+from lsdebm.data.validate import is_number
 from lsdebm.errors import InputError
 
 PLANE_AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
@@ -31,12 +31,6 @@ _RANGES = {
     "noise_smoothness": (0.5, 20.0, " of mm"),
     "threshold": (0.1, 0.9, ""),
 }
-
-
-def _is_number(value) -> bool:
-    """Whether ``value`` is one finite real number (Python or numpy; not a bool, string or None)."""
-    return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-            and math.isfinite(value))
 
 
 @dataclass(frozen=True)
@@ -80,11 +74,11 @@ class ThickSliceParams:
                 raise InputError(f"ThickSliceParams.{name}={value!r:.60}: expected one of {', '.join(allowed)}")
         for name, (lo, hi, unit) in _RANGES.items():
             value = getattr(self, name)
-            if not (_is_number(value) and lo <= value <= hi):
+            if not (is_number(value) and lo <= value <= hi):
                 raise InputError(f"ThickSliceParams.{name}={value!r:.60}: expected a number{unit} in [{lo}, {hi}]")
             object.__setattr__(self, name, float(value))  # numpy scalars too: as_dict stays JSON
         period = self.thickness + self.gap
-        if not (_is_number(self.offset) and 0.0 <= self.offset < period):
+        if not (is_number(self.offset) and 0.0 <= self.offset < period):
             raise InputError(f"ThickSliceParams.offset={self.offset!r:.60}: expected a number of mm in "
                              f"[0, thickness + gap) = [0, {period:g})")
         object.__setattr__(self, "offset", float(self.offset))
@@ -177,7 +171,7 @@ def _checked(mask, spacing, params, rng) -> tuple[np.ndarray, np.random.Generato
     mask = np.asarray(mask)
     if mask.ndim != 3 or mask.dtype.kind not in "biuf":
         raise InputError(f"mask must be a 3D (Z, Y, X) array of numbers; got shape {mask.shape}, {mask.dtype}")
-    if not (_is_number(spacing) and spacing > 0):
+    if not (is_number(spacing) and spacing > 0):
         raise InputError(f"spacing {spacing!r} must be one positive number of mm (the grid is isotropic)")
     if not isinstance(params, ThickSliceParams):
         raise InputError(f"params={params!r:.60}: expected ThickSliceParams(...)")

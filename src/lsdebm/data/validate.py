@@ -6,6 +6,7 @@ input is usable after a stated change (squeezed axes, thresholded probabilities,
 """
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -19,6 +20,12 @@ GZIP_MAGIC = b"\x1f\x8b"
 def one_line(exc: BaseException) -> str:
     """An exception's message on one line (nibabel's messages span several)."""
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def is_number(value) -> bool:
+    """Whether ``value`` is one finite real number (Python or numpy; not a bool, string, None or sequence)."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+            and math.isfinite(value))
 
 
 def check_affine(affine, name: str = "affine") -> np.ndarray:
