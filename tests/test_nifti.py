@@ -180,3 +180,58 @@ def test_a_fractional_scaling_still_reads_as_floats(tmp_path):
     stored = np.arange(6 * 5 * 4, dtype=np.uint8).reshape(6, 5, 4)
     volume = read_volume(_scaled_file(tmp_path / "p.nii", stored, 1 / 255, 0.0))  # a probability map
     assert volume.data.dtype == np.float64 and np.allclose(volume.data, stored / 255, atol=1e-6)
+
+
+def _scaled_typed_file(path, stored, slope, inter):
+    import nibabel as nib
+
+    image = nib.Nifti1Image(stored, np.eye(4))
+    image.set_data_dtype(stored.dtype)
+    image.header.set_slope_inter(slope, inter)
+    nib.save(image, str(path))
+    return path
+
+
+@pytest.mark.parametrize("dtype, slope, inter, top, itemsize", [
+    (np.uint8, 2.5, 0.0, 3, 8),  # fractional: nibabel's float64 (was counted as 1 byte: the header said no scaling)
+    (np.uint8, 1.0, 0.5, 3, 8),
+    (np.float32, 2.0, 0.0, 3, 8),  # scaled floats are float64 too (was 4)
+    (np.uint8, 2.0, 0.0, 3, 1),  # whole-number scaling of integers: read as integers, in the stored type
+    (np.int16, 2.0, 1.0, 3, 2),
+    (np.int16, -1.0, 0.0, 3, 2),
+    (np.uint8, 2.0 ** 62, 0.0, 3, 8),  # beyond int64 once scaled: int64 or nibabel's float64
+    (np.uint8, 1.0, 0.0, 3, 1),  # unscaled
+    (np.float64, 1.0, 0.0, 3, 8),
+])
+def test_the_memory_check_counts_the_type_read_volume_returns(tmp_path, dtype, slope, inter, top, itemsize):
+    """nib.load moves scl_slope/scl_inter from the header into image.dataobj, so the check before reading
+    looked for them where they no longer were: a uint8 file with slope 2.5 (read as float64) counted 1 byte a voxel."""
+    import nibabel as nib
+
+    from lsdebm.data.validate import voxel_itemsize
+
+    stored = np.zeros((4, 3, 2), dtype)
+    stored[0, 0, :] = (1, top)
+    path = _scaled_typed_file(tmp_path / "in.nii", stored, slope, inter)
+    assert voxel_itemsize(path, nib.load(path, mmap=False)) == itemsize
+    assert read_volume(path).data.dtype.itemsize == itemsize
+
+
+def test_a_fractionally_scaled_uint8_file_over_the_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    stored = np.ones((50, 50, 30), np.uint8)  # 75,000 bytes stored, 600,000 as float64
+    path = _scaled_typed_file(tmp_path / "p.nii", stored, 2.5, 0.0)
+    monkeypatch.setenv("LSDEBM_MAX_MEMORY_GB", "0.0001")  # 107,374 bytes
+    with pytest.raises(InputError, match=r"p.nii: a 50x50x30 volume needs 585.9 KiB of memory, more than the "):
+        read_volume(path)
+
+
+def test_a_scaled_label_map_whose_ids_need_a_wider_type_is_checked_once_read(tmp_path, monkeypatch):
+    """Values 0..200 under slope 2 need int16: twice what the header's uint8 let the check count before reading."""
+    stored = np.full((50, 50, 30), 200, np.uint8)
+    path = _scaled_typed_file(tmp_path / "l.nii", stored, 2.0, 0.0)
+    monkeypatch.setenv("LSDEBM_MAX_MEMORY_GB", "0.0001")
+    with pytest.raises(InputError, match=r"l.nii: a 50x50x30 volume needs 146.5 KiB of memory, more than the "):
+        read_volume(path)
+    monkeypatch.setenv("LSDEBM_MAX_MEMORY_GB", "0.001")
+    volume = read_volume(path)
+    assert volume.data.dtype == np.int16 and np.all(volume.data == 400)

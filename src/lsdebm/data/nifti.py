@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import threading
 import warnings
@@ -20,7 +19,16 @@ import nibabel as nib
 import numpy as np
 
 from lsdebm.data.frame import affine_spacing
-from lsdebm.data.validate import check_affine, check_compression, one_line, squeeze_shape, voxel_itemsize
+from lsdebm.data.validate import (
+    check_affine,
+    check_compression,
+    one_line,
+    read_scaling,
+    scaled_ends,
+    squeeze_shape,
+    voxel_itemsize,
+    whole_number_scaling,
+)
 from lsdebm.errors import InputError, InputWarning
 from lsdebm.fileio import atomic_write
 from lsdebm.limits import array_bytes, check_memory
@@ -115,28 +123,40 @@ def _check_finite(path: Path, data: np.ndarray) -> None:
                              "values (a binary mask, label map or probability map)")
 
 
-def _integer_scaled(image) -> np.ndarray | None:
+def _integer_scaled(image, what: str) -> np.ndarray | None:
     """Integer voxels whose ``scl_slope``/``scl_inter`` are whole numbers, scaled exactly into an integer type.
 
     nibabel returns every scaled volume as float64: a uint8 label map stored with ``scl_slope`` 2 was read as
     floats and its reconstruction written as a float64 file. Its labels are whole numbers, so they stay integers:
-    in the stored type where it holds them, else the smallest integer type that does. None: no such scaling
-    (or one beyond int64); nibabel's reading is kept.
+    in the stored type where it holds them, else the smallest integer type that does. The scaling is done in place
+    in that type (in a wider one only where a step needs it), and a type wider than the stored one is checked
+    against the memory limit first, as ``what``: :func:`voxel_itemsize` counted the stored size. None: no such
+    scaling (or one beyond int64); nibabel's reading is kept.
     """
     stored = np.dtype(image.get_data_dtype())
-    slope, inter = (float(getattr(image.dataobj, key, default)) for key, default in (("slope", 1.0), ("inter", 0.0)))
-    if stored.kind not in "iu" or (slope, inter) == (1.0, 0.0) \
-            or not all(math.isfinite(v) and v.is_integer() for v in (slope, inter)):
+    slope, inter = read_scaling(image)
+    if not whole_number_scaling(stored, slope, inter):
         return None
     raw = np.asarray(image.dataobj.get_unscaled())
-    products = [int(v) * int(slope) for v in ((raw.min(), raw.max()) if raw.size else (0, 0))]
-    ends = [v + int(inter) for v in products]
-    wide = np.iinfo(np.int64)
-    if not all(wide.min <= int(v) <= wide.max for v in (slope, inter, *products, *ends)):
+    lo, hi = (int(raw.min()), int(raw.max())) if raw.size else (0, 0)
+    ends = scaled_ends(lo, hi, slope, inter)
+    if ends is None:
         return None
-    info = np.iinfo(stored)
-    dtype = stored if info.min <= min(ends) <= max(ends) <= info.max else compact_int_dtype(np.array(ends))
-    return (raw.astype(np.int64) * int(slope) + int(inter)).astype(dtype)
+    dtype = stored if _holds(stored, ends) else compact_int_dtype(np.array(ends))
+    steps = (lo * int(slope), hi * int(slope), int(slope), int(inter), *ends)
+    work = dtype if _holds(dtype, steps) else compact_int_dtype(np.array(steps))
+    if work.itemsize > stored.itemsize:
+        check_memory(array_bytes(raw.shape, work.itemsize), what)
+    out = raw.astype(work)
+    out *= int(slope)
+    out += int(inter)
+    return out.astype(dtype, copy=False)
+
+
+def _holds(dtype: np.dtype, values) -> bool:
+    """Whether the integer type ``dtype`` holds every one of ``values``."""
+    info = np.iinfo(dtype)
+    return all(info.min <= v <= info.max for v in values)
 
 
 def read_volume(path: str | os.PathLike) -> Volume:
@@ -159,9 +179,10 @@ def read_volume(path: str | os.PathLike) -> Volume:
     path = Path(path)
     _check_file(path)
     image, shape, affine = _read_header(path)
-    itemsize = voxel_itemsize(path, image.header)
+    itemsize = voxel_itemsize(path, image)
     shape3 = squeeze_shape(path, shape)
-    check_memory(array_bytes(shape, itemsize), f"{path}: a {'x'.join(map(str, shape3))} volume")
+    what = f"{path}: a {'x'.join(map(str, shape3))} volume"
+    check_memory(array_bytes(shape, itemsize), what)
     affine = check_affine(affine, str(path))
     if not path.name.endswith(".gz"):  # an uncompressed file's size is known: report truncation exactly
         need = int(getattr(image.dataobj, "offset", 0)) + array_bytes(shape, image.header.get_data_dtype().itemsize)
@@ -169,8 +190,10 @@ def read_volume(path: str | os.PathLike) -> Volume:
             raise InputError(f"{path}: file is truncated ({path.stat().st_size} bytes; the header needs {need}); "
                              "expected the complete volume")
     try:
-        data = _integer_scaled(image)
+        data = _integer_scaled(image, what)
         data = (np.asarray(image.dataobj) if data is None else data).reshape(shape3)
+    except InputError:  # the memory limit, for a scaled label map whose ids need a wider type
+        raise
     except Exception as exc:  # truncated data, bad gzip stream, short reads
         raise InputError(f"{path}: voxel data cannot be read ({one_line(exc)}); the file is truncated or "
                          "corrupt, expected the complete volume") from None

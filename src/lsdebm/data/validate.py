@@ -78,15 +78,53 @@ def squeeze_shape(path: Path, shape: tuple) -> tuple:
     return squeezed
 
 
-def voxel_itemsize(path: Path, header) -> int:
-    """Bytes per voxel once read (scaled data comes back as float64); refuse unsupported types."""
-    dtype = np.dtype(header.get_data_dtype())
+def read_scaling(image) -> tuple[float, float]:
+    """The ``scl_slope``, ``scl_inter`` nibabel applies as it reads a loaded image's voxels ((1.0, 0.0): none).
+
+    ``nib.load`` moves them out of the header (whose ``get_slope_inter()`` then says ``(None, None)``) into the
+    data proxy, ``image.dataobj.slope`` / ``.inter``.
+    """
+    return tuple(float(getattr(image.dataobj, key, default)) for key, default in (("slope", 1.0), ("inter", 0.0)))
+
+
+def whole_number_scaling(stored: np.dtype, slope: float, inter: float) -> bool:
+    """Whether integer voxels of type ``stored`` are scaled by a whole-number ``slope``/``inter`` (a scaled label
+    map, which :func:`lsdebm.data.nifti.read_volume` reads as integers)."""
+    return stored.kind in "iu" and (slope, inter) != (1.0, 0.0) \
+        and all(math.isfinite(v) and v.is_integer() for v in (slope, inter))
+
+
+def scaled_ends(lo: int, hi: int, slope: float, inter: float) -> tuple[int, int] | None:
+    """The lowest and highest ``v * slope + inter`` over whole numbers ``v`` in [lo, hi], computed exactly; None when
+    it, or a step of it (slope, inter, the products), leaves int64."""
+    products = sorted((int(lo) * int(slope), int(hi) * int(slope)))
+    ends = [v + int(inter) for v in products]
+    wide = np.iinfo(np.int64)
+    if not all(wide.min <= v <= wide.max for v in (int(slope), int(inter), *products, *ends)):
+        return None
+    return ends[0], ends[1]
+
+
+def voxel_itemsize(path: Path, image) -> int:
+    """Bytes per voxel of the array :func:`lsdebm.data.nifti.read_volume` returns, as far as the header tells;
+    refuse unsupported types.
+
+    Unscaled voxels keep their stored size. A whole-number scaling of integers keeps it too (the scaled values are
+    kept in the stored type when they fit; a wider type, known only once the voxels are read, is checked then);
+    8 when the scaled stored range could leave int64. Any other scaling is read as float64: 8.
+    """
+    dtype = np.dtype(image.get_data_dtype())
     if dtype.kind not in "biuf" or dtype.fields is not None:
         raise InputError(f"{path}: voxel type {dtype} is not supported; expected integer, boolean or real values "
                          "(a mask, label map or probability map)")
-    slope, inter = header.get_slope_inter()
-    scaled = (slope is not None and slope != 1) or (inter is not None and inter != 0)
-    return 8 if scaled else dtype.itemsize
+    slope, inter = read_scaling(image)
+    if (slope, inter) == (1.0, 0.0):
+        return dtype.itemsize
+    if whole_number_scaling(dtype, slope, inter):
+        info = np.iinfo(dtype)
+        if scaled_ends(info.min, info.max, slope, inter) is not None:
+            return dtype.itemsize
+    return 8
 
 
 def foreground(data: np.ndarray, label: int | None) -> np.ndarray:
