@@ -67,6 +67,12 @@ done
 for p in "${pids[@]}"; do wait "$p"; done
 step "training done"
 tail -n 3 "$LOGS"/train-*.txt
+# the retrained decoders read on real validation crops before anything is bundled: a decoder whose last
+# block is dead inside says one probability there (docs/real-anatomy.md, "Session 21")
+for m in lsdebm vae; do
+  [ -f "$LOGS/installed/$m-default.safetensors" ] && limited 30 "decoder-$m" "$PY" -m lsdebm.evaluation.decoder \
+    "$LOGS/installed/$m-default.safetensors" --json
+done
 
 # 2. timings on the GPU, nothing else running
 limited 90 bench-sampling "$LSDEBM" bench --device cuda --repeats 3 --only energy,chain,decode,scrub \
