@@ -258,6 +258,21 @@ def test_cli_generate_png_and_refuse_overwrite(tmp_path, capsys):
     assert main(["teach", "generate", "--model", "ebm", "--n", "4", "--out", str(tmp_path / "s.jpg")]) == 2
 
 
+def test_cli_generate_refuses_a_3d_checkpoint_or_a_3d_bundled_name_in_one_line(tmp_path, capsys, tiny_ckpts):
+    """A 3D LSD-EBM generated volumes and then failed in the PNG writer with a traceback (exit 1), and an
+    unknown name was answered with the 3D bundled names (lsdebm-default, ...), which then did exactly that."""
+    out = tmp_path / "s.png"
+    assert main(["teach", "generate", "--model", str(tiny_ckpts["lsdebm"]), "--n", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "3D lsdebm model cannot generate teaching digits" in err and "Traceback" not in err
+    assert main(["teach", "generate", "--model", "lsdebm-default", "--n", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no such teaching checkpoint" in err and "lsdebm-digits16" in err and "vae-default" not in err
+    assert not out.exists()
+    with pytest.raises(InputError, match="3D lsdebm model"):
+        sample_images(load_teach(tiny_ckpts["lsdebm"]).model, 2)
+
+
 def test_cli_refuses_existing_outputs_before_the_run(tmp_path, capsys, monkeypatch):
     import lsdebm.teach.checkpoints
     import lsdebm.teach.compare  # noqa: F401 -- imported before the patch, so it keeps the real functions

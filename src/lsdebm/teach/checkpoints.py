@@ -47,7 +47,11 @@ def resolve_teach(name_or_path: str | Path) -> Path:
     stems = {v: k for k, v in TEACH_NAMES.items()}
     if text in stems:
         return bundled_teach_path(stems[text])
-    return Path(name_or_path)
+    path = Path(name_or_path)
+    if not path.exists() and not path.suffix and len(path.parts) == 1:  # a name, not a file: not a 3D bundled one
+        raise CheckpointError(f"{text}: no such teaching checkpoint; expected one of {', '.join(TEACH_NAMES)}, "
+                              f"{', '.join(stems)} or a .safetensors file")
+    return path
 
 
 def load_teach(name_or_path: str | Path, expect_kind: str | None = None, device: str = "cpu") -> LoadedCheckpoint:

@@ -1,6 +1,6 @@
 """Generate digits from noise with EBM / LEBM / LSD-EBM and keep every (t, k) frame for scrubbing.
 
-LSD-EBM runs Algorithm 3 through :func:`lsdebm.sampling.generate_events` (z_T ~ N(0, I), then for
+LSD-EBM runs Algorithm 3 through :func:`lsdebm.methods.generate_events` (z_T ~ N(0, I), then for
 t = T-1 .. 0 a conditional Langevin chain of eqs. 2-4); LEBM runs its prior Langevin chain; the
 pixel EBM runs Langevin on the pixels themselves. One :class:`TrajectoryRecorder` consumes each
 event stream; the recorded latents are decoded into images afterwards, so every method gives
@@ -62,6 +62,10 @@ def method_kind(model: torch.nn.Module) -> str:
     kind = getattr(model, "kind", None)
     if not (isinstance(model, PixelEBM) or has_energy(kind)):
         raise InputError(f"a {kind} model cannot generate teaching digits; expected lsdebm, lebm or pixel_ebm")
+    dims = getattr(getattr(getattr(model, "cfg", None), "model", None), "spatial_dims", 2)
+    if dims != 2:  # a 3D checkpoint (lsdebm-default) generated volumes that no digit mosaic can hold
+        raise InputError(f"a {dims}D {kind} model cannot generate teaching digits; expected a 2D teaching "
+                         "checkpoint (lsdebm, lebm, ebm or a .safetensors written by `lsdebm teach train`)")
     return kind
 
 
