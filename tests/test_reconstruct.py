@@ -293,3 +293,21 @@ def test_sampler_options_with_reconnet_alone_are_warned_about_and_not_recorded(t
     assert main(["reconstruct", str(lq_file), "-o", str(tmp_path / "q.nii.gz"), "--checkpoint",
                  str(tiny_ckpts["reconnet"]), "--native-grid"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind, options, unused, reads", [
+    ("vae", ["--steps", "4", "--langevin-steps", "9"], "--steps, --langevin-steps", "it has no sampling chain"),
+    ("lebm", ["--steps", "2", "--langevin-steps", "9", "--consistency-weight", "3"],
+     "--langevin-steps, --consistency-weight", "it reads --steps, --step-size"),
+])
+def test_sampler_options_a_method_does_not_read_are_warned_about(tmp_path, lq_file, tiny_ckpts, capsys,
+                                                                 kind, options, unused, reads):
+    """A VAE has no chain and LEBM's posterior chain has no K or data term: those options were silently ignored."""
+    out = tmp_path / f"{kind}.nii.gz"
+    assert main(["reconstruct", str(lq_file), "-o", str(out), "--checkpoint", str(tiny_ckpts[kind]), "--no-reconnet",
+                 "--native-grid", *options]) == 0
+    assert f"warning: {unused}: not used by --method {kind} ({reads}); ignored" in capsys.readouterr().err
+    assert main(["reconstruct", str(lq_file), "-o", str(tmp_path / "quiet.nii.gz"), "--checkpoint",
+                 str(tiny_ckpts["lsdebm"]), "--no-reconnet", "--native-grid", "--steps", "1", "--langevin-steps", "2",
+                 "--consistency-weight", "3"]) == 0
+    assert "not used by" not in capsys.readouterr().err

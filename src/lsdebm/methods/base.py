@@ -135,6 +135,8 @@ class Method(ABC):
 
     kind: ClassVar[str]
     chain_name: ClassVar[str] = "Langevin"  # what the K of a checkpoint description counts
+    #: The :class:`RunSettings` sampler fields this kind reads (the others are ignored by it).
+    uses: ClassVar[tuple[str, ...]] = ("steps", "K", "step_size", "consistency_weight")
 
     def __init__(self, cfg, model: torch.nn.Module | None = None) -> None:
         self.cfg, self.model = cfg, model

@@ -22,6 +22,7 @@ class LEBMMethod(Method):
 
     kind = "lebm"
     chain_name = "posterior Langevin"
+    uses = ("steps", "step_size")
 
     def resolve(self, s: RunSettings, *, generate: bool = False) -> Resolved:
         c = self.cfg.lebm

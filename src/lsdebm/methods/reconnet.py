@@ -14,6 +14,7 @@ class ReconNetMethod(Method):
     """Supervised (lq -> hq) network; yields the result only and cannot generate from noise."""
 
     kind = "reconnet"
+    uses = ()
 
     def events(self, x: torch.Tensor, r: Resolved, g: torch.Generator, observations=None) -> Iterator[Event]:
         yield result_event(self.model, None, x)

@@ -16,6 +16,7 @@ class VAEMethod(Method):
     """Variational autoencoder: no Langevin chain; generation decodes z ~ N(0, I)."""
 
     kind = "vae"
+    uses = ()
 
     def events(self, x: torch.Tensor, r: Resolved, g: torch.Generator, observations=None) -> Iterator[Event]:
         with torch.no_grad():
