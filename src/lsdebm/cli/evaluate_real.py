@@ -138,14 +138,14 @@ def _describe(protocol: dict, cases) -> str:
     masks = sorted({c.mask for c in cases})
     subjects = sorted({c.subject for c in cases})
     if subjects_known(protocol["source"]):
-        of = f"of {len(subjects)} subjects ({', '.join(subjects)})"
+        of = f"of {len(subjects)} subject{'s' * (len(subjects) != 1)} ({', '.join(subjects)})"
     else:  # a plain folder: each file would count as a subject of its own
-        of = f"in {len(subjects)} files (subjects not known: pass a manifest.csv with a subject column)"
+        of = f"in {len(subjects)} file{'s' * (len(subjects) != 1)} (subjects not known: pass a manifest.csv with a subject column)"
     unknown = len({c.mask for c in cases if not c.level})
     levels = "all levels" if protocol["levels"] is None else "levels " + ",".join(protocol["levels"])
     levels += f" ({unknown} of unknown level)" if unknown else ""
     split = "every mask" if protocol["split"] is None else f"split {protocol['split']}"
-    return (f"{len(masks)} real masks {of} from "
+    return (f"{len(masks)} real mask{'s' * (len(masks) != 1)} {of} from "
             f"{protocol['source'] or 'the bundled set'}, {split}, {levels}, planes "
             f"{','.join(protocol['planes'])}, thicknesses {','.join(f'{t:g}' for t in protocol['thicknesses'])} mm, "
             f"forms {','.join(protocol['forms'])}, seed {protocol['seed']}")
