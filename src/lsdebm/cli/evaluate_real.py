@@ -140,7 +140,8 @@ def _describe(protocol: dict, cases) -> str:
     if subjects_known(protocol["source"]):
         of = f"of {len(subjects)} subject{'s' * (len(subjects) != 1)} ({', '.join(subjects)})"
     else:  # a plain folder: each file would count as a subject of its own
-        of = f"in {len(subjects)} file{'s' * (len(subjects) != 1)} (subjects not known: pass a manifest.csv with a subject column)"
+        of = (f"in {len(subjects)} file{'s' * (len(subjects) != 1)} "
+              "(subjects not known: pass a manifest.csv with a subject column)")
     unknown = len({c.mask for c in cases if not c.level})
     levels = "all levels" if protocol["levels"] is None else "levels " + ",".join(protocol["levels"])
     levels += f" ({unknown} of unknown level)" if unknown else ""
