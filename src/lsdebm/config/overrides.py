@@ -5,10 +5,11 @@ place, so a loaded checkpoint's config never changes under its model.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
-from lsdebm.config.schema import Config
+from lsdebm.config.schema import SECTIONS, Config
 from lsdebm.errors import InputError
 
 
@@ -41,4 +42,16 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
             raise InputError(f"--set {item!r}: expected SECTION.FIELD=VALUE, e.g. --set langevin.K=50")
         v = parse_value(value)
         out[key.strip()] = tuple(v) if isinstance(v, list) else v
+        _check_whole(key.strip(), v)
     return out
+
+
+def _check_whole(key: str, value: Any) -> None:
+    """A whole-number field given another value (``train.batch_size=1.5``, ``model.grid=16.0``) is refused by name;
+    it was a ``TypeError`` from deep inside training. Unknown names are left to :meth:`Config.replace`."""
+    section, _, name = key.partition(".")
+    kinds = {f.name: f.type for f in dataclasses.fields(SECTIONS[section])} if section in SECTIONS else {}
+    if kinds.get(name) in ("int", "int | None") and not (value is None and kinds[name] != "int") \
+            and (isinstance(value, bool) or not isinstance(value, int)):
+        also = " or null" if kinds[name] != "int" else ""
+        raise InputError(f"--set {key}={value!r}: expected a whole number{also}")

@@ -95,8 +95,22 @@ def subjects_known(source: str | Path | None = None) -> bool:
     path = _resolved(source)
     if not path.is_file():
         return False
-    with open(path, newline="") as fh:
-        return "subject" in (csv.DictReader(fh).fieldnames or ())
+    return "subject" in _read_csv(path)[0]
+
+
+def _read_csv(path: Path) -> tuple[tuple, list[dict]]:
+    """A manifest's column names and rows; a file that is no UTF-8 CSV (a NIfTI mask given as ``--data``) is refused
+    by name. A byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name."""
+    if path.name.endswith((".nii", ".nii.gz")):
+        raise InputError(f"{path}: a single NIfTI mask; expected a folder of real NIfTI masks or a manifest.csv "
+                         "listing them")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            return tuple(reader.fieldnames or ()), list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: not a readable CSV manifest ({exc}); expected a UTF-8 CSV with at least a "
+                         "'file' column") from None
 
 
 def read_manifest(source: str | Path | None = None) -> tuple[Path, list[dict]]:
@@ -114,15 +128,14 @@ def read_manifest(source: str | Path | None = None) -> tuple[Path, list[dict]]:
         return path, rows
     if not path.is_file():
         raise InputError(f"{path}: not found; expected a folder of real NIfTI masks or a manifest.csv")
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = _read_csv(path)[1]
     if not rows or "file" not in rows[0]:
         raise InputError(f"{path}: expected a CSV manifest with at least a 'file' column")
-    for r in rows:
-        r.setdefault("split", "train")
-        r.setdefault("complete", "yes")
-        r.setdefault("subject", Path(r["file"]).name)
-        r.setdefault("level", "")
+    for i, r in enumerate(rows):
+        if not (r["file"] or "").strip():
+            raise InputError(f"{path}: row {i + 2} names no file; expected a mask path in every row's 'file' column")
+        defaults = {"split": "train", "complete": "yes", "subject": Path(r["file"]).name, "level": ""}
+        r.update({k: v for k, v in defaults.items() if r.get(k) is None})  # a missing column or a short row
     return path.parent, rows
 
 

@@ -33,6 +33,7 @@ from lsdebm.runtime import distributed as D
 from lsdebm.runtime.checkpoint import read_metadata, save_checkpoint
 from lsdebm.train.data import MaskSet, augment, directory_set, generated_set, is_phantom_set, mixed_set
 from lsdebm.train.log import checkpoint_info, write_csv
+from lsdebm.train.outputs import check_output, csv_path
 from lsdebm.train.resume import check_same_run, resume_state
 from lsdebm.train.state import save_state, sidecar_path
 from lsdebm.train.steps import TrainStep, make_optimizers
@@ -84,6 +85,10 @@ def build_config(o: TrainOptions) -> Config:
     upd = {"train.epochs": o.epochs, "train.batch_size": o.batch_size, "train.lr": o.lr,
            "train.energy_lr": o.energy_lr, "loss.kl_weight": o.kl_weight}
     upd = {k: v for k, v in upd.items() if v is not None}
+    both = sorted(set(upd) & set(o.overrides))
+    if both:  # two values for one field (a TypeError from inside Config.replace)
+        flag = "--" + both[0].split(".")[1].replace("_", "-")
+        raise InputError(f"{flag} and --set {both[0]}={o.overrides[both[0]]} both set {both[0]}; give only one of them")
     cfg = cfg.replace(**upd, **o.overrides)
     check_model_memory(cfg.model)  # before the phantom frame below or any network is built
     if cfg.model.spatial_dims == 3 and not cfg.model.centroid_offset_mm:  # stored, so inference crops alike
@@ -102,6 +107,8 @@ def check_options(o: TrainOptions) -> None:
         raise InputError("give exactly one of --data DIR or --phantoms N")
     if o.phantoms is not None and o.phantoms < 1:
         raise InputError(f"--phantoms {o.phantoms} must be >= 1")
+    if o.lebm_steps is not None and o.lebm_steps < 1:
+        raise InputError(f"--lebm-steps {o.lebm_steps} must be >= 1 (posterior Langevin steps per visit)")
     if o.init_from is not None:
         raise InputError(f"--init-from applies to --model slabnet; to continue a {o.model} run use --resume")
     check_common(o)
@@ -124,21 +131,14 @@ def check_common(o: TrainOptions) -> None:
         raise InputError(f"--workers {o.workers}: expected 0 (draw pairs in the training process) or more")
     if o.bank_cache is not None and Path(o.bank_cache).exists() and not Path(o.bank_cache).is_dir():
         raise InputError(f"--bank-cache {o.bank_cache}: a file; expected a folder (created if missing)")
-    if o.max_minutes is not None and o.max_minutes <= 0:
+    if o.max_minutes is not None and not o.max_minutes > 0:  # NaN too: it never stopped the run
         raise InputError(f"--max-minutes {o.max_minutes} must be > 0")
+    negative = [f"--{k.replace('_', '-')} {getattr(o, k)}" for k in ("seed", "data_seed", "val_seed")
+                if getattr(o, k) < 0]
+    if negative:  # numpy's generators take none (a ValueError from inside the phantom generator)
+        raise InputError(f"{', '.join(negative)}: seeds must be >= 0")
     if o.val_phantoms < 0 or o.val_every < 1 or o.max_shift < 0:
         raise InputError("--val-phantoms and --max-shift must be >= 0 and --val-every >= 1")
-
-
-def check_output(o: TrainOptions) -> None:
-    """``--out`` is a new ``.safetensors`` file (or ``--overwrite`` / the ``--resume`` file), ``--resume`` exists."""
-    out = Path(o.out)
-    if not out.name.endswith(".safetensors"):
-        raise InputError(f"--out {out}: checkpoints are written as .safetensors files")
-    if out.exists() and not o.overwrite and (o.resume is None or Path(o.resume).resolve() != out.resolve()):
-        raise InputError(f"--out {out} already exists; pass --overwrite to replace it or --resume {out} to continue")
-    if o.resume is not None and not Path(o.resume).is_file():
-        raise InputError(f"--resume {o.resume}: checkpoint file not found")
 
 
 def load_data(o: TrainOptions, cfg: Config) -> tuple[MaskSet, MaskSet | None]:
@@ -222,37 +222,39 @@ def _train(o: TrainOptions, ctx: D.DistContext) -> dict[str, Any]:
     bar = tqdm(total=max(epochs - run.start_epoch, 0) * steps_per_epoch, disable=not ctx.is_main, file=sys.stderr,
                mininterval=1.0 if sys.stderr.isatty() else 30.0, desc=f"train {o.model}", unit="it")
     t_start = time.perf_counter()
-    for epoch in range(1, run.start_epoch if run.train_set.refresh is not None else 0):
-        run.train_set.refresh(epoch)  # a resumed run's bank: the pairs the stopped run had re-drawn up to here
-    for epoch in range(run.start_epoch, epochs):
-        sampler.set_epoch(epoch)
-        if run.train_set.refresh is not None and epoch > 0:
-            run.train_set.refresh(epoch)
-        cpu_gen = torch.Generator().manual_seed(o.seed * 100003 + epoch * 1009 + ctx.rank)
-        dev_gen = torch.Generator(device=device).manual_seed(o.seed * 100019 + epoch * 2003 + ctx.rank)
-        order = list(sampler)
-        sums: dict[str, float] = {}
-        n_good = 0
-        t_epoch = time.perf_counter()
-        run.model.train()
-        for b in range(steps_per_epoch):
-            idx = torch.tensor(order[b * bs:(b + 1) * bs], dtype=torch.long)
-            n_good += _step(o, ctx, run, wrapped, autocast, scaler, idx, (cpu_gen, dev_gen), sums)
-            run.local_samples += len(idx)
-            bar.update(1)
-            bar.set_postfix({k: f"{v / max(n_good, 1):.4g}" for k, v in sums.items()}, refresh=False)
-            elapsed = time.perf_counter() - t_start
-            set_lr(run.optimizers, run.cfg, (epoch - run.start_epoch) * steps_per_epoch + b + 1,
-                   (epochs - run.start_epoch) * steps_per_epoch, elapsed, o.max_minutes)
-            over = o.max_minutes is not None and elapsed > o.max_minutes * 60
-            if D.all_reduce_mean(torch.tensor([float(over)]), ctx).item() > 0:
-                run.stopped_early = True
+    try:
+        for epoch in range(1, run.start_epoch if run.train_set.refresh is not None else 0):
+            run.train_set.refresh(epoch)  # a resumed run's bank: the pairs the stopped run had re-drawn up to here
+        for epoch in range(run.start_epoch, epochs):
+            sampler.set_epoch(epoch)
+            if run.train_set.refresh is not None and epoch > 0:
+                run.train_set.refresh(epoch)
+            cpu_gen = torch.Generator().manual_seed(o.seed * 100003 + epoch * 1009 + ctx.rank)
+            dev_gen = torch.Generator(device=device).manual_seed(o.seed * 100019 + epoch * 2003 + ctx.rank)
+            order = list(sampler)
+            sums: dict[str, float] = {}
+            n_good = 0
+            t_epoch = time.perf_counter()
+            run.model.train()
+            for b in range(steps_per_epoch):
+                idx = torch.tensor(order[b * bs:(b + 1) * bs], dtype=torch.long)
+                n_good += _step(o, ctx, run, wrapped, autocast, scaler, idx, (cpu_gen, dev_gen), sums)
+                run.local_samples += len(idx)
+                bar.update(1)
+                bar.set_postfix({k: f"{v / max(n_good, 1):.4g}" for k, v in sums.items()}, refresh=False)
+                elapsed = time.perf_counter() - t_start
+                set_lr(run.optimizers, run.cfg, (epoch - run.start_epoch) * steps_per_epoch + b + 1,
+                       (epochs - run.start_epoch) * steps_per_epoch, elapsed, o.max_minutes)
+                over = o.max_minutes is not None and elapsed > o.max_minutes * 60
+                if D.all_reduce_mean(torch.tensor([float(over)]), ctx).item() > 0:
+                    run.stopped_early = True
+                    break
+            _end_epoch(o, ctx, run, epoch, b + 1, time.perf_counter() - t_epoch, sums, n_good, order, bar)
+            D.barrier(ctx)
+            if run.stopped_early:
                 break
-        _end_epoch(o, ctx, run, epoch, b + 1, time.perf_counter() - t_epoch, sums, n_good, order, bar)
-        D.barrier(ctx)
-        if run.stopped_early:
-            break
-    bar.close()
+    finally:  # the progress line ends before an error or "interrupted" is printed
+        bar.close()
     return run.rows[-1] if run.rows else {}
 
 
@@ -367,12 +369,6 @@ def set_lr(optimizers, cfg: Config, step: int, total_steps: int, elapsed_s: floa
     for opt, lr in zip(optimizers, (cfg.train.lr, cfg.train.energy_lr)):
         for group in opt.param_groups:
             group["lr"] = lr * f
-
-
-def csv_path(out: Path) -> Path:
-    out = Path(out)
-    return out.with_name(out.name + ".csv") if not out.name.endswith(".safetensors") else \
-        out.with_name(out.name[: -len(".safetensors")] + ".csv")
 
 
 def _merge_latents(latents: torch.Tensor, order: list[int], ctx: D.DistContext) -> torch.Tensor:
