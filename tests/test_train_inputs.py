@@ -110,3 +110,38 @@ def test_interrupted_run_prints_its_line_after_the_progress_bar(tmp_path, capsys
     monkeypatch.setattr(loop, "validation_dice", interrupt)
     assert main([*BASE, "--model", "vae", "--phantoms", "2", "--out", str(tmp_path / "x.safetensors")]) == 130
     assert "lsdebm: interrupted" in capsys.readouterr().err.replace("\r", "\n").splitlines()
+
+
+@pytest.mark.parametrize("workers", ["10000", "LIMIT+1"])
+def test_workers_above_four_per_cpu_are_refused_before_any_data(tmp_path, capsys, monkeypatch, workers):
+    """``--workers`` had no upper bound: ``--workers 10000`` would have forked 10000 processes."""
+    import os
+
+    import lsdebm.train.loop as loop
+
+    monkeypatch.setattr(loop, "load_data", lambda *a, **k: pytest.fail("data were read before the refusal"))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = str(4 * cpus + 1) if workers == "LIMIT+1" else workers
+    out = tmp_path / "m.safetensors"
+    assert main([*BASE, "--model", "vae", "--data", "bundled", "--workers", workers, "--out", str(out)]) == 2
+    line = _one_error(capsys)
+    assert f"--workers {workers}: expected 0" in line and f"to {4 * cpus} (4 per CPU of the {cpus} here" in line
+    assert not out.exists()
+
+
+def test_a_split_that_matches_nothing_names_the_splits_there(tmp_path):
+    """``no real masks match split='train'`` left the user to open the manifest to see which splits it has."""
+    from lsdebm.data.real import load_real_masks
+
+    _mask(tmp_path / "L3_a.nii.gz")
+    _mask(tmp_path / "L4_a.nii.gz")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("file,level,split\nL3_a.nii.gz,L3,val\nL4_a.nii.gz,L4,test\n")
+    with pytest.raises(InputError, match=r"m.csv: no real masks match split='train'.*; the manifest has splits: "
+                                         r"test, val$"):
+        load_real_masks(manifest, split="train")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    _mask(folder / "L3_a.nii.gz")
+    with pytest.raises(InputError, match="split='val'.*; a folder of masks without a manifest.csv is all split"):
+        load_real_masks(folder, split="val")

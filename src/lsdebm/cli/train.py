@@ -31,7 +31,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, choices=(*MODEL_KINDS, SLAB_MODEL),
                    help=f"what to train: {', '.join(MODEL_KINDS)}, or {SLAB_MODEL} (the learned slab interpolation "
                         "of the output step; trains on --data)")
-    p.add_argument("--preset", default="default", help="config preset (default, paper, reference, tiny)")
+    p.add_argument("--preset", help="config preset: default (when not given), paper, reference, tiny; a resumed "
+                                     "run keeps its checkpoint's")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", type=Path,
                      help="a phantom-set directory (hq/ and lq/ on the model grid), or real high-quality masks: a "

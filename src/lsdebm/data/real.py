@@ -175,8 +175,17 @@ def load_real_masks(source: str | Path | None = None, split: str | None = None, 
                 continue
             out.append(m)
     if not out:
-        raise InputError(f"{root}: no real masks match split={split!r}, levels={levels!r}")
+        raise InputError(f"{_resolved(source)}: no real masks match split={split!r}, levels={levels!r}"
+                         f"{_splits_had(source, rows)}")  # the manifest named, not its folder ('.')
     return out
+
+
+def _splits_had(source, rows: list[dict]) -> str:
+    """What the manifest's split column holds (a plain folder's masks are all 'train'), for a split that matched
+    nothing."""
+    if not _resolved(source).is_file():
+        return "; a folder of masks without a manifest.csv is all split 'train'"
+    return "; the manifest has splits: " + ", ".join(sorted({r["split"] or "(blank)" for r in rows}))
 
 
 #: Voxels kept around each vertebra cut out of a label map.

@@ -7,6 +7,7 @@ is either a phantom-set directory (``lsdebm phantoms``) / any directory with ``h
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +18,19 @@ import torch
 from lsdebm.errors import InputError
 
 MASK_SUFFIXES = (".nii.gz", ".nii")
+#: ``--workers`` allowed per CPU: a worker draws pairs on one thread, so more than a few per CPU only wait for
+#: one and hold memory (``--workers 10000`` forked 10000 processes).
+WORKERS_PER_CPU = 4
+
+
+def check_workers(workers: int) -> None:
+    """``--workers`` is 0 (pairs drawn in the training process) to :data:`WORKERS_PER_CPU` per CPU this process
+    may use; refused by name otherwise, before any data are drawn."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    limit = WORKERS_PER_CPU * cpus
+    if not 0 <= workers <= limit:
+        raise InputError(f"--workers {workers}: expected 0 (draw pairs in the training process) to {limit} "
+                         f"({WORKERS_PER_CPU} per CPU of the {cpus} here: more only wait for a CPU and hold memory)")
 
 
 @dataclass

@@ -31,10 +31,10 @@ from lsdebm.nn import build_model
 from lsdebm.nn.lebm import reference_latents
 from lsdebm.runtime import distributed as D
 from lsdebm.runtime.checkpoint import read_metadata, save_checkpoint
-from lsdebm.train.data import MaskSet, augment, directory_set, generated_set, is_phantom_set, mixed_set
+from lsdebm.train.data import MaskSet, augment, check_workers, directory_set, generated_set, is_phantom_set, mixed_set
 from lsdebm.train.log import checkpoint_info, write_csv
 from lsdebm.train.outputs import check_output, csv_path
-from lsdebm.train.resume import check_same_run, resume_state
+from lsdebm.train.resume import check_same_run, load_sidecar, resume_state, warn_ignored
 from lsdebm.train.state import save_state, sidecar_path
 from lsdebm.train.steps import TrainStep, make_optimizers
 from lsdebm.train.validate import validation_dice
@@ -46,7 +46,7 @@ class TrainOptions:
 
     model: str
     out: Path
-    preset: str = "default"
+    preset: str | None = None  # None: "default" (a new run), the checkpoint's (a resumed one)
     data: Path | None = None
     phantoms: int | None = None
     data_seed: int = 1000
@@ -81,7 +81,7 @@ class TrainOptions:
 
 
 def build_config(o: TrainOptions) -> Config:
-    cfg = get_preset(o.preset)
+    cfg = get_preset(o.preset or "default")
     upd = {"train.epochs": o.epochs, "train.batch_size": o.batch_size, "train.lr": o.lr,
            "train.energy_lr": o.energy_lr, "loss.kl_weight": o.kl_weight}
     upd = {k: v for k, v in upd.items() if v is not None}
@@ -127,8 +127,7 @@ def check_common(o: TrainOptions) -> None:
     if not 0.0 <= o.real_fraction <= 1.0 or not 0.0 <= o.redraw <= 1.0 or o.pairs < 1:
         raise InputError(f"--real-fraction {o.real_fraction} and --redraw {o.redraw} must be in [0, 1], "
                          f"--pairs {o.pairs} >= 1")
-    if o.workers < 0:
-        raise InputError(f"--workers {o.workers}: expected 0 (draw pairs in the training process) or more")
+    check_workers(o.workers)
     if o.bank_cache is not None and Path(o.bank_cache).exists() and not Path(o.bank_cache).is_dir():
         raise InputError(f"--bank-cache {o.bank_cache}: a file; expected a folder (created if missing)")
     if o.max_minutes is not None and not o.max_minutes > 0:  # NaN too: it never stopped the run
@@ -269,6 +268,7 @@ def _setup(o: TrainOptions, ctx: D.DistContext) -> _Run:
         raise InputError(f"--resume {o.resume} holds a {resume_meta['kind']} model, not {o.model}")
     previous_commands = []
     if resume_meta:
+        warn_ignored(o, cfg)
         old_info = resume_meta["info"]
         previous_commands = old_info.get("commands") or ([old_info["command"]] if old_info.get("command") else [])
     torch.manual_seed(o.seed)
@@ -276,16 +276,17 @@ def _setup(o: TrainOptions, ctx: D.DistContext) -> _Run:
     fmt = torch.channels_last_3d if cfg.model.spatial_dims == 3 else torch.channels_last
     model = model.to(device=ctx.device, memory_format=fmt)
     optimizers = make_optimizers(model, cfg.train.lr, cfg.train.energy_lr)
+    resumed = load_sidecar(o, model, optimizers, cfg.train.epochs) if o.resume else None  # before the data
     train_set, val_set = load_data(o, cfg)
     if resume_meta:
-        check_same_run(o, cfg, resume_meta["info"].get("train_data"), train_set.description)
+        check_same_run(o, resume_meta["info"].get("train_data"), train_set.description)
     latents = None
     if o.model == "lebm":  # persistent posterior chains start, like Pang et al.'s, from the reference N(0, s^2 I)
         latents = reference_latents(cfg, len(train_set), torch.Generator().manual_seed(o.seed))
     run = _Run(cfg, model, fmt, optimizers, train_set, val_set, o.lebm_steps or cfg.lebm.posterior_steps, latents,
                previous_commands)
-    if o.resume:
-        resume_state(o, run)
+    if resumed:
+        resume_state(run, *resumed)
     return run
 
 

@@ -56,7 +56,7 @@ def check_slab_options(o) -> None:
                          "phantoms)")
     if o.data is None:
         raise InputError("--model slabnet trains on real masks: give --data FOLDER, a manifest.csv or 'bundled'")
-    if o.preset != "default" or set(o.overrides) - {REFINE_KEY}:
+    if o.preset not in (None, "default") or set(o.overrides) - {REFINE_KEY}:
         raise InputError(f"--model slabnet has a fixed architecture; --preset and --set do not apply (except "
                          f"--set {REFINE_KEY}=N, its 1 mm block)")
     if o.resume is not None and o.overrides:
@@ -106,7 +106,7 @@ def _setup(o, device: torch.device) -> _SlabRun:
         val = SlabBank([], o.val_phantoms, 0.0, seed=o.val_seed, redraw=0.0).examples
     run = _SlabRun(model, optimizer, bank, val, [])
     if o.resume is not None:
-        meta, _ = load_state(sidecar_path(o.resume), model, [optimizer])
+        meta, _ = load_state(sidecar_path(o.resume), model, [optimizer], checkpoint=o.resume)
         run.epoch, run.step, run.seconds = int(meta["epoch"]), int(meta["step"]), float(meta["seconds"])
         run.rows = list(meta.get("rows", []))
         if run.rows and int(run.rows[-1]["epoch"]) > run.epoch:  # cut short by --max-minutes: run again whole

@@ -1,8 +1,8 @@
 """Resumable training state in a safetensors sidecar ``FILE.optim.safetensors`` (no pickle).
 
 Holds the float32 model weights (the checkpoint itself may be float16), every optimiser's
-per-parameter tensors, LEBM's persistent posterior latents, and JSON metadata (epoch, step,
-optimiser hyper-parameters, elapsed time, CSV rows so far).
+per-parameter tensors, LEBM's persistent posterior latents, and JSON metadata (the model kind, epoch,
+step, optimiser hyper-parameters, elapsed time, CSV rows so far).
 """
 from __future__ import annotations
 
@@ -40,13 +40,17 @@ def save_state(path: Path, model: torch.nn.Module, optimizers: list[torch.optim.
         groups.append(sd["param_groups"])
     if latents is not None:
         tensors["lebm.latents"] = latents.detach().cpu().contiguous()
-    header = {"format": SIDECAR_FORMAT, "meta": json.dumps({**meta, "param_groups": groups}, default=list)}
+    meta = {"kind": getattr(model, "kind", None), **meta, "param_groups": groups}  # the kind: whose state it is
+    header = {"format": SIDECAR_FORMAT, "meta": json.dumps(meta, default=list)}
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header), overwrite=True)
 
 
-def load_state(path: Path, model: torch.nn.Module, optimizers: list[torch.optim.Optimizer]) -> tuple[
-        dict[str, Any], torch.Tensor | None]:
-    """Restore weights and optimiser states in place; returns (meta, latents or None)."""
+def load_state(path: Path, model: torch.nn.Module, optimizers: list[torch.optim.Optimizer],
+               checkpoint: str | Path | None = None) -> tuple[dict[str, Any], torch.Tensor | None]:
+    """Restore weights and optimiser states in place; returns (meta, latents or None).
+
+    A sidecar of another model kind (its metadata records the kind; older sidecars do not) or whose weights do
+    not fit ``model`` is refused as not the state of ``checkpoint`` (the file resumed), naming both files."""
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
@@ -56,11 +60,17 @@ def load_state(path: Path, model: torch.nn.Module, optimizers: list[torch.optim.
     if header.get("format") != SIDECAR_FORMAT:
         raise CheckpointError(f"{path}: not an lsdebm training-state sidecar")
     meta = json.loads(header["meta"])
+    kind = getattr(model, "kind", type(model).__name__)
+    owner = f"{checkpoint} (a {kind} model)" if checkpoint is not None else f"this {kind} model"
+    if meta.get("kind") not in (None, kind):
+        raise CheckpointError(f"{path}: the training state of a {meta['kind']} run, not of {owner}; expected the "
+                              ".optim.safetensors written with that checkpoint")
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not match the model ({str(exc).splitlines()[0]})") from None
+    except RuntimeError:
+        raise CheckpointError(f"{path}: not the training state of {owner}: {_misfit(model, state)}; expected the "
+                              ".optim.safetensors written with that checkpoint") from None
     groups = meta.get("param_groups", [])
     if len(groups) != len(optimizers):
         raise CheckpointError(f"{path}: holds {len(groups)} optimiser states, the model needs {len(optimizers)}")
@@ -73,3 +83,16 @@ def load_state(path: Path, model: torch.nn.Module, optimizers: list[torch.optim.
                 st.setdefault(int(idx), {})[name] = value
         opt.load_state_dict({"state": st, "param_groups": pg})
     return meta, tensors.get("lebm.latents")
+
+
+def _misfit(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """How the sidecar's weights ``state`` fail to fit ``model``, in counts and one example."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    shaped = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    parts = [f"{len(keys)} {what}" for keys, what in ((missing, "of the model's weights missing"),
+                                                     (extra, "weights the model lacks"),
+                                                     (shaped, "of another shape")) if keys]
+    example = (missing + extra + shaped or ["?"])[0]
+    return f"its weights do not fit ({', '.join(parts)}; e.g. {example})"

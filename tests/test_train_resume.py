@@ -1,0 +1,80 @@
+"""``lsdebm train --resume`` refuses a sidecar it cannot continue from, and a run with nothing left to do, before
+it reads any data (minutes with a real-mask bank); an explicit ``--preset`` it ignores is named."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from lsdebm.cli.main import main
+from lsdebm.train.state import sidecar_path
+
+BASE = ["train", "--phantoms", "2", "--val-phantoms", "1", "--device", "cpu", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A tiny VAE and a tiny LEBM run, one epoch each."""
+    folder = tmp_path_factory.mktemp("runs")
+    for kind in ("vae", "lebm"):
+        assert main([*BASE, "--preset", "tiny", "--model", kind, "--epochs", "1",
+                     "--out", str(folder / f"{kind}.safetensors")]) == 0
+    return folder
+
+
+def _copy_vae(runs, tmp_path):
+    out = tmp_path / "vae.safetensors"
+    shutil.copy(runs / "vae.safetensors", out)
+    shutil.copy(sidecar_path(runs / "vae.safetensors"), sidecar_path(out))
+    return out
+
+
+def _without_kind(source, target):
+    """``source`` as the sidecars written before the kind was recorded."""
+    with safe_open(str(source), framework="pt") as f:
+        header, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    meta = json.loads(header["meta"])
+    assert meta.pop("kind") == "lebm"
+    save_file(tensors, str(target), metadata={**header, "meta": json.dumps(meta)})
+
+
+@pytest.mark.parametrize("case", ["done", "no_sidecar", "lebm_sidecar", "old_lebm_sidecar"])
+def test_a_resume_that_cannot_continue_is_refused_before_any_data(runs, tmp_path, capsys, monkeypatch, case):
+    """``--epochs`` not above the epochs done and a missing sidecar were refused only after the data were loaded;
+    another run's sidecar gave ``weights do not match the model (Error(s) in loading state_dict for VAE:)``."""
+    import lsdebm.train.loop as loop
+
+    out = _copy_vae(runs, tmp_path)
+    side = sidecar_path(out)
+    if case == "no_sidecar":
+        side.unlink()
+    elif case == "lebm_sidecar":
+        shutil.copy(sidecar_path(runs / "lebm.safetensors"), side)
+    elif case == "old_lebm_sidecar":
+        _without_kind(sidecar_path(runs / "lebm.safetensors"), side)
+    monkeypatch.setattr(loop, "load_data", lambda *a, **k: pytest.fail("data were read before the refusal"))
+    capsys.readouterr()
+    epochs = "1" if case == "done" else "2"
+    assert main([*BASE, "--model", "vae", "--epochs", epochs, "--resume", str(out), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lsdebm: error:"), err
+    needle = {"done": f"--resume {out}: already trained for 1 epoch; pass --epochs above 1",
+              "no_sidecar": f"training-state sidecar {side} not found",
+              "lebm_sidecar": f"{side}: the training state of a lebm run, not of {out} (a vae model)",
+              "old_lebm_sidecar": f"{side}: not the training state of {out} (a vae model): its weights do not fit"}
+    assert needle[case] in err[0]
+
+
+def test_an_explicit_preset_on_resume_is_named_as_ignored(runs, tmp_path, capsys):
+    """``--preset`` was silently ignored on ``--resume`` (its default hid whether it was given at all)."""
+    out = _copy_vae(runs, tmp_path)
+    capsys.readouterr()
+    assert main([*BASE, "--preset", "default", "--model", "vae", "--epochs", "2", "--resume", str(out),
+                 "--out", str(out)]) == 0
+    assert "ignored: --preset default (the run's: tiny)" in capsys.readouterr().err
+    assert main([*BASE, "--preset", "tiny", "--model", "vae", "--epochs", "3", "--resume", str(out),
+                 "--out", str(out)]) == 0
+    assert "ignored" not in capsys.readouterr().err
