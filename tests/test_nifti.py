@@ -235,3 +235,15 @@ def test_a_scaled_label_map_whose_ids_need_a_wider_type_is_checked_once_read(tmp
     monkeypatch.setenv("LSDEBM_MAX_MEMORY_GB", "0.001")
     volume = read_volume(path)
     assert volume.data.dtype == np.int16 and np.all(volume.data == 400)
+
+
+def test_a_pipe_is_refused_as_not_a_regular_file_without_reading_it(tmp_path):
+    """A FIFO named like a NIfTI file was reported as "file not found"; reading it would block until a writer came."""
+    import os
+
+    fifo = tmp_path / "mask.nii.gz"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"mask\.nii\.gz: not a regular file \(a pipe, socket or device\)"):
+        read_volume(fifo)
+    with pytest.raises(InputError, match="file not found"):
+        read_volume(tmp_path / "absent.nii.gz")

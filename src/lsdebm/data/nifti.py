@@ -59,6 +59,9 @@ def _check_file(path: Path) -> None:
     if path.is_dir():
         raise InputError(f"{path}: is a directory; expected a NIfTI .nii or .nii.gz file")
     if not path.is_file():
+        if path.exists():  # a FIFO, socket or device: reading it could block or never end
+            raise InputError(f"{path}: not a regular file (a pipe, socket or device); expected a NIfTI .nii or "
+                             ".nii.gz file on disk")
         raise InputError(f"{path}: file not found (expected a NIfTI .nii or .nii.gz file)")
     if not path.name.endswith(NIFTI_SUFFIXES):
         raise InputError(f"{path}: not a NIfTI file name (expected .nii or .nii.gz)")
