@@ -138,3 +138,12 @@ def test_bench_times_the_bundled_models_not_fresh_ones():
     models = bench_models("default", torch.device("cpu"), kinds=("reconnet", "lsdebm"))
     assert {kind: source for kind, (_, source) in models.items()} == {
         "reconnet": "bundled reconnet-default", "lsdebm": "bundled lsdebm-default"}
+
+
+def test_cli_refuses_a_json_it_cannot_write_before_measuring(capsys, monkeypatch):
+    """Under /proc (or any folder it cannot make a file in) it was found after the measurements."""
+    import lsdebm.bench.runner
+
+    monkeypatch.setattr(lsdebm.bench.runner, "run_benchmarks", lambda *a, **k: pytest.fail("measured first"))
+    assert main(["bench", "--preset", "tiny", "--json", "/proc/lsdebm-test/bench.json"]) == 2
+    assert "cannot make a file in /proc" in capsys.readouterr().err

@@ -128,3 +128,43 @@ def test_evaluate_bad_options(tmp_path, capsys):
     assert main(["evaluate", "--out", str(tmp_path / "e"), "--checkpoint-dir", str(tmp_path / "none")]) == 2
     assert "not found" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--seed", "-1"], "--seed -1: seeds must be >= 0"),  # a numpy ValueError traceback
+    (["--seed", str(2**64)], "seeds must be >= 0 and < 2**63"),  # a torch OverflowError after the test set
+    (["--step-size", "-1"], "--step-size -1.0 must be a finite number > 0"),  # math domain error in LEBM's chain
+    (["--step-size", "nan"], "--step-size nan must be a finite number > 0"),  # LEBM: NaN latents, exit 0
+    (["--langevin-steps", "0"], "--langevin-steps 0 must be >= 1"),
+    (["--steps", "99"], "--steps 99 is outside 0..4"),  # found by the first LSD-EBM batch
+])
+def test_bad_values_are_refused_before_the_test_set_is_built(tmp_path, tiny_ckpts, monkeypatch, capsys, extra,
+                                                              fragment):
+    import lsdebm.data.phantom_set
+
+    monkeypatch.setattr(lsdebm.data.phantom_set, "generate_pairs", lambda *a, **k: pytest.fail("built the test set"))
+    out = tmp_path / "e"
+    argv = ["evaluate", "--out", str(out), "--n", "2", "--methods", "raw,reconnet+lebm,lsdebm", "--checkpoint-dir",
+            str(Path(tiny_ckpts["vae"]).parent), "--timing-cases", "0", "--device", "cpu", *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lsdebm: error:") and "\n" not in err and fragment in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("real", [False, True])
+def test_an_out_that_cannot_be_written_is_refused_before_any_work(tmp_path, tiny_ckpts, monkeypatch, capsys, real):
+    """It was found when the reports were written, after the whole evaluation."""
+    import lsdebm.data.phantom_set
+    import lsdebm.evaluation.real
+
+    monkeypatch.setattr(lsdebm.data.phantom_set, "generate_pairs", lambda *a, **k: pytest.fail("built the test set"))
+    monkeypatch.setattr(lsdebm.evaluation.real, "real_cases", lambda *a, **k: pytest.fail("built the test set"))
+    (tmp_path / "a_file").write_text("mine")
+    mode = ["--real"] if real else ["--n", "2", "--timing-cases", "0"]
+    for out, fragment in ((tmp_path / "a_file" / "eval", "is a file, not a directory"),
+                          ("/proc/lsdebm-test/eval", "cannot make a file in /proc")):
+        assert main(["evaluate", *mode, "--out", str(out), "--methods", "raw", "--device", "cpu"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"lsdebm: error: --out {out}: cannot write") and fragment in err and "\n" not in err
+    assert (tmp_path / "a_file").read_text() == "mine"

@@ -113,7 +113,11 @@ def test_real_bars():
 
 
 @pytest.mark.parametrize("option, value", [("--planes", "sagital"), ("--thicknesses", "12"), ("--split", ""),
-                                           ("--forms", "coarse"), ("--split", "nosuchsplit")])
+                                           ("--forms", "coarse"), ("--split", "nosuchsplit"),
+                                           # the same cases twice (they were scored and counted twice, exit 0)
+                                           ("--thicknesses", "5,5.0"), ("--planes", "sagittal,sagittal"),
+                                           ("--forms", "truth,truth"),
+                                           ("--seed", "-1"), ("--step-size", "nan"), ("--consistency-weight", "nan")])
 def test_bad_options_refused_before_any_work(tmp_path, manifest, capsys, option, value):
     out = tmp_path / "out"
     assert main(["evaluate", "--real", str(manifest), "--out", str(out), option, value, "--methods", "raw"]) == 2

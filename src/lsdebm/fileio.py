@@ -69,6 +69,24 @@ def check_target(path: str | os.PathLike, overwrite: bool = False) -> Path:
     return path
 
 
+def check_writable(path: str | os.PathLike) -> Path:
+    """A temporary file can be made in ``path``'s folder, or in the nearest folder above it that exists (it is
+    created on write): a command that runs for minutes calls this before it starts, so a read-only folder or
+    ``/proc`` is refused before the run, not after it.
+
+    Raises:
+        LsdebmError: ``cannot write <path>: cannot make a file in <folder> (<reason>)``.
+    """
+    path = Path(path)
+    folder = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise LsdebmError(f"cannot write {path}: cannot make a file in {folder} ({exc.strerror or exc})") from None
+    return path
+
+
 def atomic_write(
     path: str | os.PathLike, write_fn: Callable[[Path], None], overwrite: bool = False
 ) -> Path:

@@ -49,10 +49,10 @@ def run(args) -> int:
     import torch
 
     from lsdebm.bench.runner import run_benchmarks
-    from lsdebm.fileio import atomic_write, check_target
+    from lsdebm.fileio import atomic_write, check_target, check_writable
 
     if args.json and args.json != "-":  # refused before minutes of measuring, not after
-        check_target(args.json, args.overwrite)
+        check_writable(check_target(args.json, args.overwrite))
     if args.repeats < 1:
         raise InputError(f"--repeats {args.repeats} must be >= 1")
     if args.threads is not None:

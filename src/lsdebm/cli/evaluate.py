@@ -71,7 +71,7 @@ def run(args) -> int:
     """Evaluate, write the three report files, optionally record the test metrics."""
     import datetime
 
-    from lsdebm.cli.evaluate_common import load_averages, parse_methods
+    from lsdebm.cli.evaluate_common import check_out, check_settings_for, check_values, load_averages, parse_methods
     from lsdebm.cli.evaluate_real import check_real_options, run_real
     from lsdebm.evaluation.phantoms import evaluate, quality_bars, row_checkpoints, summarize
     from lsdebm.evaluation.report import REPORT_FILES, record_metrics, render_markdown, timing_rows, write_reports
@@ -81,26 +81,23 @@ def run(args) -> int:
     from lsdebm.tasks.reconstruct import effective_settings, set_threads
 
     check_real_options(args)
+    check_values(args)
     if args.real is not None:
         return run_real(args)
     args.seed = TEST_SEED if args.seed is None else args.seed
     rows = parse_methods(args.methods)
     if args.batch_size < 1 or args.timing_cases < 0:
         raise InputError("--batch-size must be >= 1 and --timing-cases >= 0")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: --out must be a directory")
-    for name in REPORT_FILES:
-        if (out / name).exists() and not args.overwrite:
-            raise InputError(f"{out / name} already exists; pass --overwrite to replace it")
+    out = check_out(args.out, REPORT_FILES, args.overwrite)
     set_threads(args.threads)
     device = resolve_device(args.device)
     models = row_checkpoints(rows, args.checkpoint_dir, device)
+    settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size, seed=args.seed)
+    check_settings_for(models, settings)
     first = next(iter(models.values()), None)
     grid = first.config.model.grid if first else 64
     spacing = first.config.model.spacing if first else 2.0
     pairs, test_set = load_pairs(args, grid, spacing)
-    settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size, seed=args.seed)
     start, load_start = time.perf_counter(), load_averages()
 
     def progress(done: int, total: int) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from lsdebm.errors import InputError
 
@@ -120,18 +119,6 @@ def real_protocol(args) -> dict:
             "simulator": SecondSimulator.from_options(args.simulator_option) if second else None}
 
 
-def _check_out(args) -> Path:
-    from lsdebm.evaluation.report_real import REAL_REPORT_FILES
-
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: --out must be a directory")
-    for name in REAL_REPORT_FILES:
-        if (out / name).exists() and not args.overwrite:
-            raise InputError(f"{out / name} already exists; pass --overwrite to replace it")
-    return out
-
-
 def _describe(protocol: dict, cases) -> str:
     from lsdebm.data.real import subjects_known
 
@@ -156,11 +143,11 @@ def run_real(args) -> int:
     """Validate everything, build the cases, evaluate every row, write the three real report files."""
     import datetime
 
-    from lsdebm.cli.evaluate_common import load_averages, parse_methods
+    from lsdebm.cli.evaluate_common import check_out, check_settings_for, load_averages, parse_methods
     from lsdebm.cli.reconstruct import consistency_overrides
     from lsdebm.evaluation.phantoms import row_checkpoints
     from lsdebm.evaluation.real import REAL_SIMULATOR, evaluate_real, real_cases, row_models, summarize_real
-    from lsdebm.evaluation.report_real import render_real_markdown, write_real_reports
+    from lsdebm.evaluation.report_real import REAL_REPORT_FILES, render_real_markdown, write_real_reports
     from lsdebm.methods import RunSettings
     from lsdebm.provenance import checkpoint_record, command_line, versions
     from lsdebm.runtime.device import device_name, resolve_device
@@ -169,10 +156,13 @@ def run_real(args) -> int:
 
     rows = parse_methods(args.methods)
     protocol = real_protocol(args)
-    out = _check_out(args)
+    out = check_out(args.out, REAL_REPORT_FILES, args.overwrite)
     set_threads(args.threads)
     device = resolve_device(args.device)
     loaded = row_checkpoints(rows, args.checkpoint_dir, device)
+    settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size, seed=protocol["seed"],
+                           **consistency_overrides(args))
+    check_settings_for(loaded, settings)
     slab = load_slab_model(args.slab_model or "default", device)
     cut = []
     cases = real_cases(protocol["source"], protocol["split"], protocol["planes"], protocol["thicknesses"],
@@ -181,8 +171,6 @@ def run_real(args) -> int:
     if cut:
         print(f"left out {len(cut)} mask(s) cut by the field of view (incomplete vertebrae): {', '.join(cut)}",
               file=sys.stderr)
-    settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size, seed=protocol["seed"],
-                           **consistency_overrides(args))
     start, load_start = time.perf_counter(), load_averages()
 
     def progress(done: int, total: int) -> None:

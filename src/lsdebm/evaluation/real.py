@@ -82,7 +82,8 @@ class RealCase:
 
 def check_protocol(planes: Sequence[str], thicknesses: Sequence[float], forms: Sequence[str],
                    split: str | None = "val") -> None:
-    """Raise a one-line :class:`InputError` for an unknown plane/form, a thickness outside 1-10 mm or an empty split."""
+    """Raise a one-line :class:`InputError` for an unknown plane/form, a thickness outside 1-10 mm, a plane, thickness
+    or form given twice, or an empty split."""
     if split is not None and not str(split).strip():
         raise InputError("--split is empty; expected a split name such as val or train")
     if not planes or not thicknesses or not forms:
@@ -96,6 +97,12 @@ def check_protocol(planes: Sequence[str], thicknesses: Sequence[float], forms: S
     for form in forms:
         if form not in FORMS:
             raise InputError(f"form {form!r} does not exist; expected some of {', '.join(FORMS)}")
+    given = (("plane", list(planes)), ("slice thickness", [f"{float(t):g} mm" for t in thicknesses]),
+             ("form", list(forms)))
+    for what, values in given:  # the same cases twice: counted twice in every mean, their spread understated
+        twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+        if twice is not None:
+            raise InputError(f"{what} {twice} is given twice; each case would be scored twice")
 
 
 def real_params(plane: str, thickness: float, rng: np.random.Generator) -> ThickSliceParams:
