@@ -61,6 +61,18 @@ def test_metrics_of_a_probability_map_threshold_it_at_one_half(tmp_path, capsys)
     assert "x.nii.gz holds non-integer values such as" in err and "probabilities in [0, 1]" in err
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--seed", "-1"], "--seed -1 must be >= 0 and < 2**63"),  # a numpy ValueError traceback
+    (["--thickness", "nan"], "--thickness nan: expected a finite number"),  # an OverflowError traceback
+    (["--blur", "inf"], "--blur inf: expected a finite number"),
+])
+def test_phantoms_bad_seed_or_simulator_value_is_one_line(tmp_path, capsys, extra, message):
+    out = tmp_path / "set"
+    assert main(["phantoms", "--out", str(out), "--n", "1", "--size", "16", "--spacing", "8", *extra]) == 2
+    assert capsys.readouterr().err.strip() == f"lsdebm: error: {message}"
+    assert not out.exists()
+
+
 def test_user_error_is_one_line(tmp_path, capsys):
     assert main(["metrics", str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz")]) == 2
     err = capsys.readouterr().err.strip()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import replace
 
 from lsdebm.data.thickslice import INTERPOLATIONS, PLANE_AXES, TEST_RANGES, TRAIN_RANGES
+from lsdebm.errors import InputError
 
 RANGE_PRESETS = {"train": TRAIN_RANGES, "test": TEST_RANGES}
 
@@ -37,7 +39,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def ranges_from_args(args):
-    """The preset ranges with any fixed simulator options applied."""
+    """The preset ranges with any fixed simulator options applied (a NaN or infinite one refused by name)."""
+    for name in ("thickness", "gap", "noise", "blur"):
+        value = getattr(args, name)
+        if value is not None and not math.isfinite(value):  # numpy's uniform draw raised an OverflowError
+            raise InputError(f"--{name} {value}: expected a finite number")
     ranges = RANGE_PRESETS[args.ranges]
     fixed = {
         "planes": (args.plane,) if args.plane else None,

@@ -60,6 +60,8 @@ def iter_pairs(
     """Yield ``n`` pairs; levels cycle L1..L5; everything is determined by ``seed``."""
     if n < 1:
         raise InputError(f"number of cases must be >= 1; got {n}")
+    if not 0 <= int(seed) < 2**63:  # numpy's seed sequence takes no negative number (a ValueError from inside)
+        raise InputError(f"seed={seed} must be >= 0 and < 2**63")
     for index in range(n):
         level = LEVELS[index % len(LEVELS)]
         subject_seed = int(np.random.default_rng([int(seed), index]).integers(2**31 - 1))
