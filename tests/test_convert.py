@@ -204,4 +204,7 @@ def test_bad_state_dicts_are_refused(tmp_path, capsys):
     _fails(capsys, ["convert", "--kind", "lsdebm", "--encoder", str(tmp_path / "both.pth"), *args],
            "belongs to the decoder")
     _fails(capsys, ["convert", "--kind", "lsdebm", *args], "missing encoder")
+    # --spacing 0 (it was written as a 1 mm model, silently)
+    _fails(capsys, ["convert", "--kind", "lsdebm", "--encoder", str(tmp_path / "enc.pth"), *args, "--spacing", "0"],
+           "--spacing 0.0 must be > 0")
     assert not out.exists() and not list(tmp_path.glob(".x.safetensors*"))

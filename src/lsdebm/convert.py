@@ -134,7 +134,8 @@ def infer_config(kind: str, state: Mapping[str, torch.Tensor], spacing: float | 
         raise CheckpointError(f"missing tensor {exc.args[0]!r} needed to infer the {kind} sizes") from None
     base = get_preset("reference")
     over: dict[str, Any] = {"preset": "reference", "model.grid": int(side) * 2 ** (len(ch) - 1), "model.channels": ch,
-                            "model.latent_dim": int(latent), "model.spacing": spacing or base.model.spacing}
+                            "model.latent_dim": int(latent),
+                            "model.spacing": base.model.spacing if spacing is None else spacing}  # 0: refused, not 1 mm
     energy_of = kind_info(kind)
     if linears and energy_of.diffusion:  # LSD-EBM: the time-conditioned energy MLP of eq. (2)
         over.update({"model.energy_hidden": int(linears[0][1].shape[0]), "model.energy_layers": len(linears) - 1})
