@@ -114,6 +114,24 @@ def test_cli_label_absent_is_an_error(tmp_path, capsys):
     assert "labels present: none (the volume is all zero)" in capsys.readouterr().err
 
 
+def test_cli_empty_reference_or_label_0_is_an_error(tmp_path, capsys):
+    """Without --label, an all-zero reference was scored silently (two empty files: DSC 1.0; an empty
+    reference: DSC 0 and HD95 the grid's diagonal), and --label 0 scored the backgrounds."""
+    cube = np.zeros((8, 8, 8), np.uint8)
+    cube[2:6, 2:6, 2:6] = 1
+    full, empty = _save(tmp_path / "cube.nii.gz", cube), _save(tmp_path / "empty.nii.gz", np.zeros_like(cube))
+    for pred in (full, empty):
+        assert main(["metrics", pred, empty]) == 2
+        assert capsys.readouterr().err.strip() == (f"lsdebm: error: {empty}: the reference has no foreground voxels "
+                                                   "(all zero); nothing to score against")
+    assert main(["metrics", full, full, "--label", "0"]) == 2
+    assert "--label 0 is the background" in capsys.readouterr().err
+    assert main(["metrics", empty, full, "--json"]) == 0  # an empty prediction scores, with a warning
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["dsc"] == 0.0
+    assert f"{empty}: no foreground voxels; scored as an empty prediction" in captured.err
+
+
 def test_the_python_api_refuses_bad_arguments_in_one_line(tiny_ckpts):
     """They raised IndexError / TypeError / RuntimeError from deep inside numpy and the pipeline."""
     import lsdebm

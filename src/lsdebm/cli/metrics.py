@@ -66,11 +66,17 @@ def run(args) -> int:
         raise InputError(f"{args.pred} has shape {pred.data.shape} but {args.gt} has {gt.data.shape}")
     if not np.allclose(pred.affine, gt.affine, atol=1e-3):
         raise InputError(f"{args.pred} and {args.gt} have different affines (resample one first)")
+    if args.label == 0:  # it scored the backgrounds against each other
+        raise InputError("--label 0 is the background; expected the id of a structure (nonzero)")
     if args.label is not None:
         _check_label(args.gt, gt_data, args.label)  # nothing to score against
         if not np.any(pred_data == args.label):  # a prediction that lost the structure scores as empty
             warnings.warn(f"{args.pred}: label {args.label} not found; scored as an empty prediction",
                           InputWarning, stacklevel=2)
+    elif not np.any(gt_data):  # two empty files scored DSC 1.0, an empty reference the grid's diagonal
+        raise InputError(f"{args.gt}: the reference has no foreground voxels (all zero); nothing to score against")
+    elif not np.any(pred_data):
+        warnings.warn(f"{args.pred}: no foreground voxels; scored as an empty prediction", InputWarning, stacklevel=2)
     select = (lambda d: d == args.label) if args.label is not None else (lambda d: d != 0)
     result = compute_metrics(select(pred_data), select(gt_data), gt.spacing,
                              reference_compat=args.reference_compat)
