@@ -8,11 +8,10 @@ and never when it is one of the run's inputs.
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from lsdebm.errors import InputError, LsdebmError
-from lsdebm.fileio import check_target
+from lsdebm.fileio import check_target, check_writable
 from lsdebm.train.state import sidecar_path
 
 
@@ -24,17 +23,6 @@ def csv_path(out: Path) -> Path:
 
 def _same(a: Path, b) -> bool:
     return b is not None and str(b) != "bundled" and Path(a).resolve() == Path(b).resolve()
-
-
-def _check_writable(out: Path) -> None:
-    """A temporary file can be made in ``out``'s folder, or in the nearest folder above it that exists."""
-    folder = next(p for p in (out.parent, *out.parent.parents) if p.exists())
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise InputError(f"--out {out}: cannot write in {folder} ({exc.strerror or exc}); expected a writable "
-                         "folder") from None
 
 
 def check_output(o) -> None:
@@ -59,6 +47,9 @@ def check_output(o) -> None:
         if made.exists() and not o.overwrite and not continuing:
             raise InputError(f"--out {out}: {made} already exists beside it (another run's log or state, or a file "
                              "of yours); pass --overwrite to replace it, or choose another --out")
-    _check_writable(out)
+    try:
+        check_writable(out)
+    except LsdebmError as exc:
+        raise InputError(f"--out {out}: {exc}; expected a writable folder") from None
     if o.resume is not None and not Path(o.resume).is_file():
         raise InputError(f"--resume {o.resume}: checkpoint file not found")
