@@ -158,6 +158,17 @@ def test_cli_writes_the_three_files(tmp_path, manifest, capsys):
     assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
 
 
+def test_sampler_options_no_chosen_row_reads_are_warned_about(tmp_path, manifest, capsys):
+    """``--methods raw,reconnet --steps 3`` ran without a word that no row reads --steps (reconstruct warned)."""
+    out = tmp_path / "unread"
+    assert main(["evaluate", "--real", str(manifest), "--out", str(out), "--planes", "sagittal", "--thicknesses",
+                 "5", "--forms", "truth", "--methods", "raw,reconnet", "--steps", "3", "--langevin-steps", "9",
+                 "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert ("warning: --steps, --langevin-steps: not used by the chosen rows raw,reconnet (no sampling chain); "
+            "ignored") in err
+
+
 def test_the_report_says_where_the_original_form_is_scored(tmp_path, manifest):
     """It said "Scored on the 1 mm truth grid" for --forms original, which is scored on the mask's own grid."""
     out = tmp_path / "original"

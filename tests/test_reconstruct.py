@@ -296,9 +296,9 @@ def test_sampler_options_with_reconnet_alone_are_warned_about_and_not_recorded(t
 
 
 @pytest.mark.parametrize("kind, options, unused, reads", [
-    ("vae", ["--steps", "4", "--langevin-steps", "9"], "--steps, --langevin-steps", "it has no sampling chain"),
+    ("vae", ["--steps", "4", "--langevin-steps", "9"], "--steps, --langevin-steps", "no sampling chain"),
     ("lebm", ["--steps", "2", "--langevin-steps", "9", "--consistency-weight", "3"],
-     "--langevin-steps, --consistency-weight", "it reads --steps, --step-size"),
+     "--langevin-steps, --consistency-weight", "only --steps, --step-size are read"),
 ])
 def test_sampler_options_a_method_does_not_read_are_warned_about(tmp_path, lq_file, tiny_ckpts, capsys,
                                                                  kind, options, unused, reads):

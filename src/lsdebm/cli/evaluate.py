@@ -93,7 +93,7 @@ def run(args) -> int:
     device = resolve_device(args.device)
     models = row_checkpoints(rows, args.checkpoint_dir, device)
     settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size, seed=args.seed)
-    check_settings_for(models, settings)
+    check_settings_for(models, settings, args, rows)
     first = next(iter(models.values()), None)
     grid = first.config.model.grid if first else 64
     spacing = first.config.model.spacing if first else 2.0

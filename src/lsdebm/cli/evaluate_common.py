@@ -47,13 +47,17 @@ def check_values(args) -> None:
         raise InputError(f"--consistency-steps {args.consistency_steps} must be >= 0")
 
 
-def check_settings_for(models: dict, settings) -> None:
+def check_settings_for(models: dict, settings, args=None, rows=()) -> None:
     """The run's settings resolved for every loaded method (``--steps`` beyond a checkpoint's T...), before
-    the test set is built and any row runs."""
+    the test set is built and any row runs; with ``args``, a sampler option no chosen row reads is warned about."""
+    from lsdebm.cli.sampler_options import warn_unread
     from lsdebm.methods import check_settings
 
     for loaded in models.values():
         check_settings(loaded.model, settings)
+    if args is not None:
+        warn_unread(args, [loaded.kind for loaded in models.values()],
+                    f"the chosen rows {','.join(r.key for r in rows)}")
 
 
 def check_out(out_text: str, names, overwrite: bool) -> Path:

@@ -162,7 +162,7 @@ def run_real(args) -> int:
     loaded = row_checkpoints(rows, args.checkpoint_dir, device)
     settings = RunSettings(steps=args.steps, K=args.langevin_steps, step_size=args.step_size, seed=protocol["seed"],
                            **consistency_overrides(args))
-    check_settings_for(loaded, settings)
+    check_settings_for(loaded, settings, args, rows)
     slab = load_slab_model(args.slab_model or "default", device)
     cut = []
     cases = real_cases(protocol["source"], protocol["split"], protocol["planes"], protocol["thicknesses"],

@@ -193,32 +193,18 @@ def _check_sampling_options(args) -> None:
             raise InputError(f"--{name.replace('_', '-')} {value} must be {'>= 0' if name == 'steps' else '> 0'}")
 
 
-#: Sampler options of the command and the RunSettings field each sets.
-SAMPLER_OPTIONS = {"steps": "steps", "langevin_steps": "K", "step_size": "step_size",
-                   "consistency_weight": "consistency_weight"}
-
-
 def _sampler_settings(args, models) -> dict:
     """RunSettings sampler fields; an option the method does not read is warned about (the ReconNet stage alone
     reads none and records none)."""
+    from lsdebm.cli.sampler_options import unread, warn_unread
+
     if models.method is None:
-        given = [f"--{n.replace('_', '-')}" for n in SAMPLER_OPTIONS if getattr(args, n) is not None] \
-            + ["--repeats"] * (args.repeats != 1)
+        given = unread(args, ()) + ["--repeats"] * (args.repeats != 1)
         if given:
             warnings.warn(f"{', '.join(given)}: only for --method lsdebm/vae/lebm; ignored by the ReconNet stage "
                           "alone (--method reconnet)", InputWarning, stacklevel=2)
         return {} if args.unguided else {"consistency_weight": None}
-    from lsdebm.methods import method_class
-
-    kind = models.method.kind
-    uses = method_class(kind).uses
-    unused = [f"--{n.replace('_', '-')}" for n, field in SAMPLER_OPTIONS.items()
-              if getattr(args, n) is not None and field not in uses]
-    if unused:
-        reads = ", ".join(f"--{n.replace('_', '-')}" for n, f in SAMPLER_OPTIONS.items() if f in uses)
-        warnings.warn(f"{', '.join(unused)}: not used by --method {kind} ("
-                      + (f"it reads {reads}" if reads else "it has no sampling chain") + "); ignored",
-                      InputWarning, stacklevel=2)
+    warn_unread(args, [models.method.kind], f"--method {models.method.kind}")
     return {"steps": args.steps, "K": args.langevin_steps, "step_size": args.step_size, "repeats": args.repeats}
 
 
