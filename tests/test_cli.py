@@ -65,6 +65,8 @@ def test_metrics_of_a_probability_map_threshold_it_at_one_half(tmp_path, capsys)
     (["--seed", "-1"], "--seed -1 must be >= 0 and < 2**63"),  # a numpy ValueError traceback
     (["--thickness", "nan"], "--thickness nan: expected a finite number"),  # an OverflowError traceback
     (["--blur", "inf"], "--blur inf: expected a finite number"),
+    # the core's "ThickSliceParams.thickness=100.0: ..." worded with the option typed
+    (["--thickness", "100"], "--thickness 100.0: expected a number of mm in [1.0, 10.0]"),
 ])
 def test_phantoms_bad_seed_or_simulator_value_is_one_line(tmp_path, capsys, extra, message):
     out = tmp_path / "set"

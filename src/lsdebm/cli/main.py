@@ -84,10 +84,10 @@ def main(argv: list[str] | None = None) -> int:
 def as_option(text: str, args) -> str:
     """An error the core words with a parameter name (``epochs=0 must be > 0``), worded with the option the
     user typed (``--epochs 0 must be > 0``) when this command has that option and it holds that value."""
-    match = re.match(r"([A-Za-z]\w*)=(\S+) (.*)", text)
+    match = re.match(r"(?:[A-Z]\w*\.)?([A-Za-z]\w*)=(\S+?)(:?) (.*)", text)  # ThickSliceParams.thickness=100.0: ...
     if match is None or str(getattr(args, match[1], None)) != match[2]:
         return text
-    return f"--{match[1].replace('_', '-')} {match[2]} {match[3]}"
+    return f"--{match[1].replace('_', '-')} {match[2]}{match[3]} {match[4]}"
 
 
 def _debug() -> bool:
