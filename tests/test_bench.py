@@ -75,6 +75,9 @@ def test_bad_arguments_are_one_line_errors(capsys):
     assert "nope" in capsys.readouterr().err
     assert main(["bench", "--preset", "tiny", "--repeats", "0"]) == 2
     assert "--repeats" in capsys.readouterr().err
+    for empty in ("", ","):  # printed the table's header and measured nothing
+        assert main(["bench", "--preset", "tiny", "--only", empty]) == 2
+        assert f"--only {empty!r} names no benchmark; expected one or more of" in capsys.readouterr().err
 
 
 def test_cuda_request_without_cuda_is_an_input_error():

@@ -132,6 +132,19 @@ def test_cli_empty_reference_or_label_0_is_an_error(tmp_path, capsys):
     assert f"{empty}: no foreground voxels; scored as an empty prediction" in captured.err
 
 
+def test_cli_refuses_negative_labels_as_the_api_does(tmp_path, capsys):
+    """The command counted negative voxel values as foreground, where compute_metrics refuses them."""
+    cube = np.zeros((8, 8, 8), np.int16)
+    cube[2:6, 2:6, 2:6] = 1
+    odd = cube.copy()
+    odd[0, 0, 0] = -3
+    good, bad = _save(tmp_path / "cube.nii.gz", cube), _save(tmp_path / "odd.nii.gz", odd)
+    for pred, gt in ((bad, good), (good, bad)):
+        assert main(["metrics", pred, gt]) == 2
+        assert capsys.readouterr().err.strip() == (f"lsdebm: error: {bad} has negative values (minimum -3); expected a "
+                                                   "binary mask or a label map with non-negative labels")
+
+
 def test_the_python_api_refuses_bad_arguments_in_one_line(tiny_ckpts):
     """They raised IndexError / TypeError / RuntimeError from deep inside numpy and the pipeline."""
     import lsdebm

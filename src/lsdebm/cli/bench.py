@@ -60,6 +60,10 @@ def run(args) -> int:
             raise InputError(f"--threads {args.threads} must be >= 1")
         torch.set_num_threads(args.threads)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    if not sections:  # it printed the table's header and measured nothing
+        from lsdebm.bench.runner import SECTIONS
+
+        raise InputError(f"--only {args.only!r} names no benchmark; expected one or more of {', '.join(SECTIONS)}")
     report = run_benchmarks(args.preset, args.device, args.repeats, args.quick, sections,
                             log=lambda msg: print(msg, file=sys.stderr, flush=True))
     text = json.dumps(report, indent=1, default=float)

@@ -58,10 +58,12 @@ def _as_mask(path: str, data: np.ndarray) -> np.ndarray:
 def run(args) -> int:
     """Print the metrics."""
     from lsdebm.data.nifti import read_volume
-    from lsdebm.evaluation.metrics import compute_metrics
+    from lsdebm.evaluation.metrics import check_mask, compute_metrics
 
     pred, gt = read_volume(args.pred), read_volume(args.gt)
     pred_data, gt_data = _as_mask(args.pred, pred.data), _as_mask(args.gt, gt.data)
+    for path, data in ((args.pred, pred_data), (args.gt, gt_data)):
+        check_mask(data, path)  # negative values counted as foreground here; the metrics API refused them
     if pred.data.shape != gt.data.shape:
         raise InputError(f"{args.pred} has shape {pred.data.shape} but {args.gt} has {gt.data.shape}")
     if not np.allclose(pred.affine, gt.affine, atol=1e-3):
