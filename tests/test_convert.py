@@ -207,4 +207,7 @@ def test_bad_state_dicts_are_refused(tmp_path, capsys):
     # --spacing 0 (it was written as a 1 mm model, silently)
     _fails(capsys, ["convert", "--kind", "lsdebm", "--encoder", str(tmp_path / "enc.pth"), *args, "--spacing", "0"],
            "--spacing 0.0 must be > 0")
+    # --T for a model without diffusion steps (it was ignored without a word)
+    _fails(capsys, ["convert", "--kind", "vae", "--model", str(tmp_path / "both.pth"), "--out", str(out), "--T", "5"],
+           "--T 5 only applies to an LSD-EBM (its diffusion steps); a vae has none")
     assert not out.exists() and not list(tmp_path.glob(".x.safetensors*"))

@@ -156,6 +156,8 @@ def convert(kind: str, files: Mapping[str, str | Path], spacing: float | None = 
     """
     if kind not in KIND_ROLES:
         raise InputError(f"--kind {kind!r}: expected one of {', '.join(KIND_ROLES)}")
+    if T is not None and kind != "lsdebm":  # it was ignored without a word
+        raise InputError(f"T={T} only applies to an LSD-EBM (its diffusion steps); a {kind} has none")
     given: dict[str, Path] = {}
     for role, path in files.items():
         for r in (("encoder", "decoder") if role == "model" else (role,)):
