@@ -169,6 +169,18 @@ def test_sampler_options_no_chosen_row_reads_are_warned_about(tmp_path, manifest
             "ignored") in err
 
 
+@pytest.mark.parametrize("option, value", [("--n", "5"), ("--batch-size", "0"), ("--timing-cases", "2"),
+                                           ("--phantoms", "3"), ("--record-test-metrics", None)])
+def test_phantom_only_options_are_refused_with_real(tmp_path, manifest, capsys, option, value):
+    """--n, --batch-size and --timing-cases were accepted and ignored with --real (their defaults hid them)."""
+    out = tmp_path / "out"
+    extra = [option] if value is None else [option, value]
+    assert main(["evaluate", "--real", str(manifest), "--out", str(out), "--methods", "raw", *extra]) == 2
+    assert capsys.readouterr().err.strip() == (f"lsdebm: error: {option} applies to the phantom test set only; "
+                                               "drop it or --real")
+    assert not out.exists()
+
+
 def test_the_report_says_where_the_original_form_is_scored(tmp_path, manifest):
     """It said "Scored on the 1 mm truth grid" for --forms original, which is scored on the mask's own grid."""
     out = tmp_path / "original"

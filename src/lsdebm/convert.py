@@ -156,7 +156,7 @@ def convert(kind: str, files: Mapping[str, str | Path], spacing: float | None = 
     """
     if kind not in KIND_ROLES:
         raise InputError(f"--kind {kind!r}: expected one of {', '.join(KIND_ROLES)}")
-    if T is not None and kind != "lsdebm":  # it was ignored without a word
+    if T is not None and not kind_info(kind).diffusion:  # it was ignored without a word
         raise InputError(f"T={T} only applies to an LSD-EBM (its diffusion steps); a {kind} has none")
     given: dict[str, Path] = {}
     for role, path in files.items():

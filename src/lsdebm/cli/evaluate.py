@@ -24,7 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "written to OUT/real_report.md, OUT/real_summary.json and OUT/real_cases.csv.")
     p.add_argument("--data", help="phantom set directory (lsdebm phantoms layout); generated there if missing")
     p.add_argument("--out", required=True, help="report directory")
-    p.add_argument("--n", type=int, default=100, help="cases to generate (default 100 = 20 per level)")
+    p.add_argument("--n", type=int, help="cases to generate (default 100 = 20 per level)")
     p.add_argument("--phantoms", type=int, metavar="N", help="generate N cases even if --data is given")
     p.add_argument("--seed", type=int, help=f"test-set seed and sampling seed (default {TEST_SEED}; --real: 0)")
     p.add_argument("--checkpoint-dir", help="directory with <kind>-default.safetensors (default: bundled)")
@@ -32,8 +32,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="LSD-EBM diffusion depth / LEBM posterior steps (default: checkpoint)")
     p.add_argument("--langevin-steps", type=int, help="Langevin iterations K per reverse step (default: checkpoint)")
     p.add_argument("--step-size", type=float, help="Langevin step size (default: checkpoint)")
-    p.add_argument("--batch-size", type=int, default=10, help="cases per batch (default 10)")
-    p.add_argument("--timing-cases", type=int, default=3, help="cases timed with batch size 1 (default 3; 0 = off)")
+    p.add_argument("--batch-size", type=int, help="cases per batch (default 10)")
+    p.add_argument("--timing-cases", type=int, help="cases timed with batch size 1 (default 3; 0 = off)")
     p.add_argument("--reference-compat", action="store_true",
                    help="add the paper's column semantics: SEN*=precision, SPEC*=NPV, NMI*=geometric")
     p.add_argument("--record-test-metrics", action="store_true",
@@ -67,6 +67,10 @@ def load_pairs(args, grid: int, spacing: float):
     return read_set(data), desc + f", written to {data}"
 
 
+#: Phantom-mode options whose defaults are applied only in phantom mode (``--real`` refuses them when given).
+PHANTOM_DEFAULTS = {"n": 100, "batch_size": 10, "timing_cases": 3}
+
+
 def run(args) -> int:
     """Evaluate, write the three report files, optionally record the test metrics."""
     import datetime
@@ -85,6 +89,8 @@ def run(args) -> int:
     if args.real is not None:
         return run_real(args)
     args.seed = TEST_SEED if args.seed is None else args.seed
+    for name, default in PHANTOM_DEFAULTS.items():  # None until here, so that --real can refuse them when given
+        setattr(args, name, default if getattr(args, name) is None else getattr(args, name))
     rows = parse_methods(args.methods)
     if args.batch_size < 1 or args.timing_cases < 0:
         raise InputError("--batch-size must be >= 1 and --timing-cases >= 0")

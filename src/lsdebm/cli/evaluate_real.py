@@ -13,7 +13,8 @@ from lsdebm.errors import InputError
 
 REAL_ONLY = ("split", "levels", "planes", "thicknesses", "forms", "consistency_weight", "consistency_steps",
              "projection", "slab_model", "simulator", "simulator_option")
-PHANTOM_ONLY = {"data": "--data", "phantoms": "--phantoms", "record_test_metrics": "--record-test-metrics"}
+PHANTOM_ONLY = {"data": "--data", "phantoms": "--phantoms", "record_test_metrics": "--record-test-metrics",
+                "n": "--n", "batch_size": "--batch-size", "timing_cases": "--timing-cases"}
 REAL_SEED = 0
 
 
@@ -95,7 +96,8 @@ def check_real_options(args) -> None:
         if given:
             raise InputError(f"{given[0]} applies to real anatomy only; add --real [PATH]")
         return
-    given = [flag for name, flag in PHANTOM_ONLY.items() if getattr(args, name, None) not in (None, False)]
+    given = [flag for name, flag in PHANTOM_ONLY.items()  # 0 is given (0 == False, so no "not in (None, False)")
+             if getattr(args, name, None) is not None and getattr(args, name) is not False]
     if given:
         raise InputError(f"{given[0]} applies to the phantom test set only; drop it or --real")
 
