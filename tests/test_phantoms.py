@@ -55,3 +55,19 @@ def test_timing_report(capsys):
         make_vertebra("L3", 0, size, spacing)
         with capsys.disabled():
             print(f"\nphantom {size}^3 at {spacing} mm: {(time.perf_counter() - start) * 1e3:.1f} ms")
+
+
+def test_overwrite_never_replaces_another_manifest(tmp_path):
+    """``phantoms --out DIR --overwrite`` (or ``evaluate --data DIR --phantoms N --overwrite``) wrote its manifest over
+    a real-mask manifest.csv in DIR; it replaces only a phantom set's."""
+    from lsdebm.data.phantom_set import write_set
+
+    real = tmp_path / "manifest.csv"
+    real.write_text("file,level,subject\nL3_a.nii.gz,L3,a\n")
+    with pytest.raises(InputError, match=r"manifest.csv is not a phantom set's manifest \(its columns: file, level, "
+                                         r"subject\); --overwrite replaces only a phantom set"):
+        write_set(tmp_path, 1, 0, size=16, spacing=8.0, overwrite=True)
+    assert real.read_text() == "file,level,subject\nL3_a.nii.gz,L3,a\n" and not (tmp_path / "hq").exists()
+    phantoms = tmp_path / "set"
+    write_set(phantoms, 1, 0, size=16, spacing=8.0)
+    assert write_set(phantoms, 1, 1, size=16, spacing=8.0, overwrite=True) == phantoms / "manifest.csv"

@@ -88,6 +88,20 @@ def generate_pairs(
     return list(iter_pairs(n, seed, size, spacing, ranges))
 
 
+def _check_replaceable(manifest: Path) -> None:
+    """``--overwrite`` replaces a phantom set, never another manifest.csv (a real-mask manifest, say, in the folder
+    given as ``--out`` or ``evaluate --data``), which it would have written over."""
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{manifest}: cannot read it to check it is a phantom set's ({exc}); choose another "
+                         "folder") from None
+    if header[:2] != ["name", "level"] or "seed" not in header:
+        raise InputError(f"{manifest} is not a phantom set's manifest (its columns: {', '.join(header[:4]) or 'none'}"
+                         "); --overwrite replaces only a phantom set, choose another folder")
+
+
 def write_set(
     out_dir,
     n: int,
@@ -113,6 +127,8 @@ def write_set(
     manifest = out_dir / MANIFEST
     if manifest.exists() and not overwrite:
         raise InputError(f"{manifest} already exists; pass --overwrite to replace it")
+    if manifest.exists():
+        _check_replaceable(manifest)
     param_names = [f.name for f in fields(ThickSliceParams)]
     rows = []
     for done, pair in enumerate(iter_pairs(n, seed, size, spacing, ranges), start=1):
