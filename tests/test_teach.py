@@ -337,3 +337,51 @@ def test_edited_teaching_checkpoint_is_refused(tmp_path):
     load_teach(src)  # the intact file loads
     with pytest.raises(CheckpointError, match="checksum"):
         load_teach(bad)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "--model", "toy", "--iterations", "0"], "--iterations 0 must be >= 1"),  # trained the default 3000
+    (["train", "--model", "lebm", "--iterations", "-1"], "--iterations -1 must be >= 1"),  # untrained file, exit 0
+    (["train", "--model", "toy", "--threads", "0"], "--threads 0 must be >= 1"),
+    (["train", "--model", "toy", "--seed", "-1"], "--seed -1: seeds must be >= 0"),
+    (["generate", "--seed", str(2**64), "--out", "OUT.png"], f"--seed {2**64}: seeds must be >= 0 and < 2**63"),
+    (["generate", "--n", "100000000", "--out", "OUT.png"], "--n 100000000: 100000000 generated 16x16 digits needs"),
+    (["compare", "--n", "-1"], "--n -1 must be >= 2"),
+    (["compare", "--threads", "-2"], "--threads -2 must be >= 1"),
+    (["compare", "--seed", "-1"], "--seed -1: seeds must be >= 0"),
+])
+def test_cli_bad_numbers_are_one_line_before_any_work(tmp_path, capsys, monkeypatch, argv, fragment):
+    """They were torch/numpy tracebacks, a silent full-length or untrained run, or hours of sampling."""
+    import lsdebm.teach.generate
+    import lsdebm.teach.toy
+    import lsdebm.teach.train2d
+
+    for module, name in ((lsdebm.teach.toy, "train_toy"), (lsdebm.teach.train2d, "train_digits"),
+                         (lsdebm.teach.generate, "sample_images")):
+        monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("ran"))
+    argv = [a.replace("OUT", str(tmp_path / "s")) for a in argv]
+    out = [] if argv[0] != "train" else ["--out", str(tmp_path / "ck")]
+    assert main(["teach", *argv, *out]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("action", ["train", "generate", "compare"])
+def test_cli_unwritable_output_is_refused_before_the_run(tmp_path, capsys, monkeypatch, action):
+    """An --out under a file (train) or in /proc (generate, compare --json) was found after training or sampling."""
+    import lsdebm.teach.compare
+    import lsdebm.teach.generate
+    import lsdebm.teach.toy
+
+    monkeypatch.setattr(lsdebm.teach.toy, "train_toy", lambda *a, **k: pytest.fail("trained first"))
+    monkeypatch.setattr(lsdebm.teach.generate, "sample_images", lambda *a, **k: pytest.fail("sampled first"))
+    monkeypatch.setattr(lsdebm.teach.compare, "compare_methods", lambda *a, **k: pytest.fail("compared first"))
+    (tmp_path / "afile").write_text("x")
+    argv = {"train": ["--model", "toy", "--out", str(tmp_path / "afile")],
+            "generate": ["--n", "2", "--out", "/proc/lsdebm-teach.png"],
+            "compare": ["--n", "4", "--json", "/proc/lsdebm-teach.json"]}[action]
+    assert main(["teach", action, *argv]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "Traceback" not in err
+    assert (tmp_path / "afile").read_text() == "x"

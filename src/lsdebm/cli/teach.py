@@ -76,10 +76,43 @@ def _train_one(role: str, args) -> tuple:
     return model, info
 
 
+def check_values(args) -> None:
+    """One line for a bad number, before any checkpoint is loaded, trained or sampled.
+
+    Found by the run otherwise: ``--threads 0`` and a seed above 2**63 were torch tracebacks, a negative
+    seed a numpy one, ``--iterations 0`` trained the full default budget (the toy) or divided by zero (the
+    digits models), a negative one wrote an untrained checkpoint with exit 0, ``compare --n -1`` was a
+    numpy traceback.
+    """
+    from lsdebm.cli.evaluate_common import MAX_SEED
+    from lsdebm.errors import InputError
+
+    if not 0 <= args.seed <= MAX_SEED:
+        raise InputError(f"--seed {args.seed}: seeds must be >= 0 and < 2**63")
+    threads, iterations = getattr(args, "threads", 1), getattr(args, "iterations", None)
+    if threads < 1:
+        raise InputError(f"--threads {threads} must be >= 1")
+    if iterations is not None and iterations < 1:
+        raise InputError(f"--iterations {iterations} must be >= 1 (leave it out for the default budget)")
+    least = 2 if args.action == "compare" else 1  # a Fréchet distance needs a covariance
+    if getattr(args, "n", None) is not None and args.n < least:
+        raise InputError(f"--n {args.n} must be >= {least}" + (" (a Fréchet distance needs two samples)"
+                                                                 if least == 2 else ""))
+
+
+def check_samples_memory(n: int, grid: int) -> None:
+    """Refuse an ``--n`` whose images (float32, and the float64 mosaic a PNG is made of) exceed the memory
+    limit, before sampling: ``--n 100000000`` ran for hours, batch after batch, towards that allocation."""
+    from lsdebm.limits import array_bytes, check_memory
+
+    check_memory(array_bytes((n, grid, grid), 4 + 8), f"--n {n}: {n} generated {grid}x{grid} digits")
+
+
 def _train(args) -> int:
     import torch
 
     from lsdebm.errors import InputError
+    from lsdebm.fileio import check_target, check_writable
     from lsdebm.runtime.checkpoint import save_checkpoint
     from lsdebm.teach.checkpoints import TEACH_NAMES
 
@@ -89,6 +122,8 @@ def _train(args) -> int:
     existing = [str(p) for p in targets.values() if p.exists()]
     if existing and not args.overwrite:
         raise InputError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace")
+    for target in targets.values():  # an --out under a file or in /proc: refused before training, not after
+        check_writable(check_target(target, args.overwrite))
     for role in roles:
         print(f"training {role} ...", flush=True)
         model, info = _train_one(role, args)
@@ -123,17 +158,16 @@ def _generate(args) -> int:
 
     from lsdebm.data.digits import digit_mosaic
     from lsdebm.errors import InputError
-    from lsdebm.fileio import atomic_write, check_target
+    from lsdebm.fileio import atomic_write, check_target, check_writable
     from lsdebm.methods import RunSettings
     from lsdebm.teach.checkpoints import load_teach
     from lsdebm.teach.generate import sample_images
 
     if args.out.suffix.lower() not in (".png", ".npy"):
         raise InputError(f"{args.out}: output must end in .png or .npy")
-    check_target(args.out, args.overwrite)  # before sampling, not after
-    if args.n < 1:
-        raise InputError(f"--n {args.n} must be >= 1")
+    check_writable(check_target(args.out, args.overwrite))  # before sampling, not after
     model = load_teach(args.model).model
+    check_samples_memory(args.n, model.cfg.model.grid)
     images = sample_images(model, args.n, RunSettings(seed=args.seed))
     if args.out.suffix.lower() == ".npy":
         atomic_write(args.out, lambda tmp: np.save(tmp, images), overwrite=args.overwrite)
@@ -147,14 +181,15 @@ def _compare(args) -> int:
     import torch
 
     from lsdebm.data.digits import load_digits
-    from lsdebm.fileio import atomic_write, check_target
+    from lsdebm.fileio import atomic_write, check_target, check_writable
     from lsdebm.teach.checkpoints import load_teach
     from lsdebm.teach.compare import compare_methods, format_table
 
     if args.json:  # refused before the comparison (minutes), not after
-        check_target(args.json, args.overwrite)
+        check_writable(check_target(args.json, args.overwrite))
     torch.set_num_threads(args.threads)
     models = {role: load_teach(role).model for role in ("ebm", "lebm", "lsdebm")}
+    check_samples_memory(args.n, models["lsdebm"].cfg.model.grid)
     classifier = load_teach("classifier", expect_kind="digits_classifier").model
     rows = compare_methods(models, classifier, load_digits(16, "test").images, load_digits(16, "train").images,
                            n=args.n, seed=args.seed, log=print)
@@ -166,4 +201,5 @@ def _compare(args) -> int:
 
 
 def run(args) -> int:
+    check_values(args)
     return {"train": _train, "generate": _generate, "compare": _compare}[args.action](args)
