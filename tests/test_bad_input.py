@@ -565,6 +565,20 @@ def test_view_refuses_bad_trajectory_in_one_line(content, tmp_path, capsys, monk
     assert get_trajectory_reader(str(bad)) is not None  # the plugin claims it and explains, too
 
 
+def test_view_refuses_a_file_no_napari_reader_opens_before_a_window_opens(tmp_path, capsys, monkeypatch):
+    """`lsdebm view notes.txt` opened the window, then ended in napari's NoAvailableReaderError traceback."""
+    import napari
+
+    import lsdebm.cli.view as view
+
+    monkeypatch.setattr(view, "has_display", lambda: True)
+    monkeypatch.setattr(napari, "Viewer", lambda *a, **k: pytest.fail("a window opened"))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    assert main(["view", str(notes)]) == 2
+    _one_line_error(capsys, "notes.txt: no napari reader opens this file", "expected a NIfTI mask")
+
+
 def test_nan_volume_on_the_model_grid_is_refused_by_explorer_and_compare(tiny_cfg):
     from lsdebm.explore.record import prepare_input
     from lsdebm.review.compare import compare_events

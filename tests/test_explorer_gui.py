@@ -269,6 +269,9 @@ def test_view_command_opens_files_with_explorer(qapp, mock_app_model, tiny_ckpts
         open_viewer([str(tmp_path / "missing.nii.gz")], show=False)
     with pytest.raises(CheckpointError, match="nope.safetensors"):
         open_viewer([], checkpoint=str(tmp_path / "nope.safetensors"), show=False)
+    (tmp_path / "empty").mkdir()  # napari claims a folder, then fails: was a multi-line ReaderPluginError traceback
+    with pytest.raises(InputError, match="empty: napari could not open it .ValueError: No files found"):
+        open_viewer([str(tmp_path / "empty")], show=False)
     viewer, explorer = open_viewer([str(nifti)], checkpoint=str(tiny_ckpts["vae"]), show=False)
     try:
         assert [lay.name for lay in viewer.layers] == ["l1"]

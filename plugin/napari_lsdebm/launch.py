@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 PLUGIN = "napari-lsdebm"
 EXPLORER = "LSD-EBM explorer"
 PLUGIN_SUFFIXES = (".nii", ".nii.gz", ".npz")  # opened with this plugin's readers; the rest by napari
+EXPECTED = "expected a NIfTI mask (.nii, .nii.gz), a saved trajectory (.npz) or an image file napari reads"
 
 
 class Launched(NamedTuple):
@@ -55,6 +56,30 @@ def check_files(files: Iterable[str | Path]) -> None:
             Trajectory.load(f)
         elif f.lower().endswith((".nii", ".nii.gz")):
             read_volume(f)
+        elif not napari_can_read(f):  # napari raised NoAvailableReaderError, a traceback, with the window open
+            raise InputError(f"{f}: no napari reader opens this file; {EXPECTED}")
+
+
+def napari_can_read(path: str) -> bool:
+    """Whether an installed napari reader claims ``path`` (napari's plugins are discovered, no window opens)."""
+    from napari.plugins import _initialize_plugins
+    from npe2 import PluginManager
+
+    _initialize_plugins()
+    return any(True for _ in PluginManager.instance().iter_compatible_readers([path]))
+
+
+def open_file(viewer: napari.Viewer, path: str) -> list:
+    """``viewer.open`` with this plugin's readers for its suffixes; a reader that fails is one line, not napari's
+    multi-line ReaderPluginError traceback (a folder napari claims and then finds no image in)."""
+    from napari.errors import MultipleReaderError, NoAvailableReaderError, ReaderPluginError
+
+    try:
+        return viewer.open(path, plugin=PLUGIN if path.lower().endswith(PLUGIN_SUFFIXES) else None) or []
+    except (ReaderPluginError, NoAvailableReaderError, MultipleReaderError) as exc:
+        cause = getattr(exc, "original_error", None) or exc
+        reason = " ".join(f"{type(cause).__name__}: {cause}".split())
+        raise InputError(f"{path}: napari could not open it ({reason}); {EXPECTED}") from exc
 
 
 def open_viewer(files: Iterable[str | Path] = (), checkpoint: str | Path | LoadedCheckpoint | None = None,
@@ -85,7 +110,7 @@ def open_viewer(files: Iterable[str | Path] = (), checkpoint: str | Path | Loade
             explorer.open_sample()
         opened = []
         for f in sorted(files, key=lambda f: f.lower().endswith(".npz")):  # volumes first: runs go on them
-            layers = viewer.open(f, plugin=PLUGIN if f.lower().endswith(PLUGIN_SUFFIXES) else None) or []
+            layers = open_file(viewer, f)
             place_runs(viewer, layers, [lay for lay in opened if lay.metadata.get("affine") is not None])
             opened += layers
         show_final_frame(viewer, explorer, opened, load_checkpoint=ckpt is None)
