@@ -579,6 +579,19 @@ def test_view_refuses_a_file_no_napari_reader_opens_before_a_window_opens(tmp_pa
     _one_line_error(capsys, "notes.txt: no napari reader opens this file", "expected a NIfTI mask")
 
 
+def test_view_refuses_a_2d_teaching_checkpoint_before_a_window_opens(capsys, monkeypatch):
+    """`lsdebm view --checkpoint lsdebm-digits16.safetensors` loaded a 2D model into the 3D explorer, exit 0."""
+    import napari
+
+    import lsdebm.cli.view as view
+    from lsdebm.teach.checkpoints import bundled_teach_path
+
+    monkeypatch.setattr(view, "has_display", lambda: True)
+    monkeypatch.setattr(napari, "Viewer", lambda *a, **k: pytest.fail("a window opened"))
+    assert main(["view", "--checkpoint", str(bundled_teach_path("lsdebm"))]) == 2
+    _one_line_error(capsys, "lsdebm-digits16.safetensors: a 2D lsdebm model", "the explorer needs a 3D one")
+
+
 def test_nan_volume_on_the_model_grid_is_refused_by_explorer_and_compare(tiny_cfg):
     from lsdebm.explore.record import prepare_input
     from lsdebm.review.compare import compare_events

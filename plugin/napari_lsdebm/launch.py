@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from lsdebm.data.nifti import read_volume
-from lsdebm.errors import InputError
+from lsdebm.errors import CheckpointError, InputError
 from lsdebm.explore.demo import DemoCase
 from lsdebm.explore.record import RunOutput
 from lsdebm.explore.result import result_layer_data
@@ -60,6 +60,16 @@ def check_files(files: Iterable[str | Path]) -> None:
             raise InputError(f"{f}: no napari reader opens this file; {EXPECTED}")
 
 
+def check_volume_model(ckpt: LoadedCheckpoint) -> None:
+    """The explorer reconstructs 3D volumes: a 2D teaching checkpoint (``lsdebm teach train``) was loaded into it
+    without a word, and only a Run could fail."""
+    dims = ckpt.config.model.spatial_dims
+    if dims != 3:
+        raise CheckpointError(f"{ckpt.path}: a {dims}D {ckpt.kind} model (a teaching checkpoint); the explorer needs "
+                              "a 3D one (lsdebm-default, lebm-default, vae-default, reconnet-default or a 3D "
+                              ".safetensors); open 2D ones with `lsdebm teach generate` or the Teaching docks")
+
+
 def napari_can_read(path: str) -> bool:
     """Whether an installed napari reader claims ``path`` (napari's plugins are discovered, no window opens)."""
     from napari.plugins import _initialize_plugins
@@ -99,6 +109,8 @@ def open_viewer(files: Iterable[str | Path] = (), checkpoint: str | Path | Loade
     files = [str(f) for f in files]
     check_files(files)
     ckpt = load_checkpoint(checkpoint, "cpu") if isinstance(checkpoint, (str, Path)) else checkpoint
+    if ckpt is not None:
+        check_volume_model(ckpt)
     import napari
 
     viewer = napari.Viewer(show=show)
