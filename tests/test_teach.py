@@ -8,6 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+import lsdebm.teach.checkpoints
+import lsdebm.teach.compare
+import lsdebm.teach.generate
+import lsdebm.teach.toy
+import lsdebm.teach.train2d
 from lsdebm.cli.main import main
 from lsdebm.data.digits import digit_mosaic, load_digits, load_mnist, read_idx
 from lsdebm.errors import CheckpointError, InputError
@@ -352,10 +357,6 @@ def test_edited_teaching_checkpoint_is_refused(tmp_path):
 ])
 def test_cli_bad_numbers_are_one_line_before_any_work(tmp_path, capsys, monkeypatch, argv, fragment):
     """They were torch/numpy tracebacks, a silent full-length or untrained run, or hours of sampling."""
-    import lsdebm.teach.generate
-    import lsdebm.teach.toy
-    import lsdebm.teach.train2d
-
     for module, name in ((lsdebm.teach.toy, "train_toy"), (lsdebm.teach.train2d, "train_digits"),
                          (lsdebm.teach.generate, "sample_images")):
         monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("ran"))
@@ -370,10 +371,6 @@ def test_cli_bad_numbers_are_one_line_before_any_work(tmp_path, capsys, monkeypa
 @pytest.mark.parametrize("action", ["train", "generate", "compare"])
 def test_cli_unwritable_output_is_refused_before_the_run(tmp_path, capsys, monkeypatch, action):
     """An --out under a file (train) or in /proc (generate, compare --json) was found after training or sampling."""
-    import lsdebm.teach.compare
-    import lsdebm.teach.generate
-    import lsdebm.teach.toy
-
     monkeypatch.setattr(lsdebm.teach.toy, "train_toy", lambda *a, **k: pytest.fail("trained first"))
     monkeypatch.setattr(lsdebm.teach.generate, "sample_images", lambda *a, **k: pytest.fail("sampled first"))
     monkeypatch.setattr(lsdebm.teach.compare, "compare_methods", lambda *a, **k: pytest.fail("compared first"))
@@ -385,3 +382,18 @@ def test_cli_unwritable_output_is_refused_before_the_run(tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert "cannot write" in err and "Traceback" not in err
     assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_cli_compare_never_writes_its_json_over_a_checkpoint_it_reads(tmp_path, capsys, monkeypatch):
+    """`compare --json .../digits-classifier16.safetensors --overwrite` replaced the bundled classifier with JSON."""
+    checkpoints = lsdebm.teach.checkpoints
+    (teach := tmp_path / "teach").mkdir()
+    for stem in checkpoints.TEACH_NAMES.values():
+        (teach / f"{stem}.safetensors").write_bytes((checkpoints.TEACH_DIR / f"{stem}.safetensors").read_bytes())
+    monkeypatch.setattr(checkpoints, "TEACH_DIR", teach)
+    monkeypatch.setattr(lsdebm.teach.compare, "compare_methods", lambda *a, **k: pytest.fail("compared first"))
+    target = teach / "digits-classifier16.safetensors"
+    before = target.read_bytes()
+    assert main(["teach", "compare", "--n", "4", "--json", str(target), "--overwrite"]) == 2
+    assert "this run reads that file (the classifier checkpoint)" in capsys.readouterr().err
+    assert target.read_bytes() == before

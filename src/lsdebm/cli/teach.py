@@ -108,6 +108,23 @@ def check_samples_memory(n: int, grid: int) -> None:
     check_memory(array_bytes((n, grid, grid), 4 + 8), f"--n {n}: {n} generated {grid}x{grid} digits")
 
 
+def refuse_an_input(target: Path, loaded: dict) -> None:
+    """``compare --json`` naming a checkpoint the comparison reads replaced it with JSON (with --overwrite), and every
+    later comparison failed; --overwrite replaces outputs, never inputs."""
+    import os
+
+    from lsdebm.errors import InputError
+
+    for role, ckpt in loaded.items():
+        try:
+            same = target.exists() and os.path.samefile(target, ckpt.path)
+        except OSError:
+            same = False
+        if same:
+            raise InputError(f"--json {target}: this run reads that file (the {role} checkpoint); writing there would "
+                             "replace it (--overwrite replaces outputs, never inputs); choose another --json")
+
+
 def _train(args) -> int:
     import torch
 
@@ -188,9 +205,13 @@ def _compare(args) -> int:
     if args.json:  # refused before the comparison (minutes), not after
         check_writable(check_target(args.json, args.overwrite))
     torch.set_num_threads(args.threads)
-    models = {role: load_teach(role).model for role in ("ebm", "lebm", "lsdebm")}
+    loaded = {role: load_teach(role) for role in ("ebm", "lebm", "lsdebm")}
+    loaded["classifier"] = load_teach("classifier", expect_kind="digits_classifier")
+    if args.json:
+        refuse_an_input(args.json, loaded)
+    models = {role: ckpt.model for role, ckpt in loaded.items() if role != "classifier"}
     check_samples_memory(args.n, models["lsdebm"].cfg.model.grid)
-    classifier = load_teach("classifier", expect_kind="digits_classifier").model
+    classifier = loaded["classifier"].model
     rows = compare_methods(models, classifier, load_digits(16, "test").images, load_digits(16, "train").images,
                            n=args.n, seed=args.seed, log=print)
     print(format_table(rows))
