@@ -71,12 +71,14 @@ def check_volume_model(ckpt: LoadedCheckpoint) -> None:
 
 
 def napari_can_read(path: str) -> bool:
-    """Whether an installed napari reader claims ``path`` (napari's plugins are discovered, no window opens)."""
-    from napari.plugins import _initialize_plugins
+    """Whether an installed napari reader claims ``path``, asked of a plugin manager of its own (npe2 discovers the
+    installed manifests in ~0.05 s): napari's global one is left for the viewer to initialise (initialising it here
+    registered the plugins' commands twice once a viewer was made in the same process)."""
     from npe2 import PluginManager
 
-    _initialize_plugins()
-    return any(True for _ in PluginManager.instance().iter_compatible_readers([path]))
+    manager = PluginManager()
+    manager.discover(include_npe1=False)
+    return any(True for _ in manager.iter_compatible_readers([path]))
 
 
 def open_file(viewer: napari.Viewer, path: str) -> list:
