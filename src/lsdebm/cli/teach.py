@@ -54,6 +54,12 @@ def _train_one(role: str, args) -> tuple:
         info = {"data": "mixture of 6 Gaussians on a ring", "iterations": iterations}
     elif role == "classifier":
         from lsdebm.teach.fid import train_classifier
+        if args.iterations is not None:  # it trained its fixed epochs without a word
+            import warnings
+
+            from lsdebm.errors import InputWarning
+            warnings.warn(f"--iterations {args.iterations}: the classifier trains for a fixed number of epochs "
+                          "(30); ignored for it", InputWarning, stacklevel=2)
         train, test = load_digits(16, "train"), load_digits(16, "test")
         result = train_classifier(train.images, train.labels, test.images, test.labels, args.seed)
         model, seconds = result.model, result.seconds
