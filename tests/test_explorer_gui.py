@@ -97,6 +97,9 @@ def test_load_checkpoint_good_and_bad_files(explorer, tiny_ckpts, tmp_path):
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(os.urandom(256))
     assert panel.load(garbage) is None and "garbage.safetensors" in panel.error.text()
+    from lsdebm.teach.checkpoints import bundled_teach_path  # a 2D teaching model was taken, only Run could fail
+    assert panel.load(bundled_teach_path("lsdebm")) is None
+    assert "a 2D lsdebm model (a teaching checkpoint); the explorer needs a 3D one" in panel.error.text()
     assert panel.checkpoints == {}
     ckpt = panel.load(tiny_ckpts["lsdebm"])
     assert ckpt is not None and panel.error.text() == ""

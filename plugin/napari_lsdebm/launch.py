@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from lsdebm.data.nifti import read_volume
-from lsdebm.errors import CheckpointError, InputError
+from lsdebm.errors import InputError
 from lsdebm.explore.demo import DemoCase
-from lsdebm.explore.record import RunOutput
+from lsdebm.explore.record import RunOutput, check_volume_model
 from lsdebm.explore.result import result_layer_data
 from lsdebm.runtime.checkpoint import LoadedCheckpoint, load_checkpoint
 from lsdebm.sampling import Trajectory
@@ -58,16 +58,6 @@ def check_files(files: Iterable[str | Path]) -> None:
             read_volume(f)
         elif not napari_can_read(f):  # napari raised NoAvailableReaderError, a traceback, with the window open
             raise InputError(f"{f}: no napari reader opens this file; {EXPECTED}")
-
-
-def check_volume_model(ckpt: LoadedCheckpoint) -> None:
-    """The explorer reconstructs 3D volumes: a 2D teaching checkpoint (``lsdebm teach train``) was loaded into it
-    without a word, and only a Run could fail."""
-    dims = ckpt.config.model.spatial_dims
-    if dims != 3:
-        raise CheckpointError(f"{ckpt.path}: a {dims}D {ckpt.kind} model (a teaching checkpoint); the explorer needs "
-                              "a 3D one (lsdebm-default, lebm-default, vae-default, reconnet-default or a 3D "
-                              ".safetensors); open 2D ones with `lsdebm teach generate` or the Teaching docks")
 
 
 def napari_can_read(path: str) -> bool:

@@ -18,7 +18,7 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from lsdebm.errors import LsdebmError
-from lsdebm.explore.record import checkpoint_name
+from lsdebm.explore.record import check_volume_model, checkpoint_name
 from lsdebm.methods import chain_summary
 from lsdebm.nn.registry import KINDS, LABELS
 from lsdebm.runtime.checkpoint import LoadedCheckpoint, bundled_checkpoints, load_checkpoint, read_metadata
@@ -205,6 +205,7 @@ class CheckpointPanel(QWidget):
         """
         try:
             ckpt = load_checkpoint(name_or_path, "cpu")
+            check_volume_model(ckpt)
         except LsdebmError as exc:
             self.error.setText(f"Not loaded: {exc}")
             self.error.setVisible(True)

@@ -100,6 +100,16 @@ def prepare_input(data, affine, grid: int, spacing: float, label: int | None = N
     return binary.astype(np.uint8), None
 
 
+def check_volume_model(ckpt: LoadedCheckpoint) -> None:
+    """The explorer reconstructs 3D volumes: a 2D teaching checkpoint (``lsdebm teach train``) was loaded into it
+    without a word (``lsdebm view --checkpoint``, the checkpoint panel's Browse…), and only a Run could fail."""
+    dims = ckpt.config.model.spatial_dims
+    if dims != 3:
+        raise CheckpointError(f"{ckpt.path}: a {dims}D {ckpt.kind} model (a teaching checkpoint); the explorer needs "
+                              "a 3D one (lsdebm-default, lebm-default, vae-default, reconnet-default or a 3D "
+                              ".safetensors); open 2D ones with `lsdebm teach generate` or the Teaching docks")
+
+
 def checkpoint_name(ckpt: LoadedCheckpoint) -> str | None:
     """Bundled name of a loaded checkpoint, or None if it was loaded from elsewhere."""
     for name, path in bundled_checkpoints().items():
