@@ -69,6 +69,14 @@ def check_target(path: str | os.PathLike, overwrite: bool = False) -> Path:
     return path
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` are one existing file (links and relative paths included); False if either is missing."""
+    try:
+        return Path(a).exists() and Path(b).exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def check_writable(path: str | os.PathLike) -> Path:
     """A temporary file can be made in ``path``'s folder, or in the nearest folder above it that exists (it is
     created on write): a command that runs for minutes calls this before it starts, so a read-only folder or

@@ -6,14 +6,10 @@ imports the other's helpers (no import cycle).
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 from lsdebm.errors import InputError
-
-#: Seeds numpy's and torch's generators both take.
-MAX_SEED = 2**63 - 1
 
 
 def parse_methods(text: str | None):
@@ -30,21 +26,12 @@ def check_values(args) -> None:
     2**63 a torch traceback after it was generated, a negative ``--step-size`` a traceback in LEBM's
     chain, and a NaN one gave LEBM rows of NaN latents, i.e. a complete-looking report of empty masks.
     """
-    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+    from lsdebm.cli.sampler_options import check_sampler_values
+    from lsdebm.data.validate import seed_ok
+
+    if args.seed is not None and not seed_ok(args.seed):
         raise InputError(f"--seed {args.seed}: seeds must be >= 0 and < 2**63")
-    if args.steps is not None and args.steps < 0:
-        raise InputError(f"--steps {args.steps} must be >= 0")
-    if args.langevin_steps is not None and args.langevin_steps < 1:
-        raise InputError(f"--langevin-steps {args.langevin_steps} must be >= 1")
-    if args.step_size is not None and not (math.isfinite(args.step_size) and args.step_size > 0):
-        raise InputError(f"--step-size {args.step_size} must be a finite number > 0")
-    weight, projection = getattr(args, "consistency_weight", None), getattr(args, "projection", None)
-    if weight is not None and not (math.isfinite(weight) and weight >= 0):
-        raise InputError(f"--consistency-weight {weight} must be a finite number >= 0")
-    if projection is not None and not 0 <= projection <= 1:  # NaN too
-        raise InputError(f"--projection {projection} must be between 0 and 1")
-    if getattr(args, "consistency_steps", None) is not None and args.consistency_steps < 0:
-        raise InputError(f"--consistency-steps {args.consistency_steps} must be >= 0")
+    check_sampler_values(args)
 
 
 def check_settings_for(models: dict, settings, args=None, rows=()) -> None:

@@ -180,17 +180,14 @@ def _acquisition(args, volume):
 
 
 def _check_sampling_options(args) -> None:
-    """One-line errors for bad --repeats, --steps, --langevin-steps or --step-size values."""
+    """One-line errors for bad --repeats, --record-every and sampler values (as ``lsdebm evaluate`` checks them)."""
+    from lsdebm.cli.sampler_options import check_sampler_values
+
     if args.repeats < 1:
         raise InputError(f"--repeats {args.repeats} must be >= 1")
     if args.record_every < 1:
         raise InputError(f"--record-every {args.record_every} must be >= 1 (keep every N-th Langevin iteration)")
-    if args.step_size is not None and not np.isfinite(args.step_size):
-        raise InputError(f"--step-size {args.step_size} must be a finite number > 0")
-    for name in ("steps", "langevin_steps", "step_size"):
-        value = getattr(args, name)
-        if value is not None and (value < 0 if name == "steps" else value <= 0):
-            raise InputError(f"--{name.replace('_', '-')} {value} must be {'>= 0' if name == 'steps' else '> 0'}")
+    check_sampler_values(args)
 
 
 def _sampler_settings(args, models) -> dict:

@@ -10,11 +10,10 @@ already written for that input are removed, so no mask is left without its mesh 
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
 from lsdebm.errors import InputError, LsdebmError
-from lsdebm.fileio import check_target
+from lsdebm.fileio import check_target, same_file
 from lsdebm.review.meshfile import check_mesh_path
 
 NIFTI = (".nii.gz", ".nii")
@@ -80,19 +79,12 @@ def probs_path(out: Path) -> Path:
     return out.with_name(stem(out) + "_probs.nii.gz")
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def check_targets(targets: list[Path], overwrite: bool, protected: list[Path] = ()) -> None:
     """One-line errors, before anything runs, for targets that cannot or must not be written: one of the
     ``protected`` files (the inputs, the ``--like`` image; also with ``--overwrite``), an existing file without
     ``overwrite``, a directory, or a path under a file."""
     for target in targets:
-        if any(_same_file(target, p) for p in protected):
+        if any(same_file(target, p) for p in protected):
             raise InputError(f"{target}: this run reads that file (an input or the --like image); writing there "
                              "would replace it (--overwrite replaces outputs, never inputs); choose another -o, "
                              "--mesh or --trajectory")

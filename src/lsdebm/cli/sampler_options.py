@@ -6,14 +6,33 @@ the :class:`lsdebm.methods.RunSettings` fields it ``uses``.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable
 
-from lsdebm.errors import InputWarning
+from lsdebm.errors import InputError, InputWarning
 
 #: Command-line option (argparse dest) -> the RunSettings field it sets.
 SAMPLER_OPTIONS = {"steps": "steps", "langevin_steps": "K", "step_size": "step_size",
                    "consistency_weight": "consistency_weight"}
+
+
+def check_sampler_values(args) -> None:
+    """One line for a bad ``--steps``, ``--langevin-steps``, ``--step-size``, ``--consistency-weight``,
+    ``--projection`` or ``--consistency-steps`` (those the command has), before anything is loaded or run."""
+    if args.steps is not None and args.steps < 0:
+        raise InputError(f"--steps {args.steps} must be >= 0")
+    if args.langevin_steps is not None and args.langevin_steps < 1:
+        raise InputError(f"--langevin-steps {args.langevin_steps} must be >= 1")
+    if args.step_size is not None and not (math.isfinite(args.step_size) and args.step_size > 0):
+        raise InputError(f"--step-size {args.step_size} must be a finite number > 0")
+    weight, projection = getattr(args, "consistency_weight", None), getattr(args, "projection", None)
+    if weight is not None and not (math.isfinite(weight) and weight >= 0):
+        raise InputError(f"--consistency-weight {weight} must be a finite number >= 0")
+    if projection is not None and not 0 <= projection <= 1:  # NaN too
+        raise InputError(f"--projection {projection} must be between 0 and 1")
+    if getattr(args, "consistency_steps", None) is not None and args.consistency_steps < 0:
+        raise InputError(f"--consistency-steps {args.consistency_steps} must be >= 0")
 
 
 def option(dest: str) -> str:

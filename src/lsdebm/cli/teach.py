@@ -90,10 +90,10 @@ def check_values(args) -> None:
     digits models), a negative one wrote an untrained checkpoint with exit 0, ``compare --n -1`` was a
     numpy traceback.
     """
-    from lsdebm.cli.evaluate_common import MAX_SEED
+    from lsdebm.data.validate import seed_ok
     from lsdebm.errors import InputError
 
-    if not 0 <= args.seed <= MAX_SEED:
+    if not seed_ok(args.seed):
         raise InputError(f"--seed {args.seed}: seeds must be >= 0 and < 2**63")
     threads, iterations = getattr(args, "threads", 1), getattr(args, "iterations", None)
     if threads < 1:
@@ -117,16 +117,11 @@ def check_samples_memory(n: int, grid: int) -> None:
 def refuse_an_input(target: Path, loaded: dict) -> None:
     """``compare --json`` naming a checkpoint the comparison reads replaced it with JSON (with --overwrite), and every
     later comparison failed; --overwrite replaces outputs, never inputs."""
-    import os
-
     from lsdebm.errors import InputError
+    from lsdebm.fileio import same_file
 
     for role, ckpt in loaded.items():
-        try:
-            same = target.exists() and os.path.samefile(target, ckpt.path)
-        except OSError:
-            same = False
-        if same:
+        if same_file(target, ckpt.path):
             raise InputError(f"--json {target}: this run reads that file (the {role} checkpoint); writing there would "
                              "replace it (--overwrite replaces outputs, never inputs); choose another --json")
 

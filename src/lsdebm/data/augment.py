@@ -15,7 +15,7 @@ import torch
 from scipy import ndimage
 from torch.nn import functional as F
 
-from lsdebm.data.validate import is_number
+from lsdebm.data.validate import range_checked
 from lsdebm.errors import InputError
 
 #: The :class:`AugmentRanges` fields: (low, high, unit in the message).
@@ -47,11 +47,8 @@ class AugmentRanges:
     flip: float = 0.5
 
     def __post_init__(self):
-        for name, (lo, hi, unit) in _RANGES.items():
-            value = getattr(self, name)
-            if not (is_number(value) and lo <= value <= hi):
-                raise InputError(f"AugmentRanges.{name}={value!r:.60}: expected a number{unit} in [{lo}, {hi}]")
-            object.__setattr__(self, name, float(value))  # numpy scalars too, as ThickSliceParams does
+        for name, bounds in _RANGES.items():  # numpy scalars stored as floats, as ThickSliceParams does
+            object.__setattr__(self, name, range_checked("AugmentRanges", name, getattr(self, name), *bounds))
 
 
 def rotation_matrix(degrees) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 from lsdebm.data.nifti import read_volume, write_volume
 from lsdebm.data.phantoms import LEVELS, make_vertebra
 from lsdebm.data.thickslice import TRAIN_RANGES, ParamRanges, ThickSliceParams, sample_params, simulate_thick_slice
+from lsdebm.data.validate import seed_ok
 from lsdebm.errors import InputError
 from lsdebm.fileio import atomic_write
 
@@ -60,7 +61,7 @@ def iter_pairs(
     """Yield ``n`` pairs; levels cycle L1..L5; everything is determined by ``seed``."""
     if n < 1:
         raise InputError(f"number of cases must be >= 1; got {n}")
-    if not 0 <= int(seed) < 2**63:  # numpy's seed sequence takes no negative number (a ValueError from inside)
+    if not seed_ok(int(seed)):  # numpy's seed sequence takes no negative number (a ValueError from inside)
         raise InputError(f"seed={seed} must be >= 0 and < 2**63")
     for index in range(n):
         level = LEVELS[index % len(LEVELS)]

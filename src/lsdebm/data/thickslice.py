@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from scipy import ndimage
 
-from lsdebm.data.validate import is_number
+from lsdebm.data.validate import is_number, range_checked
 from lsdebm.errors import InputError
 
 PLANE_AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
@@ -72,11 +72,8 @@ class ThickSliceParams:
             value = getattr(self, name)
             if not isinstance(value, str) or value not in allowed:
                 raise InputError(f"ThickSliceParams.{name}={value!r:.60}: expected one of {', '.join(allowed)}")
-        for name, (lo, hi, unit) in _RANGES.items():
-            value = getattr(self, name)
-            if not (is_number(value) and lo <= value <= hi):
-                raise InputError(f"ThickSliceParams.{name}={value!r:.60}: expected a number{unit} in [{lo}, {hi}]")
-            object.__setattr__(self, name, float(value))  # numpy scalars too: as_dict stays JSON
+        for name, bounds in _RANGES.items():  # numpy scalars stored as floats: as_dict stays JSON
+            object.__setattr__(self, name, range_checked("ThickSliceParams", name, getattr(self, name), *bounds))
         period = self.thickness + self.gap
         if not (is_number(self.offset) and 0.0 <= self.offset < period):
             raise InputError(f"ThickSliceParams.offset={self.offset!r:.60}: expected a number of mm in "

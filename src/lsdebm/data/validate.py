@@ -28,6 +28,23 @@ def is_number(value) -> bool:
             and math.isfinite(value))
 
 
+#: The largest seed numpy's and torch's generators both take (seeds are 0 <= seed < 2**63).
+MAX_SEED = 2**63 - 1
+
+
+def seed_ok(seed) -> bool:
+    """Whether ``seed`` is a whole number numpy's and torch's generators both take."""
+    return not isinstance(seed, bool) and isinstance(seed, (int, np.integer)) and 0 <= int(seed) <= MAX_SEED
+
+
+def range_checked(owner: str, name: str, value, lo: float, hi: float, unit: str = "") -> float:
+    """``value`` as a float when it is one number in [lo, hi]; else one line naming ``owner.name``, the value and
+    the range (a string, None or NaN was a bare TypeError or passed the comparison)."""
+    if not (is_number(value) and lo <= value <= hi):
+        raise InputError(f"{owner}.{name}={value!r:.60}: expected a number{unit} in [{lo}, {hi}]")
+    return float(value)
+
+
 def check_affine(affine, name: str = "affine") -> np.ndarray:
     """Return ``affine`` as a float64 4x4 array; refuse non-finite or singular ones.
 

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from lsdebm.config import MODEL_KINDS, Config, check_model_memory, get_preset
 from lsdebm.data.real import has_split
+from lsdebm.data.validate import seed_ok
 from lsdebm.errors import InputError
 from lsdebm.nn import build_model
 from lsdebm.nn.lebm import reference_latents
@@ -132,10 +133,10 @@ def check_common(o: TrainOptions) -> None:
         raise InputError(f"--bank-cache {o.bank_cache}: a file; expected a folder (created if missing)")
     if o.max_minutes is not None and not o.max_minutes > 0:  # NaN too: it never stopped the run
         raise InputError(f"--max-minutes {o.max_minutes} must be > 0")
-    negative = [f"--{k.replace('_', '-')} {getattr(o, k)}" for k in ("seed", "data_seed", "val_seed")
-                if getattr(o, k) < 0]
-    if negative:  # numpy's generators take none (a ValueError from inside the phantom generator)
-        raise InputError(f"{', '.join(negative)}: seeds must be >= 0")
+    bad = [f"--{k.replace('_', '-')} {getattr(o, k)}" for k in ("seed", "data_seed", "val_seed")
+           if not seed_ok(getattr(o, k))]
+    if bad:  # numpy's generators take no negative seed (a ValueError from inside the phantom generator)
+        raise InputError(f"{', '.join(bad)}: seeds must be >= 0 and < 2**63")
     if o.val_phantoms < 0 or o.val_every < 1 or o.max_shift < 0:
         raise InputError("--val-phantoms and --max-shift must be >= 0 and --val-every >= 1")
 

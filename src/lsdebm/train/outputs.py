@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lsdebm.errors import InputError, LsdebmError
-from lsdebm.fileio import check_target, check_writable
+from lsdebm.fileio import check_target, check_writable, same_file
 from lsdebm.train.state import sidecar_path
 
 
@@ -22,7 +22,7 @@ def csv_path(out: Path) -> Path:
 
 
 def _same(a: Path, b) -> bool:
-    return b is not None and str(b) != "bundled" and Path(a).resolve() == Path(b).resolve()
+    return b is not None and str(b) != "bundled" and same_file(a, b)
 
 
 def check_output(o) -> None:
