@@ -7,7 +7,8 @@
 #   OUT      everything written goes here: <model>-default.safetensors (trained, with the
 #            measurement-aware output settings of scripts/train_bundled.sh) and logs.tgz
 #            (training logs and per-epoch CSVs, pytest output, bench JSON, timings)
-#   MINUTES  training cap per model (default 5); LANES (default "reconnet lsdebm vae lebm");
+#   MINUTES  training cap per model (default 5; MINUTES_<model> for one lane's own)
+#   LANES    (default "reconnet lsdebm vae lebm");
 #            DEVICE (default cuda; cpu for a dry run of the training part)
 #   DEADLINE seconds after which everything still running is stopped (default 560)
 #   PY, LSDEBM  the python and the lsdebm command (default python3 and `python3 -m lsdebm.cli.main`)
@@ -51,7 +52,9 @@ cat "$LOGS/environment.txt"
 step "training: ${LANES:-reconnet lsdebm vae lebm}, ${MINUTES:-5} min each"
 export DEVICE=${DEVICE:-cuda} AMP=auto WORKERS=${WORKERS:-3} THREADS=1 MINUTES=${MINUTES:-5} BANK_CACHE=$LOGS/bank
 set -- ${LANES:-reconnet lsdebm vae lebm}
-WORKERS=12 timeout "$(left)" bash scripts/train_bundled.sh "$1" > "$LOGS/train-$1.txt" 2>&1 &
+FIRST_WORKERS=$(( $(nproc) * 3 / 4 )); [ "$FIRST_WORKERS" -gt 12 ] && FIRST_WORKERS=12
+cap=MINUTES_$1
+WORKERS=$FIRST_WORKERS MINUTES=${!cap:-$MINUTES} timeout "$(left)" bash scripts/train_bundled.sh "$1" > "$LOGS/train-$1.txt" 2>&1 &
 pids=($!)
 # the CUDA tests meanwhile (correctness, not timing): the device resolver, the graphed Langevin chain,
 # CUDA training and the CUDA benchmark request
@@ -61,12 +64,18 @@ while ! ls "$BANK_CACHE"/bank-*.safetensors > /dev/null 2>&1 && kill -0 "${pids[
 step "bank ready; the other lanes start"
 shift
 for m in "$@"; do
-  timeout "$(left)" bash scripts/train_bundled.sh "$m" > "$LOGS/train-$m.txt" 2>&1 &
+  cap=MINUTES_$m  # a lane's own cap, e.g. MINUTES_lsdebm=6.5
+  MINUTES=${!cap:-$MINUTES} timeout "$(left)" bash scripts/train_bundled.sh "$m" > "$LOGS/train-$m.txt" 2>&1 &
   pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done
 step "training done"
 tail -n 3 "$LOGS"/train-*.txt
+# nothing trained although time is left: stop here, so that a fix can be re-run while the machine is warm
+if ! ls "$LOGS"/installed/*-default.safetensors > /dev/null 2>&1; then
+  step "no model was trained; packing the logs and stopping"
+  tar -czf "$OUT/logs.tgz" -C "$LOGS" . ; exit 3
+fi
 # the retrained decoders read on real validation crops before anything is bundled: a decoder whose last
 # block is dead inside says one probability there (docs/real-anatomy.md, "Session 21")
 for m in lsdebm vae; do
