@@ -11,6 +11,7 @@ import sys
 import torch
 
 from lsdebm.bench.real import run
+from lsdebm.errors import InputError
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -25,5 +26,9 @@ if __name__ == "__main__":
         p.error(f"--vertebrae {args.vertebrae}: expected at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    json.dump(run(args.device, args.vertebrae, args.fine_spacing), sys.stdout, indent=2, default=float)
+    try:
+        result = run(args.device, args.vertebrae, args.fine_spacing)
+    except InputError as e:  # e.g. --device cuda where there is no GPU: one line, not a traceback
+        p.error(str(e))
+    json.dump(result, sys.stdout, indent=2, default=float)
     print()

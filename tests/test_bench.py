@@ -120,7 +120,8 @@ def test_the_real_anatomy_benchmark_times_and_scores_the_default():
 
 
 @pytest.mark.parametrize("args, message", [(["--fine-spacing", "0"], "--fine-spacing 0: expected a grid spacing"),
-                                           (["--vertebrae", "0"], "--vertebrae 0: expected at least 1")])
+                                           (["--vertebrae", "0"], "--vertebrae 0: expected at least 1"),
+                                           (["--device", "cuda:99"], "--device cuda:99: ")])
 def test_the_real_anatomy_benchmark_refuses_bad_options_in_one_line(args, message):
     import subprocess
     import sys
