@@ -129,9 +129,9 @@ def test_thick_slices_resampled_linearly_come_back_no_worse(clean):
     raw = dice(lq, mask)
     assert dice(result.mask, mask) >= raw - 0.002
     unheld = reconstruct_volume(load_models("reconnet"), lq, affine, acquisition=None)
-    # what the fallback prevents: the 2 mm shape pasted over the input (-0.013 with the bundled ReconNet of
-    # session 13, -0.06 with the session-6 one)
-    assert dice(unheld.mask, mask) < raw - 0.01
+    # what the fallback prevents: the 2 mm shape pasted over the input (-0.0076 with the bundled ReconNet of
+    # session 22, -0.013 with session 13's, -0.06 with the session-6 one)
+    assert dice(unheld.mask, mask) < raw - 0.005 and dice(unheld.mask, mask) < dice(result.mask, mask) - 0.005
 
 
 @pytest.mark.parametrize("plane, thickness", [("sagittal", 4.0), ("axial", 5.0), ("sagittal", 6.0)])
