@@ -155,6 +155,29 @@ def test_staircase_on_an_anisotropic_truth_grid_wins_over_the_spacing(real_l3, p
     assert abs(acq.thickness_mm - thickness) <= 0.051
 
 
+@pytest.mark.parametrize("thickness", [3.0, 3.5])
+def test_slabs_thinner_than_two_coarse_voxels_are_not_read_as_slabs_twice_as_thick(real_l3, thickness):
+    """3 mm sagittal slabs on VerSe's 2 mm axis (1.5 voxels) change the mask at two neighbouring slices of every
+    three; read as one face each, those pairs made 5.9 mm slabs, and the output step lost up to 0.0096 Dice holding
+    the result to them (sessions 18-21). No staircase can show such slabs: the coarse grid itself is the observation."""
+    from lsdebm.data.frame import resample
+
+    m = real_l3["L3_verse009"]
+    truth, affine = isotropic(m.mask, m.affine, 1.0, 6.0)
+    params = ThickSliceParams(plane="sagittal", thickness=thickness, gap=0.0, offset=1.3, inplane_blur=0.7,
+                              noise_amplitude=0.2, noise_smoothness=3.0)
+    lq = degrade(truth, affine, params, np.random.default_rng(0))
+    coarse = affine @ np.diag([*m.spacing, 1.0])
+    shape = tuple(int(np.ceil(n / s)) for n, s in zip(truth.shape, m.spacing))
+    on_grid = resample(lq, shape, coarse, affine, order=0)
+    axis = slab_axis(coarse, "sagittal")
+    assert m.spacing[axis] == pytest.approx(2.0)
+    acq = find_acquisition(on_grid, coarse)
+    assert (acq.source, acq.axis, acq.thickness_mm) == ("spacing", axis, pytest.approx(2.0))
+    on_fine = find_acquisition(lq, affine)  # the same slabs on the 1 mm grid are read as they are
+    assert on_fine.source == "staircase" and abs(on_fine.thickness_mm - thickness) <= 0.051
+
+
 def test_native_thick_slice_grid_is_found_by_spacing():
     mask = np.zeros((20, 24, 8), np.uint8)
     mask[4:16, 5:19, 2:6] = 1
