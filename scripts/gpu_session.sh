@@ -32,6 +32,7 @@ export LSDEBM PYTHON=$PY RUNS DEST=$LOGS/installed PYTHONUNBUFFERED=1
 
 elapsed() { echo $(( $(date +%s) - T0 )); }
 left() { echo $(( DEADLINE - $(elapsed) )); }
+minutes() { local cap=MINUTES_$1; echo "${!cap:-$MINUTES}"; }  # a lane's own cap, e.g. MINUTES_lsdebm=6.5
 step() { echo "== $(elapsed) s: $*" | tee -a "$LOGS/steps.txt"; }
 limited() {  # limited SECONDS NAME CMD...: run CMD with its output in LOGS/NAME.txt, never past the deadline
   local s=$1 name=$2; shift 2
@@ -53,8 +54,7 @@ step "training: ${LANES:-reconnet lsdebm vae lebm}, ${MINUTES:-5} min each"
 export DEVICE=${DEVICE:-cuda} AMP=auto WORKERS=${WORKERS:-3} THREADS=1 MINUTES=${MINUTES:-5} BANK_CACHE=$LOGS/bank
 set -- ${LANES:-reconnet lsdebm vae lebm}
 FIRST_WORKERS=$(( $(nproc) * 3 / 4 )); [ "$FIRST_WORKERS" -gt 12 ] && FIRST_WORKERS=12
-cap=MINUTES_$1
-WORKERS=$FIRST_WORKERS MINUTES=${!cap:-$MINUTES} timeout "$(left)" bash scripts/train_bundled.sh "$1" > "$LOGS/train-$1.txt" 2>&1 &
+WORKERS=$FIRST_WORKERS MINUTES=$(minutes "$1") timeout "$(left)" bash scripts/train_bundled.sh "$1" > "$LOGS/train-$1.txt" 2>&1 &
 pids=($!)
 # the CUDA tests meanwhile (correctness, not timing): the device resolver, the graphed Langevin chain,
 # CUDA training and the CUDA benchmark request
@@ -64,8 +64,7 @@ while ! ls "$BANK_CACHE"/bank-*.safetensors > /dev/null 2>&1 && kill -0 "${pids[
 step "bank ready; the other lanes start"
 shift
 for m in "$@"; do
-  cap=MINUTES_$m  # a lane's own cap, e.g. MINUTES_lsdebm=6.5
-  MINUTES=${!cap:-$MINUTES} timeout "$(left)" bash scripts/train_bundled.sh "$m" > "$LOGS/train-$m.txt" 2>&1 &
+  MINUTES=$(minutes "$m") timeout "$(left)" bash scripts/train_bundled.sh "$m" > "$LOGS/train-$m.txt" 2>&1 &
   pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done

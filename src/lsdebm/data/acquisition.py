@@ -77,7 +77,7 @@ def _spacing(affine) -> np.ndarray:
     return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
 
 
-def _boundaries(mask: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray | int, np.ndarray]:
+def _boundaries(mask: np.ndarray, axis: int) -> tuple[np.ndarray, int, np.ndarray]:
     """Edge positions (in voxels from voxel 0's outer edge) where consecutive slices differ, runs of them read as
     one face (:func:`_merged_edges`); #slices; and the edges slice by slice, unmerged."""
     m = np.moveaxis(np.asarray(mask) != 0, axis, 0)
@@ -89,7 +89,8 @@ def _boundaries(mask: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray | i
         return np.zeros(0), 1, np.zeros(0)
     m = m[lo:hi + 1]
     counts = (m[1:] != m[:-1]).reshape(m.shape[0] - 1, -1).sum(1)
-    return _merged_edges(np.flatnonzero(counts), counts) + lo + 1.0, int(hi - lo + 1), np.flatnonzero(counts) + lo + 1.0
+    changed = np.flatnonzero(counts)
+    return _merged_edges(changed, counts) + lo + 1.0, int(hi - lo + 1), changed + lo + 1.0
 
 
 MAX_FACE_SLICES = 3  # consecutive changed slices read as one slab face (a smoothly resampled staircase)
@@ -134,9 +135,7 @@ def _lattice(boundaries: np.ndarray) -> tuple[float, float, float]:
     for i in np.flatnonzero(fit.max(1) >= FIT):
         j = int(np.lexsort((spread[i], -fit[i]))[0])
         period, offset = float(periods[i]), float(offsets[i, j])
-        first = offset + period * np.ceil((boundaries.min() - 0.51 - offset) / period)
-        lattice = np.arange(first, boundaries.max() + 0.51, period)
-        covered = float(np.mean(np.abs(lattice[:, None] - boundaries[None, :]).min(1) <= 0.51))
+        covered = _coverage(boundaries, period, offset)
         score = fit[i, j] * covered  # short false periods fit the boundaries but leave lattice points empty
         key = (round(float(score), 6), -round(float(spread[i, j]), 4), period)
         if key >= best_key:
@@ -144,6 +143,14 @@ def _lattice(boundaries: np.ndarray) -> tuple[float, float, float]:
     if best[0] > 0:
         best = (*_refine(boundaries, best[0], best[1]), best[2])
     return best
+
+
+def _coverage(edges: np.ndarray, period: float, offset: float) -> float:
+    """The share of the lattice points ``offset + k * period`` over the edges' span that have an edge within half a
+    voxel."""
+    first = offset + period * np.ceil((edges.min() - 0.51 - offset) / period)
+    lattice = np.arange(first, edges.max() + 0.51, period)
+    return float(np.mean(np.abs(lattice[:, None] - edges[None, :]).min(1) <= 0.51))
 
 
 def _refine(boundaries: np.ndarray, period: float, offset: float) -> tuple[float, float]:
@@ -196,9 +203,7 @@ def _finer(single: np.ndarray, merged: int, period: float) -> bool:
     d = np.abs(np.mod(single[None, None, :] - offsets[:, :, None] + h / 2, h) - h / 2)  # (P, O, B)
     fit = (d <= 0.51).mean(-1)
     for i, j in zip(*np.nonzero(fit >= FIT)):
-        p, o = float(fine[i]), float(offsets[i, j])
-        lattice = np.arange(o + p * np.ceil((single.min() - 0.51 - o) / p), single.max() + 0.51, p)
-        if np.mean(np.abs(lattice[:, None] - single[None, :]).min(1) <= 0.51) >= FINER_COVERAGE:
+        if _coverage(single, float(fine[i]), float(offsets[i, j])) >= FINER_COVERAGE:
             return True
     return False
 
@@ -217,8 +222,8 @@ def detect_staircase(mask: np.ndarray, affine) -> Acquisition | None:
         if len(edges) < MIN_BOUNDARIES or n < 2 * MIN_PERIOD:
             continue
         period, offset, fit = _lattice(edges)
-        too_thin = _finer(single + box[axis].start, len(edges), period)
-        if period >= MIN_PERIOD and len(edges) <= n / MIN_PERIOD + 1 and not too_thin:
+        if (period >= MIN_PERIOD and len(edges) <= n / MIN_PERIOD + 1
+                and not _finer(single + box[axis].start, len(edges), period)):
             found.append((period * spacing[axis], axis, offset * spacing[axis], fit))
     if not found:
         return None
