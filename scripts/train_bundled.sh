@@ -4,7 +4,7 @@
 # stay in $RUNS, default outputs/bundled/).
 #
 # Usage: scripts/train_bundled.sh [STEP...]   (STEP in lsdebm vae lebm reconnet slabnet; default: all; and the
-#        optional slabnet-refine, after slabnet, which is not bundled)
+#        optional slabnet-refine, after slabnet, and lsdebm-finetune, which are not installed)
 #
 # Data: the shipped real vertebra masks (src/lsdebm/realdata, `split=train`: 4 VerSe subjects,
 # T10-L5) mixed with phantoms, 60 % real, in a bank of 400 pairs made on the fly (rotation
@@ -104,9 +104,21 @@ train_model() {
               "${PYTHON:-.venv/bin/python}" scripts/set_sampling.py "$RUNS/slabnet-refine.safetensors" \
                 "$RUNS/slabnet-refine.safetensors" --overwrite --set consistency.interpolation="$SLAB_WEIGHT" \
                 --reason "$SLAB_REASON; kept for the refined model (not re-tuned)" ;;
-    *) echo "unknown step $1 (expected lsdebm, vae, lebm, reconnet, slabnet, slabnet-refine)" >&2; exit 2 ;;
+    lsdebm-finetune)  # optional: the installed LSD-EBM (FROM) trained further with fresh optimisers, a new draw of
+              # the bank (FINETUNE_SEED) and a smaller rate (LR; the energy's LR/5, as 1e-3 / 2e-4 above); session 23,
+              # no GPU. Left in $RUNS/lsdebm-finetune${TAG:-}.safetensors; install it by hand after validation.
+              local lr=${LR:-3e-4} tuned="$RUNS/lsdebm-finetune${TAG:-}.safetensors"
+              "$LSDEBM" train --model lsdebm "${COMMON[@]}" --data-seed "${FINETUNE_SEED:-3000}" --lr "$lr" \
+                --energy-lr "$("${PYTHON:-.venv/bin/python}" -c "print(float('$lr') / 5)")" --epochs 150 \
+                --max-minutes ${MINUTES:-45} --val-every 5 --init-from "${FROM:-$DEST/lsdebm-default.safetensors}" \
+                --out "$tuned"
+              "${PYTHON:-.venv/bin/python}" scripts/set_sampling.py "$tuned" "$tuned" --overwrite \
+                --set consistency.weight=10.0 --set consistency.steps=4 --set consistency.projection=1.0 \
+                --set consistency.interpolation=2.0 --reason "$GUIDED_REASON" ;;
+    *) echo "unknown step $1 (expected lsdebm, vae, lebm, reconnet, slabnet, slabnet-refine, lsdebm-finetune)" >&2
+       exit 2 ;;
   esac
-  [ "$1" = slabnet-refine ] && return  # not installed (above)
+  case "$1" in slabnet-refine|lsdebm-finetune) return ;; esac  # not installed (above)
   local name=$1-default.safetensors dest=$DEST
   [ "$1" = slabnet ] && dest=$DEST/slab
   mkdir -p "$dest"

@@ -78,3 +78,34 @@ def test_an_explicit_preset_on_resume_is_named_as_ignored(runs, tmp_path, capsys
     assert main([*BASE, "--preset", "tiny", "--model", "vae", "--epochs", "3", "--resume", str(out),
                  "--out", str(out)]) == 0
     assert "ignored" not in capsys.readouterr().err
+
+
+def test_init_from_fine_tunes_a_checkpoint_with_fresh_optimisers(runs, tmp_path, capsys):
+    """--init-from CKPT: a new run (epoch 1, its own log) that starts from CKPT's weights and config, records where it
+    started, and is refused with --resume, for a missing file or a checkpoint of another kind."""
+    import torch
+
+    from lsdebm.runtime.checkpoint import load_checkpoint
+
+    source = runs / "vae.safetensors"
+    out = tmp_path / "tuned.safetensors"
+    argv = [*BASE, "--model", "vae", "--epochs", "1", "--lr", "1e-12", "--batch-size", "1", "--out", str(out)]
+    assert main([*argv, "--init-from", str(source)]) == 0
+    start, tuned = load_checkpoint(source), load_checkpoint(out)
+    assert tuned.config.preset == "tiny" and tuned.config.train.batch_size == 1  # the checkpoint's preset, not default
+    assert tuned.info["init_from"] == {"path": str(source), "sha256": start.sha256}
+    assert len(tuned.info["commands"]) == 2 and tuned.info["epochs"] == 1
+    weights = dict(start.model.named_parameters())  # (normalisation statistics move with any training)
+    for key, value in tuned.model.named_parameters():  # lr 1e-12: the weights are the source's
+        assert torch.allclose(value, weights[key], atol=1e-6), key
+    fresh = tmp_path / "fresh.safetensors"  # the same command without --init-from starts elsewhere
+    assert main([*argv[:-1], str(fresh), "--preset", "tiny"]) == 0
+    assert any(not torch.allclose(v, weights[k], atol=1e-6) for k, v in load_checkpoint(fresh).model.named_parameters())
+    capsys.readouterr()
+    for extra, needle in [(["--init-from", str(source), "--resume", str(source)], "give one"),
+                          (["--init-from", str(tmp_path / "nope.safetensors")], "checkpoint file not found"),
+                          (["--init-from", str(runs / "lebm.safetensors")], "holds a lebm model, not vae")]:
+        assert main([*argv[:-1], str(tmp_path / "x.safetensors"), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+        assert not (tmp_path / "x.safetensors").exists()

@@ -16,8 +16,8 @@ def _add_start_options(p: argparse.ArgumentParser) -> None:
     """Where a run starts from, and whether it may replace its output."""
     p.add_argument("--resume", type=Path, help="continue from this checkpoint and its .optim.safetensors sidecar")
     p.add_argument("--init-from", type=Path, metavar="CKPT",
-                   help="slabnet: start from this SlabNet's weights (a 1 mm block it lacks starts at zero), "
-                        "with a fresh optimiser and schedule")
+                   help="start a new run (fine-tuning) from this checkpoint's weights and config, with a fresh "
+                        "optimiser and schedule (slabnet: a 1 mm block it lacks starts at zero)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 

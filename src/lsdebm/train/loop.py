@@ -35,7 +35,7 @@ from lsdebm.runtime.checkpoint import read_metadata, save_checkpoint
 from lsdebm.train.data import MaskSet, augment, check_workers, directory_set, generated_set, is_phantom_set, mixed_set
 from lsdebm.train.log import checkpoint_info, write_csv
 from lsdebm.train.outputs import check_output, csv_path
-from lsdebm.train.resume import check_same_run, load_sidecar, resume_state, warn_ignored
+from lsdebm.train.resume import check_same_run, flag_of, init_weights, load_sidecar, resume_state, warn_ignored
 from lsdebm.train.state import save_state, sidecar_path
 from lsdebm.train.steps import TrainStep, make_optimizers
 from lsdebm.train.validate import validation_dice
@@ -110,8 +110,10 @@ def check_options(o: TrainOptions) -> None:
         raise InputError(f"--phantoms {o.phantoms} must be >= 1")
     if o.lebm_steps is not None and o.lebm_steps < 1:
         raise InputError(f"--lebm-steps {o.lebm_steps} must be >= 1 (posterior Langevin steps per visit)")
-    if o.init_from is not None:
-        raise InputError(f"--init-from applies to --model slabnet; to continue a {o.model} run use --resume")
+    if o.init_from is not None and o.resume is not None:
+        raise InputError("--init-from starts a new run from a checkpoint's weights; --resume continues one: give one")
+    if o.init_from is not None and not Path(o.init_from).is_file():
+        raise InputError(f"--init-from {o.init_from}: checkpoint file not found")
     check_common(o)
     if o.amp not in ("auto", "bf16", "fp16", "off"):
         raise InputError(f"--amp {o.amp!r} is not allowed; expected auto, bf16, fp16 or off")
@@ -199,6 +201,7 @@ class _Run:
     lebm_steps: int
     latents: torch.Tensor | None
     previous_commands: list[str]
+    started_from: dict[str, str] | None  # --init-from: the checkpoint (path, sha256) this run started from
     start_epoch: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
@@ -260,13 +263,15 @@ def _train(o: TrainOptions, ctx: D.DistContext) -> dict[str, Any]:
 
 def _setup(o: TrainOptions, ctx: D.DistContext) -> _Run:
     """Config (the checkpoint's when resuming), model, optimisers, data and LEBM latents of a run."""
-    resume_meta = read_metadata(o.resume) if o.resume else None
+    source = o.resume or o.init_from
+    resume_meta = read_metadata(source) if source else None  # --init-from: its config too, not its optimisers
     cfg = resume_meta["config"] if resume_meta else build_config(o)
     if resume_meta:  # the checkpoint's config, with the options that may change between runs
-        upd = {"train.epochs": o.epochs, "train.lr": o.lr, "train.energy_lr": o.energy_lr}
+        upd = {"train.epochs": o.epochs, "train.lr": o.lr, "train.energy_lr": o.energy_lr,
+               "train.batch_size": o.batch_size if o.init_from else None}
         cfg = cfg.replace(**{k: v for k, v in upd.items() if v is not None})
     if resume_meta and resume_meta["kind"] != o.model:
-        raise InputError(f"--resume {o.resume} holds a {resume_meta['kind']} model, not {o.model}")
+        raise InputError(f"{flag_of(o)} {source} holds a {resume_meta['kind']} model, not {o.model}")
     previous_commands = []
     if resume_meta:
         warn_ignored(o, cfg)
@@ -278,6 +283,7 @@ def _setup(o: TrainOptions, ctx: D.DistContext) -> _Run:
     model = model.to(device=ctx.device, memory_format=fmt)
     optimizers = make_optimizers(model, cfg.train.lr, cfg.train.energy_lr)
     resumed = load_sidecar(o, model, optimizers, cfg.train.epochs) if o.resume else None  # before the data
+    started_from = init_weights(o, model) if o.init_from else None
     train_set, val_set = load_data(o, cfg)
     if resume_meta:
         check_same_run(o, resume_meta["info"].get("train_data"), train_set.description)
@@ -285,7 +291,7 @@ def _setup(o: TrainOptions, ctx: D.DistContext) -> _Run:
     if o.model == "lebm":  # persistent posterior chains start, like Pang et al.'s, from the reference N(0, s^2 I)
         latents = reference_latents(cfg, len(train_set), torch.Generator().manual_seed(o.seed))
     run = _Run(cfg, model, fmt, optimizers, train_set, val_set, o.lebm_steps or cfg.lebm.posterior_steps, latents,
-               previous_commands)
+               previous_commands, started_from)
     if resumed:
         resume_state(run, *resumed)
     return run
@@ -347,6 +353,8 @@ def _end_epoch(o, ctx, run: _Run, epoch, n_steps, epoch_seconds, sums, n_good, o
                  run.lebm_steps, epoch + 1, run.stopped_early)
     info["samples_per_rank_this_run"] = per_rank
     info["commands"] = run.previous_commands + [o.command]  # every run that produced these weights
+    if run.started_from:
+        info["init_from"] = run.started_from
     write_csv(csv_path(o.out), run.rows)
     save_checkpoint(run.model, o.out, info=info, half=o.half, overwrite=True)
     save_state(sidecar_path(o.out), run.model, run.optimizers, run.latents,

@@ -1,12 +1,15 @@
-"""What ``lsdebm train --resume`` checks and restores: the run's own data and config, its optimiser state."""
+"""What ``lsdebm train --resume`` checks and restores (the run's own data and config, its optimiser state), and
+what ``--init-from`` takes from a checkpoint (its config and weights, not its optimisers)."""
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 
 import torch
 
 from lsdebm.errors import InputError
+from lsdebm.runtime.checkpoint import load_checkpoint
 from lsdebm.train.state import load_state, sidecar_path
 
 HOW_DRAWN = {"bank_cache", "bank_from_cache", "real_source"}  # where the same data came from this time
@@ -23,17 +26,24 @@ def check_same_run(o, old_data, new_data) -> None:
                          f"other data ({shown}); repeat the first run's data options, or start a new run")
 
 
+def flag_of(o) -> str:
+    """The option that named the checkpoint a run starts from."""
+    return "--resume" if o.resume is not None else "--init-from"
+
+
 def warn_ignored(o, cfg) -> None:
-    """A resumed run keeps its checkpoint's config ``cfg``: options that would change it are named in a warning
-    (they apply to new runs only), before any data are read."""
-    given = {"--batch-size": (o.batch_size, cfg.train.batch_size), "--kl-weight": (o.kl_weight, cfg.loss.kl_weight)}
+    """A resumed (or ``--init-from``) run keeps its checkpoint's config ``cfg``: options that would change it are
+    named in a warning (they apply to new runs only), before any data are read."""
+    given = {"--kl-weight": (o.kl_weight, cfg.loss.kl_weight)}
+    if o.resume is not None:  # a fine-tuning run may take another batch size
+        given["--batch-size"] = (o.batch_size, cfg.train.batch_size)
     ignored = [f"{flag} {new:g} (the run's: {old:g})" for flag, (new, old) in given.items()
                if new is not None and new != old]
     if o.preset is not None and o.preset != cfg.preset:  # --preset's default is None so that a given one is seen
         ignored.insert(0, f"--preset {o.preset} (the run's: {cfg.preset})")
     ignored += [f"--set {k}={v}" for k, v in o.overrides.items()]
     if ignored:
-        warnings.warn(f"--resume {o.resume}: the run's config comes from its checkpoint; ignored: "
+        warnings.warn(f"{flag_of(o)} {o.resume or o.init_from}: the run's config comes from its checkpoint; ignored: "
                       f"{', '.join(ignored)} (they apply to new runs)", stacklevel=2)
 
 
@@ -62,3 +72,13 @@ def resume_state(run, meta: dict, saved_latents: torch.Tensor | None) -> None:
     for opt, lr in zip(run.optimizers, (run.cfg.train.lr, run.cfg.train.energy_lr)):
         for group in opt.param_groups:
             group["lr"] = lr
+
+
+def init_weights(o, model) -> dict[str, str]:
+    """``--init-from``: copy the checkpoint's weights (same kind, same config) into ``model``; the optimisers and the
+    learning-rate schedule start fresh. Returns the checkpoint's path and sha256 for the new run's ``info``."""
+    loaded = load_checkpoint(o.init_from, expect_kind=o.model)
+    model.load_state_dict(loaded.model.state_dict())
+    print(f"{o.model}: started from {o.init_from} (sha256 {loaded.sha256[:12]}), fresh optimisers and schedule",
+          file=sys.stderr, flush=True)
+    return {"path": str(o.init_from), "sha256": loaded.sha256}
