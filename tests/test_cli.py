@@ -84,7 +84,9 @@ def test_user_error_is_one_line(tmp_path, capsys):
 def test_a_bad_option_value_is_named_as_the_option_typed(tmp_path, tiny_ckpts, capsys):
     """The core checks parameters by their Python names; the command line names the option instead."""
     demo = ["demo", "--headless", "--checkpoint", str(tiny_ckpts["lsdebm"]), "--out", str(tmp_path / "d")]
-    for option, value, said in (("--K", "0", "--K 0 must be >= 1"), ("--repeats", "0", "--repeats 0 must be >= 1"),
+    for option, value, said in (("--langevin-steps", "0", "--langevin-steps 0 must be >= 1"),
+                                ("--K", "0", "--langevin-steps 0 must be >= 1"),
+                                ("--repeats", "0", "--repeats 0 must be >= 1"),
                                 ("--step-size", "-1", "--step-size -1.0 must be > 0")):
         assert main([*demo, option, value]) == 2
         assert capsys.readouterr().err.strip() == f"lsdebm: error: {said}"  # refused before the progress bar

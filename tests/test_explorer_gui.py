@@ -229,6 +229,11 @@ def test_reader_without_checkpoint_shows_latents_and_plots(explorer, tiny_ckpts,
     assert layers[0].data.shape == (5, 2, 8)
     assert "not found" in w.status.text() and "gone.safetensors" in w.status.text()
     assert w.plots.traj is not None and "latents and plots only" in w.plots.message.text()
+    assert "sha256 000000000000" in w.status.text()
+    del meta["checkpoint_sha256"]  # a run recorded without a checkpoint file: no "sha256 None" in the message
+    drain(record_run(ckpt, x, settings, metadata=meta)).trajectory.save(tmp_path / "unnamed.npz")
+    viewer.open(str(tmp_path / "unnamed.npz"), plugin="napari-lsdebm")
+    assert "gone.safetensors was not found" in w.status.text() and "sha256" not in w.status.text()
     from lsdebm.errors import InputError
     from napari_lsdebm.io.trajectory import write_trajectory
 

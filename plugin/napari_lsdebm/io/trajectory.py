@@ -60,7 +60,9 @@ def read_trajectory(path):
     found = find_checkpoint(meta, near=path)
     if found is None:
         wanted = meta.get("checkpoint_name") or meta.get("checkpoint_path") or "unknown"
-        message = (f"{path.name}: checkpoint {wanted} (sha256 {str(meta.get('checkpoint_sha256'))[:12]}…) was not "
+        digest = meta.get("checkpoint_sha256")
+        named = f"checkpoint {wanted}" + (f" (sha256 {digest[:12]}…)" if digest else "")
+        message = (f"{path.name}: {named} was not "
                    "found, so frames cannot be decoded; showing the latents and plots only. Put the checkpoint "
                    "next to the trajectory file or install it to decode.")
         _notify(message)

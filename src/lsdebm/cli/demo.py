@@ -30,7 +30,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--level", default="L3", help="vertebra level L1..L5 (default L3)")
     parser.add_argument("--seed", type=int, default=0, help="thick-slice simulation and sampling seed (default 0)")
     parser.add_argument("--steps", type=int, help="diffusion depth t* (default: the checkpoint's)")
-    parser.add_argument("--K", type=int, help="Langevin iterations per reverse step (default: the checkpoint's)")
+    parser.add_argument("--langevin-steps", "--K", dest="langevin_steps", type=int,
+                        help="Langevin iterations K per reverse step (default: the checkpoint's; --K is the old name)")
     parser.add_argument("--step-size", type=float, help="Langevin step size (default: the checkpoint's)")
     parser.add_argument("--repeats", type=int, default=1, help="independent chains (default 1)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
@@ -44,7 +45,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from lsdebm.cli.view import has_display
-    from lsdebm.errors import CheckpointError
+    from lsdebm.errors import CheckpointError, InputError
     from lsdebm.explore import make_settings
     from lsdebm.explore.demo import check_out, demo_case, demo_checkpoint, record_demo, write_demo
     from lsdebm.explore.record import METHODS
@@ -62,8 +63,10 @@ def run(args) -> int:
         check_out(out, args.overwrite)
     m = ckpt.config.model
     case = demo_case(m, args.sample, args.level, args.seed)
-    settings = make_settings(ckpt.kind, args.steps, args.K, args.step_size, args.seed, args.repeats)
-    check_settings(ckpt.model, settings)  # a bad --K or --steps is refused before the progress bar starts
+    if args.langevin_steps is not None and args.langevin_steps < 1:  # named as reconstruct and evaluate name it
+        raise InputError(f"--langevin-steps {args.langevin_steps} must be >= 1")
+    settings = make_settings(ckpt.kind, args.steps, args.langevin_steps, args.step_size, args.seed, args.repeats)
+    check_settings(ckpt.model, settings)  # a bad --steps is refused before the progress bar starts
     print(f"{METHODS[ckpt.kind]} {ckpt.path.name} on {args.sample} {case.name} ({m.grid}^3 at {m.spacing:g} mm)"
           + (f"; data: {case.pair.attribution}" if case.pair.attribution else ""))
     with tqdm(unit="event", desc="sampling") as bar:
