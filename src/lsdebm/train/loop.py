@@ -285,7 +285,7 @@ def _setup(o: TrainOptions, ctx: D.DistContext) -> _Run:
     resumed = load_sidecar(o, model, optimizers, cfg.train.epochs) if o.resume else None  # before the data
     started_from = init_weights(o, model) if o.init_from else None
     train_set, val_set = load_data(o, cfg)
-    if resume_meta:
+    if o.resume:  # (a run --init-from may take other data)
         check_same_run(o, resume_meta["info"].get("train_data"), train_set.description)
     latents = None
     if o.model == "lebm":  # persistent posterior chains start, like Pang et al.'s, from the reference N(0, s^2 I)
