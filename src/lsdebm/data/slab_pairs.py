@@ -21,6 +21,7 @@ from lsdebm.data.frame import box_affine
 from lsdebm.data.mixed_set import WIDE_RANGES, Source, phantom_source
 from lsdebm.data.phantoms import LEVELS
 from lsdebm.data.real import degrade
+from lsdebm.data.redraw import RedrawnBank, bank_workers
 from lsdebm.data.slab_features import slab_box, slab_features
 from lsdebm.data.thickslice import ParamRanges, sample_params
 from lsdebm.errors import InputError
@@ -76,23 +77,29 @@ def random_patch(example: SlabExample, rng: np.random.Generator, size=PATCH) -> 
     return np.ascontiguousarray(f), np.ascontiguousarray(t)
 
 
-class SlabBank:
+class SlabBank(RedrawnBank):
     """``n`` examples, ``real_fraction`` of them from ``real`` sources, the rest phantoms of new subjects.
 
     Seeds depend only on (seed, index, epoch), so a run is reproducible; ``refresh(epoch)``
-    re-draws ``redraw * n`` of them.
+    re-draws ``redraw * n`` of them, in ``workers`` forked processes when more than one
+    (:class:`lsdebm.data.redraw.RedrawnBank`: the same examples either way).
     """
 
-    def __init__(self, real: list[Source], n: int, real_fraction: float, seed: int = 0, redraw: float = 0.05):
+    def __init__(self, real: list[Source], n: int, real_fraction: float, seed: int = 0, redraw: float = 0.05,
+                 workers: int = 0):
         if n < 1:
             raise InputError(f"the training bank needs at least one example; got {n}")
         if real_fraction > 0 and not real:
             raise InputError("a real fraction above 0 needs real masks (--data FOLDER, manifest or bundled)")
         self.real, self.n, self.seed, self.redraw = real, int(n), int(seed), float(redraw)
+        self.workers = bank_workers(workers)
         self.n_real = int(round(n * real_fraction))
-        self.examples = [self._draw(i, 0) for i in range(self.n)]
+        self.examples: list[SlabExample] = [None] * self.n
+        self._fill(range(self.n), self._start(range(self.n), 0))
+        if self._chosen(1).size == 0:  # nothing is ever re-drawn: no processes kept
+            self.close()
 
-    def _draw(self, index: int, epoch: int) -> SlabExample:
+    def draw(self, index: int, epoch: int) -> SlabExample:
         rng = np.random.default_rng([self.seed, index, epoch])
         if index < self.n_real:
             src = self.real[index % len(self.real)]
@@ -100,14 +107,9 @@ class SlabBank:
             src = phantom_source(LEVELS[index % len(LEVELS)], int(rng.integers(2 ** 31 - 1)))
         return make_example(src, rng)
 
-    def refresh(self, epoch: int) -> int:
-        """Re-draw ``redraw * n`` examples for ``epoch`` (>= 1); returns how many."""
-        k = int(round(self.redraw * self.n))
-        if k == 0 or epoch < 1:
-            return 0
-        for i in np.random.default_rng([self.seed, epoch, 11]).choice(self.n, size=k, replace=False):
-            self.examples[int(i)] = self._draw(int(i), epoch)
-        return k
+    def _store(self, indices, examples: list) -> None:
+        for i, example in zip(indices, examples):
+            self.examples[int(i)] = example
 
     def batch(self, rng: np.random.Generator, size: int, patch=PATCH) -> tuple[np.ndarray, np.ndarray]:
         """``size`` random patches: features ``(B, C, *patch)`` and truth ``(B, 1, *patch)``."""

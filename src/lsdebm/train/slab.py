@@ -97,7 +97,7 @@ def _setup(o, device: torch.device) -> _SlabRun:
     lr = o.lr if o.lr is not None else DEFAULT_LR
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     real = real_sources(load_real_masks(_source(o), split=o.split, levels=REAL_LEVELS)) if o.real_fraction > 0 else []
-    bank = SlabBank(real, o.pairs, o.real_fraction, seed=o.data_seed, redraw=o.redraw)
+    bank = SlabBank(real, o.pairs, o.real_fraction, seed=o.data_seed, redraw=o.redraw, workers=o.workers)
     val = []
     if o.val_split and o.val_phantoms > 0 and has_split(_source(o), o.val_split):  # subjects never trained on
         held_out = real_sources(load_real_masks(_source(o), split=o.val_split, levels=REAL_LEVELS))
