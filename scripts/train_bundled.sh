@@ -85,9 +85,12 @@ train_model() {
                 "$RUNS/lebm-default.safetensors" --overwrite --set lebm.inference_prior_sigma="$LEBM_SIGMA" \
                 --set lebm.posterior_steps=80 --reason "$LEBM_REASON"
               same_output "$RUNS/lebm-default.safetensors" ;;
-    slabnet)  # the learned slab interpolation of the output step (1 mm patches; one process, 2 threads)
-              "$LSDEBM" train --model slabnet --data bundled --real-fraction 0.7 --pairs 120 --redraw 0.05 \
-                --data-seed 1000 --val-phantoms 12 --val-seed 2000 --seed 0 --batch-size 4 --lr 2e-3 \
+    slabnet)  # the learned slab interpolation of the output step (1 mm patches; one process, 2 threads). On a GPU
+              # the steps wait for the examples (~1 s each on one core): SLAB_PAIRS, SLAB_REDRAW and WORKERS there,
+              # SLAB_INIT (a SlabNet to start from, --init-from) and SLAB_LR as scripts/gpu_session.sh sets them
+              "$LSDEBM" train --model slabnet --data bundled --real-fraction 0.7 --pairs "${SLAB_PAIRS:-120}" \
+                --redraw "${SLAB_REDRAW:-0.05}" --workers "${WORKERS:-0}" ${SLAB_INIT:+--init-from "$SLAB_INIT"} \
+                --data-seed 1000 --val-phantoms 12 --val-seed 2000 --seed 0 --batch-size 4 --lr "${SLAB_LR:-2e-3}" \
                 --epochs 1000 --max-minutes ${MINUTES:-44} --val-every 5 --device "${SLAB_DEVICE:-cpu}" --threads 2 --overwrite \
                 --out "$RUNS/slabnet-default.safetensors"
               "${PYTHON:-.venv/bin/python}" scripts/set_sampling.py "$RUNS/slabnet-default.safetensors" \
@@ -109,7 +112,7 @@ train_model() {
               # no GPU. Left in $RUNS/lsdebm-finetune${TAG:-}.safetensors; install it by hand after validation.
               local lr=${LR:-3e-4} tuned="$RUNS/lsdebm-finetune${TAG:-}.safetensors"
               "$LSDEBM" train --model lsdebm "${COMMON[@]}" --data-seed "${FINETUNE_SEED:-3000}" --lr "$lr" \
-                --energy-lr "$("${PYTHON:-.venv/bin/python}" -c "print(float('$lr') / 5)")" --epochs 150 \
+                --energy-lr "$("${PYTHON:-.venv/bin/python}" -c "print('%g' % (float('$lr') / 5))")" --epochs 150 \
                 --max-minutes ${MINUTES:-45} --val-every 5 --init-from "${FROM:-$DEST/lsdebm-default.safetensors}" \
                 --out "$tuned"
               "${PYTHON:-.venv/bin/python}" scripts/set_sampling.py "$tuned" "$tuned" --overwrite \

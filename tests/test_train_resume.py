@@ -93,7 +93,11 @@ def test_init_from_fine_tunes_a_checkpoint_with_fresh_optimisers(runs, tmp_path,
     assert main([*argv, "--init-from", str(source), "--data-seed", "7"]) == 0  # other data than the source's
     start, tuned = load_checkpoint(source), load_checkpoint(out)
     assert tuned.config.preset == "tiny" and tuned.config.train.batch_size == 1  # the checkpoint's preset, not default
-    assert tuned.info["init_from"] == {"path": str(source), "sha256": start.sha256}
+    assert tuned.info["init_from"] == {"path": str(source), "sha256": start.sha256, "epochs": 1, "device": "cpu",
+                                       "wall_time_s": start.info["wall_time_s"]}
+    from lsdebm.evaluation.phantoms import training_seconds  # the training behind the source counts too
+
+    assert training_seconds(tuned.info) == tuned.info["wall_time_s"] + start.info["wall_time_s"]
     assert len(tuned.info["commands"]) == 2 and tuned.info["epochs"] == 1 and tuned.info["train_data"]["seed"] == 7
     weights = dict(start.model.named_parameters())  # (normalisation statistics move with any training)
     for key, value in tuned.model.named_parameters():  # lr 1e-12: the weights are the source's

@@ -256,9 +256,12 @@ def quality_bars(summary: dict) -> list[dict[str, Any]]:
 
 
 def training_seconds(info: dict[str, Any]) -> float | None:
-    """Training wall time recorded by ``lsdebm train`` in a checkpoint's info, if any."""
+    """Training wall time recorded by ``lsdebm train`` in a checkpoint's info, if any; a run started
+    ``--init-from`` another checkpoint adds the training behind that one."""
+    before = info.get("init_from") if isinstance(info.get("init_from"), dict) else {}
+    earlier = float(before["wall_time_s"]) if isinstance(before.get("wall_time_s"), (int, float)) else 0.0
     for key in ("wall_time_s", "train_seconds", "training_seconds", "train_time_s", "training_time_s"):
         for src in (info, info.get("train", {}) if isinstance(info.get("train"), dict) else {}):
             if isinstance(src.get(key), (int, float)):
-                return float(src[key])
+                return float(src[key]) + earlier
     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from typing import Any
 
 import torch
 
@@ -74,11 +75,15 @@ def resume_state(run, meta: dict, saved_latents: torch.Tensor | None) -> None:
             group["lr"] = lr
 
 
-def init_weights(o, model) -> dict[str, str]:
+def init_weights(o, model) -> dict[str, Any]:
     """``--init-from``: copy the checkpoint's weights (same kind, same config) into ``model``; the optimisers and the
-    learning-rate schedule start fresh. Returns the checkpoint's path and sha256 for the new run's ``info``."""
+    learning-rate schedule start fresh. Returns the checkpoint's path, sha256, epochs, device and training wall time
+    (its own and that of the checkpoint it started from) for the new run's ``info``."""
     loaded = load_checkpoint(o.init_from, expect_kind=o.model)
     model.load_state_dict(loaded.model.state_dict())
     print(f"{o.model}: started from {o.init_from} (sha256 {loaded.sha256[:12]}), fresh optimisers and schedule",
           file=sys.stderr, flush=True)
-    return {"path": str(o.init_from), "sha256": loaded.sha256}
+    before = loaded.info.get("init_from") or {}  # the training behind the source, so that a chain adds up
+    seconds = [v for v in (loaded.info.get("wall_time_s"), before.get("wall_time_s")) if isinstance(v, (int, float))]
+    return {"path": str(o.init_from), "sha256": loaded.sha256, "epochs": loaded.info.get("epochs"),
+            "device": loaded.info.get("device"), "wall_time_s": round(sum(seconds), 1) if seconds else None}
