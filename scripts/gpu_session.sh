@@ -8,7 +8,8 @@
 #            measurement-aware output settings of scripts/train_bundled.sh) and logs.tgz
 #            (training logs and per-epoch CSVs, pytest output, bench JSON, timings)
 #   MINUTES  training cap per model (default 5; MINUTES_<model> for one lane's own)
-#   LANES    (default "reconnet lsdebm vae lebm");
+#   LANES    (default "reconnet lsdebm vae lebm"; slabnet too: it draws its own 1 mm examples with SLAB_WORKERS
+#            processes, SLAB_PAIRS, SLAB_REDRAW, from SLAB_INIT (default the bundled SlabNet) at SLAB_LR);
 #            DEVICE (default cuda; cpu for a dry run of the training part)
 #   DEADLINE seconds after which everything still running is stopped (default 560)
 #   PY, LSDEBM  the python and the lsdebm command (default python3 and `python3 -m lsdebm.cli.main`)
@@ -52,18 +53,33 @@ cat "$LOGS/environment.txt"
 # first lane draws the shared bank with 12 processes, the others start once it is on disk
 step "training: ${LANES:-reconnet lsdebm vae lebm}, ${MINUTES:-5} min each"
 export DEVICE=${DEVICE:-cuda} AMP=auto WORKERS=${WORKERS:-3} THREADS=1 MINUTES=${MINUTES:-5} BANK_CACHE=$LOGS/bank
-set -- ${LANES:-reconnet lsdebm vae lebm}
+models=(); pids=()
+for m in ${LANES:-reconnet lsdebm vae lebm}; do
+  if [ "$m" != slabnet ]; then models+=("$m"); continue; fi  # SlabNet: its own examples, no shared bank
+  SLAB_DEVICE=$DEVICE WORKERS=${SLAB_WORKERS:-6} SLAB_PAIRS=${SLAB_PAIRS:-480} SLAB_REDRAW=${SLAB_REDRAW:-0.03} \
+    SLAB_INIT=${SLAB_INIT-src/lsdebm/checkpoints/slab/slabnet-default.safetensors} SLAB_LR=${SLAB_LR:-1e-3} \
+    MINUTES=$(minutes slabnet) timeout "$(left)" bash scripts/train_bundled.sh slabnet > "$LOGS/train-slabnet.txt" 2>&1 &
+  pids+=($!)
+done
+set -- "${models[@]}" ""
 FIRST_WORKERS=$(( $(nproc) * 3 / 4 )); [ "$FIRST_WORKERS" -gt 12 ] && FIRST_WORKERS=12
-WORKERS=$FIRST_WORKERS MINUTES=$(minutes "$1") timeout "$(left)" bash scripts/train_bundled.sh "$1" > "$LOGS/train-$1.txt" 2>&1 &
-pids=($!)
+if [ -n "$1" ]; then
+  WORKERS=$FIRST_WORKERS MINUTES=$(minutes "$1") timeout "$(left)" bash scripts/train_bundled.sh "$1" \
+    > "$LOGS/train-$1.txt" 2>&1 &
+  pids+=($!)
+fi
+first=""; [ ${#pids[@]} -gt 0 ] && first=${pids[${#pids[@]}-1]}
 # the CUDA tests meanwhile (correctness, not timing): the device resolver, the graphed Langevin chain,
 # CUDA training and the CUDA benchmark request
 limited 150 pytest-cuda "$PY" -m pytest -q -p no:cacheprovider tests/test_device.py tests/test_fast_sampler.py \
   tests/test_train.py tests/test_bench.py -k "cuda or device or graph" -o addopts=-ra
-while ! ls "$BANK_CACHE"/bank-*.safetensors > /dev/null 2>&1 && kill -0 "${pids[0]}" 2> /dev/null; do sleep 2; done
+while [ -n "$1" ] && ! ls "$BANK_CACHE"/bank-*.safetensors > /dev/null 2>&1 && kill -0 "$first" 2> /dev/null; do
+  sleep 2
+done
 step "bank ready; the other lanes start"
 shift
 for m in "$@"; do
+  [ -n "$m" ] || continue
   MINUTES=$(minutes "$m") timeout "$(left)" bash scripts/train_bundled.sh "$m" > "$LOGS/train-$m.txt" 2>&1 &
   pids+=($!)
 done
@@ -71,7 +87,8 @@ for p in "${pids[@]}"; do wait "$p"; done
 step "training done"
 tail -n 3 "$LOGS"/train-*.txt
 # nothing trained although time is left: stop here, so that a fix can be re-run while the machine is warm
-if ! ls "$LOGS"/installed/*-default.safetensors > /dev/null 2>&1; then
+if ! ls "$LOGS"/installed/*-default.safetensors > /dev/null 2>&1 \
+    && ! ls "$LOGS"/installed/slab/*-default.safetensors > /dev/null 2>&1; then
   step "no model was trained; packing the logs and stopping"
   tar -czf "$OUT/logs.tgz" -C "$LOGS" . ; exit 3
 fi
@@ -101,7 +118,7 @@ for m in reconnet lsdebm; do
 done
 
 step "packing"
-cp "$LOGS"/installed/*-default.safetensors "$OUT"/ 2>/dev/null
+cp "$LOGS"/installed/*-default.safetensors "$LOGS"/installed/slab/*-default.safetensors "$OUT"/ 2>/dev/null
 for m in ${LANES:-reconnet lsdebm vae lebm}; do  # a lane stopped by the deadline: its last epoch's checkpoint
   [ -f "$OUT/$m-default.safetensors" ] || cp "$RUNS/$m-default.safetensors" "$OUT/$m-partial.safetensors" 2>/dev/null
 done
