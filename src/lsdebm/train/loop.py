@@ -201,7 +201,7 @@ class _Run:
     lebm_steps: int
     latents: torch.Tensor | None
     previous_commands: list[str]
-    started_from: dict[str, str] | None  # --init-from: the checkpoint (path, sha256) this run started from
+    started_from: dict[str, Any] | None  # --init-from: the checkpoint this run started from (path, sha256, training)
     start_epoch: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
