@@ -82,6 +82,13 @@ def test_new_sampling_defaults_keep_weights_and_record_why(tmp_path):
     assert b.info["command"] == "x" and b.info["sampling_changes"] == [
         {"from": {"lebm.posterior_steps": 3, "lebm.inference_prior_sigma": None},
          "to": {"lebm.posterior_steps": 9, "lebm.inference_prior_sigma": 4.0}, "reason": "val run 7"}]
+    # only what changes is recorded: a second call with one value as it is and one new adds the new one alone
+    dst2 = with_sampling_settings(dst, tmp_path / "l3.safetensors",
+                                  {"lebm.posterior_steps": 9, "lebm.inference_prior_sigma": 2.0}, "val run 8")
+    assert load_checkpoint(dst2).info["sampling_changes"][1:] == [
+        {"from": {"lebm.inference_prior_sigma": 4.0}, "to": {"lebm.inference_prior_sigma": 2.0}, "reason": "val run 8"}]
+    same = with_sampling_settings(dst, tmp_path / "l4.safetensors", {"lebm.posterior_steps": 9}, "as it is")
+    assert load_checkpoint(same).info["sampling_changes"] == b.info["sampling_changes"]
     with pytest.raises(CheckpointError, match=r"\['model.grid'\] are not sampling settings"):
         with_sampling_settings(src, tmp_path / "bad.safetensors", {"model.grid": 32}, "no")
     with pytest.raises(CheckpointError, match="say why"):

@@ -286,7 +286,9 @@ def with_sampling_settings(src: str | Path, dst: str | Path, settings: dict[str,
 
     Only the test-time sampling fields in ``SAMPLING_FIELDS`` may change (weights and training
     settings never do); the old and new values and ``reason`` are appended to the copy's
-    ``info.sampling_changes`` so the provenance of every default stays in the file.
+    ``info.sampling_changes`` so the provenance of every default stays in the file. Only fields whose value
+    changes are recorded: a copy whose settings are already the asked ones (a fine-tuned checkpoint inherits its
+    source's) gets no entry.
     ``extra_kinds`` as for :func:`load_checkpoint` (e.g. the slab interpolation model).
     """
     bad = sorted(set(settings) - set(SAMPLING_FIELDS))
@@ -297,7 +299,11 @@ def with_sampling_settings(src: str | Path, dst: str | Path, settings: dict[str,
     loaded = load_checkpoint(src, extra_kinds=extra_kinds)
     old = {key: getattr(getattr(loaded.config, key.split(".")[0]), key.split(".")[1]) for key in settings}
     config = loaded.config.replace(**settings)  # a new value: the loaded model and its config stay as read
-    changes = [*loaded.info.get("sampling_changes", []), {"from": old, "to": settings, "reason": reason}]
+    changed = [key for key in settings if old[key] != getattr(getattr(config, key.split(".")[0]), key.split(".")[1])]
+    changes = [*loaded.info.get("sampling_changes", [])]
+    if changed:
+        changes.append({"from": {k: old[k] for k in changed}, "to": {k: settings[k] for k in changed},
+                        "reason": reason})
     info = {k: v for k, v in loaded.info.items() if k != "library_version"}
     return save_checkpoint(loaded.model, dst, {**info, "sampling_changes": changes}, overwrite=overwrite,
                            config=config)
