@@ -150,7 +150,8 @@ def test_blocks_split_long_chains(monkeypatch):
 
 def test_a_long_chain_hands_back_its_states_in_short_blocks(monkeypatch):
     """A caller (the explorer's Cancel, its progress bar) sees no state while a block runs: however small the
-    batch, a block holds at most ``BLOCK_ITERATIONS`` iterations, and the states are the plain path's."""
+    batch, a block holds at most ``BLOCK_ITERATIONS`` iterations, the blocks are balanced, and the states are the
+    plain path's."""
     sizes = []
     chain = fast.MLPEnergy.chain
 
@@ -163,8 +164,9 @@ def test_a_long_chain_hands_back_its_states_in_short_blocks(monkeypatch):
     z = torch.randn(1, 12)
     U = conditional_energy(model.energy, z, 1, 0.3)
     a, b = both(lambda: langevin(U, z, 600, 0.01, generator=torch.Generator().manual_seed(0)))
-    # uncapped, the memory bound alone allowed one block of 600 (of ~20,000 for the bundled model: 4.6 s unseen)
-    assert sum(sizes) == 600 and max(sizes) <= 256 and sizes[0] == fast.BLOCK_ITERATIONS
+    # uncapped, the memory bound alone allowed one block of 600 (of ~20,000 for the bundled model: 4.6 s unseen);
+    # balanced, since a CUDA graph replays a whole block even for a short last one (256 + 256 + 88 would cost 768)
+    assert sum(sizes) == 600 and max(sizes) <= 256 and max(sizes) * len(sizes) < 600 + len(sizes)
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-4)
 
 

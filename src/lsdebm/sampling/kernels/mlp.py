@@ -37,7 +37,8 @@ from lsdebm.sampling.langevin import LangevinState
 BLOCK_BYTES = 64 * 2 ** 20  # buffers of one block of iterations (a_L and g_1 of every iteration)
 # Iterations of one block at most: a caller sees no state (and cannot stop the chain) while a block runs, and an
 # uncapped block of a single chain held ~20,000 iterations (4.6 s on 2 CPU cores: the explorer's Cancel waited that
-# long). 256 iterations take about 0.1 s there and cost no throughput (20k iterations: 20.2 s against 20.7 s).
+# long). 256 iterations take about 0.1 s there and cost no throughput (20k iterations: 20.2 s against 20.7 s). The
+# blocks of a chain are balanced, since a CUDA graph replays a whole block even for a shorter last one.
 BLOCK_ITERATIONS = 256
 _gelu = torch._C._nn.gelu
 _gelu_backward = torch.ops.aten.gelu_backward.grad_input
@@ -191,7 +192,8 @@ def fast_langevin_iter(mlp: MLPEnergy, energy_fn, z: torch.Tensor, steps: int, s
     f = f if isinstance(f, torch.Tensor) else torch.full((1, 1), f, dtype=z.dtype, device=z.device)
     c = mlp.first_bias(energy_fn.t_vec, z.dtype)
     per_iter = z.element_size() * B * (mlp.widths[0] + mlp.widths[-1] + 3 * D)
-    block = max(1, min(steps, BLOCK_ITERATIONS, BLOCK_BYTES // max(per_iter, 1)))
+    cap = max(1, min(BLOCK_ITERATIONS, BLOCK_BYTES // max(per_iter, 1)))
+    block = -(-steps // -(-steps // cap))  # balanced: a graph replays whole blocks (K=300: 150+150, not 256+256)
     y, k0 = z.detach(), 0
     runner = fast_cuda.chain_runner(mlp, y, block, -0.5 * step_size) or mlp.chain
     while k0 < steps:
