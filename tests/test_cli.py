@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -79,6 +80,20 @@ def test_user_error_is_one_line(tmp_path, capsys):
     assert main(["metrics", str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "a.nii.gz" in err
+
+
+def test_metrics_on_two_grids_says_how_to_put_them_on_one(tmp_path, capsys):
+    """A thick-slice input's default output grid is padded to whole slabs: it is not the 1 mm reference's."""
+    mask = np.zeros((20, 20, 23), np.uint8)
+    mask[5:15, 5:15, 5:18] = 1
+    gt, pred, moved = tmp_path / "gt.nii.gz", tmp_path / "pred.nii.gz", tmp_path / "moved.nii.gz"
+    nib.save(nib.Nifti1Image(mask, np.eye(4)), gt)
+    nib.save(nib.Nifti1Image(np.pad(mask, [(0, 0), (0, 0), (0, 2)]), np.eye(4)), pred)
+    nib.save(nib.Nifti1Image(mask, np.diag([1.0, 1.0, 2.0, 1.0])), moved)
+    for path, problem in ((pred, "has shape (20, 20, 25) but"), (moved, "have different affines")):
+        assert main(["metrics", str(path), str(gt)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert problem in err and f"--like {gt}" in err and err.count("\n") == 0
 
 
 def test_a_bad_option_value_is_named_as_the_option_typed(tmp_path, tiny_ckpts, capsys):

@@ -64,10 +64,12 @@ def run(args) -> int:
     pred_data, gt_data = _as_mask(args.pred, pred.data), _as_mask(args.gt, gt.data)
     for path, data in ((args.pred, pred_data), (args.gt, gt_data)):
         check_mask(data, path)  # negative values counted as foreground here; the metrics API refused them
+    same_grid = ("expected both on one grid: write the reconstruction on the reference's grid "
+                 f"(lsdebm reconstruct ... --like {args.gt}) or resample one file onto the other")
     if pred.data.shape != gt.data.shape:
-        raise InputError(f"{args.pred} has shape {pred.data.shape} but {args.gt} has {gt.data.shape}")
+        raise InputError(f"{args.pred} has shape {pred.data.shape} but {args.gt} has {gt.data.shape}; {same_grid}")
     if not np.allclose(pred.affine, gt.affine, atol=1e-3):
-        raise InputError(f"{args.pred} and {args.gt} have different affines (resample one first)")
+        raise InputError(f"{args.pred} and {args.gt} have different affines; {same_grid}")
     if args.label == 0:  # it scored the backgrounds against each other
         raise InputError("--label 0 is the background; expected the id of a structure (nonzero)")
     if args.label is not None:
