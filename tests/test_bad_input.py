@@ -64,7 +64,9 @@ BAD_NIFTI = {
     "png_named_nii": (lambda d: _put(d / "photo.nii", b"\x89PNG\r\n\x1a\n" + bytes(600)),
                       "cannot read as NIfTI"),
     "plain_named_gz": (lambda d: _put(d / "plain.nii.gz", _good_bytes(d)),
-                       "not gzip-compressed"),
+                       "an uncompressed NIfTI image: rename it to .nii"),
+    "text_named_gz": (lambda d: _put(d / "notes.nii.gz", b"a mask, sent as text\n" * 30),  # no renaming helps
+                      "neither gzip-compressed nor a NIfTI image; expected a NIfTI file"),
     "gz_named_plain": (lambda d: _put(d / "packed.nii", gzip.compress(_good_bytes(d, "x.nii"))),
                        "gzip-compressed but named .nii"),
     "2d": (lambda d: save_nifti(d / "slice.nii", BLOB[0]), "2D image"),

@@ -67,12 +67,24 @@ def check_affine(affine, name: str = "affine") -> np.ndarray:
     return affine
 
 
+def looks_like_nifti(head: bytes) -> bool:
+    """Whether the first bytes of a file are an uncompressed NIfTI-1 or NIfTI-2 header (size field and magic)."""
+    sizes = {int.from_bytes(head[:4], order) for order in ("little", "big")} if len(head) >= 4 else set()
+    return ((348 in sizes and head[344:347] in (b"n+1", b"ni1")) or (540 in sizes and head[4:7] in (b"n+2", b"ni2")))
+
+
 def check_compression(path: Path) -> None:
-    """Refuse a name whose .gz suffix disagrees with the gzip magic bytes (a common mix-up)."""
+    """Refuse a name whose .gz suffix disagrees with the gzip magic bytes (a common mix-up); suggest renaming only
+    a file that is an uncompressed NIfTI image."""
     with open(path, "rb") as handle:
-        gzipped = handle.read(2) == GZIP_MAGIC
+        head = handle.read(352)
+    gzipped = head[:2] == GZIP_MAGIC
     if path.name.endswith(".gz") and not gzipped:
-        raise InputError(f"{path}: named .nii.gz but not gzip-compressed; expected a gzip file (rename it to .nii?)")
+        if looks_like_nifti(head):
+            raise InputError(f"{path}: named .nii.gz but not gzip-compressed; expected a gzip file "
+                             "(it is an uncompressed NIfTI image: rename it to .nii)")
+        raise InputError(f"{path}: named .nii.gz but neither gzip-compressed nor a NIfTI image; "
+                         "expected a NIfTI file (.nii or .nii.gz)")
     if not path.name.endswith(".gz") and gzipped:
         raise InputError(f"{path}: gzip-compressed but named .nii; expected an uncompressed file "
                          "(rename it to .nii.gz)")
