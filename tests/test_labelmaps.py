@@ -58,6 +58,21 @@ def test_a_mask_stored_with_another_value_is_refined_when_vertebra_sized():
     assert sel.labels == [100] and sel.table == "binary" and describe(sel) == ["refining label 100"]
 
 
+def test_negative_label_values_are_refined_with_a_warning():
+    """A mask stored as -1 (a signed/unsigned mix-up) is refined like 1 is, but the user is told."""
+    from lsdebm.errors import InputWarning
+
+    data = np.zeros((70, 50, 40), np.int16)
+    data[5:65, 5:45, 5:35] = -1
+    with pytest.warns(InputWarning, match=r"negative label value\(s\) -1: .*expected non-negative label ids"):
+        sel = select_structures(data, grid(0.5))
+    assert sel.labels == [-1]
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and the usual mask gets no such warning
+        select_structures(np.abs(data), grid(0.5))
+
+
 def test_verse_lumbar_spine_with_sacrum_picks_l1_to_l5():
     data = spine_map([20, 21, 22, 23, 24, 26])
     sel = select_structures(data, grid(2.0))

@@ -31,12 +31,13 @@ The module is Qt-free and torch-free.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from lsdebm.data.label_census import label_boxes, label_counts, measure
-from lsdebm.errors import InputError
+from lsdebm.errors import InputError, InputWarning
 
 VERSE: dict[int, str] = {
     **{i: f"C{i}" for i in range(1, 8)},
@@ -281,6 +282,12 @@ def select_structures(data: np.ndarray, affine: np.ndarray, labels=None, table: 
     """
     counts = label_counts(data)
     present = list(counts)
+    negative = [i for i in present if i < 0]
+    if negative:  # label ids are never negative: a signed/unsigned or rescaling mix-up, most likely
+        shown = ", ".join(str(i) for i in negative[:5]) + (", ..." if len(negative) > 5 else "")
+        warnings.warn(f"negative label value(s) {shown}: refined like any other structure and written back as "
+                      "they are; expected non-negative label ids (check the file's data type and scaling)",
+                      InputWarning, stacklevel=2)
     guessed = table is None
     table = _resolve_table(present, table)
     names = TABLES.get(table, {})
