@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -121,6 +122,11 @@ def test_like_and_native_grid(tmp_path, thick, tiny_ckpts):
     assert _run(thick, tmp_path / "like.nii.gz", tiny_ckpts, "--like", str(like)) == 0
     result = read_volume(tmp_path / "like.nii.gz")
     assert result.data.shape == (40, 40, 30) and np.allclose(result.affine, like_affine)
+    # only the grid is used: a 4D series of the same subject (a DWI, an fMRI run) lends its first three axes
+    series = tmp_path / "series.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((40, 40, 30, 3), np.int16), like_affine), series)
+    assert _run(thick, tmp_path / "like4d.nii.gz", tiny_ckpts, "--like", str(series)) == 0
+    assert np.array_equal(read_volume(tmp_path / "like4d.nii.gz").data, result.data)
     assert _run(thick, tmp_path / "native.nii.gz", tiny_ckpts, "--native-grid") == 0
     native = read_volume(tmp_path / "native.nii.gz")
     assert native.data.shape == SHAPE and np.allclose(native.affine, PIR)

@@ -76,11 +76,11 @@ def given_grid(shape, affine, out_grid=None) -> tuple[tuple[int, ...], np.ndarra
 
 
 def like_grid(path: str | os.PathLike) -> tuple[tuple[int, ...], np.ndarray]:
-    """The grid ``(shape, affine)`` of another NIfTI file (read errors are one-line InputErrors)."""
-    from lsdebm.data.nifti import read_volume
+    """The grid ``(shape, affine)`` of another NIfTI file, from its header (a 4D series lends its first three axes;
+    read errors are one-line InputErrors)."""
+    from lsdebm.data.nifti import read_grid
 
-    volume = read_volume(path)
-    return tuple(int(v) for v in volume.data.shape), np.asarray(volume.affine, float)
+    return read_grid(path)
 
 
 def check_out_spacing(value: float) -> float:

@@ -215,6 +215,24 @@ def read_volume(path: str | os.PathLike) -> Volume:
     return Volume(data=data, affine=affine, header=image.header, spacing=spacing)
 
 
+def read_grid(path: str | os.PathLike) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The voxel grid ``(shape, affine)`` of a NIfTI file from its header alone (no voxel is read).
+
+    For a file whose grid is all that matters (``--like``): a 4D series (a DWI or fMRI run of the same subject)
+    lends its first three axes. The same file checks as :func:`read_volume` up to the header, and the affine must
+    be finite and invertible.
+
+    Raises:
+        InputError: One line naming the file, the problem and what is expected.
+    """
+    path = Path(path)
+    _check_file(path)
+    _, shape, affine = _read_header(path)
+    if len(shape) < 3 or 0 in shape[:3]:
+        raise InputError(f"{path}: shape {tuple(shape)}; expected an image with three spatial axes (a 3D or 4D NIfTI)")
+    return (int(shape[0]), int(shape[1]), int(shape[2])), check_affine(affine, str(path))
+
+
 def compact_int_dtype(data: np.ndarray) -> np.dtype:
     """The smallest of uint8/int16/int32/int64 holding every value of an integer array."""
     lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
