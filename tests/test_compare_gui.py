@@ -81,13 +81,25 @@ def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
     np.testing.assert_allclose(mask.scale, (8.0, 8.0, 8.0))
     assert np.array_equal(mask.data, viewer.layers["LQ"].data != 0)
     vae = visible[2]
-    records = vae.metadata["provenance"]["checkpoints"]
+    records_of_vae = vae.metadata["provenance"]
+    records = records_of_vae["checkpoints"]
     assert [c["kind"] for c in records if c["role"] == "method"] == ["vae"]
     assert records[-1]["role"] == "slab interpolation"  # the bundled SlabNet, as in `lsdebm reconstruct`
     # overlap display mode: every method cell becomes a TP/FP/FN map against the ground truth
     widget.mode.setCurrentText(SHOW_MODES[1])
-    cells = [lay for lay in viewer.layers if COMPARE_KEY in lay.metadata]
+    cells = [lay for lay in viewer.layers if COMPARE_KEY in lay.metadata and lay.visible]
     assert set(np.unique(cells[0].data)) <= {0, 1, 2, 3} and 3 in np.unique(cells[0].data)  # LQ misses voxels
+    # a TP/FP/FN map is no mask (nonzero = prediction or truth): Export and Review take the hidden mask beside it,
+    # with the method's provenance and role (an Export of the map was written as the method's mask)
+    from napari_lsdebm._ui.pickers import is_mask_layer
+    from napari_lsdebm._ui.roles import pick_prediction
+
+    assert not any(is_mask_layer(lay) for lay in cells[:-1])
+    vae_mask = viewer.layers[f"{cells[2].name} (mask)"]
+    assert is_mask_layer(vae_mask) and not vae_mask.visible and set(np.unique(vae_mask.data)) <= {0, 1}
+    assert vae_mask.metadata["provenance"] == cells[2].metadata["provenance"] == records_of_vae
+    newest = pick_prediction(viewer.layers)
+    assert newest.name.endswith(" (mask)") and is_mask_layer(newest)
     np.testing.assert_allclose(cells[0].colormap.map(np.array([TP]))[0], OVERLAP_COLORS[TP], atol=1e-6)
     assert not widget.legend.isHidden() and widget.legend.classes() == ["TP", "FP", "FN"]  # the colours' key
     widget.mode.setCurrentText(SHOW_MODES[0])

@@ -165,10 +165,12 @@ def mask_of(layer) -> np.ndarray:
 
 
 def is_mask_layer(layer) -> bool:
-    """Labels layers, and the {0, 1} mask Image layers of the comparison view."""
+    """Labels layers, and the {0, 1} mask Image layers of the comparison view; not its TP/FP/FN maps (labels 1-3
+    of a mask against the truth: exported as a mask, nonzero would read as prediction or truth)."""
     from napari.layers import Labels
 
-    return isinstance(layer, Labels) or layer.metadata.get("mask_kind") == "mask"
+    kind = layer.metadata.get("mask_kind")
+    return (isinstance(layer, Labels) and kind != "overlap") or kind == "mask"
 
 
 def spacing_of(layer) -> tuple:

@@ -86,8 +86,8 @@ def show_comparison(viewer, comparison: Comparison, source, reference=None, mode
     Masks are {0, 1} Image layers drawn as iso-surfaces (shaded in 3D); in overlap mode the
     method cells are TP/FP/FN Labels layers. With ``render="mesh"`` (the default) in 3D the cells
     show Surface layers of the masks' iso-surfaces instead (fast in software OpenGL, where iso ray
-    casting is slow); each mask stays beside its surface as a hidden layer ("… (mask)") for slices,
-    Review and export (hidden layers take no grid cell).
+    casting is slow). Beside a surface or a TP/FP/FN cell the mask stays as a hidden layer ("… (mask)")
+    for slices, Review and export (hidden layers take no grid cell); a TP/FP/FN map is never offered as a mask.
 
     Args:
         viewer: The napari viewer.
@@ -135,15 +135,16 @@ def _add_cell(viewer, source, key: str, name: str, mask, prov, ref_mask, mode: s
     overlap = mode != SHOW_MODES[0] and ref_mask is not None and key != "reference"
     as_mesh = not overlap and render == "mesh" and ndisplay == 3
     kind = "overlap" if overlap else "mesh" if as_mesh else "mask"
-    role = role_metadata(RESULT) if key not in ("input", "reference") and not overlap else {}
-    kwargs = geometry_kwargs(source, prov, **{COMPARE_KEY: key, "mask_kind": kind, **role})
-    if overlap:
-        layer = viewer.add_labels(overlap_map(mask, ref_mask).labels, name=name, **kwargs)
-        layer.colormap = overlap_colormap()
-    elif as_mesh:  # the mask itself, hidden, then its surface in the cell
+    role = role_metadata(RESULT) if key not in ("input", "reference") else {}
+    kwargs = geometry_kwargs(source, prov, **{COMPARE_KEY: key, "mask_kind": kind, **({} if overlap else role)})
+    if overlap or as_mesh:  # the mask itself, hidden beside its cell: what Review and Export take as the method's mask
         viewer.add_image(mask.astype(np.float16), name=f"{name} (mask)", rendering="iso", iso_threshold=0.5,
                          contrast_limits=(0, 1), colormap=mask_colormap(), visible=False,
-                         **{**kwargs, "metadata": {**kwargs["metadata"], "mask_kind": "mask"}})
+                         **{**kwargs, "metadata": {**kwargs["metadata"], "mask_kind": "mask", **role}})
+    if overlap:  # TP/FP/FN labels: a picture of the mask against the truth, not a mask (never exported as one)
+        layer = viewer.add_labels(overlap_map(mask, ref_mask).labels, name=name, **kwargs)
+        layer.colormap = overlap_colormap()
+    elif as_mesh:
         layer = add_volume_layer(viewer, mask, name, "mesh", colormap=mask_colormap(), **kwargs)
     else:  # a {0, 1} mask drawn as a shaded iso-surface in 3D (Labels render flat, voxel by voxel);
         # float16, because napari's iso rendering of uint8/bool {0, 1} images draws nothing
