@@ -114,6 +114,25 @@ def test_compare_grid_shows_all_methods(viewer, qtbot, tiny_ckpts):
     assert widget.comparison is not None
 
 
+def test_cancel_ends_with_the_comparison_cancelled(viewer, qtbot, tiny_ckpts, monkeypatch):
+    """A QA pass saw "Cancelled." overwritten by a progress item queued before the click ("Running VAE...", for
+    good, with Run enabled): the last word is the outcome's."""
+    import time
+
+    from napari_lsdebm.widgets import compare
+
+    loader = compare.load_compare_checkpoints
+    monkeypatch.setattr(compare, "load_compare_checkpoints", lambda sources: time.sleep(0.5) or loader(sources))
+    widget = compare_widget(viewer, tiny_ckpts, "LQ", "HQ")
+    widget.run_button.click()
+    widget.cancel_button.click()
+    assert widget.status.text() == "Cancelled."  # at once: asked
+    wait_worker(qtbot, widget)
+    qtbot.wait(200)  # anything still queued is delivered now
+    assert widget.status.text() == "Comparison cancelled." and widget.comparison is None
+    assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
+
+
 def test_compare_one_vertebra_of_a_label_map(viewer, qtbot, tiny_ckpts):
     """A label map as input (a spine): without a label the widget says to choose one; with one, every cell and
     the TP/FP/FN view are that structure, against the same label of a label-map ground truth."""

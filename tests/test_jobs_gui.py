@@ -44,3 +44,24 @@ def test_other_errors_in_a_callback_still_surface(qtbot):
         start_job(lambda job: 1, on_done, what="test")
         qtbot.waitUntil(lambda: bool(ended), timeout=10_000)
     assert caught and "a bug in the callback" in str(caught[0][1])  # a real bug is not swallowed
+
+
+def test_progress_still_queued_at_cancel_is_not_delivered(qtbot):
+    """A dock's status said "Cancelled." and then, from an item queued before the click, "Running VAE..." for good."""
+    import threading
+
+    delivered, ended, reported = [], [], threading.Event()
+
+    def work(job):
+        job.report("before")
+        reported.wait(10)  # the GUI thread has not delivered "before" yet: it is still queued
+        job.report("queued")
+        return 1
+
+    job = start_job(work, lambda outcome: ended.append(outcome.status), delivered.append, what="test")
+    time.sleep(0.2)  # both reports end up queued behind this (the GUI thread processes no events here)
+    reported.set()
+    time.sleep(0.3)
+    job.cancel()
+    qtbot.waitUntil(lambda: bool(ended), timeout=10_000)
+    assert delivered == [] and ended == ["done"]  # the work had finished; nothing reached the dock after Cancel

@@ -122,7 +122,8 @@ class Job(QObject):
 
     @Slot(object)
     def _deliver_progress(self, item) -> None:
-        if self._on_progress is not None:
+        # an item still queued when Cancel was clicked would overwrite the dock's "cancelling" with "running ..."
+        if self._on_progress is not None and not self.cancelled():
             _to_the_dock(self._on_progress, item)
 
     @Slot(object)

@@ -332,6 +332,8 @@ class CompareWidget(QWidget):
             self._show(comparison, boxed_geometry(source, box, comparison.affine), reference)
         if outcome.status == "error":
             self.status.setText(f"Comparison failed: {outcome.message}")
+        if outcome.status == "cancelled" and not self.closed:
+            self.status.setText(outcome.message)  # "Comparison cancelled.": the run has stopped, not only been asked to
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
