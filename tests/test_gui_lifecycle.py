@@ -132,6 +132,22 @@ def test_a_re_added_explorer_owns_the_one_mesh_of_the_trajectory(make_napari_vie
     assert len(meshes()) == 1 and meshes()[0].visible and not layer.visible
 
 
+def test_closing_the_explorer_mid_run_leaves_the_previous_result_on_screen(make_napari_viewer, qtbot, tiny_ckpts):
+    """A QA pass closed the dock during a second run: the first run's mesh went with the dock, and the cancelled
+    run's restore then hid the trajectory layer that had taken its place. Nothing of that result was on screen."""
+    viewer, w = docked(make_napari_viewer(show=True))
+    first = run_sample(qtbot, w, tiny_ckpts["lsdebm"], K=2, depth=1)
+    w.run_panel.K.setValue(100_000)
+    w.run()
+    qtbot.waitUntil(lambda: w.run_panel.progress.value() > 5, timeout=60_000)
+    assert not first.visible and not viewer.layers[f"{first.name} (mesh)"].visible  # hidden under the preview
+    viewer.window.remove_dock_widget(w)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30_000)
+    qtbot.wait(100)
+    assert first in viewer.layers and first.visible  # drawn as a volume now that its mesh went with the dock
+    assert not any("preview" in lay.name for lay in viewer.layers)
+
+
 def test_save_trajectory_to_an_unwritable_place_says_not_saved(explorer_with_run, tmp_path):
     w = explorer_with_run
     afile = tmp_path / "afile"

@@ -148,6 +148,8 @@ def close_explorer(explorer) -> None:
     explorer.closed = True
     if explorer.worker is not None:
         explorer.worker.cancel()
+        if explorer.run_layers.active:  # the layers as at Run now, before the meshes go below (restored after that,
+            explorer.run_layers.restore(explorer._run_context["source"])  # it hid the trajectories they hand over to)
     explorer.preview.stop()
     explorer.preview.close()  # its thread ends after a decode still running; joined (briefly) at exit
     disconnect([(viewer.layers.events.inserted, explorer._on_inserted),

@@ -26,6 +26,11 @@ class RunLayers:
         for layer in self.layers():
             layer.visible = False
 
+    @property
+    def active(self) -> bool:
+        """True between :meth:`begin` and the run's end (its result shown, or :meth:`restore`)."""
+        return bool(self._before)
+
     def restore(self, source=None) -> None:
         """Put back the visibility of every layer as it was at :meth:`begin` (cancelled or failed run).
 
