@@ -146,6 +146,17 @@ def test_run_on_sample_gives_t_k_layer_labels_and_plots(explorer, qtbot, tiny_ck
     assert w.repeat_spin.maximum() == 1
 
 
+def test_a_vae_run_says_there_is_nothing_to_scrub(explorer, qtbot, tiny_ckpts):
+    """A VAE decodes its encoding once: its status said "1 frames x 1 recorded iterations ...; scrub with the t and
+    k sliders" (plugin QA pass)."""
+    viewer, w = explorer
+    layer = run_sample(qtbot, w, tiny_ckpts["vae"])
+    assert layer.data.shape[:2] == (1, 1)
+    text = w.status.text()
+    assert text.startswith("VAE: one decoded latent in ") and "no sampling chain to scrub" in text
+    assert "sliders" not in text and not w.run_panel.K.isEnabled()
+
+
 def test_cancel_stops_the_run_promptly(explorer, qtbot, tiny_ckpts):
     # the sampler as a user gets it: the fast one hands its states back in blocks of at most 256 iterations
     viewer, w = explorer

@@ -284,8 +284,12 @@ class ExplorerWidget(QWidget):
         before = list(self.viewer.layers)
         add_result_layers(self.viewer, output, ctx, self.cache, *self._display())
         self.run_layers.record(before)
-        traj = output.trajectory
-        self._say(f"{KIND_NAMES[ctx['ckpt'].kind]}: {traj.n_frames} frames × {traj.n_k} recorded iterations in "
+        traj, name = output.trajectory, KIND_NAMES[ctx['ckpt'].kind]
+        if traj.n_frames * traj.n_k == 1:  # a VAE decodes its encoding once: nothing to scrub
+            self._say(f"{name}: one decoded latent in {output.seconds:.1f} s (no sampling chain to scrub; "
+                      f"other layers hidden){ctx.get('note', '')}")
+            return
+        self._say(f"{name}: {traj.n_frames} frames × {traj.n_k} recorded iterations in "
                   f"{output.seconds:.1f} s; scrub with the t and k sliders (other layers hidden){ctx.get('note', '')}")
 
     def adopt(self, layer) -> None:
