@@ -29,6 +29,7 @@ from lsdebm.explore import TrajectoryVolumes, record_run, run_metadata
 from lsdebm.explore.decode_cache import DecodeCache
 from lsdebm.explore.record import observe
 from lsdebm.explore.run_input import RunInput, run_input
+from lsdebm.explore.vocabulary import result_text
 from lsdebm.runtime.device import resolve_device
 from napari_lsdebm._ui.capture import is_shown
 from napari_lsdebm._ui.checkpoint_panel import KIND_NAMES, CheckpointPanel
@@ -284,13 +285,7 @@ class ExplorerWidget(QWidget):
         before = list(self.viewer.layers)
         add_result_layers(self.viewer, output, ctx, self.cache, *self._display())
         self.run_layers.record(before)
-        traj, name = output.trajectory, KIND_NAMES[ctx['ckpt'].kind]
-        if traj.n_frames * traj.n_k == 1:  # a VAE decodes its encoding once: nothing to scrub
-            self._say(f"{name}: one decoded latent in {output.seconds:.1f} s (no sampling chain to scrub; "
-                      f"other layers hidden){ctx.get('note', '')}")
-            return
-        self._say(f"{name}: {traj.n_frames} frames × {traj.n_k} recorded iterations in "
-                  f"{output.seconds:.1f} s; scrub with the t and k sliders (other layers hidden){ctx.get('note', '')}")
+        self._say(result_text(KIND_NAMES[ctx["ckpt"].kind], output.trajectory, output.seconds) + ctx.get("note", ""))
 
     def adopt(self, layer) -> None:
         """Make ``layer`` (a trajectory) the one the plots and display controls act on."""
