@@ -290,8 +290,8 @@ def test_review_a_region(make_napari_viewer, qtbot, tmp_path):
     # export the result: NIfTI, and its surface as STL, each with a provenance sidecar
     surface_dock = SurfaceWidget(viewer)
     viewer.window.add_dock_widget(surface_dock)
-    surface_dock.mask_combo.set_layer(result)
-    surface_dock.ref_combo.set_layer(truth)
+    # as Review, the newest result against the truth (a QA pass found the truth as mask and no reference)
+    assert surface_dock.mask_combo.layer() is result and surface_dock.ref_combo.layer() is truth
     surface_dock.button.click()
     qtbot.waitUntil(lambda: surface_dock.worker is None, timeout=TIMEOUT)
     mesh_layer = viewer.layers[f"surface: {result.name}"]

@@ -28,6 +28,7 @@ from napari_lsdebm._ui.pickers import (
     spacing_of,
 )
 from napari_lsdebm._ui.placement import CAMERA_ANGLES
+from napari_lsdebm._ui.roles import AutoPick, pick_prediction, pick_truth
 from napari_lsdebm._ui.surface_layer import hide_under_surface
 
 SURFACE_KEY = "lsdebm_surface"
@@ -57,6 +58,10 @@ class SurfaceWidget(QWidget):
         self.worker = None
         self.mask_combo = LayerCombo(napari_viewer, (Labels, Image))
         self.ref_combo = LayerCombo(napari_viewer, (Labels, Image), optional=True)
+        # as Review: the newest result against the truth, following the layers until the user picks
+        self.mask_combo.avoid, self.ref_combo.avoid = self.ref_combo.layer, self.mask_combo.layer
+        self.autopicks = (AutoPick(napari_viewer, self.ref_combo, pick_truth),
+                          AutoPick(napari_viewer, self.mask_combo, pick_prediction))
         self.smooth = QSpinBox(minimum=0, maximum=500, value=20)
         self.pass_band = QDoubleSpinBox(minimum=0.001, maximum=1.99, value=0.1, singleStep=0.05, decimals=3)
         self.decimate = QDoubleSpinBox(minimum=0.0, maximum=0.95, value=0.0, singleStep=0.1)
