@@ -22,6 +22,9 @@ def runs(tmp_path_factory):
     for kind in ("vae", "lebm"):
         assert main([*BASE, "--preset", "tiny", "--model", kind, "--epochs", "1",
                      "--out", str(folder / f"{kind}.safetensors")]) == 0
+    for name, extra in (("vae_other", ["--epochs", "1", "--seed", "7"]), ("vae_longer", ["--epochs", "2"])):
+        out = str(folder / f"{name}.safetensors")
+        assert main([*BASE, "--preset", "tiny", "--model", "vae", *extra, "--out", out]) == 0
     return folder
 
 
@@ -41,7 +44,8 @@ def _without_kind(source, target):
     save_file(tensors, str(target), metadata={**header, "meta": json.dumps(meta)})
 
 
-@pytest.mark.parametrize("case", ["done", "no_sidecar", "lebm_sidecar", "old_lebm_sidecar"])
+@pytest.mark.parametrize("case", ["done", "no_sidecar", "lebm_sidecar", "old_lebm_sidecar", "other_vae_sidecar",
+                                  "longer_vae_sidecar"])
 def test_a_resume_that_cannot_continue_is_refused_before_any_data(runs, tmp_path, capsys, monkeypatch, case):
     """``--epochs`` not above the epochs done and a missing sidecar were refused only after the data were loaded;
     another run's sidecar gave ``weights do not match the model (Error(s) in loading state_dict for VAE:)``."""
@@ -55,6 +59,9 @@ def test_a_resume_that_cannot_continue_is_refused_before_any_data(runs, tmp_path
         shutil.copy(sidecar_path(runs / "lebm.safetensors"), side)
     elif case == "old_lebm_sidecar":
         _without_kind(sidecar_path(runs / "lebm.safetensors"), side)
+    elif case in ("other_vae_sidecar", "longer_vae_sidecar"):  # another run of the same kind: it was continued
+        other = {"other_vae_sidecar": "vae_other", "longer_vae_sidecar": "vae_longer"}[case]
+        shutil.copy(sidecar_path(runs / f"{other}.safetensors"), side)
     monkeypatch.setattr(loop, "load_data", lambda *a, **k: pytest.fail("data were read before the refusal"))
     capsys.readouterr()
     epochs = "1" if case == "done" else "2"
@@ -64,7 +71,9 @@ def test_a_resume_that_cannot_continue_is_refused_before_any_data(runs, tmp_path
     needle = {"done": f"--resume {out}: already trained for 1 epoch; pass --epochs above 1",
               "no_sidecar": f"training-state sidecar {side} not found",
               "lebm_sidecar": f"{side}: the training state of a lebm run, not of {out} (a vae model)",
-              "old_lebm_sidecar": f"{side}: not the training state of {out} (a vae model): its weights do not fit"}
+              "old_lebm_sidecar": f"{side}: not the training state of {out} (a vae model): its weights do not fit",
+              "other_vae_sidecar": f"{side}: its weights are not those of {out} (",
+              "longer_vae_sidecar": f"{side}: the training state after epoch 2, but {out} was saved after epoch 1"}
     assert needle[case] in err[0]
 
 

@@ -71,6 +71,8 @@ def load_state(path: Path, model: torch.nn.Module, optimizers: list[torch.optim.
     except RuntimeError:
         raise CheckpointError(f"{path}: not the training state of {owner}: {_misfit(model, state)}; expected the "
                               ".optim.safetensors written with that checkpoint") from None
+    if checkpoint is not None and Path(checkpoint).is_file():
+        _check_same_run(path, Path(checkpoint), state, meta)
     groups = meta.get("param_groups", [])
     if len(groups) != len(optimizers):
         raise CheckpointError(f"{path}: holds {len(groups)} optimiser states, the model needs {len(optimizers)}")
@@ -83,6 +85,32 @@ def load_state(path: Path, model: torch.nn.Module, optimizers: list[torch.optim.
                 st.setdefault(int(idx), {})[name] = value
         opt.load_state_dict({"state": st, "param_groups": pg})
     return meta, tensors.get("lebm.latents")
+
+
+def _check_same_run(path: Path, checkpoint: Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Refuse a sidecar of another run of the same kind copied beside ``checkpoint``: the two are written together,
+    so the checkpoint's epoch count and weights (float16 with ``--half``) are the sidecar's. Resuming from another
+    run's state silently dropped the checkpoint's own training."""
+    with safe_open(str(checkpoint), framework="pt") as f:
+        epochs = json.loads((f.metadata() or {}).get("info", "{}")).get("epochs")
+        saved = {k: f.get_tensor(k) for k in f.keys()}
+    epoch, expected = meta.get("epoch"), "expected the .optim.safetensors written with that checkpoint"
+    if isinstance(epochs, int) and isinstance(epoch, int) and epochs != epoch:
+        raise CheckpointError(f"{path}: the training state after epoch {epoch}, but {checkpoint} was saved after "
+                              f"epoch {epochs}; {expected}")
+    differ = [k for k, v in saved.items() if k in state and not _same_tensor(v, state[k])]
+    if differ:
+        raise CheckpointError(f"{path}: its weights are not those of {checkpoint} ({len(differ)} of {len(saved)} "
+                              f"tensors differ, e.g. {differ[0]}); {expected}")
+
+
+def _same_tensor(saved: torch.Tensor, state: torch.Tensor) -> bool:
+    """Equal, or equal to float16 rounding for floating-point weights (a ``--half`` checkpoint)."""
+    if saved.shape != state.shape:
+        return False
+    if saved.is_floating_point():
+        return bool(torch.allclose(saved.float(), state.float(), rtol=2e-3, atol=1e-5))
+    return bool(torch.equal(saved, state))
 
 
 def _misfit(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str:
