@@ -71,3 +71,29 @@ def test_overwrite_never_replaces_another_manifest(tmp_path):
     phantoms = tmp_path / "set"
     write_set(phantoms, 1, 0, size=16, spacing=8.0)
     assert write_set(phantoms, 1, 1, size=16, spacing=8.0, overwrite=True) == phantoms / "manifest.csv"
+
+
+def test_an_interrupted_set_leaves_nothing_and_a_leftover_one_is_named(tmp_path, monkeypatch):
+    """Ctrl-C while `lsdebm evaluate --data DIR` wrote its phantom set left 182 cases and no manifest; the same command
+    then said `hq/case0000_L1.nii.gz already exists`, and `train --data` trained on the fragment."""
+    from lsdebm.data import phantom_set
+    from lsdebm.errors import InputError
+
+    real, calls = phantom_set.write_volume, []
+
+    def interrupted(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(phantom_set, "write_volume", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        phantom_set.write_set(tmp_path / "set", 3, 0, size=16, spacing=8.0)
+    assert not [p for p in (tmp_path / "set").rglob("*") if p.is_file()]  # the four volumes written are gone
+    monkeypatch.setattr(phantom_set, "write_volume", real)
+    leftover = tmp_path / "old"
+    real(leftover / "hq" / "case0000_L1.nii.gz", np.zeros((4, 4, 4), np.uint8), np.eye(4))  # an older fragment
+    with pytest.raises(InputError, match="holds phantom volumes but no manifest.csv: an incomplete set"):
+        phantom_set.write_set(leftover, 1, 0, size=16, spacing=8.0)
+    assert phantom_set.write_set(leftover, 1, 0, size=16, spacing=8.0, overwrite=True).is_file()

@@ -130,15 +130,25 @@ def write_set(
         raise InputError(f"{manifest} already exists; pass --overwrite to replace it")
     if manifest.exists():
         _check_replaceable(manifest)
+    elif not overwrite and any(any((out_dir / sub).glob("*.nii*")) for sub in SUBDIRS):
+        raise InputError(f"{out_dir} holds phantom volumes but no {MANIFEST}: an incomplete set (an interrupted "
+                         "run?); pass --overwrite to replace it, or choose another folder")
     param_names = [f.name for f in fields(ThickSliceParams)]
-    rows = []
-    for done, pair in enumerate(iter_pairs(n, seed, size, spacing, ranges), start=1):
-        for sub, array in zip(SUBDIRS, (pair.hq, pair.lq, pair.parts)):
-            write_volume(out_dir / sub / f"{pair.name}.nii.gz", array, pair.affine, overwrite=overwrite)
-        rows.append({"name": pair.name, "level": pair.level, "seed": pair.seed, "size": size,
-                     "spacing": spacing, **pair.sim_params})
-        if progress is not None:
-            progress(done, n)
+    rows, created = [], []
+    try:
+        for done, pair in enumerate(iter_pairs(n, seed, size, spacing, ranges), start=1):
+            for sub, array in zip(SUBDIRS, (pair.hq, pair.lq, pair.parts)):
+                path = out_dir / sub / f"{pair.name}.nii.gz"
+                created += [] if path.exists() else [path]
+                write_volume(path, array, pair.affine, overwrite=overwrite)
+            rows.append({"name": pair.name, "level": pair.level, "seed": pair.seed, "size": size,
+                         "spacing": spacing, **pair.sim_params})
+            if progress is not None:
+                progress(done, n)
+    except BaseException:  # Ctrl-C or an error mid-set: no half-written set is left for a later run to trip over
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise
 
     def write_csv(tmp: Path) -> None:
         with open(tmp, "w", newline="") as handle:
