@@ -277,6 +277,12 @@ def test_load_slab_model_choices(tmp_path, monkeypatch):
     torch.manual_seed(0)
     save_checkpoint(SlabNet(get_preset("default")), tmp_path / "slabnet-default.safetensors")
     assert load_slab_model("default").kind == "slabnet"
+    from lsdebm.runtime.checkpoint import load_checkpoint
+
+    # given where a refinement or ReconNet is read, it was "unknown model kind 'slabnet'": say what it is and where
+    with pytest.raises(CheckpointError, match=r"holds a slabnet model \(the output step's slab interpolation: pass it "
+                                              r"as --slab-model\); expected one of lsdebm, vae, lebm, reconnet"):
+        load_checkpoint(tmp_path / "slabnet-default.safetensors")
     with pytest.raises(CheckpointError, match="reconnet"):
         load_slab_model("reconnet-default")
     with pytest.raises(CheckpointError, match="no such file; expected 'default'.*'none'"):
