@@ -110,6 +110,11 @@ def test_a_bad_option_value_is_named_as_the_option_typed(tmp_path, tiny_ckpts, c
     assert capsys.readouterr().err.strip() == "lsdebm: error: --epochs 0 must be > 0"
     assert main([*train, "--set", "train.epochs=0"]) == 2  # not an option of its own: the config's name stays
     assert capsys.readouterr().err.strip() == "lsdebm: error: epochs=0 must be > 0"
+    for option, value, said in (("--real-fraction", "1.5", "--real-fraction 1.5 must be in [0, 1]"),  # each named
+                                ("--redraw", "-0.1", "--redraw -0.1 must be in [0, 1]"),  # alone (all three were
+                                ("--pairs", "0", "--pairs 0 must be >= 1")):  # in one message, whichever was wrong)
+        assert main([*train, option, value]) == 2
+        assert capsys.readouterr().err.strip() == f"lsdebm: error: {said}"
     assert not any(tmp_path.iterdir())
 
 

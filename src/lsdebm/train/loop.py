@@ -127,9 +127,11 @@ def check_common(o: TrainOptions) -> None:
     if o.data is not None and str(o.data) != "bundled" and not Path(o.data).exists():
         raise InputError(f"--data {o.data}: not found; expected a phantom set, a folder of real masks, a "
                          "manifest.csv or 'bundled'")
-    if not 0.0 <= o.real_fraction <= 1.0 or not 0.0 <= o.redraw <= 1.0 or o.pairs < 1:
-        raise InputError(f"--real-fraction {o.real_fraction} and --redraw {o.redraw} must be in [0, 1], "
-                         f"--pairs {o.pairs} >= 1")
+    for flag, value in (("--real-fraction", o.real_fraction), ("--redraw", o.redraw)):
+        if not 0.0 <= value <= 1.0:
+            raise InputError(f"{flag} {value:g} must be in [0, 1]")
+    if o.pairs < 1:
+        raise InputError(f"--pairs {o.pairs} must be >= 1")
     check_workers(o.workers)
     if o.bank_cache is not None and Path(o.bank_cache).exists() and not Path(o.bank_cache).is_dir():
         raise InputError(f"--bank-cache {o.bank_cache}: a file; expected a folder (created if missing)")
