@@ -138,7 +138,14 @@ def test_a_split_that_matches_nothing_names_the_splits_there(tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text("file,level,split\nL3_a.nii.gz,L3,val\nL4_a.nii.gz,L4,test\n")
     with pytest.raises(InputError, match=r"m.csv: no real masks match split='train'.*; the manifest has splits: "
-                                         r"test, val$"):
+                                         r"test, val and levels: L3, L4$"):
+        load_real_masks(manifest, split="train")
+    # levels the run does not take (L9, XX) were blamed on the split alone
+    manifest.write_text("file,level,split\nL3_a.nii.gz,L9,train\nL4_a.nii.gz,XX,train\n")
+    with pytest.raises(InputError, match=r"levels=\('L1', 'L5'\); the manifest has splits: train and levels: L9, XX$"):
+        load_real_masks(manifest, split="train", levels=("L1", "L5"))
+    manifest.write_text("file,level,split\n")  # a header alone: it has a 'file' column, and no rows
+    with pytest.raises(InputError, match=r"m.csv: the manifest lists no masks \(only its header\)"):
         load_real_masks(manifest, split="train")
     folder = tmp_path / "folder"
     folder.mkdir()

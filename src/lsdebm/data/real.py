@@ -128,9 +128,11 @@ def read_manifest(source: str | Path | None = None) -> tuple[Path, list[dict]]:
         return path, rows
     if not path.is_file():
         raise InputError(f"{path}: not found; expected a folder of real NIfTI masks or a manifest.csv")
-    rows = _read_csv(path)[1]
-    if not rows or "file" not in rows[0]:
+    columns, rows = _read_csv(path)
+    if "file" not in columns:
         raise InputError(f"{path}: expected a CSV manifest with at least a 'file' column")
+    if not rows:
+        raise InputError(f"{path}: the manifest lists no masks (only its header); expected a row per mask file")
     for i, r in enumerate(rows):
         if not (r["file"] or "").strip():
             raise InputError(f"{path}: row {i + 2} names no file; expected a mask path in every row's 'file' column")
@@ -185,7 +187,9 @@ def _splits_had(source, rows: list[dict]) -> str:
     nothing."""
     if not _resolved(source).is_file():
         return "; a folder of masks without a manifest.csv is all split 'train'"
-    return "; the manifest has splits: " + ", ".join(sorted({r["split"] or "(blank)" for r in rows}))
+    levels = sorted({r["level"] for r in rows if r.get("level")})
+    return ("; the manifest has splits: " + ", ".join(sorted({r["split"] or "(blank)" for r in rows}))
+            + (f" and levels: {', '.join(levels)}" if levels else ""))
 
 
 #: Voxels kept around each vertebra cut out of a label map.
