@@ -152,3 +152,9 @@ def test_a_split_that_matches_nothing_names_the_splits_there(tmp_path):
     _mask(folder / "L3_a.nii.gz")
     with pytest.raises(InputError, match="split='val'.*; a folder of masks without a manifest.csv is all split"):
         load_real_masks(folder, split="val")
+    _mask(folder / "L4_A.NII.GZ")  # skipped: said so, not silently (one mask of two was trained on)
+    from lsdebm.data.real import read_manifest
+    from lsdebm.errors import InputWarning
+
+    with pytest.warns(InputWarning, match=r"skipped 1 file\(s\) whose NIfTI suffix is not lower-case \(L4_A.NII.GZ\)"):
+        assert [row["file"] for row in read_manifest(folder)[1]] == ["L3_a.nii.gz"]

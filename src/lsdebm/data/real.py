@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import re
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from lsdebm.data.thickslice import PLANE_AXES, ThickSliceParams, simulate_thick_slice
-from lsdebm.errors import InputError
+from lsdebm.errors import InputError, InputWarning
 
 LEVEL_PATTERN = re.compile(r"C[1-7]|T1[0-3]|T[1-9]|L[1-6]|S1", re.IGNORECASE)
 NAME_SEPARATORS = re.compile(r"[_\-.\s]+")
@@ -66,6 +67,12 @@ FROM_FILE = "from the file"  # a plain folder's completeness: judged from the ma
 
 def _rows_from_folder(folder: Path) -> list[dict]:
     rows = []
+    cased = sorted(p.name for p in folder.rglob("*") if p.name.lower().endswith((".nii", ".nii.gz"))
+                   and not p.name.endswith((".nii", ".nii.gz")))
+    if cased:  # L1_A.NII.GZ beside L2_A.nii.gz: one mask of two was trained on without a word
+        warnings.warn(f"{folder}: skipped {len(cased)} file(s) whose NIfTI suffix is not lower-case "
+                      f"({', '.join(cased[:3])}{', ...' if len(cased) > 3 else ''}); rename them to .nii or .nii.gz",
+                      InputWarning, stacklevel=2)
     for p in sorted(folder.rglob("*.nii*")):
         if not p.name.endswith((".nii", ".nii.gz")):
             continue
