@@ -139,7 +139,8 @@ def write_set(
         for done, pair in enumerate(iter_pairs(n, seed, size, spacing, ranges), start=1):
             for sub, array in zip(SUBDIRS, (pair.hq, pair.lq, pair.parts)):
                 path = out_dir / sub / f"{pair.name}.nii.gz"
-                created += [] if path.exists() else [path]
+                if not path.exists():
+                    created.append(path)
                 write_volume(path, array, pair.affine, overwrite=overwrite)
             rows.append({"name": pair.name, "level": pair.level, "seed": pair.seed, "size": size,
                          "spacing": spacing, **pair.sim_params})

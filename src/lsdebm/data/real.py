@@ -66,19 +66,19 @@ FROM_FILE = "from the file"  # a plain folder's completeness: judged from the ma
 
 
 def _rows_from_folder(folder: Path) -> list[dict]:
-    rows = []
-    cased = sorted(p.name for p in folder.rglob("*") if p.name.lower().endswith((".nii", ".nii.gz"))
-                   and not p.name.endswith((".nii", ".nii.gz")))
-    if cased:  # L1_A.NII.GZ beside L2_A.nii.gz: one mask of two was trained on without a word
-        warnings.warn(f"{folder}: skipped {len(cased)} file(s) whose NIfTI suffix is not lower-case "
-                      f"({', '.join(cased[:3])}{', ...' if len(cased) > 3 else ''}); rename them to .nii or .nii.gz",
-                      InputWarning, stacklevel=2)
-    for p in sorted(folder.rglob("*.nii*")):
+    rows, cased = [], []
+    for p in sorted(folder.rglob("*")):
         if not p.name.endswith((".nii", ".nii.gz")):
+            if p.name.lower().endswith((".nii", ".nii.gz")):  # L1_A.NII.GZ: skipped, and said so below
+                cased.append(p.name)
             continue
         stem = p.name[: -len(".nii.gz")] if p.name.endswith(".nii.gz") else p.name[: -len(".nii")]
         rows.append({"file": str(p.relative_to(folder)), "level": level_from_name(stem),
                      "subject": stem, "complete": FROM_FILE, "split": "train"})
+    if cased:  # beside L2_A.nii.gz, one mask of two was trained on without a word
+        warnings.warn(f"{folder}: skipped {len(cased)} file(s) whose NIfTI suffix is not lower-case "
+                      f"({', '.join(cased[:3])}{', ...' if len(cased) > 3 else ''}); rename them to .nii or .nii.gz",
+                      InputWarning, stacklevel=2)
     return rows
 
 

@@ -63,13 +63,13 @@ def canvas_text(method: str, traj: Trajectory, s: int, k_index: int, clean: bool
     return SEPARATOR.join([method, position_text(traj, s, k_index), SHOWN[bool(clean)]])
 
 
-__all__ = ["SHOWN", "canvas_text", "frame_name", "frame_names", "k_number", "k_numbers", "k_text",
-           "position_text"]
-
-
 def result_text(method: str, traj: Trajectory, seconds: float) -> str:
     """What a finished run recorded, for a status line: the frames to scrub, or the one latent a VAE decodes."""
     if traj.n_frames * traj.n_k == 1:
         return f"{method}: one decoded latent in {seconds:.1f} s (no sampling chain to scrub; other layers hidden)"
     return (f"{method}: {traj.n_frames} frames × {traj.n_k} recorded iterations in {seconds:.1f} s; scrub with the "
             "t and k sliders (other layers hidden)")
+
+
+__all__ = ["SHOWN", "canvas_text", "frame_name", "frame_names", "k_number", "k_numbers", "k_text",
+           "position_text", "result_text"]
