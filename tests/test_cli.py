@@ -108,13 +108,20 @@ def test_a_bad_option_value_is_named_as_the_option_typed(tmp_path, tiny_ckpts, c
     train = ["train", "--model", "vae", "--phantoms", "4", "--preset", "tiny", "--out", str(tmp_path / "t.safetensors")]
     assert main([*train, "--epochs", "0"]) == 2
     assert capsys.readouterr().err.strip() == "lsdebm: error: --epochs 0 must be > 0"
-    assert main([*train, "--set", "train.epochs=0"]) == 2  # not an option of its own: the config's name stays
-    assert capsys.readouterr().err.strip() == "lsdebm: error: epochs=0 must be > 0"
+    for item, said in (("train.epochs=0", "must be > 0"), ("loss.kl_weight=nan", "must be a finite number"),
+                       ("train.lr=[1]", "must be a finite number")):  # named as typed, not by the config field
+        assert main([*train, "--set", item]) == 2
+        assert capsys.readouterr().err.strip() == f"lsdebm: error: --set {item} {said}"
+    real = [*train[:3], "--data", "bundled", *train[5:]]
     for option, value, said in (("--real-fraction", "1.5", "--real-fraction 1.5 must be in [0, 1]"),  # each named
                                 ("--redraw", "-0.1", "--redraw -0.1 must be in [0, 1]"),  # alone (all three were
                                 ("--pairs", "0", "--pairs 0 must be >= 1")):  # in one message, whichever was wrong)
-        assert main([*train, option, value]) == 2
+        assert main([*real, option, value]) == 2
         assert capsys.readouterr().err.strip() == f"lsdebm: error: {said}"
+    assert main([*train, "--real-fraction", "0.3", "--pairs", "50"]) == 2  # was ignored without a word
+    assert capsys.readouterr().err.strip() == (
+        "lsdebm: error: --real-fraction, --pairs: real-data options; they apply to real masks (--data FOLDER, a "
+        "manifest.csv or 'bundled'), and --phantoms 4 has none")
     assert not any(tmp_path.iterdir())
 
 

@@ -297,11 +297,11 @@ def test_review_a_region(make_napari_viewer, qtbot, tmp_path):
     mesh_layer = viewer.layers[f"surface: {result.name}"]
     export = ExportWidget(viewer)
     viewer.window.add_dock_widget(export)
-    export.mask_combo.set_layer(result)
+    # the newest result and the surface just built, not the first layers listed (the input; a QA pass)
+    assert export.mask_combo.layer() is result and export.mesh_combo.layer() is mesh_layer
     nifti, side = export.save_mask(tmp_path / "lsdebm.nii.gz")
     np.testing.assert_allclose(read_volume(nifti).affine, truth.metadata["affine"])
     assert json.loads(side.read_text())["checkpoints"]
-    export.mesh_combo.set_layer(mesh_layer)
     for fmt, box in export.formats.items():
         box.setChecked(fmt == "stl")
     files, side = export.save_mesh(tmp_path / "lsdebm_surface.stl")

@@ -110,5 +110,5 @@ def test_inference_prior_sigma_tempers_test_time_inference_only():
     assert torch.allclose(gap, torch.full((4,), 64 * 9.0 / 2 * (1 - 1 / 64)))  # ||z||^2/2 * (1 - 1/8^2)
     with pytest.raises(ConfigError, match="inference_prior_sigma"):
         get_preset("tiny").replace(**{"lebm.inference_prior_sigma": 0.0})
-    with pytest.raises(ConfigError, match="must be a number"):
+    with pytest.raises(ConfigError, match="must be a finite number"):
         get_preset("tiny").replace(**{"lebm.inference_prior_sigma": "abc"})

@@ -64,9 +64,17 @@ def test_docks_preselect_from_roles(tagged):
     assert compare.input_combo.layer() is layers["input"]
     assert compare.reference_combo.layer() is layers["truth"]
     assert uncertainty.input_combo.layer() is layers["input"]
+    from napari_lsdebm.widgets.export import ExportWidget
+
+    export = ExportWidget(viewer)
     assert review.pred_combo.layer() is layers["new"] and review.ref_combo.layer() is layers["truth"]
+    assert export.mask_combo.layer() is layers["new"]  # it started on the first layer listed
     newest = add(viewer, np.asarray(layers["input"].data), "result 3", "result")
-    assert review.pred_combo.layer() is newest  # follows the newest result
+    assert review.pred_combo.layer() is newest and export.mask_combo.layer() is newest  # follow the newest result
+    export.mask_combo.set_layer(layers["truth"])
+    export.mask_combo.activated.emit(export.mask_combo.currentIndex())  # as a user's pick in the combo box
+    add(viewer, np.asarray(layers["input"].data), "result 4", "result")
+    assert export.mask_combo.layer() is layers["truth"]  # the user's choice stays
 
 
 def test_docks_opened_before_the_sample_pick_it_up(make_napari_viewer):

@@ -72,6 +72,10 @@ def test_trains_from_phantom_set_directory(tmp_path):
     assert main([*BASE[:3], "--data", str(tmp_path / "set"), *BASE[5:], "--model", "reconnet", "--epochs", "1",
                  "--out", str(out)]) == 0
     assert load_checkpoint(out).info["train_data"]["n"] == 4
+    out.unlink()
+    assert main([*BASE[:3], "--data", str(tmp_path / "set"), *BASE[5:], "--model", "reconnet", "--epochs", "1",
+                 "--out", str(out), "--split", "val"]) == 2  # a phantom set has no subjects to split
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("extra, needle", [

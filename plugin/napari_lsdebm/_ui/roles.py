@@ -107,6 +107,11 @@ def pick_prediction(layers) -> object | None:
     return results[0] if results else pick_input(layers)
 
 
+def newest(layers) -> object | None:
+    """The layer added last (the top of napari's layer list)."""
+    return layers[-1] if layers else None
+
+
 class AutoPick:
     """Keeps a layer picker (:class:`napari_lsdebm._ui.pickers.LayerCombo`) on ``choose(layers)``.
 

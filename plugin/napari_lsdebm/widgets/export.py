@@ -41,6 +41,7 @@ from napari_lsdebm._ui.gl_context import keep_canvas_current
 from napari_lsdebm._ui.jobs import Outcome, error_text
 from napari_lsdebm._ui.layer_records import layer_provenance, surface_mesh
 from napari_lsdebm._ui.pickers import LayerCombo, affine_of, grid_of, is_mask_layer, mask_of
+from napari_lsdebm._ui.roles import AutoPick, newest, pick_prediction
 
 MESH_FORMATS = ("stl", "ply", "obj", "vtp")
 ORDERS = {"t (diffusion step)": "t", "k (Langevin iteration)": "k", "t and k": "tk"}
@@ -64,6 +65,9 @@ class ExportWidget(QWidget):
         keep_canvas_current(napari_viewer)  # removed layers' GL objects die in the canvas's context
         self.mask_combo = LayerCombo(napari_viewer, (Labels, Image), accept=is_mask_layer)
         self.mesh_combo = LayerCombo(napari_viewer, (Surface,))
+        # the newest result (else the input) and the newest surface, until the user picks (as Review, Surface)
+        self.autopicks = (AutoPick(napari_viewer, self.mask_combo, pick_prediction),
+                          AutoPick(napari_viewer, self.mesh_combo, newest))
         self.formats = {f: QCheckBox(f.upper(), checked=f in ("stl", "vtp")) for f in MESH_FORMATS}
         self.anim_combo = LayerCombo(napari_viewer, (Image, Labels), accept=lambda lay: lay.ndim >= 4)
         self.order = QComboBox()

@@ -10,6 +10,9 @@ from lsdebm.config import MODEL_KINDS, parse_sets
 from lsdebm.errors import InputError
 
 SLAB_MODEL = "slabnet"
+#: Options only real masks use (``--data`` a folder, manifest or 'bundled'), with their defaults.
+REAL_DATA_DEFAULTS = {"real_fraction": 0.6, "pairs": 400, "redraw": 0.05, "workers": 0, "bank_cache": None,
+                      "split": "train", "val_split": "val"}
 
 
 def _add_start_options(p: argparse.ArgumentParser) -> None:
@@ -64,20 +67,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, help="stop (and save) once training has run this long")
     p.add_argument("--max-shift", type=int, default=2, help="augmentation: max integer shift in voxels")
     p.add_argument("--half", action="store_true", help="store the checkpoint weights as float16")
-    p.add_argument("--real-fraction", type=float, default=0.6,
+    p.add_argument("--real-fraction", type=float,
                    help="real data: share of pairs made from real masks, the rest phantoms (default 0.6)")
-    p.add_argument("--pairs", type=int, default=400, help="real data: pairs in the training bank (default 400)")
-    p.add_argument("--redraw", type=float, default=0.05,
+    p.add_argument("--pairs", type=int, help="real data: pairs in the training bank (default 400)")
+    p.add_argument("--redraw", type=float,
                    help="real data: share of the bank re-drawn (new augmentation) every epoch (default 0.05)")
-    p.add_argument("--workers", type=int, default=0,
+    p.add_argument("--workers", type=int,
                    help="real data: processes drawing the bank's pairs (default 0 = this process; the bank is "
                         "the same for any number; worth it on a GPU, which a pair every ~0.3 s keeps waiting)")
     p.add_argument("--bank-cache", type=Path, metavar="DIR",
                    help="real data: keep the training bank's first draw in DIR and reuse it when every setting "
                         "it depends on is the same (runs side by side draw it once)")
-    p.add_argument("--split", default="train",
+    p.add_argument("--split",
                    help="real data: manifest split to train on (default train; 'all' for every row)")
-    p.add_argument("--val-split", default="val",
+    p.add_argument("--val-split",
                    help="real data: manifest split validated on (default val; --val-phantoms cases); 'none', "
                         "or a folder/manifest without that split, validates on phantoms")
     return p
@@ -100,9 +103,26 @@ def command_line(args) -> str:
     return shlex.join(parts)
 
 
+def fill_real_data_options(args) -> None:
+    """Refuse the real-data options where no real masks are read (they were ignored without a word), then
+    give the ones not set their defaults."""
+    from lsdebm.train.data import is_phantom_set
+
+    given = [key for key in REAL_DATA_DEFAULTS if getattr(args, key) is not None]
+    if given and (args.phantoms is not None or is_phantom_set(args.data)):
+        flags = ", ".join("--" + key.replace("_", "-") for key in given)
+        source = f"--phantoms {args.phantoms}" if args.phantoms is not None else f"the phantom set {args.data}"
+        raise InputError(f"{flags}: real-data options; they apply to real masks (--data FOLDER, a manifest.csv or "
+                         f"'bundled'), and {source} has none")
+    for key, value in REAL_DATA_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
 def run(args) -> int:
     from lsdebm.train.loop import TrainOptions, train
 
+    fill_real_data_options(args)
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads {args.threads} must be >= 1")
     opts = TrainOptions(

@@ -9,7 +9,7 @@ import dataclasses
 import json
 from typing import Any
 
-from lsdebm.config.schema import SECTIONS, Config
+from lsdebm.config.schema import SECTIONS, Config, ConfigError
 from lsdebm.errors import InputError
 
 
@@ -19,6 +19,21 @@ def replace_fields(config: Config, sections: dict[str, Any]) -> Config:
     ``replace_fields(cfg, {"langevin.K": 50, "model.grid": 32})`` or ``{"preset": "x"}``.
     """
     return config.replace(**sections)
+
+
+def apply_sets(config: Config, sets: dict[str, Any], **fields: Any) -> Config:
+    """``config.replace(**fields, **sets)``; a value the config refuses is named as the ``--set`` item it came
+    from (``--set loss.kl_weight=nan must be a finite number``), not by its bare field name."""
+    try:
+        return config.replace(**fields, **sets)
+    except ConfigError as e:
+        text = str(e)
+        for key, value in sets.items():
+            said = f"{key.partition('.')[2]}={value!r} "
+            if text.startswith(said):
+                shown = value if isinstance(value, str) else json.dumps(value)
+                raise ConfigError(f"--set {key}={shown} {text[len(said):]}") from None
+        raise
 
 
 def parse_value(text: str) -> Any:

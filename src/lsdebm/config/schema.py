@@ -36,7 +36,7 @@ def _choice(name: str, value: Any, allowed: tuple) -> None:
 
 def _positive(name: str, value: float, allow_zero: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name}={value!r} must be a number")
+        raise ConfigError(f"{name}={value!r} must be a finite number")
     ok = value >= 0 if allow_zero else value > 0
     if math.isinf(value):  # --lr inf trained a checkpoint of NaN weights
         raise ConfigError(f"{name}={value!r} must be a finite number {'>= 0' if allow_zero else '> 0'}")

@@ -48,9 +48,10 @@ def resolve_teach(name_or_path: str | Path) -> Path:
     if text in stems:
         return bundled_teach_path(stems[text])
     path = Path(name_or_path)
-    if not path.exists() and not path.suffix and len(path.parts) == 1:  # a name, not a file: not a 3D bundled one
-        raise CheckpointError(f"{text}: no such teaching checkpoint; expected one of {', '.join(TEACH_NAMES)}, "
-                              f"{', '.join(stems)} or a .safetensors file")
+    if not path.exists():  # a name or a missing file; not the 3D bundled names the checkpoint loader would list
+        what = "no such teaching checkpoint" if not path.suffix and len(path.parts) == 1 else "file not found"
+        raise CheckpointError(f"{text}: {what}; expected one of {', '.join(TEACH_NAMES)}, {', '.join(stems)} "
+                              "or an existing .safetensors file")
     return path
 
 

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from lsdebm.config import MODEL_KINDS, Config, check_model_memory, get_preset
+from lsdebm.config import MODEL_KINDS, Config, apply_sets, check_model_memory, get_preset
 from lsdebm.data.real import has_split
 from lsdebm.data.validate import seed_ok
 from lsdebm.errors import InputError
@@ -90,7 +90,7 @@ def build_config(o: TrainOptions) -> Config:
     if both:  # two values for one field (a TypeError from inside Config.replace)
         flag = "--" + both[0].split(".")[1].replace("_", "-")
         raise InputError(f"{flag} and --set {both[0]}={o.overrides[both[0]]} both set {both[0]}; give only one of them")
-    cfg = cfg.replace(**upd, **o.overrides)
+    cfg = apply_sets(cfg, o.overrides, **upd)
     check_model_memory(cfg.model)  # before the phantom frame below or any network is built
     if cfg.model.spatial_dims == 3 and not cfg.model.centroid_offset_mm:  # stored, so inference crops alike
         from lsdebm.data.frame import model_offset_mm
