@@ -189,6 +189,43 @@ def test_the_report_says_where_the_original_form_is_scored(tmp_path, manifest):
     assert "Scored on each mask's own grid;" in (out / "real_report.md").read_text()
 
 
+def test_distances_are_scored_at_the_grid_spacing_the_case_lives_on(tmp_path, manifest):
+    """HD95 and ASSD were computed at 1 mm on every grid: the original form's 1 x 1 x 2 mm grid of VerSe, too."""
+    from lsdebm.evaluation.metrics import compute_metrics
+
+    (case,) = real_cases(manifest, split="val", planes=("axial",), thicknesses=(5.0,), forms=("original",),
+                         levels=("L3",))
+    rows = select_rows(["raw"])
+    (record,) = evaluate_real([case], row_models(rows, {}), rows).cases
+    raw = predict(case, None)
+    spacing = tuple(np.linalg.norm(case.truth_affine[:3, :3], axis=0))
+    right, as_1mm = compute_metrics(raw, case.truth, spacing), compute_metrics(raw, case.truth, (1.0, 1.0, 1.0))
+    assert record["hd95"] == pytest.approx(right["hd95"]) and record["assd"] == pytest.approx(right["assd"])
+    assert record["assd"] != pytest.approx(as_1mm["assd"])  # the 2 mm axis counts
+
+
+def test_a_truth_grid_of_another_spacing(tmp_path, manifest):
+    """``--truth-spacing``: users' truths come on CT pixels or TotalSegmentator's 1.5 mm grid."""
+    truth, native = real_cases(manifest, split="val", planes=("sagittal",), thicknesses=(5.0,),
+                               forms=("truth", "native"), levels=("L3",), truth_spacing=1.5)
+    assert np.allclose(np.linalg.norm(truth.truth_affine[:3, :3], axis=0), 1.5)
+    axis = slab_axis(native.truth_affine, "sagittal")
+    assert np.allclose(np.delete(np.linalg.norm(native.affine[:3, :3], axis=0), axis), 1.5)
+    assert dice(predict(native, None), truth.lq) == pytest.approx(1.0)  # the native slabs are the staircase's
+    for spacing, thickness, said in ((0.1, 5.0, "truth spacing 0.1 mm is outside 0.3-3 mm"),
+                                     (float("nan"), 5.0, "truth spacing nan mm is outside"),
+                                     (1.5, 1.0, "slice thickness 1 mm is thinner than the truth grid's 1.5 mm")):
+        with pytest.raises(InputError, match=said):
+            real_cases(manifest, split="val", thicknesses=(thickness,), truth_spacing=spacing)
+    out = tmp_path / "coarse"
+    assert main(["evaluate", "--real", str(manifest), "--out", str(out), "--planes", "axial", "--thicknesses", "5",
+                 "--forms", "truth", "--methods", "raw", "--truth-spacing", "1.5", "--threads", "1"]) == 0
+    md = (out / "real_report.md").read_text()
+    assert "Scored on the 1.5 mm truth grid;" in md and "truth grid 1.5 mm" in md
+    assert json.loads((out / "real_summary.json").read_text())["meta"]["protocol"]["truth_spacing"] == 1.5
+    assert main(["evaluate", "--out", str(tmp_path / "phantoms"), "--truth-spacing", "1.5"]) == 2  # real only
+
+
 @pytest.mark.parametrize("stem, level", [("L3_verse009", "L3"), ("vertebrae_L3", "L3"), ("sub-01_l3_mask", "L3"),
                                          ("sub-01_T1w_T12", "T12"), ("case_T12_L1", ""), ("mask", ""),
                                          ("L3", "L3"), ("vertebrae_L3.seg", "L3"), ("sacrum", "")])

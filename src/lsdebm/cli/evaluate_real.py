@@ -12,7 +12,7 @@ import time
 from lsdebm.errors import InputError
 
 REAL_ONLY = ("split", "levels", "planes", "thicknesses", "forms", "consistency_weight", "consistency_steps",
-             "projection", "slab_model", "simulator", "simulator_option")
+             "projection", "slab_model", "simulator", "simulator_option", "truth_spacing")
 PHANTOM_ONLY = {"data": "--data", "phantoms": "--phantoms", "record_test_metrics": "--record-test-metrics",
                 "n": "--n", "batch_size": "--batch-size", "timing_cases": "--timing-cases"}
 REAL_SEED = 0
@@ -46,7 +46,10 @@ def add_real_arguments(p: argparse.ArgumentParser) -> None:
                         "gap_mm, blur_mm, threshold, resample=nearest|linear")
     g.add_argument("--planes", help="comma-separated acquisition planes (default sagittal,axial)")
     g.add_argument("--thicknesses", help="comma-separated slice thicknesses in mm, 1-10 (default 3,5,7)")
-    g.add_argument("--forms", help="truth (LQ on the 1 mm truth grid), native (LQ on its thick-slice grid) and/or "
+    g.add_argument("--truth-spacing", type=float, metavar="MM",
+                   help="isotropic spacing of the truth grid the masks are resampled to, degraded on and scored on "
+                        "(default 1; e.g. 0.8 for CT pixels, 1.5 for TotalSegmentator's grid)")
+    g.add_argument("--forms", help="truth (LQ on the truth grid), native (LQ on its thick-slice grid) and/or "
                                    "original (LQ on the HQ mask's own grid, scored there); default truth,native")
 
 
@@ -103,8 +106,9 @@ def check_real_options(args) -> None:
 
 
 def real_protocol(args) -> dict:
-    """The validated protocol: split, levels, planes, thicknesses, forms, seed, source, simulator (None: ours)."""
-    from lsdebm.evaluation.real import check_protocol
+    """The validated protocol: split, levels, planes, thicknesses, forms, seed, source, simulator (None: ours),
+    truth spacing."""
+    from lsdebm.evaluation.real import SPACING_MM, check_protocol
     from lsdebm.evaluation.second_simulator import SecondSimulator
 
     split = _split(args.split, args.real or None)
@@ -112,12 +116,13 @@ def real_protocol(args) -> dict:
     planes = _split_list(args.planes, ("sagittal", "axial"))
     thicknesses = _thicknesses(args.thicknesses)
     forms = _split_list(args.forms, ("truth", "native"))
-    check_protocol(planes, thicknesses, forms, split)
+    spacing = SPACING_MM if getattr(args, "truth_spacing", None) is None else args.truth_spacing
+    check_protocol(planes, thicknesses, forms, split, spacing)
     second = getattr(args, "simulator", None) == "second"
     if getattr(args, "simulator_option", None) and not second:
         raise InputError("--simulator-option sets the second simulator; add --simulator second")
     return {"source": args.real or None, "split": split, "levels": levels, "planes": planes, "thicknesses": thicknesses,
-            "forms": forms, "seed": REAL_SEED if args.seed is None else args.seed,
+            "forms": forms, "seed": REAL_SEED if args.seed is None else args.seed, "truth_spacing": spacing,
             "simulator": SecondSimulator.from_options(args.simulator_option) if second else None}
 
 
@@ -138,7 +143,8 @@ def _describe(protocol: dict, cases) -> str:
     return (f"{len(masks)} real mask{'s' * (len(masks) != 1)} {of} from "
             f"{protocol['source'] or 'the bundled set'}, {split}, {levels}, planes "
             f"{','.join(protocol['planes'])}, thicknesses {','.join(f'{t:g}' for t in protocol['thicknesses'])} mm, "
-            f"forms {','.join(protocol['forms'])}, seed {protocol['seed']}")
+            f"forms {','.join(protocol['forms'])}, truth grid {protocol['truth_spacing']:g} mm, "
+            f"seed {protocol['seed']}")
 
 
 def run_real(args) -> int:
@@ -169,7 +175,7 @@ def run_real(args) -> int:
     cut = []
     cases = real_cases(protocol["source"], protocol["split"], protocol["planes"], protocol["thicknesses"],
                        protocol["seed"], protocol["forms"], levels=protocol["levels"], simulator=protocol["simulator"],
-                       dropped=cut)
+                       dropped=cut, truth_spacing=protocol["truth_spacing"])
     if cut:
         print(f"left out {len(cut)} mask(s) cut by the field of view (incomplete vertebrae): {', '.join(cut)}",
               file=sys.stderr)

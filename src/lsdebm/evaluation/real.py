@@ -1,12 +1,12 @@
 """Table 1 on real anatomy: real vertebra masks degraded by the thick-slice simulator.
 
 Protocol (docs/evaluation.md, "Real anatomy"): every complete real high-quality (HQ) mask of
-the chosen split and levels is resampled to 1 mm isotropic (:func:`lsdebm.data.real.isotropic`,
+the chosen split and levels is resampled to 1 mm isotropic (``truth_spacing``; :func:`lsdebm.data.real.isotropic`,
 10 mm padding) -- the *truth*. For every plane and slice thickness it is degraded once with
 :data:`REAL_SIMULATOR` (slab offset uniform in [0, thickness), drawn from the seed and the
 case, so a case is the same whatever else is selected). A case comes in one or two *forms*:
 
-* ``truth``: the low-quality (LQ) mask on the truth's 1 mm grid (a staircase);
+* ``truth``: the low-quality (LQ) mask on the truth's grid (a staircase);
 * ``native``: the same LQ on its own thick-slice grid -- one sample per slab, taken at the slab
   centre, spacing = thickness along the slab axis (:func:`lsdebm.data.real.slab_axis`),
   in-plane unchanged. Its reconstruction is written straight onto the truth's grid.
@@ -14,10 +14,9 @@ case, so a case is the same whatever else is selected). A case comes in one or t
   1 x 1 x 2 mm, padded like the truth) and scored there against the mask itself -- what a user
   whose ground truth lives on a CT grid sees.
 
-Every row of :data:`lsdebm.evaluation.rows.ROWS` is scored on the truth grid (1 mm; the ``original`` form on the
-mask's own grid) with
-:func:`lsdebm.evaluation.metrics.compute_metrics`; ``raw`` is the input itself (a native input resampled
-onto the truth grid by nearest neighbour).
+Every row of :data:`lsdebm.evaluation.rows.ROWS` is scored on the truth grid (the ``original`` form on the
+mask's own grid) with :func:`lsdebm.evaluation.metrics.compute_metrics` at that grid's spacing; ``raw`` is the
+input itself (a native input resampled onto the truth grid by nearest neighbour).
 
 ``simulator`` = a :class:`lsdebm.evaluation.second_simulator.SecondSimulator` degrades the same
 truths with a simulator written apart from the product's (``lsdebm evaluate --real --simulator
@@ -53,6 +52,8 @@ FORMS = ("truth", "native", "original")
 LUMBAR = ("L1", "L2", "L3", "L4", "L5")
 PAD_MM = 10.0
 SPACING_MM = 1.0
+#: The truth grids :func:`real_cases` makes (``truth_spacing``, mm): CT pixels to TotalSegmentator's 1.5 mm and more.
+TRUTH_SPACINGS_MM = (0.3, 3.0)
 GROUPS = ("subject", "plane", "thickness", "form")
 COLUMNS = tuple(METRIC_NAMES) + ("seconds",)
 
@@ -81,9 +82,13 @@ class RealCase:
 
 
 def check_protocol(planes: Sequence[str], thicknesses: Sequence[float], forms: Sequence[str],
-                   split: str | None = "val") -> None:
-    """Raise a one-line :class:`InputError` for an unknown plane/form, a thickness outside 1-10 mm, a plane, thickness
-    or form given twice, or an empty split."""
+                   split: str | None = "val", truth_spacing: float = SPACING_MM) -> None:
+    """Raise a one-line :class:`InputError` for an unknown plane/form, a thickness outside 1-10 mm or thinner than the
+    truth grid's voxels, a truth spacing outside :data:`TRUTH_SPACINGS_MM`, a plane, thickness or form given twice,
+    or an empty split."""
+    lo, hi = TRUTH_SPACINGS_MM
+    if not lo <= truth_spacing <= hi:  # NaN too
+        raise InputError(f"truth spacing {truth_spacing:g} mm is outside {lo:g}-{hi:g} mm")
     if split is not None and not str(split).strip():
         raise InputError("--split is empty; expected a split name such as val or train")
     if not planes or not thicknesses or not forms:
@@ -94,6 +99,8 @@ def check_protocol(planes: Sequence[str], thicknesses: Sequence[float], forms: S
     for t in thicknesses:
         if not 1.0 <= float(t) <= 10.0:
             raise InputError(f"slice thickness {t:g} mm is outside 1-10 mm")
+        if float(t) < truth_spacing:  # a slab thinner than a voxel of the grid it is simulated on
+            raise InputError(f"slice thickness {t:g} mm is thinner than the truth grid's {truth_spacing:g} mm voxels")
     for form in forms:
         if form not in FORMS:
             raise InputError(f"form {form!r} does not exist; expected some of {', '.join(FORMS)}")
@@ -139,7 +146,7 @@ def _case_rng(seed: int, name: str, plane: str, thickness: float) -> np.random.G
 def real_cases(source=None, split: str | None = "val", planes: Sequence[str] = ("sagittal", "axial"),
                thicknesses: Sequence[float] = (3.0, 5.0, 7.0), seed: int = 0, forms: Sequence[str] = ("truth",),
                levels: Sequence[str] | None = LUMBAR, simulator: SecondSimulator | None = None,
-               dropped: list | None = None) -> list[RealCase]:
+               dropped: list | None = None, truth_spacing: float = SPACING_MM) -> list[RealCase]:
     """Degraded real cases: one per (complete HQ mask, plane, thickness, form); see the module doc.
 
     Args:
@@ -153,16 +160,18 @@ def real_cases(source=None, split: str | None = "val", planes: Sequence[str] = (
         simulator: None for the product's simulator (:data:`REAL_SIMULATOR`), or a
             :class:`lsdebm.evaluation.second_simulator.SecondSimulator` (written apart from it).
         dropped: A list the names of the masks left out as cut by the field of view are appended to.
+        truth_spacing: The truth grid's isotropic spacing in mm (1 by default; CT pixels of 0.6-0.9 mm or
+            TotalSegmentator's 1.5 mm are what users' truths often come on).
 
     Raises:
         InputError: Bad planes/thicknesses/forms/split, or no matching masks (before any work).
     """
-    check_protocol(planes, thicknesses, forms, split)
+    check_protocol(planes, thicknesses, forms, split, truth_spacing)
     masks = load_real_masks(source, split=split, levels=tuple(levels) if levels is not None else None,
                             dropped=dropped)
     cases = []
     for m in masks:
-        truth, truth_affine = isotropic(m.mask, m.affine, spacing=SPACING_MM, pad_mm=PAD_MM)
+        truth, truth_affine = isotropic(m.mask, m.affine, spacing=truth_spacing, pad_mm=PAD_MM)
         own = own_grid(m.mask, m.affine) if "original" in forms else None
         for plane in planes:
             for t in thicknesses:
@@ -184,6 +193,12 @@ def real_cases(source=None, split: str | None = "val", planes: Sequence[str] = (
                     cases.append(RealCase(f"{m.name}_{plane}_{float(t):g}mm_{form}", m.name, m.subject, m.level, plane,
                                           float(t), form, data, affine, ref, ref_affine, params))
     return cases
+
+
+def grid_spacing(affine) -> tuple[float, ...]:
+    """The voxel size of a grid in mm (its affine's column lengths): what distances are scored in. The
+    ``original`` form's own grids are anisotropic (VerSe: 1 x 1 x 2 mm), and were scored as 1 mm."""
+    return tuple(float(v) for v in np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0))
 
 
 def own_grid(mask: np.ndarray, affine) -> tuple[np.ndarray, np.ndarray]:
@@ -228,7 +243,7 @@ def evaluate_real(cases: Sequence[RealCase], models_by_row: dict[str, Models | N
 
 def real_evaluation_job(cases: Sequence[RealCase], models_by_row: dict[str, Models | None], rows: Sequence[Row],
                         settings: RunSettings = RunSettings()) -> Job[EvalResult]:
-    """Run every row on every case and score it on the truth grid (1 mm).
+    """Run every row on every case and score it on the truth grid, at that grid's spacing.
 
     ``models_by_row`` maps a row key to its :class:`Models` (see :func:`row_models`). Each case
     row records its identifying fields, ``method``, ``seconds`` (the whole pipeline of that row
@@ -243,7 +258,7 @@ def real_evaluation_job(cases: Sequence[RealCase], models_by_row: dict[str, Mode
             pred = predict(case, models_by_row.get(row.key), settings)
             sec = time.perf_counter() - start
             seconds[row.key].append(sec)
-            metrics = compute_metrics(pred, case.truth, (SPACING_MM,) * 3)
+            metrics = compute_metrics(pred, case.truth, grid_spacing(case.truth_affine))
             records.append({**case.record(), "method": row.key, "seconds": sec, **metrics})
         yield Progress(i + 1, len(cases), "cases")
     return EvalResult(records, list(rows), seconds)

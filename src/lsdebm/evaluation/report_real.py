@@ -65,9 +65,9 @@ def render_real_markdown(result: EvalResult, summary: dict, meta: dict[str, Any]
     """The human-readable real-anatomy report (see docs/evaluation.md, "Real anatomy")."""
     n = len({c["case"] for c in result.cases})
     forms = {c.get("form") for c in result.cases}
-    grid = "the 1 mm truth grid" if "original" not in forms else \
-        ("each mask's own grid" if forms == {"original"} else
-         "the 1 mm truth grid (the original form: each mask's own grid)")
+    truth = f"the {meta.get('protocol', {}).get('truth_spacing', 1.0):g} mm truth grid"
+    grid = truth if "original" not in forms else \
+        ("each mask's own grid" if forms == {"original"} else f"{truth} (the original form: each mask's own grid)")
     parts = [f"# LSD-EBM evaluation on real anatomy\n\n{n} cases; {meta.get('test_set', '')}. "
              f"Scored on {grid}; mean ± sample std (ddof=1).\n",
              "## Table 1: segmentation quality against the real high-quality mask\n", main_table(result, summary),
