@@ -69,6 +69,46 @@ def test_out_grid_pair_is_checked_like_the_command_line_grid(cube, vae_models):
         lsdebm.reconstruct(cube, AFFINE, models=vae_models, out_grid=((10.7, 16, 16), AFFINE))
 
 
+def test_an_out_grid_elsewhere_is_refused_and_one_that_cuts_is_warned_about(cube, vae_models):
+    """A grid 1 m away gave an all-zero mask without a word (the command line's --like refused it)."""
+    far = AFFINE.copy()
+    far[:3, 3] = 1000.0
+    with pytest.raises(InputError, match="out_grid: its grid does not hold any of the structures"):
+        lsdebm.reconstruct(cube, AFFINE, models=vae_models, labels=1, out_grid=((16, 16, 16), far))
+    with pytest.warns(lsdebm.errors.InputWarning, match="out_grid: only 50% of the structures' voxels"):
+        lsdebm.reconstruct(cube, AFFINE, models=vae_models, labels=1, out_grid=((8, 16, 16), AFFINE))
+
+
+def test_models_and_their_choices_are_refused_by_name(cube, tiny_ckpts):
+    with pytest.raises(InputError, match="models='lsdebm': expected lsdebm.load_models"):  # was AttributeError
+        lsdebm.reconstruct(cube, AFFINE, models="lsdebm")
+    with pytest.raises(InputError, match="reconnet='no': expected True"):  # "no" is true: the stage was loaded
+        load_models(checkpoint=str(tiny_ckpts["vae"]), reconnet="no")
+    for option in ({"checkpoint": 3}, {"slab": False}, {"reconnet_checkpoint": 1.5}):  # were TypeErrors in Path
+        with pytest.raises(InputError, match=f"{next(iter(option))}=.*expected a bundled name"):
+            load_models("vae", **option)
+
+
+def test_record_takes_one_label_and_json_metadata(tmp_path, cube, tiny_ckpts):
+    ckpt = lsdebm.load_checkpoint(str(tiny_ckpts["lsdebm"]))
+    with pytest.raises(InputError, match="expected one label id"):  # was a numpy broadcasting error
+        lsdebm.record(cube, ckpt, AFFINE, label=[1, 2])
+    with pytest.raises(InputError, match="expected label ids"):  # label "1" was said to be absent
+        lsdebm.record(cube, ckpt, AFFINE, label="1")
+    with pytest.raises(InputError, match="metadata=\\[1\\]: expected a dict"):
+        lsdebm.record(cube, ckpt, AFFINE, metadata=[1])
+    with pytest.raises(InputError, match="metadata\\['fit'\\] = <object"):  # failed later, in save
+        lsdebm.record(cube, ckpt, AFFINE, metadata={"fit": object()})
+    rec = lsdebm.record(cube, ckpt, AFFINE, label=np.int64(1), metadata={"n": np.int64(3), "w": np.float32(0.5),
+                                                                         "src": tmp_path / "a.nii.gz"})
+    path = rec.trajectory.save(tmp_path / "run.npz")  # numpy scalars and paths were not JSON: TypeError here
+    traj = lsdebm.Trajectory.load(path)
+    assert (traj.metadata["n"], traj.metadata["w"], traj.metadata["src"]) == (3, 0.5, str(tmp_path / "a.nii.gz"))
+    np.testing.assert_array_equal(lsdebm.decode_frame(ckpt, path), lsdebm.decode_frame(ckpt, traj))  # a path too
+    with pytest.raises(InputError, match="expected a Trajectory"):  # was AttributeError: no 'metadata'
+        lsdebm.decode_frame(ckpt, None)
+
+
 def test_settings_and_method_that_cannot_apply_are_refused(cube, vae_models):
     with pytest.raises(InputError, match="expected lsdebm.RunSettings"):  # was AttributeError
         lsdebm.reconstruct(cube, AFFINE, models=vae_models, settings={"seed": 1})

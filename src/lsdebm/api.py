@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from lsdebm.data.frame import CropInfo, paste_probabilities
-from lsdebm.data.grids import check_grid_size, output_grid
+from lsdebm.data.grids import check_grid_holds, check_grid_size, output_grid
 from lsdebm.data.labelmaps import Selection
 from lsdebm.data.nifti import read_volume
 from lsdebm.data.validate import check_affine, one_line
@@ -122,6 +122,32 @@ def _settings(settings) -> RunSettings:
     return settings
 
 
+def _metadata(metadata) -> dict[str, Any]:
+    """``metadata`` as the JSON a saved trajectory holds: numpy scalars and arrays become numbers and lists and
+    paths text; anything else JSON cannot hold is refused by key (it failed later, in ``Trajectory.save``)."""
+    import json
+    from collections.abc import Mapping
+
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InputError(f"metadata={metadata!r:.60}: expected a dict of JSON values, e.g. {{'subject': 'sub-01'}}")
+
+    def plain(value):
+        if isinstance(value, (np.generic, np.ndarray)):
+            return value.tolist()
+        return str(value) if isinstance(value, Path) else value
+
+    out = {str(k): plain(v) for k, v in metadata.items()}
+    for key, value in out.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise InputError(f"metadata[{key!r}] = {value!r:.60} cannot be stored in a trajectory; expected text, "
+                             "numbers, booleans, None, or lists and dicts of them") from None
+    return out
+
+
 def _kind(models: Models) -> str:
     return models.method.kind if models.method is not None else "reconnet"
 
@@ -150,9 +176,16 @@ def reconstruct(source, affine=None, *, models: Models | None = None, method: st
     optional probabilities and the provenance.
     """
     data, aff, name = _volume(source, affine)
+    given_grid = out_grid is not None and not isinstance(out_grid, str)
     out_grid, labels, settings = _grid(out_grid, data, aff), _labels(labels), _settings(settings)
+    if given_grid:  # a grid elsewhere gave an empty mask without a word
+        chosen = data != 0 if labels is None or isinstance(labels, Selection) else np.isin(data, labels)
+        check_grid_holds(chosen, aff, out_grid, "out_grid", "a grid over the input's field of view, e.g. 'auto'")
     if models is not None and method is not None and method != _kind(models):
         raise InputError(f"method={method!r} but models holds a {_kind(models)} pipeline; pass one of them")
+    if models is not None and not isinstance(models, Models):  # models="lsdebm" failed deep in the pipeline
+        raise InputError(f"models={models!r:.60}: expected lsdebm.load_models(...); to load by name pass "
+                         "method='lsdebm' (or 'reconnet', 'vae', 'lebm')")
     models = models if models is not None else load_models(method)
     return reconstruct_volume(models, data, aff, labels=labels, settings=settings,
                               with_probabilities=with_probabilities, input_name=name, out_grid=out_grid)
@@ -200,21 +233,28 @@ def record(source, checkpoint: LoadedCheckpoint | str, affine=None, *, settings:
     data, aff, name = _volume(source, affine)
     checkpoint, settings = _checkpoint(checkpoint), _settings(settings)
     stage1 = None if stage1 is None else _checkpoint(stage1, "stage1")
+    if label is not None:  # label=[1, 2] failed inside numpy; label="1" said label 1 was absent
+        ids = _labels(label)
+        if len(ids) != 1:
+            raise InputError(f"label={label!r}: record runs one structure; expected one label id, e.g. 22")
+        label = ids[0]
+    metadata = _metadata(metadata)
     m = checkpoint.config.model
     x, crop = prepare_input(data, aff, m.grid, m.spacing, label, m)
     model_affine = crop.crop_affine if crop is not None else aff
     meta = {**run_metadata(checkpoint, settings, stage1, every, input_name=name, affine=model_affine.tolist()),
-            **(metadata or {})}
+            **metadata}
     return Recording(drain(record_run(checkpoint, x, settings, stage1, every, meta)), crop)
 
 
-def decode_frame(checkpoint: LoadedCheckpoint | str, trajectory: Trajectory, frame: int = -1, k: int = -1,
+def decode_frame(checkpoint: LoadedCheckpoint | str, trajectory: Trajectory | str | Path, frame: int = -1, k: int = -1,
                  repeat: int = 0, clean: bool = False) -> np.ndarray:
     """The decoded probability volume (model grid, float32 in [0, 1]) of one trajectory frame.
 
     ``frame`` counts forward frames first, then reverse steps (negative counts from the end:
     -1 is the final reverse step); ``k`` is the recorded Langevin iteration (-1: the last);
     ``clean`` decodes the predicted clean latent z_t / a_cum[t] instead of the current one.
+    ``trajectory`` is a :class:`Trajectory` or the path of a saved run (loaded on every call).
     A trajectory that names its checkpoint (sha256) is decoded only by that checkpoint. A name or
     path is loaded (and verified) on every call: load it once with :func:`load_checkpoint` to
     decode many frames.
@@ -222,6 +262,11 @@ def decode_frame(checkpoint: LoadedCheckpoint | str, trajectory: Trajectory, fra
     import torch
 
     checkpoint = _checkpoint(checkpoint)
+    if isinstance(trajectory, (str, Path)):  # a saved run, as lsdebm view opens it
+        trajectory = Trajectory.load(trajectory)
+    if not isinstance(trajectory, Trajectory):
+        raise InputError(f"trajectory={trajectory!r:.60}: expected a Trajectory (record(...).trajectory, "
+                         "Trajectory.load(path)) or the path of a saved .npz run")
     _check_decoder(checkpoint, trajectory)
     for what, value in (("frame", frame), ("k", k), ("repeat", repeat)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

@@ -19,7 +19,7 @@ import numpy as np
 from lsdebm.cli.reconstruct_files import all_or_none, check_targets, plan_outputs, probs_path
 from lsdebm.cli.reconstruct_files import mesh_path as _mesh_path
 from lsdebm.cli.reconstruct_files import trajectory_path as _trajectory_path
-from lsdebm.data.grids import check_out_spacing, describe_grid, like_grid, output_grid, share_on_grid
+from lsdebm.data.grids import check_grid_holds, check_out_spacing, describe_grid, like_grid, output_grid
 from lsdebm.errors import InputError, InputWarning
 from lsdebm.review.meshfile import require_marching_cubes, world_surface, write_stl
 
@@ -102,13 +102,8 @@ def _output_grid(args, volume, like, selection):
         return None
     grid = output_grid(volume.data.shape, volume.affine, args.out_spacing, like)
     if like is not None:
-        share = share_on_grid(np.isin(volume.data, selection.labels), volume.affine, grid)
-        if share == 0:
-            raise InputError(f"--like {args.like}: its grid does not hold any of the structures to refine (none of "
-                             "their voxels lies in its field of view); expected an image of the same scan or subject")
-        if share < 0.99:
-            warnings.warn(f"--like {args.like}: only {share:.0%} of the structures' voxels lie in its field of view; "
-                          "the result is cut at its edges", stacklevel=2)
+        check_grid_holds(np.isin(volume.data, selection.labels), volume.affine, grid, f"--like {args.like}",
+                         "an image of the same scan or subject")
     return grid
 
 

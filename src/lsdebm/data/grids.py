@@ -142,6 +142,22 @@ def share_on_grid(mask: np.ndarray, affine, grid, max_points: int = 200_000) -> 
     return float(inside.mean())
 
 
+def check_grid_holds(mask: np.ndarray, affine, grid, what: str, expected: str) -> None:
+    """Refuse an output ``grid`` that holds none of ``mask``'s voxels (the result would be empty), and warn when
+    it cuts some of them; ``what`` names the grid's source (``--like FILE``, ``out_grid``)."""
+    import warnings
+
+    from lsdebm.errors import InputWarning
+
+    share = share_on_grid(mask, affine, grid)
+    if share == 0:
+        raise InputError(f"{what}: its grid does not hold any of the structures to refine (none of their voxels "
+                         f"lies in its field of view); expected {expected}")
+    if share < 0.99:
+        warnings.warn(f"{what}: only {share:.0%} of the structures' voxels lie in its field of view; the result is "
+                      "cut at its edges", InputWarning, stacklevel=3)
+
+
 def describe_grid(shape, affine) -> str:
     """``"103x79x104 at 1x1x1 mm"`` for log lines."""
     spacing = "x".join(f"{v:g}" for v in np.round(_spacing(affine), 3))

@@ -176,8 +176,21 @@ def load_models(method: str | None = None, checkpoint: str | None = None, reconn
         device: Torch device for every model.
         slab: The learned slab interpolation of the output step (:func:`load_slab_model`).
     """
+    _check_choices(method, checkpoint, reconnet, reconnet_checkpoint, slab)
     models = _pipeline(method, checkpoint, reconnet, reconnet_checkpoint, device)
     return replace(models, slab=load_slab_model(slab, device))
+
+
+def _check_choices(method, checkpoint, reconnet, reconnet_checkpoint, slab) -> None:
+    """Names and paths must be text or paths, ``reconnet`` a yes/no/auto: ``reconnet="no"`` loaded the ReconNet
+    stage (a non-empty string is true) and ``checkpoint=3`` failed inside ``Path``."""
+    if reconnet is not None and not isinstance(reconnet, bool):
+        raise InputError(f"reconnet={reconnet!r}: expected True (require the ReconNet stage), False (none) or None "
+                         "(use it when one matches)")
+    for what, value in (("method", method), ("checkpoint", checkpoint), ("reconnet_checkpoint", reconnet_checkpoint),
+                        ("slab", slab)):
+        if value is not None and not isinstance(value, (str, Path)):
+            raise InputError(f"{what}={value!r:.60}: expected a bundled name or a .safetensors path (str or Path)")
 
 
 def _pipeline(method, checkpoint, reconnet, reconnet_checkpoint, device) -> Models:
