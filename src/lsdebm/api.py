@@ -53,7 +53,7 @@ def _volume(source, affine) -> tuple[np.ndarray, np.ndarray, str | None]:
         raise InputError("a nibabel image: pass its file path, or np.asanyarray(img.dataobj) with img.affine")
     if affine is None:
         raise InputError("an array needs its 4x4 voxel-to-world affine (affine=...); e.g. np.diag([sx, sy, sz, 1])")
-    return _array(source), _affine(affine), None
+    return _array(source), check_affine(affine), None
 
 
 def _array(source) -> np.ndarray:
@@ -72,15 +72,6 @@ def _array(source) -> np.ndarray:
     if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
         raise InputError("the volume contains NaN or infinite values; expected a finite mask or label map")
     return data
-
-
-def _affine(affine, name: str = "affine") -> np.ndarray:
-    """:func:`check_affine`, with values that are not numbers refused by name too."""
-    try:
-        return check_affine(affine, name)
-    except (TypeError, ValueError):
-        raise InputError(f"{name}: {affine!r:.60} is not a 4x4 matrix of numbers; expected e.g. "
-                         "np.diag([sx, sy, sz, 1])") from None
 
 
 def _labels(labels) -> list[int] | None:
@@ -111,7 +102,7 @@ def _grid(out_grid, data, affine):
         raise InputError(f"out_grid shape {shape}: expected three positive sizes (whole numbers of voxels)")
     shape = tuple(int(v) for v in sizes)
     check_grid_size(shape, "out_grid")
-    return shape, _affine(grid_affine, "out_grid")
+    return shape, check_affine(grid_affine, "out_grid")
 
 
 def _settings(settings) -> RunSettings:

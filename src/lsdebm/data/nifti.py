@@ -20,6 +20,7 @@ import numpy as np
 
 from lsdebm.data.frame import affine_spacing
 from lsdebm.data.validate import (
+    as_path,
     check_affine,
     check_compression,
     one_line,
@@ -34,6 +35,9 @@ from lsdebm.fileio import atomic_write
 from lsdebm.limits import array_bytes, check_memory
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+#: What :func:`read_volume` suggests for an argument that is no path (an image already loaded, an array).
+READ_HINT = ("; read_volume reads a NIfTI file from disk (for an image in memory use its get_fdata() and affine, "
+             "or save it with nibabel.save first)")
 SPACING_RANGE_MM = (0.05, 20.0)
 
 
@@ -176,10 +180,10 @@ def read_volume(path: str | os.PathLike) -> Volume:
     as integers holding the scaled values; other scaled voxels as float64.
 
     Raises:
-        InputError: For every problem above; the message names the file, the problem and
-            what is expected, on one line.
+        InputError: For every problem above, and for a ``path`` that is not a str or os.PathLike (an
+            in-memory image or array); the message names the file, the problem and what is expected, on one line.
     """
-    path = Path(path)
+    path = as_path(path, "read_volume path", READ_HINT)
     _check_file(path)
     image, shape, affine = _read_header(path)
     itemsize = voxel_itemsize(path, image)
@@ -234,13 +238,37 @@ def read_grid(path: str | os.PathLike) -> tuple[tuple[int, int, int], np.ndarray
 
 
 def compact_int_dtype(data: np.ndarray) -> np.dtype:
-    """The smallest of uint8/int16/int32/int64 holding every value of an integer array."""
+    """The smallest of uint8/int16/int32/int64 holding every value of an integer array; uint64 for values beyond
+    int64 (casting them to int64 wrapped them to negative numbers)."""
     lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
-    for dtype in (np.uint8, np.int16, np.int32):
+    for dtype in (np.uint8, np.int16, np.int32, np.int64):
         info = np.iinfo(dtype)
         if info.min <= lo and hi <= info.max:
             return np.dtype(dtype)
-    return np.dtype(np.int64)
+    return np.dtype(np.uint64)
+
+
+#: What :func:`write_volume` adds when its first argument is no path (often the arguments swapped).
+WRITE_HINT = "; the arguments are write_volume(path, data, affine)"
+
+
+def _writable_data(path: Path, data) -> np.ndarray:
+    """``data`` as an array NIfTI stores as it is, or one line naming ``path`` and what is wrong (never a file
+    read_volume would refuse)."""
+    data = np.asarray(data)
+    if data.ndim != 3 or 0 in data.shape:
+        raise InputError(f"{path}: can only write non-empty 3D volumes, got shape {data.shape}")
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
+    elif data.dtype == np.float16:
+        data = data.astype(np.float32)
+    if data.dtype.kind not in "iuf" or data.dtype.itemsize > 8:
+        raise InputError(f"{path}: cannot store {data.dtype} voxels; expected integer or real values "
+                         "(at most 64-bit, e.g. uint8, int32, float32 or float64)")
+    _check_finite(path, data)
+    if data.dtype.kind in "iu" and data.dtype.itemsize == 8:  # nibabel refuses implicit 64-bit ints
+        data = data.astype(compact_int_dtype(data))
+    return data
 
 
 def write_volume(path, data, affine, header=None, overwrite: bool = False):
@@ -250,25 +278,18 @@ def write_volume(path, data, affine, header=None, overwrite: bool = False):
 
     Raises:
         LsdebmError: If the file exists and ``overwrite`` is False, or cannot be written.
-        InputError: If the name is not .nii/.nii.gz, the data is not 3D, of a type NIfTI
-            cannot store or not finite (NaN, inf), or the affine is not finite and invertible.
+        InputError: If ``path`` is no str/os.PathLike or its name is not .nii/.nii.gz, the data is not a non-empty
+            3D array, of a type NIfTI cannot store (complex, float128) or not finite (NaN, inf), the affine is not
+            finite and invertible, or ``header`` is not a NIfTI header.
     """
-    path = Path(path)
+    path = as_path(path, "write_volume path", WRITE_HINT)
     if not path.name.endswith(NIFTI_SUFFIXES):
         raise InputError(f"{path}: output name must end with .nii or .nii.gz")
-    data = np.asarray(data)
-    if data.ndim != 3:
-        raise InputError(f"{path}: can only write 3D volumes, got shape {data.shape}")
-    if data.dtype == bool:
-        data = data.astype(np.uint8)
-    elif data.dtype == np.float16:
-        data = data.astype(np.float32)
-    if data.dtype.kind not in "iuf":
-        raise InputError(f"{path}: cannot store {data.dtype} voxels; expected integer or real values")
-    _check_finite(path, data)  # never write a file read_volume would refuse
-    if data.dtype.kind in "iu" and data.dtype.itemsize == 8:  # nibabel refuses implicit 64-bit ints
-        data = data.astype(compact_int_dtype(data))
+    data = _writable_data(path, data)
     affine = check_affine(affine, str(path))
+    if header is not None and not isinstance(header, nib.Nifti1Header):
+        raise InputError(f"{path}: header is a {type(header).__name__}; expected a NIfTI header (Volume.header of "
+                         "read_volume) or None")
     header = header.copy() if header is not None else None
     image = nib.Nifti1Image(data, affine, header, dtype=data.dtype)
     image.set_data_dtype(data.dtype)

@@ -35,11 +35,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lsdebm.data.validate import is_number, range_checked, seed_ok
 from lsdebm.errors import InputError
 from lsdebm.limits import array_bytes, check_memory
 
 PART_LABELS = {1: "body", 2: "pedicles", 3: "laminae", 4: "spinous", 5: "transverse", 6: "articular"}
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
+#: The voxel sizes (mm) :func:`make_vertebra` takes: finer grids would need billions of voxels to cover a vertebra,
+#: and at coarser ones it is smaller than a voxel.
+PHANTOM_SPACING_MM = (0.01, 100.0)
+#: The largest grid :func:`make_vertebra` takes per axis (the memory limit refuses far smaller ones first).
+PHANTOM_MAX_SIZE = 10**6
 
 # Nominal dimensions in mm per level (L1..L5): proportions from Panjabi 1992 / Zhou 2000, sizes
 # calibrated against the shipped real masks, train split (tests/test_phantom_calibration.py).
@@ -107,10 +113,12 @@ def subject_params(level: str, seed: int) -> dict:
     ``(level, seed)``.
 
     Raises:
-        InputError: If ``level`` is not one of L1..L5.
+        InputError: If ``level`` is not one of L1..L5, or ``seed`` is not a whole number in [0, 2**63).
     """
-    if level not in LEVELS:
-        raise InputError(f"unknown vertebra level {level!r}; allowed: {', '.join(LEVELS)}")
+    if not (isinstance(level, str) and level in LEVELS):
+        raise InputError(f"unknown vertebra level {level!r:.60}; allowed: {', '.join(LEVELS)}")
+    if not seed_ok(seed):  # numpy's seed sequence refuses negative numbers; None or a string failed in int()
+        raise InputError(f"seed={seed!r:.60}: expected a whole number >= 0 and < 2**63")
     index = LEVELS.index(level)
     rng = np.random.default_rng([int(seed), index])
     scale = float(np.clip(rng.normal(1.0, 0.03), 0.92, 1.08))
@@ -286,20 +294,28 @@ def make_vertebra(level: str, seed: int, size: int = 64, spacing: float = 2.0) -
         A :class:`Phantom` with mask, part labels, affine, level and subject parameters.
 
     Raises:
-        InputError: For an unknown level or a non-positive size/spacing.
+        InputError: For an unknown level, a seed that is no whole number in [0, 2**63), a size that is no whole
+            number in [8, :data:`PHANTOM_MAX_SIZE`], a spacing that is no number in :data:`PHANTOM_SPACING_MM`,
+            a grid too large for the memory limit, or one on which no voxel lies inside the vertebra.
     """
-    if int(size) < 8 or not spacing > 0:
-        raise InputError(f"size must be >= 8 and spacing > 0 mm, got size={size}, spacing={spacing}")
+    if not (is_number(size) and float(size).is_integer() and 8 <= size <= PHANTOM_MAX_SIZE):
+        raise InputError(f"make_vertebra.size={size!r:.60}: expected one whole number in [8, {PHANTOM_MAX_SIZE}] "
+                         "(voxels per axis of the cubic grid)")
+    size = int(size)
+    spacing = range_checked("make_vertebra", "spacing", spacing, *PHANTOM_SPACING_MM, " of mm")
     # world coordinates (3 x float64) plus the label volume are alive at once
-    check_memory(array_bytes((int(size),) * 3, 3 * 8 + 1), f"a {size}^3 phantom")
+    check_memory(array_bytes((size,) * 3, 3 * 8 + 1), f"a {size}^3 phantom")
     params = subject_params(level, seed)
-    canvas = _Canvas(int(size), float(spacing), _rotation(params["rotation_deg"]), np.array(params["offset_mm"]))
+    canvas = _Canvas(size, spacing, _rotation(params["rotation_deg"]), np.array(params["offset_mm"]))
     _paint_vertebra(canvas, params)
     parts = canvas.parts
+    if not parts.any():
+        raise InputError(f"no voxel of the {size}^3 grid at {spacing:g} mm lies inside the vertebra; expected "
+                         "a grid that resolves it (about 50 mm across: e.g. 64 voxels at 2 mm)")
     return Phantom(
         mask=(parts > 0).astype(np.uint8),
         parts=parts,
-        affine=grid_affine(int(size), float(spacing)),
+        affine=grid_affine(size, spacing),
         level=level,
         params=params,
     )

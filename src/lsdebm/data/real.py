@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from lsdebm.data.thickslice import PLANE_AXES, ThickSliceParams, simulate_thick_slice
+from lsdebm.data.validate import as_path
 from lsdebm.errors import InputError, InputWarning
 
 LEVEL_PATTERN = re.compile(r"C[1-7]|T1[0-3]|T[1-9]|L[1-6]|S1", re.IGNORECASE)
@@ -90,9 +91,13 @@ def has_split(source, split: str) -> bool:
     return any(r.get("split") == split for r in read_manifest(source)[1])
 
 
+#: What a real-mask ``source`` that is no path is told to be instead.
+SOURCE_HINT = "; give a folder of real NIfTI masks or a manifest.csv (None: the bundled set)"
+
+
 def _resolved(source: str | Path | None) -> Path:
     """The manifest ``source`` names (None: the bundled one; a folder holding one: its file), else the folder."""
-    path = bundled_manifest() if source is None else Path(source)
+    path = bundled_manifest() if source is None else as_path(source, "source", SOURCE_HINT)
     return path / "manifest.csv" if path.is_dir() and (path / "manifest.csv").is_file() else path
 
 
@@ -164,9 +169,16 @@ def load_real_masks(source: str | Path | None = None, split: str | None = None, 
             kept: it was given to us and nothing says it is another level.
         complete_only: Drop vertebrae cut by the original field of view.
         dropped: A list the names of the vertebrae ``complete_only`` dropped are appended to (to report them).
+
+    Raises:
+        InputError: For a ``source`` that is no path or names no masks, a ``dropped`` that cannot be appended to,
+            or when no mask matches the filters.
     """
     from lsdebm.data.nifti import read_volume
 
+    if dropped is not None and not callable(getattr(dropped, "append", None)):
+        raise InputError(f"dropped={dropped!r:.60}: expected a list the names of dropped vertebrae are appended to, "
+                         "or None")
     root, rows = read_manifest(source)
     out = []
     for r in rows:

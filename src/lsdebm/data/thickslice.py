@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from scipy import ndimage
 
-from lsdebm.data.validate import is_number, range_checked
+from lsdebm.data.validate import check_mask, is_number, range_checked
 from lsdebm.errors import InputError
 
 PLANE_AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
@@ -168,6 +168,7 @@ def _checked(mask, spacing, params, rng) -> tuple[np.ndarray, np.random.Generato
     mask = np.asarray(mask)
     if mask.ndim != 3 or mask.dtype.kind not in "biuf":
         raise InputError(f"mask must be a 3D (Z, Y, X) array of numbers; got shape {mask.shape}, {mask.dtype}")
+    check_mask(mask, "mask")  # NaN or negative voxels were silently background: an all-zero result
     if not (is_number(spacing) and spacing > 0):
         raise InputError(f"spacing {spacing!r} must be one positive number of mm (the grid is isotropic)")
     if not isinstance(params, ThickSliceParams):
@@ -183,13 +184,17 @@ def simulate_thick_slice(
     """Simulate a thick-slice segmentation of ``mask`` resampled back to its grid.
 
     Args:
-        mask: High-quality binary mask (Z, Y, X) on an isotropic grid.
+        mask: High-quality binary mask (Z, Y, X) on an isotropic grid (nonzero = foreground; finite,
+            non-negative values).
         spacing: Isotropic voxel spacing in mm.
         params: Acquisition settings.
         rng: Source of the boundary noise.
 
     Returns:
         The low-quality mask, uint8 {0, 1}, same shape as ``mask``.
+
+    Raises:
+        InputError: For a mask that is not 3D, holds NaN/inf or negative values, or a bad spacing, params or rng.
     """
     mask, rng = _checked(mask, spacing, params, rng)
     axis = PLANE_AXES[params.plane]

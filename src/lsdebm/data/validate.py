@@ -7,6 +7,7 @@ input is usable after a stated change (squeezed axes, thresholded probabilities,
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -37,6 +38,21 @@ def seed_ok(seed) -> bool:
     return not isinstance(seed, bool) and isinstance(seed, (int, np.integer)) and 0 <= int(seed) <= MAX_SEED
 
 
+def as_path(value, name: str, hint: str = "") -> Path:
+    """``value`` as a Path when it is a file path (a str or an os.PathLike naming a str path); else one line naming
+    ``name`` and the type it got (None, bytes, an array or an image reached ``Path()`` as a bare TypeError).
+    ``hint`` is appended to the message (e.g. the function's argument order)."""
+    if isinstance(value, (str, os.PathLike)):
+        try:
+            text = os.fspath(value)
+        except TypeError:
+            text = None
+        if isinstance(text, str):
+            return Path(text)
+    got = type(value).__name__ + (" (decode it to a str)" if isinstance(value, (bytes, bytearray)) else "")
+    raise InputError(f"{name}: expected a file path (str or os.PathLike), got {got}{hint}")
+
+
 def range_checked(owner: str, name: str, value, lo: float, hi: float, unit: str = "") -> float:
     """``value`` as a float when it is one number in [lo, hi]; else one line naming ``owner.name``, the value and
     the range (a string, None or NaN was a bare TypeError or passed the comparison)."""
@@ -51,9 +67,16 @@ def check_affine(affine, name: str = "affine") -> np.ndarray:
     A non-orthogonal (sheared) affine is accepted: resampling uses the full matrix.
 
     Raises:
-        InputError: If it is not 4x4, has NaN/inf, or a zero-volume (singular) 3x3 part.
+        InputError: If it is not numeric or not 4x4, has NaN/inf, or a zero-volume (singular) 3x3 part.
     """
-    affine = np.asarray(affine, dtype=np.float64)
+    if affine is None:
+        raise InputError(f"{name}: no affine (None); expected a 4x4 voxel-to-world matrix")
+    try:
+        affine = np.asarray(affine, dtype=np.float64)
+    except (TypeError, ValueError):
+        shown = " ".join(repr(affine).split())[:60]
+        raise InputError(f"{name}: affine {shown} is not a 4x4 matrix of numbers; expected a voxel-to-world matrix, "
+                         "e.g. np.diag([sx, sy, sz, 1])") from None
     if affine.shape != (4, 4):
         raise InputError(f"{name}: affine has shape {affine.shape}; expected 4x4")
     if not np.all(np.isfinite(affine)):
@@ -154,6 +177,43 @@ def voxel_itemsize(path: Path, image) -> int:
         if scaled_ends(info.min, info.max, slope, inter) is not None:
             return dtype.itemsize
     return 8
+
+
+def check_mask(mask, name: str = "mask") -> np.ndarray:
+    """Return ``mask`` as a boolean foreground array (nonzero = foreground).
+
+    A torch tensor is detached and copied to the CPU first (one that requires grad is a model's output).
+
+    Raises:
+        InputError: If it is not a rectangular array (a ragged list) or has no axis (a single value), or its
+            values are not boolean, integer or real, are NaN/infinite, or negative (a label map's labels are
+            non-negative).
+    """
+    if callable(getattr(mask, "detach", None)) and callable(getattr(mask, "cpu", None)):
+        mask = mask.detach().cpu()  # torch: numpy() refuses a tensor that requires grad or lives on a GPU
+    try:
+        mask = np.asarray(mask)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} is not a rectangular array (nested rows of different lengths?); expected a binary "
+                         "mask or a label map of one shape") from None
+    if mask.ndim == 0:
+        raise InputError(f"{name} is a single value ({mask!r:.40}), not an array of voxels; expected a 2D or 3D "
+                         "binary mask or label map")
+    kind = mask.dtype.kind
+    if kind == "b":
+        return mask
+    if kind not in "iuf":
+        raise InputError(f"{name} has values of type {mask.dtype}; expected a boolean or integer mask, "
+                         "or a label map with non-negative labels")
+    if kind == "f" and not np.all(np.isfinite(mask)):
+        n_nan = int(np.count_nonzero(np.isnan(mask)))
+        n_inf = int(np.count_nonzero(np.isinf(mask)))
+        raise InputError(f"{name} contains {n_nan} NaN and {n_inf} infinite values; expected finite values "
+                         "(a binary mask or a label map with non-negative labels)")
+    if kind in "if" and mask.size and mask.min() < 0:
+        raise InputError(f"{name} has negative values (minimum {mask.min():g}); expected a binary mask or a "
+                         "label map with non-negative labels")
+    return mask > 0
 
 
 def foreground(data: np.ndarray, label: int | None) -> np.ndarray:

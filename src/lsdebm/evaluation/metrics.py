@@ -39,6 +39,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
+from lsdebm.data.validate import check_mask
 from lsdebm.errors import InputError
 
 METRIC_NAMES = ("dsc", "vs", "sen", "spec", "nmi", "ck", "hd95", "assd")
@@ -54,31 +55,9 @@ class Confusion(NamedTuple):
 
 
 ASSD_METHODS = ("symmetric_mean", "pooled")
-
-
-def check_mask(mask, name: str = "mask") -> np.ndarray:
-    """Return ``mask`` as a boolean foreground array (nonzero = foreground).
-
-    Raises:
-        InputError: If the values are not boolean, integer or real, are NaN/infinite, or
-            negative (a label map's labels are non-negative).
-    """
-    mask = np.asarray(mask)
-    kind = mask.dtype.kind
-    if kind == "b":
-        return mask
-    if kind not in "iuf":
-        raise InputError(f"{name} has values of type {mask.dtype}; expected a boolean or integer mask, "
-                         "or a label map with non-negative labels")
-    if kind == "f" and not np.all(np.isfinite(mask)):
-        n_nan = int(np.count_nonzero(np.isnan(mask)))
-        n_inf = int(np.count_nonzero(np.isinf(mask)))
-        raise InputError(f"{name} contains {n_nan} NaN and {n_inf} infinite values; expected finite values "
-                         "(a binary mask or a label map with non-negative labels)")
-    if kind in "if" and mask.size and mask.min() < 0:
-        raise InputError(f"{name} has negative values (minimum {mask.min():g}); expected a binary mask or a "
-                         "label map with non-negative labels")
-    return mask > 0
+#: The largest voxel size :func:`check_spacing` takes (a kilometre): larger ones are units errors, and their squared
+#: distances overflow.
+MAX_SPACING_MM = 1e6
 
 
 def check_spacing(spacing, ndim: int) -> tuple[float, ...]:
@@ -86,7 +65,7 @@ def check_spacing(spacing, ndim: int) -> tuple[float, ...]:
 
     Raises:
         InputError: If it is not numeric, has a number of values other than 1 or ``ndim``, or
-            any value is zero, negative, NaN or infinite.
+            any value is zero, negative, NaN, infinite or above :data:`MAX_SPACING_MM`.
     """
     try:
         values = np.asarray(spacing, dtype=np.float64)
@@ -101,6 +80,9 @@ def check_spacing(spacing, ndim: int) -> tuple[float, ...]:
     if not np.all(np.isfinite(values)) or np.any(values <= 0):
         raise InputError(f"spacing {tuple(values.tolist())} has zero, negative or non-finite values; "
                          f"expected {ndim} positive finite numbers in mm")
+    if np.any(values > MAX_SPACING_MM):  # squared distances of such a grid overflow: HD95 and ASSD were NaN
+        raise InputError(f"spacing {tuple(values.tolist())} mm is larger than {MAX_SPACING_MM:g} mm (a units "
+                         f"error?); expected {ndim} positive voxel sizes in mm")
     return tuple(float(v) for v in values)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from lsdebm.data.nifti import affine_spacing, write_volume
+from lsdebm.data.validate import check_affine
 from lsdebm.errors import InputError, LsdebmError
 from lsdebm.fileio import atomic_write
 from lsdebm.provenance import make_provenance, sidecar_path, write_provenance
@@ -89,8 +90,11 @@ def world_mesh(mesh: Mesh, affine) -> Mesh:
     """Map a grid-mm mesh to world (RAS+) mm with the voxel-to-world ``affine``.
 
     Triangle winding is reversed when the affine flips handedness, so normals keep pointing out.
+
+    Raises:
+        InputError: If ``affine`` is not a finite, invertible 4x4 matrix.
     """
-    affine = np.asarray(affine, float)
+    affine = check_affine(affine, "affine")
     spacing = np.asarray(affine_spacing(affine))
     index = np.asarray(mesh.vertices, float) / spacing
     world = index @ affine[:3, :3].T + affine[:3, 3]

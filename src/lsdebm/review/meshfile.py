@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lsdebm.data.validate import check_affine, is_number
 from lsdebm.errors import InputError
 from lsdebm.fileio import atomic_write
 from lsdebm.review.surface import Mesh
@@ -46,14 +47,21 @@ def world_surface(mask_or_probs, affine, level: float = 0.5) -> Mesh:
         level: Probability threshold for real-valued input.
 
     Raises:
-        InputError: If scikit-image is missing, or the volume is not 3D or has no foreground.
+        InputError: If scikit-image is missing, the affine is not a finite invertible 4x4 matrix, ``level`` is not
+            a number, or the volume is not 3D, holds NaN/inf or has no foreground.
     """
     from lsdebm.data.nifti import affine_spacing
     from lsdebm.review.export import world_mesh
     from lsdebm.review.surface import mask_mesh
 
+    affine = check_affine(affine, "affine")  # a singular or NaN one wrote degenerate or NaN vertices
+    if not is_number(level):
+        raise InputError(f"level={level!r:.60}: expected a number (the threshold of a probability map, e.g. 0.5)")
     require_marching_cubes()
     data = np.asarray(mask_or_probs)
+    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+        raise InputError("the volume contains NaN or infinite values; expected a finite mask, label map or "
+                         "probability map")
     inside = data >= level if data.dtype.kind == "f" else data != 0
     mesh = mask_mesh(inside, spacing=affine_spacing(affine), smooth_iterations=0)
     return world_mesh(mesh, affine)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lsdebm.data.validate import check_mask
 from lsdebm.errors import InputError
 
 TN, TP, FP, FN = 0, 1, 2, 3
@@ -50,10 +51,13 @@ class Overlap:
 def overlap_map(pred, ref) -> Overlap:
     """Classify every voxel of ``pred`` (nonzero = foreground) against the reference ``ref``.
 
+    Masks and label maps (several positive labels) are accepted as :func:`lsdebm.evaluation.metrics.compute_metrics`
+    accepts them (:func:`lsdebm.data.validate.check_mask`).
+
     Raises:
-        InputError: If the shapes differ.
+        InputError: If the shapes differ or a mask is not boolean/integer/real, holds NaN/inf or negative values.
     """
-    pred, ref = np.asarray(pred) != 0, np.asarray(ref) != 0
+    pred, ref = check_mask(pred, "prediction"), check_mask(ref, "reference")
     if pred.shape != ref.shape:
         raise InputError(f"prediction and reference shapes differ: {pred.shape} vs {ref.shape}")
     labels = np.zeros(pred.shape, np.uint8)

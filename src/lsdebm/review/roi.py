@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lsdebm.data.validate import check_mask
 from lsdebm.errors import InputError
 from lsdebm.evaluation.metrics import METRIC_NAMES, compute_metrics
 from lsdebm.evaluation.parts import part_regions
@@ -76,6 +77,27 @@ def _bbox(mask: np.ndarray) -> tuple[slice, ...]:
     return tuple(slice(int(a), int(b) + 1) for a, b in zip(idx.min(0), idx.max(0)))
 
 
+def _checked_pair(pred, ref) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground of the prediction and reference (nonzero; label maps of several labels are whole structures),
+    checked as :func:`lsdebm.evaluation.metrics.compute_metrics` checks them."""
+    pred, ref = check_mask(pred, "prediction"), check_mask(ref, "reference")
+    if pred.shape != ref.shape:
+        raise InputError(f"prediction and reference shapes differ: {pred.shape} vs {ref.shape}")
+    return pred, ref
+
+
+def _checked_parts(parts, shape: tuple) -> np.ndarray:
+    """A part label map of ``shape`` whose labels are whole non-negative numbers (NaN failed as a bare ValueError;
+    a fractional label named a part no voxel of the partition holds)."""
+    check_mask(parts, "part label map")  # non-real, NaN/inf and negative values
+    parts = np.asarray(parts)
+    if parts.dtype.kind == "f" and not np.array_equal(parts, np.round(parts)):
+        raise InputError("part label map has fractional values; expected whole-number part labels (0 = background)")
+    if parts.shape != tuple(shape):
+        raise InputError(f"part label map shape {parts.shape} differs from the volume shape {tuple(shape)}")
+    return parts
+
+
 def region_metrics(pred, ref, spacing, region, reference_compat: bool = False) -> dict:
     """Metrics of ``pred`` against ``ref`` inside ``region`` (a box of slices or a boolean mask).
 
@@ -90,18 +112,17 @@ def region_metrics(pred, ref, spacing, region, reference_compat: bool = False) -
         Dict keyed by :data:`lsdebm.evaluation.metrics.METRIC_NAMES`.
 
     Raises:
-        InputError: If shapes differ or the region is empty.
+        InputError: If shapes differ, the region is empty, or a mask is refused by
+            :func:`lsdebm.data.validate.check_mask` (NaN/inf, negative or non-real values).
     """
-    pred, ref = np.asarray(pred) != 0, np.asarray(ref) != 0
-    if pred.shape != ref.shape:
-        raise InputError(f"prediction and reference shapes differ: {pred.shape} vs {ref.shape}")
+    pred, ref = _checked_pair(pred, ref)
     if region is None:
         return compute_metrics(pred, ref, spacing, reference_compat)
     if isinstance(region, tuple) and all(isinstance(s, slice) for s in region):
         if pred[region].size == 0:
             raise InputError("the ROI box is empty")
         return compute_metrics(pred[region], ref[region], spacing, reference_compat)
-    region = np.asarray(region) != 0
+    region = check_mask(region, "ROI mask")
     if region.shape != pred.shape:
         raise InputError(f"ROI mask shape {region.shape} differs from the volume shape {pred.shape}")
     if not region.any():
@@ -153,23 +174,25 @@ def review_metrics(pred, ref, spacing, parts=None, part_names: dict | None = Non
     """The review table: whole volume, one row per anatomical part (if ``parts``), the ROI (if ``roi``).
 
     Args:
-        pred, ref: Prediction and reference masks.
+        pred, ref: Prediction and reference masks (nonzero = foreground; finite, non-negative values).
         spacing: Voxel spacing in mm.
-        parts: Optional part label map of the reference (0 = background).
+        parts: Optional part label map of the reference (0 = background; whole non-negative labels).
         part_names: Label -> name (default :data:`lsdebm.data.phantoms.PART_LABELS`; unknown
             labels are called ``part N``).
         roi: Optional region (box of slices or boolean mask).
         roi_name: Name of the ROI row.
         reference_compat: Passed to :func:`lsdebm.evaluation.metrics.compute_metrics`.
+
+    Raises:
+        InputError: For masks or a region :func:`region_metrics` refuses, or a part label map of another shape or
+            with NaN, negative or fractional labels.
     """
-    pred, ref = np.asarray(pred) != 0, np.asarray(ref) != 0
+    pred, ref = _checked_pair(pred, ref)
     rows = [MetricsRow("whole volume", int(pred.size), region_metrics(pred, ref, spacing, None, reference_compat))]
     if parts is not None:
         if part_names is None:
             from lsdebm.data.phantoms import PART_LABELS as part_names
-        parts = np.asarray(parts)
-        if parts.shape != pred.shape:
-            raise InputError(f"part label map shape {parts.shape} differs from the volume shape {pred.shape}")
+        parts = _checked_parts(parts, pred.shape)
         regions = part_regions(parts, spacing)
         for label in (int(v) for v in np.unique(parts) if v != 0):
             region = regions == label

@@ -31,6 +31,7 @@ from safetensors.torch import save_file
 
 from lsdebm import __version__
 from lsdebm.config import MODEL_KINDS, Config
+from lsdebm.data.validate import as_path
 from lsdebm.errors import CheckpointError, LsdebmError
 from lsdebm.fileio import atomic_write
 from lsdebm.limits import check_memory
@@ -226,12 +227,14 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", expect
     teaching models load through it with the same checks as the 3D models.
 
     Raises:
-        InputError: For a ``device`` that is not ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` of this machine.
+        InputError: For a ``device`` that is not ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` of this machine, or a
+            ``path`` that is no str or os.PathLike.
         CheckpointError: If the file is a pickle, missing, truncated, corrupt, edited, from a
             newer format version, of another kind than ``expect_kind``, has tensors that do not
             match its config, or non-finite weights (see the module docstring).
     """
     device = resolve_device(device)  # an unknown device, or CUDA without CUDA: one InputError, not torch's
+    as_path(path, "checkpoint", "; give a .safetensors file or a bundled checkpoint name")  # None: TypeError
     path = Path(resolve_checkpoint(path))
     extra_kinds = dict(extra_kinds or {})
     meta = read_metadata(path, extra_kinds)
