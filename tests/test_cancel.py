@@ -188,9 +188,14 @@ def test_interrupted_training_leaves_no_partial_checkpoint(tmp_path, monkeypatch
 def _partial_then(exc):
     """A stand-in for a library writer: writes part of its file, then fails with ``exc``."""
     def writer(*args, **kwargs):
-        target = next(a for a in list(args) + list(kwargs.values()) if isinstance(a, (str, os.PathLike)))
-        with open(target, "wb") as handle:
+        values = list(args) + list(kwargs.values())
+        handle = next((a for a in values if callable(getattr(a, "write", None))), None)  # an open file
+        if handle is not None:
             handle.write(b"partial data")
+            raise exc
+        target = next(a for a in values if isinstance(a, (str, os.PathLike)))
+        with open(target, "wb") as out:
+            out.write(b"partial data")
         raise exc
 
     return writer

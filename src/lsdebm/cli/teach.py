@@ -109,9 +109,9 @@ def check_values(args) -> None:
 def check_samples_memory(n: int, grid: int) -> None:
     """Refuse an ``--n`` whose images (float32, and the float64 mosaic a PNG is made of) exceed the memory
     limit, before sampling: ``--n 100000000`` ran for hours, batch after batch, towards that allocation."""
-    from lsdebm.limits import array_bytes, check_memory
+    from lsdebm.teach.generate import check_samples_memory as check
 
-    check_memory(array_bytes((n, grid, grid), 4 + 8), f"--n {n}: {n} generated {grid}x{grid} digits")
+    check(n, grid, f"--n {n}", 4 + 8)
 
 
 def refuse_an_input(target: Path, loaded: dict) -> None:
@@ -169,14 +169,25 @@ def write_png(path: Path, image, overwrite: bool = False) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_bytes(png), overwrite=overwrite)
 
 
+def write_npy(path: Path, array, overwrite: bool = False) -> Path:
+    """Write ``array`` as ``.npy`` under exactly ``path`` (``d.NPY`` included), atomically."""
+    import numpy as np
+
+    from lsdebm.fileio import atomic_write
+
+    def write(tmp: Path) -> None:  # through a handle: np.save appends ".npy" to a name not ending in exactly that
+        with open(tmp, "wb") as handle:
+            np.save(handle, array)
+
+    return atomic_write(path, write, overwrite=overwrite)
+
+
 def _generate(args) -> int:
     import math
 
-    import numpy as np
-
     from lsdebm.data.digits import digit_mosaic
     from lsdebm.errors import InputError
-    from lsdebm.fileio import atomic_write, check_target, check_writable
+    from lsdebm.fileio import check_target, check_writable
     from lsdebm.methods import RunSettings
     from lsdebm.teach.checkpoints import load_teach
     from lsdebm.teach.generate import sample_images
@@ -188,7 +199,7 @@ def _generate(args) -> int:
     check_samples_memory(args.n, model.cfg.model.grid)
     images = sample_images(model, args.n, RunSettings(seed=args.seed))
     if args.out.suffix.lower() == ".npy":
-        atomic_write(args.out, lambda tmp: np.save(tmp, images), overwrite=args.overwrite)
+        write_npy(args.out, images, overwrite=args.overwrite)
     else:
         write_png(args.out, digit_mosaic(images, int(math.ceil(math.sqrt(args.n)))), overwrite=args.overwrite)
     print(f"wrote {args.n} samples to {args.out}")

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import torch
 
 from lsdebm.errors import InputError
+from lsdebm.limits import array_bytes, check_memory
 from lsdebm.methods.base import Method, Resolved, RunSettings, consistency_config, decode, langevin_config, result_event
 from lsdebm.methods.lebm import LEBMMethod
 from lsdebm.methods.lsdebm import LSDEBMMethod, sampling_schedule
@@ -97,19 +98,31 @@ def run_events(model: torch.nn.Module, x: torch.Tensor, settings: RunSettings = 
     resolved = check_settings(model, settings)
     method = method_for(model)
     device = next(model.parameters()).device
-    x = check_input(model, torch.as_tensor(x)).to(device)
-    x = x.repeat_interleave(settings.repeats, dim=0)
+    x = check_input(model, torch.as_tensor(x))
+    check_chain_memory(model, x.shape[0], settings.repeats)
+    x = x.to(device).repeat_interleave(settings.repeats, dim=0)
     g = generator if generator is not None else make_generator(settings.seed, device)
     observations = method.prepare_observations(observations, x.shape[0], settings.repeats, device)
     return method.events(x, resolved, g, observations)
 
 
 def check_settings(model: torch.nn.Module, settings: RunSettings) -> Resolved:
-    """``settings`` resolved for ``model``'s method; bad values (K, steps, step size, repeats...) are refused in one
-    line, before anything runs (a command checks them before it starts its progress bar)."""
-    if settings.repeats < 1:
-        raise InputError(f"repeats={settings.repeats} must be >= 1")
+    """``settings`` resolved for ``model``'s method; values bad for this model (steps beyond its T, more repeats than
+    fit the memory limit) are refused in one line, before anything runs (a command checks them before it starts its
+    progress bar). Wrong types and ranges of any model were refused by :class:`RunSettings` itself."""
+    check_chain_memory(model, 1, settings.repeats)  # one input's chains; run_events checks the whole batch
     return method_for(model).resolve(settings)
+
+
+def check_chain_memory(model: torch.nn.Module, inputs: int, repeats: int) -> None:
+    """Refuse ``inputs * repeats`` chains whose batched volumes alone exceed the memory limit, before allocating
+    them (``repeats=10**6`` failed inside torch's allocator): per chain its input copy, its probabilities and the
+    network's first feature map, float32 on the model grid (a lower bound of what the run needs)."""
+    m = model.cfg.model
+    per_chain = array_bytes((m.grid,) * m.spatial_dims, 4 * (2 + int(m.channels[0])))
+    check_memory(int(inputs) * int(repeats) * per_chain,
+                 f"repeats={repeats}: {int(inputs) * int(repeats)} chains ({inputs} input(s) x {repeats} repeats) "
+                 f"on the {m.grid}^{m.spatial_dims} model grid")
 
 
 def run(model: torch.nn.Module, x: torch.Tensor, settings: RunSettings = RunSettings(),
@@ -133,7 +146,7 @@ def generate_events(model: torch.nn.Module, n: int, settings: RunSettings = RunS
 
 
 __all__ = ["METHOD_CLASSES", "LEBMMethod", "LSDEBMMethod", "Method", "ReconNetMethod", "Resolved", "RunSettings",
-           "VAEMethod", "chain_summary", "check_input", "check_settings", "consistency_config", "decode",
-           "generate_events", "iterations", "langevin_config", "make_generator", "method_class", "method_for",
-           "method_for_config", "posterior_energy", "prior_energy", "resolve", "result_event", "run", "run_events",
-           "sampling_schedule"]
+           "VAEMethod", "chain_summary", "check_chain_memory", "check_input", "check_settings", "consistency_config",
+           "decode", "generate_events", "iterations", "langevin_config", "make_generator", "method_class",
+           "method_for", "method_for_config", "posterior_energy", "prior_energy", "resolve", "result_event", "run",
+           "run_events", "sampling_schedule"]

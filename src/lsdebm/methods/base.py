@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from lsdebm.accel.convnet import inference as fast_net  # same function, faster (eval mode)
-from lsdebm.config import ConsistencyConfig, LangevinConfig
+from lsdebm.config import LANGEVIN_INITS, ConsistencyConfig, LangevinConfig
+from lsdebm.data.validate import MAX_SEED, is_number, seed_ok
 from lsdebm.errors import InputError
 from lsdebm.nn.registry import KindInfo, kind_info
 from lsdebm.sampling.events import Event, ResultEvent
@@ -52,6 +54,43 @@ class RunSettings:
     consistency_steps: int | None = None
     projection: float | None = None
     interpolation: float | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse a wrong type or range in one line naming the field (``K=2.5``, ``seed=None`` and ``repeats="2"``
+        were TypeErrors deep inside the sampler; ``seed=1.5`` ran as seed 1); numpy scalars become Python ones."""
+        for name, (optional, whole, in_range, expected) in SETTING_CHECKS.items():
+            value = getattr(self, name)
+            if value is None and optional:
+                continue
+            if not (_whole(value) if whole else is_number(value)):
+                raise InputError(f"RunSettings.{name}={value!r:.60} must be a {'whole' if whole else 'finite'} number "
+                                 f"{expected}" + (" (or None: the checkpoint's value)" if optional else ""))
+            if not in_range(value):  # worded as before, so the command line names its option (--repeats 0 ...)
+                raise InputError(f"RunSettings.{name}={value} must be {expected}")
+            object.__setattr__(self, name, int(value) if whole else float(value))
+        if self.init is not None and self.init not in LANGEVIN_INITS:
+            raise InputError(f"RunSettings.init={self.init!r:.60} must be one of "
+                             f"{', '.join(map(repr, LANGEVIN_INITS))} (or None: the checkpoint's value)")
+        if not isinstance(self.use_mean, (bool, np.bool_)):
+            raise InputError(f"RunSettings.use_mean={self.use_mean!r:.60} must be True or False")
+        object.__setattr__(self, "use_mean", bool(self.use_mean))
+
+
+#: RunSettings field -> (None allowed: "the checkpoint's", whole numbers only, the range check, the range in words).
+SETTING_CHECKS = {
+    "steps": (True, True, lambda v: v >= 0, ">= 0"), "K": (True, True, lambda v: v >= 1, ">= 1"),
+    "step_size": (True, False, lambda v: v > 0, "> 0"), "noise_scale": (True, False, lambda v: v >= 0, ">= 0"),
+    "repeats": (False, True, lambda v: v >= 1, ">= 1"),
+    "seed": (False, True, seed_ok, f"in 0..{MAX_SEED} (2**63 - 1)"),
+    "consistency_weight": (True, False, lambda v: v >= 0, ">= 0"),
+    "consistency_steps": (True, True, lambda v: v >= 0, ">= 0"),
+    "projection": (True, False, lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "interpolation": (True, False, lambda v: v >= 0, ">= 0")}
+
+
+def _whole(value) -> bool:
+    """A Python or numpy integer (not a bool: ``True`` is no count of steps)."""
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
 
 
 RECORD_FIELDS = ("repeats", "seed", "use_mean", "steps", "K", "step_size", "noise_scale", "init", "T",

@@ -78,20 +78,34 @@ class Trajectory:
         return int(self.metadata.get("forward_start_t", 0))
 
     def frame_info(self, s: int) -> tuple[str, int]:
-        """(phase, t) of frame ``s``: t is the paper's diffusion step (z_t), not the frame index."""
-        if not 0 <= s < self.n_frames:
-            raise IndexError(f"frame {s} outside 0..{self.n_frames - 1}")
+        """(phase, t) of frame ``s``: t is the paper's diffusion step (z_t), not the frame index (negative ``s``
+        counts from the end; outside the trajectory: InputError)."""
+        s = self._index("frame", s, self.n_frames, "frames")
         nf = self.forward.shape[1]
         return ("forward", self.forward_start + s) if s < nf else ("reverse", self.depth - 1 - (s - nf))
 
     def latent(self, s: int, k_index: int = -1, repeat: int = 0, clean: bool = False) -> np.ndarray:
         """Latent at frame ``s`` and recorded iteration ``k_index`` (forward frames ignore k).
 
+        Negative indices count from the end, as in :func:`lsdebm.decode_frame` (``s=-1``: the final reverse
+        step); an index outside the trajectory is an InputError naming the valid range.
         With ``clean`` the predicted clean latent z_t / a_cum[t] is returned instead.
         """
+        s = self._index("frame", s, self.n_frames, "frames")
+        k_index = self._index("k_index", k_index, max(self.n_k, 1), "recorded Langevin iterations")
+        repeat = self._index("repeat", repeat, self.repeats, "chains (repeats)")
         phase, t = self.frame_info(s)
         z = self.forward[repeat, s] if phase == "forward" else self.reverse[repeat, t, k_index]
         return z / self.a_cum[t] if clean else z
+
+    @staticmethod
+    def _index(name: str, value, n: int, what: str) -> int:
+        """``value`` as an index into ``n`` items (negative counts from the end); else one line naming the range."""
+        whole = not isinstance(value, bool) and isinstance(value, (int, np.integer))
+        if not (whole and -n <= value < n):
+            raise InputError(f"{name}={value!r:.60} is outside the trajectory's {n} {what}; expected a whole number "
+                             f"in {-n}..{n - 1} (negative counts from the end)")
+        return int(value) % n
 
     def forward_variance(self) -> np.ndarray:
         return latent_variance(self.forward)
@@ -106,15 +120,21 @@ class Trajectory:
         return np.concatenate([self.forward_variance(), rev], axis=1)
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
-        """Write an ``.npz`` (no pickles) atomically."""
+        """Write an ``.npz`` (no pickles) atomically, under exactly the name given, which must end in ``.npz`` (any
+        case): what :meth:`load` and the viewer open. Another name is an InputError (numpy would have appended
+        ``.npz`` to it, so the name asked for would not be the file written)."""
         path = Path(path)
+        if path.suffix.lower() != ".npz":
+            raise InputError(f"{path}: a trajectory is saved as an .npz archive; expected a file name ending in .npz "
+                             f"(e.g. {path.with_suffix('.npz') if path.name else 'run.npz'})")
         meta = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **self.metadata})
         arrays = {name: getattr(self, name) for name in ("forward", "reverse", "energy", "grad_norm",
                                                           "k_values", "a_cum")}
         arrays.update({name: getattr(self, name) for name in self.OPTIONAL if getattr(self, name).size})
 
-        def write(f):
-            np.savez_compressed(f, metadata=np.array(meta), **arrays)
+        def write(tmp: Path) -> None:  # through a handle: numpy appends ".npz" to a name not ending in exactly that
+            with open(tmp, "wb") as handle:
+                np.savez_compressed(handle, metadata=np.array(meta), **arrays)
 
         atomic_write(path, write, overwrite=overwrite)
         return path

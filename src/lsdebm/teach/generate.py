@@ -9,12 +9,14 @@ the same :class:`GenerationFrames` with axes (t, k, sample, y, x).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from lsdebm.data.validate import MAX_SEED
 from lsdebm.errors import InputError
+from lsdebm.limits import array_bytes, check_memory
 from lsdebm.methods import RunSettings, decode, generate_events, method_for
 from lsdebm.nn.registry import has_energy
 from lsdebm.sampling.events import Event, ResultEvent, StepEvent
@@ -57,6 +59,21 @@ class GenerationFrames:
         return self.images[0, -1]
 
 
+def check_sample_count(n) -> int:
+    """``n`` as an int when it is a whole number >= 1 (a Python or numpy integer); else one line naming it."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise InputError(f"number of samples n={n!r:.60} must be a whole number >= 1")
+    return int(n)
+
+
+def check_samples_memory(n: int, grid: int, what: str | None = None, itemsize: int = 4 + 4) -> None:
+    """Refuse ``n`` generated ``grid`` x ``grid`` images whose arrays exceed the memory limit, before sampling
+    (``n=10**8`` ran for hours, batch after batch, towards that allocation): ``itemsize`` bytes a pixel, by default
+    the float32 batches and the float32 array they are joined into. ``what`` names the setting (default ``n=...``).
+    """
+    check_memory(array_bytes((n, grid, grid), itemsize), f"{what or f'n={n}'}: {n} generated {grid}x{grid} digits")
+
+
 def method_kind(model: torch.nn.Module) -> str:
     """The kind of a teaching model: the pixel EBM or a registered model with an energy (LSD-EBM, LEBM)."""
     kind = getattr(model, "kind", None)
@@ -72,8 +89,7 @@ def method_kind(model: torch.nn.Module) -> str:
 def generation_events(model: torch.nn.Module, n: int, settings: RunSettings = RunSettings(),
                       generator: torch.Generator | None = None) -> Iterator[Event]:
     """The event stream of generating ``n`` samples from noise with any teaching model."""
-    if n < 1:
-        raise InputError(f"number of samples n={n} must be >= 1")
+    n = check_sample_count(n)
     method_kind(model)
     if isinstance(model, PixelEBM):
         return pixel_generate_events(model, n, settings, generator)
@@ -155,12 +171,16 @@ def record_generation(model: torch.nn.Module, n: int, settings: RunSettings = Ru
 
 def sample_images(model: torch.nn.Module, n: int, settings: RunSettings = RunSettings(),
                   batch: int = 250) -> np.ndarray:
-    """Just the final images (n, H, W) in [0, 1], generated in batches (seeded by ``settings.seed``)."""
-    if n < 1:
-        raise InputError(f"number of samples n={n} must be >= 1")
+    """Just the final images (n, H, W) in [0, 1], generated in batches (seeded by ``settings.seed``).
+
+    A bad ``n`` (not a whole number >= 1, or more images than fit the memory limit) is refused before sampling.
+    """
+    n = check_sample_count(n)
+    method_kind(model)
+    check_samples_memory(n, model.cfg.model.grid)
     out = []
     for i, start in enumerate(range(0, n, batch)):
-        s = RunSettings(**{**settings.__dict__, "seed": settings.seed + i})
+        s = replace(settings, seed=(settings.seed + i) % (MAX_SEED + 1))  # batch i's seed; stays a valid seed
         result = None
         for result in generation_events(model, min(batch, n - start), s):
             pass
@@ -170,5 +190,5 @@ def sample_images(model: torch.nn.Module, n: int, settings: RunSettings = RunSet
     return np.concatenate(out).astype(np.float32)
 
 
-__all__ = ["GenerationFrames", "METHOD_LABELS", "generation_events", "generation_job", "record_generation",
-           "sample_images"]
+__all__ = ["GenerationFrames", "METHOD_LABELS", "check_sample_count", "check_samples_memory", "generation_events",
+           "generation_job", "record_generation", "sample_images"]
