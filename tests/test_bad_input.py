@@ -258,6 +258,16 @@ def test_empty_mask_and_border_contact():
     assert "reaches 20 mm from the crop centre, beyond the model's field of view (+-8 mm)" in messages
 
 
+def test_a_model_frame_too_small_for_a_vertebra_is_refused_by_name():
+    """A converted 16^3 model at the default 1 mm: its phantom offset was NaN, then numpy's 'Expected homogeneous
+    transformation matrix' from deep inside the crop (found running the README's convert command)."""
+    from lsdebm.data.frame import centroid_offset_world
+
+    with pytest.raises(InputError, match=r"the model grid \(16\^3 at 1 mm, 16 mm across\) cannot hold a vertebra"):
+        centroid_offset_world(None, 16, 1.0)
+    assert np.all(np.isfinite(centroid_offset_world(None, 32, 2.0)))  # 64 mm: the smallest sensible view works
+
+
 def test_api_callers_get_the_same_checks():
     """Arrays handed to crop_label directly (plugin layers, the explorer) are checked like files."""
     with pytest.raises(InputError, match="NaN or infinite"):

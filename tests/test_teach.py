@@ -275,7 +275,7 @@ def test_cli_generate_refuses_a_3d_checkpoint_or_a_3d_bundled_name_in_one_line(t
     assert "no such teaching checkpoint" in err and "lsdebm-digits16" in err and "vae-default" not in err
     assert main(["teach", "generate", "--model", str(tmp_path / "gone.safetensors"), "--out", str(out)]) == 2
     err = capsys.readouterr().err  # a missing file was answered with the 3D bundled names too
-    assert "gone.safetensors: file not found" in err and "lsdebm-digits16" in err and "vae-default" not in err
+    assert "gone.safetensors: no such checkpoint file" in err and "lsdebm-digits16" in err and "vae-default" not in err
     assert not out.exists()
     with pytest.raises(InputError, match="3D lsdebm model"):
         sample_images(load_teach(tiny_ckpts["lsdebm"]).model, 2)

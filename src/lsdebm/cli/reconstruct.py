@@ -27,7 +27,8 @@ from lsdebm.review.meshfile import require_marching_cubes, world_surface, write_
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``reconstruct`` subcommand."""
     p = subparsers.add_parser(
-        "reconstruct", help="refine low-quality vertebra masks (NIfTI) with LSD-EBM, VAE or LEBM",
+        "reconstruct",
+        help="refine low-quality vertebra masks (NIfTI): ReconNet (default), or LSD-EBM, VAE or LEBM after it",
         description="Crop each label around its centroid, resample to the model grid, refine (optionally after "
                     "the ReconNet stage), paste back onto the output grid (isotropic for thick-slice inputs). "
                     "OUT is a file for one input and a directory for several.")

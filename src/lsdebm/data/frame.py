@@ -233,6 +233,10 @@ def paste_back(crop_result, info: CropInfo, base=None) -> np.ndarray:
     return replace_label(base, pasted, info.label)
 
 
+#: The smallest model field of view (mm) that holds a lumbar vertebra's body and canal, the frame's reference.
+MIN_MODEL_VIEW_MM = 48.0
+
+
 @functools.lru_cache(maxsize=8)
 def model_offset_mm(grid: int, spacing: float) -> tuple[float, float, float]:
     """Where the training phantoms put a vertebra's centroid, relative to the grid centre (RAS mm).
@@ -241,6 +245,10 @@ def model_offset_mm(grid: int, spacing: float) -> tuple[float, float, float]:
     the grid centre (the frame is centred near the canal). A real structure is cropped so that
     its centroid lands at the same place: the mean centroid of L1-L5 phantoms, seeds 0-3.
     """
+    if grid * spacing < MIN_MODEL_VIEW_MM:  # phantoms on it are empty: the offset was NaN, then a deep ValueError
+        raise InputError(f"the model grid ({grid}^3 at {spacing:g} mm, {grid * spacing:g} mm across) cannot hold a "
+                         f"vertebra (50-100 mm across); expected a checkpoint whose field of view does, e.g. 64 voxels "
+                         "at 2 mm (lsdebm convert --spacing sets a converted model's voxel size)")
     centroids = []
     for level in LEVELS:
         for seed in range(4):

@@ -48,8 +48,9 @@ def resolve_teach(name_or_path: str | Path) -> Path:
     if text in stems:
         return bundled_teach_path(stems[text])
     path = Path(name_or_path)
-    if not path.exists():  # a name or a missing file; not the 3D bundled names the checkpoint loader would list
-        what = "no such teaching checkpoint" if not path.suffix and len(path.parts) == 1 else "file not found"
+    if not path.exists() and path.suffix.lower() in ("", ".safetensors"):  # not the 3D bundled names the loader
+        # would list; other suffixes (.pt) reach it for its own answer (pickles are never loaded)
+        what = "no such teaching checkpoint" if not path.suffix and len(path.parts) == 1 else "no such checkpoint file"
         raise CheckpointError(f"{text}: {what}; expected one of {', '.join(TEACH_NAMES)}, {', '.join(stems)} "
                               "or an existing .safetensors file")
     return path
