@@ -135,6 +135,20 @@ def test_repeats_that_cannot_fit_in_memory_are_refused_before_the_run(tiny_ckpts
         run(models.method.model, torch.zeros(3, 1, 16, 16, 16), RunSettings(K=2, steps=1, repeats=5000))  # one fits
 
 
+def test_generate_events_refuses_a_bad_count_or_one_that_cannot_fit(tiny_ckpts, monkeypatch):
+    """``generate_events(model, 2.5)`` failed deep inside torch, and ``n`` had no memory check."""
+    from lsdebm.methods import generate_events
+
+    model = load_checkpoint(str(tiny_ckpts["lsdebm"])).model
+    for n in (2.5, "2", True, 0):
+        with pytest.raises(InputError, match="the number of samples must be a whole number >= 1"):
+            next(generate_events(model, n))
+    monkeypatch.setenv(ENV_VAR, "1")
+    with pytest.raises(InputError, match=r"n=10000000: 10000000 chains .* more than the 1\.0 GiB limit"):
+        next(generate_events(model, 10**7))
+    assert next(generate_events(model, np.int64(2))) is not None  # numpy counts are counts
+
+
 def test_sample_images_refuses_a_bad_count_before_sampling(monkeypatch):
     """n=1.5 or "2" were TypeErrors; n=10**7 sampled batch after batch with no memory check (only the CLI had one)."""
     model = load_teach("lebm").model

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 from lsdebm.errors import InputError
@@ -114,15 +115,16 @@ def check_settings(model: torch.nn.Module, settings: RunSettings) -> Resolved:
     return method_for(model).resolve(settings)
 
 
-def check_chain_memory(model: torch.nn.Module, inputs: int, repeats: int) -> None:
+def check_chain_memory(model: torch.nn.Module, inputs: int, repeats: int, what: str | None = None) -> None:
     """Refuse ``inputs * repeats`` chains whose batched volumes alone exceed the memory limit, before allocating
     them (``repeats=10**6`` failed inside torch's allocator): per chain its input copy, its probabilities and the
-    network's first feature map, float32 on the model grid (a lower bound of what the run needs)."""
+    network's first feature map, float32 on the model grid (a lower bound of what the run needs). ``what`` names
+    the setting (default ``repeats=...``)."""
     m = model.cfg.model
     per_chain = array_bytes((m.grid,) * m.spatial_dims, 4 * (2 + int(m.channels[0])))
-    check_memory(int(inputs) * int(repeats) * per_chain,
-                 f"repeats={repeats}: {int(inputs) * int(repeats)} chains ({inputs} input(s) x {repeats} repeats) "
-                 f"on the {m.grid}^{m.spatial_dims} model grid")
+    chains = int(inputs) * int(repeats)
+    check_memory(chains * per_chain, f"{what or f'repeats={repeats}'}: {chains} chains ({inputs} input(s) x "
+                                     f"{repeats} repeats) on the {m.grid}^{m.spatial_dims} model grid")
 
 
 def run(model: torch.nn.Module, x: torch.Tensor, settings: RunSettings = RunSettings(),
@@ -138,7 +140,11 @@ def run(model: torch.nn.Module, x: torch.Tensor, settings: RunSettings = RunSett
 
 def generate_events(model: torch.nn.Module, n: int, settings: RunSettings = RunSettings(),
                     generator: torch.Generator | None = None) -> Iterator[Event]:
-    """Generate ``n`` samples from noise (Algorithm 3 for LSD-EBM; prior Langevin for LEBM)."""
+    """Generate ``n`` samples from noise (Algorithm 3 for LSD-EBM; prior Langevin for LEBM); ``n`` that is not a
+    whole number >= 1, or whose chains do not fit the memory limit, is refused before anything runs."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:  # n=2.5 failed deep inside torch
+        raise InputError(f"n={n!r:.60}: the number of samples must be a whole number >= 1")
+    check_chain_memory(model, int(n), 1, f"n={n}")
     method = method_for(model)
     device = next(model.parameters()).device
     g = generator if generator is not None else make_generator(settings.seed, device)
