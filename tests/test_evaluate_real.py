@@ -226,6 +226,26 @@ def test_a_truth_grid_of_another_spacing(tmp_path, manifest):
     assert main(["evaluate", "--out", str(tmp_path / "phantoms"), "--truth-spacing", "1.5"]) == 2  # real only
 
 
+def test_masks_of_one_file_name_in_several_folders_stay_apart(tmp_path):
+    """TotalSegmentator's layout (s0001/segmentations/vertebrae_L3.nii.gz, s0002/...) named both masks
+    vertebrae_L3: one case, one subject, each paired with the other's raw input."""
+    root = tmp_path / "ts"
+    for subject, mask in (("s0001", "verse/L3_verse009.nii.gz"), ("s0002", "verse/L4_verse009.nii.gz")):
+        (root / subject / "segmentations").mkdir(parents=True)
+        shutil.copy(bundled_manifest().parent / mask, root / subject / "segmentations" / "vertebrae_L3.nii.gz")
+    shutil.copy(bundled_manifest().parent / "verse/L5_verse009.nii.gz", root / "L5_alone.nii.gz")
+    masks = load_real_masks(root, split=None)
+    assert sorted((m.name, m.subject) for m in masks) == [
+        ("L5_alone", "L5_alone"), ("s0001/segmentations/vertebrae_L3", "s0001/segmentations/vertebrae_L3"),
+        ("s0002/segmentations/vertebrae_L3", "s0002/segmentations/vertebrae_L3")]  # a unique stem stays as it was
+    assert {m.level for m in masks} == {"L3", "L5"}
+    cases = real_cases(root, split=None, planes=("axial",), thicknesses=(5.0,), levels=None)
+    assert len({c.name for c in cases}) == 3
+    (root / "manifest.csv").write_text("file,level\ns0001/segmentations/vertebrae_L3.nii.gz,L3\n"
+                                       "s0002/segmentations/vertebrae_L3.nii.gz,L3\n")  # no subject column
+    assert len({(m.name, m.subject) for m in load_real_masks(root / "manifest.csv", split=None)}) == 2
+
+
 @pytest.mark.parametrize("stem, level", [("L3_verse009", "L3"), ("vertebrae_L3", "L3"), ("sub-01_l3_mask", "L3"),
                                          ("sub-01_T1w_T12", "T12"), ("case_T12_L1", ""), ("mask", ""),
                                          ("L3", "L3"), ("vertebrae_L3.seg", "L3"), ("sacrum", "")])

@@ -63,6 +63,10 @@ def test_valid_inputs_keep_working():
     shifted = np.roll(_blob(), 1, axis=2)
     assert hd95(shifted, _blob(), 2.0) == hd95(shifted, _blob(), (2.0, 2.0, 2.0)) == pytest.approx(2.0)
     assert compute_metrics(shifted, _blob(), [1, 1, 1])["dsc"] == pytest.approx(2 / 3)
+    square = np.zeros((8, 8), bool)
+    square[2:6, 2:6] = True  # 2D with the default spacing: was "spacing has 3 values ... for a 2D mask"
+    assert hd95(np.roll(square, 1, axis=0), square) == assd(square, square) + 1.0 == compute_metrics(
+        np.roll(square, 1, axis=0), square)["hd95"] == pytest.approx(1.0)
 
 
 def test_assd_both_definitions_hand_computed():

@@ -75,11 +75,30 @@ def _rows_from_folder(folder: Path) -> list[dict]:
             continue
         stem = p.name[: -len(".nii.gz")] if p.name.endswith(".nii.gz") else p.name[: -len(".nii")]
         rows.append({"file": str(p.relative_to(folder)), "level": level_from_name(stem),
-                     "subject": stem, "complete": FROM_FILE, "split": "train"})
+                     "complete": FROM_FILE, "split": "train"})
     if cased:  # beside L2_A.nii.gz, one mask of two was trained on without a word
         warnings.warn(f"{folder}: skipped {len(cased)} file(s) whose NIfTI suffix is not lower-case "
                       f"({', '.join(cased[:3])}{', ...' if len(cased) > 3 else ''}); rename them to .nii or .nii.gz",
                       InputWarning, stacklevel=2)
+    return rows
+
+
+def _name_rows(rows: list[dict]) -> list[dict]:
+    """Give every row a ``name``: its file's stem, or, where stems repeat (TotalSegmentator's
+    ``s0001/segmentations/vertebrae_L3.nii.gz`` beside ``s0002/...``), its path without the suffix. Two masks of
+    one name were one case: paired with each other's raw input, one subject, one slab offset. A row without a
+    subject is its own."""
+    def stem(file: str) -> str:
+        return Path(file).name.split(".")[0]
+
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[stem(r["file"])] = counts.get(stem(r["file"]), 0) + 1
+    for r in rows:
+        name = stem(r["file"])
+        r["name"] = name if counts[name] == 1 else Path(r["file"]).as_posix().split(".")[0]
+        if r.get("subject") is None:
+            r["subject"] = r["name"]
     return rows
 
 
@@ -137,7 +156,7 @@ def read_manifest(source: str | Path | None = None) -> tuple[Path, list[dict]]:
         rows = _rows_from_folder(path)
         if not rows:
             raise InputError(f"{path}: no .nii/.nii.gz masks found (expected real vertebra masks or a manifest.csv)")
-        return path, rows
+        return path, _name_rows(rows)
     if not path.is_file():
         raise InputError(f"{path}: not found; expected a folder of real NIfTI masks or a manifest.csv")
     columns, rows = _read_csv(path)
@@ -148,9 +167,9 @@ def read_manifest(source: str | Path | None = None) -> tuple[Path, list[dict]]:
     for i, r in enumerate(rows):
         if not (r["file"] or "").strip():
             raise InputError(f"{path}: row {i + 2} names no file; expected a mask path in every row's 'file' column")
-        defaults = {"split": "train", "complete": "yes", "subject": Path(r["file"]).name, "level": ""}
+        defaults = {"split": "train", "complete": "yes", "level": ""}
         r.update({k: v for k, v in defaults.items() if r.get(k) is None})  # a missing column or a short row
-    return path.parent, rows
+    return path.parent, _name_rows(rows)
 
 
 def load_real_masks(source: str | Path | None = None, split: str | None = None, levels: tuple | None = None,
@@ -232,7 +251,7 @@ def split_label_map(data: np.ndarray, affine: np.ndarray, row: dict, root: Path)
     from lsdebm.data.label_census import present_labels
     from lsdebm.data.labelmaps import select_structures
 
-    path, stem = root / row["file"], Path(row["file"]).name.split(".")[0]
+    path, stem = root / row["file"], row.get("name") or Path(row["file"]).name.split(".")[0]
     judged = row.get("complete") == FROM_FILE  # a plain folder: nothing vouches for the mask but the mask
     try:
         present = present_labels(data)

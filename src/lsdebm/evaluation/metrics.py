@@ -210,7 +210,7 @@ def _distance_metrics(pred: np.ndarray, gt: np.ndarray, spacing,
     return float(np.percentile(pooled, 95)), mean
 
 
-def hd95(pred, gt, spacing=(1.0, 1.0, 1.0)) -> float:
+def hd95(pred, gt, spacing=1.0) -> float:
     """95th percentile symmetric Hausdorff distance in mm (medpy's definition).
 
     The 95th percentile of the pooled surface-to-surface distances in both directions.
@@ -222,7 +222,7 @@ def hd95(pred, gt, spacing=(1.0, 1.0, 1.0)) -> float:
     return _distance_metrics(pred, gt, check_spacing(spacing, pred.ndim))[0]
 
 
-def assd(pred, gt, spacing=(1.0, 1.0, 1.0), method: str = "symmetric_mean") -> float:
+def assd(pred, gt, spacing=1.0, method: str = "symmetric_mean") -> float:
     """Average symmetric surface distance in mm.
 
     With S_P, S_G the surface voxels and d(x, S) the distance from x to the nearest voxel of S:
@@ -240,14 +240,14 @@ def assd(pred, gt, spacing=(1.0, 1.0, 1.0), method: str = "symmetric_mean") -> f
     return _distance_metrics(pred, gt, check_spacing(spacing, pred.ndim), method)[1]
 
 
-def compute_metrics(pred, gt, spacing=(1.0, 1.0, 1.0), reference_compat: bool = False,
+def compute_metrics(pred, gt, spacing=1.0, reference_compat: bool = False,
                     assd_method: str = "symmetric_mean") -> dict:
     """All metrics of ``pred`` against the reference ``gt``.
 
     Args:
         pred: Predicted mask (nonzero = foreground; finite, non-negative values).
         gt: Reference mask of the same shape.
-        spacing: Voxel spacing in mm per axis (or one number), for HD95 and ASSD.
+        spacing: Voxel spacing in mm per axis (or one number), for HD95 and ASSD (default 1 mm on every axis, 2D or 3D).
         reference_compat: Reproduce the authors' columns (see the module docstring).
         assd_method: ``"symmetric_mean"`` (default) or ``"pooled"``; see :func:`assd`.
 
